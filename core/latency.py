@@ -1,0 +1,86 @@
+"""Latency models: how long a batch takes on one GPU.
+
+A batch of ``b`` requests is padded (static batching): every sequence holds the
+batch's longest prompt ``P`` and decodes until the longest output ``O`` is done.
+So a batch costs ``prefill_time(b, P) + decode_time(b, P, O)``, and its decode
+steps see per-sequence contexts ``P, P+1, ..., P+O-1``.
+
+Two implementations share this interface:
+
+* :class:`ParametricLatency` (the default): prefill linear in ``b * P``; decode
+  step ``t0 + t1*b + t2*b*c`` for per-sequence context ``c`` (so ``b*c`` is the
+  batch's total context tokens). Paper 2 fits a decode step of about 30 ms +
+  0.22 ms per sequence; the context term makes long-output batches slower.
+* :class:`core.latency_grid.GridLatency`: interpolates a measured calibration grid.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+class LatencyModel(ABC):
+    """Time (seconds) of the phases of one padded batch on one GPU."""
+
+    @abstractmethod
+    def prefill_time(self, batch: int, prompt_len: int) -> float:
+        """Whole-batch prefill of ``batch`` prompts padded to ``prompt_len`` tokens."""
+
+    @abstractmethod
+    def decode_step_time(self, batch: int, context_len: float) -> float:
+        """One decode step of ``batch`` sequences, each attending ``context_len`` tokens."""
+
+    def decode_time(self, batch: int, prompt_len: int, steps: int) -> float:
+        """Sum of ``steps`` decode steps at contexts ``prompt_len .. prompt_len+steps-1``.
+
+        Subclasses override this with a closed form; the loop is the definition.
+        """
+        step = self.decode_step_time
+        return float(sum(step(batch, prompt_len + s) for s in range(steps)))
+
+    @property
+    @abstractmethod
+    def identity(self) -> dict:
+        """JSON-able description that changes whenever predictions would change."""
+
+    def run_notes(self) -> dict:
+        """Facts about the queries answered so far (e.g. grid extrapolation)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class ParametricLatency(LatencyModel):
+    """Linear prefill and decode-step model (DESIGN section 3).
+
+    prefill(b, P)      = prefill_base + prefill_per_token * b * P
+    decode_step(b, c)  = decode_base + decode_per_seq * b + decode_per_ctx_token * b * c
+    """
+
+    prefill_base: float = 0.020
+    prefill_per_token: float = 5.0e-5
+    decode_base: float = 0.030
+    decode_per_seq: float = 2.2e-4
+    decode_per_ctx_token: float = 1.0e-7
+
+    def prefill_time(self, batch: int, prompt_len: int) -> float:
+        return self.prefill_base + self.prefill_per_token * batch * prompt_len
+
+    def decode_step_time(self, batch: int, context_len: float) -> float:
+        return (self.decode_base + self.decode_per_seq * batch
+                + self.decode_per_ctx_token * batch * context_len)
+
+    def decode_time(self, batch: int, prompt_len: int, steps: int) -> float:
+        # sum_{s<steps} (t0 + t1 b + t2 b (P + s)) in closed form
+        per_step = self.decode_base + self.decode_per_seq * batch + self.decode_per_ctx_token * batch * prompt_len
+        return steps * per_step + self.decode_per_ctx_token * batch * steps * (steps - 1) * 0.5
+
+    @property
+    def identity(self) -> dict:
+        return {
+            "kind": "parametric",
+            "prefill_base": self.prefill_base,
+            "prefill_per_token": self.prefill_per_token,
+            "decode_base": self.decode_base,
+            "decode_per_seq": self.decode_per_seq,
+            "decode_per_ctx_token": self.decode_per_ctx_token,
+        }
