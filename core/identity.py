@@ -1,0 +1,19 @@
+"""Run identity: a run is the same run when config, workload, latency model and code agree."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+# Bump when a change alters simulated results, so stored runs are not served stale.
+SIM_VERSION = "1"
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def run_hash(config_dict: dict, workload_identity: dict, latency_identity: dict) -> str:
+    """sha256 over the relevant config, the workload and latency identities and SIM_VERSION."""
+    blob = canonical_json({"config": config_dict, "workload": workload_identity,
+                           "latency": latency_identity, "sim_version": SIM_VERSION})
+    return hashlib.sha256(blob.encode()).hexdigest()

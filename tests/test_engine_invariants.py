@@ -1,0 +1,177 @@
+"""Invariants of the batch-level engine, under random workloads and configs (hypothesis)."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import SimConfig, simulate
+from core.config import MODES
+from core.memory import MemoryModel
+from workloads.workload import Workload
+
+
+@st.composite
+def workloads(draw):
+    n = draw(st.integers(1, 250))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    rate = draw(st.sampled_from([0.05, 1.0, 20.0, 1000.0]))
+    gaps = rng.exponential(1.0 / rate, n)
+    if draw(st.booleans()):  # simultaneous arrivals happen in real traces
+        gaps = np.round(gaps, 0)
+    arrival = np.cumsum(gaps)
+    arrival -= arrival[0]
+    prompt = rng.integers(1, draw(st.sampled_from([50, 2000, 20000])), n)
+    output = rng.integers(1, draw(st.sampled_from([5, 300, 3000])), n)
+    noise = np.exp(rng.normal(0, 0.5, n))
+    predicted = np.maximum(1, np.round(output * noise)).astype(np.int64)
+    conf = draw(st.sampled_from([0.0, 0.0, 0.2]))
+    return Workload(arrival, prompt, output, predicted, identity={"seed": seed, "n": n, "rate": rate},
+                    confusion_p=conf)
+
+
+@st.composite
+def configs(draw):
+    mode = draw(st.sampled_from(MODES))
+    b_min = draw(st.integers(1, 8))
+    return SimConfig(
+        mode=mode,
+        gpus=draw(st.integers(1, 5)),
+        k_bins=draw(st.integers(1, 5)),
+        batch_size=draw(st.integers(1, 16)),
+        b_min=b_min,
+        b_max=draw(st.integers(b_min, 64)),
+        fill=draw(st.sampled_from(["greedy", "full"])),
+        max_wait=draw(st.sampled_from([None, 0.0, 0.5, 30.0])),
+        bin_policy=draw(st.sampled_from(["fcfs", "longest", "round_robin", "short_first"])),
+        d_sla_tbt=draw(st.sampled_from([None, 0.035, 0.05, 0.2])),
+        gpu_mem_gb=draw(st.sampled_from([20.0, 40.0])),
+        seed=draw(st.integers(0, 3)),
+    )
+
+
+def check_invariants(cfg: SimConfig, w: Workload):
+    r = simulate(cfg, w)
+    req, bat = r.requests, r.batches
+    n = len(w)
+    eta = MemoryModel.from_config(cfg).eta
+    # every request completes exactly once: batch sizes partition the requests
+    assert bat["size"].sum() == n
+    assert r.summary["completed"] == n
+    counts = np.bincount(req["batch"], minlength=len(bat["size"]))
+    np.testing.assert_array_equal(counts, bat["size"])
+    # start >= arrival, finish after start
+    assert np.all(req["start"] >= req["arrival"] - 1e-9)
+    assert np.all(req["finish"] > req["start"])
+    # no GPU runs two batches at once
+    end = bat["start"] + bat["prefill"] + bat["decode"]
+    for gpu in np.unique(bat["gpu"]):
+        m = np.flatnonzero(bat["gpu"] == gpu)
+        o = m[np.argsort(bat["start"][m], kind="stable")]
+        assert np.all(bat["start"][o[1:]] >= end[o[:-1]] - 1e-9)
+    assert bat["gpu"].min() >= 0 and bat["gpu"].max() < cfg.gpus
+    # batch sizes within their caps and memory; the padded maxima are the real maxima
+    assert np.all(bat["size"] >= 1)
+    assert np.all(bat["size"] <= bat["b_cap"])
+    if cfg.dynamic:
+        assert np.all(bat["b_cap"] <= cfg.b_max)
+        assert np.all(bat["b_cap"] == np.minimum(bat["b_mem"], bat["b_sla"]))
+    else:
+        assert np.all(bat["size"] <= cfg.batch_size)
+    assert np.all(bat["size"] * (bat["max_prompt"] + bat["max_output"]) <= eta)
+    np.testing.assert_array_equal(np.maximum.reduceat(_by_batch(req["prompt"], req["batch"]),
+                                                      _starts(bat["size"])), bat["max_prompt"])
+    # a batch never mixes bins
+    np.testing.assert_array_equal(req["bin"], bat["bin"][req["batch"]])
+    if not cfg.binned:
+        assert np.all(req["bin"] == 0)
+    # FIFO within a queue: earlier arrival never starts later, and batches keep queue order
+    for b in range(cfg.bins):
+        idx = np.flatnonzero(req["bin"] == b)  # already arrival-sorted
+        assert np.all(np.diff(req["start"][idx]) >= -1e-9)
+        assert np.all(np.diff(req["batch"][idx]) >= 0)
+    # time accounting
+    np.testing.assert_allclose(req["e2e"], req["queue_delay"] + (req["finish"] - req["start"]))
+    assert 0.0 <= r.summary["gpu_utilization"] <= 1.0 + 1e-9
+    return r
+
+
+def _by_batch(values, batch):
+    return values[np.argsort(batch, kind="stable")]
+
+
+def _starts(sizes):
+    return np.concatenate(([0], np.cumsum(sizes)[:-1]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), w=workloads())
+def test_invariants_hold_for_any_config_and_workload(cfg, w):
+    check_invariants(cfg, w)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cfg=configs(), w=workloads())
+def test_same_seed_same_result(cfg, w):
+    a, b = simulate(cfg, w), simulate(cfg, w)
+    for key in a.requests:
+        np.testing.assert_array_equal(a.requests[key], b.requests[key])
+    assert a.summary == b.summary
+
+
+def test_greedy_is_work_conserving_single_queue():
+    """With one GPU and greedy fill, a request waits only while the GPU is busy."""
+    rng = np.random.default_rng(3)
+    n = 400
+    arrival = np.cumsum(rng.exponential(2.0, n))
+    arrival -= arrival[0]
+    w = Workload(arrival, rng.integers(10, 500, n), rng.integers(1, 100, n), rng.integers(1, 100, n),
+                 identity={"t": "wc"})
+    r = simulate(SimConfig(mode="static_fifo", gpus=1, batch_size=4), w)
+    bat = r.batches
+    end = bat["start"] + bat["prefill"] + bat["decode"]
+    prev_end = np.concatenate(([0.0], end[:-1]))
+    first_arrival = w.arrival[np.argsort(r.requests["batch"], kind="stable")][_starts(bat["size"])]
+    # each batch starts exactly when both the GPU is free and its first request has arrived
+    np.testing.assert_allclose(bat["start"], np.maximum(prev_end, first_arrival))
+
+
+def test_full_fill_waits_for_a_full_batch():
+    arrival = np.arange(20, dtype=float)  # one request per second
+    w = Workload(arrival, np.full(20, 10), np.full(20, 5), np.full(20, 5), identity={"t": "full"})
+    r = simulate(SimConfig(mode="static_fifo", gpus=2, batch_size=4, fill="full"), w)
+    assert list(r.batches["size"]) == [4] * 5
+    np.testing.assert_allclose(r.batches["start"], [3, 7, 11, 15, 19])  # when the 4th request arrives
+    r = simulate(SimConfig(mode="static_fifo", gpus=2, batch_size=4, fill="full", max_wait=1.5), w)
+    np.testing.assert_allclose(r.batches["start"][:3], [1.5, 3.5, 5.5])  # head waited max_wait
+    assert list(r.batches["size"][:3]) == [2, 2, 2]
+
+
+def test_end_of_trace_flushes_partial_batches():
+    arrival = np.arange(10, dtype=float)
+    w = Workload(arrival, np.full(10, 10), np.full(10, 5), np.full(10, 5), identity={"t": "flush"})
+    r = simulate(SimConfig(mode="multi_bin_fixed", k_bins=1, batch_size=4, gpus=1), w)
+    assert list(r.batches["size"]) == [4, 4, 2]
+    assert r.batches["start"][2] >= 9.0
+
+
+def test_memory_guard_shrinks_a_batch_that_would_not_fit():
+    cfg = SimConfig(mode="static_fifo", batch_size=8, gpus=1, gpu_mem_gb=17.0, weights_gb=16.0,
+                    mem_reserve_frac=0.0)
+    eta = MemoryModel.from_config(cfg).eta  # 7629 tokens
+    w = Workload(np.zeros(8), np.full(8, 1500), np.full(8, 100), np.full(8, 100), identity={"t": "mem"})
+    r = simulate(cfg, w)
+    assert r.batches["size"][0] == eta // 1600
+    assert r.summary["mem_truncated_batches"] >= 1
+    assert r.summary["peak_batch_kv_tokens"] <= eta
+
+
+def test_a_request_that_can_never_fit_is_a_clear_error():
+    import pytest
+    from core import ConfigError
+
+    cfg = SimConfig(gpu_mem_gb=17.0, weights_gb=16.0)
+    w = Workload(np.zeros(2), np.array([10, 10**6]), np.array([5, 5]), np.array([5, 5]), identity={"t": "x"})
+    with pytest.raises(ConfigError, match="gpu_mem_gb.*request 1"):
+        simulate(cfg, w)
