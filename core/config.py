@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,10 +102,20 @@ class SimConfig:
 
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f.name, f"must be finite, got {v}")
-            if f.type in ("int",) and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ConfigError(f.name, f"must be an integer, got {v!r}")
+            kind = str(f.type).replace(" | None", "")
+            if v is None and "None" in str(f.type):
+                continue
+            if kind == "int" and isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                object.__setattr__(self, f.name, int(v))
+            elif kind == "float" and isinstance(v, numbers.Real) and not isinstance(v, bool):
+                if not math.isfinite(v):
+                    raise ConfigError(f.name, f"must be finite, got {v}")
+                object.__setattr__(self, f.name, float(v))
+            elif not (kind == "str" and isinstance(v, str)):
+                want = {"int": "an integer", "float": "a number", "str": "a string"}[kind]
+                none = " or none" if "None" in str(f.type) else ""
+                raise ConfigError(f.name, f"must be {want}{none}, got {v!r}")
+            v = getattr(self, f.name)
             choices = f.metadata.get("choices")
             if choices and v not in choices:
                 raise ConfigError(f.name, f"must be one of {', '.join(choices)}; got {v!r}")
