@@ -83,7 +83,7 @@ class Workload:
         return (len(self) - 1) / span if span > 0 else float("inf")
 
     def describe(self) -> dict:
-        """Short statistics for tables and the CLI."""
+        """Short statistics for tables and the CLI (plus the label and failed-row counts of traces)."""
         return {
             "requests": len(self),
             "duration_s": self.duration,
@@ -91,4 +91,5 @@ class Workload:
             "prompt_mean": float(self.prompt.mean()),
             "output_mean": float(self.output.mean()),
             "predicted_mean": float(self.predicted.mean()),
+            **{k: self.identity[k] for k in ("label", "failed_dropped", "failed_kept") if k in self.identity},
         }

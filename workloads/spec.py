@@ -1,0 +1,227 @@
+"""``WorkloadSpec``: the frozen, validated description of how to build a workload.
+
+Each field carries help, unit, group and choices in its metadata, so CLI flags
+and web-form widgets are generated from this table (see :func:`spec_fields`).
+A bad value raises :class:`SpecError` (a ``WorkloadError``) whose message
+starts with the field name.
+
+Fields left at ``None`` are "auto" and resolve by workload (:meth:`resolved`):
+
+================  ==========================  ===============================
+field             synthetic                   burstgpt
+================  ==========================  ===============================
+arrival           gamma                       trace (recorded timestamps)
+rate              2.0 req/s                   none: keep the trace's time scale
+num_requests      10000                       all rows from ``offset``
+real_timestamps   false                       true iff arrival=trace, no rate
+                                              and rps_scaling = 1
+================  ==========================  ===============================
+
+On a trace, ``arrival=trace`` keeps the recorded timestamps: ``rate`` rescales
+time so the mean rate ((n-1)/span) becomes ``rate``; ``rps_scaling`` divides
+time by a factor (2 = twice the rate); the two cannot be combined.
+``arrival=poisson|gamma`` keeps the trace's lengths and draws new arrivals at
+``rate``, or at the window's own mean rate times ``rps_scaling``.
+``real_timestamps`` is a guard that states the intent: true conflicts with
+anything that changes the time scale; false on a trace with arrival=trace
+needs a rate or rps_scaling to say how.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+from .burstgpt import bundled_traces
+from .predictors import PREDICTOR_FORMS, parse_predictor
+from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, LENGTH_FORMS, OUTPUT_MAX, PROMPT_MAX,
+                        parse_length_spec)
+from .workload import WorkloadError
+
+WORKLOADS = ("synthetic", "burstgpt")
+ARRIVALS = ("poisson", "gamma", "trace")
+DEFAULT_TRACE = "BurstGPT_1_first400"
+SYNTHETIC_REQUESTS = 10_000
+SYNTHETIC_RATE = 2.0
+MAX_REQUESTS = 10_000_000
+MAX_SEED = 2**63 - 1
+
+
+class SpecError(WorkloadError):
+    """An invalid workload setting; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+def _f(default: Any, help: str, unit: str = "", group: str = "workload", **extra: Any):
+    return field(default=default, metadata={"help": help, "unit": unit, "group": group, **extra})
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """What requests to simulate: a synthetic generator or a BurstGPT trace window."""
+
+    # --- source ----------------------------------------------------------
+    workload: str = _f("synthetic", "synthetic (generated) or burstgpt (a BurstGPT trace CSV).",
+                       choices=WORKLOADS)
+    trace: str = _f(DEFAULT_TRACE, "burstgpt: a bundled excerpt (" + ", ".join(bundled_traces())
+                    + ") or the path of a BurstGPT CSV.", examples=tuple(bundled_traces()))
+    num_requests: int | None = _f(None, "Requests to generate (synthetic, auto = 10000), or rows of the "
+                                  "trace window (burstgpt, auto = all rows from offset; failed rows in "
+                                  "the window are then dropped unless keep_failed).", "requests")
+    offset: int = _f(0, "burstgpt: first data row of the window (0-based, failed rows counted).", "rows")
+    keep_failed: bool = _f(False, "burstgpt: keep failed rows (Response tokens = 0) as requests with "
+                           "output 0 instead of dropping them.")
+    # --- arrivals --------------------------------------------------------
+    arrival: str | None = _f(None, "poisson, gamma (bursty) or trace (the trace's timestamps; burstgpt "
+                             "only). auto: gamma for synthetic, trace for burstgpt.", group="arrivals",
+                             choices=ARRIVALS)
+    rate: float | None = _f(None, "Mean arrival rate. synthetic: auto = 2.0. burstgpt: rescales the "
+                            "trace's time (arrival=trace) or sets the re-drawn arrivals' rate; auto "
+                            "keeps the trace's own rate.", "req/s", "arrivals")
+    gamma_shape: float = _f(0.5, "Shape of Gamma inter-arrivals; CV = 1/sqrt(shape) "
+                            "(0.5 as in BurstGPT's generator; 1 = Poisson).", "", "arrivals")
+    rps_scaling: float = _f(1.0, "burstgpt: compress the trace's time by this factor (2 = twice the "
+                            "rate). Cannot be combined with rate.", "x", "arrivals")
+    real_timestamps: bool | None = _f(None, "burstgpt: replay the recorded timestamps unchanged. auto: "
+                                      "true unless rate, rps_scaling or a re-drawn arrival changes them; "
+                                      "true with any of those is an error.", group="arrivals")
+    # --- lengths and prediction -------------------------------------------
+    prompt_lengths: str = _f("burstgpt", f"synthetic: prompt length spec ({LENGTH_FORMS}); at most "
+                             f"{PROMPT_MAX}.", "tokens", "lengths", forms=LENGTH_FORMS)
+    output_lengths: str = _f("burstgpt", f"synthetic: output length spec ({LENGTH_FORMS}); at most "
+                             f"{OUTPUT_MAX}.", "tokens", "lengths", forms=LENGTH_FORMS)
+    predictor: str = _f("noisy:0.5", f"Output-length predictor ({PREDICTOR_FORMS}); bins use the "
+                        "prediction, service the true length.", "", "lengths", forms=PREDICTOR_FORMS)
+    seed: int = _f(0, "Random seed of the workload (arrivals, lengths, prediction noise).")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._validate()
+
+    # ------------------------------------------------------------------
+    def _check_types(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = str(f.type).replace(" | None", "")
+            if value is None and "None" in str(f.type):
+                continue
+            if kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, int(value))
+            elif kind == "float" and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise SpecError(f.name, f"must be finite, got {value}")
+                object.__setattr__(self, f.name, float(value))
+            elif kind == "bool" and isinstance(value, bool):
+                pass
+            elif kind == "str" and isinstance(value, str):
+                object.__setattr__(self, f.name, value.strip())
+            else:
+                want = {"int": "an integer", "float": "a number", "bool": "true or false",
+                        "str": "a string"}[kind]
+                raise SpecError(f.name, f"must be {want}{' or none' if 'None' in str(f.type) else ''}, "
+                                f"got {value!r}")
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise SpecError(f.name, f"must be one of {', '.join(choices)}; got {value!r}")
+
+    def _validate(self) -> None:
+        def need(cond: bool, name: str, msg: str) -> None:
+            if not cond:
+                raise SpecError(name, msg)
+
+        synthetic = self.workload == "synthetic"
+        need(bool(self.trace), "trace", "must name a bundled trace or a CSV path")
+        if self.num_requests is not None:
+            need(1 <= self.num_requests <= MAX_REQUESTS, "num_requests",
+                 f"must be between 1 and {MAX_REQUESTS:,}, got {self.num_requests}")
+        need(self.offset >= 0, "offset", f"must be >= 0 rows, got {self.offset}")
+        if self.rate is not None:
+            need(self.rate > 0, "rate", f"must be > 0 req/s, got {self.rate:g}")
+        need(self.gamma_shape > 0, "gamma_shape", f"must be > 0, got {self.gamma_shape:g}")
+        need(self.rps_scaling > 0, "rps_scaling", f"must be > 0, got {self.rps_scaling:g}")
+        need(0 <= self.seed <= MAX_SEED, "seed", f"must be between 0 and 2**63-1, got {self.seed}")
+        # canonical spec strings, so equal specs hash equal
+        self._canonical("prompt_lengths", lambda v, n: parse_length_spec(v, n, PROMPT_MAX, BURSTGPT_PROMPT))
+        self._canonical("output_lengths", lambda v, n: parse_length_spec(v, n, OUTPUT_MAX, BURSTGPT_OUTPUT))
+        self._canonical("predictor", parse_predictor)
+
+        scaled = self.rps_scaling != 1.0
+        if synthetic:
+            need(self.arrival != "trace", "arrival",
+                 "'trace' needs workload=burstgpt (synthetic arrivals are poisson or gamma)")
+            need(not scaled, "rps_scaling", "applies to burstgpt traces only; set rate for a synthetic workload")
+            need(self.real_timestamps is not True, "real_timestamps", "a synthetic workload has no timestamps")
+            return
+        if self.rate is not None and scaled:
+            raise SpecError("rps_scaling", f"cannot be combined with rate on a trace (rate={self.rate:g} "
+                            "already fixes the time scale)")
+        arrival = self.arrival or "trace"
+        changes = [f"rate={self.rate:g}"] if self.rate is not None else []
+        if scaled:
+            changes.append(f"rps_scaling={self.rps_scaling:g}")
+        if arrival != "trace":
+            changes.append(f"arrival={arrival}")
+        if self.real_timestamps is True:
+            need(not changes, "real_timestamps", f"true conflicts with {', '.join(changes)} "
+                 "(it changes the trace's timestamps)")
+        if self.real_timestamps is False:
+            need(bool(changes), "real_timestamps", "false needs a rate or rps_scaling to rescale the trace "
+                 "(or arrival=poisson/gamma to re-draw arrivals)")
+
+    def _canonical(self, name: str, parse) -> None:
+        try:
+            parsed = parse(getattr(self, name), name)
+        except WorkloadError as exc:
+            raise SpecError(name, str(exc).split(": ", 1)[-1]) from None
+        object.__setattr__(self, name, str(parsed))
+
+    # ------------------------------------------------------------------
+    def resolved(self) -> "WorkloadSpec":
+        """A copy with every auto (None) field set to what it means for this workload."""
+        if self.workload == "synthetic":
+            return dataclasses.replace(
+                self, arrival=self.arrival or "gamma", rate=self.rate or SYNTHETIC_RATE,
+                num_requests=self.num_requests or SYNTHETIC_REQUESTS, real_timestamps=False)
+        arrival = self.arrival or "trace"
+        real = arrival == "trace" and self.rate is None and self.rps_scaling == 1.0
+        return dataclasses.replace(self, arrival=arrival, real_timestamps=real)
+
+    def relevant_dict(self) -> dict:
+        """The resolved settings that can change the workload (what its identity covers)."""
+        r = self.resolved()
+        d = r.to_dict()
+        if r.workload == "synthetic":
+            drop = {"trace", "offset", "keep_failed", "rps_scaling", "real_timestamps"}
+        else:
+            drop = {"prompt_lengths", "output_lengths"}
+            if r.arrival == "trace" and not parse_predictor(r.predictor).random:
+                drop.add("seed")
+        if r.arrival != "gamma":
+            drop.add("gamma_shape")
+        return {k: v for k, v in d.items() if k not in drop}
+
+    def replace(self, **changes: Any) -> "WorkloadSpec":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WorkloadSpec":
+        if not isinstance(data, dict):
+            raise WorkloadError(f"workload spec: expected a mapping of settings, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names), key=str)
+        if unknown:
+            raise SpecError(str(unknown[0]), f"unknown workload setting (known: {', '.join(names)})")
+        return cls(**data)
+
+
+def spec_fields() -> list[dataclasses.Field]:
+    """Fields in declaration order, for generating CLI flags and form widgets."""
+    return list(dataclasses.fields(WorkloadSpec))

@@ -1,0 +1,167 @@
+"""Synthetic requests: Poisson or Gamma arrivals and lengths drawn from a length spec.
+
+Length specs (one string per column):
+
+    fixed:N              every request has N tokens
+    uniform:LO:HI        integers LO..HI inclusive (Paper 1's setting)
+    exponential:MEAN     exponential with that mean
+    lognormal:MEAN:STD   log-normal whose lengths have this mean and std
+                         (converted to log space by moments)
+    burstgpt             log-normal fitted by moments to the BurstGPT whole-trace
+                         figures: prompt 611 +- 782, output 123 +- 268 tokens
+                         (Wang et al., "BurstGPT", KDD '25, arXiv 2401.17644)
+
+Continuous draws are rounded to integers, raised to at least 1 and clipped to
+PROMPT_MAX / OUTPUT_MAX, so the realised mean of a heavy tail is slightly below
+the nominal one.
+
+Every column draws from its own child stream of ``default_rng(seed)``
+(see :func:`streams`), so changing one column's spec leaves the others as
+they were.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .workload import WorkloadError
+
+PROMPT_MAX = 32768
+OUTPUT_MAX = 8192
+BURSTGPT_PROMPT = (611.0, 782.0)  # whole-trace mean, std of Request tokens
+BURSTGPT_OUTPUT = (123.0, 268.0)  # whole-trace mean, std of Response tokens
+LENGTH_FORMS = "fixed:N, uniform:LO:HI, exponential:MEAN, lognormal:MEAN:STD, burstgpt"
+STREAMS = ("arrival", "prompt", "output", "predictor")
+
+
+def streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators per column, children of ``default_rng(seed)``."""
+    children = np.random.default_rng(seed).spawn(len(STREAMS))
+    return dict(zip(STREAMS, children))
+
+
+# ----------------------------------------------------------------- arrivals
+def arrival_times(kind: str, n: int, rate: float, rng: np.random.Generator,
+                  gamma_shape: float = 0.5) -> np.ndarray:
+    """``n`` arrival times (s) at mean ``rate`` req/s, the first at 0.
+
+    poisson: exponential gaps (CV 1); gamma: Gamma(shape, 1/(rate*shape)) gaps,
+    CV = 1/sqrt(shape) (BurstGPT's generator uses shape 0.5).
+    """
+    if n < 1:
+        raise WorkloadError(f"num_requests: must be >= 1, got {n}")
+    if not (rate > 0 and math.isfinite(rate)):
+        raise WorkloadError(f"rate: must be > 0 req/s, got {rate}")
+    if kind == "poisson":
+        gaps = rng.exponential(1.0 / rate, n - 1)
+    elif kind == "gamma":
+        if not gamma_shape > 0:
+            raise WorkloadError(f"gamma_shape: must be > 0, got {gamma_shape}")
+        gaps = rng.gamma(gamma_shape, 1.0 / (rate * gamma_shape), n - 1)
+    else:
+        raise WorkloadError(f"arrival: synthetic arrivals are poisson or gamma, got {kind!r}")
+    times = np.zeros(n, dtype=np.float64)
+    np.cumsum(gaps, out=times[1:])
+    return times
+
+
+# ------------------------------------------------------------------ lengths
+@dataclass(frozen=True)
+class LengthSpec:
+    """A parsed length spec; ``str()`` gives its canonical text."""
+
+    kind: str
+    params: tuple[float, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "burstgpt":
+            return "burstgpt"
+        return ":".join([self.kind, *(_num(p) for p in self.params)])
+
+    def moments(self) -> tuple[float, float]:
+        """Nominal (mean, std) of the lengths before rounding and clipping."""
+        k, p = self.kind, self.params
+        if k == "fixed":
+            return p[0], 0.0
+        if k == "uniform":
+            width = p[1] - p[0] + 1
+            return (p[0] + p[1]) / 2, math.sqrt((width * width - 1) / 12)
+        if k == "exponential":
+            return p[0], p[0]
+        return p[0], p[1]
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def split_spec(text: object, field: str, forms: str) -> tuple[str, list[str]]:
+    """``"kind:a:b"`` -> ``("kind", ["a", "b"])``, lower-cased and stripped."""
+    if not isinstance(text, str) or not text.strip():
+        raise WorkloadError(f"{field}: expected a spec string, got {text!r} (accepted forms: {forms})")
+    kind, *args = [part.strip() for part in text.strip().lower().split(":")]
+    return kind, args
+
+
+def spec_number(arg: str, field: str, text: str, forms: str, integer: bool = False) -> float:
+    """One numeric spec argument; malformed -> error naming the spec and the forms."""
+    try:
+        value = int(arg) if integer else float(arg)
+    except ValueError:
+        what = "an integer" if integer else "a number"
+        raise WorkloadError(f"{field}: {arg!r} in spec {text!r} is not {what} "
+                            f"(accepted forms: {forms})") from None
+    if not math.isfinite(value):
+        raise WorkloadError(f"{field}: {arg!r} in spec {text!r} must be finite (accepted forms: {forms})")
+    return value
+
+
+def parse_length_spec(text: object, field: str, maximum: int,
+                      burstgpt: tuple[float, float]) -> LengthSpec:
+    """Parse and check a length spec for the column ``field`` (capped at ``maximum``)."""
+    kind, args = split_spec(text, field, LENGTH_FORMS)
+    arity = {"fixed": 1, "uniform": 2, "exponential": 1, "lognormal": 2, "burstgpt": 0}
+    if kind not in arity or len(args) != arity[kind]:
+        raise WorkloadError(f"{field}: malformed length spec {text!r} "
+                            f"(accepted forms: {LENGTH_FORMS})")
+    if kind == "burstgpt":
+        return LengthSpec("burstgpt", burstgpt)
+    integer = kind in ("fixed", "uniform")
+    p = tuple(spec_number(a, field, str(text), LENGTH_FORMS, integer) for a in args)
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise WorkloadError(f"{field}: {msg} in spec {text!r}")
+
+    if kind == "fixed":
+        need(1 <= p[0] <= maximum, f"N must be between 1 and {maximum} tokens")
+    elif kind == "uniform":
+        need(1 <= p[0] <= p[1] <= maximum, f"need 1 <= LO <= HI <= {maximum} tokens")
+    else:
+        need(1 <= p[0] <= maximum, f"MEAN must be between 1 and {maximum} tokens")
+        if kind == "lognormal":
+            need(p[1] >= 0, "STD must be >= 0")
+    return LengthSpec(kind, tuple(float(x) for x in p))
+
+
+def lognormal_params(mean: float, std: float) -> tuple[float, float]:
+    """(mu, sigma) of the underlying normal for lengths of this mean and std."""
+    sigma2 = math.log1p((std / mean) ** 2)
+    return math.log(mean) - sigma2 / 2, math.sqrt(sigma2)
+
+
+def sample_lengths(spec: LengthSpec, n: int, rng: np.random.Generator, maximum: int) -> np.ndarray:
+    """``n`` int64 lengths in [1, maximum] following ``spec``."""
+    k, p = spec.kind, spec.params
+    if k == "fixed":
+        return np.full(n, int(p[0]), dtype=np.int64)
+    if k == "uniform":
+        return rng.integers(int(p[0]), int(p[1]), size=n, endpoint=True, dtype=np.int64)
+    if k == "exponential":
+        raw = rng.exponential(p[0], n)
+    else:  # lognormal, burstgpt
+        mu, sigma = lognormal_params(*p)
+        raw = rng.lognormal(mu, sigma, n)
+    return np.clip(np.rint(raw), 1, maximum).astype(np.int64)
