@@ -15,8 +15,9 @@ Method, applied separately to ``prefill_s`` and ``decode_step_s``:
   measured points along that axis, with two guards: a decreasing slope is
   treated as flat (time never falls as context or batch grows beyond the data),
   and when extrapolating *down* (smaller context or batch than measured) the
-  value never falls below ``FLOOR`` (half) of the nearest measured value, so it
-  stays positive. A missing cell between two measured contexts of a row is
+  value never falls below ``FLOOR`` (half) of the nearest measured one (the
+  row's first cell, or the smallest batch row at that context), so it stays
+  positive. A missing cell between two measured contexts of a row is
   bridged linearly by that row and counted as extrapolated too.
 * A batch row with fewer than two measured values of a quantity is ignored for
   that quantity (the parser warns about it).
@@ -43,6 +44,7 @@ from calibration.schema import Grid, TIME_COLUMNS
 from .latency import LatencyModel
 
 FLOOR = 0.5
+FAR = 1e12
 METHOD = "bilinear-pl-v1"
 
 
@@ -55,11 +57,21 @@ class PiecewiseLinear:
     def __init__(self, xs: list, ys: list, left: float, right: float):
         self.xs, self.ys, self.left, self.right = list(xs), list(ys), float(left), float(right)
         self.slopes = [(ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i]) for i in range(len(xs) - 1)]
-        self._ks = [math.ceil(x) for x in self.xs]  # first integer at or after each knot
-        cum = [0.0]
-        for i, s in enumerate(self.slopes):  # cum[i] = sum of f over integers in [xs[0], xs[i])
-            cum.append(cum[-1] + _line_sum(self.ys[i], s, self.xs[i], self._ks[i], self._ks[i + 1] - 1))
+        ks = self._ks = [math.ceil(x) for x in self.xs]  # first integer at or after each knot
+        # cum[i]: signed sum of f over the integers between the anchor knot (the one nearest 0,
+        # where contexts start) and knot i; anchoring there keeps the prefix sums small, so
+        # differences of them lose no precision to far-away knots.
+        seg = [_line_sum(self.ys[i], s, self.xs[i], ks[i], ks[i + 1] - 1) for i, s in enumerate(self.slopes)]
+        anchor = min(range(len(ks)), key=lambda i: abs(self.xs[i]))
+        cum = [0.0] * len(ks)
+        for i in range(anchor + 1, len(ks)):
+            cum[i] = cum[i - 1] + seg[i - 1]
+        for i in range(anchor - 1, -1, -1):
+            cum[i] = cum[i + 1] - seg[i]
         self._cum = cum
+
+    def __repr__(self) -> str:
+        return f"PiecewiseLinear({self.xs!r}, {self.ys!r}, {self.left!r}, {self.right!r})"
 
     def __call__(self, x: float) -> float:
         xs = self.xs
@@ -71,10 +83,10 @@ class PiecewiseLinear:
         return self.ys[i] + self.slopes[i] * (x - xs[i])
 
     def prefix(self, m: int) -> float:
-        """Sum of f(c) over integers ``ks[0] <= c < m`` (negative sum of ``m <= c < ks[0]`` if m is smaller)."""
+        """Signed sum of f(c) over the integers from the anchor knot up to ``m`` (exclusive)."""
         ks = self._ks
         if m <= ks[0]:
-            return -_line_sum(self.ys[0], self.left, self.xs[0], m, ks[0] - 1)
+            return self._cum[0] - _line_sum(self.ys[0], self.left, self.xs[0], m, ks[0] - 1)
         i = bisect_right(ks, m - 1) - 1
         slope = self.right if i == len(ks) - 1 else self.slopes[i]
         return self._cum[i] + _line_sum(self.ys[i], slope, self.xs[i], ks[i], m - 1)
@@ -100,7 +112,8 @@ def combine(terms: list) -> PiecewiseLinear:
 
 
 def maximum(f: PiecewiseLinear, g: PiecewiseLinear) -> PiecewiseLinear:
-    """Pointwise max, with knots added where f and g cross."""
+    """Pointwise max, with knots added where f and g cross (crossings farther out
+    than :data:`FAR` are ignored: far beyond any context or batch)."""
     xs = sorted(set(f.xs) | set(g.xs))
     d = [f(x) - g(x) for x in xs]
     cross = set()
@@ -110,9 +123,9 @@ def maximum(f: PiecewiseLinear, g: PiecewiseLinear) -> PiecewiseLinear:
     if sr and d[-1] / sr < 0:           # ... or right of the last knot
         cross.add(xs[-1] - d[-1] / sr)
     for a, b, da, db in zip(xs, xs[1:], d, d[1:]):
-        if da * db < 0:
+        if (da < 0.0 < db) or (db < 0.0 < da):
             cross.add(a + (b - a) * da / (da - db))
-    knots = sorted(set(xs) | cross)
+    knots = sorted(set(xs) | {x for x in cross if abs(x) < FAR})
     ys = [max(f(x), g(x)) for x in knots]
     lo, hi = knots[0] - 1.0, knots[-1] + 1.0
     left = f.left if f(lo) >= g(lo) else g.left
