@@ -25,6 +25,9 @@ COMPARE_MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic")
 
 
 # ----------------------------------------------------------- flag builders --
+EXPLICIT_NONE = type("ExplicitNone", (), {"__repr__": lambda self: "none"})()  # a flag given as 'none'
+
+
 class _NoneOr(click.ParamType):
     """A number that may also be 'none' (a disabled deadline, no limit) or 'auto'."""
 
@@ -33,8 +36,10 @@ class _NoneOr(click.ParamType):
         self.name = f"{inner.__name__}|none"
 
     def convert(self, value, param, ctx):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off", "auto", "")):
-            return None
+        if value is None or value is EXPLICIT_NONE:
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("none", "off", "auto", ""):
+            return EXPLICIT_NONE
         try:
             return self.inner(value)
         except (TypeError, ValueError):
@@ -94,7 +99,7 @@ def _read_config_file(path: str | None) -> dict:
 def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadSpec]:
     """Merge the config file and the given flags into a SimConfig and a WorkloadSpec."""
     values = _read_config_file(config_file)
-    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update({k: (None if v is EXPLICIT_NONE else v) for k, v in flags.items() if v is not None})
     sim_names = {f.name for f in config_fields()}
     spec_names = {f.name for f in spec_fields()}
     unknown = sorted(set(values) - sim_names - spec_names)
@@ -191,8 +196,23 @@ def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
+class _Group(click.Group):
+    """Turns a database error raised mid-command (a lock held too long, a dropped connection)
+    into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if type(exc).__module__.startswith("sqlalchemy"):
+                from store.errors import describe_db_error
+
+                raise click.ClickException(describe_db_error(exc)) from None
+            raise
+
+
 # --------------------------------------------------------------- commands --
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("-v", "--verbose", is_flag=True, help="Log details to stderr.")
 def cli(verbose: bool) -> None:
     """batchlab: simulate and compare batching schedulers for LLM inference."""
@@ -200,42 +220,91 @@ def cli(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str):
+def _store_errors() -> tuple:
+    from store import StoreError
+
+    return (ConfigError, WorkloadError, OSError, StoreError)
+
+
+def _open_store(db: str | None):
+    """The results store (``--db`` > BATCHLAB_DB_URL > default); errors become one-line messages."""
+    from store import StoreError, open_store
+
+    try:
+        store = open_store(db)
+    except StoreError as exc:
+        _fail(exc)
+    click.get_current_context().call_on_close(store.close)
+    return store
+
+
+def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None):
+    """(workload, summary, source, run_id): through the store unless it is None (--no-store)."""
     from core import simulate
     from workloads import build_workload
 
-    workload = build_workload(spec)
+    workload = workload or build_workload(spec)
     bar = _Progress(label)
     try:
-        result = simulate(cfg, workload, progress=bar)
+        if store is None:
+            result = simulate(cfg, workload, progress=bar)
+            return workload, result.summary, "simulated", None
+        run, hit = store.get_or_run(cfg, workload, progress=bar)
+        return workload, run.summary, "store" if hit else "simulated", run.id
     finally:
         bar.close()
-    return workload, result, "simulated"
+
+
+def _source_text(source: str, run_id: int | None) -> str:
+    if run_id is None:
+        return "simulated (not stored: --no-store)"
+    return f"served from store (run {run_id})" if source == "store" else f"simulated and stored (run {run_id})"
+
+
+store_options = [
+    click.option("--db", default=None, metavar="URL",
+                 help="Results store: a SQLAlchemy URL (sqlite:///FILE, postgresql://...). "
+                      "Default: BATCHLAB_DB_URL, else batchlab.db in BATCHLAB_HOME."),
+    click.option("--no-store", is_flag=True, help="Simulate without reading or writing the results store."),
+]
+
+
+def with_store_options(func):
+    for opt in reversed(store_options):
+        func = opt(func)
+    return func
 
 
 @cli.command()
 @sim_options
+@with_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def run(config_file, as_json, **flags):
-    """Simulate one scheduler on one workload (no flags: the documented default run)."""
+def run(config_file, db, no_store, as_json, **flags):
+    """Simulate one scheduler on one workload (no flags: the documented default run).
+
+    A run already in the results store (same config, workload, latency model and
+    code version) is served from it instead of being simulated again.
+    """
     try:
         cfg, spec = build_inputs(config_file, **flags)
-        workload, result, source = _simulate(cfg, spec, cfg.mode)
-    except (ConfigError, WorkloadError, OSError) as exc:
+        store = None if no_store else _open_store(db)
+        workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store)
+    except _store_errors() as exc:
         _fail(exc)
-    summary = dict(result.summary, source=source)
+    summary = dict(summary, source=source, run_id=run_id)
     if as_json:
         click.echo(_dump(summary))
     else:
-        click.echo(format_summary(summary, workload.identity.get("label", "workload"), source))
+        click.echo(format_summary(summary, workload.identity.get("label", "workload"), _source_text(source, run_id)))
 
 
 @cli.command()
 @sim_options
 @click.option("--modes", default=",".join(COMPARE_MODES), show_default=True,
               help="Comma-separated scheduler modes to compare.")
+@with_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of summaries.")
-def compare(config_file, modes, as_json, **flags):
+def compare(config_file, modes, db, no_store, as_json, **flags):
     """Run several scheduler modes on the same workload and tabulate them."""
     names = [m.strip() for m in modes.split(",") if m.strip()]
     bad = [m for m in names if m not in MODES]
@@ -244,18 +313,22 @@ def compare(config_file, modes, as_json, **flags):
                                  param_hint="--modes")
     try:
         base, spec = build_inputs(config_file, **flags)
-        rows = []
+        store = None if no_store else _open_store(db)
+        rows, workload = [], None
         for mode in names:
             cfg = base.replace(mode=mode)
-            workload, result, source = _simulate(cfg, spec, mode)
-            rows.append(dict(result.summary, source=source))
-    except (ConfigError, WorkloadError, OSError) as exc:
+            workload, summary, source, run_id = _simulate(cfg, spec, mode, store, workload)
+            rows.append(dict(summary, source=source, run_id=run_id))
+    except _store_errors() as exc:
         _fail(exc)
     if as_json:
         click.echo(_dump(rows))
         return
     click.echo(f"workload: {workload.identity.get('label', 'workload')} ({len(workload):,} requests)")
     click.echo(format_compare_table(rows))
+    if not no_store:
+        hits = sum(r["source"] == "store" for r in rows)
+        click.echo(f"{hits} served from store, {len(rows) - hits} simulated and stored")
 
 
 def format_compare_table(rows: list[dict]) -> str:
@@ -273,6 +346,7 @@ def format_compare_table(rows: list[dict]) -> str:
         ("GPU utilisation", "gpu_utilization", "pct"),
         ("mean batch size", "mean_batch_size", "{:.1f}"),
         ("source", "source", "{}"),
+        ("run id", "run_id", "{}"),
     ]
     width = max(18, *(len(r["mode"]) for r in rows)) + 2
     out = ["metric".ljust(20) + "".join(r["mode"].rjust(width) for r in rows)]
@@ -282,6 +356,8 @@ def format_compare_table(rows: list[dict]) -> str:
             v = r.get(key)
             if fmt == "pct":
                 cells.append(_pct(v))
+            elif v is None:
+                cells.append("-")
             elif fmt == "ms":
                 cells.append(f"{v * 1000:.1f}")
             else:
@@ -307,6 +383,236 @@ def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
                      echo=None if as_json else click.echo)
     if as_json:
         click.echo(_dump(rows))
+
+
+# ------------------------------------------------------------ results store --
+db_option = click.option("--db", default=None, metavar="URL",
+                         help="Results store URL (default: BATCHLAB_DB_URL, else batchlab.db in BATCHLAB_HOME).")
+
+
+@cli.group()
+def runs():
+    """List, show, export and delete stored runs."""
+
+
+@runs.command("list")
+@db_option
+@click.option("--mode", type=click.Choice(MODES), help="Only runs of this scheduler mode.")
+@click.option("--status", type=click.Choice(("done", "failed", "running", "stale")), help="Only runs in this state.")
+@click.option("--search", help="Substring of the workload label or mode, or a hash prefix.")
+@click.option("--sort", "order_by", default="created_at", show_default=True,
+              help="Column to sort by (e.g. created_at, throughput_rps, latency_p99_s, sla_attainment).")
+@click.option("--asc", is_flag=True, help="Ascending order (default: descending).")
+@click.option("--limit", default=50, show_default=True, help="Rows to show (0 = all).")
+@click.option("--offset", default=0, show_default=True, help="Rows to skip.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def runs_list(db, mode, status, search, order_by, asc, limit, offset, as_json):
+    """List stored runs, newest first."""
+    from store import StoreError
+    from store.format import format_runs_table
+
+    store = _open_store(db)
+    try:
+        rows = store.list_runs(mode=mode, status=status, search=search, order_by=order_by, descending=not asc,
+                               limit=limit or None, offset=offset)
+        total = store.count_runs(mode=mode, status=status, search=search)
+    except StoreError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(_dump([r.to_dict() for r in rows]))
+    else:
+        click.echo(format_runs_table(rows, total))
+
+
+def _get_run(store, key: str):
+    from store import StoreError
+
+    try:
+        run = store.get_run(key)
+    except StoreError as exc:
+        _fail(exc)
+    if run is None:
+        raise click.ClickException(f"no run {key!r} in {store.url}")
+    return run
+
+
+@runs.command("show")
+@db_option
+@click.argument("run_key", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def runs_show(db, run_key, as_json):
+    """Show one run (RUN: its id or a hash prefix of at least 4 characters)."""
+    from store.format import format_run_header
+
+    run = _get_run(_open_store(db), run_key)
+    if as_json:
+        click.echo(_dump(run.to_dict()))
+        return
+    click.echo(format_run_header(run))
+    if run.summary is not None:
+        click.echo(format_summary(run.summary, run.label or "workload", f"run {run.id}"))
+    elif run.error:
+        click.echo("\n" + run.error)
+
+
+@runs.command("export")
+@db_option
+@click.argument("run_keys", metavar="[RUN]...", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(("csv", "json")), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-", show_default=True,
+              help="Output file ('-' = standard output).")
+@click.option("--requests", "per_request", is_flag=True,
+              help="Export one run's per-request table (CSV) instead of run summaries.")
+def runs_export(db, run_keys, fmt, out, per_request):
+    """Export runs (all, or the given ids / hash prefixes) as CSV or JSON."""
+    from store import StoreError
+    from store.export import requests_csv
+
+    store = _open_store(db)
+    try:
+        if per_request:
+            if len(run_keys) != 1 or fmt != "csv":
+                raise click.UsageError("--requests exports exactly one RUN, as CSV")
+            n = requests_csv(_get_run(store, run_keys[0]), out)
+            what = "request rows"
+        else:
+            n = store.export_runs(list(run_keys) or None, fmt, out)
+            what = "runs"
+    except (StoreError, OSError) as exc:
+        _fail(exc)
+    if out != "-":
+        click.echo(f"wrote {n:,} {what} to {out}", err=True)
+
+
+@runs.command("delete")
+@db_option
+@click.argument("run_keys", metavar="[RUN]...", nargs=-1)
+@click.option("--failed", is_flag=True, help="Also delete every failed and stale run.")
+@click.option("--force", is_flag=True, help="Delete runs that are being computed right now too.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def runs_delete(db, run_keys, failed, force, yes):
+    """Delete runs (by id or hash prefix) and everything stored with them."""
+    from store import StoreError
+
+    store = _open_store(db)
+    try:
+        ids = []
+        for key in run_keys:
+            run_id = store.resolve_run(key)
+            if run_id is None:
+                raise click.ClickException(f"no run {key!r} in {store.url}")
+            ids.append(run_id)
+        if failed:
+            ids += [r.id for r in store.list_runs(status="failed")] + [r.id for r in store.list_runs(status="stale")]
+        ids = sorted(set(ids))
+        if not ids:
+            raise click.UsageError("name the runs to delete (ids or hash prefixes), or pass --failed")
+        if not yes:
+            click.confirm(f"delete {len(ids)} run(s) ({', '.join(map(str, ids[:10]))}"
+                          f"{', ...' if len(ids) > 10 else ''}) from {store.url}?", abort=True)
+        deleted = sum(store.delete_run(i, force=force) for i in ids)
+    except StoreError as exc:
+        _fail(exc)
+    click.echo(f"deleted {deleted} run(s)")
+
+
+@cli.group()
+def grids():
+    """List, show, upload and delete calibration grids in the store."""
+
+
+@grids.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def grids_list(db, as_json):
+    """List stored calibration grids."""
+    from store.format import format_grids_table
+
+    rows = _open_store(db).list_grids()
+    click.echo(_dump([g.to_dict() for g in rows]) if as_json else format_grids_table(rows))
+
+
+@grids.command("show")
+@db_option
+@click.argument("name")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the grid file (canonical CSV).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
+def grids_show(db, name, as_csv, as_json):
+    """Show a stored grid's metadata, warnings and table."""
+    from store.format import format_grid
+
+    store = _open_store(db)
+    row = store.grid_info(name)
+    if row is None:
+        raise click.ClickException(f"no grid named {name!r} in {store.url}")
+    if as_json:
+        click.echo(_dump(row.to_dict()))
+        return
+    grid = store.get_grid(name)
+    if as_csv:
+        click.echo(grid.to_csv_bytes().decode("utf-8"), nl=False)
+    else:
+        click.echo(format_grid(row, grid.table))
+
+
+@grids.command("upload")
+@db_option
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", help="Name to store it under (default: the file's '# name:' or its stem).")
+@click.option("--replace", is_flag=True, help="Replace a different grid stored under the same name.")
+def grids_upload(db, path, name, replace):
+    """Validate a calibration grid CSV and store it (latency = grid:NAME then uses it)."""
+    from calibration.schema import GridError, parse_grid
+    from store import StoreError
+
+    try:
+        grid = parse_grid(Path(path), name=name)
+        row, created = _open_store(db).save_grid(grid, replace=replace)
+    except (GridError, StoreError, OSError) as exc:
+        _fail(exc)
+    for w in grid.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if created:
+        click.echo(f"stored grid {row.name!r} ({row.rows} rows, sha256 {row.sha256[:12]})")
+    else:
+        click.echo(f"this file is already stored as grid {row.name!r} (sha256 {row.sha256[:12]}); nothing changed")
+
+
+@grids.command("delete")
+@db_option
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def grids_delete(db, name, yes):
+    """Delete a stored calibration grid (runs made with it stay stored)."""
+    store = _open_store(db)
+    if store.grid_info(name) is None:
+        raise click.ClickException(f"no grid named {name!r} in {store.url}")
+    if not yes:
+        click.confirm(f"delete grid {name!r} from {store.url}?", abort=True)
+    store.delete_grid(name)
+    click.echo(f"deleted grid {name!r}")
+
+
+@cli.command("bench-store")
+@click.option("--requests", "num_requests", default=1_000_000, show_default=True, help="Requests of the stored run.")
+@click.option("--runs", "num_runs", default=10_000, show_default=True, help="Runs in the store when listing.")
+@click.option("--repeats", default=5, show_default=True, help="Repeats; the median is reported.")
+@click.option("--scenarios", default="default,overload", show_default=True,
+              help="default (default config and workload), overload (1000 req/s), light (0.2 req/s: 1M batches).")
+@click.option("--db", default=None, metavar="URL", help="Benchmark this (empty) store instead of a temporary SQLite file.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_store(num_requests, num_runs, repeats, scenarios, db, as_json):
+    """Measure storing a large run and listing many runs (store/bench.py)."""
+    from store import StoreError
+    from store.bench import run_store_bench
+
+    try:
+        out = run_store_bench(num_requests, num_runs, repeats, tuple(s.strip() for s in scenarios.split(",")),
+                              db, echo=None if as_json else click.echo)
+    except (StoreError, ValueError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(_dump(out))
 
 
 def main() -> None:

@@ -21,23 +21,28 @@ def request_arrays(order: np.ndarray, batches: dict, arrival: np.ndarray) -> dic
     """Map the per-batch log onto requests (original order) without a Python loop."""
     n = len(arrival)
     by_pos = np.argsort(batches["pos"], kind="stable")  # batches partition [0, n) of queue positions
-    bid_at_pos = np.repeat(by_pos, batches["size"][by_pos])
     bid = np.empty(n, dtype=np.int64)
-    bid[order] = bid_at_pos
-    start = batches["start"][bid]
-    first_token = start + batches["prefill"][bid]
-    finish = first_token + batches["decode"][bid]
-    out = batches["max_output"][bid]
-    tbt = np.where(out > 0, batches["decode"][bid] / np.maximum(out, 1), 0.0)
+    bid[order] = np.repeat(by_pos, batches["size"][by_pos])
+    return derive_request_arrays(bid, bid, batches, arrival)
+
+
+def derive_request_arrays(batch_id: np.ndarray, row: np.ndarray, batches: dict,
+                          arrival: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-request times from each request's batch: ``row`` indexes ``batches`` (usually = batch_id)."""
+    start = batches["start"][row]
+    first_token = start + batches["prefill"][row]
+    decode = batches["decode"][row]
+    finish = first_token + decode
+    out = batches["max_output"][row]
     return {
-        "batch": bid,
-        "gpu": batches["gpu"][bid],
+        "batch": batch_id,
+        "gpu": batches["gpu"][row],
         "start": start,
         "first_token": first_token,
         "finish": finish,
         "queue_delay": start - arrival,
         "ttft": first_token - arrival,
-        "tbt": tbt,
+        "tbt": np.where(out > 0, decode / np.maximum(out, 1), 0.0),
         "e2e": finish - arrival,
     }
 

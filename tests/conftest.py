@@ -15,3 +15,71 @@ def batchlab_cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("BATCHLAB_CACHE_SIZE_MB", raising=False)
     yield directory
     close_caches()
+
+
+# ----------------------------------------------------------- results store --
+@pytest.fixture(autouse=True)
+def batchlab_store_home(tmp_path_factory, monkeypatch):
+    """Every test gets a private BATCHLAB_HOME (so the default results store is never the user's)."""
+    home = tmp_path_factory.mktemp("batchlab-home")
+    monkeypatch.setenv("BATCHLAB_HOME", str(home))
+    monkeypatch.delenv("BATCHLAB_DB_URL", raising=False)
+    monkeypatch.delenv("BATCHLAB_STALE_AFTER_S", raising=False)
+    return home
+
+
+PG_ADMIN_URLS = ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A throwaway PostgreSQL database for this test session (dropped at the end).
+
+    The admin URL is BATCHLAB_TEST_PG_ADMIN or the local server's ``test`` database;
+    tests that need PostgreSQL are skipped (with the reason) if it is unreachable.
+    """
+    import os
+    import secrets
+
+    psycopg = pytest.importorskip("psycopg")
+    candidates = [os.environ["BATCHLAB_TEST_PG_ADMIN"]] if os.environ.get("BATCHLAB_TEST_PG_ADMIN") else PG_ADMIN_URLS
+    admin, errors = None, []
+    for url in candidates:
+        try:
+            admin = psycopg.connect(url, autocommit=True, connect_timeout=3)
+            break
+        except psycopg.Error as exc:
+            errors.append(f"{url}: {str(exc).strip().splitlines()[0]}")
+    if admin is None:
+        pytest.skip("PostgreSQL unreachable (" + "; ".join(errors) + ")")
+    name = f"batchlab_test_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = url.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield base
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def pg_url(pg_database):
+    """A SQLAlchemy URL to a fresh, empty schema of the session's PostgreSQL database."""
+    import secrets
+
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{pg_database}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The URL of an empty store: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return request.getfixturevalue("pg_url")

@@ -1,0 +1,166 @@
+"""Where the store lives and how to connect to it.
+
+URL precedence: an explicit ``url`` (``--db``) > ``BATCHLAB_DB_URL`` > the default
+SQLite file ``$BATCHLAB_HOME/batchlab.db``, where ``BATCHLAB_HOME`` defaults to
+``$XDG_DATA_HOME/batchlab`` or ``~/.local/share/batchlab``.
+
+``postgresql://`` and ``postgres://`` URLs are routed to the psycopg 3 driver
+(``postgresql+psycopg://``), the one batchlab ships with.
+
+SQLite connections get: WAL journal (readers never block the writer),
+``foreign_keys=ON`` (run children are deleted by cascade), a 30 s busy timeout,
+``synchronous=NORMAL`` (safe in WAL mode: a crash never corrupts the file; a
+power cut may lose the last commits, which for a results cache only means
+recomputing them) and 16 KiB pages for new files (blobs dominate). pysqlite's own
+transaction handling is switched off and SQLAlchemy emits ``BEGIN`` itself, so
+reads in a transaction are repeatable and DDL is transactional; connections
+opened through :func:`write_connection` begin with ``BEGIN IMMEDIATE``, taking the
+write lock up front so two writers queue on the busy timeout instead of failing
+with a lock-upgrade deadlock.
+
+Before an existing SQLite file is opened by the engine it is probed read-only
+(:func:`check_sqlite_file`): a file that is not an SQLite database, a corrupt
+one, or another program's database raises :class:`StoreError` and is never
+written to.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from .errors import StoreError
+
+DB_FILENAME = "batchlab.db"
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10
+VERSION_TABLE = "batchlab_schema_version"
+WRITE_OPTION = "batchlab_write"
+
+
+def data_home() -> Path:
+    """``BATCHLAB_HOME``, else ``$XDG_DATA_HOME/batchlab``, else ``~/.local/share/batchlab``."""
+    if os.environ.get("BATCHLAB_HOME"):
+        return Path(os.environ["BATCHLAB_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "batchlab"
+
+
+def default_url() -> str:
+    return f"sqlite:///{data_home() / DB_FILENAME}"
+
+
+def resolve_url(url: str | None = None) -> tuple[URL, bool]:
+    """The URL to open and whether it is the default location."""
+    raw = url or os.environ.get("BATCHLAB_DB_URL") or None
+    is_default = raw is None
+    raw = raw or default_url()
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise StoreError(f"not a database URL: {raw!r} (expected e.g. sqlite:///path/batchlab.db "
+                         "or postgresql://user@host/db)") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed, is_default
+
+
+def display_url(url: URL) -> str:
+    """The URL as a string with any password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for in-memory and non-SQLite URLs)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db).expanduser()
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Probe an existing file read-only; raise StoreError (file untouched) if it is no usable store."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a batchlab store")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise StoreError(f"{path} is not a batchlab store: the file is not an SQLite database "
+                         "(left untouched; move it or choose another --db)")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path} is not a usable batchlab store: SQLite says {exc!s} "
+                         "(the file is corrupt; left untouched)") from None
+    foreign = sorted(t for t in tables if not t.startswith("sqlite_"))
+    if foreign and VERSION_TABLE not in tables:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise StoreError(f"{path} is an SQLite database of another program (tables: {shown}), "
+                         "not a batchlab store (left untouched)")
+
+
+def make_engine(url: URL) -> Engine:
+    """An engine for ``url`` with the connection settings described above."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url)
+    kwargs: dict = {"pool_pre_ping": True}
+    if backend == "postgresql" and "connect_timeout" not in url.query:
+        kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    try:
+        return create_engine(url, **kwargs)
+    except (ImportError, ArgumentError) as exc:
+        raise StoreError(f"cannot use {display_url(url)}: {exc}") from None
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    memory = sqlite_path(url) is None
+    kwargs: dict = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
+    if memory:
+        kwargs["poolclass"] = StaticPool  # one shared in-memory database (tests, throwaway use)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if not memory:
+            cur.execute("PRAGMA page_size = 16384")  # only takes effect on a new, empty file
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in one write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on exit."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn

@@ -1,0 +1,89 @@
+"""Writing runs out: CSV (one row per run, config flattened) and JSON (full records).
+
+CSV columns: the run's identity and status, the summary-metric columns, then
+every config setting as ``config.<name>``. JSON: a list of
+:meth:`StoredRun.to_dict` records (summary with per-bin metrics, config,
+workload and latency identities). Non-finite numbers are written as empty
+cells / ``null`` (strict JSON).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+from .models import METRIC_COLUMNS
+from .records import StoredRun
+
+FORMATS = ("csv", "json")
+BASE_COLUMNS = ("id", "hash", "status", "state", "created_at", "finished_at", "duration_s", "code_version",
+                "label", "mode", "gpus", "k_bins", "num_requests", "stored_requests", "sampled")
+
+
+def strict(value):
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return strict(value.item())
+    return value
+
+
+@contextmanager
+def _open_text(out: str | Path | IO[str] | None) -> Iterator[IO[str]]:
+    if out is None or out == "-":
+        yield sys.stdout
+    elif isinstance(out, (str, Path)):
+        with open(out, "w", newline="", encoding="utf-8") as fh:
+            yield fh
+    else:
+        yield out
+
+
+def csv_row(run: StoredRun) -> dict:
+    d = run.to_dict()
+    s = run.summary or {}
+    row = {k: d.get(k) for k in BASE_COLUMNS}
+    row.update({m: s.get(m) for m in METRIC_COLUMNS})
+    row["error"] = run.error.split("\n", 1)[0] if run.error else None
+    row.update({f"config.{k}": v for k, v in sorted(run.config_dict.items())})
+    return row
+
+
+def write_runs(runs: list[StoredRun], fmt: str, out: str | Path | IO[str] | None) -> int:
+    if fmt not in FORMATS:
+        raise ValueError(f"format: must be csv or json, got {fmt!r}")
+    with _open_text(out) as fh:
+        if fmt == "json":
+            json.dump([strict(r.to_dict()) for r in runs], fh, indent=2)
+            fh.write("\n")
+        else:
+            rows = [csv_row(r) for r in runs]
+            columns: list[str] = list(BASE_COLUMNS) + list(METRIC_COLUMNS) + ["error"]
+            for row in rows:
+                columns += [c for c in row if c not in columns]
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
+                                 for k, v in strict(row).items()})
+    return len(runs)
+
+
+def requests_csv(run: StoredRun, out: str | Path | IO[str] | None) -> int:
+    """Write a run's per-request table as CSV; returns the number of rows."""
+    frame = run.requests_frame()
+    with _open_text(out) as fh:
+        frame.to_csv(fh, index=False)
+    return len(frame)
+
+
+__all__ = ["FORMATS", "requests_csv", "strict", "write_runs"]

@@ -1,0 +1,192 @@
+"""Many writers at once, and writers killed mid-run: every run stored once, the store stays usable."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from core import SimConfig, simulate
+from store import open_store
+from store.models import Run, RunBin, RunData, RunSeries
+from workloads import WorkloadSpec, build_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def configs_for(worker: int) -> list[SimConfig]:
+    """Four runs every worker asks for, plus one of its own."""
+    shared = [SimConfig(mode=m, gpus=g) for m in ("static_fifo", "multi_bin_dynamic") for g in (2, 3)]
+    return shared + [SimConfig(mode="dynamic_no_bins", gpus=10 + worker)]
+
+
+def child_counts(store) -> dict:
+    with store.engine.connect() as conn:
+        return {m.__tablename__: conn.execute(select(func.count()).select_from(m)).scalar()
+                for m in (RunBin, RunSeries, RunData)}
+
+
+def assert_one_done_row_per_hash(store, expected: int):
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(Run.hash, Run.status)).all()
+    assert len(rows) == expected
+    assert Counter(h for h, _ in rows).most_common(1)[0][1] == 1
+    assert {s for _, s in rows} == {"done"}
+    assert child_counts(store)["run_data"] == expected
+
+
+def test_eight_threads_store_every_run_once(store_url):
+    w = build_workload(WorkloadSpec(num_requests=150, seed=8))
+    calls: Counter = Counter()
+    lock = threading.Lock()
+
+    def counting(config, workload, grid=None, progress=None):
+        with lock:
+            calls[config] += 1
+        time.sleep(0.05)  # keep claims open long enough for the others to collide
+        return simulate(config, workload, grid=grid, progress=progress)
+
+    store = open_store(store_url)
+    barrier = threading.Barrier(8)
+    got: dict[int, list] = {}
+    errors = []
+
+    def worker(i: int):
+        try:
+            barrier.wait(30)
+            got[i] = [store.get_or_run(cfg, w, simulate_fn=counting) for cfg in configs_for(i)]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    distinct = {cfg for i in range(8) for cfg in configs_for(i)}
+    assert len(distinct) == 12
+    assert set(calls) == distinct and max(calls.values()) == 1  # each run simulated exactly once
+    for i, pairs in got.items():
+        for cfg, (run, _hit) in zip(configs_for(i), pairs):
+            assert run.status == "done" and run.config == cfg
+    hits = sum(hit for pairs in got.values() for _, hit in pairs)
+    assert hits == 8 * 5 - 12
+    assert_one_done_row_per_hash(store, 12)
+    store.close()
+
+
+WORKER = textwrap.dedent("""
+    import json, os, sys, time
+    sys.path.insert(0, {root!r})
+    from store import open_store
+    from core import SimConfig, simulate
+    from workloads import WorkloadSpec, build_workload
+    url, go, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    shared = [SimConfig(mode=m, gpus=g) for m in ("static_fifo", "multi_bin_dynamic") for g in (2, 3)]
+    configs = shared + [SimConfig(mode="dynamic_no_bins", gpus=10 + worker)]
+    w = build_workload(WorkloadSpec(num_requests=150, seed=8))
+    store = open_store(url)
+    calls = []
+    def counting(config, workload, grid=None, progress=None):
+        calls.append(config.mode + str(config.gpus))
+        time.sleep(0.05)
+        return simulate(config, workload)
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    out = [store.get_or_run(c, w, simulate_fn=counting) for c in configs]
+    print(json.dumps({{"calls": calls, "runs": [[r.id, r.hash, r.status, hit] for r, hit in out]}}), flush=True)
+""")
+
+
+def test_two_processes_store_every_run_once(store_url, tmp_path):
+    open_store(store_url).close()  # created up front, so both workers open an existing store
+    go = tmp_path / "go"
+    script = WORKER.format(root=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-c", script, store_url, str(go), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for i in range(2)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    go.touch()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    calls = Counter(c for r in results for c in r["calls"])
+    assert len(calls) == 6 and max(calls.values()) == 1  # 4 shared + 2 own runs, each simulated once
+    for r in results:
+        assert all(status == "done" for _, _, status, _ in r["runs"])
+    shared_ids = [[run_id for run_id, *_ in r["runs"][:4]] for r in results]
+    assert shared_ids[0] == shared_ids[1]  # both processes got the same stored runs
+    with open_store(store_url) as store:
+        assert_one_done_row_per_hash(store, 6)
+
+
+KILLED = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {root!r})
+    from sqlalchemy import event, text
+    from store import open_store
+    from core import SimConfig
+    from workloads import WorkloadSpec, build_workload
+    url, marker, phase = sys.argv[1], sys.argv[2], sys.argv[3]
+    store = open_store(url)
+    w = build_workload(WorkloadSpec(num_requests=150, seed=9))
+    def hang():
+        open(marker, "w").close()
+        time.sleep(600)
+    if phase == "simulate":
+        store.get_or_run(SimConfig(), w, simulate_fn=lambda *a, **k: hang())
+    else:
+        # freeze inside the transaction that writes the done run, after all its rows are written
+        @event.listens_for(store.engine, "commit")
+        def before_commit(conn):
+            if conn.exec_driver_sql("SELECT count(*) FROM run_data").scalar():
+                hang()
+        store.get_or_run(SimConfig(), w)
+""")
+
+
+@pytest.mark.parametrize("phase", ["simulate", "commit"])
+def test_a_writer_killed_mid_run_leaves_the_store_consistent(store_url, tmp_path, phase):
+    open_store(store_url).close()
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED.format(root=str(ROOT)), store_url, str(marker), phase],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the writer never reached the point where it is killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+
+    store = open_store(store_url)
+    [row] = store.list_runs()
+    assert row.status == "running" and row.stale and row.state == "stale"  # never a half-written done run
+    assert store.count_runs(status="done") == 0 and store.count_runs(status="stale") == 1
+    assert child_counts(store) == {"run_bins": 0, "run_series": 0, "run_data": 0}
+    assert store.get_run(row.id).summary is None
+    if store.backend == "sqlite":
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    calls = []
+    w = build_workload(WorkloadSpec(num_requests=150, seed=9))
+    run, hit = store.get_or_run(SimConfig(), w, simulate_fn=lambda *a, **k: calls.append(1) or simulate(*a, **k))
+    assert not hit and calls == [1] and run.id == row.id and run.status == "done"
+    assert run.summary == simulate(SimConfig(), w).summary
+    assert_one_done_row_per_hash(store, 1)
+    again, hit = store.get_or_run(SimConfig(), w, simulate_fn=lambda *a, **k: pytest.fail("simulated"))
+    assert hit and again.id == run.id
+    store.close()
