@@ -578,6 +578,73 @@ def grids_upload(db, path, name, replace):
         click.echo(f"this file is already stored as grid {row.name!r} (sha256 {row.sha256[:12]}); nothing changed")
 
 
+def _int_list(text: str, label: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=label)
+    if not values:
+        raise click.BadParameter("needs at least one value", param_hint=label)
+    return values
+
+
+@cli.command()
+@click.option("--model", required=True, metavar="ARCH|DIR",
+              help="A bundled architecture (tiny, qwen2.5-0.5b, qwen2.5-1.5b, llama-3.2-1b, qwen3-4b; random "
+                   "weights) or a local model directory with config.json.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--dtype", default="float32", show_default=True, help="float32, float16 or bfloat16.")
+@click.option("--batch-sizes", default="1,2,4,8,16", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--context-lens", default="128,256,512,1024,2048", show_default=True,
+              help="Comma-separated context lengths [tokens per sequence].")
+@click.option("--repeats", default=3, show_default=True, help="Timed runs per cell (the median is kept).")
+@click.option("--warmup", default=1, show_default=True, help="Untimed runs per cell first.")
+@click.option("--decode-steps", default=8, show_default=True, help="Decode steps timed per run.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--name", default=None, help="Grid name (default: MODEL-DEVICE-DTYPE).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="grid.csv", show_default=True)
+@click.option("--upload", is_flag=True, help="Also store the grid in the results store.")
+@db_option
+def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, decode_steps, threads, name,
+              out, upload, db):
+    """Measure a latency grid (prefill and decode-step time over batch x context) with torch."""
+    from calibration.schema import GridError
+
+    try:
+        from calibration.measure import measure_grid
+    except ImportError as exc:  # torch / transformers missing
+        _fail(RuntimeError(f"the calibration tool needs torch and transformers ({exc}); "
+                           "pip install 'batchlab[calibrate]'"))
+    try:
+        grid = measure_grid(model, device=device, dtype=dtype,
+                            batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
+                            context_lens=_int_list(context_lens, "--context-lens"), repeats=repeats,
+                            warmup=warmup, threads=threads, decode_steps=decode_steps, name=name)
+    except (ValueError, GridError, OSError) as exc:
+        _fail(exc)
+    Path(out).write_bytes(grid.to_csv_bytes())
+    measured = int(grid.table["decode_step_s"].notna().sum())
+    click.echo(f"wrote {out}: grid {grid.name!r}, {measured} of {len(grid.table)} cells measured on "
+               f"{grid.meta.get('device', device)} ({grid.meta.get('dtype', dtype)})")
+    for w in grid.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if upload:
+        row, created = _open_store(db).save_grid(grid)
+        click.echo(f"{'stored' if created else 'already stored'} as grid {row.name!r}; "
+                   f"simulate with --latency grid:{row.name}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8501, show_default=True)
+@db_option
+def app(host, port, db):
+    """Start the web explorer (Streamlit)."""
+    from webapp.launch import launch
+
+    raise SystemExit(launch(host=host, port=port, db_url=db))
+
+
 @grids.command("delete")
 @db_option
 @click.argument("name")
