@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from workloads.fields import coerce_fields, described
 
 MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "multi_bin_fixed")
 BINNED_MODES = ("multi_bin_dynamic", "multi_bin_fixed")
@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 
 def _f(default: Any, help: str, unit: str = "", group: str = "scheduler", **extra: Any):
-    return field(default=default, metadata={"help": help, "unit": unit, "group": group, **extra})
+    return described(default, help, unit, group, **extra)
 
 
 @dataclass(frozen=True)
@@ -100,25 +100,7 @@ class SimConfig:
             if not cond:
                 raise ConfigError(name, msg)
 
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            kind = str(f.type).replace(" | None", "")
-            if v is None and "None" in str(f.type):
-                continue
-            if kind == "int" and isinstance(v, numbers.Integral) and not isinstance(v, bool):
-                object.__setattr__(self, f.name, int(v))
-            elif kind == "float" and isinstance(v, numbers.Real) and not isinstance(v, bool):
-                if not math.isfinite(v):
-                    raise ConfigError(f.name, f"must be finite, got {v}")
-                object.__setattr__(self, f.name, float(v))
-            elif not (kind == "str" and isinstance(v, str)):
-                want = {"int": "an integer", "float": "a number", "str": "a string"}[kind]
-                none = " or none" if "None" in str(f.type) else ""
-                raise ConfigError(f.name, f"must be {want}{none}, got {v!r}")
-            v = getattr(self, f.name)
-            choices = f.metadata.get("choices")
-            if choices and v not in choices:
-                raise ConfigError(f.name, f"must be one of {', '.join(choices)}; got {v!r}")
+        coerce_fields(self, ConfigError)
         need(1 <= self.gpus <= MAX_GPUS, "gpus", f"must be between 1 and {MAX_GPUS}, got {self.gpus}")
         need(1 <= self.k_bins <= MAX_BINS, "k_bins", f"must be between 1 and {MAX_BINS}, got {self.k_bins}")
         need(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

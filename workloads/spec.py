@@ -29,12 +29,11 @@ needs a rate or rps_scaling to say how.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .burstgpt import bundled_traces
+from .fields import coerce_fields, described
 from .predictors import PREDICTOR_FORMS, parse_predictor
 from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, LENGTH_FORMS, OUTPUT_MAX, PROMPT_MAX,
                         parse_length_spec)
@@ -58,7 +57,7 @@ class SpecError(WorkloadError):
 
 
 def _f(default: Any, help: str, unit: str = "", group: str = "workload", **extra: Any):
-    return field(default=default, metadata={"help": help, "unit": unit, "group": group, **extra})
+    return described(default, help, unit, group, **extra)
 
 
 @dataclass(frozen=True)
@@ -100,35 +99,10 @@ class WorkloadSpec:
     seed: int = _f(0, "Random seed of the workload (arrivals, lengths, prediction noise).")
 
     def __post_init__(self) -> None:
-        self._check_types()
+        coerce_fields(self, SpecError)
         self._validate()
 
     # ------------------------------------------------------------------
-    def _check_types(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kind = str(f.type).replace(" | None", "")
-            if value is None and "None" in str(f.type):
-                continue
-            if kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, int(value))
-            elif kind == "float" and isinstance(value, numbers.Real) and not isinstance(value, bool):
-                if not math.isfinite(value):
-                    raise SpecError(f.name, f"must be finite, got {value}")
-                object.__setattr__(self, f.name, float(value))
-            elif kind == "bool" and isinstance(value, bool):
-                pass
-            elif kind == "str" and isinstance(value, str):
-                object.__setattr__(self, f.name, value.strip())
-            else:
-                want = {"int": "an integer", "float": "a number", "bool": "true or false",
-                        "str": "a string"}[kind]
-                raise SpecError(f.name, f"must be {want}{' or none' if 'None' in str(f.type) else ''}, "
-                                f"got {value!r}")
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise SpecError(f.name, f"must be one of {', '.join(choices)}; got {value!r}")
-
     def _validate(self) -> None:
         def need(cond: bool, name: str, msg: str) -> None:
             if not cond:
