@@ -1,0 +1,50 @@
+# batchlab: the web explorer (default target) and the calibration tool (target "calibrate").
+#
+#   docker build -t batchlab .                              # slim: simulator, store, web app (no torch)
+#   docker run -p 8501:8501 -v batchlab-data:/data batchlab  # http://localhost:8501
+#   docker build --target calibrate -t batchlab-calibrate .  # + torch (CPU wheels) + transformers
+#   docker build --target calibrate --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 ...
+#
+# /data holds the SQLite results store and the workload cache (BATCHLAB_HOME); set
+# BATCHLAB_DB_URL=postgresql://... to use a PostgreSQL store instead.
+
+FROM python:3.11-slim AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    BATCHLAB_HOME=/data \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    STREAMLIT_CLIENT_SHOW_ERROR_DETAILS=none
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+COPY pyproject.toml README.md batchlab.py ./
+COPY core ./core
+COPY workloads ./workloads
+COPY calibration ./calibration
+COPY store ./store
+COPY webapp ./webapp
+# editable: the app runs from /app, so webapp/.streamlit/config.toml (theme, limits) is used as is
+RUN pip install --no-deps -e . \
+ && useradd --create-home --uid 1000 batchlab \
+ && mkdir -p /data && chown batchlab:batchlab /data
+USER batchlab
+VOLUME /data
+
+FROM runtime AS calibrate
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+USER root
+RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
+ && pip install "transformers>=4.45,<6"
+USER batchlab
+ENTRYPOINT ["batchlab", "calibrate"]
+CMD ["--help"]
+
+# The default target (last stage): serve the web app.
+FROM runtime AS app
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"
+CMD ["batchlab", "app", "--host", "0.0.0.0", "--port", "8501"]

@@ -1,0 +1,214 @@
+"""Altair charts from the run series (``latency_cdf``, ``batch_timeline``, ``gpu_utilization``,
+``batch_sizes``) and summaries. Data shaping is in small pure functions so tests can check it.
+
+Every chart's axes carry units; runs are told apart by the ``run`` column (a short label).
+"""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+LATENCY_METRICS = {
+    "e2e": "End-to-end latency",
+    "ttft": "Time to first token",
+    "queue_delay": "Queueing delay",
+    "tbt": "Time between tokens",
+}
+VIOLATION_KINDS = {"sla_violation_rate_ttft": "TTFT", "sla_violation_rate_tbt": "TBT",
+                   "sla_violation_rate_e2e": "E2E", "any": "Any (SLA missed)"}
+CONTROLLER_SERIES = {"b_cap": "chosen b = min(b_mem, b_SLA)", "size": "actual batch size",
+                     "b_mem": "b_mem (memory cap)", "b_sla": "b_SLA (SLA cap)"}  # drawn in this order
+BUCKETS = 120
+RUN_SCHEME = "tableau10"
+HEIGHT = 340  # total height: title, axes and legend included (Streamlit fits the spec)
+
+
+def _run_color(runs: list[str]) -> alt.Color:
+    return alt.Color("run:N", title="Run", sort=runs, scale=alt.Scale(scheme=RUN_SCHEME),
+                     legend=alt.Legend(labelLimit=260))
+
+
+# ------------------------------------------------------------------ shaping --
+def stack(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate per-run frames with a ``run`` column (label -> frame)."""
+    parts = [df.assign(run=label) for label, df in frames.items() if df is not None and len(df)]
+    if not parts:
+        return pd.DataFrame({"run": pd.Series(dtype=str)})
+    return pd.concat(parts, ignore_index=True)
+
+
+def time_buckets(timeline: pd.DataFrame, columns: list[str], by: list[str], buckets: int = BUCKETS) -> pd.DataFrame:
+    """Mean of ``columns`` per (``by``, time window): ``buckets`` equal windows over the run."""
+    if timeline.empty:
+        return pd.DataFrame(columns=[*by, "time_s", *columns])
+    t = timeline["time_s"].to_numpy(dtype=float)
+    lo, hi = float(t.min()), float(t.max())
+    width = (hi - lo) / buckets if hi > lo else 1.0
+    idx = np.minimum(((t - lo) / width).astype(np.int64), buckets - 1)
+    df = timeline[[*by, *columns]].assign(_b=idx)
+    out = df.groupby([*by, "_b"], as_index=False)[columns].mean()
+    out["time_s"] = lo + (out["_b"].to_numpy() + 0.5) * width
+    return out.drop(columns="_b")
+
+
+def violation_frame(summaries: dict[str, dict]) -> pd.DataFrame:
+    """Long table run, kind, rate (percent); disabled deadlines are left out."""
+    rows = []
+    for run, s in summaries.items():
+        for key, kind in VIOLATION_KINDS.items():
+            v = 1.0 - s["sla_attainment"] if key == "any" else s.get(key)
+            if v is not None:
+                rows.append({"run": run, "kind": kind, "rate_pct": 100.0 * float(v)})
+    return pd.DataFrame(rows, columns=["run", "kind", "rate_pct"])
+
+
+def throughput_frame(summaries: dict[str, dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"run": run, "throughput_rps": s["throughput_rps"], "throughput_tps": s["throughput_tps"]}
+                         for run, s in summaries.items()],
+                        columns=["run", "throughput_rps", "throughput_tps"])
+
+
+# ------------------------------------------------------------------- charts --
+def latency_cdf(cdf: pd.DataFrame, metric: str = "e2e", log_x: bool = True) -> alt.Chart:
+    """CDF of one latency metric per run; ``cdf`` is stacked ``latency_cdf`` series."""
+    runs = list(dict.fromkeys(cdf["run"]))
+    df = cdf.loc[cdf["metric"] == metric, ["run", "quantile", "seconds"]].assign(
+        percent=lambda d: 100.0 * d["quantile"])
+    if log_x:
+        df = df[df["seconds"] > 0]
+    title = f"{LATENCY_METRICS.get(metric, metric)} (s{', log scale' if log_x else ''})"
+    return alt.Chart(df, title=f"{LATENCY_METRICS.get(metric, metric)}: CDF").mark_line(interpolate="step-after").encode(
+        x=alt.X("seconds:Q", title=title, scale=alt.Scale(type="log") if log_x else alt.Scale()),
+        y=alt.Y("percent:Q", title="Requests at or below (%)", scale=alt.Scale(domain=[0, 100])),
+        color=_run_color(runs),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("seconds:Q", title="Latency (s)", format=".3f"),
+                 alt.Tooltip("percent:Q", title="Requests (%)", format=".1f")],
+    ).properties(height=HEIGHT)
+
+
+def violation_rates(summaries: dict[str, dict]) -> alt.Chart:
+    """Grouped bars: SLA violation rate by kind (TTFT, TBT, E2E, any) per run."""
+    df = violation_frame(summaries)
+    runs = list(summaries)
+    return alt.Chart(df, title="SLA violations by kind").mark_bar().encode(
+        x=alt.X("kind:N", title="Deadline", sort=list(VIOLATION_KINDS.values()), axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("run:N", sort=runs),
+        y=alt.Y("rate_pct:Q", title="Requests violating (%)"),
+        color=_run_color(runs),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("kind:N", title="Deadline"),
+                 alt.Tooltip("rate_pct:Q", title="Violating (%)", format=".2f")],
+    ).properties(height=HEIGHT)
+
+
+THROUGHPUT = {"throughput_rps": ("Throughput", "Requests per second (req/s)", ".3f"),
+              "throughput_tps": ("Output throughput", "Output tokens per second (tok/s)", ",.1f")}
+
+
+def throughput(summaries: dict[str, dict], key: str = "throughput_rps") -> alt.Chart:
+    """Horizontal bars of one throughput metric (``throughput_rps`` or ``throughput_tps``) per run."""
+    df = throughput_frame(summaries)
+    runs = list(summaries)
+    title, axis, f = THROUGHPUT[key]
+    bars = alt.Chart(df).mark_bar().encode(
+        y=alt.Y("run:N", title=None, sort=runs, axis=alt.Axis(labelLimit=260)),
+        x=alt.X(f"{key}:Q", title=axis),
+        color=alt.Color("run:N", sort=runs, legend=None, scale=alt.Scale(scheme=RUN_SCHEME)),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip(f"{key}:Q", title=axis, format=f)])
+    text = bars.mark_text(align="left", dx=4).encode(text=alt.Text(f"{key}:Q", format=f), color=alt.value("#31333f"))
+    return alt.layer(bars, text).properties(title=title, height=max(110, 40 * len(runs) + 70))
+
+
+def gpu_utilization(util: pd.DataFrame) -> alt.Chart:
+    """Fraction of GPUs busy over time, per run (stacked ``gpu_utilization`` series)."""
+    runs = list(dict.fromkeys(util["run"]))
+    df = util.assign(percent=100.0 * util["utilization"])
+    return alt.Chart(df, title="GPU utilisation over time").mark_line().encode(
+        x=alt.X("time_s:Q", title="Time (s)"),
+        y=alt.Y("percent:Q", title="GPUs busy (%)", scale=alt.Scale(domain=[0, 100])),
+        color=_run_color(runs),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
+                 alt.Tooltip("percent:Q", title="Busy (%)", format=".1f")],
+    ).properties(height=HEIGHT)
+
+
+def batch_size_over_time(timeline: pd.DataFrame, title: str = "Batch size over time") -> alt.Chart:
+    """Mean batch size per bin in each time window of one run."""
+    df = time_buckets(timeline, ["size"], ["bin"])
+    df["bin"] = df["bin"].astype(int)
+    return alt.Chart(df, title=title).mark_line().encode(
+        x=alt.X("time_s:Q", title="Time (s)"),
+        y=alt.Y("size:Q", title="Mean batch size (requests)"),
+        color=alt.Color("bin:O", title="Bin", scale=alt.Scale(scheme="viridis")),
+        tooltip=[alt.Tooltip("bin:O", title="Bin"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
+                 alt.Tooltip("size:Q", title="Mean size (req)", format=".1f")],
+    ).properties(height=HEIGHT)
+
+
+def controller_frame(timeline: pd.DataFrame, bin_: int | None = None) -> pd.DataFrame:
+    """Long table time_s, series, value: b_mem, b_SLA, chosen b and actual size per time window."""
+    df = timeline if bin_ is None else timeline[timeline["bin"] == bin_]
+    agg = time_buckets(df, list(CONTROLLER_SERIES), [])
+    long = agg.melt(id_vars=["time_s"], value_vars=list(CONTROLLER_SERIES), var_name="series", value_name="value")
+    long["series"] = long["series"].map(CONTROLLER_SERIES)
+    return long
+
+
+def controller_trace(timeline: pd.DataFrame, bin_: int | None = None, title: str = "Controller trace") -> alt.Chart:
+    """b_mem (Algorithm 1), b_SLA (Algorithm 2), the chosen cap and the actual batch size over time."""
+    df = controller_frame(timeline, bin_)
+    order = list(CONTROLLER_SERIES.values())
+    return alt.Chart(df, title=title).mark_line().encode(
+        x=alt.X("time_s:Q", title="Time (s)"),
+        y=alt.Y("value:Q", title="Batch size (requests)"),
+        color=alt.Color("series:N", title=None, sort=order,
+                        scale=alt.Scale(domain=order, range=["#2563eb", "#7f7f7f", "#9467bd", "#d62728"]),
+                        legend=alt.Legend(orient="top", columns=2, labelLimit=220)),
+        strokeDash=alt.StrokeDash("series:N", sort=order, legend=None,
+                                  scale=alt.Scale(domain=order, range=[[1, 0], [2, 2], [6, 3], [6, 3]])),
+        strokeWidth=alt.StrokeWidth("series:N", sort=order, legend=None,
+                                    scale=alt.Scale(domain=order, range=[3.5, 1.5, 2, 2])),
+        tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
+                 alt.Tooltip("value:Q", title="Requests", format=".1f")],
+    ).properties(height=HEIGHT + 40)
+
+
+def size_distribution(sizes: pd.DataFrame, max_groups: int = 16) -> pd.DataFrame:
+    """Share of each run's batches per batch-size range (common ranges for all runs)."""
+    top = int(sizes["size"].max()) if len(sizes) else 1
+    width = max(1, -(-top // max_groups))
+    lo = ((sizes["size"] - 1) // width) * width + 1
+    df = sizes.assign(lo=lo).groupby(["run", "lo"], as_index=False)["batches"].sum()
+    df["share_pct"] = 100.0 * df["batches"] / df.groupby("run")["batches"].transform("sum")
+    df["range"] = [f"{a}" if width == 1 else f"{a}–{a + width - 1}" for a in df["lo"]]
+    return df
+
+
+def batch_size_histogram(sizes: pd.DataFrame) -> alt.Chart:
+    """Share of batches by batch size, per run (stacked ``batch_sizes`` series), as grouped bars."""
+    runs = list(dict.fromkeys(sizes["run"]))
+    df = size_distribution(sizes)
+    order = [r for _, r in sorted(set(zip(df["lo"], df["range"])))]
+    return alt.Chart(df, title="Batch size distribution").mark_bar().encode(
+        x=alt.X("range:O", title="Batch size (requests)", sort=order, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("run:N", sort=runs),
+        y=alt.Y("share_pct:Q", title="Batches (% of the run's)"),
+        color=_run_color(runs),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("range:O", title="Batch size (req)"),
+                 alt.Tooltip("batches:Q", title="Batches"),
+                 alt.Tooltip("share_pct:Q", title="Share (%)", format=".1f")],
+    ).properties(height=HEIGHT)
+
+
+def grid_heatmap(table: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    """Measured ``column`` (seconds, shown in ms) over batch size x context length; gaps stay blank."""
+    df = table.loc[table[column].notna(), ["batch_size", "context_len", column]].copy()
+    df["ms"] = 1000.0 * df[column]
+    return alt.Chart(df, title=title).mark_rect().encode(
+        x=alt.X("context_len:O", title="Context length (tokens)", sort="ascending"),
+        y=alt.Y("batch_size:O", title="Batch size (requests)", sort="descending"),
+        color=alt.Color("ms:Q", title="ms", scale=alt.Scale(type="log", scheme="viridis")),
+        tooltip=[alt.Tooltip("batch_size:O", title="Batch size"),
+                 alt.Tooltip("context_len:O", title="Context (tokens)"),
+                 alt.Tooltip("ms:Q", title="Time (ms)", format=".3f")],
+    ).properties(height=HEIGHT + 40)

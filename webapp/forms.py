@@ -1,0 +1,258 @@
+"""Form widgets generated from dataclass field metadata (help, unit, group, choices).
+
+Each field becomes one widget keyed ``<prefix><name>`` in session state; an
+optional number (``float | None``) becomes a number box plus a checkbox
+``<key>.none`` labelled "off" (deadlines), "no limit" (max wait) or "auto", so
+a deadline can be switched off and an auto setting left auto.
+Defaults are written into session state before the widgets exist
+(:func:`seed`), so the same keys serve fresh sessions, URLs and stored runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Iterable
+
+import streamlit as st
+
+from core.config import MODES, SimConfig, config_fields
+from workloads.burstgpt import bundled_traces
+from workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
+
+SIM, WL = "sim.", "wl."
+MODES_KEY = "cmp.modes"
+LABELS = {
+    "mode": "Scheduler mode", "k_bins": "Bins K", "batch_size": "Fixed batch size B", "b_min": "B_min",
+    "b_max": "B_max", "fill": "Batch fill", "max_wait": "Max wait", "bin_policy": "Bin policy",
+    "gpus": "GPUs", "seed": "Simulation seed", "d_sla_ttft": "TTFT deadline", "d_sla_tbt": "TBT deadline",
+    "d_sla_e2e": "End-to-end deadline", "sla_eps": "Tolerance ε_D", "sla_alpha": "Interval width α",
+    "sla_delta": "Step δ", "sla_window": "Averaging window", "gpu_mem_gb": "GPU memory",
+    "weights_gb": "Model weights", "mem_reserve_frac": "Activation reserve", "kv_layers": "Layers",
+    "kv_heads": "KV heads", "head_dim": "Head dimension", "kv_dtype_bytes": "KV element size",
+    "mem_margin": "Safety margin", "mem_factor": "Memory factor", "mem_eps": "Overflow probability ε_M",
+    "stats_window": "Statistics window", "latency": "Latency model", "prefill_base": "Prefill per batch",
+    "prefill_per_token": "Prefill per prompt token", "decode_base": "Decode step t0",
+    "decode_per_seq": "Decode per sequence t1", "decode_per_ctx_token": "Decode per context token t2",
+    # workload
+    "trace": "Trace excerpt", "workload_seed": "Workload seed", "num_requests": "Requests", "offset": "Window offset",
+    "keep_failed": "Keep failed rows",
+    "arrival": "Arrivals", "rate": "Arrival rate", "gamma_shape": "Gamma shape", "rps_scaling": "Time compression",
+    "real_timestamps": "Real timestamps", "prompt_lengths": "Prompt lengths", "output_lengths": "Output lengths",
+    "predictor": "Output-length predictor",
+}
+# units for numbers whose metadata leaves the unit empty
+EXTRA_UNITS = {"gpus": "GPUs", "k_bins": "bins", "mem_reserve_frac": "fraction", "mem_factor": "fraction",
+               "mem_eps": "probability", "kv_layers": "layers", "kv_heads": "heads", "head_dim": "elements"}
+OFF_MEANS = {"d_sla_ttft": "off", "d_sla_tbt": "off", "d_sla_e2e": "off", "max_wait": "no limit"}
+FALLBACK = {"rate": SYNTHETIC_RATE, "num_requests": SYNTHETIC_REQUESTS, "max_wait": 5.0}
+CHOICE_AUTO = {"fill": "auto (the mode's default)", "arrival": "auto (gamma / trace)"}
+SOURCE_LABELS = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
+                 "upload": "Upload a BurstGPT CSV"}
+SLA_CONTROLLER = ("sla_eps", "sla_alpha", "sla_delta", "sla_window")
+TRACE_ONLY = ("trace", "offset", "keep_failed", "rps_scaling", "real_timestamps")
+SYNTHETIC_ONLY = ("prompt_lengths", "output_lengths")
+
+
+# ------------------------------------------------------------------ fields --
+def sim_fields(group: str | None = None, exclude: Iterable[str] = ()) -> list[dataclasses.Field]:
+    return [f for f in config_fields() if (group is None or f.metadata.get("group") == group)
+            and f.name not in exclude]
+
+
+def workload_fields(source: str) -> list[dataclasses.Field]:
+    """The WorkloadSpec fields that matter for a workload source (``workload`` itself is the source)."""
+    hide = {"workload"}
+    if source == "synthetic":
+        hide |= set(TRACE_ONLY)
+    else:
+        hide |= set(SYNTHETIC_ONLY)
+        if source == "upload":
+            hide.add("trace")
+    return [f for f in spec_fields() if f.name not in hide]
+
+
+def unit(f: dataclasses.Field) -> str:
+    return f.metadata.get("unit") or EXTRA_UNITS.get(f.name, "")
+
+
+def label(f: dataclasses.Field) -> str:
+    """``Nice name (unit)``."""
+    name = "workload_seed" if f.name == "seed" and f.metadata.get("group") == "workload" else f.name
+    text = LABELS.get(name, f.name.replace("_", " ").capitalize())
+    u = unit(f)
+    named = u and re.search(rf"\b{re.escape(u)}\b", text, re.IGNORECASE)  # "Requests", "GPUs": no "(unit)"
+    return f"{text} ({u})" if u and not named else text
+
+
+def _kind(f: dataclasses.Field) -> tuple[str, bool]:
+    t = str(f.type)
+    return t.replace(" | None", ""), t.endswith("| None")
+
+
+def _step(default: float) -> float:
+    if not default:
+        return 0.01
+    return 10.0 ** (math.floor(math.log10(abs(default))) - 1)
+
+
+# ------------------------------------------------------------ session state --
+AUTO = "auto"  # selectbox stand-in for None (a None selection would read as "nothing chosen")
+
+
+def state_entries(f: dataclasses.Field, value: Any, key: str) -> dict[str, Any]:
+    """The session-state entries that make ``f``'s widget show ``value``."""
+    base, optional = _kind(f)
+    if optional and base in ("int", "float"):
+        fallback = f.default if f.default is not None else FALLBACK.get(f.name, 1 if base == "int" else 1.0)
+        number = fallback if value is None else value
+        return {key: int(number) if base == "int" else float(number), f"{key}.none": value is None}
+    if optional and value is None:
+        return {key: AUTO}
+    if base == "float" and value is not None:
+        return {key: float(value)}
+    return {key: value}
+
+
+def seed(fields: Iterable[dataclasses.Field], values: dict, prefix: str, overwrite: bool = False) -> None:
+    """Put ``values`` (field name -> value; missing: the field default) into the widgets' state."""
+    for f in fields:
+        v = values.get(f.name, f.default)
+        for k, item in state_entries(f, v, prefix + f.name).items():
+            if overwrite or k not in st.session_state:
+                st.session_state[k] = item
+
+
+def seed_settings(settings: dict, overwrite: bool = False) -> None:
+    """Seed every form widget from a settings dict (see ``state.default_settings``)."""
+    seed(config_fields(), settings["sim"], SIM, overwrite)
+    seed(spec_fields(), settings["spec"], WL, overwrite)
+    for k, v in ((MODES_KEY, list(settings["modes"])), ("source", settings["source"])):
+        if overwrite or k not in st.session_state:
+            st.session_state[k] = v
+
+
+# ----------------------------------------------------------------- widgets --
+def render_field(f: dataclasses.Field, key: str, options: list | None = None) -> Any:
+    """One widget for ``f`` (state must be seeded); returns the field's value."""
+    base, optional = _kind(f)
+    help_text = f.metadata.get("help", "")
+    text = label(f)
+    choices = options if options is not None else f.metadata.get("choices")
+    if base == "bool" and optional:
+        choices = [AUTO, True, False]
+    if choices:
+        opts = [AUTO if c is None else c for c in choices]
+        if optional and AUTO not in opts:
+            opts = [AUTO, *opts]
+        current = st.session_state.get(key)
+        if f.name == "latency" and isinstance(current, str) and current and current not in opts:
+            opts.append(current)  # e.g. a grid named in a URL: keep it, the run reports if it is missing
+        elif current not in opts:
+            st.session_state[key] = opts[0]
+        auto = CHOICE_AUTO.get(f.name, "auto")
+        value = st.selectbox(text, opts, key=key, help=help_text,
+                             format_func=lambda v: auto if v == AUTO else
+                             ("yes" if v is True else "no" if v is False else str(v)))
+        return None if value == AUTO else value
+    if base == "bool":
+        return st.checkbox(text, key=key, help=help_text)
+    if base in ("int", "float"):
+        number_kw: dict = {"step": 1, "format": "%d"} if base == "int" else {
+            "step": _step(f.default if f.default is not None else FALLBACK.get(f.name, 1.0)), "format": "%g"}
+        if not optional:
+            return st.number_input(text, key=key, help=help_text, **number_kw)
+        means = OFF_MEANS.get(f.name, "auto")
+        value = st.number_input(text, key=key, help=f"{help_text} Tick '{means}' to leave it {means}.",
+                                **number_kw)
+        none = st.checkbox(means, key=f"{key}.none", help=f"{LABELS.get(f.name, f.name)}: {means}")
+        return None if none else value
+    return st.text_input(text, key=key, help=help_text)
+
+
+def render_fields(fields: Iterable[dataclasses.Field], prefix: str, columns: int = 2,
+                  options: dict[str, list] | None = None) -> dict[str, Any]:
+    """Widgets for ``fields`` laid out ``columns`` per row; returns name -> value."""
+    fields = list(fields)
+    options = options or {}
+    values: dict[str, Any] = {}
+    for i in range(0, len(fields), columns):
+        cols = st.columns(columns)
+        for col, f in zip(cols, fields[i:i + columns]):
+            with col:
+                values[f.name] = render_field(f, prefix + f.name, options.get(f.name))
+    return values
+
+
+def source_picker() -> str:
+    """Where the workload comes from: synthetic, a bundled excerpt, or an uploaded CSV."""
+    if st.session_state.get("source") not in SOURCE_LABELS:
+        st.session_state["source"] = "synthetic"
+    return st.radio("Workload source", list(SOURCE_LABELS), key="source", horizontal=True,
+                    format_func=SOURCE_LABELS.get,
+                    help="Synthetic requests with BurstGPT-like lengths, a BurstGPT excerpt shipped with "
+                         "batchlab, or your own BurstGPT CSV (6- or 8-column layout).")
+
+
+@dataclasses.dataclass
+class FormValues:
+    """What a settings form returned."""
+
+    submitted: bool
+    sim: dict
+    spec: dict
+    modes: list[str]
+
+
+def settings_form(form_key: str, source: str, latency_options: list[str], submit_label: str,
+                  compare: bool = False) -> FormValues:
+    """The full settings form: scheduler, cluster and SLA, workload; latency, memory and
+    SLA-controller details in expanders. ``compare`` picks several modes instead of one."""
+    sim: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    modes: list[str] = []
+    with st.form(form_key, border=True):
+        c1, c2, c3 = st.columns(3, gap="large")
+        with c1:
+            st.markdown("##### Scheduler")
+            if compare:
+                modes = st.multiselect("Scheduler modes", list(MODES), key=MODES_KEY,
+                                       help="Each mode runs on the same workload with the settings below.")
+            else:
+                sim["mode"] = render_field(_field("mode"), SIM + "mode")
+            sim |= render_fields(sim_fields("scheduler", exclude=("mode",)), SIM)
+        with c2:
+            st.markdown("##### Cluster")
+            sim |= render_fields(sim_fields("cluster"), SIM)
+            st.markdown("##### SLA deadlines")
+            sim |= render_fields(sim_fields("sla", exclude=SLA_CONTROLLER), SIM)
+        with c3:
+            st.markdown("##### Workload")
+            spec |= render_fields(workload_fields(source), WL,
+                                  options={"trace": list(bundled_traces()),
+                                           "arrival": _arrivals(source)})
+        e1, e2, e3 = st.columns(3, gap="large")
+        with e1.expander("Latency model"):
+            sim |= render_fields(sim_fields("latency"), SIM, options={"latency": latency_options})
+        with e2.expander("Memory model (Algorithm 1)"):
+            sim |= render_fields(sim_fields("memory"), SIM)
+        with e3.expander("SLA controller (Algorithm 2)"):
+            sim |= render_fields([_field(n) for n in SLA_CONTROLLER], SIM)
+        submitted = st.form_submit_button(submit_label, type="primary", icon=":material/play_arrow:")
+    if compare:
+        sim["mode"] = modes[0] if modes else SimConfig().mode
+    spec["workload"] = "synthetic" if source == "synthetic" else "burstgpt"
+    return FormValues(submitted, sim, spec, modes)
+
+
+def _arrivals(source: str) -> list:
+    return [AUTO, "poisson", "gamma"] if source == "synthetic" else [AUTO, "trace", "poisson", "gamma"]
+
+
+def _field(name: str) -> dataclasses.Field:
+    return next(f for f in config_fields() if f.name == name)
+
+
+def build(sim: dict, spec: dict) -> tuple[SimConfig, WorkloadSpec]:
+    """Validate form values: raises ConfigError / SpecError naming the field."""
+    return SimConfig(**sim), WorkloadSpec(**spec)

@@ -1,0 +1,128 @@
+"""History page helpers: filters, the runs table with links, and actions on the selection."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from core.config import MODES
+
+from . import services, state
+
+SORTS = {"created_at": "Created", "throughput_rps": "Throughput", "latency_p99_s": "Latency p99",
+         "sla_attainment": "SLA attainment", "gpu_utilization": "GPU utilisation", "num_requests": "Requests",
+         "duration_s": "Compute time", "mode": "Mode"}
+STATUSES = ("done", "failed", "running", "stale")
+PAGE_SIZE = 50
+
+
+@dataclass
+class Filters:
+    search: str | None
+    mode: str | None
+    status: str | None
+    order_by: str
+    descending: bool
+    page: int
+
+
+def filter_bar() -> Filters:
+    c = st.columns([3, 2, 2, 2, 1, 1], vertical_alignment="bottom")
+    search = c[0].text_input("Search", key="hist.search", placeholder="workload label, mode or hash prefix")
+    mode = c[1].selectbox("Mode", [None, *MODES], key="hist.mode", format_func=lambda m: m or "all modes")
+    status = c[2].selectbox("Status", [None, *STATUSES], key="hist.status", format_func=lambda s: s or "any status")
+    order_by = c[3].selectbox("Sort by", list(SORTS), key="hist.order", format_func=SORTS.get)
+    descending = c[4].toggle("Descending", value=True, key="hist.desc")
+    page = c[5].number_input("Page", min_value=1, value=1, step=1, key="hist.page")
+    return Filters(search.strip() or None, mode, status, order_by, descending, int(page))
+
+
+def display_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The table the user sees: units in headers, percentages as percent, an open link."""
+    if rows.empty:
+        return rows
+    return pd.DataFrame({
+        "open": "./?" + state.RUN + "=" + rows["hash"],
+        "created": rows["created_at"],
+        "mode": rows["mode"],
+        "GPUs": rows["gpus"],
+        "bins": rows["k_bins"],
+        "requests": rows["num_requests"],
+        "throughput (req/s)": rows["throughput_rps"],
+        "latency p99 (s)": rows["latency_p99_s"],
+        "SLA attainment (%)": 100 * rows["sla_attainment"].astype(float),
+        "GPU util (%)": 100 * rows["gpu_utilization"].astype(float),
+        "compute (s)": rows["duration_s"],
+        "status": rows["state"],
+        "workload": rows["label"],
+        "hash": rows["hash"].str.slice(0, 12),
+    })
+
+
+def runs_table(f: Filters) -> pd.DataFrame | None:
+    """Draw the filtered page of runs (multi-row selection); returns the selected rows."""
+    query = {"mode": f.mode, "status": f.status, "search": f.search}
+    with services.shown_errors("Cannot read the store") as box:
+        total = services.count_runs(**query)
+        rows = services.list_runs(**query, order_by=f.order_by, descending=f.descending, limit=PAGE_SIZE,
+                                  offset=(f.page - 1) * PAGE_SIZE)
+    if box.failed:
+        return None
+    pages = max(1, -(-total // PAGE_SIZE))
+    st.caption(f"{total:,} stored run{'s' if total != 1 else ''} match · page {min(f.page, pages)} of {pages} · "
+               "select rows to open, compare, export or delete them")
+    if rows.empty:
+        st.info("No stored runs match. Runs appear here after you run them on the Run or Compare page.",
+                icon=":material/info:")
+        return None
+    event = st.dataframe(
+        display_frame(rows), hide_index=True, key="hist.table", on_select="rerun", selection_mode="multi-row",
+        column_config={
+            "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
+            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
+            "requests": st.column_config.NumberColumn(format="localized"),
+            "workload": st.column_config.TextColumn(width="large"),
+            "throughput (req/s)": st.column_config.NumberColumn(format="%.3f"),
+            "latency p99 (s)": st.column_config.NumberColumn(format="%.2f"),
+            "SLA attainment (%)": st.column_config.NumberColumn(format="%.1f"),
+            "GPU util (%)": st.column_config.NumberColumn(format="%.1f"),
+            "compute (s)": st.column_config.NumberColumn(format="%.2f"),
+        })
+    picked = list(event.selection.rows) if event is not None else []
+    return rows.iloc[picked]
+
+
+def actions(selected: pd.DataFrame) -> None:
+    """Open / compare / export / delete for the selected runs."""
+    hashes = selected["hash"].tolist()
+    n = len(hashes)
+    bar = st.container(horizontal=True, vertical_alignment="center", gap="small")
+    c = [bar] * 5
+    if n == 1:
+        c[0].page_link("app_pages/run.py", label="Open run", icon=":material/open_in_new:",
+                       query_params={state.RUN: hashes[0]})
+    else:
+        c[0].button("Open run", disabled=True, help="Select one run", key="hist.open_off")
+    if n >= 2:
+        c[1].page_link("app_pages/compare.py", label=f"Compare {n} runs", icon=":material/compare_arrows:",
+                       query_params={state.COMPARE: ",".join(hashes)})
+    else:
+        c[1].button("Compare", disabled=True, help="Select two or more runs", key="hist.cmp_off")
+    what = f"{n} selected" if n else "all stored"
+    ids = hashes if n else None
+    c[2].download_button(f"Export {what} (CSV)", data=lambda: services.export_runs(ids, "csv"),
+                         file_name="batchlab_runs.csv", mime="text/csv", icon=":material/download:",
+                         key="hist.csv", on_click="ignore")
+    c[3].download_button(f"Export {what} (JSON)", data=lambda: services.export_runs(ids, "json"),
+                         file_name="batchlab_runs.json", mime="application/json", icon=":material/download:",
+                         key="hist.json", on_click="ignore")
+    with c[4].popover(f"Delete {n} selected" if n else "Delete", icon=":material/delete:", disabled=not n):
+        st.write(f"Delete {n} run{'s' if n != 1 else ''} and all their stored data? This cannot be undone.")
+        if st.button("Delete", type="primary", key="hist.delete"):
+            with services.shown_errors("Could not delete") as box:
+                gone = services.delete_runs(hashes)
+            if not box.failed:
+                st.session_state.pop("hist.table", None)
+                st.toast(f"Deleted {gone} run{'s' if gone != 1 else ''}.", icon=":material/delete:")
+                st.rerun()

@@ -1,0 +1,225 @@
+"""What the pages call: the store, workloads, grids and runs, with Streamlit caching.
+
+Nothing here draws except :func:`shown_errors`, which turns the errors a user
+can fix into ``st.error`` messages (details go to the log, never a traceback).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+import streamlit as st
+
+from calibration import GridError, bundled_grids, load_bundled, parse_grid
+from core.config import ConfigError, SimConfig
+from store import StoreError, open_store
+from workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
+
+log = logging.getLogger("batchlab.webapp")
+USER_ERRORS = (ConfigError, WorkloadError, GridError, StoreError)
+
+
+# ------------------------------------------------------------------ errors --
+@dataclass
+class ErrorBox:
+    """Set by :func:`shown_errors` when the block failed."""
+
+    failed: bool = False
+    message: str = ""
+
+
+def user_message(exc: BaseException) -> str:
+    """The message shown for an exception: its own text for user errors, a pointer to the log otherwise."""
+    if isinstance(exc, USER_ERRORS):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}; the details are in the server log"
+
+
+@contextmanager
+def shown_errors(context: str) -> Iterator[ErrorBox]:
+    """Run a block; a failure becomes ``st.error("<context>: <message>")`` and ``box.failed``."""
+    box = ErrorBox()
+    try:
+        yield box
+    except USER_ERRORS as exc:
+        log.info("%s: %s", context, exc)
+        box.failed, box.message = True, user_message(exc)
+        st.error(f"{context}: {box.message}", icon=":material/error:")
+    except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
+        log.exception("%s", context)
+        box.failed, box.message = True, user_message(exc)
+        st.error(f"{context}: {box.message}", icon=":material/error:")
+
+
+# ------------------------------------------------------------------- store --
+def _store_key() -> tuple:
+    return (os.environ.get("BATCHLAB_DB_URL"), os.environ.get("BATCHLAB_HOME"))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _open(key: tuple):
+    return open_store()
+
+
+def get_store():
+    """The store selected by BATCHLAB_DB_URL / BATCHLAB_HOME (opened once per process and location)."""
+    return _open(_store_key())
+
+
+# ------------------------------------------------------------------- grids --
+def grid_names() -> dict[str, str]:
+    """Grid name -> where it lives ("bundled" or "stored"); stored grids shadow bundled ones."""
+    names = {name: "bundled" for name in bundled_grids()}
+    try:
+        for row in get_store().list_grids():
+            names[row.name] = "stored"
+    except StoreError as exc:
+        log.warning("cannot list stored grids: %s", exc)
+    return names
+
+
+def latency_options() -> list[str]:
+    return ["parametric"] + [f"grid:{n}" for n in sorted(grid_names())]
+
+
+def resolve_grid(latency: str):
+    """The Grid a ``grid:NAME`` latency setting names (stored first, then bundled); None if parametric."""
+    if not latency.startswith("grid:"):
+        return None
+    name = latency.split(":", 1)[1]
+    names = grid_names()
+    if names.get(name) == "stored":
+        grid = get_store().get_grid(name)
+        if grid is not None:
+            return grid
+    if name in bundled_grids():
+        return load_bundled(name)
+    raise ConfigError("latency", f"no calibration grid named {name!r} (available: "
+                                 f"{', '.join(sorted(names)) or 'none'}); upload one on the Calibration page")
+
+
+def parse_upload(data: bytes, name: str):
+    """Validate an uploaded grid CSV (GridError names the line and column)."""
+    return parse_grid(data, name=name or None)
+
+
+def save_grid(grid) -> tuple[Any, bool]:
+    row, created = get_store().save_grid(grid)
+    return row, created
+
+
+# ---------------------------------------------------------------- workloads --
+@dataclass
+class Upload:
+    """An uploaded trace: file name and bytes."""
+
+    name: str
+    data: bytes = field(repr=False)
+
+
+def make_workload(spec: WorkloadSpec, upload: Upload | None = None):
+    """The workload ``spec`` describes, or the uploaded trace read with ``spec``'s window settings."""
+    if upload is not None:
+        return load_trace_bytes(upload.data, upload.name, spec=spec)
+    return build_workload(spec)
+
+
+# -------------------------------------------------------------------- runs --
+@dataclass
+class Outcome:
+    """One finished (or stored) run: its hash, whether the store served it, seconds it took here."""
+
+    hash: str
+    mode: str
+    cached: bool
+    seconds: float
+    created_at: Any = None
+
+
+def run_modes(base: SimConfig | dict, modes: list[str], spec: WorkloadSpec, upload: Upload | None = None,
+              progress: Callable[[float, str], None] | None = None) -> list[Outcome]:
+    """Run each mode on one workload through the store (served from it when already there)."""
+    sim = base.to_dict() if isinstance(base, SimConfig) else dict(base)
+    # an explicit fill applies to every mode; auto (None) stays each mode's own default
+    configs = [SimConfig(**{**sim, "mode": m}) for m in modes]
+    workload = make_workload(spec, upload)
+    grid = resolve_grid(configs[0].latency)
+    store = get_store()
+    out = []
+    for i, cfg in enumerate(configs):
+        t0 = time.perf_counter()
+
+        def step(frac: float, i=i, mode=cfg.mode) -> None:
+            if progress:
+                progress((i + min(max(frac, 0.0), 1.0)) / len(configs), mode)
+
+        step(0.0)
+        run, cached = store.get_or_run(cfg, workload, grid=grid, progress=step)
+        if run.status != "done":
+            raise StoreError(f"run {run.hash[:12]} of {cfg.mode} is {run.status}: {run.error or 'no result'}")
+        out.append(Outcome(run.hash, cfg.mode, cached, time.perf_counter() - t0, run.created_at))
+        step(1.0)
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _run_view(key: tuple, ref: str) -> dict | None:
+    run = get_store().get_run(ref)
+    if run is None:
+        return None
+    if run.status != "done" or run.summary is None:
+        return {"hash": run.hash, "status": run.state, "error": run.error}
+    return {
+        "id": run.id, "hash": run.hash, "status": run.state, "error": run.error,
+        "created_at": run.created_at, "duration_s": run.duration_s, "label": run.label,
+        "config": run.config_dict, "workload": run.workload, "latency": run.latency,
+        "summary": run.summary, "series": run.series(), "sampled": getattr(run, "sampled", False),
+    }
+
+
+def run_view(ref: str) -> dict | None:
+    """A stored run as plain data for the views, or None if the store lacks it.
+
+    Only finished runs stay cached: a missing or unfinished run is looked up again next time.
+    """
+    key = _store_key()
+    view = _run_view(key, ref)
+    if view is None or "summary" not in view:
+        _run_view.clear(key, ref)
+    return view
+
+
+def forget_runs() -> None:
+    """Drop cached run views (after a delete)."""
+    _run_view.clear()
+
+
+def list_runs(**filters) -> pd.DataFrame:
+    """Light rows of stored runs (see ``Store.list_runs``) as a DataFrame."""
+    rows = get_store().list_runs(**filters)
+    return pd.DataFrame([r.to_dict() for r in rows])
+
+
+def count_runs(**filters) -> int:
+    return get_store().count_runs(**filters)
+
+
+def delete_runs(refs: list[str]) -> int:
+    store = get_store()
+    n = sum(1 for r in refs if store.delete_run(r))
+    forget_runs()
+    return n
+
+
+def export_runs(ids: list, fmt: str) -> bytes:
+    """The selected runs as CSV or JSON bytes (``Store.export_runs``)."""
+    import io
+
+    buf = io.StringIO()
+    get_store().export_runs(ids, fmt, buf)
+    return buf.getvalue().encode("utf-8")
