@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import sys
 import tomllib
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import click
 
 from core.config import MODES, ConfigError, SimConfig, config_fields
+from core.report import format_compare_table, format_summary, to_json
 from workloads.spec import WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
 
@@ -127,71 +127,6 @@ class _Progress:
         self.bar.close()
 
 
-def _json_default(obj):
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
-
-
-def _clean(value):
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _dump(obj) -> str:
-    return json.dumps(_clean(obj), default=_json_default, indent=2)
-
-
-def _pct(v) -> str:
-    return "off" if v is None else f"{100 * v:.1f} %"
-
-
-def _secs(v: float) -> str:
-    return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
-
-
-def format_summary(s: dict, workload_label: str, source: str) -> str:
-    lines = [
-        f"{s['mode']}: {s['gpus']} GPU(s), {s['k_bins']} bin(s) | {workload_label} | {source}",
-        f"  requests         {s['completed']:,} of {s['num_requests']:,} in {s['makespan_s']:,.1f} s",
-        f"  throughput       {s['throughput_rps']:.3f} req/s, {s['throughput_tps']:,.1f} output tok/s",
-        f"  latency (e2e)    mean {_secs(s['latency_mean_s'])}, p50 {_secs(s['latency_p50_s'])}, "
-        f"p95 {_secs(s['latency_p95_s'])}, p99 {_secs(s['latency_p99_s'])}",
-        f"  TTFT             mean {_secs(s['ttft_mean_s'])}, p99 {_secs(s['ttft_p99_s'])}; "
-        f"queueing mean {_secs(s['queue_delay_mean_s'])}",
-        f"  TBT              mean {_secs(s['tbt_mean_s'])}, p99 {_secs(s['tbt_p99_s'])}",
-        f"  SLA attainment   {_pct(s['sla_attainment'])} (violations: TTFT {_pct(s['sla_violation_rate_ttft'])}, "
-        f"TBT {_pct(s['sla_violation_rate_tbt'])}, E2E {_pct(s['sla_violation_rate_e2e'])})",
-        f"  GPU utilisation  {_pct(s['gpu_utilization'])} over the whole horizon",
-        f"  batches          {s['num_batches']:,}, mean size {s['mean_batch_size']:.1f}, max {s['batch_size_max']}"
-        f", memory-truncated {s['mem_truncated_batches']:,}",
-    ]
-    if "sla_branch_counts" in s:
-        c = s["sla_branch_counts"]
-        lines.append(f"  controllers      mean b_mem {s['b_mem_mean']:.1f}, mean b_SLA {s['b_sla_mean']:.1f}; "
-                     f"Algorithm 2 branches over {c['over']}, under {c['under']}, within {c['within']}")
-    if len(s["bins"]) > 1:
-        lines.append("  bin  predicted len     requests  mean b  latency mean   p99      SLA")
-        for b in s["bins"]:
-            if not b["requests"]:
-                lines.append(f"  {b['bin']:>3}  {b['pred_lo']:>6.0f}-{b['pred_hi']:<8.0f}  {0:>9}")
-                continue
-            lines.append(f"  {b['bin']:>3}  {b['pred_lo']:>6.0f}-{b['pred_hi']:<8.0f}  {b['requests']:>9,}"
-                         f"  {b['mean_batch_size']:>6.1f}  {_secs(b['latency_mean_s']):>10}  "
-                         f"{_secs(b['latency_p99_s']):>8}  {_pct(b['sla_attainment']):>7}")
-    notes = s.get("latency_notes") or {}
-    if notes.get("extrapolated_queries"):
-        lines.append(f"  note: {notes['extrapolated_queries']:,} latency queries were extrapolated "
-                     "beyond the calibration grid")
-    return "\n".join(lines)
-
-
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
@@ -293,7 +228,7 @@ def run(config_file, db, no_store, as_json, **flags):
         _fail(exc)
     summary = dict(summary, source=source, run_id=run_id)
     if as_json:
-        click.echo(_dump(summary))
+        click.echo(to_json(summary))
     else:
         click.echo(format_summary(summary, workload.identity.get("label", "workload"), _source_text(source, run_id)))
 
@@ -322,48 +257,13 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
     except _store_errors() as exc:
         _fail(exc)
     if as_json:
-        click.echo(_dump(rows))
+        click.echo(to_json(rows))
         return
     click.echo(f"workload: {workload.identity.get('label', 'workload')} ({len(workload):,} requests)")
     click.echo(format_compare_table(rows))
     if not no_store:
         hits = sum(r["source"] == "store" for r in rows)
         click.echo(f"{hits} served from store, {len(rows) - hits} simulated and stored")
-
-
-def format_compare_table(rows: list[dict]) -> str:
-    metrics = [
-        ("throughput (req/s)", "throughput_rps", "{:.3f}"),
-        ("throughput (tok/s)", "throughput_tps", "{:,.1f}"),
-        ("latency mean (s)", "latency_mean_s", "{:.2f}"),
-        ("latency p99 (s)", "latency_p99_s", "{:.2f}"),
-        ("TTFT p99 (s)", "ttft_p99_s", "{:.2f}"),
-        ("TBT mean (ms)", "tbt_mean_s", "ms"),
-        ("SLA attainment", "sla_attainment", "pct"),
-        ("TTFT violations", "sla_violation_rate_ttft", "pct"),
-        ("TBT violations", "sla_violation_rate_tbt", "pct"),
-        ("E2E violations", "sla_violation_rate_e2e", "pct"),
-        ("GPU utilisation", "gpu_utilization", "pct"),
-        ("mean batch size", "mean_batch_size", "{:.1f}"),
-        ("source", "source", "{}"),
-        ("run id", "run_id", "{}"),
-    ]
-    width = max(18, *(len(r["mode"]) for r in rows)) + 2
-    out = ["metric".ljust(20) + "".join(r["mode"].rjust(width) for r in rows)]
-    for label, key, fmt in metrics:
-        cells = []
-        for r in rows:
-            v = r.get(key)
-            if fmt == "pct":
-                cells.append(_pct(v))
-            elif v is None:
-                cells.append("-")
-            elif fmt == "ms":
-                cells.append(f"{v * 1000:.1f}")
-            else:
-                cells.append(fmt.format(v))
-        out.append(label.ljust(20) + "".join(c.rjust(width) for c in cells))
-    return "\n".join(out)
 
 
 @cli.command()
@@ -382,7 +282,7 @@ def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
                      [s.strip() for s in scenarios.split(",")], repeats, gpus,
                      echo=None if as_json else click.echo)
     if as_json:
-        click.echo(_dump(rows))
+        click.echo(to_json(rows))
 
 
 # ------------------------------------------------------------ results store --
@@ -419,7 +319,7 @@ def runs_list(db, mode, status, search, order_by, asc, limit, offset, as_json):
     except StoreError as exc:
         _fail(exc)
     if as_json:
-        click.echo(_dump([r.to_dict() for r in rows]))
+        click.echo(to_json([r.to_dict() for r in rows]))
     else:
         click.echo(format_runs_table(rows, total))
 
@@ -446,7 +346,7 @@ def runs_show(db, run_key, as_json):
 
     run = _get_run(_open_store(db), run_key)
     if as_json:
-        click.echo(_dump(run.to_dict()))
+        click.echo(to_json(run.to_dict()))
         return
     click.echo(format_run_header(run))
     if run.summary is not None:
@@ -529,7 +429,7 @@ def grids_list(db, as_json):
     from store.format import format_grids_table
 
     rows = _open_store(db).list_grids()
-    click.echo(_dump([g.to_dict() for g in rows]) if as_json else format_grids_table(rows))
+    click.echo(to_json([g.to_dict() for g in rows]) if as_json else format_grids_table(rows))
 
 
 @grids.command("show")
@@ -546,7 +446,7 @@ def grids_show(db, name, as_csv, as_json):
     if row is None:
         raise click.ClickException(f"no grid named {name!r} in {store.url}")
     if as_json:
-        click.echo(_dump(row.to_dict()))
+        click.echo(to_json(row.to_dict()))
         return
     grid = store.get_grid(name)
     if as_csv:
@@ -679,7 +579,7 @@ def bench_store(num_requests, num_runs, repeats, scenarios, db, as_json):
     except (StoreError, ValueError) as exc:
         _fail(exc)
     if as_json:
-        click.echo(_dump(out))
+        click.echo(to_json(out))
 
 
 def main() -> None:
