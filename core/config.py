@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from workloads.fields import coerce_fields, described
+from workloads.fields import FieldError, coerce_fields, described
 
 MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "multi_bin_fixed")
 BINNED_MODES = ("multi_bin_dynamic", "multi_bin_fixed")
@@ -22,12 +22,8 @@ MAX_GPUS = 1000
 MAX_BINS = 64
 
 
-class ConfigError(ValueError):
-    """An invalid setting; ``field`` names it."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
+class ConfigError(FieldError):
+    """An invalid simulation setting; ``field`` names it."""
 
 
 def _f(default: Any, help: str, unit: str = "", group: str = "scheduler", **extra: Any):

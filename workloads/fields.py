@@ -12,6 +12,14 @@ import math
 import numbers
 from typing import Any, Callable
 
+class FieldError(ValueError):
+    """A bad setting; ``field`` names it and the message starts with it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
 WANT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .burstgpt import bundled_traces
-from .fields import coerce_fields, described
+from .fields import FieldError, coerce_fields, described
 from .predictors import PREDICTOR_FORMS, parse_predictor
 from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, LENGTH_FORMS, OUTPUT_MAX, PROMPT_MAX,
                         parse_length_spec)
@@ -48,12 +48,8 @@ MAX_REQUESTS = 10_000_000
 MAX_SEED = 2**63 - 1
 
 
-class SpecError(WorkloadError):
+class SpecError(FieldError, WorkloadError):
     """An invalid workload setting; ``field`` names it."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
 
 
 def _f(default: Any, help: str, unit: str = "", group: str = "workload", **extra: Any):
