@@ -583,7 +583,7 @@ def bench_store(num_requests, num_runs, repeats, scenarios, db, as_json):
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="batchlab")
 
 
 if __name__ == "__main__":
