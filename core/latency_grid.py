@@ -268,24 +268,22 @@ class GridLatency(LatencyModel):
     def prefill_time(self, batch: int, prompt_len: int) -> float:
         e = self._prefill.entries.get(batch) or self._prefill.entry(batch)
         self._n_prefill += 1
-        if batch > self._max_batch:
-            self._max_batch = batch
-        if prompt_len > self._max_context:
-            self._max_context = prompt_len
-        if not (e.lo <= prompt_len <= e.hi) or (e.gaps and not e.trusted(prompt_len, prompt_len)):
-            self._x_prefill += 1
+        self._x_prefill += self._outside(e, batch, prompt_len)
         return e.f(prompt_len)
 
     def decode_step_time(self, batch: int, context_len: float) -> float:
         e = self._decode.entries.get(batch) or self._decode.entry(batch)
         self._n_step += 1
+        self._x_step += self._outside(e, batch, context_len)
+        return e.f(context_len)
+
+    def _outside(self, e, batch: int, context: float) -> bool:
+        """Track the largest query and say whether ``context`` lies outside row ``e``'s measured range."""
         if batch > self._max_batch:
             self._max_batch = batch
-        if context_len > self._max_context:
-            self._max_context = context_len
-        if not (e.lo <= context_len <= e.hi) or (e.gaps and not e.trusted(context_len, context_len)):
-            self._x_step += 1
-        return e.f(context_len)
+        if context > self._max_context:
+            self._max_context = context
+        return not (e.lo <= context <= e.hi) or bool(e.gaps and not e.trusted(context, context))
 
     def decode_time(self, batch: int, prompt_len: int, steps: int) -> float:
         """Exact sum of :meth:`decode_step_time` over contexts ``prompt_len .. prompt_len+steps-1``,
