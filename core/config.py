@@ -18,6 +18,27 @@ DYNAMIC_MODES = ("dynamic_no_bins", "multi_bin_dynamic")
 FILLS = ("greedy", "full")
 BIN_POLICIES = ("fcfs", "longest", "round_robin", "short_first")
 MEM_MARGINS = ("factor", "clt")
+# What each mode does, in two sentences (CLI help, the web form's mode picker, the README).
+MODE_HELP = {
+    "static_fifo": "One FIFO queue; a free GPU takes up to B waiting requests as one padded batch that runs "
+                   "to completion. B is a cap: with greedy fill a batch holds only what is waiting (use "
+                   "fill=full, optionally with max-wait, to wait for B).",
+    "dynamic_no_bins": "One FIFO queue; each batch's size is min(b_mem, b_SLA) from Paper 2's Algorithm 1 "
+                       "(memory) and Algorithm 2 (TBT deadline). Batches run to completion.",
+    "multi_bin_dynamic": "K queues by predicted output length (equal-mass bins); a batch never mixes bins and "
+                         "each bin has its own memory bound and SLA controller. Batches run to completion.",
+    "multi_bin_fixed": "Paper 1 exactly: K bins, a batch forms when a bin holds B requests, formed batches "
+                       "are served first-formed-first-served. Batches run to completion.",
+    "continuous_static": "Continuous (iteration-level) batching, as vLLM and SGLang do: requests join and "
+                         "leave between iterations on paged KV memory. The number of running sequences is "
+                         "capped at B.",
+    "continuous_dynamic": "Continuous batching whose running cap is min(b_mem, b_SLA) from Paper 2's "
+                          "Algorithms 1 and 2 with N_decode = the running requests. This is the setting the "
+                          "paper's algorithms were made for.",
+    "continuous_multi_bin": "Continuous batching that admits from K bins on predicted output length by the "
+                            "bin policy, sizing each admission with its bin's statistics. The running cap "
+                            "comes from Algorithms 1 and 2.",
+}
 MAX_GPUS = 1000
 MAX_BINS = 64
 
