@@ -31,6 +31,10 @@ def pct(v) -> str:
     return "off" if v is None else f"{100 * v:.1f} %"
 
 
+def attainment(v) -> str:
+    return "no deadline set" if v is None else pct(v)
+
+
 def secs(v: float) -> str:
     return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
 
@@ -45,8 +49,9 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
         f"  TTFT             mean {secs(s['ttft_mean_s'])}, p99 {secs(s['ttft_p99_s'])}; "
         f"queueing mean {secs(s['queue_delay_mean_s'])}",
         f"  TBT              mean {secs(s['tbt_mean_s'])}, p99 {secs(s['tbt_p99_s'])}",
-        f"  SLA attainment   {pct(s['sla_attainment'])} (violations: TTFT {pct(s['sla_violation_rate_ttft'])}, "
-        f"TBT {pct(s['sla_violation_rate_tbt'])}, E2E {pct(s['sla_violation_rate_e2e'])})",
+        f"  SLA attainment   {attainment(s['sla_attainment'])} (violations: TTFT "
+        f"{pct(s['sla_violation_rate_ttft'])}, TBT {pct(s['sla_violation_rate_tbt'])}, "
+        f"E2E {pct(s['sla_violation_rate_e2e'])})",
         f"  GPU utilisation  {pct(s['gpu_utilization'])} over the whole horizon",
         f"  batches          {s['num_batches']:,}, mean size {s['mean_batch_size']:.1f}, max {s['batch_size_max']}"
         f", memory-truncated {s['mem_truncated_batches']:,}",
@@ -63,7 +68,7 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
                 continue
             lines.append(f"  {b['bin']:>3}  {b['pred_lo']:>6.0f}-{b['pred_hi']:<8.0f}  {b['requests']:>9,}"
                          f"  {b['mean_batch_size']:>6.1f}  {secs(b['latency_mean_s']):>10}  "
-                         f"{secs(b['latency_p99_s']):>8}  {pct(b['sla_attainment']):>7}")
+                         f"{secs(b['latency_p99_s']):>8}  {attainment(b['sla_attainment']):>7}")
     notes = s.get("latency_notes") or {}
     if notes.get("extrapolated_queries"):
         lines.append(f"  note: {notes['extrapolated_queries']:,} latency queries were extrapolated "

@@ -9,7 +9,7 @@ from core.metrics import gpu_utilization_series
 from workloads import WorkloadSpec, build_workload
 from workloads.workload import Workload
 
-SMALL = WorkloadSpec(num_requests=1500, rate=3.0, seed=4)
+SMALL = WorkloadSpec(num_requests=1500, rate=3.0, workload_seed=4)
 
 
 def test_violation_rates_are_zero_when_loose_and_rise_when_tight():

@@ -18,7 +18,7 @@ from workloads import WorkloadSpec, build_workload
 
 
 def workload(n=200, seed=1):
-    return build_workload(WorkloadSpec(num_requests=n, seed=seed))
+    return build_workload(WorkloadSpec(num_requests=n, workload_seed=seed))
 
 
 def assert_same_arrays(got: dict, want: dict):

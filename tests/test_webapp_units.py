@@ -25,7 +25,7 @@ def test_default_settings_give_no_params():
 
 def test_settings_round_trip_through_params():
     cfg = SimConfig(mode="static_fifo", gpus=8, d_sla_tbt=None, batch_size=16, fill="full", max_wait=2.5)
-    spec = WorkloadSpec(num_requests=2000, rate=4.0, seed=7, predictor="oracle")
+    spec = WorkloadSpec(num_requests=2000, rate=4.0, workload_seed=7, predictor="oracle")
     params = state.settings_to_params(cfg, spec)
     assert params["mode"] == "static_fifo" and params["gpus"] == "8" and params["d_sla_tbt"] == "none"
     assert params["workload_seed"] == "7" and "seed" not in params  # the simulation seed stayed 0
@@ -76,7 +76,7 @@ def test_settings_from_run_keep_auto_fill_and_workload_spec():
 
 # ------------------------------------------------------------------ forms --
 def test_every_numeric_field_label_has_a_unit():
-    dimensionless = ("seed", "gamma_shape")  # a random seed, a shape parameter
+    dimensionless = ("seed", "workload_seed", "gamma_shape")  # a random seed, a shape parameter
     for f in config_fields() + spec_fields():
         kind = str(f.type)
         if f.name in dimensionless or not kind.startswith(("int", "float")):
@@ -89,7 +89,7 @@ def test_every_numeric_field_label_has_a_unit():
     assert forms.label(by_name["gpus"]) == "GPUs"
     assert forms.label(by_name["decode_base"]) == "Decode step t0 (s)"
     assert forms.label(next(f for f in spec_fields() if f.name == "num_requests")) == "Requests"
-    assert forms.label(next(f for f in spec_fields() if f.name == "seed")) == "Workload seed"
+    assert forms.label(next(f for f in spec_fields() if f.name == "workload_seed")) == "Workload seed"
 
 
 def test_every_field_has_help_and_a_group():

@@ -78,8 +78,7 @@ def unit(f: dataclasses.Field) -> str:
 
 def label(f: dataclasses.Field) -> str:
     """``Nice name (unit)``."""
-    name = "workload_seed" if f.name == "seed" and f.metadata.get("group") == "workload" else f.name
-    text = LABELS.get(name, f.name.replace("_", " ").capitalize())
+    text = LABELS.get(f.name, f.name.replace("_", " ").capitalize())
     u = unit(f)
     named = u and re.search(rf"\b{re.escape(u)}\b", text, re.IGNORECASE)  # "Requests", "GPUs": no "(unit)"
     return f"{text} ({u})" if u and not named else text
