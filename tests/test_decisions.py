@@ -28,7 +28,7 @@ def skewed(n=1500, seed=0, rate=60.0):
 
 
 def steps(batches):
-    return batches["max_output"]
+    return batches["steps"]
 
 
 # ------------------------------------------------------------------- bins --

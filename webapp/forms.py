@@ -34,6 +34,9 @@ LABELS = {
     "stats_window": "Statistics window", "latency": "Latency model", "prefill_base": "Prefill per batch",
     "prefill_per_token": "Prefill per prompt token", "decode_base": "Decode step t0",
     "decode_per_seq": "Decode per sequence t1", "decode_per_ctx_token": "Decode per context token t2",
+    "tbt_sla": "TBT deadline applies to", "kv_reserve": "KV reservation (batch-level)",
+    "max_new_tokens": "Max new tokens", "block_size": "KV block size", "kv_watermark": "KV watermark",
+    "chunk_size": "Prefill chunk per iteration",
     # workload
     "trace": "Trace excerpt", "workload_seed": "Workload seed", "num_requests": "Requests", "offset": "Window offset",
     "keep_failed": "Keep failed rows",
@@ -43,7 +46,8 @@ LABELS = {
 }
 # units for numbers whose metadata leaves the unit empty
 EXTRA_UNITS = {"gpus": "GPUs", "k_bins": "bins", "mem_reserve_frac": "fraction", "mem_factor": "fraction",
-               "mem_eps": "probability", "kv_layers": "layers", "kv_heads": "heads", "head_dim": "elements"}
+               "mem_eps": "probability", "kv_layers": "layers", "kv_heads": "heads", "head_dim": "elements",
+               "kv_watermark": "fraction"}
 OFF_MEANS = {"d_sla_ttft": "off", "d_sla_tbt": "off", "d_sla_e2e": "off", "max_wait": "no limit"}
 FALLBACK = {"rate": SYNTHETIC_RATE, "num_requests": SYNTHETIC_REQUESTS, "max_wait": 5.0}
 CHOICE_AUTO = {"fill": "auto (the mode's default)", "arrival": "auto (gamma / trace)"}
