@@ -44,9 +44,8 @@ Every admission then uses ``b_mem = min(max(b, N_decode), B_max)`` with
 length by the bin policy, each queue with its own ``b_mem``.
 
 Several GPUs share the queues. An idle GPU starts an iteration as soon as a
-request arrives; a busy GPU admits at its iteration boundaries, and when a
-request waits that a busy GPU has room for, that GPU stops at its first
-boundary after the arrival.
+request arrives; busy GPUs admit at their iteration boundaries, so a waiting
+request goes to the busy GPU with room whose next boundary comes first.
 
 Speed. Between two events of a GPU (a completion, a preemption, an admission, a
 controller update) its batch is fixed, so the iterations in between are one
@@ -69,11 +68,12 @@ from .batch_engine import EngineOutput
 from .config import SimConfig
 from .controllers import BRANCH_HOLD, BRANCH_OFF, MemoryBound, SlaController
 from .latency import LatencyModel
-from .queues import INF, QueueStats, pick_queue, queue_layout
+from .queues import INF, QueueStats, queue_layout
 
 WAITING, RUNNING, DONE = 0, 1, 2
+LOG_COLUMNS = ("start", "duration", "kv_util", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
+               "branch", "preempted")
 LOG_FLOATS = ("start", "duration", "kv_util")
-LOG_INTS = ("gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap", "branch", "preempted")
 
 
 class _Gpu:
@@ -85,7 +85,7 @@ class _Gpu:
                  "busy", "kv_int", "n_int",
                  # the running span [span_T, span_E): its first iteration, then pure decode iterations
                  "span_T", "span_E", "span_t", "d_first", "d_dec0", "n0", "n2", "c2", "U1", "served0",
-                 "span_cap", "span_branch", "span_pre", "span_since")
+                 "span_cap", "span_branch", "span_pre", "span_since", "span_dec")
 
     def __init__(self, idx: int, block: int, ctl: SlaController | None, b_sla: int, k: int, window: int):
         self.idx = idx
@@ -114,14 +114,6 @@ class _Gpu:
         self.busy = 0.0
         self.kv_int = 0.0       # integral over time of blocks in use
         self.n_int = 0          # sum over iterations of running requests
-
-    def push_duration(self, it: int, d: float) -> None:
-        mi, md = self.mono_i, self.mono_d
-        while md and md[-1] <= d:
-            md.pop()
-            mi.pop()
-        mi.append(it)
-        md.append(d)
 
     def max_since(self, it: int) -> float:
         """The longest iteration from index ``it`` on (0 if none)."""
@@ -204,8 +196,7 @@ class _Engine:
         self.preemptions = 0
         self.wasted = 0.0
         self.kv_peak_tokens = 0
-        self.log = {name: array("d") for name in LOG_FLOATS}
-        self.log.update({name: array("q") for name in LOG_INTS})
+        self.log = array("d")   # LOG_COLUMNS of every span, flat
 
     # ------------------------------------------------------------ arrivals
     def advance(self, t: float) -> None:
@@ -252,10 +243,11 @@ class _Engine:
             gpu = gpus[gi]
             if ver != gpu.ver:
                 continue
-            self.advance(t)
+            if g < n and arr[g] <= t:
+                self.advance(t)
             self.finish_span(gpu)
             self.boundary(gpu)
-            if self.waiting:
+            if self.waiting and (self.idle or self.roomy or self.calm):
                 self.route(gpu.t, exclude=gi)
             if self.progress is not None and self.done >= self.next_tick:
                 self.progress(self.done / n)
@@ -265,16 +257,46 @@ class _Engine:
         return self.output()
 
     def route(self, now: float, exclude: int = -1) -> None:
-        """Waiting requests go to idle GPUs now; busy GPUs with room stop at their next boundary."""
+        """Requests wait. Idle GPUs take them now. Of the busy GPUs with room, the one whose next
+        boundary comes first stops there to admit; every busy GPU whose controllers come due while
+        requests still wait stops then to update them (as if every boundary were simulated)."""
         while self.waiting and self.idle:
             gpu = self.gpus[heapq.heappop(self.idle)]
             gpu.t = now
             self.boundary(gpu)
-        if self.waiting and (self.roomy or self.calm):
-            for gi in sorted(self.roomy | self.calm):
-                if gi != exclude:
-                    self.cut(self.gpus[gi], now, gi in self.roomy, gi in self.calm)
-            self.calm.clear()
+        if not self.waiting:
+            return
+        soonest = {}                         # busy GPU with room -> (time, index, boundary, iterations)
+        for gi in self.roomy:
+            if gi != exclude:
+                gpu = self.gpus[gi]
+                soon, x = self.next_boundary(gpu, now)
+                if soon < gpu.span_E:
+                    soonest[gi] = (self.boundary_time(gpu, x), gi, soon, x)
+        admit = None                         # (time, GPU index, boundary) of the admission
+        for when, gi, soon, x in sorted(soonest.values()):
+            gpu = self.gpus[gi]
+            used = gpu.U1 + self.growth(gpu.H, gpu.span_T + 1, x) + gpu.H[soon % self.B]
+            if self.admissible(gpu, gpu.n2 + len(gpu.pref), self.K - self.watermark - used):
+                admit = (when, gi, soon)
+                self.end_span(gpu, soon)
+                break
+        for gi in sorted(self.calm):
+            if admit is not None and gi in soonest and soonest[gi][:2] > admit[:2]:
+                continue                     # due no earlier than its next boundary, after the admission
+            gpu = self.gpus[gi]
+            soon, _ = self.next_boundary(gpu, now)
+            due = max(soon, gpu.span_T + max(1, self.window - gpu.span_since))
+            if due >= gpu.span_E:
+                self.calm.discard(gi)        # its span ends before its controllers are due anyway
+            elif admit is None or (self.boundary_time(gpu, due - gpu.span_T - 1), gi) < admit[:2]:
+                self.end_span(gpu, due)
+                self.calm.discard(gi)
+
+    def boundary_time(self, gpu: _Gpu, x: int) -> float:
+        """When ``gpu``'s span reaches the boundary after its first iteration and ``x`` more."""
+        dec = self.latency.decode_time(gpu.n2, gpu.c2 / gpu.n2, x) if x > 0 else 0.0
+        return gpu.span_t + gpu.d_first + dec
 
     def cap(self, gpu: _Gpu, q: int, running: int) -> int:
         """The most requests ``gpu`` may run when admitting from queue ``q`` (recording b_mem)."""
@@ -295,31 +317,21 @@ class _Engine:
                 return True
         return False
 
-    def cut(self, gpu: _Gpu, now: float, admit: bool, refresh: bool) -> None:
-        """End ``gpu``'s span early now that requests wait: at its first boundary at or after ``now``
-        if it could admit there (``admit``), and at the boundary where Algorithm 2 is due (``refresh``)."""
-        T0, E = gpu.span_T, gpu.span_E
+    def next_boundary(self, gpu: _Gpu, now: float) -> tuple[int, int]:
+        """(index of ``gpu``'s first boundary at or after ``now``, decode iterations before it)."""
         first_end = gpu.span_t + gpu.d_first
-        x = 0
-        if now > first_end:
-            if not gpu.n2:
-                return
-            x = self.latency.steps_until(gpu.n2, gpu.c2 / gpu.n2, E - T0 - 1, now - first_end)
-        soon = T0 + 1 + x             # the first boundary at or after now
-        new_E = E
-        if refresh:
-            new_E = max(soon, T0 + max(1, self.window - gpu.span_since))
-        if admit and soon < new_E:
-            used = gpu.U1 + self.growth(gpu.H, T0 + 1, x) + gpu.H[soon % self.B]
-            if self.admissible(gpu, gpu.n2 + len(gpu.pref), self.K - self.watermark - used):
-                new_E = soon
-        if new_E >= E:
-            return
-        x = new_E - T0 - 1
+        if now <= first_end or not gpu.n2:
+            return gpu.span_T + 1, 0
+        x = self.latency.steps_until(gpu.n2, gpu.c2 / gpu.n2, gpu.span_E - gpu.span_T - 1, now - first_end)
+        return gpu.span_T + 1 + x, x
+
+    def end_span(self, gpu: _Gpu, new_E: int) -> None:
+        """Stop ``gpu``'s running span at boundary ``new_E`` (earlier than planned)."""
+        x = new_E - gpu.span_T - 1
         gpu.span_E = new_E
         gpu.ver += 1
-        end = first_end + (self.latency.decode_time(gpu.n2, gpu.c2 / gpu.n2, x) if x else 0.0)
-        heapq.heappush(self.heap, (end, gpu.idx, gpu.ver))
+        gpu.span_dec = self.latency.decode_time(gpu.n2, gpu.c2 / gpu.n2, x) if x else 0.0
+        heapq.heappush(self.heap, (gpu.span_t + gpu.d_first + gpu.span_dec, gpu.idx, gpu.ver))
 
     def growth(self, H: list, T: int, x: int) -> int:
         """Blocks that decode growth allocates in iterations T .. T+x-1."""
@@ -338,96 +350,140 @@ class _Engine:
         T0, E = gpu.span_T, gpu.span_E
         x = E - T0 - 1
         lat = self.latency
-        n2, c2 = gpu.n2, gpu.c2
+        n2, c2, U1, d_first = gpu.n2, gpu.c2, gpu.U1, gpu.d_first
         mean = c2 / n2 if n2 else 0.0
-        dec = lat.decode_time(n2, mean, x) if x > 0 else 0.0
-        duration = gpu.d_first + dec
-        gpu.t = gpu.span_t + duration
+        if x > 0:
+            dec = gpu.span_dec
+            H, B = gpu.H, self.B
+            if x < B:
+                grown = 0
+                for j in range(T0 + 1, E):
+                    grown += H[j % B]
+            else:
+                grown = self.growth(H, T0 + 1, x)
+            U_end = U1 + grown
+        else:
+            dec = 0.0
+            U_end = U1
+        duration = d_first + dec
+        span_t = gpu.span_t
+        gpu.t = span_t + duration
         gpu.T = E
-        U_end = gpu.U1 + self.growth(gpu.H, T0 + 1, x)
-        gpu.kv_int += gpu.U1 * gpu.d_first + (gpu.U1 + U_end) * 0.5 * dec
+        gpu.kv_int += U1 * d_first + (U1 + U_end) * 0.5 * dec
         gpu.U = U_end
-        gpu.ctx = c2 + n2 * x
+        ctx = gpu.ctx = c2 + n2 * x
         gpu.n = n2
         gpu.busy += duration
-        gpu.n_int += gpu.served0 + n2 * x
-        gpu.since_it += 1 + x
-        gpu.since_dec += (1 if gpu.n0 else 0) + (x if n2 else 0)
-        gpu.since_step += gpu.d_dec0 + dec
-        gpu.since_n += gpu.n0 + n2 * x
-        gpu.push_duration(T0, gpu.d_first)
+        n0, served0 = gpu.n0, gpu.served0
+        gpu.n_int += served0 + n2 * x
+        if self.dynamic:
+            gpu.since_it += 1 + x
+            gpu.since_dec += (1 if n0 else 0) + (x if n2 else 0)
+            gpu.since_step += gpu.d_dec0 + dec
+            gpu.since_n += n0 + n2 * x
+        mi, md = gpu.mono_i, gpu.mono_d       # suffix-maximum stack of iteration durations
+        while md and md[-1] <= d_first:
+            md.pop()
+            mi.pop()
+        mi.append(T0)
+        md.append(d_first)
         if x > 0:
             a = lat.decode_step_time(n2, mean)
-            b = lat.decode_step_time(n2, mean + x - 1) if x > 1 else a
-            gpu.push_duration(E - 1, a if a > b else b)
-        gpu.share += (gpu.d_first / gpu.served0 if gpu.served0 else 0.0) + (dec / n2 if x > 0 else 0.0)
+            longest = lat.decode_step_time(n2, mean + x - 1) if x > 1 else a
+            if a > longest:
+                longest = a
+            while md and md[-1] <= longest:
+                md.pop()
+                mi.pop()
+            mi.append(E - 1)
+            md.append(longest)
+            gpu.share += (d_first / served0 if served0 else 0.0) + dec / n2
+        elif served0:
+            gpu.share += d_first / served0
         if gpu.await_gap:
             keep = []
+            r_gap = self.r_gap
             for p, it, before in gpu.await_gap:
                 if it < E:   # its first decode iteration after re-admission ran in this span
-                    d = gpu.d_first if it == T0 else lat.decode_step_time(n2, mean + (it - T0 - 1))
-                    if before + d > self.r_gap[p]:
-                        self.r_gap[p] = before + d
+                    d = d_first if it == T0 else lat.decode_step_time(n2, mean + (it - T0 - 1))
+                    if before + d > r_gap[p]:
+                        r_gap[p] = before + d
                 else:
                     keep.append((p, it, before))
             gpu.await_gap = keep
-        tokens = gpu.ctx + sum(self.q_prompt[p] + self.r_gen[p] - rem for p, rem in gpu.pref)
-        if tokens > self.kv_peak_tokens:
-            self.kv_peak_tokens = tokens
-        log = self.log
-        log["start"].append(gpu.span_t)
-        log["duration"].append(duration)
-        log["kv_util"].append(U_end / self.K)
-        log["gpu"].append(gpu.idx)
-        log["size"].append(n2 + len(gpu.pref))
-        log["iterations"].append(1 + x)
-        log["kv_tokens"].append(tokens)
-        log["b_mem"].append(gpu.bmem)
-        log["b_sla"].append(gpu.b_sla)
-        log["b_cap"].append(gpu.span_cap)
-        log["branch"].append(gpu.span_branch)
-        log["preempted"].append(gpu.span_pre)
+        pref = gpu.pref
+        if pref:
+            q_prompt, r_gen = self.q_prompt, self.r_gen
+            ctx += sum(q_prompt[p] + r_gen[p] - rem for p, rem in pref)
+        if ctx > self.kv_peak_tokens:
+            self.kv_peak_tokens = ctx
+        self.log.extend((span_t, duration, U_end / self.K, gpu.idx, n2 + len(pref), 1 + x, ctx, gpu.bmem,
+                         gpu.b_sla, gpu.span_cap, gpu.span_branch, gpu.span_pre))
 
     def boundary(self, gpu: _Gpu) -> None:
-        """Between iterations: completions, Algorithm 2, preemptions, admissions; then plan the next span."""
-        E, t, B = gpu.T, gpu.t, self.B
-        q_prompt, r_gen, r_state = self.q_prompt, self.r_gen, self.r_state
+        """Between iterations: completions, the controllers, preemptions, admissions; then plan the next span."""
+        E, t, B, K = gpu.T, gpu.t, self.B, self.K
+        q_prompt, r_gen, r_state, r_ver = self.q_prompt, self.r_gen, self.r_state, self.r_ver
+        dynamic = self.dynamic
         # ---- requests whose last token came at the end of iteration E-1 leave
         comp = gpu.comp
-        while comp and comp[0][0] < E:
-            _, ver, p = heapq.heappop(comp)
-            if ver == self.r_ver[p] and r_state[p] == RUNNING:
-                self.complete(gpu, p, E, t)
-        # ---- Algorithm 2, once a window of iterations has passed
-        branch = BRANCH_HOLD if self.dynamic else BRANCH_OFF
-        running = gpu.n + len(gpu.pref)
-        if self.dynamic and self.waiting and gpu.since_it >= self.window:
+        if comp and comp[0][0] < E:
+            q_output, r_tdec, r_gap, r_steps, r_finish = (self.q_output, self.r_tdec, self.r_gap, self.r_steps,
+                                                          self.r_finish)
+            H = gpu.H
+            while comp and comp[0][0] < E:
+                _, ver, p = heapq.heappop(comp)
+                if ver != r_ver[p] or r_state[p] != RUNNING:
+                    continue
+                prompt, out, gen = q_prompt[p], q_output[p], r_gen[p]
+                tokens = prompt + out
+                gpu.U -= -(-tokens // B)
+                gpu.n -= 1
+                gpu.ctx -= tokens
+                H[(r_tdec[p] - prompt - gen) % B] -= 1
+                if out > gen:
+                    gap = gpu.max_since(r_tdec[p])
+                    if gap > r_gap[p]:
+                        r_gap[p] = gap
+                r_steps[p] += out - gen
+                r_finish[p] = t
+                r_state[p] = DONE
+                self.done += 1
+        # ---- the controllers, once a window of iterations has passed while requests wait
+        branch = BRANCH_HOLD if dynamic else BRANCH_OFF
+        pref = gpu.pref
+        running = gpu.n + len(pref)
+        if dynamic and self.waiting and gpu.since_it >= self.window:
+            mem, stats, off, arrived = self.mem, self.stats, self.off, self.arrived
+            bbase = gpu.bbase
             for q in range(self.k):
-                gpu.bbase[q] = self.mem.cap(*self.stats.moments(self.off[q], self.arrived[q]))
+                bbase[q] = mem.cap(*stats.moments(off[q], arrived[q]))
             if self.adaptive and gpu.since_dec:
                 gpu.ctl.observe(gpu.since_step / gpu.since_dec, gpu.since_n / gpu.since_dec)
                 gpu.b_sla, branch = gpu.ctl.cap(running)
             gpu.since_it = gpu.since_dec = gpu.since_n = 0
             gpu.since_step = 0.0
         # ---- decode growth of this iteration must fit: preempt the newest running requests
-        need = gpu.H[E % B]
+        H = gpu.H
+        need = H[E % B]
         pre = 0
-        while gpu.U + need > self.K:
+        while gpu.U + need > K:
             p = gpu.stack.pop()
             if r_state[p] != RUNNING or self.r_gpu[p] != gpu.idx:
                 continue
-            decoding = not any(e[0] == p for e in gpu.pref)
+            decoding = not any(e[0] == p for e in pref)
             if decoding and (self.r_tdec[p] - q_prompt[p] - r_gen[p]) % B == E % B:
                 need -= 1
             self.preempt(gpu, p, E, t, decoding)
+            pref = gpu.pref
             pre += 1
         # ---- prefill work: chunks of admitted prompts, then new admissions
         budget = self.chunk
         seqs = tok = 0
         joiners = []
-        if gpu.pref:
+        if pref:
             keep = []
-            for entry in gpu.pref:
+            for entry in pref:
                 if budget <= 0:
                     keep.append(entry)
                     continue
@@ -439,38 +495,44 @@ class _Engine:
                     joiners.append(entry[0])
                 else:
                     keep.append([entry[0], entry[1] - take])
-            gpu.pref = keep
-        running = gpu.n + len(gpu.pref) + len(joiners)
-        cap = gpu.b_sla if self.dynamic else self.batch_size
+            pref = gpu.pref = keep
+        running = gpu.n + len(pref) + len(joiners)
         if self.waiting and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
-            blocked: set[int] = set()
-            room_blocks = self.K - self.watermark - need
-            while self.waiting and budget > 0:
-                if self.k == 1:
+            room = K - self.watermark - need - gpu.U  # blocks admissions may take
+            single = self.k == 1
+            blocked = set()
+            r_start = self.r_start
+            front0, head, arrived = self.front[0], self.head, self.arrived
+            fixed = None if dynamic else self.batch_size
+            ceiling = gpu.b_sla if dynamic else self.batch_size   # no queue's cap is above it
+            while self.waiting and budget > 0 and running < ceiling:
+                if single:
                     q = 0
-                    if self.queue_head(0) is None:
+                    if front0:
+                        p = front0[0]
+                    elif head[0] < arrived[0]:
+                        p = head[0]
+                    else:
                         break
                 else:
-                    cands = [i for i in range(self.k) if i not in blocked and self.queue_head(i) is not None]
-                    if not cands:
+                    q, p = self.choose(blocked)
+                    if p is None:
                         break
-                    q = cands[0] if len(cands) == 1 else self.pick(cands)
-                cap = self.cap(gpu, q, running)
-                p = self.queue_head(q)
                 blocks = -(-(q_prompt[p] + r_gen[p]) // B)
-                if running >= cap or gpu.U + blocks > room_blocks:
-                    if self.k == 1:
+                if running >= (fixed or self.cap(gpu, q, running)) or blocks > room:
+                    if single:
                         break
                     blocked.add(q)
                     continue
                 self.take(q, p)
                 self.rr = q + 1
+                room -= blocks
                 gpu.U += blocks
                 r_state[p] = RUNNING
                 self.r_gpu[p] = gpu.idx
                 self.r_share[p] = gpu.share
-                if self.r_start[p] != self.r_start[p]:  # NaN: first admission
-                    self.r_start[p] = t
+                if r_start[p] != r_start[p]:  # NaN: first admission
+                    r_start[p] = t
                 gpu.stack.append(p)
                 running += 1
                 tokens = q_prompt[p] + r_gen[p]
@@ -481,7 +543,7 @@ class _Engine:
                 if take == tokens:
                     joiners.append(p)
                 else:
-                    gpu.pref.append([p, tokens - take])
+                    pref.append([p, tokens - take])
         if running == 0:   # nothing to run: the GPU idles until a request comes
             gpu.ver += 1
             heapq.heappush(self.idle, gpu.idx)
@@ -490,54 +552,64 @@ class _Engine:
             return
         # ---- the first iteration: prefill of this iteration's prompt tokens plus one decode step
         lat = self.latency
-        d_pre = lat.prefill_time(seqs, tok / seqs) if seqs else 0.0
-        d_dec0 = lat.decode_step_time(gpu.n, gpu.ctx / gpu.n) if gpu.n else 0.0
-        d_first = d_pre + d_dec0
+        n, ctx = gpu.n, gpu.ctx
+        d_dec0 = lat.decode_step_time(n, ctx / n) if n else 0.0
+        d_first = (lat.prefill_time(seqs, tok / seqs) if seqs else 0.0) + d_dec0
         first_end = t + d_first
-        n2, c2 = gpu.n, gpu.ctx + gpu.n
-        H = gpu.H
-        for p in joiners:
-            tokens = q_prompt[p] + r_gen[p]
-            H[(E + 1 - tokens) % B] += 1
-            n2 += 1
-            c2 += tokens
-            self.r_tdec[p] = E + 1
-            remaining = self.q_output[p] - r_gen[p]
-            heapq.heappush(comp, (E + remaining, self.r_ver[p], p))
-            if self.r_first[p] != self.r_first[p]:
-                self.r_first[p] = first_end
-            else:      # re-admitted: its next gap runs from its last token to its next decode step
-                gpu.await_gap.append((p, E + 1, first_end - self.r_last[p]))
+        n2, c2 = n, ctx + n
+        if joiners:
+            q_output, r_tdec, r_first = self.q_output, self.r_tdec, self.r_first
+            for p in joiners:
+                tokens = q_prompt[p] + r_gen[p]
+                H[(E + 1 - tokens) % B] += 1
+                n2 += 1
+                c2 += tokens
+                r_tdec[p] = E + 1
+                heapq.heappush(comp, (E + q_output[p] - r_gen[p], r_ver[p], p))
+                if r_first[p] != r_first[p]:
+                    r_first[p] = first_end
+                else:      # re-admitted: its next gap runs from its last token to its next decode step
+                    gpu.await_gap.append((p, E + 1, first_end - self.r_last[p]))
         U1 = gpu.U + need
         # ---- the span lasts until the next event on this GPU
-        while comp and (comp[0][1] != self.r_ver[comp[0][2]] or r_state[comp[0][2]] != RUNNING):
+        while comp and (comp[0][1] != r_ver[comp[0][2]] or r_state[comp[0][2]] != RUNNING):
             heapq.heappop(comp)
         E_next = comp[0][0] + 1 if comp else E + 1
-        if gpu.pref or (self.waiting and (pre or budget <= 0)):   # prefill continues, or admission may
+        waiting = self.waiting
+        if pref or (waiting and (pre or budget <= 0)):   # prefill continues, or admission may
             E_next = E + 1
-        if self.dynamic:   # the controllers are due every window of iterations while requests wait
-            if self.waiting:
-                E_next = min(E_next, E + max(1, self.window - gpu.since_it))
-                self.calm.discard(gpu.idx)
+        if dynamic:   # the controllers are due every window of iterations while requests wait
+            if waiting:
+                since = gpu.since_it
+                due = E + (self.window - since if since < self.window - 1 else 1)
+                if due < E_next:
+                    E_next = due
+                if self.calm:
+                    self.calm.discard(gpu.idx)
             else:
                 self.calm.add(gpu.idx)
         if n2 and E_next > E + 1:
-            free = self.K - U1
-            span = E_next - E - 1
-            if n2 * (span // B + 1) > free:   # growth may run out of blocks within the span
+            free = K - U1
+            if n2 * ((E_next - E - 1) // B + 1) > free:   # growth may run out of blocks within the span
                 m = self.overflow(H, E + 1, n2, free)
                 if E + m < E_next:
                     E_next = E + m
         x = E_next - E - 1
         gpu.span_T, gpu.span_E, gpu.span_t = E, E_next, t
         gpu.d_first, gpu.d_dec0, gpu.n2, gpu.c2, gpu.U1 = d_first, d_dec0, n2, c2, U1
-        gpu.served0 = gpu.n + seqs
-        gpu.n0 = gpu.n
+        gpu.served0 = n + seqs
+        gpu.n0 = n
+        if not dynamic:
+            cap = self.batch_size
+        elif self.k == 1:
+            cap = self.cap(gpu, 0, running)
+        else:
+            cap = max(self.cap(gpu, q, running) for q in range(self.k))
         gpu.span_cap, gpu.span_branch, gpu.span_pre, gpu.span_since = cap, branch, pre, gpu.since_it
         gpu.ver += 1
-        end = first_end + (lat.decode_time(n2, c2 / n2, x) if x > 0 else 0.0)
-        heapq.heappush(self.heap, (end, gpu.idx, gpu.ver))
-        if running < (gpu.b_sla if self.dynamic else self.batch_size):   # an arrival might be admitted
+        dec = gpu.span_dec = lat.decode_time(n2, c2 / n2, x) if x > 0 else 0.0
+        heapq.heappush(self.heap, (first_end + dec, gpu.idx, gpu.ver))
+        if running < cap:   # a request that comes might be admitted before the span ends
             self.roomy.add(gpu.idx)
         else:
             self.roomy.discard(gpu.idx)
@@ -555,11 +627,29 @@ class _Engine:
                 return j
 
     # ------------------------------------------------------------ requests
-    def pick(self, cands: list) -> int:
-        heads = [self.q_arr[self.queue_head(i)] if self.queue_head(i) is not None else INF
-                 for i in range(self.k)]
-        counts = [self.arrived[i] - self.head[i] + len(self.front[i]) for i in range(self.k)]
-        return pick_queue(self.policy, cands, heads, counts, self.rr, self.k)
+    def choose(self, blocked: set) -> tuple:
+        """(queue, request) the bin policy admits next among unblocked queues, or (-1, None)."""
+        front, head, arrived, q_arr = self.front, self.head, self.arrived, self.q_arr
+        cands, heads = [], []
+        for q in range(self.k):
+            if q in blocked:
+                continue
+            p = front[q][0] if front[q] else (head[q] if head[q] < arrived[q] else None)
+            if p is not None:
+                cands.append(q)
+                heads.append(p)
+        if not cands:
+            return -1, None
+        if len(cands) == 1 or self.policy == "short_first":
+            return cands[0], heads[0]
+        if self.policy == "fcfs":
+            j = min(range(len(cands)), key=lambda i: q_arr[heads[i]])
+        elif self.policy == "longest":
+            j = max(range(len(cands)), key=lambda i: (arrived[cands[i]] - head[cands[i]] + len(front[cands[i]]),
+                                                      -cands[i]))
+        else:  # round_robin: the first candidate at or after rr, cyclically
+            j = min(range(len(cands)), key=lambda i: (cands[i] - self.rr) % self.k)
+        return cands[j], heads[j]
 
     def take(self, q: int, p: int) -> None:
         if self.front[q] and self.front[q][0] == p:
@@ -567,21 +657,6 @@ class _Engine:
         else:
             self.head[q] += 1
         self.waiting -= 1
-
-    def complete(self, gpu: _Gpu, p: int, E: int, t: float) -> None:
-        prompt, out, gen = self.q_prompt[p], self.q_output[p], self.r_gen[p]
-        tokens = prompt + out
-        gpu.U -= -(-tokens // self.B)
-        gpu.n -= 1
-        gpu.ctx -= tokens
-        gpu.H[(self.r_tdec[p] - prompt - gen) % self.B] -= 1
-        gap = gpu.max_since(self.r_tdec[p]) if out > gen else 0.0
-        if gap > self.r_gap[p]:
-            self.r_gap[p] = gap
-        self.r_steps[p] += out - gen
-        self.r_finish[p] = t
-        self.r_state[p] = DONE
-        self.done += 1
 
     def preempt(self, gpu: _Gpu, p: int, E: int, t: float, decoding: bool) -> None:
         """Free ``p``'s blocks and send it back to the front of its queue (recompute later)."""
@@ -638,8 +713,9 @@ class _Engine:
             "preemptions": back(self.r_pre, np.int64),
             "decode_steps": steps,
         }
-        log = {name: np.frombuffer(self.log[name], np.float64).copy() for name in LOG_FLOATS}
-        log.update({name: np.frombuffer(self.log[name], np.int64).copy() for name in LOG_INTS})
+        flat = np.frombuffer(self.log, np.float64).reshape(-1, len(LOG_COLUMNS))
+        log = {name: (flat[:, i].copy() if name in LOG_FLOATS else flat[:, i].astype(np.int64))
+               for i, name in enumerate(LOG_COLUMNS)}
         gpus = self.gpus
         counters = {"oom_events": 0, "evicted_requests": 0, "preemptions": self.preemptions,
                     "wasted_gpu_s": self.wasted, "kv_peak_tokens": self.kv_peak_tokens,
