@@ -11,7 +11,6 @@ from dataclasses import replace as dc_replace
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import write_connection
 from .errors import StoreError
 from .models import GridRecord, utcnow
 from .records import GridRow
@@ -34,7 +33,7 @@ class GridsMixin:
                   "csv": grid.to_csv_bytes()}
         for attempt in range(3):
             try:
-                with write_connection(self.engine) as conn:
+                with self._writing(f"store grid {name!r}") as conn:
                     same = conn.execute(select(GridRecord.id).where(GridRecord.sha256 == grid.sha256)).scalar()
                     if same is not None:
                         created = False
@@ -84,5 +83,5 @@ class GridsMixin:
         return dc_replace(grid, sha256=r.sha256, warnings=list(r.warnings))
 
     def delete_grid(self, name: str) -> bool:
-        with write_connection(self.engine) as conn:
+        with self._writing(f"delete grid {name!r}") as conn:
             return conn.execute(delete(GridRecord).where(GridRecord.name == name)).rowcount == 1

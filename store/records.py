@@ -7,12 +7,13 @@ from functools import cached_property
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from .models import METRIC_COLUMNS
+from .settings import SETTINGS_COLUMNS, run_settings
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
     from core.config import SimConfig
 
     from .repo import Store
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
-    """One run in a listing: identity, status and the summary-metric columns (no blobs)."""
+    """One run in a listing: identity, status, the summary-metric columns (no blobs) and the
+    settings that tell runs apart (:mod:`store.settings`)."""
 
     id: int
     hash: str
@@ -54,6 +56,13 @@ class RunRow:
     gpu_utilization: float | None = None
     mean_batch_size: float | None = None
     makespan_s: float | None = None
+    arrival: str | None = None
+    arrival_rate: float | None = None
+    rps_scaling: float | None = None
+    d_sla_ttft: float | None = None
+    d_sla_tbt: float | None = None
+    d_sla_e2e: float | None = None
+    latency: str | None = None
 
     @property
     def state(self) -> str:
@@ -66,8 +75,10 @@ class RunRow:
         return d
 
 
-RUN_ROW_COLUMNS = tuple(f.name for f in fields(RunRow) if f.name != "stale")
+# the columns of ``runs`` a RunRow is read from, in field order (``stale`` and the settings are derived)
+RUN_ROW_COLUMNS = tuple(f.name for f in fields(RunRow) if f.name != "stale" and f.name not in SETTINGS_COLUMNS)
 assert set(METRIC_COLUMNS) <= set(RUN_ROW_COLUMNS)
+assert tuple(f.name for f in fields(RunRow))[-len(SETTINGS_COLUMNS):] == SETTINGS_COLUMNS
 
 
 @dataclass(eq=False)
@@ -109,7 +120,7 @@ class StoredRun:
         return "stale" if self.stale else self.status
 
     @cached_property
-    def config(self) -> "SimConfig | None":
+    def config(self) -> SimConfig | None:
         """The run's SimConfig (settings unknown to this version are dropped with a warning)."""
         from core.config import ConfigError, SimConfig, config_fields
 
@@ -129,12 +140,13 @@ class StoredRun:
 
     def _load_arrays(self) -> tuple:
         if self._arrays is None:
-            self._arrays = self._store._load_arrays(self.id)
+            self._arrays = self._store._load_arrays(self.id, self.hash)
         return self._arrays
 
     def requests(self) -> dict[str, np.ndarray]:
         """Per-request arrays as in RunResult.requests (+ ``index``, original positions, when sampled);
-        {} if none are stored. Stored (not derived) arrays may be read-only views of the blob."""
+        {} for a run that is not done. Stored (not derived) arrays may be read-only views of the blob.
+        A run deleted from the store before its arrays were first loaded raises RunDeletedError."""
         return dict(self._load_arrays()[0])
 
     def batches(self) -> dict[str, np.ndarray]:
@@ -145,13 +157,21 @@ class StoredRun:
         return self._load_arrays()[2]
 
     def requests_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(self.requests())
 
     def series(self) -> dict[str, pd.DataFrame]:
-        """Chart tables as RunResult.series(): latency_cdf, batch_timeline, gpu_utilization, batch_sizes."""
+        """Chart tables as RunResult.series(): latency_cdf, batch_timeline, gpu_utilization, batch_sizes
+        (RunDeletedError if the run was deleted before they were first loaded)."""
         if self._series is None:
-            self._series = self._store._load_series(self.id)
+            self._series = self._store._load_series(self.id, self.hash)
         return {k: v.copy() for k, v in self._series.items()}
+
+    @property
+    def settings(self) -> dict:
+        """The settings that tell runs apart (:func:`store.settings.run_settings`)."""
+        return run_settings(self.config_dict, self.workload)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record of the run (no per-request data)."""

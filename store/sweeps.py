@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import write_connection
 from .errors import StoreError
+from .keys import valid_id
 from .models import Sweep, SweepRun, utcnow
 from .records import RunRow, SweepRow
 
@@ -18,12 +18,16 @@ class SweepsMixin:
     """The sweep methods of :class:`store.repo.Store`."""
 
     def create_sweep(self, name: str, params: dict | None = None) -> int:
-        with write_connection(self.engine) as conn:
+        with self._writing(f"create sweep {name!r}") as conn:
             return conn.execute(insert(Sweep).values(name=name, params=params or {}, created_at=utcnow())
                                 ).inserted_primary_key[0]
 
+    @staticmethod
+    def _sweep_exists(conn, sweep_id: int) -> bool:
+        return valid_id(sweep_id) and conn.execute(select(Sweep.id).where(Sweep.id == sweep_id)).scalar() is not None
+
     def _link(self, conn, sweep_id: int, run_id: int) -> None:
-        if conn.execute(select(Sweep.id).where(Sweep.id == sweep_id)).scalar() is None:
+        if not self._sweep_exists(conn, sweep_id):
             raise StoreError(f"no sweep {sweep_id} in the store")
         exists = conn.execute(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id,
                                                             SweepRun.run_id == run_id)).scalar()
@@ -34,8 +38,10 @@ class SweepsMixin:
 
     def add_sweep_run(self, sweep_id: int, run_id: int) -> None:
         """Add a run to a sweep (idempotent; members keep the order they were added in)."""
+        if not valid_id(run_id):
+            raise StoreError(f"cannot add run {run_id!r} to sweep {sweep_id}: no such run")
         try:
-            with write_connection(self.engine) as conn:
+            with self._writing(f"add run {run_id} to sweep {sweep_id}") as conn:
                 self._link(conn, sweep_id, run_id)
         except IntegrityError:
             raise StoreError(f"cannot add run {run_id} to sweep {sweep_id}: no such run") from None
@@ -49,6 +55,8 @@ class SweepsMixin:
 
     def sweep_runs(self, sweep_id: int) -> list[RunRow]:
         """The sweep's member runs, in the order they were added."""
+        if not valid_id(sweep_id):
+            return []
         with self.engine.connect() as conn:
             ids = conn.execute(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id)
                                .order_by(SweepRun.position)).scalars().all()
@@ -58,10 +66,12 @@ class SweepsMixin:
     def require_sweep(self, sweep_id: int) -> None:
         """Raise StoreError unless the sweep exists."""
         with self.engine.connect() as conn:
-            if conn.execute(select(Sweep.id).where(Sweep.id == sweep_id)).scalar() is None:
+            if not self._sweep_exists(conn, sweep_id):
                 raise StoreError(f"no sweep {sweep_id} in the store")
 
     def delete_sweep(self, sweep_id: int) -> bool:
         """Delete a sweep (its runs stay in the store)."""
-        with write_connection(self.engine) as conn:
+        if not valid_id(sweep_id):
+            return False
+        with self._writing(f"delete sweep {sweep_id}") as conn:
             return conn.execute(delete(Sweep).where(Sweep.id == sweep_id)).rowcount == 1
