@@ -162,19 +162,24 @@ def unused_notes(configs: list[SimConfig], spec: WorkloadSpec, given: set[str]) 
 
 # ---------------------------------------------------------------- helpers --
 class _Progress:
-    """A tqdm bar that appears only when a run takes more than half a second."""
+    """A tqdm bar that appears only when a run takes more than half a second. tqdm is loaded at
+    the first progress report, so a run served from the store never imports it."""
 
     def __init__(self, label: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=label, delay=0.5, leave=False, file=sys.stderr,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        self.label = label
+        self.bar = None
 
     def __call__(self, fraction: float) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1000, desc=self.label, delay=0.5, leave=False, file=sys.stderr,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
         self.bar.update(int(fraction * 1000) - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _echo_notes(notes: list[str]) -> None:
