@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .db import VERSION_TABLE, write_connection
 from .errors import StoreError
 from .migrations import HEAD
-from .models import Base
+from .models import metadata
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 PG_LOCK_KEY = 0x6261_7463_686C_6162 & 0x7FFF_FFFF_FFFF_FFFF  # "batchlab"
@@ -63,7 +63,7 @@ def _known(revision: str) -> bool:
 
 def _check(conn: Connection, revision: str | None, where: str) -> None:
     if revision is None:
-        ours = sorted(set(inspect(conn).get_table_names()) & set(Base.metadata.tables))
+        ours = sorted(set(inspect(conn).get_table_names()) & set(metadata.tables))
         if ours:
             raise StoreError(f"{where} has tables {', '.join(ours)} but no batchlab schema version; "
                              "it was not created by batchlab (left untouched)")

@@ -69,8 +69,8 @@ log = logging.getLogger(__name__)
 
 ORDERABLE = frozenset(RUN_ROW_COLUMNS) - {"error", "stale"}
 _ERROR_AT = RUN_ROW_COLUMNS.index("error")
-_CLAIM_COLUMNS = (Run.host, Run.pid, Run.proc_start, Run.started_at)
-_ROW_SELECT = (*(getattr(Run, c) for c in RUN_ROW_COLUMNS), *_CLAIM_COLUMNS, Run.config, Run.workload)
+_CLAIM_COLUMNS = (Run.c.host, Run.c.pid, Run.c.proc_start, Run.c.started_at)
+_ROW_SELECT = (*(Run.c[c] for c in RUN_ROW_COLUMNS), *_CLAIM_COLUMNS, Run.c.config, Run.c.workload)
 STATUSES = ("running", "done", "failed", "stale")
 MAX_ERROR_CHARS = 20_000
 
@@ -237,8 +237,8 @@ class Store(SweepsMixin, GridsMixin):
         delay = 0.02
         while True:
             with self.engine.connect() as conn:
-                row = conn.execute(select(Run.id, Run.status, Run.claim, Run.host, Run.pid, Run.proc_start,
-                                          Run.started_at).where(Run.hash == run_hash)).first()
+                row = conn.execute(select(Run.c.id, Run.c.status, Run.c.claim, Run.c.host, Run.c.pid, Run.c.proc_start,
+                                          Run.c.started_at).where(Run.c.hash == run_hash)).first()
             token = uuid.uuid4().hex
             if row is None:
                 try:
@@ -262,8 +262,8 @@ class Store(SweepsMixin, GridsMixin):
                 delay = min(delay * 1.5, 0.5)
                 continue
             with self._writing(unstored) as conn:  # failed or stale: take it over
-                taken = conn.execute(update(Run).where(Run.id == row.id, Run.status == row.status,
-                                                       Run.claim == row.claim)
+                taken = conn.execute(update(Run).where(Run.c.id == row.id, Run.c.status == row.status,
+                                                       Run.c.claim == row.claim)
                                      .values(**self._run_values(config, workload, latency_identity),
                                              **self._claim_values(token))).rowcount
             if taken == 1:
@@ -279,7 +279,7 @@ class Store(SweepsMixin, GridsMixin):
             text += "\n\n" + "".join(traceback.format_exception(exc))
         try:
             with write_connection(self.engine) as conn:
-                conn.execute(update(Run).where(Run.id == run_id, Run.claim == token, Run.status == "running")
+                conn.execute(update(Run).where(Run.c.id == run_id, Run.c.claim == token, Run.c.status == "running")
                              .values(status="failed", error=text[:MAX_ERROR_CHARS], finished_at=utcnow(),
                                      duration_s=elapsed))
         except Exception:  # the original error matters more; the claim goes stale when we exit
@@ -312,12 +312,12 @@ class Store(SweepsMixin, GridsMixin):
         for attempt in range(5):
             try:
                 with self._writing(f"store run {run_hash[:12]}") as conn:
-                    row = conn.execute(select(Run.id, Run.status).where(Run.hash == run_hash)).first()
+                    row = conn.execute(select(Run.c.id, Run.c.status).where(Run.c.hash == run_hash)).first()
                     if row is not None and row.status == "done":
                         run_id = row.id  # someone else finished first: theirs is kept
                     else:
                         if row is not None:
-                            changed = conn.execute(update(Run).where(Run.id == row.id, Run.status != "done")
+                            changed = conn.execute(update(Run).where(Run.c.id == row.id, Run.c.status != "done")
                                                    .values(**values)).rowcount
                             if changed != 1:
                                 raise _Retry  # finished by someone else since our SELECT (PostgreSQL)
@@ -367,7 +367,7 @@ class Store(SweepsMixin, GridsMixin):
         if not could_be_hash_prefix(text_key):
             return None  # not a hash prefix: no run has it
         with self.engine.connect() as conn:
-            ids = conn.execute(select(Run.id).where(Run.hash.startswith(text_key, autoescape=True))
+            ids = conn.execute(select(Run.c.id).where(Run.c.hash.startswith(text_key, autoescape=True))
                                .limit(2)).scalars().all()
         if len(ids) > 1:
             raise StoreError(f"run {text_key!r}: the hash prefix matches several runs; give more characters")
@@ -375,7 +375,7 @@ class Store(SweepsMixin, GridsMixin):
 
     def _existing_id(self, run_id: int) -> int | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(Run.id).where(Run.id == run_id)).scalar()
+            return conn.execute(select(Run.c.id).where(Run.c.id == run_id)).scalar()
 
     def get_run(self, key: int | str) -> StoredRun | None:
         """The run with this id, hash or hash prefix (None if there is none).
@@ -386,12 +386,13 @@ class Store(SweepsMixin, GridsMixin):
         if run_id is None:
             return None
         with self.engine.connect() as conn:
-            r = conn.execute(select(*Run.__table__.c).where(Run.id == run_id)).mappings().first()
+            r = conn.execute(select(*Run.c).where(Run.c.id == run_id)).mappings().first()
             if r is None:
                 return None
-            bins = conn.execute(select(RunBin.data).where(RunBin.run_id == run_id).order_by(RunBin.bin)).scalars().all()
-            facts = conn.execute(select(RunData.stored_requests, RunData.sampled)
-                                 .where(RunData.run_id == run_id)).first()
+            bins = conn.execute(select(RunBin.c.data).where(RunBin.c.run_id == run_id)
+                                .order_by(RunBin.c.bin)).scalars().all()
+            facts = conn.execute(select(RunData.c.stored_requests, RunData.c.sampled)
+                                 .where(RunData.c.run_id == run_id)).first()
         if r["status"] == "done" and facts is None:
             return None  # deleted between our reads (PostgreSQL reads each statement's own snapshot)
         summary = None
@@ -409,7 +410,7 @@ class Store(SweepsMixin, GridsMixin):
 
     def _status_or_deleted(self, conn, run_id: int, run_hash: str, what: str) -> str:
         """The run's status; RunDeletedError if the run is gone (its ``what`` with it)."""
-        status = conn.execute(select(Run.status).where(Run.id == run_id)).scalar()
+        status = conn.execute(select(Run.c.status).where(Run.c.id == run_id)).scalar()
         if status is None:
             raise RunDeletedError(f"run {run_id} ({run_hash[:12]}) was deleted from the store while it was "
                                   f"being read: its {what} are gone")
@@ -417,7 +418,7 @@ class Store(SweepsMixin, GridsMixin):
 
     def _load_arrays(self, run_id: int, run_hash: str) -> tuple:
         with self.engine.connect() as conn:
-            blob = conn.execute(select(RunData.payload).where(RunData.run_id == run_id)).scalar()
+            blob = conn.execute(select(RunData.c.payload).where(RunData.c.run_id == run_id)).scalar()
             if blob is None:
                 status = self._status_or_deleted(conn, run_id, run_hash, "per-request data")
                 if status == "done":
@@ -428,7 +429,7 @@ class Store(SweepsMixin, GridsMixin):
 
     def _load_series(self, run_id: int, run_hash: str) -> dict:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(RunSeries.name, RunSeries.data).where(RunSeries.run_id == run_id)).all()
+            rows = conn.execute(select(RunSeries.c.name, RunSeries.c.data).where(RunSeries.c.run_id == run_id)).all()
             if not rows:
                 self._status_or_deleted(conn, run_id, run_hash, "chart series")
         return {name: unpack_frame(data) for name, data in rows}
@@ -436,17 +437,17 @@ class Store(SweepsMixin, GridsMixin):
     def _filters(self, mode, status, search) -> list:
         conds = []
         if mode:
-            conds.append(Run.mode == mode)
+            conds.append(Run.c.mode == mode)
         if status:
             if status not in STATUSES:
                 raise StoreError(f"status: must be one of {', '.join(STATUSES)}, got {status!r}")
-            conds.append(Run.status == ("running" if status == "stale" else status))
+            conds.append(Run.c.status == ("running" if status == "stale" else status))
         if search:
             s = search.strip()
             if "\x00" in s:
                 raise StoreError("search: must not contain a NUL character")
-            conds.append(or_(Run.label.icontains(s, autoescape=True), Run.mode.icontains(s, autoescape=True),
-                             Run.hash.startswith(s.lower(), autoescape=True)))
+            conds.append(or_(Run.c.label.icontains(s, autoescape=True), Run.c.mode.icontains(s, autoescape=True),
+                             Run.c.hash.startswith(s.lower(), autoescape=True)))
         return conds
 
     def list_runs(self, mode: str | None = None, status: str | None = None, search: str | None = None,
@@ -459,11 +460,11 @@ class Store(SweepsMixin, GridsMixin):
             raise StoreError(f"order_by: cannot sort by {order_by!r} (choose from {', '.join(sorted(ORDERABLE))})")
         offset = check_count("offset", offset)
         limit = None if limit is None else check_count("limit", limit)
-        col = getattr(Run, order_by)
+        col = Run.c[order_by]
         order = (col.desc() if descending else col.asc()).nulls_last()
         q = (select(*_ROW_SELECT)
              .where(*self._filters(mode, status, search))
-             .order_by(order, Run.id.desc() if descending else Run.id.asc()))
+             .order_by(order, Run.c.id.desc() if descending else Run.c.id.asc()))
         python_page = status in ("running", "stale")  # staleness is judged here, not in SQL
         if not python_page:
             q = q.offset(offset or None).limit(limit)
@@ -478,7 +479,7 @@ class Store(SweepsMixin, GridsMixin):
         if status in ("running", "stale"):
             return len(self.list_runs(mode=mode, status=status, search=search))
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count(Run.id)).where(*self._filters(mode, status, search))).scalar()
+            return conn.execute(select(func.count(Run.c.id)).where(*self._filters(mode, status, search))).scalar()
 
     def delete_run(self, key: int | str, force: bool = False) -> bool:
         """Delete a run and everything stored with it; a live ``running`` claim needs ``force``."""
@@ -486,14 +487,14 @@ class Store(SweepsMixin, GridsMixin):
         if run_id is None:
             return False
         with self._writing(f"delete run {run_id}") as conn:
-            row = conn.execute(select(Run.id, Run.status, Run.host, Run.pid, Run.proc_start, Run.started_at)
-                               .where(Run.id == run_id)).first()
+            row = conn.execute(select(Run.c.id, Run.c.status, Run.c.host, Run.c.pid, Run.c.proc_start, Run.c.started_at)
+                               .where(Run.c.id == run_id)).first()
             if row is None:
                 return False
             if row.status == "running" and not force and not self._stale(row):
                 raise StoreError(f"run {run_id} is being computed right now (pid {row.pid} on {row.host}); "
                                  "wait for it to finish or force the delete")
-            return conn.execute(delete(Run).where(Run.id == run_id)).rowcount == 1
+            return conn.execute(delete(Run).where(Run.c.id == run_id)).rowcount == 1
 
     def export_runs(self, ids: Iterable[int | str] | None = None, fmt: str = "csv",
                     out: str | Path | IO[str] | None = None) -> int:
@@ -518,7 +519,7 @@ class Store(SweepsMixin, GridsMixin):
         out: list[RunRow] = []
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                q = select(*_ROW_SELECT).where(Run.id.in_(ids[i:i + 500]))
+                q = select(*_ROW_SELECT).where(Run.c.id.in_(ids[i:i + 500]))
                 out += self._make_rows(conn.execute(q).all())
         return out
 

@@ -24,16 +24,18 @@ class SweepsMixin:
 
     @staticmethod
     def _sweep_exists(conn, sweep_id: int) -> bool:
-        return valid_id(sweep_id) and conn.execute(select(Sweep.id).where(Sweep.id == sweep_id)).scalar() is not None
+        if not valid_id(sweep_id):
+            return False
+        return conn.execute(select(Sweep.c.id).where(Sweep.c.id == sweep_id)).scalar() is not None
 
     def _link(self, conn, sweep_id: int, run_id: int) -> None:
         if not self._sweep_exists(conn, sweep_id):
             raise StoreError(f"no sweep {sweep_id} in the store")
-        exists = conn.execute(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id,
-                                                            SweepRun.run_id == run_id)).scalar()
+        exists = conn.execute(select(SweepRun.c.run_id).where(SweepRun.c.sweep_id == sweep_id,
+                                                            SweepRun.c.run_id == run_id)).scalar()
         if exists is None:
-            pos = conn.execute(select(func.coalesce(func.max(SweepRun.position), -1) + 1)
-                               .where(SweepRun.sweep_id == sweep_id)).scalar()
+            pos = conn.execute(select(func.coalesce(func.max(SweepRun.c.position), -1) + 1)
+                               .where(SweepRun.c.sweep_id == sweep_id)).scalar()
             conn.execute(insert(SweepRun).values(sweep_id=sweep_id, run_id=run_id, position=pos))
 
     def add_sweep_run(self, sweep_id: int, run_id: int) -> None:
@@ -47,9 +49,9 @@ class SweepsMixin:
             raise StoreError(f"cannot add run {run_id} to sweep {sweep_id}: no such run") from None
 
     def list_sweeps(self) -> list[SweepRow]:
-        members = (select(SweepRun.sweep_id, func.count().label("n")).group_by(SweepRun.sweep_id).subquery())
-        q = (select(Sweep.id, Sweep.name, Sweep.params, Sweep.created_at, func.coalesce(members.c.n, 0))
-             .outerjoin(members, members.c.sweep_id == Sweep.id).order_by(Sweep.id.desc()))
+        members = (select(SweepRun.c.sweep_id, func.count().label("n")).group_by(SweepRun.c.sweep_id).subquery())
+        q = (select(Sweep.c.id, Sweep.c.name, Sweep.c.params, Sweep.c.created_at, func.coalesce(members.c.n, 0))
+             .outerjoin(members, members.c.sweep_id == Sweep.c.id).order_by(Sweep.c.id.desc()))
         with self.engine.connect() as conn:
             return [SweepRow(*r) for r in conn.execute(q).all()]
 
@@ -58,8 +60,8 @@ class SweepsMixin:
         if not valid_id(sweep_id):
             return []
         with self.engine.connect() as conn:
-            ids = conn.execute(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id)
-                               .order_by(SweepRun.position)).scalars().all()
+            ids = conn.execute(select(SweepRun.c.run_id).where(SweepRun.c.sweep_id == sweep_id)
+                               .order_by(SweepRun.c.position)).scalars().all()
         by_id = {r.id: r for r in self._rows_by_id(ids)}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -74,4 +76,4 @@ class SweepsMixin:
         if not valid_id(sweep_id):
             return False
         with self._writing(f"delete sweep {sweep_id}") as conn:
-            return conn.execute(delete(Sweep).where(Sweep.id == sweep_id)).rowcount == 1
+            return conn.execute(delete(Sweep).where(Sweep.c.id == sweep_id)).rowcount == 1

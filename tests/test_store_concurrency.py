@@ -31,13 +31,13 @@ def configs_for(worker: int) -> list[SimConfig]:
 
 def child_counts(store) -> dict:
     with store.engine.connect() as conn:
-        return {m.__tablename__: conn.execute(select(func.count()).select_from(m)).scalar()
+        return {m.name: conn.execute(select(func.count()).select_from(m)).scalar()
                 for m in (RunBin, RunSeries, RunData)}
 
 
 def assert_one_done_row_per_hash(store, expected: int):
     with store.engine.connect() as conn:
-        rows = conn.execute(select(Run.hash, Run.status)).all()
+        rows = conn.execute(select(Run.c.hash, Run.c.status)).all()
     assert len(rows) == expected
     assert Counter(h for h, _ in rows).most_common(1)[0][1] == 1
     assert {s for _, s in rows} == {"done"}

@@ -105,5 +105,6 @@ def test_a_search_without_matches_does_not_call_the_store_empty(store, store_url
     assert out == "no runs on this page (3 match search 'multi')\n"
     assert invoke("runs", "list", "--offset", 10, "--db", store_url).output == "no runs on this page (3 in all)\n"
     empty = f"sqlite:///{tmp_path}/empty.db"
-    assert invoke("runs", "list", "--search", "x", "--db", empty).output == "no runs match search 'x' (the store is empty)\n"
+    assert invoke("runs", "list", "--search", "x", "--db", empty).output == \
+        "no runs match search 'x' (the store is empty)\n"
     assert invoke("runs", "list", "--db", empty).output == "no runs in the store\n"

@@ -181,7 +181,8 @@ def test_a_store_that_cannot_be_written_serves_reads_and_refuses_writes(tmp_path
              "export requests": ["runs", "export", "1", "--requests"], "grids": ["grids", "list"],
              "grid": ["grids", "show", "tiny"], "hit": ["run", *SMALL]}
     writes = {"miss": ["run", *SMALL, "--gpus", "2"], "delete": ["runs", "delete", "1", "--yes"],
-              "delete failed": ["runs", "delete", "--failed", "--yes"], "grid delete": ["grids", "delete", "tiny", "--yes"],
+              "delete failed": ["runs", "delete", "--failed", "--yes"],
+              "grid delete": ["grids", "delete", "tiny", "--yes"],
               "grid upload": ["grids", "upload", str(grid)]}
     commands = [args + db for args in [*reads.values(), *writes.values()]]
     commands.append(["runs", "list", "--db", f"sqlite:///{wal_path}"])
