@@ -1,6 +1,7 @@
 """What the repository API returns: light list rows, full stored runs, grid and sweep rows."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -24,7 +25,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RunRow:
     """One run in a listing: identity, status, the summary-metric columns (no blobs) and the
-    settings that tell runs apart (:mod:`store.settings`)."""
+    settings that tell runs apart (:mod:`store.settings`: ``arrival``, ``arrival_rate``, ...).
+
+    The settings come from the run's config and workload JSON (``_sources``), parsed on
+    first use: listing many runs does not pay for decoding rows nobody looks at.
+    """
 
     id: int
     hash: str
@@ -56,29 +61,39 @@ class RunRow:
     gpu_utilization: float | None = None
     mean_batch_size: float | None = None
     makespan_s: float | None = None
-    arrival: str | None = None
-    arrival_rate: float | None = None
-    rps_scaling: float | None = None
-    d_sla_ttft: float | None = None
-    d_sla_tbt: float | None = None
-    d_sla_e2e: float | None = None
-    latency: str | None = None
+    _sources: tuple[str | None, str | None] = field(default=(None, None), repr=False, compare=False)
+    _parsed: list = field(default_factory=list, repr=False, compare=False)  # the settings, once parsed
 
     @property
     def state(self) -> str:
         """``status``, except that a running claim whose process is gone reads ``stale``."""
         return "stale" if self.stale else self.status
 
+    @property
+    def settings(self) -> dict:
+        """The :data:`store.settings.SETTINGS_COLUMNS` of this run."""
+        if not self._parsed:
+            config, workload = (json.loads(text) if text else None for text in self._sources)
+            self._parsed.append(run_settings(config, workload))
+        return self._parsed[0]
+
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        d.update(self.settings)
         d["state"] = self.state
         return d
 
 
-# the columns of ``runs`` a RunRow is read from, in field order (``stale`` and the settings are derived)
-RUN_ROW_COLUMNS = tuple(f.name for f in fields(RunRow) if f.name != "stale" and f.name not in SETTINGS_COLUMNS)
+def _setting(name: str) -> property:
+    return property(lambda row: row.settings[name], doc=f"The run's {name} (see store.settings).")
+
+
+for _name in SETTINGS_COLUMNS:  # row.arrival, row.d_sla_tbt, ...
+    setattr(RunRow, _name, _setting(_name))
+
+# the columns of ``runs`` a RunRow is read from, in field order (``stale`` is derived)
+RUN_ROW_COLUMNS = tuple(f.name for f in fields(RunRow) if f.name != "stale" and not f.name.startswith("_"))
 assert set(METRIC_COLUMNS) <= set(RUN_ROW_COLUMNS)
-assert tuple(f.name for f in fields(RunRow))[-len(SETTINGS_COLUMNS):] == SETTINGS_COLUMNS
 
 
 @dataclass(eq=False)

@@ -43,7 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Text, delete, func, insert, or_, select, type_coerce, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -57,7 +57,6 @@ from .keys import MAX_ID, check_count, could_be_hash_prefix, valid_id
 from .migrate import require_current, upgrade
 from .models import BIN_COLUMNS, METRIC_COLUMNS, Run, RunBin, RunData, RunSeries, finite_or_none, utcnow
 from .records import RUN_ROW_COLUMNS, RunRow, StoredRun
-from .settings import SETTINGS_COLUMNS, run_settings
 from .sweeps import SweepsMixin
 
 if TYPE_CHECKING:
@@ -70,7 +69,9 @@ log = logging.getLogger(__name__)
 ORDERABLE = frozenset(RUN_ROW_COLUMNS) - {"error", "stale"}
 _ERROR_AT = RUN_ROW_COLUMNS.index("error")
 _CLAIM_COLUMNS = (Run.c.host, Run.c.pid, Run.c.proc_start, Run.c.started_at)
-_ROW_SELECT = (*(Run.c[c] for c in RUN_ROW_COLUMNS), *_CLAIM_COLUMNS, Run.c.config, Run.c.workload)
+# RunRow columns, claim columns, then config and workload as raw JSON text (RunRow parses it when asked)
+_ROW_SELECT = (*(Run.c[c] for c in RUN_ROW_COLUMNS), *_CLAIM_COLUMNS, type_coerce(Run.c.config, Text),
+               type_coerce(Run.c.workload, Text))
 STATUSES = ("running", "done", "failed", "stale")
 MAX_ERROR_CHARS = 20_000
 
@@ -531,9 +532,8 @@ class Store(SweepsMixin, GridsMixin):
         for r in rows:
             stale = r[2] == "running" and claims.is_stale(r[2], r[n], r[n + 1], r[n + 2], r[n + 3], now, after)
             err = r[e]
-            settings = run_settings(r[n + 4], r[n + 5])
             out.append(RunRow(r[0], r[1], r[2], stale, *r[3:e], err.split("\n", 1)[0] if err else None,
-                              *r[e + 1:n], *(settings[k] for k in SETTINGS_COLUMNS)))
+                              *r[e + 1:n], _sources=(r[n + 4], r[n + 5])))
         return out
 
 

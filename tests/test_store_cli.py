@@ -158,15 +158,17 @@ def test_runs_table_states_and_long_cells_fit_the_width():
     from store import RunRow
     from store.format import format_runs_table
 
-    def row(i, status, stale=False, **kw):
+    def row(i, status, stale=False, error=None, config=None, spec=None, **metrics):
+        sources = (json.dumps(config or {}), json.dumps({"spec": spec or {}}))
         return RunRow(id=i, hash=f"{i:064x}", status=status, stale=stale, created_at=datetime.now(timezone.utc),
                       finished_at=None, duration_s=None, mode="multi_bin_fixed", gpus=64, k_bins=16,
-                      num_requests=10, label="L" * 300, error=kw.pop("error", None), **kw)
+                      num_requests=10, label="L" * 300, error=error, _sources=sources, **metrics)
 
-    rows = [row(1, "running", arrival="poisson", arrival_rate=1234.5, latency="grid:" + "x" * 60),
-            row(2, "running", stale=True, d_sla_tbt=0.05),
+    rows = [row(1, "running", spec={"arrival": "poisson", "rate": 1234.5}, config={"latency": "grid:" + "x" * 60}),
+            row(2, "running", stale=True, config={"d_sla_tbt": 0.05}),
             row(3, "failed", error="ValueError: " + "y" * 300),
-            row(4, "done", throughput_rps=12.3456, latency_p99_s=1.5, sla_attainment=0.5, arrival="trace")]
+            row(4, "done", throughput_rps=12.3456, latency_p99_s=1.5, sla_attainment=0.5, spec={"arrival": "trace"})]
+    assert rows[0].arrival_rate == 1234.5 and rows[1].d_sla_tbt == 0.05 and rows[2].latency is None
     text = format_runs_table(rows, 40, width=140)
     lines = text.splitlines()
     assert all(len(line) <= 140 for line in lines) and lines[-1] == "(4 of 40 runs shown; use --limit/--offset)"
