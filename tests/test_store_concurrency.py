@@ -197,7 +197,7 @@ def test_a_run_deleted_while_a_reader_holds_it_is_reported_never_empty(store_url
     from store import RunDeletedError, StoreError
     from store.export import requests_csv
 
-    w = build_workload(WorkloadSpec(num_requests=120, seed=6))
+    w = build_workload(WorkloadSpec(num_requests=120, workload_seed=6))
     reader, writer = open_store(store_url), open_store(store_url)
     run, _ = reader.get_or_run(SimConfig(), w)
     loaded = reader.get_run(run.id)
@@ -232,7 +232,7 @@ def test_a_run_deleted_between_the_reads_of_get_run_is_never_half_read(store_url
 
     from store import RunDeletedError
 
-    w = build_workload(WorkloadSpec(num_requests=120, seed=7))
+    w = build_workload(WorkloadSpec(num_requests=120, workload_seed=7))
     reader, writer = open_store(store_url), open_store(store_url)
     run, _ = reader.get_or_run(SimConfig(), w)
     deleted = []
@@ -262,7 +262,7 @@ def test_cli_export_of_a_run_deleted_meanwhile_is_an_error(store_url, tmp_path, 
     import batchlab
     from store.repo import Store
 
-    w = build_workload(WorkloadSpec(num_requests=80, seed=3))
+    w = build_workload(WorkloadSpec(num_requests=80, workload_seed=3))
     with open_store(store_url) as store:
         run, _ = store.get_or_run(SimConfig(), w)
     original = Store.get_run

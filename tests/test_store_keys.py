@@ -18,7 +18,7 @@ HUGE = 99999999999999999999  # beyond 64 bits
 @pytest.fixture
 def store(store_url):
     s = open_store(store_url)
-    w = build_workload(WorkloadSpec(num_requests=60, seed=2))
+    w = build_workload(WorkloadSpec(num_requests=60, workload_seed=2))
     for gpus in (1, 2, 3):
         s.get_or_run(SimConfig(gpus=gpus), w)
     yield s

@@ -65,7 +65,7 @@ def test_mode_ro_serves_reads_and_refuses_writes(tmp_path):
     path = tmp_path / "store.db"
     url = make_store(path)
     before = path.read_bytes()
-    w = build_workload(WorkloadSpec(num_requests=120, seed=5))
+    w = build_workload(WorkloadSpec(num_requests=120))  # what `run --num-requests 120 --seed 5` builds
     with open_store(url + "?mode=ro") as store:
         assert store.read_only and store.read_only_reason == "opened with mode=ro"
         [row] = store.list_runs()

@@ -248,7 +248,7 @@ def test_reading_an_up_to_date_store_imports_neither_alembic_nor_pandas(tmp_path
     pandas nor the SQLAlchemy ORM."""
     url = f"sqlite:///{tmp_path}/s.db"
     with open_store(url) as store:
-        store.get_or_run(SimConfig(), build_workload(WorkloadSpec(num_requests=60, seed=1)))
+        store.get_or_run(SimConfig(), build_workload(WorkloadSpec(num_requests=60, workload_seed=1)))
     assert modules_loaded_reading(url) == []
 
     old = f"sqlite:///{tmp_path}/old.db"
