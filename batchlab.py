@@ -162,19 +162,24 @@ def unused_notes(configs: list[SimConfig], spec: WorkloadSpec, given: set[str]) 
 
 # ---------------------------------------------------------------- helpers --
 class _Progress:
-    """A tqdm bar that appears only when a run takes more than half a second."""
+    """A tqdm bar that appears only when a run takes more than half a second. tqdm is loaded at
+    the first progress report, so a run served from the store never imports it."""
 
     def __init__(self, label: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=label, delay=0.5, leave=False, file=sys.stderr,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        self.label = label
+        self.bar = None
 
     def __call__(self, fraction: float) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1000, desc=self.label, delay=0.5, leave=False, file=sys.stderr,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
         self.bar.update(int(fraction * 1000) - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _echo_notes(notes: list[str]) -> None:
@@ -187,17 +192,20 @@ def _fail(exc: Exception) -> None:
 
 
 class _Group(click.Group):
-    """Turns a database error raised mid-command (a lock held too long, a dropped connection)
-    into a one-line message instead of a traceback."""
+    """Turns a store error or a database error raised mid-command (a read-only store, a lock held
+    too long, a dropped connection) into a one-line message instead of a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            if type(exc).__module__.startswith("sqlalchemy"):
-                from store.errors import describe_db_error
+            if "store.errors" in sys.modules:  # only a command that opened the store can get here
+                from store.errors import StoreError, describe_db_error
 
-                raise click.ClickException(describe_db_error(exc)) from None
+                if isinstance(exc, StoreError):
+                    raise click.ClickException(str(exc)) from None
+                if type(exc).__module__.startswith("sqlalchemy"):
+                    raise click.ClickException(describe_db_error(exc)) from None
             raise
 
 
@@ -363,23 +371,31 @@ def runs():
 @click.option("--asc", is_flag=True, help="Ascending order (default: descending).")
 @click.option("--limit", default=50, show_default=True, help="Rows to show (0 = all).")
 @click.option("--offset", default=0, show_default=True, help="Rows to skip.")
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON (every field).")
 def runs_list(db, mode, status, search, order_by, asc, limit, offset, as_json):
-    """List stored runs, newest first."""
+    """List stored runs, newest first: settings that tell them apart, key metrics, workload."""
+    import shutil
+
     from store import StoreError
-    from store.format import format_runs_table
+    from store.format import DEFAULT_WIDTH, describe_filters, format_runs_table
+    from store.keys import check_count
 
     store = _open_store(db)
     try:
-        rows = store.list_runs(mode=mode, status=status, search=search, order_by=order_by, descending=not asc,
-                               limit=limit or None, offset=offset)
-        total = store.count_runs(mode=mode, status=status, search=search)
+        check_count("--limit", limit)
+        check_count("--offset", offset)
+        filters = {"mode": mode, "status": status, "search": search}
+        rows = store.list_runs(**filters, order_by=order_by, descending=not asc, limit=limit or None, offset=offset)
+        if as_json:
+            click.echo(to_json([r.to_dict() for r in rows]))
+            return
+        total = store.count_runs(**filters)
+        words = describe_filters(**filters)
+        in_store = store.count_runs() if words and not rows else None
     except StoreError as exc:
         _fail(exc)
-    if as_json:
-        click.echo(to_json([r.to_dict() for r in rows]))
-    else:
-        click.echo(format_runs_table(rows, total))
+    width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    click.echo(format_runs_table(rows, total, width=width, filters=words, in_store=in_store))
 
 
 def _get_run(store, key: str):
@@ -399,14 +415,16 @@ def _get_run(store, key: str):
 @click.argument("run_key", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def runs_show(db, run_key, as_json):
-    """Show one run (RUN: its id or a hash prefix of at least 4 characters)."""
-    from store.format import format_run_header
+    """Show one run (RUN: its id or a hash prefix of at least 4 characters) with its settings."""
+    import shutil
+
+    from store.format import DEFAULT_WIDTH, format_run_header
 
     run = _get_run(_open_store(db), run_key)
     if as_json:
         click.echo(to_json(run.to_dict()))
         return
-    click.echo(format_run_header(run))
+    click.echo(format_run_header(run, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns))
     if run.summary is not None:
         click.echo(format_summary(run.summary, run.label or "workload", f"run {run.id}"))
     elif run.error:
@@ -454,6 +472,7 @@ def runs_delete(db, run_keys, failed, force, yes):
 
     store = _open_store(db)
     try:
+        store.require_writable("delete runs")
         ids = []
         for key in run_keys:
             run_id = store.resolve_run(key)
@@ -524,8 +543,10 @@ def grids_upload(db, path, name, replace):
     from store import StoreError
 
     try:
+        store = _open_store(db)
+        store.require_writable("store a grid")
         grid = parse_grid(Path(path), name=name)
-        row, created = _open_store(db).save_grid(grid, replace=replace)
+        row, created = store.save_grid(grid, replace=replace)
     except (GridError, StoreError, OSError) as exc:
         _fail(exc)
     for w in grid.warnings:
@@ -610,6 +631,7 @@ def app(host, port, db):
 def grids_delete(db, name, yes):
     """Delete a stored calibration grid (runs made with it stay stored)."""
     store = _open_store(db)
+    store.require_writable(f"delete grid {name!r}")
     if store.grid_info(name) is None:
         raise click.ClickException(f"no grid named {name!r} in {store.url}")
     if not yes:

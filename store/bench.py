@@ -40,7 +40,7 @@ def _fill_runs(store, template_id: int, n: int) -> None:
     from .models import Run
 
     with store.engine.connect() as conn:
-        row = dict(conn.execute(select(*Run.__table__.c).where(Run.id == template_id)).mappings().one())
+        row = dict(conn.execute(select(*Run.c).where(Run.c.id == template_id)).mappings().one())
     row.pop("id")
     base = row["created_at"]
     rows = []
@@ -113,7 +113,7 @@ def _run(num_requests, num_runs, repeats, scenarios, db, echo) -> dict:
                 with store.engine.connect() as conn:
                     from .models import RunData
 
-                    nbytes = conn.execute(select(RunData.nbytes).where(RunData.run_id == run.id)).scalar()
+                    nbytes = conn.execute(select(RunData.c.nbytes).where(RunData.c.run_id == run.id)).scalar()
                 store.delete_run(run.id)
             out["save"][name] = {"save_s": _median(saves), "load_s": _median(loads), "all_save_s": saves,
                                  "batches": result.summary["num_batches"], "blob_mb": nbytes / 1e6}

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAGIC = b"BLPK"
 FORMAT = 1
@@ -96,6 +99,8 @@ def unpack(blob: bytes) -> tuple[dict[str, np.ndarray], dict]:
 
 def pack_frame(frame: pd.DataFrame) -> bytes:
     """Encode a DataFrame of numeric, bool and string columns (the index is not kept)."""
+    import pandas as pd
+
     arrays, columns = {}, []
     for i, name in enumerate(frame.columns):
         col = frame[name]
@@ -114,6 +119,8 @@ def pack_frame(frame: pd.DataFrame) -> bytes:
 
 
 def unpack_frame(blob: bytes) -> pd.DataFrame:
+    import pandas as pd
+
     arrays, meta = unpack(blob)
     data = {}
     for i, col in enumerate(meta["columns"]):

@@ -1,10 +1,14 @@
-"""The one exception the store raises for problems a user can fix."""
+"""The exceptions the store raises for problems a user can fix."""
 from __future__ import annotations
 
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used: the message names the path/URL and the cause
     in one line, so the CLI and the web app can show it without a traceback."""
+
+
+class RunDeletedError(StoreError):
+    """A run was deleted from the store while it was being read (its data is gone)."""
 
 
 def describe_db_error(exc: BaseException) -> str:

@@ -11,7 +11,6 @@ from dataclasses import replace as dc_replace
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import write_connection
 from .errors import StoreError
 from .models import GridRecord, utcnow
 from .records import GridRow
@@ -34,31 +33,31 @@ class GridsMixin:
                   "csv": grid.to_csv_bytes()}
         for attempt in range(3):
             try:
-                with write_connection(self.engine) as conn:
-                    same = conn.execute(select(GridRecord.id).where(GridRecord.sha256 == grid.sha256)).scalar()
+                with self._writing(f"store grid {name!r}") as conn:
+                    same = conn.execute(select(GridRecord.c.id).where(GridRecord.c.sha256 == grid.sha256)).scalar()
                     if same is not None:
                         created = False
                         break
-                    taken = conn.execute(select(GridRecord.sha256).where(GridRecord.name == name)).scalar()
+                    taken = conn.execute(select(GridRecord.c.sha256).where(GridRecord.c.name == name)).scalar()
                     if taken is not None:
                         if not replace:
                             raise StoreError(f"a different grid named {name!r} is already stored "
                                              f"(sha256 {taken[:12]}); choose another name or replace it")
-                        conn.execute(delete(GridRecord).where(GridRecord.name == name))
+                        conn.execute(delete(GridRecord).where(GridRecord.c.name == name))
                     conn.execute(insert(GridRecord).values(**values))
                     created = True
                 break
             except IntegrityError:
                 if attempt == 2:
                     raise StoreError(f"could not store grid {name!r}: it changed concurrently") from None
-        row = self._grid_rows(GridRecord.sha256 == grid.sha256)
+        row = self._grid_rows(GridRecord.c.sha256 == grid.sha256)
         return row[0], created
 
     def _grid_rows(self, cond=None) -> list[GridRow]:
-        cols = [GridRecord.id, GridRecord.name, GridRecord.sha256, GridRecord.model, GridRecord.device,
-                GridRecord.dtype, GridRecord.source, GridRecord.uploaded_at, GridRecord.rows, GridRecord.meta,
-                GridRecord.warnings]
-        q = select(*cols).order_by(GridRecord.name)
+        cols = [GridRecord.c.id, GridRecord.c.name, GridRecord.c.sha256, GridRecord.c.model, GridRecord.c.device,
+                GridRecord.c.dtype, GridRecord.c.source, GridRecord.c.uploaded_at, GridRecord.c.rows, GridRecord.c.meta,
+                GridRecord.c.warnings]
+        q = select(*cols).order_by(GridRecord.c.name)
         if cond is not None:
             q = q.where(cond)
         with self.engine.connect() as conn:
@@ -68,14 +67,14 @@ class GridsMixin:
         return self._grid_rows()
 
     def grid_info(self, name: str) -> GridRow | None:
-        rows = self._grid_rows(GridRecord.name == name)
+        rows = self._grid_rows(GridRecord.c.name == name)
         return rows[0] if rows else None
 
     def get_grid(self, name: str):
         """The stored grid as a :class:`calibration.schema.Grid` (None if there is none by that name)."""
         with self.engine.connect() as conn:
-            r = conn.execute(select(GridRecord.csv, GridRecord.sha256, GridRecord.warnings)
-                             .where(GridRecord.name == name)).first()
+            r = conn.execute(select(GridRecord.c.csv, GridRecord.c.sha256, GridRecord.c.warnings)
+                             .where(GridRecord.c.name == name)).first()
         if r is None:
             return None
         from calibration.schema import parse_grid
@@ -84,5 +83,5 @@ class GridsMixin:
         return dc_replace(grid, sha256=r.sha256, warnings=list(r.warnings))
 
     def delete_grid(self, name: str) -> bool:
-        with write_connection(self.engine) as conn:
-            return conn.execute(delete(GridRecord).where(GridRecord.name == name)).rowcount == 1
+        with self._writing(f"delete grid {name!r}") as conn:
+            return conn.execute(delete(GridRecord).where(GridRecord.c.name == name)).rowcount == 1

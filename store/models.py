@@ -1,4 +1,10 @@
-"""The typed ORM schema of the store (SQLAlchemy 2 declarative, ``Mapped[...]``).
+"""The schema of the store as SQLAlchemy 2 Core tables.
+
+The store only ever issues Core statements (``select(Run.c.hash)``,
+``insert(Run)``), never ORM sessions, so the tables are plain :class:`Table`
+objects: importing them costs no ``sqlalchemy.orm`` and no declarative mapping
+(about half of the store's import time, paid by every CLI command that opens it).
+``NOT NULL`` is spelled out; a test checks these tables against the migrations.
 
 Tables (the Alembic revisions in ``store/migrations/versions`` create exactly this):
 
@@ -24,9 +30,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer,
-                        LargeBinary, MetaData, String, Text)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Integer,
+                        LargeBinary, MetaData, String, Table, Text)
 from sqlalchemy.types import TypeDecorator
 
 RUN_STATUSES = ("running", "done", "failed")
@@ -100,10 +105,7 @@ def finite_or_none(v: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict: JSONText, list: JSONText, datetime: UTCDateTime, str: String(200)}
-
+metadata = MetaData(naming_convention=NAMING)
 
 # Summary metrics kept as real columns (filter and sort in SQL); the rest stays in ``summary``.
 METRIC_COLUMNS = (
@@ -117,144 +119,113 @@ BIN_COLUMNS = (
     "tbt_mean_s", "sla_attainment", "sla_violation_rate_ttft", "sla_violation_rate_tbt",
     "sla_violation_rate_e2e",
 )
+NAME = String(200)
 
 
-class Run(Base):
-    """One run identity: claimed (running), then done or failed."""
+def _required(name: str, type_, **kw) -> Column:
+    return Column(name, type_, nullable=False, **kw)
 
-    __tablename__ = "runs"
-    __table_args__ = (CheckConstraint("status IN ('running', 'done', 'failed')", name="status"),
-                      {"sqlite_autoincrement": True})
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    created_at: Mapped[datetime] = mapped_column(index=True)
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-    duration_s: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)
+def _run_fk(name: str = "run_id", **kw) -> Column:
+    return Column(name, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, **kw)
+
+
+# One run identity: claimed (running), then done or failed.
+Run = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True),
+    _required("hash", String(64), unique=True),
+    _required("status", String(16), index=True),
+    _required("created_at", UTCDateTime, index=True),
+    _required("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("duration_s", Float),
+    Column("error", Text),
     # the claim of the attempt in progress (or of the last attempt)
-    host: Mapped[str | None] = mapped_column(String(255))
-    pid: Mapped[int | None] = mapped_column(Integer)
-    proc_start: Mapped[int | None] = mapped_column(BigInteger)
-    claim: Mapped[str] = mapped_column(String(32))
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("proc_start", BigInteger),
+    _required("claim", String(32)),
     # what was run
-    config: Mapped[dict]
-    workload: Mapped[dict]
-    latency: Mapped[dict]
-    code_version: Mapped[str] = mapped_column(String(64))
-    label: Mapped[str | None] = mapped_column(Text)
-    mode: Mapped[str] = mapped_column(String(32), index=True)
-    gpus: Mapped[int] = mapped_column(Integer)
-    k_bins: Mapped[int] = mapped_column(Integer)
-    num_requests: Mapped[int] = mapped_column(Integer)
-    # summary metrics (NULL until done)
-    throughput_rps: Mapped[float | None] = mapped_column(Float)
-    throughput_tps: Mapped[float | None] = mapped_column(Float)
-    latency_mean_s: Mapped[float | None] = mapped_column(Float)
-    latency_p50_s: Mapped[float | None] = mapped_column(Float)
-    latency_p95_s: Mapped[float | None] = mapped_column(Float)
-    latency_p99_s: Mapped[float | None] = mapped_column(Float)
-    ttft_mean_s: Mapped[float | None] = mapped_column(Float)
-    ttft_p99_s: Mapped[float | None] = mapped_column(Float)
-    tbt_mean_s: Mapped[float | None] = mapped_column(Float)
-    queue_delay_mean_s: Mapped[float | None] = mapped_column(Float)
-    sla_attainment: Mapped[float | None] = mapped_column(Float)
-    sla_violation_rate_ttft: Mapped[float | None] = mapped_column(Float)
-    sla_violation_rate_tbt: Mapped[float | None] = mapped_column(Float)
-    sla_violation_rate_e2e: Mapped[float | None] = mapped_column(Float)
-    gpu_utilization: Mapped[float | None] = mapped_column(Float)
-    mean_batch_size: Mapped[float | None] = mapped_column(Float)
-    makespan_s: Mapped[float | None] = mapped_column(Float)
-    summary: Mapped[dict | None]
+    _required("config", JSONText),
+    _required("workload", JSONText),
+    _required("latency", JSONText),
+    _required("code_version", String(64)),
+    Column("label", Text),
+    _required("mode", String(32), index=True),
+    _required("gpus", Integer),
+    _required("k_bins", Integer),
+    _required("num_requests", Integer),
+    # summary metrics (NULL until done), then the whole summary without bins
+    *(Column(m, Float) for m in METRIC_COLUMNS),
+    Column("summary", JSONText),
+    CheckConstraint("status IN ('running', 'done', 'failed')", name="status"),
+    sqlite_autoincrement=True,
+)
 
+# Per-bin metrics of a done run (``data`` keeps the whole per-bin dict).
+RunBin = Table(
+    "run_bins", metadata,
+    _run_fk(),
+    Column("bin", Integer, primary_key=True),
+    _required("requests", Integer),
+    _required("batches", Integer),
+    *(Column(m, Float) for m in BIN_COLUMNS),
+    _required("data", JSONText),
+)
 
-class RunBin(Base):
-    """Per-bin metrics of a done run (``data`` keeps the whole per-bin dict)."""
+# One chart series of a done run, as a :mod:`store.codec` frame blob.
+RunSeries = Table(
+    "run_series", metadata,
+    _run_fk(),
+    Column("name", String(64), primary_key=True),
+    _required("rows", Integer),
+    _required("data", LargeBinary),
+)
 
-    __tablename__ = "run_bins"
+# Per-request and per-batch arrays of a done run, as one :mod:`store.codec` blob.
+RunData = Table(
+    "run_data", metadata,
+    _run_fk(),
+    _required("codec", String(32)),
+    _required("num_requests", Integer),
+    _required("stored_requests", Integer),
+    _required("sampled", Boolean),
+    _required("nbytes", BigInteger),
+    _required("payload", LargeBinary),
+)
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
-    requests: Mapped[int] = mapped_column(Integer)
-    batches: Mapped[int] = mapped_column(Integer)
-    pred_lo: Mapped[float | None] = mapped_column(Float)
-    pred_hi: Mapped[float | None] = mapped_column(Float)
-    mean_batch_size: Mapped[float | None] = mapped_column(Float)
-    latency_mean_s: Mapped[float | None] = mapped_column(Float)
-    latency_p99_s: Mapped[float | None] = mapped_column(Float)
-    ttft_mean_s: Mapped[float | None] = mapped_column(Float)
-    tbt_mean_s: Mapped[float | None] = mapped_column(Float)
-    sla_attainment: Mapped[float | None] = mapped_column(Float)
-    sla_violation_rate_ttft: Mapped[float | None] = mapped_column(Float)
-    sla_violation_rate_tbt: Mapped[float | None] = mapped_column(Float)
-    sla_violation_rate_e2e: Mapped[float | None] = mapped_column(Float)
-    data: Mapped[dict]
+# A named sweep (its parameters as JSON); members in ``sweep_runs``.
+Sweep = Table(
+    "sweeps", metadata,
+    Column("id", Integer, primary_key=True),
+    _required("name", NAME),
+    _required("params", JSONText),
+    _required("created_at", UTCDateTime),
+    sqlite_autoincrement=True,
+)
 
+SweepRun = Table(
+    "sweep_runs", metadata,
+    Column("sweep_id", ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True),
+    _run_fk(index=True),
+    _required("position", Integer),
+)
 
-class RunSeries(Base):
-    """One chart series of a done run, as a :mod:`store.codec` frame blob."""
-
-    __tablename__ = "run_series"
-
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    rows: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class RunData(Base):
-    """Per-request and per-batch arrays of a done run, as one :mod:`store.codec` blob."""
-
-    __tablename__ = "run_data"
-
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    codec: Mapped[str] = mapped_column(String(32))
-    num_requests: Mapped[int] = mapped_column(Integer)
-    stored_requests: Mapped[int] = mapped_column(Integer)
-    sampled: Mapped[bool] = mapped_column(Boolean)
-    nbytes: Mapped[int] = mapped_column(BigInteger)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class Sweep(Base):
-    """A named sweep (its parameters as JSON); members in ``sweep_runs``."""
-
-    __tablename__ = "sweeps"
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str]
-    params: Mapped[dict]
-    created_at: Mapped[datetime]
-
-
-class SweepRun(Base):
-    __tablename__ = "sweep_runs"
-
-    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True,
-                                        index=True)
-    position: Mapped[int] = mapped_column(Integer)
-
-
-class GridRecord(Base):
-    """An uploaded calibration grid: canonical CSV bytes plus the searchable metadata."""
-
-    __tablename__ = "grids"
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    model: Mapped[str | None]
-    device: Mapped[str | None]
-    dtype: Mapped[str | None] = mapped_column(String(64))
-    source: Mapped[str | None]
-    uploaded_at: Mapped[datetime]
-    rows: Mapped[int] = mapped_column(Integer)
-    meta: Mapped[dict]
-    warnings: Mapped[list]
-    csv: Mapped[bytes] = mapped_column(LargeBinary)
-
+# An uploaded calibration grid: canonical CSV bytes plus the searchable metadata.
+GridRecord = Table(
+    "grids", metadata,
+    Column("id", Integer, primary_key=True),
+    _required("name", NAME, unique=True),
+    _required("sha256", String(64), unique=True),
+    Column("model", NAME),
+    Column("device", NAME),
+    Column("dtype", String(64)),
+    Column("source", NAME),
+    _required("uploaded_at", UTCDateTime),
+    _required("rows", Integer),
+    _required("meta", JSONText),
+    _required("warnings", JSONText),
+    _required("csv", LargeBinary),
+    sqlite_autoincrement=True,
+)

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.metrics import derive_request_arrays, with_delays
-
 from .codec import pack, unpack
 
 REQUEST_CAP = 2_000_000
@@ -79,6 +77,8 @@ def decode(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], n
 
 def derive(stored: dict, batches: dict) -> dict[str, np.ndarray]:
     """The full per-request dict (RunResult order) from the stored fields and the batch log."""
+    from core.metrics import derive_request_arrays, with_delays
+
     req = {k: stored[k] for k in BASE_FIELDS}
     if "batch" in stored:
         bid = np.asarray(stored["batch"], dtype=np.int64)

@@ -1,18 +1,20 @@
 """What the repository API returns: light list rows, full stored runs, grid and sweep rows."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from .models import METRIC_COLUMNS
+from .settings import SETTINGS_COLUMNS, run_settings
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
     from core.config import SimConfig
 
     from .repo import Store
@@ -22,7 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
-    """One run in a listing: identity, status and the summary-metric columns (no blobs)."""
+    """One run in a listing: identity, status, the summary-metric columns (no blobs) and the
+    settings that tell runs apart (:mod:`store.settings`: ``arrival``, ``arrival_rate``, ...).
+
+    The settings come from the run's config and workload JSON (``_sources``), parsed on
+    first use: listing many runs does not pay for decoding rows nobody looks at.
+    """
 
     id: int
     hash: str
@@ -54,19 +61,38 @@ class RunRow:
     gpu_utilization: float | None = None
     mean_batch_size: float | None = None
     makespan_s: float | None = None
+    _sources: tuple[str | None, str | None] = field(default=(None, None), repr=False, compare=False)
+    _parsed: list = field(default_factory=list, repr=False, compare=False)  # the settings, once parsed
 
     @property
     def state(self) -> str:
         """``status``, except that a running claim whose process is gone reads ``stale``."""
         return "stale" if self.stale else self.status
 
+    @property
+    def settings(self) -> dict:
+        """The :data:`store.settings.SETTINGS_COLUMNS` of this run."""
+        if not self._parsed:
+            config, workload = (json.loads(text) if text else None for text in self._sources)
+            self._parsed.append(run_settings(config, workload))
+        return self._parsed[0]
+
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        d.update(self.settings)
         d["state"] = self.state
         return d
 
 
-RUN_ROW_COLUMNS = tuple(f.name for f in fields(RunRow) if f.name != "stale")
+def _setting(name: str) -> property:
+    return property(lambda row: row.settings[name], doc=f"The run's {name} (see store.settings).")
+
+
+for _name in SETTINGS_COLUMNS:  # row.arrival, row.d_sla_tbt, ...
+    setattr(RunRow, _name, _setting(_name))
+
+# the columns of ``runs`` a RunRow is read from, in field order (``stale`` is derived)
+RUN_ROW_COLUMNS = tuple(f.name for f in fields(RunRow) if f.name != "stale" and not f.name.startswith("_"))
 assert set(METRIC_COLUMNS) <= set(RUN_ROW_COLUMNS)
 
 
@@ -109,7 +135,7 @@ class StoredRun:
         return "stale" if self.stale else self.status
 
     @cached_property
-    def config(self) -> "SimConfig | None":
+    def config(self) -> SimConfig | None:
         """The run's SimConfig (settings unknown to this version are dropped with a warning)."""
         from core.config import ConfigError, SimConfig, config_fields
 
@@ -129,12 +155,13 @@ class StoredRun:
 
     def _load_arrays(self) -> tuple:
         if self._arrays is None:
-            self._arrays = self._store._load_arrays(self.id)
+            self._arrays = self._store._load_arrays(self.id, self.hash)
         return self._arrays
 
     def requests(self) -> dict[str, np.ndarray]:
         """Per-request arrays as in RunResult.requests (+ ``index``, original positions, when sampled);
-        {} if none are stored. Stored (not derived) arrays may be read-only views of the blob."""
+        {} for a run that is not done. Stored (not derived) arrays may be read-only views of the blob.
+        A run deleted from the store before its arrays were first loaded raises RunDeletedError."""
         return dict(self._load_arrays()[0])
 
     def batches(self) -> dict[str, np.ndarray]:
@@ -145,13 +172,21 @@ class StoredRun:
         return self._load_arrays()[2]
 
     def requests_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(self.requests())
 
     def series(self) -> dict[str, pd.DataFrame]:
-        """Chart tables as RunResult.series(): latency_cdf, batch_timeline, gpu_utilization, batch_sizes."""
+        """Chart tables as RunResult.series(): latency_cdf, batch_timeline, gpu_utilization, batch_sizes
+        (RunDeletedError if the run was deleted before they were first loaded)."""
         if self._series is None:
-            self._series = self._store._load_series(self.id)
+            self._series = self._store._load_series(self.id, self.hash)
         return {k: v.copy() for k, v in self._series.items()}
+
+    @property
+    def settings(self) -> dict:
+        """The settings that tell runs apart (:func:`store.settings.run_settings`)."""
+        return run_settings(self.config_dict, self.workload)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record of the run (no per-request data)."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import write_connection
 from .errors import StoreError
+from .keys import valid_id
 from .models import Sweep, SweepRun, utcnow
 from .records import RunRow, SweepRow
 
@@ -18,50 +18,62 @@ class SweepsMixin:
     """The sweep methods of :class:`store.repo.Store`."""
 
     def create_sweep(self, name: str, params: dict | None = None) -> int:
-        with write_connection(self.engine) as conn:
+        with self._writing(f"create sweep {name!r}") as conn:
             return conn.execute(insert(Sweep).values(name=name, params=params or {}, created_at=utcnow())
                                 ).inserted_primary_key[0]
 
+    @staticmethod
+    def _sweep_exists(conn, sweep_id: int) -> bool:
+        if not valid_id(sweep_id):
+            return False
+        return conn.execute(select(Sweep.c.id).where(Sweep.c.id == sweep_id)).scalar() is not None
+
     def _link(self, conn, sweep_id: int, run_id: int) -> None:
-        if conn.execute(select(Sweep.id).where(Sweep.id == sweep_id)).scalar() is None:
+        if not self._sweep_exists(conn, sweep_id):
             raise StoreError(f"no sweep {sweep_id} in the store")
-        exists = conn.execute(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id,
-                                                            SweepRun.run_id == run_id)).scalar()
+        exists = conn.execute(select(SweepRun.c.run_id).where(SweepRun.c.sweep_id == sweep_id,
+                                                            SweepRun.c.run_id == run_id)).scalar()
         if exists is None:
-            pos = conn.execute(select(func.coalesce(func.max(SweepRun.position), -1) + 1)
-                               .where(SweepRun.sweep_id == sweep_id)).scalar()
+            pos = conn.execute(select(func.coalesce(func.max(SweepRun.c.position), -1) + 1)
+                               .where(SweepRun.c.sweep_id == sweep_id)).scalar()
             conn.execute(insert(SweepRun).values(sweep_id=sweep_id, run_id=run_id, position=pos))
 
     def add_sweep_run(self, sweep_id: int, run_id: int) -> None:
         """Add a run to a sweep (idempotent; members keep the order they were added in)."""
+        if not valid_id(run_id):
+            raise StoreError(f"cannot add run {run_id!r} to sweep {sweep_id}: no such run")
         try:
-            with write_connection(self.engine) as conn:
+            with self._writing(f"add run {run_id} to sweep {sweep_id}") as conn:
                 self._link(conn, sweep_id, run_id)
         except IntegrityError:
             raise StoreError(f"cannot add run {run_id} to sweep {sweep_id}: no such run") from None
 
     def list_sweeps(self) -> list[SweepRow]:
-        members = (select(SweepRun.sweep_id, func.count().label("n")).group_by(SweepRun.sweep_id).subquery())
-        q = (select(Sweep.id, Sweep.name, Sweep.params, Sweep.created_at, func.coalesce(members.c.n, 0))
-             .outerjoin(members, members.c.sweep_id == Sweep.id).order_by(Sweep.id.desc()))
+        members = (select(SweepRun.c.sweep_id, func.count().label("n")).group_by(SweepRun.c.sweep_id).subquery())
+        q = (select(Sweep.c.id, Sweep.c.name, Sweep.c.params, Sweep.c.created_at, func.coalesce(members.c.n, 0))
+             .outerjoin(members, members.c.sweep_id == Sweep.c.id).order_by(Sweep.c.id.desc()))
         with self.engine.connect() as conn:
             return [SweepRow(*r) for r in conn.execute(q).all()]
 
     def sweep_runs(self, sweep_id: int) -> list[RunRow]:
         """The sweep's member runs, in the order they were added."""
+        if not valid_id(sweep_id):
+            return []
         with self.engine.connect() as conn:
-            ids = conn.execute(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id)
-                               .order_by(SweepRun.position)).scalars().all()
+            ids = conn.execute(select(SweepRun.c.run_id).where(SweepRun.c.sweep_id == sweep_id)
+                               .order_by(SweepRun.c.position)).scalars().all()
         by_id = {r.id: r for r in self._rows_by_id(ids)}
         return [by_id[i] for i in ids if i in by_id]
 
     def require_sweep(self, sweep_id: int) -> None:
         """Raise StoreError unless the sweep exists."""
         with self.engine.connect() as conn:
-            if conn.execute(select(Sweep.id).where(Sweep.id == sweep_id)).scalar() is None:
+            if not self._sweep_exists(conn, sweep_id):
                 raise StoreError(f"no sweep {sweep_id} in the store")
 
     def delete_sweep(self, sweep_id: int) -> bool:
         """Delete a sweep (its runs stay in the store)."""
-        with write_connection(self.engine) as conn:
-            return conn.execute(delete(Sweep).where(Sweep.id == sweep_id)).rowcount == 1
+        if not valid_id(sweep_id):
+            return False
+        with self._writing(f"delete sweep {sweep_id}") as conn:
+            return conn.execute(delete(Sweep).where(Sweep.c.id == sweep_id)).rowcount == 1

@@ -130,7 +130,7 @@ def test_a_second_caller_waits_for_the_first_instead_of_simulating(store, w):
 
 def _age_claim(store, run_id, **values):
     with write_connection(store.engine) as conn:
-        conn.execute(update(Run).where(Run.id == run_id).values(**values))
+        conn.execute(update(Run).where(Run.c.id == run_id).values(**values))
 
 
 def test_claims_go_stale_by_dead_process_or_timeout_and_are_taken_over(store, w):

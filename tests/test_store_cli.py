@@ -71,12 +71,13 @@ def test_runs_list_show_export_delete(cli, tmp_path):
         cli("run", *SMALL, "--gpus", gpus, "--mode", "static_fifo", "--db", cli.db)
     listing = cli("runs", "list", "--db", cli.db, "--sort", "gpus", "--asc").output
     lines = listing.splitlines()
-    assert lines[0].split()[:3] == ["id", "hash", "state"] and len(lines) == 4
+    assert lines[0].split()[:3] == ["id", "mode", "gpus"] and len(lines) == 4
     assert [int(line.split()[0]) for line in lines[1:]] == [1, 2, 3]
     limited = cli("runs", "list", "--db", cli.db, "--limit", 1).output
     assert "1 of 3 runs shown" in limited
     rows = json.loads(cli("runs", "list", "--db", cli.db, "--json").output)
     assert [r["id"] for r in rows] == [3, 2, 1] and rows[0]["state"] == "done"
+    assert "state            done" in cli("runs", "show", "3", "--db", cli.db).output
 
     with open_store(cli.db) as store:
         run = store.get_run(2)
@@ -111,11 +112,69 @@ def test_failed_runs_show_and_can_be_cleaned_up(cli):
         with pytest.raises(ValueError):
             store.get_or_run(SimConfig(), build_workload(WorkloadSpec(num_requests=30)),
                              simulate_fn=lambda *a, **k: (_ for _ in ()).throw(ValueError("bad input")))
-    listing = cli("runs", "list", "--db", cli.db).output
-    assert "failed" in listing and "FAILED: ValueError: bad input" in listing
+    listing = CliRunner(env={"COLUMNS": "200"}).invoke(batchlab.cli, ["runs", "list", "--db", cli.db]).output
+    assert "FAILED: ValueError: bad input" in listing
     assert "ValueError: bad input" in cli("runs", "show", "1", "--db", cli.db).output
     cli("runs", "delete", "--failed", "--yes", "--db", cli.db)
     assert "no runs in the store" in cli("runs", "list", "--db", cli.db).output
+
+
+def test_runs_list_and_show_tell_runs_apart_within_the_terminal(cli):
+    cli("run", *SMALL, "--mode", "static_fifo", "--batch-size", 16, "--rate", 3, "--d-sla-tbt", "none", "--db", cli.db)
+    cli("run", *SMALL, "--d-sla-e2e", 0.5, "--batch-size", 16, "--db", cli.db)  # batch size: irrelevant here
+    cli("run", "--workload", "burstgpt", "--rps-scaling", 3, "--db", cli.db)
+    for width in (120, 160):
+        listing = CliRunner(env={"COLUMNS": str(width)}).invoke(batchlab.cli, ["runs", "list", "--db", cli.db]).output
+        lines = listing.splitlines()
+        assert lines[0].split() == ["id", "mode", "gpus", "bins", "arrivals", "deadlines", "latency", "req/s", "p99",
+                                    "s", "SLA", "ok", "workload"]
+        assert max(map(len, lines)) <= width
+    by_id = {int(line.split()[0]): line for line in lines[1:]}
+    assert by_id[1].split()[1:7] == ["static_fifo", "4", "1", "gamma", "3/s", "10s/off/60s"]
+    assert by_id[2].split()[1:7] == ["multi_bin_dynamic", "4", "4", "gamma", "2/s", "10s/50ms/500ms"]
+    assert by_id[3].split()[4:7] == ["trace", "x3", "10s/50ms/60s"] and "BurstGPT_1" in by_id[3]
+    assert all(line.split()[7] == "parametric" for line in lines[1:])
+    narrow = CliRunner(env={"COLUMNS": "120"}).invoke(batchlab.cli, ["runs", "list", "--db", cli.db]).output
+    assert narrow.splitlines()[-1].endswith("…")  # the synthetic label is cut to fit, not wrapped
+
+    rows = {r["id"]: r for r in json.loads(cli("runs", "list", "--json", "--db", cli.db).output)}
+    assert (rows[1]["arrival"], rows[1]["arrival_rate"], rows[1]["d_sla_tbt"]) == ("gamma", 3.0, None)
+    assert rows[3]["arrival_rate"] is None and rows[3]["rps_scaling"] == 3.0 and rows[3]["latency"] == "parametric"
+    assert rows[2]["label"].startswith("synthetic 150 req") and rows[2]["sla_attainment"] is not None  # all there
+
+    fifo = cli("runs", "show", "1", "--db", cli.db).output
+    assert "scheduler        static_fifo on 4 GPU(s), 1 bin(s)" in fifo and "arrivals         gamma 3/s" in fifo
+    assert "SLA deadlines    TTFT 10 s, TBT off, E2E 60 s" in fifo and "latency model    parametric" in fifo
+    assert "other settings   batch_size 16, seed 3" in fifo
+    dyn = cli("runs", "show", "2", "--db", cli.db).output
+    assert "E2E 500 ms" in dyn and "other settings   seed 3\n" in dyn  # batch_size does not matter to this mode
+    assert "other settings" not in cli("runs", "show", "3", "--db", cli.db).output
+    assert json.loads(cli("runs", "show", "1", "--json", "--db", cli.db).output)["config"]["batch_size"] == 16
+
+
+def test_runs_table_states_and_long_cells_fit_the_width():
+    from datetime import datetime, timezone
+
+    from store import RunRow
+    from store.format import format_runs_table
+
+    def row(i, status, stale=False, error=None, config=None, spec=None, **metrics):
+        sources = (json.dumps(config or {}), json.dumps({"spec": spec or {}}))
+        return RunRow(id=i, hash=f"{i:064x}", status=status, stale=stale, created_at=datetime.now(timezone.utc),
+                      finished_at=None, duration_s=None, mode="multi_bin_fixed", gpus=64, k_bins=16,
+                      num_requests=10, label="L" * 300, error=error, _sources=sources, **metrics)
+
+    rows = [row(1, "running", spec={"arrival": "poisson", "rate": 1234.5}, config={"latency": "grid:" + "x" * 60}),
+            row(2, "running", stale=True, config={"d_sla_tbt": 0.05}),
+            row(3, "failed", error="ValueError: " + "y" * 300),
+            row(4, "done", throughput_rps=12.3456, latency_p99_s=1.5, sla_attainment=0.5, spec={"arrival": "trace"})]
+    assert rows[0].arrival_rate == 1234.5 and rows[1].d_sla_tbt == 0.05 and rows[2].latency is None
+    text = format_runs_table(rows, 40, width=140)
+    lines = text.splitlines()
+    assert all(len(line) <= 140 for line in lines) and lines[-1] == "(4 of 40 runs shown; use --limit/--offset)"
+    assert "RUNNING: LLL" in lines[1] and "grid:xxxxxxxxxxxxxxxx…" in lines[1] and "poisson 1234.5/s" in lines[1]
+    assert "STALE: LLL" in lines[2] and "off/50ms/off" in lines[2] and "FAILED: ValueError: yyy" in lines[3]
+    assert lines[4].split()[7:10] == ["12.346", "1.50", "50.0%"] and lines[4].endswith("…")
 
 
 GRID = """# model: tiny-llama

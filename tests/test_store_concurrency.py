@@ -31,13 +31,13 @@ def configs_for(worker: int) -> list[SimConfig]:
 
 def child_counts(store) -> dict:
     with store.engine.connect() as conn:
-        return {m.__tablename__: conn.execute(select(func.count()).select_from(m)).scalar()
+        return {m.name: conn.execute(select(func.count()).select_from(m)).scalar()
                 for m in (RunBin, RunSeries, RunData)}
 
 
 def assert_one_done_row_per_hash(store, expected: int):
     with store.engine.connect() as conn:
-        rows = conn.execute(select(Run.hash, Run.status)).all()
+        rows = conn.execute(select(Run.c.hash, Run.c.status)).all()
     assert len(rows) == expected
     assert Counter(h for h, _ in rows).most_common(1)[0][1] == 1
     assert {s for _, s in rows} == {"done"}
@@ -190,3 +190,102 @@ def test_a_writer_killed_mid_run_leaves_the_store_consistent(store_url, tmp_path
     again, hit = store.get_or_run(SimConfig(), w, simulate_fn=lambda *a, **k: pytest.fail("simulated"))
     assert hit and again.id == run.id
     store.close()
+
+
+# ------------------------------------------------------ deleted while being read --
+def test_a_run_deleted_while_a_reader_holds_it_is_reported_never_empty(store_url, tmp_path):
+    from store import RunDeletedError, StoreError
+    from store.export import requests_csv
+
+    w = build_workload(WorkloadSpec(num_requests=120, workload_seed=6))
+    reader, writer = open_store(store_url), open_store(store_url)
+    run, _ = reader.get_or_run(SimConfig(), w)
+    loaded = reader.get_run(run.id)
+    series = loaded.series()
+    arrays = loaded.requests()
+    held = reader.get_run(run.id)  # its arrays and series are read on first use
+    assert writer.delete_run(run.id)
+    gone = rf"^run {run.id} \({run.hash[:12]}\) was deleted from the store while it was being read"
+    for load in (held.requests, held.batches, held.bin_edges, held.requests_frame, held.series):
+        with pytest.raises(RunDeletedError, match=gone):
+            load()
+    out = tmp_path / "requests.csv"
+    with pytest.raises(RunDeletedError, match=gone):
+        requests_csv(held, out)
+    assert not out.exists()  # nothing half-written either
+    # what was read before the delete stays whole
+    assert set(loaded.series()) == set(series) and len(loaded.requests()["e2e"]) == len(arrays["e2e"]) == 120
+    with pytest.raises(StoreError, match=f"no run {run.id}"):
+        reader.export_runs([run.id], "json", tmp_path / "runs.json")
+    # a run that never finished has no arrays, and says so by being empty rather than deleted
+    failed_cfg = SimConfig(gpus=2)
+    with pytest.raises(ValueError):
+        reader.get_or_run(failed_cfg, w, simulate_fn=lambda *a, **k: (_ for _ in ()).throw(ValueError("boom")))
+    [failed] = reader.list_runs(status="failed")
+    assert reader.get_run(failed.id).requests() == {} and reader.get_run(failed.id).series() == {}
+    reader.close()
+    writer.close()
+
+
+def test_a_run_deleted_between_the_reads_of_get_run_is_never_half_read(store_url):
+    from sqlalchemy import event
+
+    from store import RunDeletedError
+
+    w = build_workload(WorkloadSpec(num_requests=120, workload_seed=7))
+    reader, writer = open_store(store_url), open_store(store_url)
+    run, _ = reader.get_or_run(SimConfig(), w)
+    deleted = []
+
+    @event.listens_for(reader.engine, "before_cursor_execute")
+    def delete_meanwhile(conn, cursor, statement, *args):
+        if not deleted and "FROM run_bins" in statement:  # get_run has read the run's row, not yet its bins
+            deleted.append(writer.delete_run(run.id))
+
+    got = reader.get_run(run.id)
+    assert deleted == [True]
+    # SQLite reads one snapshot (the whole run); PostgreSQL sees the delete between statements (no run).
+    # Either way never a done run without its bins and data.
+    assert got is None or (got.status == "done" and len(got.bins) == 4 and got.stored_requests == 120)
+    if got is not None:
+        with pytest.raises(RunDeletedError):
+            got.requests()
+    assert reader.get_run(run.id) is None
+    reader.close()
+    writer.close()
+
+
+@pytest.mark.parametrize("what", ["requests", "summaries"])
+def test_cli_export_of_a_run_deleted_meanwhile_is_an_error(store_url, tmp_path, monkeypatch, what):
+    from click.testing import CliRunner
+
+    import batchlab
+    from store.repo import Store
+
+    w = build_workload(WorkloadSpec(num_requests=80, workload_seed=3))
+    with open_store(store_url) as store:
+        run, _ = store.get_or_run(SimConfig(), w)
+    original = Store.get_run
+
+    def get_then_delete(self, key):  # another process deletes the run right after this one read it
+        got = original(self, key)
+        with open_store(store_url) as other:
+            other.delete_run(run.id)
+        return got
+
+    def delete_then_get(self, key):  # ... or right before
+        with open_store(store_url) as other:
+            other.delete_run(run.id)
+        return original(self, key)
+
+    out = tmp_path / "export.csv"
+    if what == "requests":
+        monkeypatch.setattr(Store, "get_run", get_then_delete)
+        args = ["runs", "export", run.id, "--requests", "--out", out, "--db", store_url]
+    else:
+        monkeypatch.setattr(Store, "get_run", delete_then_get)
+        args = ["runs", "export", run.id, "--format", "json", "--out", out, "--db", store_url]
+    result = CliRunner().invoke(batchlab.cli, [str(a) for a in args])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"Error: run {run.id} ") and "was deleted from the store" in result.output
+    assert not out.exists()

@@ -140,7 +140,7 @@ def test_delete_removes_everything_stored_with_a_run(store):
     assert store.get_run(run.id) is None and store.count_runs() == 0
     with store.engine.connect() as conn:
         for model in (RunBin, RunSeries, RunData, SweepRun):
-            assert conn.execute(select(func.count()).select_from(model)).scalar() == 0, model.__tablename__
+            assert conn.execute(select(func.count()).select_from(model)).scalar() == 0, model.name
     assert not store.delete_run(run.id)
     assert store.list_sweeps()[0].runs == 0  # the sweep stays, without the run
 

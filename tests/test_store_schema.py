@@ -18,7 +18,7 @@ from store.codec import pack_frame
 from store.db import VERSION_TABLE, make_engine, write_connection
 from store.migrate import MIGRATIONS_DIR, alembic_config, current_revision, upgrade
 from store.migrations import HEAD
-from store.models import Base
+from store.models import metadata
 from store.payload import CODEC, encode
 from workloads import WorkloadSpec, build_workload
 
@@ -126,7 +126,7 @@ def test_the_migrations_build_exactly_the_models(store_url):
 
     with open_store(store_url) as store, store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
-        assert compare_metadata(ctx, Base.metadata) == []
+        assert compare_metadata(ctx, metadata) == []
         assert current_revision(conn) == HEAD
 
 
@@ -217,3 +217,44 @@ def test_opening_is_idempotent_and_concurrent_opens_migrate_once(tmp_path):
     assert con.execute(f"SELECT count(*), max(version_num) FROM {VERSION_TABLE}").fetchone() == (1, HEAD)
     con.close()
     assert os.path.getsize(tmp_path / "race.db") > 0
+
+
+IMPORTS = """
+import sys
+from store import open_store
+from store.format import format_runs_table
+with open_store(sys.argv[1]) as store:
+    rows = store.list_runs()
+    run = store.get_run(rows[0].id) if rows else None
+    format_runs_table(rows, store.count_runs())
+print(" ".join(m for m in ("alembic", "pandas", "sqlalchemy.orm", "streamlit", "core", "calibration")
+               if m in sys.modules))
+"""
+
+
+def modules_loaded_reading(url: str) -> list[str]:
+    """The heavy packages a fresh interpreter has loaded after opening ``url`` and reading its runs."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", IMPORTS, url], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_reading_an_up_to_date_store_imports_neither_alembic_nor_pandas(tmp_path):
+    """Start-up cost: a current store is recognised without Alembic, and reading runs needs neither
+    pandas nor the SQLAlchemy ORM."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    with open_store(url) as store:
+        store.get_or_run(SimConfig(), build_workload(WorkloadSpec(num_requests=60, workload_seed=1)))
+    assert modules_loaded_reading(url) == []
+
+    old = f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(make_url(old))
+    upgrade(engine, "old store", target="0001")
+    engine.dispose()
+    assert "alembic" in modules_loaded_reading(old)  # an old store is still migrated at open
+    with open_store(old) as store, store.engine.connect() as conn:
+        assert current_revision(conn) == HEAD

@@ -8,13 +8,13 @@ from __future__ import annotations
 from alembic import context
 
 from store.db import VERSION_TABLE
-from store.models import Base
+from store.models import metadata
 
 
 def _migrate(connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         version_table=VERSION_TABLE,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite ALTER TABLE is limited
         compare_type=True,
