@@ -18,6 +18,7 @@ import click
 
 from core.config import MODES, ConfigError, SimConfig, config_fields
 from core.report import format_compare_table, format_summary, to_json
+from workloads.fields import range_text, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
 
@@ -56,7 +57,10 @@ def _field_option(f: dataclasses.Field, seen: set[str]):
     help_text = f.metadata.get("help", "")
     unit = f.metadata.get("unit")
     help_text += f" [{unit}]" if unit else ""
-    help_text += f" (default: {f.default})"
+    if f.metadata.get("range"):
+        help_text += f" Range: {range_text(f, 'to')}."
+    none_word = "none" if "none =" in help_text else "auto"
+    help_text += f" (default: {none_word if f.default is None else f.default})"
     if kind.startswith("bool"):
         return click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
     choices = f.metadata.get("choices")
@@ -79,35 +83,81 @@ def sim_options(func):
                         help="TOML or JSON file of settings (flags override it).")(func)
 
 
-def _read_config_file(path: str | None) -> dict:
+MAX_CONFIG_BYTES = 1 << 20
+TABLES = {"sim": "simulation", "workload": "workload"}
+
+
+def _read_config_file(path: str | None) -> tuple[dict, dict, dict]:
+    """(flat, sim, workload) settings of a TOML or JSON config file.
+
+    Top-level keys are flat settings (either kind); a ``[sim]`` or ``[workload]``
+    table holds only its own kind (``seed`` in ``[workload]`` is the workload's seed).
+    """
     if not path:
-        return {}
-    text = Path(path).read_text()
+        return {}, {}, {}
+    kind = "JSON" if path.endswith(".json") else "TOML"
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError("config", f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file")
     try:
-        data = tomllib.loads(text) if not path.endswith(".json") else json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config", f"{path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise click.BadParameter(f"{path}: not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}")
-    flat: dict = {}
-    for key, value in data.items():
-        if key in ("sim", "workload") and isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
-    return flat
+        raise ConfigError("config", f"{path}: not valid {kind}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"{path}: the top level must be a table of settings, "
+                                    f"got {type(data).__name__}")
+    flat = {k: v for k, v in data.items() if k not in TABLES}
+    tables = []
+    for name in TABLES:
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(name, f"in {path} must be a table of settings, got {type(table).__name__}")
+        tables.append(dict(table))
+    sim, workload = tables
+    if "seed" in workload:
+        workload.setdefault("workload_seed", workload.pop("seed"))
+    return flat, sim, workload
 
 
-def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadSpec]:
-    """Merge the config file and the given flags into a SimConfig and a WorkloadSpec."""
-    values = _read_config_file(config_file)
-    values.update({k: (None if v is EXPLICIT_NONE else v) for k, v in flags.items() if v is not None})
+def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadSpec, set[str]]:
+    """Merge the config file and the given flags into a SimConfig and a WorkloadSpec.
+
+    Also returns the names of the settings the user gave (for :func:`unused_notes`).
+    A trace implies the BurstGPT workload.
+    """
+    flat, sim_table, spec_table = _read_config_file(config_file)
     sim_names = {f.name for f in config_fields()}
     spec_names = {f.name for f in spec_fields()}
-    unknown = sorted(set(values) - sim_names - spec_names)
+    for table, own, other in ((sim_table, sim_names, "[workload]"), (spec_table, spec_names, "[sim]")):
+        for key in sorted(set(table) - own):
+            raise ConfigError(key, "unknown setting" if key not in sim_names | spec_names
+                              else f"belongs in {other}, not here")
+    unknown = sorted(set(flat) - sim_names - spec_names)
     if unknown:
         raise ConfigError(unknown[0], "unknown setting in the config file")
-    cfg = SimConfig(**{k: v for k, v in values.items() if k in sim_names})
-    spec = WorkloadSpec(**{k: v for k, v in values.items() if k in spec_names})
-    return cfg, spec
+    given = {k: (None if v is EXPLICIT_NONE else v) for k, v in flags.items() if v is not None}
+    sim = {k: v for k, v in {**flat, **sim_table, **given}.items() if k in sim_names}
+    spec = {k: v for k, v in {**flat, **spec_table, **given}.items() if k in spec_names}
+    if "trace" in spec and "workload" not in spec:
+        spec["workload"] = "burstgpt"  # a trace is a BurstGPT workload
+    elif "trace" in spec and spec["workload"] != "burstgpt":
+        raise ConfigError("trace", f"applies to the burstgpt workload only, but workload is {spec['workload']!r}")
+    return SimConfig(**sim), WorkloadSpec(**spec), set(sim) | set(spec)
+
+
+def unused_notes(configs: list[SimConfig], spec: WorkloadSpec, given: set[str]) -> list[str]:
+    """One note per given setting that changes none of ``configs`` (nor the workload)."""
+    unused = set.intersection(*(set(unused_settings(c, given)) for c in configs))
+    contexts = {n: f"mode {', '.join(sorted({c.mode for c in configs}))}" for n in unused}
+    r = spec.resolved()
+    contexts.update({n: f"{r.workload} workload, arrival {r.arrival}" for n in unused_settings(spec, given)})
+    return [f"note: --{name.replace('_', '-')} has no effect with these settings ({context}); ignored"
+            for name, context in sorted(contexts.items())]
 
 
 # ---------------------------------------------------------------- helpers --
@@ -125,6 +175,11 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _echo_notes(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(note, err=True)
 
 
 def _fail(exc: Exception) -> None:
@@ -221,7 +276,8 @@ def run(config_file, db, no_store, as_json, **flags):
     code version) is served from it instead of being simulated again.
     """
     try:
-        cfg, spec = build_inputs(config_file, **flags)
+        cfg, spec, given = build_inputs(config_file, **flags)
+        _echo_notes(unused_notes([cfg], spec, given))
         store = None if no_store else _open_store(db)
         workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store)
     except _store_errors() as exc:
@@ -247,11 +303,13 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
         raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
                                  param_hint="--modes")
     try:
-        base, spec = build_inputs(config_file, **flags)
+        base, spec, given = build_inputs(config_file, **flags)
+        configs = [base.replace(mode=mode) for mode in names]
+        _echo_notes(unused_notes(configs, spec, given - {"mode"}))
         store = None if no_store else _open_store(db)
         rows, workload = [], None
-        for mode in names:
-            cfg = base.replace(mode=mode)
+        for cfg in configs:
+            mode = cfg.mode
             workload, summary, source, run_id = _simulate(cfg, spec, mode, store, workload)
             rows.append(dict(summary, source=source, run_id=run_id))
     except _store_errors() as exc:

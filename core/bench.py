@@ -24,7 +24,7 @@ def _measure(mode: str, scenario: str, n: int, gpus: int, queue) -> None:
     from core import SimConfig, simulate
     from workloads import WorkloadSpec, build_workload
 
-    spec = WorkloadSpec(num_requests=n, arrival="poisson", rate=SCENARIO_RATES[scenario], seed=1)
+    spec = WorkloadSpec(num_requests=n, arrival="poisson", rate=SCENARIO_RATES[scenario], workload_seed=1)
     t0 = time.perf_counter()
     workload = build_workload(spec)
     t1 = time.perf_counter()

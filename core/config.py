@@ -12,12 +12,17 @@ from typing import Any
 
 from workloads.fields import FieldError, coerce_fields, described
 
-MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "multi_bin_fixed")
-BINNED_MODES = ("multi_bin_dynamic", "multi_bin_fixed")
-DYNAMIC_MODES = ("dynamic_no_bins", "multi_bin_dynamic")
+MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "multi_bin_fixed",
+         "continuous_static", "continuous_dynamic", "continuous_multi_bin")
+BINNED_MODES = ("multi_bin_dynamic", "multi_bin_fixed", "continuous_multi_bin")
+DYNAMIC_MODES = ("dynamic_no_bins", "multi_bin_dynamic", "continuous_dynamic", "continuous_multi_bin")
+CONTINUOUS_MODES = ("continuous_static", "continuous_dynamic", "continuous_multi_bin")
+BATCH_MODES = tuple(m for m in MODES if m not in CONTINUOUS_MODES)
 FILLS = ("greedy", "full")
 BIN_POLICIES = ("fcfs", "longest", "round_robin", "short_first")
-MEM_MARGINS = ("factor", "clt")
+MEM_MARGINS = ("factor", "clt", "none")
+KV_RESERVES = ("predicted", "max_new_tokens")
+TBT_STATS = ("mean", "max")
 # What each mode does, in two sentences (CLI help, the web form's mode picker, the README).
 MODE_HELP = {
     "static_fifo": "One FIFO queue; a free GPU takes up to B waiting requests as one padded batch that runs "
@@ -41,6 +46,8 @@ MODE_HELP = {
 }
 MAX_GPUS = 1000
 MAX_BINS = 64
+MAX_BATCH = 65_536
+MAX_SEED = 2**63 - 1
 
 
 class ConfigError(FieldError):
@@ -57,58 +64,95 @@ class SimConfig:
 
     # --- scheduler -------------------------------------------------------
     mode: str = _f("multi_bin_dynamic", "Batching policy: " + ", ".join(MODES) + ".", choices=MODES)
-    k_bins: int = _f(4, "Bins on predicted output length (multi-bin modes; equal-mass boundaries).")
-    batch_size: int = _f(8, "Fixed batch size B (static_fifo, multi_bin_fixed).", "requests")
-    b_min: int = _f(1, "Smallest batch cap of the dynamic controllers (B_min).", "requests")
-    b_max: int = _f(128, "Largest batch cap of the dynamic controllers (B_max).", "requests")
-    fill: str | None = _f(None, "greedy: a free GPU takes what is waiting (work-conserving); full: wait "
-                          "for a full batch (or max-wait). Default: full for multi_bin_fixed, else greedy.",
-                          choices=FILLS)
+    k_bins: int = _f(4, "Bins on predicted output length (multi-bin modes; equal-mass boundaries).",
+                     range=(1, MAX_BINS))
+    batch_size: int = _f(8, "Batch cap B (static_fifo, multi_bin_fixed): the most requests one batch takes. "
+                         "With fill=greedy a batch holds what is waiting, up to B; fill=full waits for B. "
+                         "continuous_static: the most running sequences per GPU.",
+                         "requests", range=(1, MAX_BATCH))
+    b_min: int = _f(1, "Smallest batch cap of the dynamic controllers (B_min).", "requests",
+                    range=(1, MAX_BATCH))
+    b_max: int = _f(128, "Largest batch cap of the dynamic controllers (B_max).", "requests",
+                    range=(1, MAX_BATCH))
+    fill: str | None = _f(None, "Batch-level modes: greedy = a free GPU takes what is waiting "
+                          "(work-conserving); full = wait for a full batch (or max-wait). Default: full for "
+                          "multi_bin_fixed, else greedy.", choices=FILLS)
     max_wait: float | None = _f(None, "With fill=full, the longest a request waits for its batch to fill "
-                                "(none = no limit).", "s")
-    bin_policy: str = _f("fcfs", "Which ready bin a free GPU serves: fcfs (oldest head / first formed), "
-                         "longest (most waiting), round_robin, short_first (lowest bin).", choices=BIN_POLICIES)
+                                "(none = no limit).", "s", range=(0.0, 1e7))
+    bin_policy: str = _f("fcfs", "Which ready bin a free GPU serves (or, in continuous_multi_bin, admits "
+                         "from): fcfs (oldest head / first formed), longest (most waiting), round_robin, "
+                         "short_first (lowest bin).", choices=BIN_POLICIES)
     # --- cluster ---------------------------------------------------------
-    gpus: int = _f(4, "Number of identical GPUs (1-1000), each running one batch at a time.", group="cluster")
-    seed: int = _f(0, "Random seed (bin confusion draws); same seed, same result.", group="cluster")
+    gpus: int = _f(4, "Number of identical GPUs, each running one batch at a time.", group="cluster",
+                   range=(1, MAX_GPUS))
+    seed: int = _f(0, "Simulation seed (bin-confusion draws); same seeds, same result. The workload has "
+                   "its own seed (workload_seed).", group="cluster", range=(0, MAX_SEED))
     # --- SLA -------------------------------------------------------------
     d_sla_ttft: float | None = _f(10.0, "Deadline on time to first token, queueing included (none = off).",
-                                  "s", "sla")
-    d_sla_tbt: float | None = _f(0.050, "Deadline on time between tokens (mean decode step of the batch); "
-                                 "also the target of the SLA controller (Algorithm 2). none = off.", "s", "sla")
-    d_sla_e2e: float | None = _f(60.0, "Deadline on end-to-end latency (none = off).", "s", "sla")
-    sla_eps: float = _f(0.010, "Algorithm 2 tolerance eps_D around the TBT deadline.", "s", "sla")
-    sla_alpha: int = _f(20, "Algorithm 2 interval width alpha.", "requests", "sla")
-    sla_delta: int = _f(5, "Algorithm 2 step delta.", "requests", "sla")
-    sla_window: int = _f(8, "Batches averaged for Algorithm 2's recent step time and batch size.", "batches", "sla")
+                                  "s", "sla", range=(1e-3, 1e7))
+    d_sla_tbt: float | None = _f(0.050, "Deadline on a request's time between tokens (its mean gap, or its "
+                                 "largest with tbt_sla=max); also the target of the SLA controller "
+                                 "(Algorithm 2). none = off.", "s", "sla", range=(1e-4, 60.0))
+    tbt_sla: str = _f("mean", "Which per-request TBT the deadline applies to: mean (its mean gap between "
+                      "tokens) or max (its largest gap, a stricter tail bound).", group="sla", choices=TBT_STATS)
+    d_sla_e2e: float | None = _f(60.0, "Deadline on end-to-end latency (none = off).", "s", "sla",
+                                 range=(1e-3, 1e7))
+    sla_eps: float = _f(0.010, "Algorithm 2 tolerance eps_D around the TBT deadline.", "s", "sla",
+                        range=(0.0, 60.0))
+    sla_alpha: int = _f(20, "Algorithm 2 interval width alpha.", "requests", "sla", range=(1, MAX_BATCH))
+    sla_delta: int = _f(5, "Algorithm 2 step delta.", "requests", "sla", range=(0, MAX_BATCH))
+    sla_window: int = _f(8, "Algorithm 2's window: the recent step time and batch size average the last "
+                         "this many batches (batch-level modes) or iterations (continuous modes); a "
+                         "continuous controller updates once per window.", "batches", "sla",
+                         range=(1, 100_000))
     # --- memory ----------------------------------------------------------
-    gpu_mem_gb: float = _f(40.0, "GPU memory.", "GB", "memory")
-    weights_gb: float = _f(16.0, "Model weights resident on each GPU (16 GB = 8B parameters in bf16).", "GB", "memory")
-    mem_reserve_frac: float = _f(0.10, "Fraction of the memory left after weights kept for activations.",
-                                 "", "memory")
-    kv_layers: int = _f(32, "Model layers (KV-cache size).", "", "memory")
-    kv_heads: int = _f(8, "KV heads per layer (GQA).", "", "memory")
-    head_dim: int = _f(128, "Head dimension.", "", "memory")
-    kv_dtype_bytes: int = _f(2, "Bytes per KV element (2 = bf16/fp16).", "bytes", "memory")
+    gpu_mem_gb: float = _f(40.0, "GPU memory.", "GB", "memory", range=(0.5, 10_000.0))
+    weights_gb: float = _f(16.0, "Model weights resident on each GPU (16 GB = 8B parameters in bf16); "
+                         "below gpu_mem_gb.", "GB", "memory", range=(0.0, 10_000.0))
+    mem_reserve_frac: float = _f(0.10, "Fraction of the memory left after weights kept for activations "
+                                 "(below 1).", "", "memory", range=(0.0, 0.99))
+    kv_layers: int = _f(32, "Model layers (KV-cache size).", "", "memory", range=(1, 1024))
+    kv_heads: int = _f(8, "KV heads per layer (GQA).", "", "memory", range=(1, 1024))
+    head_dim: int = _f(128, "Head dimension.", "", "memory", range=(1, 4096))
+    kv_dtype_bytes: int = _f(2, "Bytes per KV element (2 = bf16/fp16).", "bytes", "memory", range=(1, 8))
     mem_margin: str = _f("factor", "Algorithm 1 safety buffer L0: factor = eta*(1-mem_factor); clt = "
-                         "theta*sigma*sqrt(b) with theta = Phi^-1(1-mem_eps).", choices=MEM_MARGINS, group="memory")
-    mem_factor: float = _f(0.95, "Algorithm 1 memory_factor (factor margin).", "", "memory")
-    mem_eps: float = _f(0.05, "Algorithm 1 overflow probability eps_M (clt margin).", "", "memory")
+                         "theta*sigma*sqrt(b) with theta = Phi^-1(1-mem_eps); none = no buffer.",
+                         choices=MEM_MARGINS, group="memory")
+    mem_factor: float = _f(0.95, "Algorithm 1 memory_factor (factor margin).", "", "memory",
+                           range=(0.01, 1.0))
+    mem_eps: float = _f(0.05, "Algorithm 1 overflow probability eps_M (clt margin).", "", "memory",
+                        range=(1e-9, 0.49))
     stats_window: int = _f(1000, "Recent arrivals per queue whose lengths feed Algorithm 1 (0 = all).",
-                           "requests", "memory")
+                           "requests", "memory", range=(0, 100_000_000))
+    kv_reserve: str = _f("predicted", "Batch-level admission: a padded batch must fit its KV reservation, "
+                         "b x (longest prompt + reserved output): the longest *predicted* output (raised to "
+                         "what an evicted request already generated), or max_new_tokens.",
+                         choices=KV_RESERVES, group="memory")
+    max_new_tokens: int = _f(8192, "The server's generation limit (kv_reserve=max_new_tokens reserves this "
+                             "much output per sequence); every request's output must be within it.",
+                             "tokens", "memory", range=(1, 1_000_000))
+    block_size: int = _f(16, "Continuous modes: tokens per paged KV block.", "tokens", "memory",
+                         range=(1, 1024))
+    kv_watermark: float = _f(0.01, "Continuous modes: fraction of KV blocks that admission keeps free "
+                             "(vLLM's watermark).", "", "memory", range=(0.0, 0.5))
+    chunk_size: int | None = _f(None, "Continuous modes: prefill token budget per iteration (chunked "
+                                "prefill); none = a whole prompt in its admission iteration.", "tokens",
+                                "memory", range=(1, 10_000_000))
     # --- latency model ---------------------------------------------------
     latency: str = _f("parametric", "parametric, or grid:NAME for a calibration grid (bundled or stored).",
                       group="latency")
-    prefill_base: float = _f(0.020, "Parametric prefill: fixed cost per batch.", "s", "latency")
-    prefill_per_token: float = _f(5.0e-5, "Parametric prefill: cost per padded prompt token.", "s", "latency")
-    decode_base: float = _f(0.030, "Parametric decode step: fixed cost t0 (Paper 2: ~30 ms).", "s", "latency")
+    prefill_base: float = _f(0.020, "Parametric prefill: fixed cost per batch.", "s", "latency",
+                             range=(0.0, 60.0))
+    prefill_per_token: float = _f(5.0e-5, "Parametric prefill: cost per padded prompt token.", "s", "latency",
+                                  range=(0.0, 1.0))
+    decode_base: float = _f(0.030, "Parametric decode step: fixed cost t0 (Paper 2: ~30 ms).", "s", "latency",
+                            range=(0.0, 10.0))
     decode_per_seq: float = _f(2.2e-4, "Parametric decode step: cost per sequence t1 (Paper 2: ~0.22 ms).",
-                               "s", "latency")
-    decode_per_ctx_token: float = _f(1.0e-7, "Parametric decode step: cost per context token t2.", "s", "latency")
+                               "s", "latency", range=(0.0, 1.0))
+    decode_per_ctx_token: float = _f(1.0e-7, "Parametric decode step: cost per context token t2.", "s",
+                                     "latency", range=(0.0, 0.01))
 
     def __post_init__(self) -> None:
-        if self.fill is None:
-            object.__setattr__(self, "fill", "full" if self.mode == "multi_bin_fixed" else "greedy")
         self._validate()
 
     # ------------------------------------------------------------------
@@ -117,33 +161,14 @@ class SimConfig:
             if not cond:
                 raise ConfigError(name, msg)
 
-        coerce_fields(self, ConfigError)
-        need(1 <= self.gpus <= MAX_GPUS, "gpus", f"must be between 1 and {MAX_GPUS}, got {self.gpus}")
-        need(1 <= self.k_bins <= MAX_BINS, "k_bins", f"must be between 1 and {MAX_BINS}, got {self.k_bins}")
-        need(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        need(self.b_min >= 1, "b_min", f"must be >= 1, got {self.b_min}")
+        coerce_fields(self, ConfigError)  # types, choices and every documented range
+        if self.fill is None:
+            object.__setattr__(self, "fill", "full" if self.mode == "multi_bin_fixed" else "greedy")
         need(self.b_max >= self.b_min, "b_min", f"b_min ({self.b_min}) must not exceed b_max ({self.b_max})")
-        if self.max_wait is not None:
-            need(self.max_wait >= 0, "max_wait", f"must be >= 0 s, got {self.max_wait}")
-        for name in ("d_sla_ttft", "d_sla_tbt", "d_sla_e2e"):
-            v = getattr(self, name)
-            need(v is None or v > 0, name, f"must be > 0 s or none, got {v}")
-        need(self.sla_eps >= 0, "sla_eps", "must be >= 0 s")
-        need(self.sla_alpha >= 1, "sla_alpha", "must be >= 1")
-        need(self.sla_delta >= 0, "sla_delta", "must be >= 0")
-        need(self.sla_window >= 1, "sla_window", "must be >= 1")
-        need(self.gpu_mem_gb > 0, "gpu_mem_gb", "must be > 0 GB")
-        need(0 <= self.weights_gb < self.gpu_mem_gb, "weights_gb", "must be >= 0 and below gpu_mem_gb")
-        need(0 <= self.mem_reserve_frac < 1, "mem_reserve_frac", "must be in [0, 1)")
-        for name in ("kv_layers", "kv_heads", "head_dim", "kv_dtype_bytes"):
-            need(getattr(self, name) >= 1, name, "must be >= 1")
-        need(0 < self.mem_factor <= 1, "mem_factor", "must be in (0, 1]")
-        need(0 < self.mem_eps < 0.5, "mem_eps", "must be in (0, 0.5)")
-        need(self.stats_window >= 0, "stats_window", "must be >= 0")
+        need(self.weights_gb < self.gpu_mem_gb, "weights_gb",
+             f"must be below gpu_mem_gb ({self.gpu_mem_gb:g} GB), got {self.weights_gb:g}")
         need(self.latency == "parametric" or (self.latency.startswith("grid:") and len(self.latency) > 5),
              "latency", f"must be 'parametric' or 'grid:NAME', got {self.latency!r}")
-        for name in ("prefill_base", "prefill_per_token", "decode_base", "decode_per_seq", "decode_per_ctx_token"):
-            need(getattr(self, name) >= 0, name, "must be >= 0 s")
         need(self.decode_base + self.decode_per_seq > 0, "decode_base",
              "decode_base + decode_per_seq must be > 0 (a decode step cannot be free)")
 
@@ -155,6 +180,11 @@ class SimConfig:
     @property
     def dynamic(self) -> bool:
         return self.mode in DYNAMIC_MODES
+
+    @property
+    def continuous(self) -> bool:
+        """Iteration-level (continuous) batching rather than run-to-completion batches."""
+        return self.mode in CONTINUOUS_MODES
 
     @property
     def bins(self) -> int:
@@ -175,8 +205,20 @@ class SimConfig:
         else:
             drop |= {"b_min", "b_max", "sla_eps", "sla_alpha", "sla_delta", "sla_window",
                      "mem_margin", "mem_factor", "mem_eps", "stats_window"}
-        if self.fill == "greedy":
-            drop.add("max_wait")
+        if self.mem_margin != "factor":
+            drop.add("mem_factor")
+        if self.mem_margin != "clt":
+            drop.add("mem_eps")
+        if self.continuous:
+            drop |= {"fill", "max_wait", "kv_reserve", "max_new_tokens"}
+        else:
+            drop |= {"block_size", "kv_watermark", "chunk_size"}
+            if self.kv_reserve != "max_new_tokens":
+                drop.add("max_new_tokens")
+            if self.fill == "greedy":
+                drop.add("max_wait")
+        if self.d_sla_tbt is None:
+            drop.add("tbt_sla")
         if self.latency != "parametric":
             drop |= {"prefill_base", "prefill_per_token", "decode_base", "decode_per_seq", "decode_per_ctx_token"}
         return {k: v for k, v in d.items() if k not in drop}

@@ -15,8 +15,9 @@ BRANCH_START = 0     # no history yet: b_t = floor((B_min + B_max) / 2)
 BRANCH_OVER = 1      # recent step time above D_SLA + eps_D: shrink
 BRANCH_UNDER = 2     # recent step time below D_SLA - eps_D: grow
 BRANCH_WITHIN = 3    # within the band: re-centre on the recent batch size
+BRANCH_HOLD = -2     # continuous engine: a span that starts without a controller update
 BRANCH_NAMES = {BRANCH_OFF: "off", BRANCH_START: "start", BRANCH_OVER: "over",
-                BRANCH_UNDER: "under", BRANCH_WITHIN: "within"}
+                BRANCH_UNDER: "under", BRANCH_WITHIN: "within", BRANCH_HOLD: "hold"}
 
 
 class MemoryBound:
@@ -25,6 +26,7 @@ class MemoryBound:
     margin="factor": b = floor((eta - L0) / (E[l_in] + E[l_out])) with L0 = eta (1 - memory_factor).
     margin="clt":    the largest b with b mu + theta sigma sqrt(b) <= eta, theta = Phi^-1(1 - eps_M)
                      (the paper's rigorous CLT bound; sigma^2 = Var[l_in] + Var[l_out]).
+    margin="none":   b = floor(eta / (E[l_in] + E[l_out])): no safety buffer (for comparison).
     Then b = min(max(b, n_decode), B_max), and at least 1.
     """
 
@@ -36,15 +38,20 @@ class MemoryBound:
         self.memory_factor = memory_factor
         self.theta = NormalDist().inv_cdf(1.0 - eps_m)
 
+    def buffer(self, b: int, var_in: float = 0.0, var_out: float = 0.0) -> float:
+        """The safety buffer L0 (tokens) this margin keeps free for a batch of ``b``."""
+        if self.margin == "factor":
+            return self.eta * (1.0 - self.memory_factor)
+        if self.margin == "clt":
+            return self.theta * math.sqrt(max(var_in + var_out, 0.0) * b)
+        return 0.0
+
     def cap(self, mean_in: float, mean_out: float, var_in: float = 0.0, var_out: float = 0.0,
             n_decode: int = 0) -> int:
         mu = mean_in + mean_out
         if mu <= 0:
             b = self.b_max
-        elif self.margin == "factor":
-            l0 = self.eta * (1.0 - self.memory_factor)
-            b = int((self.eta - l0) // mu)
-        else:
+        elif self.margin == "clt":
             ts = self.theta * math.sqrt(max(var_in + var_out, 0.0))
             x = (-ts + math.sqrt(ts * ts + 4.0 * mu * self.eta)) / (2.0 * mu)  # x = sqrt(b)
             b = int(x * x)
@@ -56,6 +63,8 @@ class MemoryBound:
                 b += 1
             while b > 0 and not fits(b):
                 b -= 1
+        else:
+            b = int((self.eta - self.buffer(0)) // mu)
         b = min(max(b, n_decode), self.b_max)
         return b if b >= 1 else 1
 

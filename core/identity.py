@@ -5,7 +5,7 @@ import hashlib
 import json
 
 # Bump when a change alters simulated results, so stored runs are not served stale.
-SIM_VERSION = "1"
+SIM_VERSION = "2"  # 2: admission without an oracle, out-of-memory evictions, continuous batching
 
 
 def canonical_json(obj) -> str:

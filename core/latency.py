@@ -15,6 +15,7 @@ Two implementations share this interface:
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -37,6 +38,30 @@ class LatencyModel(ABC):
         """
         step = self.decode_step_time
         return float(sum(step(batch, prompt_len + s) for s in range(steps)))
+
+    def decode_step_times(self, batch, context_len):
+        """:meth:`decode_step_time` over arrays of batch sizes and contexts (numpy in, numpy out)."""
+        import numpy as np
+
+        step = self.decode_step_time
+        return np.fromiter((step(int(b), float(c)) for b, c in zip(batch, context_len)), dtype=np.float64,
+                           count=len(batch))
+
+    def steps_until(self, batch: int, context_len: float, max_steps: int, budget: float) -> int:
+        """The fewest decode steps (at most ``max_steps``) from ``context_len`` on whose total time
+        reaches ``budget`` seconds; ``max_steps`` if even all of them stay below it."""
+        if budget <= 0:
+            return 0
+        if self.decode_time(batch, context_len, max_steps) < budget:
+            return max_steps
+        lo, hi = 0, max_steps                # decode_time(lo) < budget <= decode_time(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.decode_time(batch, context_len, mid) < budget:
+                lo = mid
+            else:
+                hi = mid
+        return hi
 
     @property
     @abstractmethod
@@ -73,6 +98,28 @@ class ParametricLatency(LatencyModel):
         # sum_{s<steps} (t0 + t1 b + t2 b (P + s)) in closed form
         per_step = self.decode_base + self.decode_per_seq * batch + self.decode_per_ctx_token * batch * prompt_len
         return steps * per_step + self.decode_per_ctx_token * batch * steps * (steps - 1) * 0.5
+
+    def decode_step_times(self, batch, context_len):
+        return self.decode_base + self.decode_per_seq * batch + self.decode_per_ctx_token * batch * context_len
+
+    def steps_until(self, batch: int, context_len: float, max_steps: int, budget: float) -> int:
+        # total(x) = x a + c x (x - 1) / 2 is increasing: solve the quadratic, then mend rounding
+        if budget <= 0:
+            return 0
+        a = self.decode_base + self.decode_per_seq * batch + self.decode_per_ctx_token * batch * context_len
+        c = self.decode_per_ctx_token * batch
+        if c > 0:
+            h = a - c / 2
+            x = (-h + math.sqrt(h * h + 2 * c * budget)) / c
+        else:
+            x = budget / a
+        x = min(max(int(math.ceil(x)), 0), max_steps)
+        total = self.decode_time
+        while x > 0 and total(batch, context_len, x - 1) >= budget:
+            x -= 1
+        while x < max_steps and total(batch, context_len, x) < budget:
+            x += 1
+        return x
 
     @property
     def identity(self) -> dict:

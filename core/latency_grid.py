@@ -95,6 +95,29 @@ class PiecewiseLinear:
         """Sum of f(c) for integers c = start .. start+count-1."""
         return self.prefix(start + count) - self.prefix(start)
 
+    def progression_sum(self, x0: float, count: int) -> float:
+        """Sum of f(x0 + j) for j = 0 .. count-1 (any real x0), one linear piece at a time."""
+        if count <= 0:
+            return 0.0
+        xs, ys = self.xs, self.ys
+        last = x0 + count - 1
+        i = bisect_right(xs, x0) - 1          # piece holding x0 (-1: left tail)
+        total, j = 0.0, 0
+        while j < count:
+            if i < 0:
+                y, slope, x, upper = ys[0], self.left, xs[0], xs[0]
+            elif i >= len(xs) - 1:
+                y, slope, x, upper = ys[-1], self.right, xs[-1], math.inf
+            else:
+                y, slope, x, upper = ys[i], self.slopes[i], xs[i], xs[i + 1]
+            stop = count if upper > last else min(count, math.ceil(upper - x0))  # first j in the next piece
+            if stop > j:
+                cnt = stop - j
+                total += cnt * (y + slope * (x0 - x)) + slope * (j + stop - 1) * cnt * 0.5
+                j = stop
+            i += 1
+        return total
+
 
 def _line_sum(y: float, s: float, x: float, j: int, k: int) -> float:
     """Sum of y + s*(c - x) over integers c = j..k (0 if k < j)."""
@@ -300,9 +323,8 @@ class GridLatency(LatencyModel):
         if not (e.lo <= prompt_len and last <= e.hi) or (e.gaps and not e.trusted(prompt_len, last)):
             self._x_decode += 1
         if type(prompt_len) is not int:
-            if not float(prompt_len).is_integer():  # non-integer start: no integer prefix sums
-                f = e.f
-                return float(sum(f(prompt_len + s) for s in range(int(steps))))
+            if not float(prompt_len).is_integer():  # a mean context: sum segment by segment
+                return e.f.progression_sum(float(prompt_len), int(steps))
             prompt_len = int(prompt_len)
         return e.f.int_sum(prompt_len, int(steps))
 

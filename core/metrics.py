@@ -1,50 +1,63 @@
-"""Metrics of a run (DESIGN section 5), computed with numpy over whole arrays.
+"""Metrics of a run (DESIGN section 5), computed with numpy over whole arrays; one definition for both engines.
 
-Per request: queueing delay (arrival -> batch start), TTFT (arrival -> end of
-prefill, queueing included), TBT (mean decode-step time of its batch) and
-end-to-end latency (arrival -> batch end). A request violates the SLA when it
-misses any enabled deadline. Utilisation is busy GPU time over GPUs x the whole
-horizon (first arrival -> last completion), never over the last busy moment.
+Per request: queueing delay (arrival -> first admission), TTFT (arrival -> first
+token, the end of its prefill; queueing included), TBT (its mean gap between
+tokens; ``tbt_max`` its largest) and end-to-end latency (arrival -> last token).
+A request violates the SLA when it misses any enabled deadline; the TBT deadline
+applies to the per-request mean, or with ``tbt_sla=max`` to the largest gap.
+Utilisation is busy GPU time over GPUs x the whole horizon (first arrival ->
+last completion), never over the last busy moment.
+
+The engine's log has one row per batch (batch-level) or per span of iterations
+(continuous); both carry ``start``, ``duration``, ``gpu``, ``size``,
+``kv_tokens`` and the controller trace (``b_mem``, ``b_sla``, ``b_cap``,
+``branch``). Continuous rows also carry ``iterations``, the weight of their
+``size`` in averages over iterations.
 """
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .config import SimConfig
-from .controllers import BRANCH_NAMES
+from .controllers import BRANCH_HOLD, BRANCH_NAMES
 
 PCTS = (50, 95, 99)
+SERIES_POINTS = 200
 
 
-def request_arrays(order: np.ndarray, batches: dict, arrival: np.ndarray) -> dict[str, np.ndarray]:
-    """Map the per-batch log onto requests (original order) without a Python loop."""
-    n = len(arrival)
-    by_pos = np.argsort(batches["pos"], kind="stable")  # batches partition [0, n) of queue positions
-    bid = np.empty(n, dtype=np.int64)
-    bid[order] = np.repeat(by_pos, batches["size"][by_pos])
-    return derive_request_arrays(bid, bid, batches, arrival)
+def request_times(batch_id: np.ndarray, log: dict, arrival: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-request times of the batch-level engine from each request's completing batch."""
+    return derive_request_arrays(batch_id, batch_id, log, arrival)
 
 
-def derive_request_arrays(batch_id: np.ndarray, row: np.ndarray, batches: dict,
+def derive_request_arrays(batch_id: np.ndarray, row: np.ndarray, log: dict,
                           arrival: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-request times from each request's batch: ``row`` indexes ``batches`` (usually = batch_id)."""
-    start = batches["start"][row]
-    first_token = start + batches["prefill"][row]
-    decode = batches["decode"][row]
-    finish = first_token + decode
-    out = batches["max_output"][row]
-    return {
+    """Per-request times from each request's batch: ``row`` indexes ``log`` (usually = batch_id)."""
+    start = log["start"][row]
+    first_token = start + log["prefill"][row]
+    decode = log["decode"][row]
+    steps = log["steps"][row]
+    return with_delays({
         "batch": batch_id,
-        "gpu": batches["gpu"][row],
+        "gpu": log["gpu"][row],
         "start": start,
         "first_token": first_token,
-        "finish": finish,
-        "queue_delay": start - arrival,
-        "ttft": first_token - arrival,
-        "tbt": np.where(out > 0, decode / np.maximum(out, 1), 0.0),
-        "e2e": finish - arrival,
-    }
+        "finish": first_token + decode,
+        "tbt": np.where(steps > 0, decode / np.maximum(steps, 1), 0.0),
+        "tbt_max": log["step_max"][row],
+    }, arrival)
+
+
+def with_delays(times: dict, arrival: np.ndarray) -> dict[str, np.ndarray]:
+    """Add queue_delay, ttft and e2e (seconds since arrival) to per-request times."""
+    times["queue_delay"] = times["start"] - arrival
+    times["ttft"] = times["first_token"] - arrival
+    times["e2e"] = times["finish"] - arrival
+    return times
+
+
+def tbt_for_sla(cfg: SimConfig, req: dict) -> np.ndarray:
+    return req["tbt_max"] if cfg.tbt_sla == "max" else req["tbt"]
 
 
 def violations(cfg: SimConfig, req: dict) -> dict[str, np.ndarray | None]:
@@ -53,8 +66,15 @@ def violations(cfg: SimConfig, req: dict) -> dict[str, np.ndarray | None]:
         return None if deadline is None else values > deadline
 
     return {"ttft": miss(req["ttft"], cfg.d_sla_ttft),
-            "tbt": miss(req["tbt"], cfg.d_sla_tbt),
+            "tbt": miss(tbt_for_sla(cfg, req), cfg.d_sla_tbt),
             "e2e": miss(req["e2e"], cfg.d_sla_e2e)}
+
+
+def _attainment(viol: dict, n: int, mask: np.ndarray | None = None) -> float | None:
+    """Share of requests meeting every enabled deadline; None when no deadline is set."""
+    if all(v is None for v in viol.values()):
+        return None
+    return float(1.0 - _any_violation(viol, n, mask).mean())
 
 
 def _any_violation(viol: dict, n: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -72,22 +92,30 @@ def _rate(v: np.ndarray | None, mask: np.ndarray | None = None) -> float | None:
     return float(v.mean()) if len(v) else None
 
 
-def _busy_fraction(batches: dict, gpus: int, horizon: float) -> float:
-    busy = float((batches["prefill"] + batches["decode"]).sum())
-    return busy / (gpus * horizon) if horizon > 0 else 0.0
+def _weights(log: dict) -> np.ndarray:
+    """How much each log row counts in averages of batch size: 1 per batch, or its iterations."""
+    return log["iterations"] if "iterations" in log else np.ones(len(log["start"]), dtype=np.int64)
 
 
-def summarize(cfg: SimConfig, req: dict, batches: dict, edges: np.ndarray, eta: int) -> dict:
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    o = np.argsort(values, kind="stable")
+    c = np.cumsum(weights[o])
+    return float(values[o][np.searchsorted(c, 0.5 * c[-1])])
+
+
+def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int, counters: dict) -> dict:
     """The run's summary: one flat JSON-able dict plus ``bins``, a list of per-bin dicts."""
     n = len(req["arrival"])
-    horizon = float(req["finish"].max() - req["arrival"].min())
-    e2e, ttft, tbt, qd = req["e2e"], req["ttft"], req["tbt"], req["queue_delay"]
+    t0 = float(req["arrival"].min())
+    horizon = float(req["finish"].max() - t0)
+    e2e, ttft, qd = req["e2e"], req["ttft"], req["queue_delay"]
+    tbt = tbt_for_sla(cfg, req)
     lat_p = np.percentile(e2e, PCTS)
     ttft_p = np.percentile(ttft, PCTS)
     viol = violations(cfg, req)
-    anyv = _any_violation(viol, n)
-    sizes = batches["size"]
-    branch = batches["branch"]
+    sizes = log["size"]
+    w = _weights(log)
+    busy = float(log["duration"].sum())
     s = {
         "mode": cfg.mode,
         "gpus": cfg.gpus,
@@ -105,50 +133,75 @@ def summarize(cfg: SimConfig, req: dict, batches: dict, edges: np.ndarray, eta: 
         "ttft_p50_s": float(ttft_p[0]),
         "ttft_p95_s": float(ttft_p[1]),
         "ttft_p99_s": float(ttft_p[2]),
-        "tbt_mean_s": float(tbt.mean()),
-        "tbt_p99_s": float(np.percentile(tbt, 99)),
+        "tbt_mean_s": float(req["tbt"].mean()),
+        "tbt_p99_s": float(np.percentile(req["tbt"], 99)),
+        "tbt_max_p99_s": float(np.percentile(req["tbt_max"], 99)),
+        "tbt_sla": cfg.tbt_sla,
         "queue_delay_mean_s": float(qd.mean()),
         "queue_delay_p99_s": float(np.percentile(qd, 99)),
-        "sla_attainment": float(1.0 - anyv.mean()),
+        "sla_attainment": _attainment(viol, n),
         "sla_violation_rate_ttft": _rate(viol["ttft"]),
         "sla_violation_rate_tbt": _rate(viol["tbt"]),
         "sla_violation_rate_e2e": _rate(viol["e2e"]),
-        "gpu_utilization": _busy_fraction(batches, cfg.gpus, horizon),
-        "num_batches": int(len(sizes)),
-        "mean_batch_size": float(sizes.mean()),
-        "batch_size_p50": float(np.percentile(sizes, 50)),
+        "gpu_utilization": busy / (cfg.gpus * horizon) if horizon > 0 else 0.0,
+        "engine": "continuous" if cfg.continuous else "batch",
+        "num_batches": None if cfg.continuous else int(len(sizes)),
+        "iterations": int(w.sum()) if cfg.continuous else None,
+        "mean_batch_size": float((sizes * w).sum() / w.sum()),
+        "batch_size_p50": _weighted_median(sizes, w),
         "batch_size_max": int(sizes.max()),
-        "mem_truncated_batches": int((batches["mem_truncated"] > 0).sum()),
+        "preemptions": int(counters.get("preemptions", 0)),
+        "oom_events": int(counters.get("oom_events", 0)),
+        "evicted_requests": int(counters.get("evicted_requests", 0)),
+        "wasted_gpu_s": float(counters.get("wasted_gpu_s", 0.0)),
+        "kv_utilization_mean": kv_utilization_mean(log, counters, eta, cfg.gpus, horizon),
+        "kv_peak_tokens": int(counters["kv_peak_tokens"]) if "kv_peak_tokens" in counters
+        else int(log["kv_tokens"].max()),
         "eta_tokens": int(eta),
-        "peak_batch_kv_tokens": int((sizes * (batches["max_prompt"] + batches["max_output"])).max()),
     }
     if cfg.dynamic:
-        s["b_mem_mean"] = float(batches["b_mem"].mean())
-        s["b_sla_mean"] = float(batches["b_sla"].mean())
-        s["sla_branch_counts"] = {name: int((branch == code).sum()) for code, name in BRANCH_NAMES.items()}
-    s["bins"] = per_bin(cfg, req, batches, edges, viol)
+        branch = log["branch"]
+        s["b_mem_mean"] = float(log["b_mem"].mean())
+        s["b_sla_mean"] = float(log["b_sla"].mean())
+        s["b_mem_binding_share"] = float((log["b_mem"] < log["b_sla"]).mean())
+        s["sla_branch_counts"] = {name: int((branch == code).sum()) for code, name in BRANCH_NAMES.items()
+                                  if code != BRANCH_HOLD}
+    s["bins"] = per_bin(cfg, req, log, edges, viol)
     return s
 
 
-def per_bin(cfg: SimConfig, req: dict, batches: dict, edges: np.ndarray, viol: dict) -> list[dict]:
+def kv_utilization_mean(log: dict, counters: dict, eta: int, gpus: int, horizon: float) -> float:
+    """Time-average over the horizon of the KV cache in use, as a share of every GPU's capacity."""
+    if horizon <= 0:
+        return 0.0
+    if "kv_block_seconds" in counters:   # continuous: blocks in use, integrated exactly per span
+        return counters["kv_block_seconds"] / (counters["kv_blocks"] * gpus * horizon)
+    # batch-level: a padded batch holds size x P after prefill, growing by size per decode step
+    held = log["size"] * (log["max_prompt"] * (log["prefill"] + log["decode"]) + 0.5 * log["steps"] * log["decode"])
+    return float(held.sum()) / (eta * gpus * horizon)
+
+
+def per_bin(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, viol: dict) -> list[dict]:
     out = []
+    batch_level = "bin" in log
     for b in range(cfg.bins):
         m = req["bin"] == b
         cnt = int(m.sum())
-        bm = batches["bin"] == b
+        bm = log["bin"] == b if batch_level else None
         row = {"bin": b, "pred_lo": float(edges[b]), "pred_hi": float(edges[b + 1]), "requests": cnt,
-               "batches": int(bm.sum())}
+               "batches": int(bm.sum()) if batch_level else None}
         if cnt:
             e2e = req["e2e"][m]
             row.update({
-                "mean_batch_size": float(batches["size"][bm].mean()),
+                "mean_batch_size": float(log["size"][bm].mean()) if batch_level and bm.any() else None,
                 "mean_output": float(req["output"][m].mean()),
                 "mean_predicted": float(req["predicted"][m].mean()),
                 "latency_mean_s": float(e2e.mean()),
                 "latency_p99_s": float(np.percentile(e2e, 99)),
                 "ttft_mean_s": float(req["ttft"][m].mean()),
                 "tbt_mean_s": float(req["tbt"][m].mean()),
-                "sla_attainment": float(1.0 - _any_violation(viol, len(m), m).mean()),
+                "preemptions": int(req["preemptions"][m].sum()),
+                "sla_attainment": _attainment(viol, len(m), m),
                 "sla_violation_rate_ttft": _rate(viol["ttft"], m),
                 "sla_violation_rate_tbt": _rate(viol["tbt"], m),
                 "sla_violation_rate_e2e": _rate(viol["e2e"], m),
@@ -158,53 +211,101 @@ def per_bin(cfg: SimConfig, req: dict, batches: dict, edges: np.ndarray, viol: d
 
 
 # ---------------------------------------------------------------- series ----
-def latency_cdf(req: dict, points: int = 200) -> pd.DataFrame:
-    """Quantiles of e2e, TTFT, queue delay and TBT: columns metric, quantile, seconds."""
+def latency_cdf(req: dict, points: int = SERIES_POINTS):
+    """Quantiles of e2e, TTFT, queue delay, TBT and largest gap: columns metric, quantile, seconds."""
+    import pandas as pd
+
     qs = np.linspace(0.0, 1.0, points + 1)
     frames = []
-    for metric in ("e2e", "ttft", "queue_delay", "tbt"):
+    for metric in ("e2e", "ttft", "queue_delay", "tbt", "tbt_max"):
         frames.append(pd.DataFrame({"metric": metric, "quantile": qs,
                                     "seconds": np.quantile(req[metric], qs)}))
     return pd.concat(frames, ignore_index=True)
 
 
-def batch_timeline(batches: dict, max_points: int = 5000) -> pd.DataFrame:
-    """Per-batch controller trace (time, bin, size, b_mem, b_sla, b_cap, branch), evenly thinned."""
-    n = len(batches["start"])
-    idx = np.arange(n) if n <= max_points else np.linspace(0, n - 1, max_points).astype(np.int64)
+def batch_timeline(log: dict, max_points: int = 5000):
+    """Controller trace (time, bin, size, b_mem, b_sla, b_cap, branch, step time), evenly thinned.
+
+    Continuous rows without a controller update ("hold") are left out when updates exist.
+    """
+    import pandas as pd
+
+    n = len(log["start"])
+    keep = np.arange(n)
+    if "iterations" in log:
+        upd = np.flatnonzero(log["branch"] != BRANCH_HOLD)
+        keep = upd if len(upd) else keep
+    if len(keep) > max_points:
+        keep = keep[np.linspace(0, len(keep) - 1, max_points).astype(np.int64)]
+    if "steps" in log:
+        step = np.where(log["steps"][keep] > 0, log["decode"][keep] / np.maximum(log["steps"][keep], 1), 0.0)
+    else:
+        step = log["duration"][keep] / np.maximum(log["iterations"][keep], 1)
     return pd.DataFrame({
-        "time_s": batches["start"][idx], "bin": batches["bin"][idx], "gpu": batches["gpu"][idx],
-        "size": batches["size"][idx], "b_mem": batches["b_mem"][idx], "b_sla": batches["b_sla"][idx],
-        "b_cap": batches["b_cap"][idx],
-        "branch": pd.Series(batches["branch"][idx]).map(BRANCH_NAMES).astype(str).to_numpy(),
-        "step_time_s": np.where(batches["max_output"][idx] > 0,
-                                batches["decode"][idx] / np.maximum(batches["max_output"][idx], 1), 0.0),
+        "time_s": log["start"][keep], "bin": log["bin"][keep] if "bin" in log else np.full(len(keep), -1),
+        "gpu": log["gpu"][keep], "size": log["size"][keep], "b_mem": log["b_mem"][keep],
+        "b_sla": log["b_sla"][keep], "b_cap": log["b_cap"][keep],
+        "branch": pd.Series(log["branch"][keep]).map(BRANCH_NAMES).astype(str).to_numpy(),
+        "step_time_s": step,
     })
 
 
-def gpu_utilization_series(batches: dict, gpus: int, horizon: float, t0: float = 0.0,
-                           points: int = 200) -> pd.DataFrame:
-    """Fraction of GPUs busy in each of ``points`` equal time windows over the horizon.
+def _window_sum(start: np.ndarray, end: np.ndarray, value: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Sum over rows of value x (time the row overlaps each window), exactly, by prefix sums.
 
-    Busy time up to e summed over batches = sum_{start<e} (e - start) - sum_{end<e} (e - end),
-    evaluated at every window edge with sorted starts/ends and prefix sums.
+    Overlap up to time e of a row [s, f) is clip(e - s, 0, f - s); summed over rows it is
+    sum_{s<e} v (e - s) - sum_{f<e} v (e - f), evaluated at every window edge.
     """
+    def cumulative(times: np.ndarray) -> np.ndarray:
+        o = np.argsort(times, kind="stable")
+        t, v = times[o], value[o]
+        cv = np.concatenate(([0.0], np.cumsum(v)))
+        cvt = np.concatenate(([0.0], np.cumsum(v * t)))
+        i = np.searchsorted(t, edges, side="left")
+        return edges * cv[i] - cvt[i]
+
+    return np.diff(cumulative(start) - cumulative(end))
+
+
+def gpu_utilization_series(log: dict, gpus: int, horizon: float, t0: float = 0.0,
+                           points: int = SERIES_POINTS):
+    """Fraction of GPUs busy in each of ``points`` equal time windows over the horizon."""
+    import pandas as pd
+
     edges = np.linspace(t0, t0 + horizon, points + 1)
-    starts = np.sort(batches["start"])
-    ends = np.sort(batches["start"] + batches["prefill"] + batches["decode"])
-
-    def cumulative(sorted_t: np.ndarray) -> np.ndarray:
-        c = np.concatenate(([0.0], np.cumsum(sorted_t)))
-        i = np.searchsorted(sorted_t, edges, side="left")
-        return i * edges - c[i]
-
-    busy = cumulative(starts) - cumulative(ends)
+    start = log["start"]
+    busy = _window_sum(start, start + log["duration"], np.ones(len(start)), edges)
     width = np.diff(edges)
     with np.errstate(invalid="ignore", divide="ignore"):
-        util = np.where(width > 0, np.diff(busy) / (width * gpus), 0.0)
+        util = np.where(width > 0, busy / (width * gpus), 0.0)
     return pd.DataFrame({"time_s": (edges[:-1] + edges[1:]) / 2, "utilization": util})
 
 
-def batch_size_histogram(batches: dict) -> pd.DataFrame:
-    sizes, counts = np.unique(batches["size"], return_counts=True)
+def occupancy_series(log: dict, gpus: int, eta: int, horizon: float, t0: float = 0.0,
+                     points: int = SERIES_POINTS):
+    """Per window: KV cache in use (share of all GPUs' capacity) and running requests per GPU.
+
+    Each row counts with the time it overlaps the window; its KV is the row's ``kv_tokens``
+    (a batch's padded peak, a span's tokens at its end), an upper bound within the row.
+    """
+    import pandas as pd
+
+    edges = np.linspace(t0, t0 + horizon, points + 1)
+    start = log["start"]
+    end = start + log["duration"]
+    width = np.diff(edges) * gpus
+    kv = _window_sum(start, end, log["kv_tokens"].astype(np.float64), edges)
+    size = _window_sum(start, end, log["size"].astype(np.float64), edges)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({"time_s": (edges[:-1] + edges[1:]) / 2,
+                             "kv_utilization": np.where(width > 0, kv / (width * eta), 0.0),
+                             "running": np.where(width > 0, size / width, 0.0)})
+
+
+def batch_size_histogram(log: dict):
+    """How often each batch (or running-batch) size occurred: batches, or iterations."""
+    import pandas as pd
+
+    sizes, inverse = np.unique(log["size"], return_inverse=True)
+    counts = np.bincount(inverse, weights=_weights(log)).astype(np.int64)
     return pd.DataFrame({"size": sizes, "batches": counts})

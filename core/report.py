@@ -31,6 +31,14 @@ def pct(v) -> str:
     return "off" if v is None else f"{100 * v:.1f} %"
 
 
+def fixed(v, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def attainment(v) -> str:
+    return "no deadline set" if v is None else pct(v)
+
+
 def secs(v: float) -> str:
     return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
 
@@ -38,18 +46,22 @@ def secs(v: float) -> str:
 def format_summary(s: dict, workload_label: str, source: str) -> str:
     lines = [
         f"{s['mode']}: {s['gpus']} GPU(s), {s['k_bins']} bin(s) | {workload_label} | {source}",
+        f"  latency model    {s.get('latency_model', 'parametric')}",
         f"  requests         {s['completed']:,} of {s['num_requests']:,} in {s['makespan_s']:,.1f} s",
         f"  throughput       {s['throughput_rps']:.3f} req/s, {s['throughput_tps']:,.1f} output tok/s",
         f"  latency (e2e)    mean {secs(s['latency_mean_s'])}, p50 {secs(s['latency_p50_s'])}, "
         f"p95 {secs(s['latency_p95_s'])}, p99 {secs(s['latency_p99_s'])}",
         f"  TTFT             mean {secs(s['ttft_mean_s'])}, p99 {secs(s['ttft_p99_s'])}; "
         f"queueing mean {secs(s['queue_delay_mean_s'])}",
-        f"  TBT              mean {secs(s['tbt_mean_s'])}, p99 {secs(s['tbt_p99_s'])}",
-        f"  SLA attainment   {pct(s['sla_attainment'])} (violations: TTFT {pct(s['sla_violation_rate_ttft'])}, "
-        f"TBT {pct(s['sla_violation_rate_tbt'])}, E2E {pct(s['sla_violation_rate_e2e'])})",
+        f"  TBT              mean {secs(s['tbt_mean_s'])}, p99 {secs(s['tbt_p99_s'])}; largest gap p99 "
+        f"{secs(s['tbt_max_p99_s'])} (deadline on the {s['tbt_sla']})",
+        f"  SLA attainment   {attainment(s['sla_attainment'])} (violations: TTFT "
+        f"{pct(s['sla_violation_rate_ttft'])}, TBT {pct(s['sla_violation_rate_tbt'])}, "
+        f"E2E {pct(s['sla_violation_rate_e2e'])})",
         f"  GPU utilisation  {pct(s['gpu_utilization'])} over the whole horizon",
-        f"  batches          {s['num_batches']:,}, mean size {s['mean_batch_size']:.1f}, max {s['batch_size_max']}"
-        f", memory-truncated {s['mem_truncated_batches']:,}",
+        batch_line(s),
+        f"  KV memory        mean {pct(s['kv_utilization_mean'])} in use, peak {s['kv_peak_tokens']:,} of "
+        f"{s['eta_tokens']:,} tokens per GPU; " + memory_events(s),
     ]
     if "sla_branch_counts" in s:
         c = s["sla_branch_counts"]
@@ -62,13 +74,27 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
                 lines.append(f"  {b['bin']:>3}  {b['pred_lo']:>6.0f}-{b['pred_hi']:<8.0f}  {0:>9}")
                 continue
             lines.append(f"  {b['bin']:>3}  {b['pred_lo']:>6.0f}-{b['pred_hi']:<8.0f}  {b['requests']:>9,}"
-                         f"  {b['mean_batch_size']:>6.1f}  {secs(b['latency_mean_s']):>10}  "
-                         f"{secs(b['latency_p99_s']):>8}  {pct(b['sla_attainment']):>7}")
+                         f"  {fixed(b['mean_batch_size']):>6}  {secs(b['latency_mean_s']):>10}  "
+                         f"{secs(b['latency_p99_s']):>8}  {attainment(b['sla_attainment']):>7}")
     notes = s.get("latency_notes") or {}
     if notes.get("extrapolated_queries"):
         lines.append(f"  note: {notes['extrapolated_queries']:,} latency queries were extrapolated "
                      "beyond the calibration grid")
     return "\n".join(lines)
+
+
+def batch_line(s: dict) -> str:
+    if s.get("engine") == "continuous":
+        return (f"  running batch    {s['iterations']:,} iterations, mean {s['mean_batch_size']:.1f} running, "
+                f"max {s['batch_size_max']}")
+    return f"  batches          {s['num_batches']:,}, mean size {s['mean_batch_size']:.1f}, max {s['batch_size_max']}"
+
+
+def memory_events(s: dict) -> str:
+    if s.get("engine") == "continuous":
+        return f"{s['preemptions']:,} preemptions, {secs(s['wasted_gpu_s'])} GPU time recomputed"
+    return (f"{s['oom_events']:,} out-of-memory batches evicted {s['evicted_requests']:,} requests, "
+            f"{secs(s['wasted_gpu_s'])} GPU time wasted")
 
 
 def format_compare_table(rows: list[dict]) -> str:
@@ -85,6 +111,9 @@ def format_compare_table(rows: list[dict]) -> str:
         ("E2E violations", "sla_violation_rate_e2e", "pct"),
         ("GPU utilisation", "gpu_utilization", "pct"),
         ("mean batch size", "mean_batch_size", "{:.1f}"),
+        ("preemptions", "preemptions", "{:,}"),
+        ("OOM evictions", "evicted_requests", "{:,}"),
+        ("KV in use (mean)", "kv_utilization_mean", "pct"),
         ("source", "source", "{}"),
         ("run id", "run_id", "{}"),
     ]

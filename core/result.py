@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from . import metrics
 from .config import SimConfig
@@ -15,10 +14,15 @@ class RunResult:
     """One finished run.
 
     requests  per-request arrays in the workload's order: arrival, prompt, output,
-              predicted, bin, batch, gpu, start, first_token, finish, queue_delay,
-              ttft, tbt, e2e (seconds)
-    batches   per-batch log: start, prefill, decode, gpu, bin, pos, size,
-              max_prompt, max_output, b_mem, b_sla, b_cap, branch, mem_truncated
+              predicted, bin, gpu, start, first_token, finish, queue_delay, ttft,
+              tbt (mean gap between tokens), tbt_max (largest gap), e2e (seconds),
+              preemptions (evictions in the batch-level engine); plus batch (the
+              completing batch, batch-level) or decode_steps (continuous)
+    batches   the engine's log: one row per batch (start, prefill, decode, gpu, bin,
+              size, max_prompt, steps, step_max, b_mem, b_sla, b_cap, branch,
+              evicted, duration, kv_tokens) or, for a continuous mode, per span of
+              iterations (start, duration, gpu, size, iterations, kv_tokens,
+              kv_util, b_mem, b_sla, b_cap, branch, preempted); see core.metrics
     bin_edges k+1 boundaries on predicted output length
     summary   flat metrics (see core.metrics.summarize), ``bins`` per-bin dicts
     meta      run hash, identities, latency notes, wall time
@@ -35,19 +39,25 @@ class RunResult:
     def run_hash(self) -> str:
         return self.meta["run_hash"]
 
-    def requests_frame(self) -> pd.DataFrame:
+    def requests_frame(self):
+        import pandas as pd
+
         return pd.DataFrame(self.requests)
 
-    def batches_frame(self) -> pd.DataFrame:
+    def batches_frame(self):
+        import pandas as pd
+
         return pd.DataFrame(self.batches)
 
-    def series(self) -> dict[str, pd.DataFrame]:
-        """Chart-ready tables: latency_cdf, batch_timeline, gpu_utilization, batch_sizes."""
+    def series(self) -> dict:
+        """Chart-ready tables: latency_cdf, batch_timeline, gpu_utilization, batch_sizes, occupancy."""
         horizon = self.summary["makespan_s"]
+        t0 = float(self.requests["arrival"].min())
         return {
             "latency_cdf": metrics.latency_cdf(self.requests),
             "batch_timeline": metrics.batch_timeline(self.batches),
-            "gpu_utilization": metrics.gpu_utilization_series(
-                self.batches, self.config.gpus, horizon, float(self.requests["arrival"].min())),
+            "gpu_utilization": metrics.gpu_utilization_series(self.batches, self.config.gpus, horizon, t0),
             "batch_sizes": metrics.batch_size_histogram(self.batches),
+            "occupancy": metrics.occupancy_series(self.batches, self.config.gpus, self.summary["eta_tokens"],
+                                                  horizon, t0),
         }

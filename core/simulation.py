@@ -10,12 +10,17 @@ from workloads.workload import Workload
 
 from . import metrics
 from .bins import assign_bins, cached_edges
+from .batch_engine import run_batch_engine
 from .config import ConfigError, SimConfig
-from .engine import run_engine
+from .continuous_engine import run_continuous_engine
 from .identity import SIM_VERSION, run_hash
 from .latency import LatencyModel, ParametricLatency
 from .memory import MemoryModel
 from .result import RunResult
+
+
+class SimulationError(ValueError):
+    """A run whose result is not finite (absurd settings that slipped past their ranges)."""
 
 
 def build_latency_model(config: SimConfig, grid=None) -> LatencyModel:
@@ -40,20 +45,41 @@ def run_identity(config: SimConfig, workload: Workload, latency: LatencyModel) -
     return run_hash(config.relevant_dict(), workload.identity, latency.identity)
 
 
-def simulate(config: SimConfig, workload: Workload, grid=None,
-             progress: Callable[[float], None] | None = None,
-             latency: LatencyModel | None = None) -> RunResult:
-    """Run ``workload`` under ``config``; deterministic for a given seed."""
-    wall = time.perf_counter()
-    latency = latency or build_latency_model(config, grid)
-    eta = MemoryModel.from_config(config).eta
+def check_fits(config: SimConfig, workload: Workload, eta: int) -> None:
+    """Refuse a workload that no schedule could serve on this GPU (a configuration error)."""
     need = workload.prompt + workload.output
     too_big = np.flatnonzero(need > eta)
+    if config.continuous:   # in whole KV blocks, with the watermark kept free at admission
+        B = config.block_size
+        blocks = eta // B
+        watermark = int(np.ceil(config.kv_watermark * blocks))
+        too_big = np.flatnonzero((-(-need // B) > blocks) | (-(-workload.prompt // B) > blocks - watermark))
     if len(too_big):
         i = int(too_big[0])
         raise ConfigError("gpu_mem_gb", f"{len(too_big)} request(s) can never fit on one GPU: request {i} "
                                         f"needs {int(need[i])} KV tokens but the GPU holds {eta} "
                                         "(raise gpu_mem_gb or lower weights_gb)")
+    if not config.continuous and config.kv_reserve == "max_new_tokens":
+        longer = np.flatnonzero(workload.output > config.max_new_tokens)
+        if len(longer):
+            i = int(longer[0])
+            raise ConfigError("max_new_tokens", f"{len(longer)} request(s) generate more: request {i} "
+                                                f"generates {int(workload.output[i])} tokens, above "
+                                                f"{config.max_new_tokens}")
+
+
+def simulate(config: SimConfig, workload: Workload, grid=None,
+             progress: Callable[[float], None] | None = None,
+             latency: LatencyModel | None = None) -> RunResult:
+    """Run ``workload`` under ``config``; deterministic for a given seed.
+
+    ``simulate`` picks the engine from the mode: run-to-completion batches
+    (:mod:`core.batch_engine`) or continuous batching (:mod:`core.continuous_engine`).
+    """
+    wall = time.perf_counter()
+    latency = latency or build_latency_model(config, grid)
+    eta = MemoryModel.from_config(config).eta
+    check_fits(config, workload, eta)
     k = config.bins
     if k > 1:
         edges = cached_edges(workload, k)
@@ -63,17 +89,54 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
         edges = np.array([workload.predicted.min(), workload.predicted.max()], dtype=np.float64)
         bins = np.zeros(len(workload), dtype=np.int64)
 
-    out = run_engine(config, workload.arrival, workload.prompt, workload.output, workload.predicted,
-                     bins, latency, eta, progress)
+    engine = run_continuous_engine if config.continuous else run_batch_engine
+    out = engine(config, workload.arrival, workload.prompt, workload.output, workload.predicted,
+                 bins, latency, eta, progress)
     req = {"arrival": workload.arrival, "prompt": workload.prompt, "output": workload.output,
            "predicted": workload.predicted, "bin": bins}
-    req.update(metrics.request_arrays(out.order, out.batches, workload.arrival))
-    summary = metrics.summarize(config, req, out.batches, edges, eta)
+    log = out.log
+    if config.continuous:
+        req.update(metrics.with_delays(dict(out.requests), workload.arrival))
+    else:
+        complete_batch_log(log, latency)
+        req.update(metrics.request_times(out.requests["batch"], log, workload.arrival))
+        req["preemptions"] = out.requests["preemptions"]
+    summary = metrics.summarize(config, req, log, edges, eta, out.counters)
+    check_finite(summary)
     h = run_identity(config, workload, latency)
     summary["config_hash"] = h
     meta = {"run_hash": h, "sim_version": SIM_VERSION, "workload": workload.identity,
             "latency": latency.identity, "latency_notes": latency.run_notes(),
             "wall_s": time.perf_counter() - wall}
     summary["latency_notes"] = meta["latency_notes"]
-    return RunResult(config, req, out.batches, edges, summary, meta)
+    summary["latency_model"] = latency_label(latency.identity)
+    return RunResult(config, req, log, edges, summary, meta)
 
+
+def complete_batch_log(log: dict, latency: LatencyModel) -> None:
+    """Add the columns every engine's log has (duration, kv_tokens) and each batch's longest step."""
+    log["duration"] = log["prefill"] + log["decode"]
+    log["kv_tokens"] = log["size"] * (log["max_prompt"] + log["steps"])
+    ran = log["steps"] > 0
+    first = latency.decode_step_times(log["size"], log["max_prompt"].astype(np.float64))
+    last = latency.decode_step_times(log["size"], (log["max_prompt"] + log["steps"] - 1).astype(np.float64))
+    log["step_max"] = np.where(ran, np.maximum(first, last), 0.0)
+
+
+def check_finite(summary: dict) -> None:
+    """A result that is not finite is never returned (nor stored): say which metric broke."""
+    for key in ("makespan_s", "latency_mean_s", "latency_p99_s", "ttft_mean_s", "tbt_mean_s",
+                "throughput_rps", "gpu_utilization"):
+        v = summary[key]
+        if not np.isfinite(v):
+            raise SimulationError(f"the simulated {key} is {v}: the latency or memory settings are out of "
+                                  "any meaningful range (check the latency model and its grid)")
+
+
+def latency_label(identity: dict) -> str:
+    """A short name of the latency model, for run headers."""
+    if identity.get("kind") == "grid":
+        return f"grid {identity.get('name')}"
+    return (f"parametric (decode {identity['decode_base'] * 1e3:g} ms + {identity['decode_per_seq'] * 1e3:g} ms/seq"
+            f" + {identity['decode_per_ctx_token'] * 1e6:g} us/ctx-token; prefill "
+            f"{identity['prefill_base'] * 1e3:g} ms + {identity['prefill_per_token'] * 1e6:g} us/token)")

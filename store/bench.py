@@ -98,7 +98,7 @@ def _run(num_requests, num_runs, repeats, scenarios, db, echo) -> dict:
     say = echo or (lambda _msg: None)
     try:
         for name in scenarios:
-            workload = build_workload(WorkloadSpec(num_requests=num_requests, seed=1, **SCENARIOS[name]))
+            workload = build_workload(WorkloadSpec(num_requests=num_requests, workload_seed=1, **SCENARIOS[name]))
             result = simulate(SimConfig(), workload)
             saves, loads, nbytes = [], [], 0
             for _ in range(repeats):
@@ -120,7 +120,7 @@ def _run(num_requests, num_runs, repeats, scenarios, db, echo) -> dict:
             say(f"save  {name:<9} {num_requests:>10,} requests, {result.summary['num_batches']:>9,} batches: "
                 f"store {_median(saves):.3f} s, read back {_median(loads):.3f} s, blob {nbytes / 1e6:.1f} MB "
                 f"(median of {repeats})")
-        small = simulate(SimConfig(), build_workload(WorkloadSpec(num_requests=300, seed=2)))
+        small = simulate(SimConfig(), build_workload(WorkloadSpec(num_requests=300, workload_seed=2)))
         template = store.save_result(small)
         _fill_runs(store, template.id, num_runs - 1)
         lists, pages = [], []

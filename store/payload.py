@@ -1,12 +1,16 @@
-"""A run's per-request and per-batch arrays as one compact blob, and their rebuild.
+"""A run's per-request arrays and engine log as one compact blob, and their rebuild.
 
-Only what cannot be derived is stored. Per request: ``arrival`` (float64),
-``prompt``, ``output``, ``predicted``, ``bin`` and ``batch`` (integers, each in
-the smallest type that holds it); plus the whole batch log and the bin edges.
-``gpu``, ``start``, ``first_token``, ``finish``, ``queue_delay``, ``ttft``,
-``tbt`` and ``e2e`` are rebuilt from the batch id and the batch log on load,
-with the same float operations as :func:`core.metrics.request_arrays`, so they
-come back bit-identical (a 1M-request run: ~26 MB + ~45 B per batch).
+Only what cannot be derived is stored. Batch-level runs keep, per request,
+``arrival`` (float64), ``prompt``, ``output``, ``predicted``, ``bin``, ``batch``
+and ``preemptions`` (integers, each in the smallest type that holds it), plus the
+whole batch log and the bin edges; ``gpu``, ``start``, ``first_token``,
+``finish``, ``queue_delay``, ``ttft``, ``tbt``, ``tbt_max`` and ``e2e`` are rebuilt
+from the batch id and the batch log on load, with the same float operations as
+:func:`core.metrics.request_times`, so they come back bit-identical (a
+1M-request run: ~27 MB + ~50 B per batch). Continuous runs have no batches: they
+keep each request's ``gpu``, ``start``, ``first_token``, ``finish``, ``tbt_max``,
+``preemptions`` and ``decode_steps`` and rebuild the rest; their span log is not
+kept (its chart series are stored with the run).
 
 Runs with more than ``cap`` requests (default :data:`REQUEST_CAP`, 2,000,000)
 keep a uniform random sample of ``cap`` requests, drawn with a seed derived
@@ -20,13 +24,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.metrics import derive_request_arrays
+from core.metrics import derive_request_arrays, with_delays
 
 from .codec import pack, unpack
 
 REQUEST_CAP = 2_000_000
 CODEC = "blpk1/run-arrays"
-STORED_FIELDS = ("arrival", "prompt", "output", "predicted", "bin", "batch")
+BASE_FIELDS = ("arrival", "prompt", "output", "predicted", "bin", "preemptions")
+BATCH_FIELDS = BASE_FIELDS + ("batch",)
+CONTINUOUS_FIELDS = BASE_FIELDS + ("gpu", "start", "first_token", "finish", "tbt_max", "decode_steps")
 
 
 def sample_seed(run_hash: str) -> int:
@@ -37,8 +43,11 @@ def encode(requests: dict, batches: dict, bin_edges: np.ndarray, run_hash: str,
            cap: int = REQUEST_CAP) -> tuple[bytes, dict]:
     """The blob and its facts (num_requests, stored_requests, sampled)."""
     n = len(requests["arrival"])
-    nb = len(batches["start"])
-    req = {f: np.asarray(requests[f]) for f in STORED_FIELDS}
+    batch_level = "batch" in requests
+    if not batch_level:
+        batches = {}
+    nb = len(batches["start"]) if batches else 0
+    req = {f: np.asarray(requests[f]) for f in (BATCH_FIELDS if batch_level else CONTINUOUS_FIELDS)}
     bat = {k: np.asarray(v) for k, v in batches.items()}
     sampled = n > cap
     subset = False
@@ -47,7 +56,7 @@ def encode(requests: dict, batches: dict, bin_edges: np.ndarray, run_hash: str,
         idx = np.sort(rng.choice(n, size=cap, replace=False))
         req = {f: a[idx] for f, a in req.items()}
         req["index"] = idx
-        if nb > cap:
+        if batch_level and nb > cap:
             used = np.unique(req["batch"])
             bat = {k: a[used] for k, a in bat.items()}
             bat["id"] = used
@@ -70,10 +79,16 @@ def decode(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], n
 
 def derive(stored: dict, batches: dict) -> dict[str, np.ndarray]:
     """The full per-request dict (RunResult order) from the stored fields and the batch log."""
-    bid = np.asarray(stored["batch"], dtype=np.int64)
-    local = np.searchsorted(batches["id"], bid) if "id" in batches else bid
-    req = {k: stored[k] for k in ("arrival", "prompt", "output", "predicted", "bin")}
-    req.update(derive_request_arrays(bid, local, batches, stored["arrival"]))
+    req = {k: stored[k] for k in BASE_FIELDS}
+    if "batch" in stored:
+        bid = np.asarray(stored["batch"], dtype=np.int64)
+        local = np.searchsorted(batches["id"], bid) if "id" in batches else bid
+        req.update(derive_request_arrays(bid, local, batches, stored["arrival"]))
+    else:
+        steps = stored["decode_steps"]
+        times = {k: stored[k] for k in ("gpu", "start", "first_token", "finish", "tbt_max", "decode_steps")}
+        times["tbt"] = np.where(steps > 0, (times["finish"] - times["first_token"]) / np.maximum(steps, 1), 0.0)
+        req.update(with_delays(times, stored["arrival"]))
     if "index" in stored:
         req["index"] = stored["index"]
     return req

@@ -252,7 +252,7 @@ class Store(SweepsMixin, GridsMixin):
         blob, facts = payload.encode(result.requests, result.batches, result.bin_edges, run_hash, self.request_cap)
         series = [{"name": name, "rows": len(frame), "data": pack_frame(frame)}
                   for name, frame in result.series().items()]
-        bin_rows = [{"bin": int(b["bin"]), "requests": int(b["requests"]), "batches": int(b["batches"]),
+        bin_rows = [{"bin": int(b["bin"]), "requests": int(b["requests"]), "batches": int(b["batches"] or 0),
                      "data": b, **{c: finite_or_none(b.get(c)) for c in BIN_COLUMNS}} for b in bins]
         data_row = {"codec": payload.CODEC, "num_requests": facts["num_requests"],
                     "stored_requests": facts["stored_requests"], "sampled": facts["sampled"],

@@ -22,7 +22,7 @@ def invoke(*args):
 def test_run_json_has_every_documented_key():
     res = invoke("run", *SMALL, "--json")
     assert res.exit_code == 0, res.output
-    s = json.loads(res.output)
+    s = json.loads(res.stdout)
     for key in REQUIRED_KEYS:
         assert key in s, key
     assert s["completed"] == s["num_requests"] == 400
@@ -48,7 +48,7 @@ def test_every_issue_flag_is_accepted():
              "--gpu-mem-gb", "80", "--json"]
     res = invoke("run", *flags)
     assert res.exit_code == 0, res.output
-    s = json.loads(res.output)
+    s = json.loads(res.stdout)
     assert s["gpus"] == 2 and s["k_bins"] == 3 and s["num_requests"] == 300
     assert s["sla_violation_rate_ttft"] is None and s["sla_violation_rate_e2e"] is None
 
@@ -57,7 +57,7 @@ def test_trace_flags():
     res = invoke("run", "--workload", "burstgpt", "--trace", "BurstGPT_1_first400", "--rps-scaling", "100",
                  "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["num_requests"] == 383  # 400 rows less 17 failed ones
+    assert json.loads(res.stdout)["num_requests"] == 383  # 400 rows less 17 failed ones
     res = invoke("run", "--workload", "burstgpt", "--real-timestamps", "--json")
     assert res.exit_code == 0, res.output
 
@@ -65,11 +65,11 @@ def test_trace_flags():
 def test_config_file_toml_and_json_with_flag_override(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('[sim]\nmode = "static_fifo"\ngpus = 3\n[workload]\nnum_requests = 200\n')
-    s = json.loads(invoke("run", "--config", str(toml), "--json").output)
+    s = json.loads(invoke("run", "--config", str(toml), "--json").stdout)
     assert (s["mode"], s["gpus"], s["num_requests"]) == ("static_fifo", 3, 200)
     js = tmp_path / "c.json"
     js.write_text(json.dumps({"mode": "dynamic_no_bins", "num_requests": 150}))
-    s = json.loads(invoke("run", "--config", str(js), "--gpus", "5", "--json").output)
+    s = json.loads(invoke("run", "--config", str(js), "--gpus", "5", "--json").stdout)
     assert (s["mode"], s["gpus"], s["num_requests"]) == ("dynamic_no_bins", 5, 150)
     bad = tmp_path / "bad.toml"
     bad.write_text("colour = 'blue'\n")
@@ -101,7 +101,7 @@ def test_csv_lacking_a_column_is_a_clear_error(tmp_path):
 def test_compare_runs_three_schedulers_on_one_workload():
     res = invoke("compare", *SMALL, "--json")
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)
+    rows = json.loads(res.stdout)
     assert [r["mode"] for r in rows] == ["static_fifo", "dynamic_no_bins", "multi_bin_dynamic"]
     assert len({r["num_requests"] for r in rows}) == 1
     table = invoke("compare", *SMALL).output
@@ -117,5 +117,95 @@ def test_bench_reports_rates_and_memory():
     res = invoke("bench", "--requests", "2000", "--modes", "static_fifo", "--scenarios", "overload",
                  "--repeats", "1", "--json")
     assert res.exit_code == 0, res.output
-    row = json.loads(res.output)[0]
+    row = json.loads(res.stdout)[0]
     assert row["requests"] == 2000 and row["sim_requests_per_s"] > 0 and row["peak_rss_mb"] > 0
+
+
+# ------------------------------------------------- config files and settings --
+@pytest.mark.parametrize("text,fragment", [
+    ("[1, 2]", "top level must be a table of settings, got list"),
+    ("null", "got NoneType"),
+    ('"gpus"', "got str"),
+    ('{"sim": [1]}', "sim: in"),
+])
+def test_config_json_that_is_not_a_table_is_a_one_line_error(tmp_path, text, fragment):
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    res = CliRunner().invoke(cli, ["run", "--config", str(path)])
+    assert res.exit_code != 0 and fragment in res.output and "Traceback" not in res.output
+
+
+def test_config_that_is_not_utf8_or_too_big_is_refused_without_reading_it_all(tmp_path):
+    bad = tmp_path / "latin.toml"
+    bad.write_bytes("mode = 'static_fifo' # caf\xe9\n".encode("latin-1"))
+    res = CliRunner().invoke(cli, ["run", "--config", str(bad)])
+    assert res.exit_code != 0 and "not UTF-8" in res.output
+    res = CliRunner().invoke(cli, ["run", "--config", "/dev/zero"])
+    assert res.exit_code != 0 and "larger than 1024 KiB" in res.output
+
+
+def test_toml_can_switch_a_deadline_off_and_keeps_both_seeds(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[sim]\nd_sla_tbt = "none"\nseed = 5\n[workload]\nseed = 9\nnum_requests = 300\n')
+    from batchlab import build_inputs
+
+    cfg, spec, _ = build_inputs(str(path))
+    assert cfg.d_sla_tbt is None and cfg.seed == 5 and spec.workload_seed == 9
+    res = invoke("run", "--config", str(path), "--json", "--no-store")
+    assert json.loads(res.stdout)["sla_violation_rate_tbt"] is None
+    wrong = tmp_path / "w.toml"
+    wrong.write_text("[sim]\nrate = 3\n")
+    res = CliRunner().invoke(cli, ["run", "--config", str(wrong)])
+    assert res.exit_code != 0 and "rate: belongs in [workload]" in res.output
+
+
+def test_the_two_seeds_are_distinct_flags():
+    from batchlab import build_inputs
+
+    cfg, spec, _ = build_inputs(None, seed=3, workload_seed=8)
+    assert (cfg.seed, spec.workload_seed) == (3, 8)
+    base = json.loads(invoke("run", "--num-requests", "300", "--json", "--no-store").stdout)
+    other = json.loads(invoke("run", "--num-requests", "300", "--workload-seed", "1", "--json",
+                              "--no-store").stdout)
+    assert other["config_hash"] != base["config_hash"]
+
+
+def test_a_trace_implies_the_burstgpt_workload():
+    res = CliRunner().invoke(cli, ["run", "--trace", "nosuch.csv"])
+    assert res.exit_code != 0 and "nosuch.csv" in res.output  # the path is checked, not ignored
+    res = invoke("run", "--trace", "BurstGPT_1_first400", "--rps-scaling", "100", "--json", "--no-store")
+    assert res.exit_code == 0 and json.loads(res.stdout)["num_requests"] == 383
+    res = CliRunner().invoke(cli, ["run", "--trace", "BurstGPT_1_first400", "--workload", "synthetic"])
+    assert res.exit_code != 0 and "trace: applies to the burstgpt workload only" in res.output
+
+
+def test_a_setting_that_does_nothing_in_this_mode_gets_a_note():
+    res = invoke("run", "--num-requests", "200", "--batch-size", "4", "--arrival", "poisson", "--gamma-shape", "3",
+                 "--json", "--no-store")
+    assert res.exit_code == 0
+    assert "note: --batch-size has no effect" in res.stderr and "note: --gamma-shape has no effect" in res.stderr
+    assert "note:" not in invoke("run", "--num-requests", "200", "--mode", "static_fifo", "--batch-size", "4",
+                                 "--json", "--no-store").stderr
+    compare = invoke("compare", "--num-requests", "200", "--batch-size", "4", "--json", "--no-store")
+    assert "--batch-size" not in compare.stderr  # static_fifo, one of the compared modes, uses it
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--decode-base", "1e308"], "decode_base: must be between 0 and 10 s"),
+    (["--gamma-shape", "1e308"], "gamma_shape: must be between"),
+    (["--rate", "1e-300"], "rate: must be between"),
+    (["--b-max", str(10**30)], "b_max: must be between"),
+    (["--gpu-mem-gb", "1e308"], "gpu_mem_gb: must be between"),
+    (["--prompt-lengths", "lognormal:1:1e200"], "prompt_lengths: STD must be between"),
+])
+def test_absurd_numbers_are_one_line_errors_and_nothing_is_stored(args, fragment):
+    res = CliRunner().invoke(cli, ["run", *args])
+    assert res.exit_code != 0 and fragment in res.output and "Traceback" not in res.output
+    listed = CliRunner().invoke(cli, ["runs", "list", "--json"])
+    assert json.loads(listed.stdout) == []
+
+
+def test_help_says_auto_not_none_and_shows_ranges():
+    text = invoke("run", "--help").output
+    assert "(default: None)" not in text and "(default: auto)" in text
+    assert "Range: 1e-06 to 1e+06 req/s" in " ".join(text.split())

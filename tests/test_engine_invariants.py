@@ -1,12 +1,13 @@
-"""Invariants of the batch-level engine, under random workloads and configs (hypothesis)."""
+"""Invariants of the batch-level (run-to-completion) engine, under random workloads and configs (hypothesis)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import SimConfig, simulate
-from core.config import MODES
+from core import ConfigError, SimConfig, simulate
+from core.config import BATCH_MODES
 from core.memory import MemoryModel
 from workloads.workload import Workload
 
@@ -33,7 +34,7 @@ def workloads(draw):
 
 @st.composite
 def configs(draw):
-    mode = draw(st.sampled_from(MODES))
+    mode = draw(st.sampled_from(BATCH_MODES))
     b_min = draw(st.integers(1, 8))
     return SimConfig(
         mode=mode,
@@ -56,11 +57,12 @@ def check_invariants(cfg: SimConfig, w: Workload):
     req, bat = r.requests, r.batches
     n = len(w)
     eta = MemoryModel.from_config(cfg).eta
-    # every request completes exactly once: batch sizes partition the requests
-    assert bat["size"].sum() == n
+    # every request completes exactly once; a batch's size is its completed plus its evicted requests
     assert r.summary["completed"] == n
     counts = np.bincount(req["batch"], minlength=len(bat["size"]))
-    np.testing.assert_array_equal(counts, bat["size"])
+    np.testing.assert_array_equal(counts + bat["evicted"], bat["size"])
+    assert bat["evicted"].sum() == r.summary["evicted_requests"] == req["preemptions"].sum()
+    assert r.summary["oom_events"] == int((bat["evicted"] > 0).sum())
     # start >= arrival, finish after start
     assert np.all(req["start"] >= req["arrival"] - 1e-9)
     assert np.all(req["finish"] > req["start"])
@@ -71,7 +73,7 @@ def check_invariants(cfg: SimConfig, w: Workload):
         o = m[np.argsort(bat["start"][m], kind="stable")]
         assert np.all(bat["start"][o[1:]] >= end[o[:-1]] - 1e-9)
     assert bat["gpu"].min() >= 0 and bat["gpu"].max() < cfg.gpus
-    # batch sizes within their caps and memory; the padded maxima are the real maxima
+    # batch sizes within their caps
     assert np.all(bat["size"] >= 1)
     assert np.all(bat["size"] <= bat["b_cap"])
     if cfg.dynamic:
@@ -79,18 +81,29 @@ def check_invariants(cfg: SimConfig, w: Workload):
         assert np.all(bat["b_cap"] == np.minimum(bat["b_mem"], bat["b_sla"]))
     else:
         assert np.all(bat["size"] <= cfg.batch_size)
-    assert np.all(bat["size"] * (bat["max_prompt"] + bat["max_output"]) <= eta)
-    np.testing.assert_array_equal(np.maximum.reduceat(_by_batch(req["prompt"], req["batch"]),
-                                                      _starts(bat["size"])), bat["max_prompt"])
+    # memory, recomputed from the requests' own lengths: a completed request fits in the steps its
+    # batch ran; a batch without eviction ran exactly its longest true output, and the padded KV it
+    # then held, size x (longest prompt + longest output), never exceeded eta
+    done_out = np.zeros(len(bat["size"]), dtype=np.int64)
+    np.maximum.at(done_out, req["batch"], req["output"])
+    done_prompt = np.zeros(len(bat["size"]), dtype=np.int64)
+    np.maximum.at(done_prompt, req["batch"], req["prompt"])
+    assert np.all(done_out <= bat["steps"])
+    whole = bat["evicted"] == 0
+    np.testing.assert_array_equal(done_out[whole], bat["steps"][whole])
+    np.testing.assert_array_equal(done_prompt[whole], bat["max_prompt"][whole])
+    assert np.all(bat["size"] * (bat["max_prompt"] + bat["steps"]) <= eta)
+    # an evicted batch stopped at the step where its padded KV would have outgrown eta
+    oom = ~whole
+    assert np.all(bat["size"][oom] * (bat["max_prompt"][oom] + bat["steps"][oom] + 1) > eta)
     # a batch never mixes bins
     np.testing.assert_array_equal(req["bin"], bat["bin"][req["batch"]])
     if not cfg.binned:
         assert np.all(req["bin"] == 0)
-    # FIFO within a queue: earlier arrival never starts later, and batches keep queue order
+    # FIFO within a queue, for requests never evicted: earlier arrival never starts later
     for b in range(cfg.bins):
-        idx = np.flatnonzero(req["bin"] == b)  # already arrival-sorted
+        idx = np.flatnonzero((req["bin"] == b) & (req["preemptions"] == 0))  # already arrival-sorted
         assert np.all(np.diff(req["start"][idx]) >= -1e-9)
-        assert np.all(np.diff(req["batch"][idx]) >= 0)
     # time accounting
     np.testing.assert_allclose(req["e2e"], req["queue_delay"] + (req["finish"] - req["start"]))
     assert 0.0 <= r.summary["gpu_utilization"] <= 1.0 + 1e-9
@@ -156,21 +169,39 @@ def test_end_of_trace_flushes_partial_batches():
     assert r.batches["start"][2] >= 9.0
 
 
-def test_memory_guard_shrinks_a_batch_that_would_not_fit():
+def test_admission_reserves_predicted_kv_and_the_truth_decides_out_of_memory():
     cfg = SimConfig(mode="static_fifo", batch_size=8, gpus=1, gpu_mem_gb=17.0, weights_gb=16.0,
                     mem_reserve_frac=0.0)
     eta = MemoryModel.from_config(cfg).eta  # 7629 tokens
-    w = Workload(np.zeros(8), np.full(8, 1500), np.full(8, 100), np.full(8, 100), identity={"t": "mem"})
+    arrival, prompt, output = np.zeros(8), np.full(8, 1500), np.full(8, 100)
+    # honest predictions: the reservation b (1500 + 100) <= eta admits 4, and nothing runs out of memory
+    r = simulate(cfg, Workload(arrival, prompt, output, output.copy()))
+    assert r.batches["size"][0] == eta // 1600 == 4
+    assert r.summary["oom_events"] == 0 and r.summary["kv_peak_tokens"] <= eta
+    # predictions of 10 tokens admit 5 (5 x 1510 <= eta); at step eta // 5 - 1500 + 1 = 26 their KV
+    # outgrows the GPU: all five are evicted, and the wasted GPU time is that batch's
+    short = np.full(8, 10)
+    r = simulate(cfg, Workload(arrival, prompt, output, short))
+    b = r.batches
+    assert b["size"][0] == 5 and b["steps"][0] == eta // 5 - 1500 == 25 and b["evicted"][0] == 5
+    assert r.summary["oom_events"] >= 1 and r.summary["evicted_requests"] >= 5
+    assert r.summary["wasted_gpu_s"] == pytest.approx(
+        b["prefill"][b["evicted"] > 0].sum() + b["decode"][b["evicted"] > 0].sum())
+    # an evicted request is re-admitted reserving at least what it had generated: it completes
+    assert r.summary["completed"] == 8 and r.requests["preemptions"][:5].tolist() == [1] * 5
+
+
+def test_max_new_tokens_reservation_never_runs_out_of_memory():
+    cfg = SimConfig(mode="static_fifo", batch_size=8, gpus=1, gpu_mem_gb=17.0, weights_gb=16.0,
+                    mem_reserve_frac=0.0, kv_reserve="max_new_tokens", max_new_tokens=200)
+    w = Workload(np.zeros(8), np.full(8, 1500), np.full(8, 100), np.full(8, 10))
     r = simulate(cfg, w)
-    assert r.batches["size"][0] == eta // 1600
-    assert r.summary["mem_truncated_batches"] >= 1
-    assert r.summary["peak_batch_kv_tokens"] <= eta
+    assert r.batches["size"][0] == 7629 // 1700 and r.summary["oom_events"] == 0
+    with pytest.raises(ConfigError, match="max_new_tokens.*request 0 generates 100 tokens"):
+        simulate(cfg.replace(max_new_tokens=50), w)
 
 
 def test_a_request_that_can_never_fit_is_a_clear_error():
-    import pytest
-    from core import ConfigError
-
     cfg = SimConfig(gpu_mem_gb=17.0, weights_gb=16.0)
     w = Workload(np.zeros(2), np.array([10, 10**6]), np.array([5, 5]), np.array([5, 5]), identity={"t": "x"})
     with pytest.raises(ConfigError, match="gpu_mem_gb.*request 1"):

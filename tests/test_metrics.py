@@ -9,7 +9,7 @@ from core.metrics import gpu_utilization_series
 from workloads import WorkloadSpec, build_workload
 from workloads.workload import Workload
 
-SMALL = WorkloadSpec(num_requests=1500, rate=3.0, seed=4)
+SMALL = WorkloadSpec(num_requests=1500, rate=3.0, workload_seed=4)
 
 
 def test_violation_rates_are_zero_when_loose_and_rise_when_tight():
@@ -81,7 +81,7 @@ def test_series_are_chart_ready():
     r = simulate(SimConfig(), build_workload(SMALL))
     s = r.series()
     cdf = s["latency_cdf"]
-    assert set(cdf["metric"]) == {"e2e", "ttft", "queue_delay", "tbt"}
+    assert set(cdf["metric"]) == {"e2e", "ttft", "queue_delay", "tbt", "tbt_max"}
     e2e = cdf[cdf["metric"] == "e2e"]
     assert np.all(np.diff(e2e["seconds"].to_numpy()) >= 0)
     assert e2e["seconds"].iloc[-1] == pytest.approx(r.requests["e2e"].max())
@@ -89,3 +89,26 @@ def test_series_are_chart_ready():
     assert set(s["batch_timeline"]["bin"]) <= set(range(r.config.k_bins))
     util = s["gpu_utilization"]["utilization"]
     assert ((util >= 0) & (util <= 1 + 1e-9)).all()
+    # the busy time the series spreads over its windows is all the busy time there is
+    width = np.diff(s["gpu_utilization"]["time_s"].to_numpy()).mean()
+    assert util.sum() * width * r.config.gpus == pytest.approx(r.batches["duration"].sum(), rel=1e-6)
+    occ = s["occupancy"]
+    assert ((occ["kv_utilization"] >= 0) & (occ["kv_utilization"] <= 1 + 1e-9)).all()
+    assert occ["running"].max() <= r.summary["batch_size_max"] + 1e-9
+
+
+def test_continuous_series_and_summary_keys():
+    r = simulate(SimConfig(mode="continuous_dynamic"), build_workload(SMALL))
+    s, series = r.summary, r.series()
+    for key in ("preemptions", "kv_utilization_mean", "kv_peak_tokens", "oom_events", "evicted_requests",
+                "wasted_gpu_s", "iterations"):
+        assert key in s
+    assert s["num_batches"] is None and s["iterations"] == r.batches["iterations"].sum()
+    assert 0 < s["kv_utilization_mean"] < 1 and s["kv_peak_tokens"] <= s["eta_tokens"]
+    # the running-size histogram weighs each size by the iterations it ran for
+    assert series["batch_sizes"]["batches"].sum() == s["iterations"]
+    timeline = series["batch_timeline"]
+    assert set(timeline["branch"]) <= {"over", "under", "within", "start"}  # controller updates only
+    util = series["gpu_utilization"]["utilization"]
+    width = np.diff(series["gpu_utilization"]["time_s"].to_numpy()).mean()
+    assert util.sum() * width * r.config.gpus == pytest.approx(r.batches["duration"].sum(), rel=1e-6)

@@ -44,7 +44,7 @@ def store(store_url):
 
 @pytest.fixture
 def w():
-    return build_workload(WorkloadSpec(num_requests=200, seed=4))
+    return build_workload(WorkloadSpec(num_requests=200, workload_seed=4))
 
 
 def test_cache_hit_returns_identical_metrics_without_simulating(store, w):
@@ -70,7 +70,7 @@ def test_a_different_config_workload_or_irrelevant_setting(store, w):
     assert hit and same.id == base.id and engine.calls == 1
     other, hit = store.get_or_run(SimConfig(mode="static_fifo", gpus=3), w, simulate_fn=engine)
     assert not hit and other.id != base.id
-    w2 = build_workload(WorkloadSpec(num_requests=200, seed=5))
+    w2 = build_workload(WorkloadSpec(num_requests=200, workload_seed=5))
     third, hit = store.get_or_run(SimConfig(mode="static_fifo"), w2, simulate_fn=engine)
     assert not hit and engine.calls == 3 and store.count_runs() == 3
 

@@ -45,7 +45,7 @@ def assert_one_done_row_per_hash(store, expected: int):
 
 
 def test_eight_threads_store_every_run_once(store_url):
-    w = build_workload(WorkloadSpec(num_requests=150, seed=8))
+    w = build_workload(WorkloadSpec(num_requests=150, workload_seed=8))
     calls: Counter = Counter()
     lock = threading.Lock()
 
@@ -94,7 +94,7 @@ WORKER = textwrap.dedent("""
     url, go, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
     shared = [SimConfig(mode=m, gpus=g) for m in ("static_fifo", "multi_bin_dynamic") for g in (2, 3)]
     configs = shared + [SimConfig(mode="dynamic_no_bins", gpus=10 + worker)]
-    w = build_workload(WorkloadSpec(num_requests=150, seed=8))
+    w = build_workload(WorkloadSpec(num_requests=150, workload_seed=8))
     store = open_store(url)
     calls = []
     def counting(config, workload, grid=None, progress=None):
@@ -142,7 +142,7 @@ KILLED = textwrap.dedent("""
     from workloads import WorkloadSpec, build_workload
     url, marker, phase = sys.argv[1], sys.argv[2], sys.argv[3]
     store = open_store(url)
-    w = build_workload(WorkloadSpec(num_requests=150, seed=9))
+    w = build_workload(WorkloadSpec(num_requests=150, workload_seed=9))
     def hang():
         open(marker, "w").close()
         time.sleep(600)
@@ -182,7 +182,7 @@ def test_a_writer_killed_mid_run_leaves_the_store_consistent(store_url, tmp_path
         with store.engine.connect() as conn:
             assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     calls = []
-    w = build_workload(WorkloadSpec(num_requests=150, seed=9))
+    w = build_workload(WorkloadSpec(num_requests=150, workload_seed=9))
     run, hit = store.get_or_run(SimConfig(), w, simulate_fn=lambda *a, **k: calls.append(1) or simulate(*a, **k))
     assert not hit and calls == [1] and run.id == row.id and run.status == "done"
     assert run.summary == simulate(SimConfig(), w).summary

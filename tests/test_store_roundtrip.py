@@ -18,7 +18,7 @@ from workloads import WorkloadSpec, build_workload
 
 
 def workload(n=200, seed=1):
-    return build_workload(WorkloadSpec(num_requests=n, seed=seed))
+    return build_workload(WorkloadSpec(num_requests=n, workload_seed=seed))
 
 
 def assert_same_arrays(got: dict, want: dict):
@@ -91,6 +91,21 @@ def test_run_round_trip(store):
     assert store.get_run(run.hash).id == run.id
     assert store.get_run(run.hash[:8]).id == run.id
     assert store.get_run("ffff" if not run.hash.startswith("ffff") else "eeee") is None
+
+
+def test_continuous_run_round_trip(store):
+    """A continuous run keeps its per-request times (no batches to rebuild them from) and its series."""
+    w = workload(300)
+    cfg = SimConfig(mode="continuous_dynamic", gpus=2, gpu_mem_gb=18.0)
+    run, hit = store.get_or_run(cfg, w)
+    want = simulate(cfg, w)
+    again = store.get_run(run.id)
+    assert again.summary == want.summary and again.summary["engine"] == "continuous"
+    assert_same_arrays(again.requests(), want.requests)
+    assert set(again.requests()) == set(want.requests)
+    for name, frame in want.series().items():
+        pd.testing.assert_frame_equal(again.series()[name], frame)
+
 
 
 def test_summary_metrics_are_sortable_columns(store):

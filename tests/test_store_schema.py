@@ -162,7 +162,7 @@ def _write_run_as_release_0001(engine, result, workload):
 
 
 def test_a_store_created_by_schema_0001_is_upgraded(store_url):
-    w = build_workload(WorkloadSpec(num_requests=120, seed=11))
+    w = build_workload(WorkloadSpec(num_requests=120, workload_seed=11))
     result = simulate(SimConfig(gpus=3), w)
     engine = make_engine(make_url(store_url))
     assert upgrade(engine, "old store", target="0001") == "0001"

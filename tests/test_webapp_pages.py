@@ -156,7 +156,7 @@ def test_url_settings_fill_the_form_and_bad_values_warn():
     assert at.selectbox(key="sim.mode").value == "static_fifo"
     assert at.number_input(key="sim.gpus").value == 8
     assert at.number_input(key="sim.d_sla_tbt").value is None  # an empty box: off
-    assert at.number_input(key="wl.seed").value == 3
+    assert at.number_input(key="wl.workload_seed").value == 3
     assert at.number_input(key="sim.seed").value == 0
     assert "batch_size" in texts(at.warning)
     button(at, "Run simulation").click().run()

@@ -27,7 +27,7 @@ def test_default_settings_give_no_params():
 
 def test_settings_round_trip_through_params():
     cfg = SimConfig(mode="static_fifo", gpus=8, d_sla_tbt=None, batch_size=16, fill="full", max_wait=2.5)
-    spec = WorkloadSpec(num_requests=2000, rate=4.0, seed=7, predictor="oracle")
+    spec = WorkloadSpec(num_requests=2000, rate=4.0, workload_seed=7, predictor="oracle")
     params = state.settings_to_params(cfg, spec)
     assert params["mode"] == "static_fifo" and params["gpus"] == "8" and params["d_sla_tbt"] == "none"
     assert params["workload_seed"] == "7" and "seed" not in params  # the simulation seed stayed 0
@@ -78,7 +78,7 @@ def test_settings_from_run_keep_auto_fill_and_workload_spec():
 
 # ------------------------------------------------------------------ forms --
 def test_every_numeric_field_label_has_a_unit():
-    dimensionless = ("seed", "gamma_shape")  # a random seed, a shape parameter
+    dimensionless = ("seed", "workload_seed", "gamma_shape")  # a random seed, a shape parameter
     for f in config_fields() + spec_fields():
         kind = str(f.type)
         if f.name in dimensionless or not kind.startswith(("int", "float")):
@@ -91,7 +91,7 @@ def test_every_numeric_field_label_has_a_unit():
     assert forms.label(by_name["gpus"]) == "GPUs"
     assert forms.label(by_name["decode_base"]) == "Decode step t0 (s)"
     assert forms.label(next(f for f in spec_fields() if f.name == "num_requests")) == "Requests"
-    assert forms.label(next(f for f in spec_fields() if f.name == "seed")) == "Workload seed"
+    assert forms.label(next(f for f in spec_fields() if f.name == "workload_seed")) == "Workload seed"
 
 
 def test_every_field_has_help_and_a_group():
@@ -319,6 +319,15 @@ def test_metrics_table_marks_the_best_cell_and_says_off():
     assert "Throughput" not in values.index, "rows only for metrics some run has"
     html = tables.styled(values, best).to_html()
     assert html.count(tables.BEST_STYLE.split(";")[0]) >= 1
+
+
+def test_bins_table_says_dash_for_what_a_mode_lacks():
+    summary = {"sla_violation_rate_ttft": 0.1, "bins": [
+        {"bin": 0, "pred_lo": 1.0, "pred_hi": 20.0, "requests": 1200, "batches": 300, "sla_attainment": 0.9},
+        {"bin": 1, "pred_lo": 20.0, "pred_hi": 900.0, "requests": 800, "batches": None, "sla_attainment": 0.8}]}
+    table = tables.bins_table(summary).set_index("Bin")
+    assert table.loc[0, "Requests"] == "1,200" and table.loc[0, "Batches"] == "300"
+    assert table.loc[1, "Batches"] == fmt.DASH and table.loc[1, "SLA attainment"] == "80.0 %"
 
 
 # ------------------------------------------------------------------ labels --

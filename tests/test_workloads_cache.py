@@ -166,13 +166,13 @@ def test_build_workload_is_memoized(monkeypatch):
 
     monkeypatch.setattr(build_mod, "_synthetic", synthetic)
     monkeypatch.setattr(build_mod, "_from_trace", from_trace)
-    spec = WorkloadSpec(num_requests=3000, seed=9)
-    a, b = build_workload(spec), build_workload(WorkloadSpec(num_requests=3000, seed=9, offset=5))
+    spec = WorkloadSpec(num_requests=3000, workload_seed=9)
+    a, b = build_workload(spec), build_workload(WorkloadSpec(num_requests=3000, workload_seed=9, offset=5))
     assert calls["synthetic"] == 1  # offset cannot change a synthetic workload: same key
     assert a.key == b.key and np.array_equal(a.arrival, b.arrival)
     with pytest.raises(ValueError):
         b.arrival[0] = 1.0  # read-only even when served from the cache
-    build_workload(spec.replace(seed=10))
+    build_workload(spec.replace(workload_seed=10))
     assert calls["synthetic"] == 2
     t1 = build_workload(WorkloadSpec(workload="burstgpt"))
     t2 = build_workload(WorkloadSpec(workload="burstgpt"))

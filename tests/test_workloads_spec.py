@@ -13,7 +13,7 @@ from workloads import SpecError, WorkloadError, WorkloadSpec, spec_fields
 def test_defaults_resolve_per_workload():
     syn = WorkloadSpec().resolved()
     assert (syn.workload, syn.arrival, syn.rate, syn.num_requests) == ("synthetic", "gamma", 2.0, 10_000)
-    assert (syn.gamma_shape, syn.predictor, syn.prompt_lengths, syn.seed) == (0.5, "noisy:0.5", "burstgpt", 0)
+    assert (syn.gamma_shape, syn.predictor, syn.prompt_lengths, syn.workload_seed) == (0.5, "noisy:0.5", "burstgpt", 0)
     assert syn.real_timestamps is False
     trace = WorkloadSpec(workload="burstgpt").resolved()
     assert (trace.trace, trace.arrival, trace.rate, trace.num_requests) == ("BurstGPT_1_first400", "trace", None, None)
@@ -24,17 +24,22 @@ def test_defaults_resolve_per_workload():
 
 
 @pytest.mark.parametrize("changes, field, fragment", [
-    ({"rate": -1}, "rate", "must be > 0 req/s, got -1"),
-    ({"rate": 0.0}, "rate", "> 0"),
+    ({"rate": -1}, "rate", "must be between 1e-06 and 1e+06 req/s, got -1"),
+    ({"rate": 0.0}, "rate", "between 1e-06"),
+    ({"rate": 1e-300}, "rate", "between 1e-06"),
+    ({"rate": 1e308}, "rate", "between 1e-06"),
     ({"rate": float("inf")}, "rate", "finite"),
     ({"rate": "fast"}, "rate", "number"),
     ({"num_requests": 0}, "num_requests", "between 1"),
     ({"num_requests": 2.5}, "num_requests", "integer"),
     ({"num_requests": True}, "num_requests", "integer"),
-    ({"offset": -1}, "offset", ">= 0"),
-    ({"gamma_shape": 0}, "gamma_shape", "> 0"),
-    ({"rps_scaling": -2}, "rps_scaling", "> 0"),
-    ({"seed": -1}, "seed", "between 0"),
+    ({"offset": -1}, "offset", "between 0"),
+    ({"num_requests": 10**30}, "num_requests", "between 1"),
+    ({"gamma_shape": 0}, "gamma_shape", "between 0.01"),
+    ({"gamma_shape": 1e308}, "gamma_shape", "between 0.01 and 1000"),
+    ({"rps_scaling": -2}, "rps_scaling", "between 1e-06"),
+    ({"prompt_lengths": "lognormal:1:1e200"}, "prompt_lengths", "STD must be between 0 and 100 x MEAN"),
+    ({"workload_seed": -1}, "workload_seed", "between 0"),
     ({"workload": "sharegpt"}, "workload", "synthetic, burstgpt"),
     ({"arrival": "weibull"}, "arrival", "poisson, gamma, trace"),
     ({"keep_failed": "yes"}, "keep_failed", "true or false"),
@@ -56,8 +61,13 @@ def test_bad_values_name_the_field(changes, field, fragment):
 
 
 def test_rate_message_matches_documented_form():
-    with pytest.raises(WorkloadError, match=r"^rate: must be > 0 req/s, got -1$"):
+    with pytest.raises(WorkloadError, match=r"^rate: must be between 1e-06 and 1e\+06 req/s, got -1$"):
         WorkloadSpec(rate=-1)
+
+
+@pytest.mark.parametrize("word", ["none", "None", "auto", "off"])
+def test_optional_settings_take_the_words_the_flags_take(word):
+    assert WorkloadSpec(rate=word, num_requests=word).rate is None
 
 
 @pytest.mark.parametrize("field, text", [
@@ -114,13 +124,13 @@ def test_unknown_key_is_named():
 def test_relevant_dict_drops_what_cannot_matter():
     syn = WorkloadSpec(arrival="poisson", offset=7, keep_failed=True, trace="elsewhere.csv")
     assert set(syn.relevant_dict()) == {"workload", "num_requests", "arrival", "rate", "prompt_lengths",
-                                        "output_lengths", "predictor", "seed"}
+                                        "output_lengths", "predictor", "workload_seed"}
     # offset/trace do not change a synthetic workload; gamma_shape only matters for gamma arrivals
     assert syn.relevant_dict() == WorkloadSpec(arrival="poisson").relevant_dict()
     assert "gamma_shape" in WorkloadSpec().relevant_dict()
     oracle_trace = WorkloadSpec(workload="burstgpt", predictor="oracle")
-    assert "seed" not in oracle_trace.relevant_dict()  # nothing random left
-    assert "seed" in WorkloadSpec(workload="burstgpt").relevant_dict()  # noisy predictor draws
+    assert "workload_seed" not in oracle_trace.relevant_dict()  # nothing random left
+    assert "workload_seed" in WorkloadSpec(workload="burstgpt").relevant_dict()  # noisy predictor draws
     assert "prompt_lengths" not in oracle_trace.relevant_dict()
     # auto and explicit values that mean the same thing are the same workload
     assert WorkloadSpec().relevant_dict() == WorkloadSpec(rate=2, num_requests=10_000, arrival="gamma").relevant_dict()
@@ -166,7 +176,7 @@ valid_specs = st.builds(
     prompt_lengths=st.sampled_from(["burstgpt", "fixed:100", "uniform:1:20", "exponential:50.5",
                                     "lognormal:611:782"]),
     predictor=st.sampled_from(["oracle", "noisy:0.3", "confusion:0.1"]),
-    seed=st.integers(0, 2**63 - 1),
+    workload_seed=st.integers(0, 2**63 - 1),
 )
 
 

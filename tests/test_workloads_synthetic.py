@@ -117,7 +117,7 @@ def small(**kw):
 
 
 def test_same_seed_same_arrays_different_seed_different():
-    a, b, c = small(seed=11), small(seed=11), small(seed=12)
+    a, b, c = small(workload_seed=11), small(workload_seed=11), small(workload_seed=12)
     for name in ("arrival", "prompt", "output", "predicted"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
         assert not np.array_equal(getattr(a, name), getattr(c, name))
@@ -125,14 +125,14 @@ def test_same_seed_same_arrays_different_seed_different():
 
 
 def test_columns_draw_from_independent_streams():
-    base = small(seed=4)
-    new_prompt = small(seed=4, prompt_lengths="uniform:1:50")
+    base = small(workload_seed=4)
+    new_prompt = small(workload_seed=4, prompt_lengths="uniform:1:50")
     assert not np.array_equal(base.prompt, new_prompt.prompt)
     for name in ("arrival", "output", "predicted"):  # the prediction never looks at the prompt
         assert np.array_equal(getattr(base, name), getattr(new_prompt, name))
-    new_output = small(seed=4, output_lengths="fixed:64")
+    new_output = small(workload_seed=4, output_lengths="fixed:64")
     assert np.array_equal(base.arrival, new_output.arrival) and np.array_equal(base.prompt, new_output.prompt)
-    poisson = small(seed=4, arrival="poisson")
+    poisson = small(workload_seed=4, arrival="poisson")
     assert np.array_equal(base.prompt, poisson.prompt) and np.array_equal(base.predicted, poisson.predicted)
     assert not np.array_equal(base.arrival, poisson.arrival)
 
@@ -144,3 +144,24 @@ def test_workload_arrays_are_read_only_and_labelled():
     assert w.identity["spec"] == WorkloadSpec(num_requests=2000).relevant_dict()
     assert w.identity["trace_sha256"] is None
     assert "synthetic 2,000 req" in w.describe()["label"]
+
+
+def test_a_workload_without_identity_is_identified_by_its_content():
+    """Two different array workloads never share cached bin edges or a run hash (issue: identity = {})."""
+    from core import SimConfig, simulate
+    from core.bins import equal_mass_edges
+    from workloads.workload import Workload
+
+    n = 400
+    rng = np.random.default_rng(0)
+    arrival = np.sort(rng.uniform(0, 100, n))
+    short = Workload(arrival, np.full(n, 50), np.full(n, 20), rng.integers(1, 40, n))
+    long = Workload(arrival, np.full(n, 50), np.full(n, 900), rng.integers(500, 2000, n))
+    same = Workload(arrival, np.full(n, 50), np.full(n, 20), short.predicted.copy())
+    assert short.key != long.key and same.key == short.key and short.identity["kind"] == "arrays"
+    cfg = SimConfig(k_bins=4)
+    a, b = simulate(cfg, short), simulate(cfg, long)  # b would reuse a's cached edges if keys collided
+    assert a.run_hash != b.run_hash
+    np.testing.assert_allclose(b.bin_edges, equal_mass_edges(long.predicted, 4))
+    assert np.bincount(b.requests["bin"], minlength=4).min() > 50
+    assert simulate(cfg, same).run_hash == a.run_hash

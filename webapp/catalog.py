@@ -52,7 +52,7 @@ class Metric:
         if self.kind == "attainment" and summary is not None and no_deadline(summary):
             return NO_DEADLINE
         if self.kind in ("share", "attainment"):
-            return fmt.pct(value)
+            return fmt.pct(value, off="off" if self.key in DEADLINE_RATES else fmt.DASH)
         if self.kind == "seconds":
             return fmt.compact_seconds(value) if compact else fmt.seconds(value)
         if self.kind == "count":
@@ -96,12 +96,21 @@ METRICS: tuple[Metric, ...] = (
     Metric("queue_delay_mean_s", "Queueing delay mean", "seconds", better="lower"),
     Metric("queue_delay_p99_s", "Queueing delay p99", "seconds", better="lower"),
     Metric("gpu_utilization", "GPU utilisation", "share", better="higher", card=True),
+    Metric("tbt_max_p99_s", "Largest TBT gap p99", "seconds", better="lower"),
     Metric("num_batches", "Batches", "count", "batches"),
+    Metric("iterations", "Iterations", "count"),
     Metric("mean_batch_size", "Mean batch size", "number", "req"),
     Metric("batch_size_max", "Largest batch", "count", "req"),
     Metric("mem_truncated_batches", "Memory-truncated batches", "count", "batches", better="lower"),
     Metric("b_mem_mean", "Mean b_mem", "number", "req"),
     Metric("b_sla_mean", "Mean b_SLA", "number", "req"),
+    Metric("b_mem_binding_share", "b_mem the tighter cap", "share"),
+    Metric("kv_utilization_mean", "KV cache in use (mean)", "share"),
+    Metric("kv_peak_tokens", "KV peak", "count", "tokens"),
+    Metric("preemptions", "Preemptions", "count", better="lower"),
+    Metric("oom_events", "Out-of-memory events", "count", better="lower"),
+    Metric("evicted_requests", "Evicted requests", "count", "req", better="lower"),
+    Metric("wasted_gpu_s", "Wasted GPU time", "seconds", better="lower"),
 )
 BY_KEY = {m.key: m for m in METRICS}
 CARDS = tuple(m for m in METRICS if m.card)

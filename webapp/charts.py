@@ -63,7 +63,8 @@ def violation_frame(summaries: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for run, s in summaries.items():
         for key, kind in VIOLATION_KINDS.items():
-            v = 1.0 - s["sla_attainment"] if key == "any" else s.get(key)
+            att = s.get("sla_attainment")
+            v = (None if att is None else 1.0 - att) if key == "any" else s.get(key)
             if v is not None:
                 rows.append({"run": run, "kind": kind, "rate_pct": 100.0 * float(v)})
     return pd.DataFrame(rows, columns=["run", "kind", "rate_pct"])

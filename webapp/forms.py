@@ -35,6 +35,9 @@ LABELS = {
     "stats_window": "Statistics window", "latency": "Latency model", "prefill_base": "Prefill per batch",
     "prefill_per_token": "Prefill per prompt token", "decode_base": "Decode step t0",
     "decode_per_seq": "Decode per sequence t1", "decode_per_ctx_token": "Decode per context token t2",
+    "tbt_sla": "TBT deadline applies to", "kv_reserve": "KV reservation (batch-level)",
+    "max_new_tokens": "Max new tokens", "block_size": "KV block size", "kv_watermark": "KV watermark",
+    "chunk_size": "Prefill chunk per iteration",
     # workload
     "trace": "Trace excerpt", "workload_seed": "Workload seed", "num_requests": "Requests", "offset": "Window offset",
     "keep_failed": "Keep failed rows",
@@ -44,7 +47,8 @@ LABELS = {
 }
 # units for numbers whose metadata leaves the unit empty
 EXTRA_UNITS = {"gpus": "GPUs", "k_bins": "bins", "mem_reserve_frac": "fraction", "mem_factor": "fraction",
-               "mem_eps": "probability", "kv_layers": "layers", "kv_heads": "heads", "head_dim": "elements"}
+               "mem_eps": "probability", "kv_layers": "layers", "kv_heads": "heads", "head_dim": "elements",
+               "kv_watermark": "fraction"}
 # what an empty optional number means: short for the box's placeholder, in full for its help
 EMPTY_MEANS = {
     "d_sla_ttft": ("off", "the deadline is off"), "d_sla_tbt": ("off", "the deadline is off"),
@@ -53,6 +57,7 @@ EMPTY_MEANS = {
     ("num_requests", "trace"): ("auto: all rows", "auto, every row of the trace from the offset"),
     ("rate", "synthetic"): (f"auto: {SYNTHETIC_RATE:g}", f"auto, {SYNTHETIC_RATE:g} req/s"),
     ("rate", "trace"): ("auto: trace", "auto, the trace's own rate"),
+    "chunk_size": ("whole prompt", "no chunking, a whole prompt is prefilled in its admission iteration"),
 }
 CHOICE_AUTO = {"fill": "auto", ("arrival", "synthetic"): "auto (gamma)", ("arrival", "trace"): "auto (trace)"}
 # form help that says more than the field's own help
@@ -104,8 +109,7 @@ def unit(f: dataclasses.Field) -> str:
 
 def label(f: dataclasses.Field) -> str:
     """``Nice name (unit)``."""
-    name = "workload_seed" if f.name == "seed" and f.metadata.get("group") == "workload" else f.name
-    text = LABELS.get(name, f.name.replace("_", " ").capitalize())
+    text = LABELS.get(f.name, f.name.replace("_", " ").capitalize())
     u = unit(f)
     named = u and re.search(rf"\b{re.escape(u)}\b", text, re.IGNORECASE)  # "Requests", "GPUs": no "(unit)"
     return f"{text} ({u})" if u and not named else text

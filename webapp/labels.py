@@ -25,7 +25,7 @@ _SHORT = {
     "wl.num_requests": lambda v: "all rows" if v is None else f"{v:,} req",
     "wl.rate": lambda v: "rate auto" if v is None else f"rate {v:g}",
     "wl.trace": str,
-    "wl.seed": lambda v: f"workload seed {v}",
+    "wl.workload_seed": lambda v: f"workload seed {v}",
     "wl.rps_scaling": lambda v: f"time ×{v:g}",
 }
 

@@ -36,13 +36,15 @@ def styled(values: pd.DataFrame, best: pd.DataFrame):
 
 
 def bins_table(summary: dict) -> pd.DataFrame:
+    """One row per bin; a value a mode does not have (batches in a continuous mode) reads "—"."""
     rows = []
     for b in summary.get("bins", []):
+        lo, hi = b.get("pred_lo"), b.get("pred_hi")
         rows.append({
             "Bin": b["bin"],
-            "Predicted output (tokens)": f"{b['pred_lo']:,.0f} – {b['pred_hi']:,.0f}",
-            "Requests": f"{b['requests']:,}",
-            "Batches": f"{b['batches']:,}",
+            "Predicted output (tokens)": fmt.DASH if lo is None or hi is None else f"{lo:,.0f} – {hi:,.0f}",
+            "Requests": fmt.number(b.get("requests")),
+            "Batches": fmt.number(b.get("batches")),  # none in continuous modes: requests join and leave
             "Mean batch (req)": fmt.number(b.get("mean_batch_size")),
             "Mean output (tokens)": fmt.number(b.get("mean_output"), digits=0),
             "Latency mean": fmt.seconds(b.get("latency_mean_s")),

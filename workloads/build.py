@@ -73,7 +73,7 @@ def _parts(arrival, prompt, output, predicted, confusion_p, identity) -> dict:
 
 def _synthetic(spec: WorkloadSpec) -> dict:
     r = spec.resolved()
-    rng = streams(r.seed)
+    rng = streams(r.workload_seed)
     n = r.num_requests
     arrival = arrival_times(r.arrival, n, r.rate, rng["arrival"], r.gamma_shape)
     prompt = sample_lengths(parse_length_spec(r.prompt_lengths, "prompt_lengths", PROMPT_MAX, BURSTGPT_PROMPT),
@@ -83,7 +83,7 @@ def _synthetic(spec: WorkloadSpec) -> dict:
     predicted, p = predict(parse_predictor(r.predictor), output, rng["predictor"])
     shape = f"gamma(shape {r.gamma_shape:g})" if r.arrival == "gamma" else r.arrival
     label = (f"synthetic {n:,} req, {shape} at {r.rate:g} req/s, prompt {r.prompt_lengths}, "
-             f"output {r.output_lengths}, {r.predictor}, seed {r.seed}")
+             f"output {r.output_lengths}, {r.predictor}, seed {r.workload_seed}")
     identity = {"kind": "synthetic", "generator": GENERATOR, "spec": spec.relevant_dict(),
                 "trace_sha256": None, "label": label}
     return _parts(arrival, prompt, output, predicted, p, identity)
@@ -114,7 +114,7 @@ def _trace_arrivals(r: WorkloadSpec, data: TraceData, rng: np.random.Generator) 
 def _from_trace(spec: WorkloadSpec, source, sha: str) -> dict:
     r = spec.resolved()
     data = load_burstgpt(source, offset=r.offset, num_requests=r.num_requests, keep_failed=r.keep_failed)
-    rng = streams(r.seed)
+    rng = streams(r.workload_seed)
     arrival, timing = _trace_arrivals(r, data, rng["arrival"])
     predicted, p = predict(parse_predictor(r.predictor), data.output, rng["predictor"])
     name = r.trace if r.trace in bundled_traces() else os.path.basename(r.trace) or r.trace

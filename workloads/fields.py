@@ -1,9 +1,12 @@
 """Dataclass fields that describe themselves, shared by SimConfig and WorkloadSpec.
 
-A field's metadata (help, unit, group, choices) drives the CLI flags and the web
-form; :func:`coerce_fields` checks and normalises the values of a frozen
+A field's metadata (help, unit, group, choices, range) drives the CLI flags and
+the web form; :func:`coerce_fields` checks and normalises the values of a frozen
 dataclass against its annotations (``int``, ``float``, ``str``, ``bool``,
-optionally ``| None``) and its choices, raising ``error(field, message)``.
+optionally ``| None``), its choices and its documented range ``(lo, hi)``
+(inclusive), raising ``error(field, message)``. An optional field also takes the
+words ``none``, ``off`` and ``auto`` for None, as the CLI flags do, so a config
+file can say ``d_sla_tbt = "none"``.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ class FieldError(ValueError):
 
 
 WANT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+NONE_WORDS = ("none", "off", "auto")
 
 
 def described(default: Any, help: str, unit: str = "", group: str = "", **extra: Any):
@@ -34,6 +38,9 @@ def coerce_fields(obj: Any, error: Callable[[str, str], Exception]) -> None:
         value = getattr(obj, f.name)
         optional = "None" in str(f.type)
         kind = str(f.type).replace(" | None", "")
+        if optional and isinstance(value, str) and value.strip().lower() in NONE_WORDS:
+            value = None
+            object.__setattr__(obj, f.name, None)
         if value is None and optional:
             continue
         if kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -52,3 +59,25 @@ def coerce_fields(obj: Any, error: Callable[[str, str], Exception]) -> None:
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise error(f.name, f"must be one of {', '.join(choices)}; got {value!r}")
+        bounds = f.metadata.get("range")
+        if bounds and not bounds[0] <= value <= bounds[1]:
+            raise error(f.name, f"must be between {range_text(f)}, got {value:g}")
+
+
+def range_text(f: dataclasses.Field, joiner: str = "and") -> str:
+    """The documented range of a numeric field, e.g. ``1e-06 and 1e+06 req/s``."""
+    lo, hi = f.metadata["range"]
+    unit = f.metadata.get("unit", "")
+    return f"{lo:g} {joiner} {hi:g}" + (f" {unit}" if unit else "")
+
+
+def unused_settings(obj: Any, names: Any) -> list[str]:
+    """Which of ``names`` (settings a user gave) cannot change ``obj``'s result.
+
+    ``obj`` is a settings dataclass with ``relevant_dict()`` (the settings its
+    identity covers); a given setting outside it does nothing in this
+    configuration (e.g. ``batch_size`` in a dynamic mode), and callers say so.
+    """
+    own = {f.name for f in dataclasses.fields(obj)}
+    relevant = obj.relevant_dict()
+    return sorted(n for n in set(names) & own if n not in relevant)

@@ -46,6 +46,7 @@ SYNTHETIC_REQUESTS = 10_000
 SYNTHETIC_RATE = 2.0
 MAX_REQUESTS = 10_000_000
 MAX_SEED = 2**63 - 1
+MAX_ROWS = 10**9
 
 
 class SpecError(FieldError, WorkloadError):
@@ -67,8 +68,10 @@ class WorkloadSpec:
                     + ") or the path of a BurstGPT CSV.", examples=tuple(bundled_traces()))
     num_requests: int | None = _f(None, "Requests to generate (synthetic, auto = 10000), or rows of the "
                                   "trace window (burstgpt, auto = all rows from offset; failed rows in "
-                                  "the window are then dropped unless keep_failed).", "requests")
-    offset: int = _f(0, "burstgpt: first data row of the window (0-based, failed rows counted).", "rows")
+                                  "the window are then dropped unless keep_failed).", "requests",
+                                  range=(1, MAX_REQUESTS))
+    offset: int = _f(0, "burstgpt: first data row of the window (0-based, failed rows counted).", "rows",
+                     range=(0, MAX_ROWS))
     keep_failed: bool = _f(False, "burstgpt: keep failed rows (Response tokens = 0) as requests with "
                            "output 0 instead of dropping them.")
     # --- arrivals --------------------------------------------------------
@@ -77,11 +80,14 @@ class WorkloadSpec:
                              choices=ARRIVALS)
     rate: float | None = _f(None, "Mean arrival rate. synthetic: auto = 2.0. burstgpt: rescales the "
                             "trace's time (arrival=trace) or sets the re-drawn arrivals' rate; auto "
-                            "keeps the trace's own rate.", "req/s", "arrivals")
+                            "keeps the trace's own rate.", "req/s", "arrivals",
+                            range=(1e-6, 1e6))
     gamma_shape: float = _f(0.5, "Shape of Gamma inter-arrivals; CV = 1/sqrt(shape) "
-                            "(0.5 as in BurstGPT's generator; 1 = Poisson).", "", "arrivals")
+                            "(0.5 as in BurstGPT's generator; 1 = Poisson).", "", "arrivals",
+                            range=(0.01, 1000.0))
     rps_scaling: float = _f(1.0, "burstgpt: compress the trace's time by this factor (2 = twice the "
-                            "rate). Cannot be combined with rate.", "x", "arrivals")
+                            "rate). Cannot be combined with rate.", "x", "arrivals",
+                            range=(1e-6, 1e6))
     real_timestamps: bool | None = _f(None, "burstgpt: replay the recorded timestamps unchanged. auto: "
                                       "true unless rate, rps_scaling or a re-drawn arrival changes them; "
                                       "true with any of those is an error.", group="arrivals")
@@ -92,7 +98,8 @@ class WorkloadSpec:
                              f"{OUTPUT_MAX}.", "tokens", "lengths", forms=LENGTH_FORMS)
     predictor: str = _f("noisy:0.5", f"Output-length predictor ({PREDICTOR_FORMS}); bins use the "
                         "prediction, service the true length.", "", "lengths", forms=PREDICTOR_FORMS)
-    seed: int = _f(0, "Random seed of the workload (arrivals, lengths, prediction noise).")
+    workload_seed: int = _f(0, "Random seed of the workload (arrivals, lengths, prediction noise); the "
+                            "simulation has its own (seed).", range=(0, MAX_SEED))
 
     def __post_init__(self) -> None:
         coerce_fields(self, SpecError)
@@ -106,15 +113,6 @@ class WorkloadSpec:
 
         synthetic = self.workload == "synthetic"
         need(bool(self.trace), "trace", "must name a bundled trace or a CSV path")
-        if self.num_requests is not None:
-            need(1 <= self.num_requests <= MAX_REQUESTS, "num_requests",
-                 f"must be between 1 and {MAX_REQUESTS:,}, got {self.num_requests}")
-        need(self.offset >= 0, "offset", f"must be >= 0 rows, got {self.offset}")
-        if self.rate is not None:
-            need(self.rate > 0, "rate", f"must be > 0 req/s, got {self.rate:g}")
-        need(self.gamma_shape > 0, "gamma_shape", f"must be > 0, got {self.gamma_shape:g}")
-        need(self.rps_scaling > 0, "rps_scaling", f"must be > 0, got {self.rps_scaling:g}")
-        need(0 <= self.seed <= MAX_SEED, "seed", f"must be between 0 and 2**63-1, got {self.seed}")
         # canonical spec strings, so equal specs hash equal
         self._canonical("prompt_lengths", lambda v, n: parse_length_spec(v, n, PROMPT_MAX, BURSTGPT_PROMPT))
         self._canonical("output_lengths", lambda v, n: parse_length_spec(v, n, OUTPUT_MAX, BURSTGPT_OUTPUT))
@@ -170,7 +168,7 @@ class WorkloadSpec:
         else:
             drop = {"prompt_lengths", "output_lengths"}
             if r.arrival == "trace" and not parse_predictor(r.predictor).random:
-                drop.add("seed")
+                drop.add("workload_seed")
         if r.arrival != "gamma":
             drop.add("gamma_shape")
         return {k: v for k, v in d.items() if k not in drop}

@@ -34,6 +34,7 @@ BURSTGPT_PROMPT = (611.0, 782.0)  # whole-trace mean, std of Request tokens
 BURSTGPT_OUTPUT = (123.0, 268.0)  # whole-trace mean, std of Response tokens
 LENGTH_FORMS = "fixed:N, uniform:LO:HI, exponential:MEAN, lognormal:MEAN:STD, burstgpt"
 STREAMS = ("arrival", "prompt", "output", "predictor")
+MAX_CV = 100  # lognormal STD / MEAN: beyond this nearly every draw is 1 or the cap
 
 
 def streams(seed: int) -> dict[str, np.random.Generator]:
@@ -142,7 +143,7 @@ def parse_length_spec(text: object, field: str, maximum: int,
     else:
         need(1 <= p[0] <= maximum, f"MEAN must be between 1 and {maximum} tokens")
         if kind == "lognormal":
-            need(p[1] >= 0, "STD must be >= 0")
+            need(0 <= p[1] <= MAX_CV * p[0], f"STD must be between 0 and {MAX_CV} x MEAN")
     return LengthSpec(kind, tuple(float(x) for x in p))
 
 

@@ -23,7 +23,9 @@ class Workload:
     confusion_p  probability that a request's bin is swapped with each
                neighbouring bin (the ``confusion:P`` predictor of Paper 1, Fig. 8)
     identity   JSON-able description of how the workload was built; hashed
-               into every run's identity
+               into every run's identity. Left empty, it is derived from the
+               content (a sha256 of the four arrays and confusion_p), so two
+               different workloads never share cached bins or a run hash.
     """
 
     arrival: np.ndarray
@@ -62,6 +64,17 @@ class Workload:
             raise WorkloadError("confusion_p must be in [0, 0.5]")
         for arr in (self.arrival, self.prompt, self.output, self.predicted):
             arr.flags.writeable = False
+        if not self.identity:
+            object.__setattr__(self, "identity", {"kind": "arrays", "sha256": self.content_sha256(),
+                                                  "label": f"{n:,} requests given as arrays"})
+
+    def content_sha256(self) -> str:
+        """sha256 of the request arrays and the predictor's confusion probability."""
+        h = hashlib.sha256()
+        for arr in (self.arrival, self.prompt, self.output, self.predicted):
+            h.update(arr.tobytes())
+        h.update(repr(float(self.confusion_p)).encode())
+        return h.hexdigest()
 
     def __len__(self) -> int:
         return len(self.arrival)

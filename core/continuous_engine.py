@@ -1,0 +1,650 @@
+"""The iteration-level (continuous batching) engine, as vLLM and SGLang schedule.
+
+Each GPU runs iterations. An iteration *prefills* the requests admitted at its
+start (their whole prompt, or with ``chunk_size`` at most that many prompt tokens
+per iteration, oldest first) and *decodes* one token for every running request
+whose prefill is done. A request with output length ``o`` needs its prefill (whose
+end is its first token) and then ``o`` decode iterations, as in the batch-level
+engine; it leaves on its own last token, freeing its KV blocks.
+
+Iteration time (how prefill and decode compose). With ``a`` sequences receiving
+``x`` prompt tokens in all, and ``n`` decoding sequences holding ``C`` context
+tokens in all, an iteration takes
+
+    prefill_time(a, x / a) + decode_step_time(n, C / n)
+
+(either term absent when there is nothing of that kind): the latency model's
+whole-batch prefill of ``a`` sequences of the mean admitted length, plus one
+decode step at the running batch size and mean context. The parametric model is
+linear in tokens, so this is exactly its prefill of ``x`` tokens and its decode
+step over ``C`` context tokens; a calibration grid is read at the row of ``a``
+(prefill) and ``n`` (decode) sequences, at the mean length (interpolated, and
+extrapolation counted, as for any query).
+
+KV memory is paged: ``eta`` tokens make ``K = eta // block_size`` blocks. A
+request holds ``ceil(tokens / block_size)`` blocks, allocated for its prompt (plus,
+after a preemption, the tokens it had generated) when it is admitted and one
+block more each time a decode step crosses a block boundary. Admission (between
+iterations, oldest first, at most the cap of running requests, within the chunk
+budget) needs those blocks plus the watermark ``kv_watermark * K`` free after this
+iteration's decode growth; an iteration that preempted admits nobody (as vLLM). When the growth finds no free block, the newest running request is
+preempted: its blocks are freed and it goes back to the front of its queue, to be
+prefilled again later over its prompt and the tokens it had generated (recompute,
+as vLLM does); its share of the GPU time spent on it so far is counted as wasted.
+
+Caps. ``continuous_static``: ``batch_size`` running requests. The dynamic modes:
+``min(b_mem, b_SLA)``. The controllers of a GPU update at a boundary where a
+request is waiting, once at least ``sla_window`` iterations have passed since
+their last update (at once the first time): Algorithm 1 recomputes its bound
+``b`` for each queue from the statistics of the queue's recent arrivals (prompts
+and predictions), and Algorithm 2 (one controller per GPU) updates ``b_SLA`` from
+the mean decode-step time and mean decoding batch size of those iterations.
+Every admission then uses ``b_mem = min(max(b, N_decode), B_max)`` with
+``N_decode`` = the requests running at that moment. ``continuous_multi_bin`` admits from K queues on predicted output
+length by the bin policy, each queue with its own ``b_mem``.
+
+Several GPUs share the queues. An idle GPU starts an iteration as soon as a
+request arrives; a busy GPU admits at its iteration boundaries, and when a
+request waits that a busy GPU has room for, that GPU stops at its first
+boundary after the arrival.
+
+Speed. Between two events of a GPU (a completion, a preemption, an admission, a
+controller update) its batch is fixed, so the iterations in between are one
+*span*: their times are one closed-form sum of decode steps (context grows by
+one token per sequence per iteration), their block growth a count over block
+phases, and the next completion the top of a heap. Nothing is stepped token by
+token. The engine's log has one row per span.
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from array import array
+from typing import Callable
+
+import numpy as np
+
+from .batch_engine import EngineOutput
+from .config import SimConfig
+from .controllers import BRANCH_HOLD, BRANCH_OFF, MemoryBound, SlaController
+from .latency import LatencyModel
+from .queues import INF, QueueStats, pick_queue, queue_layout
+
+WAITING, RUNNING, DONE = 0, 1, 2
+LOG_FLOATS = ("start", "duration", "kv_util")
+LOG_INTS = ("gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap", "branch", "preempted")
+
+
+class _Gpu:
+    """One GPU's state between events, and the span it is running."""
+
+    __slots__ = ("idx", "t", "T", "n", "ctx", "H", "U", "comp", "stack", "pref", "ver", "ctl", "b_sla", "bmem",
+                 "bbase",
+                 "since_it", "since_dec", "since_step", "since_n", "mono_i", "mono_d", "share", "await_gap",
+                 "busy", "kv_int", "n_int",
+                 # the running span [span_T, span_E): its first iteration, then pure decode iterations
+                 "span_T", "span_E", "span_t", "d_first", "d_dec0", "n0", "n2", "c2", "U1", "served0",
+                 "span_cap", "span_branch", "span_pre", "span_since")
+
+    def __init__(self, idx: int, block: int, ctl: SlaController | None, b_sla: int, k: int, window: int):
+        self.idx = idx
+        self.t = 0.0            # time of the last boundary
+        self.T = 0              # index of the next iteration
+        self.n = 0              # decoding requests
+        self.ctx = 0            # their tokens (context) in all
+        self.H = [0] * block    # decoding requests by the iteration phase at which they need a new block
+        self.U = 0              # KV blocks in use
+        self.comp: list = []    # heap of (last iteration, version, position) of decoding requests
+        self.stack: list = []   # running positions in admission order (newest last; pruned lazily)
+        self.pref: list = []    # [position, prompt tokens still to prefill] (chunked prefill)
+        self.ver = 0
+        self.ctl = ctl
+        self.b_sla = b_sla
+        self.bmem = b_sla       # the b_mem of this GPU's latest admission decision
+        self.bbase = [b_sla] * k  # Algorithm 1's bound per queue at the latest update
+        self.since_it = window  # iterations since the controllers' last update (due at once); those that decoded,
+        self.since_dec = 0      # their decode-step time and their decoding batch sizes
+        self.since_step = 0.0
+        self.since_n = 0
+        self.mono_i: list = []  # a suffix-maximum stack of iteration durations: indices ...
+        self.mono_d: list = []  # ... and durations (strictly decreasing)
+        self.share = 0.0        # sum over iterations of duration / requests served in it
+        self.await_gap: list = []  # (position, iteration, time) of re-admitted requests' first gap
+        self.busy = 0.0
+        self.kv_int = 0.0       # integral over time of blocks in use
+        self.n_int = 0          # sum over iterations of running requests
+
+    def push_duration(self, it: int, d: float) -> None:
+        mi, md = self.mono_i, self.mono_d
+        while md and md[-1] <= d:
+            md.pop()
+            mi.pop()
+        mi.append(it)
+        md.append(d)
+
+    def max_since(self, it: int) -> float:
+        """The longest iteration from index ``it`` on (0 if none)."""
+        j = bisect.bisect_left(self.mono_i, it)
+        return self.mono_d[j] if j < len(self.mono_d) else 0.0
+
+
+def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
+                          predicted: np.ndarray, bins: np.ndarray, latency: LatencyModel, eta: int,
+                          progress: Callable[[float], None] | None = None) -> EngineOutput:
+    """Simulate the whole workload with continuous batching; return per-request times and the span log."""
+    return _Engine(cfg, arrival, prompt, output, predicted, bins, latency, eta, progress).run()
+
+
+class _Engine:
+    def __init__(self, cfg, arrival, prompt, output, predicted, bins, latency, eta, progress):
+        n = self.n_req = len(arrival)
+        k = self.k = cfg.bins
+        self.order, off = queue_layout(bins, k)
+        order = self.order
+        self.off = off
+        self.q_prompt = prompt[order].tolist()
+        self.q_output = output[order].tolist()
+        self.q_arr = arrival[order].tolist()
+        self.arr_l = arrival.tolist()
+        self.bins_l = bins.tolist()
+        self.bins = bins
+        self.q_bin = bins[order].tolist()
+        self.head = off[:-1]
+        self.end = off[1:]
+        self.arrived = list(off[:-1])
+        self.front: list[list[int]] = [[] for _ in range(k)]
+        self.waiting = 0
+        self.g = 0
+        self.done = 0
+        self.B = cfg.block_size
+        self.K = eta // cfg.block_size
+        self.watermark = int(math.ceil(cfg.kv_watermark * self.K))
+        self.chunk = cfg.chunk_size if cfg.chunk_size is not None else INF
+        self.policy = cfg.bin_policy
+        self.rr = 0
+        self.window = cfg.sla_window
+        self.batch_size = cfg.batch_size
+        self.latency = latency
+        self.progress = progress
+        self.tick = max(n // 200, 1)
+        self.next_tick = self.tick
+        self.dynamic = cfg.dynamic
+        self.adaptive = cfg.dynamic and cfg.d_sla_tbt is not None  # Algorithm 2 runs
+        if self.dynamic:
+            self.stats = QueueStats(prompt[order], predicted[order], cfg.stats_window)
+            self.mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps)
+
+            def controller():
+                return SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
+                                     cfg.b_min, cfg.b_max, 1)  # fed one mean per window of iterations
+
+            start = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if self.adaptive else cfg.b_max
+            self.gpus = [_Gpu(i, self.B, controller(), start, k, cfg.sla_window) for i in range(cfg.gpus)]
+        else:
+            self.gpus = [_Gpu(i, self.B, None, cfg.batch_size, k, cfg.sla_window) for i in range(cfg.gpus)]
+        self.b_max = cfg.b_max
+        self.idle = list(range(cfg.gpus))   # heap of idle GPU indices
+        self.roomy: set[int] = set()        # busy GPUs whose last boundary left room under the cap
+        self.calm: set[int] = set()         # busy GPUs whose span was planned with nobody waiting
+        self.heap: list = []                # (boundary time, GPU index, version)
+        self.r_state = [WAITING] * n        # per queue position from here on
+        self.r_start = [math.nan] * n
+        self.r_first = [math.nan] * n
+        self.r_finish = [math.nan] * n
+        self.r_gap = [0.0] * n
+        self.r_last = [math.nan] * n
+        self.r_pre = [0] * n
+        self.r_gpu = [-1] * n
+        self.r_gen = [0] * n                # decode steps done before the current residency
+        self.r_tdec = [0] * n               # first decode iteration of the current residency
+        self.r_ver = [0] * n
+        self.r_share = [0.0] * n
+        self.r_steps = [0] * n
+        self.preemptions = 0
+        self.wasted = 0.0
+        self.kv_peak_tokens = 0
+        self.log = {name: array("d") for name in LOG_FLOATS}
+        self.log.update({name: array("q") for name in LOG_INTS})
+
+    # ------------------------------------------------------------ arrivals
+    def advance(self, t: float) -> None:
+        g, arr = self.g, self.arr_l
+        if g >= self.n_req or arr[g] > t:
+            return
+        new_g = bisect.bisect_right(arr, t, g)
+        if self.k == 1:
+            self.arrived[0] += new_g - g
+        elif new_g - g > 32:
+            add = np.bincount(self.bins[g:new_g], minlength=self.k)
+            for q in np.flatnonzero(add).tolist():
+                self.arrived[q] += int(add[q])
+        else:
+            bl, arrived = self.bins_l, self.arrived
+            for i in range(g, new_g):
+                arrived[bl[i]] += 1
+        self.waiting += new_g - g
+        self.g = new_g
+
+    def queue_head(self, q: int):
+        """The request queue ``q`` would admit next (preempted ones first), or None."""
+        if self.front[q]:
+            return self.front[q][0]
+        h = self.head[q]
+        return h if h < self.arrived[q] else None
+
+    # ------------------------------------------------------------ main loop
+    def run(self) -> EngineOutput:
+        heap, gpus, arr, n = self.heap, self.gpus, self.arr_l, self.n_req
+        single = self.k == 1
+        while self.done < n:
+            top = heap[0][0] if heap else INF
+            g = self.g
+            if g < n and arr[g] <= top and (self.idle or not heap or not (single and self.waiting)):
+                t = arr[g]
+                # an arrival matters now if it may start or end a span: its queue was empty
+                fresh = self.waiting == 0 or (not single and self.queue_head(self.bins_l[g]) is None)
+                self.advance(t)
+                if fresh or self.idle:
+                    self.route(t)
+                continue
+            t, gi, ver = heapq.heappop(heap)
+            gpu = gpus[gi]
+            if ver != gpu.ver:
+                continue
+            self.advance(t)
+            self.finish_span(gpu)
+            self.boundary(gpu)
+            if self.waiting:
+                self.route(gpu.t, exclude=gi)
+            if self.progress is not None and self.done >= self.next_tick:
+                self.progress(self.done / n)
+                self.next_tick = self.done + self.tick
+        if self.progress is not None:
+            self.progress(1.0)
+        return self.output()
+
+    def route(self, now: float, exclude: int = -1) -> None:
+        """Waiting requests go to idle GPUs now; busy GPUs with room stop at their next boundary."""
+        while self.waiting and self.idle:
+            gpu = self.gpus[heapq.heappop(self.idle)]
+            gpu.t = now
+            self.boundary(gpu)
+        if self.waiting and (self.roomy or self.calm):
+            for gi in sorted(self.roomy | self.calm):
+                if gi != exclude:
+                    self.cut(self.gpus[gi], now, gi in self.roomy, gi in self.calm)
+            self.calm.clear()
+
+    def cap(self, gpu: _Gpu, q: int, running: int) -> int:
+        """The most requests ``gpu`` may run when admitting from queue ``q`` (recording b_mem)."""
+        if not self.dynamic:
+            return self.batch_size
+        b = gpu.bbase[q]
+        b_mem = gpu.bmem = b if b > running else (running if running < self.b_max else self.b_max)
+        return b_mem if b_mem < gpu.b_sla else gpu.b_sla
+
+    def admissible(self, gpu: _Gpu, running: int, free_blocks: int) -> bool:
+        """Could ``gpu`` admit some queue's next request with this many running and blocks free?"""
+        for q in range(self.k):
+            p = self.queue_head(q)
+            if p is None:
+                continue
+            if running < self.cap(gpu, q, running) and \
+                    -(-(self.q_prompt[p] + self.r_gen[p]) // self.B) <= free_blocks:
+                return True
+        return False
+
+    def cut(self, gpu: _Gpu, now: float, admit: bool, refresh: bool) -> None:
+        """End ``gpu``'s span early now that requests wait: at its first boundary at or after ``now``
+        if it could admit there (``admit``), and at the boundary where Algorithm 2 is due (``refresh``)."""
+        T0, E = gpu.span_T, gpu.span_E
+        first_end = gpu.span_t + gpu.d_first
+        x = 0
+        if now > first_end:
+            if not gpu.n2:
+                return
+            x = self.latency.steps_until(gpu.n2, gpu.c2 / gpu.n2, E - T0 - 1, now - first_end)
+        soon = T0 + 1 + x             # the first boundary at or after now
+        new_E = E
+        if refresh:
+            new_E = max(soon, T0 + max(1, self.window - gpu.span_since))
+        if admit and soon < new_E:
+            used = gpu.U1 + self.growth(gpu.H, T0 + 1, x) + gpu.H[soon % self.B]
+            if self.admissible(gpu, gpu.n2 + len(gpu.pref), self.K - self.watermark - used):
+                new_E = soon
+        if new_E >= E:
+            return
+        x = new_E - T0 - 1
+        gpu.span_E = new_E
+        gpu.ver += 1
+        end = first_end + (self.latency.decode_time(gpu.n2, gpu.c2 / gpu.n2, x) if x else 0.0)
+        heapq.heappush(self.heap, (end, gpu.idx, gpu.ver))
+
+    def growth(self, H: list, T: int, x: int) -> int:
+        """Blocks that decode growth allocates in iterations T .. T+x-1."""
+        if x <= 0:
+            return 0
+        B = self.B
+        full, rest = divmod(x, B)
+        total = full * sum(H) if full else 0
+        for j in range(T, T + rest):
+            total += H[j % B]
+        return total
+
+    # ------------------------------------------------------------ spans
+    def finish_span(self, gpu: _Gpu) -> None:
+        """Account for the span that just ended: time, tokens, blocks, gaps, shares, the log row."""
+        T0, E = gpu.span_T, gpu.span_E
+        x = E - T0 - 1
+        lat = self.latency
+        n2, c2 = gpu.n2, gpu.c2
+        mean = c2 / n2 if n2 else 0.0
+        dec = lat.decode_time(n2, mean, x) if x > 0 else 0.0
+        duration = gpu.d_first + dec
+        gpu.t = gpu.span_t + duration
+        gpu.T = E
+        U_end = gpu.U1 + self.growth(gpu.H, T0 + 1, x)
+        gpu.kv_int += gpu.U1 * gpu.d_first + (gpu.U1 + U_end) * 0.5 * dec
+        gpu.U = U_end
+        gpu.ctx = c2 + n2 * x
+        gpu.n = n2
+        gpu.busy += duration
+        gpu.n_int += gpu.served0 + n2 * x
+        gpu.since_it += 1 + x
+        gpu.since_dec += (1 if gpu.n0 else 0) + (x if n2 else 0)
+        gpu.since_step += gpu.d_dec0 + dec
+        gpu.since_n += gpu.n0 + n2 * x
+        gpu.push_duration(T0, gpu.d_first)
+        if x > 0:
+            a = lat.decode_step_time(n2, mean)
+            b = lat.decode_step_time(n2, mean + x - 1) if x > 1 else a
+            gpu.push_duration(E - 1, a if a > b else b)
+        gpu.share += (gpu.d_first / gpu.served0 if gpu.served0 else 0.0) + (dec / n2 if x > 0 else 0.0)
+        if gpu.await_gap:
+            keep = []
+            for p, it, before in gpu.await_gap:
+                if it < E:   # its first decode iteration after re-admission ran in this span
+                    d = gpu.d_first if it == T0 else lat.decode_step_time(n2, mean + (it - T0 - 1))
+                    if before + d > self.r_gap[p]:
+                        self.r_gap[p] = before + d
+                else:
+                    keep.append((p, it, before))
+            gpu.await_gap = keep
+        tokens = gpu.ctx + sum(self.q_prompt[p] + self.r_gen[p] - rem for p, rem in gpu.pref)
+        if tokens > self.kv_peak_tokens:
+            self.kv_peak_tokens = tokens
+        log = self.log
+        log["start"].append(gpu.span_t)
+        log["duration"].append(duration)
+        log["kv_util"].append(U_end / self.K)
+        log["gpu"].append(gpu.idx)
+        log["size"].append(n2 + len(gpu.pref))
+        log["iterations"].append(1 + x)
+        log["kv_tokens"].append(tokens)
+        log["b_mem"].append(gpu.bmem)
+        log["b_sla"].append(gpu.b_sla)
+        log["b_cap"].append(gpu.span_cap)
+        log["branch"].append(gpu.span_branch)
+        log["preempted"].append(gpu.span_pre)
+
+    def boundary(self, gpu: _Gpu) -> None:
+        """Between iterations: completions, Algorithm 2, preemptions, admissions; then plan the next span."""
+        E, t, B = gpu.T, gpu.t, self.B
+        q_prompt, r_gen, r_state = self.q_prompt, self.r_gen, self.r_state
+        # ---- requests whose last token came at the end of iteration E-1 leave
+        comp = gpu.comp
+        while comp and comp[0][0] < E:
+            _, ver, p = heapq.heappop(comp)
+            if ver == self.r_ver[p] and r_state[p] == RUNNING:
+                self.complete(gpu, p, E, t)
+        # ---- Algorithm 2, once a window of iterations has passed
+        branch = BRANCH_HOLD if self.dynamic else BRANCH_OFF
+        running = gpu.n + len(gpu.pref)
+        if self.dynamic and self.waiting and gpu.since_it >= self.window:
+            for q in range(self.k):
+                gpu.bbase[q] = self.mem.cap(*self.stats.moments(self.off[q], self.arrived[q]))
+            if self.adaptive and gpu.since_dec:
+                gpu.ctl.observe(gpu.since_step / gpu.since_dec, gpu.since_n / gpu.since_dec)
+                gpu.b_sla, branch = gpu.ctl.cap(running)
+            gpu.since_it = gpu.since_dec = gpu.since_n = 0
+            gpu.since_step = 0.0
+        # ---- decode growth of this iteration must fit: preempt the newest running requests
+        need = gpu.H[E % B]
+        pre = 0
+        while gpu.U + need > self.K:
+            p = gpu.stack.pop()
+            if r_state[p] != RUNNING or self.r_gpu[p] != gpu.idx:
+                continue
+            decoding = not any(e[0] == p for e in gpu.pref)
+            if decoding and (self.r_tdec[p] - q_prompt[p] - r_gen[p]) % B == E % B:
+                need -= 1
+            self.preempt(gpu, p, E, t, decoding)
+            pre += 1
+        # ---- prefill work: chunks of admitted prompts, then new admissions
+        budget = self.chunk
+        seqs = tok = 0
+        joiners = []
+        if gpu.pref:
+            keep = []
+            for entry in gpu.pref:
+                if budget <= 0:
+                    keep.append(entry)
+                    continue
+                take = entry[1] if entry[1] <= budget else budget
+                budget -= take
+                seqs += 1
+                tok += take
+                if take == entry[1]:
+                    joiners.append(entry[0])
+                else:
+                    keep.append([entry[0], entry[1] - take])
+            gpu.pref = keep
+        running = gpu.n + len(gpu.pref) + len(joiners)
+        cap = gpu.b_sla if self.dynamic else self.batch_size
+        if self.waiting and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
+            blocked: set[int] = set()
+            room_blocks = self.K - self.watermark - need
+            while self.waiting and budget > 0:
+                if self.k == 1:
+                    q = 0
+                    if self.queue_head(0) is None:
+                        break
+                else:
+                    cands = [i for i in range(self.k) if i not in blocked and self.queue_head(i) is not None]
+                    if not cands:
+                        break
+                    q = cands[0] if len(cands) == 1 else self.pick(cands)
+                cap = self.cap(gpu, q, running)
+                p = self.queue_head(q)
+                blocks = -(-(q_prompt[p] + r_gen[p]) // B)
+                if running >= cap or gpu.U + blocks > room_blocks:
+                    if self.k == 1:
+                        break
+                    blocked.add(q)
+                    continue
+                self.take(q, p)
+                self.rr = q + 1
+                gpu.U += blocks
+                r_state[p] = RUNNING
+                self.r_gpu[p] = gpu.idx
+                self.r_share[p] = gpu.share
+                if self.r_start[p] != self.r_start[p]:  # NaN: first admission
+                    self.r_start[p] = t
+                gpu.stack.append(p)
+                running += 1
+                tokens = q_prompt[p] + r_gen[p]
+                take = tokens if tokens <= budget else budget
+                budget -= take
+                seqs += 1
+                tok += take
+                if take == tokens:
+                    joiners.append(p)
+                else:
+                    gpu.pref.append([p, tokens - take])
+        if running == 0:   # nothing to run: the GPU idles until a request comes
+            gpu.ver += 1
+            heapq.heappush(self.idle, gpu.idx)
+            self.roomy.discard(gpu.idx)
+            self.calm.discard(gpu.idx)
+            return
+        # ---- the first iteration: prefill of this iteration's prompt tokens plus one decode step
+        lat = self.latency
+        d_pre = lat.prefill_time(seqs, tok / seqs) if seqs else 0.0
+        d_dec0 = lat.decode_step_time(gpu.n, gpu.ctx / gpu.n) if gpu.n else 0.0
+        d_first = d_pre + d_dec0
+        first_end = t + d_first
+        n2, c2 = gpu.n, gpu.ctx + gpu.n
+        H = gpu.H
+        for p in joiners:
+            tokens = q_prompt[p] + r_gen[p]
+            H[(E + 1 - tokens) % B] += 1
+            n2 += 1
+            c2 += tokens
+            self.r_tdec[p] = E + 1
+            remaining = self.q_output[p] - r_gen[p]
+            heapq.heappush(comp, (E + remaining, self.r_ver[p], p))
+            if self.r_first[p] != self.r_first[p]:
+                self.r_first[p] = first_end
+            else:      # re-admitted: its next gap runs from its last token to its next decode step
+                gpu.await_gap.append((p, E + 1, first_end - self.r_last[p]))
+        U1 = gpu.U + need
+        # ---- the span lasts until the next event on this GPU
+        while comp and (comp[0][1] != self.r_ver[comp[0][2]] or r_state[comp[0][2]] != RUNNING):
+            heapq.heappop(comp)
+        E_next = comp[0][0] + 1 if comp else E + 1
+        if gpu.pref or (self.waiting and (pre or budget <= 0)):   # prefill continues, or admission may
+            E_next = E + 1
+        if self.dynamic:   # the controllers are due every window of iterations while requests wait
+            if self.waiting:
+                E_next = min(E_next, E + max(1, self.window - gpu.since_it))
+                self.calm.discard(gpu.idx)
+            else:
+                self.calm.add(gpu.idx)
+        if n2 and E_next > E + 1:
+            free = self.K - U1
+            span = E_next - E - 1
+            if n2 * (span // B + 1) > free:   # growth may run out of blocks within the span
+                m = self.overflow(H, E + 1, n2, free)
+                if E + m < E_next:
+                    E_next = E + m
+        x = E_next - E - 1
+        gpu.span_T, gpu.span_E, gpu.span_t = E, E_next, t
+        gpu.d_first, gpu.d_dec0, gpu.n2, gpu.c2, gpu.U1 = d_first, d_dec0, n2, c2, U1
+        gpu.served0 = gpu.n + seqs
+        gpu.n0 = gpu.n
+        gpu.span_cap, gpu.span_branch, gpu.span_pre, gpu.span_since = cap, branch, pre, gpu.since_it
+        gpu.ver += 1
+        end = first_end + (lat.decode_time(n2, c2 / n2, x) if x > 0 else 0.0)
+        heapq.heappush(self.heap, (end, gpu.idx, gpu.ver))
+        if running < (gpu.b_sla if self.dynamic else self.batch_size):   # an arrival might be admitted
+            self.roomy.add(gpu.idx)
+        else:
+            self.roomy.discard(gpu.idx)
+
+    def overflow(self, H: list, T: int, n: int, free: int) -> int:
+        """Fewest iterations m from T on whose growth exceeds ``free`` blocks (boundary at T + m - 1)."""
+        B = self.B
+        cycles = free // n
+        total = cycles * n
+        j = cycles * B
+        while True:
+            total += H[(T + j) % B]
+            j += 1
+            if total > free:
+                return j
+
+    # ------------------------------------------------------------ requests
+    def pick(self, cands: list) -> int:
+        heads = [self.q_arr[self.queue_head(i)] if self.queue_head(i) is not None else INF
+                 for i in range(self.k)]
+        counts = [self.arrived[i] - self.head[i] + len(self.front[i]) for i in range(self.k)]
+        return pick_queue(self.policy, cands, heads, counts, self.rr, self.k)
+
+    def take(self, q: int, p: int) -> None:
+        if self.front[q] and self.front[q][0] == p:
+            self.front[q].pop(0)
+        else:
+            self.head[q] += 1
+        self.waiting -= 1
+
+    def complete(self, gpu: _Gpu, p: int, E: int, t: float) -> None:
+        prompt, out, gen = self.q_prompt[p], self.q_output[p], self.r_gen[p]
+        tokens = prompt + out
+        gpu.U -= -(-tokens // self.B)
+        gpu.n -= 1
+        gpu.ctx -= tokens
+        gpu.H[(self.r_tdec[p] - prompt - gen) % self.B] -= 1
+        gap = gpu.max_since(self.r_tdec[p]) if out > gen else 0.0
+        if gap > self.r_gap[p]:
+            self.r_gap[p] = gap
+        self.r_steps[p] += out - gen
+        self.r_finish[p] = t
+        self.r_state[p] = DONE
+        self.done += 1
+
+    def preempt(self, gpu: _Gpu, p: int, E: int, t: float, decoding: bool) -> None:
+        """Free ``p``'s blocks and send it back to the front of its queue (recompute later)."""
+        B = self.B
+        prompt, gen = self.q_prompt[p], self.r_gen[p]
+        if decoding:
+            done_here = E - self.r_tdec[p]
+            tokens = prompt + gen + done_here
+            gpu.U -= -(-tokens // B)
+            gpu.n -= 1
+            gpu.ctx -= tokens
+            gpu.H[(self.r_tdec[p] - prompt - gen) % B] -= 1
+            if done_here:
+                gap = gpu.max_since(self.r_tdec[p])
+                if gap > self.r_gap[p]:
+                    self.r_gap[p] = gap
+            self.r_steps[p] += done_here
+            self.r_gen[p] = gen + done_here
+            if done_here:                      # its latest token came at the end of the last iteration
+                self.r_last[p] = t
+            elif self.r_last[p] != self.r_last[p]:
+                self.r_last[p] = self.r_first[p]
+        else:                                                       # still prefilling
+            gpu.U -= -(-(prompt + gen) // B)
+            gpu.pref = [e for e in gpu.pref if e[0] != p]
+        self.wasted += gpu.share - self.r_share[p]
+        self.r_pre[p] += 1
+        self.preemptions += 1
+        self.r_state[p] = WAITING
+        self.r_ver[p] += 1
+        bisect.insort(self.front[self.q_bin[p]], p)
+        self.waiting += 1
+
+    # ------------------------------------------------------------ results
+    def output(self) -> EngineOutput:
+        n, order = self.n_req, self.order
+
+        def back(values, dtype):
+            out = np.empty(n, dtype=dtype)
+            out[order] = np.asarray(values, dtype=dtype)
+            return out
+
+        finish = back(self.r_finish, np.float64)
+        first = back(self.r_first, np.float64)
+        steps = back(self.r_steps, np.int64)
+        tbt = np.where(steps > 0, (finish - first) / np.maximum(steps, 1), 0.0)
+        requests = {
+            "gpu": back(self.r_gpu, np.int64),
+            "start": back(self.r_start, np.float64),
+            "first_token": first,
+            "finish": finish,
+            "tbt": tbt,
+            "tbt_max": back(self.r_gap, np.float64),
+            "preemptions": back(self.r_pre, np.int64),
+            "decode_steps": steps,
+        }
+        log = {name: np.frombuffer(self.log[name], np.float64).copy() for name in LOG_FLOATS}
+        log.update({name: np.frombuffer(self.log[name], np.int64).copy() for name in LOG_INTS})
+        gpus = self.gpus
+        counters = {"oom_events": 0, "evicted_requests": 0, "preemptions": self.preemptions,
+                    "wasted_gpu_s": self.wasted, "kv_peak_tokens": self.kv_peak_tokens,
+                    "kv_block_seconds": sum(g.kv_int for g in gpus), "kv_blocks": self.K,
+                    "busy_s": sum(g.busy for g in gpus),
+                    "iterations": int(log["iterations"].sum()),
+                    "running_iterations": sum(g.n_int for g in gpus)}
+        return EngineOutput(requests=requests, log=log, counters=counters)

@@ -1,0 +1,195 @@
+"""A deliberately naive continuous-batching simulator: every iteration of every GPU, one at a time.
+
+It implements the semantics documented in :mod:`core.continuous_engine` with
+plain per-request state and no closed forms, so that the event-driven engine
+(which skips whole spans of iterations) can be checked against it request by
+request. Single queue (k = 1) modes only; slow, for small workloads.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+
+from core.controllers import MemoryBound, SlaController
+from core.memory import MemoryModel
+from core.queues import QueueStats
+
+
+class Req:
+    __slots__ = ("i", "arrival", "prompt", "output", "gen", "blocks", "prefill_left", "first", "finish",
+                 "start", "last_token", "gaps", "preemptions", "gpu")
+
+    def __init__(self, i, arrival, prompt, output):
+        self.i, self.arrival, self.prompt, self.output = i, arrival, prompt, output
+        self.gen = 0               # decode steps done (tokens generated after the first)
+        self.blocks = 0
+        self.prefill_left = 0
+        self.first = self.finish = self.start = math.nan
+        self.last_token = math.nan
+        self.gaps: list[float] = []
+        self.preemptions = 0
+        self.gpu = -1
+
+
+def simulate_reference(cfg, workload, latency):
+    eta = MemoryModel.from_config(cfg).eta
+    B = cfg.block_size
+    K = eta // B
+    watermark = int(math.ceil(cfg.kv_watermark * K))
+    chunk = cfg.chunk_size if cfg.chunk_size is not None else math.inf
+    dynamic = cfg.dynamic
+    adaptive = dynamic and cfg.d_sla_tbt is not None
+    reqs = [Req(i, float(a), int(p), int(o)) for i, (a, p, o) in
+            enumerate(zip(workload.arrival, workload.prompt, workload.output))]
+    n = len(reqs)
+    stats = QueueStats(workload.prompt, workload.predicted, cfg.stats_window) if dynamic else None
+    mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps) if dynamic else None
+    gpus = []
+    for g in range(cfg.gpus):
+        ctl = (SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, cfg.b_min, cfg.b_max, 1)
+               if adaptive else None)
+        b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max
+        gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": None,
+                     "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False})
+    waiting_front: list[Req] = []   # preempted, by arrival order
+    next_arrival = 0                # requests [0, next_arrival) have arrived
+    head = 0                        # requests [head, next_arrival) wait (not yet admitted)
+    done = 0
+    events = []                     # (time, kind 0 = arrival check / 1 = boundary, gpu)
+    preemptions = 0
+
+    def waiting_count():
+        return len(waiting_front) + next_arrival - head
+
+    def boundary(g, t):
+        nonlocal head, done, preemptions
+        st = gpus[g]
+        running = st["running"]
+        # completions: every decode step done
+        for r in [r for r in running if r.prefill_left == 0 and r.gen == r.output]:
+            r.finish = t
+            running.remove(r)
+            st["used"] -= r.blocks
+            done += 1
+        if dynamic and waiting_count() and st["since_it"] >= cfg.sla_window:
+            st["b"] = mem.cap(*stats.moments(0, next_arrival))      # Algorithm 1, recent arrivals
+            if adaptive and st["since_dec"]:
+                st["ctl"].observe(st["since_step"] / st["since_dec"], st["since_n"] / st["since_dec"])
+                st["b_sla"], _ = st["ctl"].cap(len(running))
+            st["since_it"] = st["since_dec"] = st["since_n"] = 0
+            st["since_step"] = 0.0
+        decoding = [r for r in running if r.prefill_left == 0]
+        need = sum(1 for r in decoding if (r.prompt + r.gen) % B == 0)
+        preempted = 0
+        while st["used"] + need > K:
+            r = running.pop()               # the newest admission
+            preempted += 1
+            if r.prefill_left == 0 and (r.prompt + r.gen) % B == 0:
+                need -= 1
+            st["used"] -= r.blocks
+            r.blocks = 0
+            r.preemptions += 1
+            preemptions += 1
+            r.prefill_left = 0
+            waiting_front.append(r)
+            waiting_front.sort(key=lambda x: x.i)
+        decoding = [r for r in running if r.prefill_left == 0]
+        budget = chunk
+        seqs = tok = 0
+        joined = []
+        for r in running:
+            if r.prefill_left > 0 and budget > 0:
+                take = min(r.prefill_left, budget)
+                budget -= take
+                seqs += 1
+                tok += take
+                r.prefill_left -= take
+                if r.prefill_left == 0:
+                    joined.append(r)
+        preempted_now = preempted > 0      # an iteration that preempted admits nobody
+        while waiting_count() and budget > 0 and not preempted_now:
+            r = waiting_front[0] if waiting_front else reqs[head]
+            cap = cfg.batch_size
+            if dynamic:
+                b_mem = min(max(st["b"], len(running)), cfg.b_max)
+                cap = min(b_mem, st["b_sla"])
+            blocks = -(-(r.prompt + r.gen) // B)
+            if len(running) >= cap or st["used"] + blocks > K - watermark - need:
+                break
+            if waiting_front:
+                waiting_front.pop(0)
+            else:
+                head += 1
+            st["used"] += blocks
+            r.blocks = blocks
+            r.gpu = g
+            if math.isnan(r.start):
+                r.start = t
+            running.append(r)
+            tokens = r.prompt + r.gen
+            take = min(tokens, budget)
+            budget -= take
+            seqs += 1
+            tok += take
+            r.prefill_left = tokens - take
+            if r.prefill_left == 0:
+                joined.append(r)
+        if not running:
+            st["busy"] = False
+            return
+        d_pre = latency.prefill_time(seqs, tok / seqs) if seqs else 0.0
+        ctx = sum(r.prompt + r.gen for r in decoding)
+        d_dec = latency.decode_step_time(len(decoding), ctx / len(decoding)) if decoding else 0.0
+        end = t + d_pre + d_dec
+        for r in decoding:
+            if (r.prompt + r.gen) % B == 0:
+                r.blocks += 1
+                st["used"] += 1
+            r.gen += 1
+            r.gaps.append(end - (r.last_token if not math.isnan(r.last_token) else end))
+            r.last_token = end
+        for r in joined:
+            if math.isnan(r.first):
+                r.first = end
+                r.last_token = end
+            # a re-admitted request keeps last_token: its next gap spans the preemption
+        assert st["used"] <= K
+        st["since_it"] += 1
+        if decoding:
+            st["since_dec"] += 1
+            st["since_step"] += d_dec
+            st["since_n"] += len(decoding)
+        st["busy"] = True
+        heapq.heappush(events, (end, 1, g))
+
+    arrivals = [r.arrival for r in reqs]
+    while done < n:
+        t_next = events[0][0] if events else math.inf
+        if next_arrival < n and arrivals[next_arrival] <= t_next:
+            t = arrivals[next_arrival]
+            while next_arrival < n and arrivals[next_arrival] <= t:
+                next_arrival += 1
+            for g, st in enumerate(gpus):
+                if not st["busy"] and waiting_count():
+                    boundary(g, t)
+            continue
+        t, _, g = heapq.heappop(events)
+        while next_arrival < n and arrivals[next_arrival] <= t:
+            next_arrival += 1
+        boundary(g, t)
+        for g2, st in enumerate(gpus):   # an idle GPU takes what waits at once
+            if not st["busy"] and waiting_count():
+                boundary(g2, t)
+    out = {
+        "start": np.array([r.start for r in reqs]),
+        "first_token": np.array([r.first for r in reqs]),
+        "finish": np.array([r.finish for r in reqs]),
+        "gpu": np.array([r.gpu for r in reqs]),
+        "preemptions": np.array([r.preemptions for r in reqs]),
+        "tbt_max": np.array([max(r.gaps) if r.gaps else 0.0 for r in reqs]),
+        "tbt": np.array([float(np.mean(r.gaps)) if r.gaps else 0.0 for r in reqs]),
+        "decode_steps": np.array([r.gen for r in reqs]),
+    }
+    return out, preemptions

@@ -1,0 +1,218 @@
+"""The continuous (iteration-level) engine: against a naive iteration-by-iteration simulator, invariants
+under hypothesis, and the cases with known answers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from continuous_reference import simulate_reference
+from core import SimConfig, simulate
+from core.config import CONTINUOUS_MODES
+from core.memory import MemoryModel
+from core.simulation import build_latency_model
+from workloads.workload import Workload
+
+COMPARED = ("start", "first_token", "finish", "tbt", "tbt_max")
+
+
+@st.composite
+def small_workloads(draw, max_n=60):
+    n = draw(st.integers(1, max_n))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    rate = draw(st.sampled_from([0.3, 3.0, 30.0]))
+    arrival = np.cumsum(rng.exponential(1.0 / rate, n))
+    arrival -= arrival[0]
+    if draw(st.booleans()):
+        arrival = np.round(arrival, 1)  # simultaneous arrivals
+    prompt = rng.integers(1, draw(st.sampled_from([40, 600, 3000])), n)
+    output = rng.integers(0, draw(st.sampled_from([3, 120, 600])), n)
+    predicted = np.maximum(1, np.rint(output * np.exp(rng.normal(0, 0.5, n)))).astype(np.int64)
+    return Workload(arrival, prompt, output, predicted)
+
+
+@st.composite
+def continuous_configs(draw, modes=("continuous_static", "continuous_dynamic")):
+    b_min = draw(st.integers(1, 4))
+    return SimConfig(
+        mode=draw(st.sampled_from(modes)),
+        gpus=draw(st.integers(1, 3)),
+        k_bins=draw(st.integers(1, 4)),
+        batch_size=draw(st.integers(1, 12)),
+        b_min=b_min,
+        b_max=draw(st.integers(b_min, 40)),
+        bin_policy=draw(st.sampled_from(["fcfs", "longest", "round_robin", "short_first"])),
+        d_sla_tbt=draw(st.sampled_from([None, 0.032, 0.034, 0.05])),
+        sla_window=draw(st.sampled_from([1, 3, 8])),
+        mem_margin=draw(st.sampled_from(["factor", "clt", "none"])),
+        gpu_mem_gb=draw(st.sampled_from([16.2, 16.3, 17.0, 40.0])),  # 16.2 GB: ~1,300 KV tokens
+        block_size=draw(st.sampled_from([1, 4, 16])),
+        kv_watermark=draw(st.sampled_from([0.0, 0.01, 0.1])),
+        chunk_size=draw(st.sampled_from([None, 32, 256])),
+    )
+
+
+def fits(cfg, w):
+    eta = MemoryModel.from_config(cfg).eta
+    blocks = eta // cfg.block_size
+    need = -(-(w.prompt + w.output) // cfg.block_size)
+    mark = math.ceil(cfg.kv_watermark * blocks)
+    return bool(np.all(need <= blocks) and np.all(-(-w.prompt // cfg.block_size) <= blocks - mark))
+
+
+# ------------------------------------------------------- against the reference --
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(cfg=continuous_configs(), w=small_workloads())
+def test_event_engine_equals_iteration_by_iteration_reference(cfg, w):
+    """Skipping spans of iterations in closed form changes nothing: every request's times, GPU and
+    preemptions equal those of a simulator that steps every iteration of every GPU."""
+    if not fits(cfg, w):
+        return
+    r = simulate(cfg, w)
+    ref, preemptions = simulate_reference(cfg, w, build_latency_model(cfg))
+    for key in COMPARED:
+        np.testing.assert_allclose(r.requests[key], ref[key], rtol=1e-9, atol=1e-9, err_msg=key)
+    for key in ("gpu", "preemptions", "decode_steps"):
+        np.testing.assert_array_equal(r.requests[key], ref[key], err_msg=key)
+    assert r.summary["preemptions"] == preemptions
+
+
+# ------------------------------------------------------------------ invariants --
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=continuous_configs(CONTINUOUS_MODES), w=small_workloads(max_n=120))
+def test_invariants_of_every_continuous_mode(cfg, w):
+    if not fits(cfg, w):
+        return
+    r = simulate(cfg, w)
+    q, log = r.requests, r.batches
+    # token conservation: every request decodes exactly its output, preempted ones included
+    np.testing.assert_array_equal(q["decode_steps"], w.output)
+    assert r.summary["completed"] == len(w)
+    # memory never exceeds capacity; caps hold at every span
+    assert np.all(log["kv_util"] <= 1.0 + 1e-12)
+    assert np.all(log["kv_tokens"] <= MemoryModel.from_config(cfg).eta)
+    if cfg.mode == "continuous_static":
+        assert np.all(log["size"] <= cfg.batch_size)
+    # time flows forward for every request
+    assert np.all(q["start"] >= w.arrival - 1e-12)
+    assert np.all(q["first_token"] > q["start"] - 1e-12)
+    assert np.all(q["finish"] >= q["first_token"] - 1e-12)
+    # a request's mean gap is its decode span over its decode steps; its largest gap bounds the mean
+    with_steps = w.output > 0
+    np.testing.assert_allclose(q["tbt"][with_steps],
+                               (q["finish"] - q["first_token"])[with_steps] / w.output[with_steps], rtol=1e-12)
+    assert np.all(q["tbt_max"][with_steps] >= q["tbt"][with_steps] - 1e-9)
+    # no GPU runs two spans at once, and spans cover exactly the busy time
+    for g in range(cfg.gpus):
+        m = log["gpu"] == g
+        s, d = log["start"][m], log["duration"][m]
+        assert np.all(s[1:] >= s[:-1] + d[:-1] - 1e-9)
+    assert r.summary["gpu_utilization"] <= 1.0 + 1e-9
+    for key in ("oom_events", "evicted_requests"):
+        assert r.summary[key] == 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(cfg=continuous_configs(CONTINUOUS_MODES), w=small_workloads())
+def test_same_inputs_same_result(cfg, w):
+    if not fits(cfg, w):
+        return
+    a, b = simulate(cfg, w), simulate(cfg, w)
+    for key in a.requests:
+        np.testing.assert_array_equal(a.requests[key], b.requests[key])
+    assert a.summary == b.summary
+
+
+# ----------------------------------------------------------- known answers --
+def test_a_lone_request_takes_prefill_plus_its_decode_steps():
+    cfg = SimConfig(mode="continuous_static", gpus=1)
+    lat = build_latency_model(cfg)
+    w = Workload(np.array([2.0]), np.array([700]), np.array([40]), np.array([40]))
+    q = simulate(cfg, w).requests
+    prefill = lat.prefill_time(1, 700)
+    steps = [lat.decode_step_time(1, 700 + j) for j in range(40)]
+    assert q["first_token"][0] == pytest.approx(2.0 + prefill, rel=1e-12)
+    assert q["finish"][0] == pytest.approx(2.0 + prefill + sum(steps), rel=1e-12)
+    assert q["tbt"][0] == pytest.approx(np.mean(steps), rel=1e-12)
+    assert q["tbt_max"][0] == pytest.approx(max(steps), rel=1e-12)
+
+
+def test_two_overlapping_requests_by_hand():
+    """B arrives while A decodes: A's gap across B's admission is a prefill plus a decode step of one."""
+    cfg = SimConfig(mode="continuous_static", gpus=1, prefill_base=0.1, prefill_per_token=0.0,
+                    decode_base=0.01, decode_per_seq=0.005, decode_per_ctx_token=0.0)
+    w = Workload(np.array([0.0, 0.13]), np.array([10, 10]), np.array([5, 2]), np.array([5, 2]))
+    q = simulate(cfg, w).requests
+    # A: prefill 0.1 -> token at 0.1; steps of 0.015 at 0.115, 0.130 -> B admitted at the 0.130 boundary
+    # iteration 0.130-0.245: B's prefill (0.1) + A's step (0.015); then both decode at 0.02 per step
+    assert q["first_token"].tolist() == pytest.approx([0.1, 0.245])
+    assert q["start"][1] == pytest.approx(0.13)
+    assert q["finish"].tolist() == pytest.approx([0.285, 0.285])   # A: 3rd step at 0.245, 4th 0.265, 5th 0.285
+    assert q["tbt_max"].tolist() == pytest.approx([0.115, 0.02])
+
+
+def test_batch_level_and_continuous_agree_on_equal_requests_with_ample_memory():
+    """Equal prompts and outputs, arriving B at a time while the GPU is busy, memory ample: continuous
+    batching admits exactly the padded batch a static batch would form, so every request's times agree."""
+    n, B = 48, 8
+    arrival = np.repeat(np.arange(n // B) * 0.5, B)
+    w = Workload(arrival, np.full(n, 300), np.full(n, 50), np.full(n, 50))
+    static = simulate(SimConfig(mode="static_fifo", batch_size=B, gpus=1), w).requests
+    cont = simulate(SimConfig(mode="continuous_static", batch_size=B, gpus=1), w).requests
+    for key in ("start", "first_token", "finish", "tbt"):
+        np.testing.assert_allclose(cont[key], static[key], rtol=1e-12, err_msg=key)
+
+
+def test_batch_size_one_is_the_same_fifo_queue_in_both_engines():
+    rng = np.random.default_rng(5)
+    n = 300
+    arrival = np.sort(rng.uniform(0, 200, n))
+    w = Workload(arrival, rng.integers(10, 2000, n), rng.integers(1, 200, n), rng.integers(1, 200, n))
+    static = simulate(SimConfig(mode="static_fifo", batch_size=1, gpus=1), w).requests
+    cont = simulate(SimConfig(mode="continuous_static", batch_size=1, gpus=1), w).requests
+    for key in ("start", "first_token", "finish"):
+        np.testing.assert_allclose(cont[key], static[key], rtol=1e-12, err_msg=key)
+
+
+def test_unbounded_cap_and_memory_with_constant_steps_is_an_infinite_server_queue():
+    """No prefill cost, a constant step: a request's latency is o steps plus at most two steps of alignment
+    to the running iterations, whatever the load."""
+    step = 0.02
+    cfg = SimConfig(mode="continuous_static", gpus=1, batch_size=65_536, gpu_mem_gb=80.0, prefill_base=0.0,
+                    prefill_per_token=0.0, decode_base=step, decode_per_seq=0.0, decode_per_ctx_token=0.0)
+    rng = np.random.default_rng(2)
+    for rate in (0.5, 50.0, 5000.0):
+        n = 2000
+        arrival = np.sort(rng.uniform(0, n / rate, n))
+        out = rng.integers(1, 100, n)
+        w = Workload(arrival, rng.integers(1, 100, n), out, out)
+        extra = simulate(cfg, w).requests["e2e"] - out * step
+        assert extra.min() >= -1e-9 and extra.max() < 2 * step + 1e-9
+
+
+def memory_tight(mode: str, margin: str, gpu_mem_gb: float = 20.0) -> dict:
+    """BurstGPT-like requests in overload on two GPUs with ~13,700 KV tokens each (Algorithm 1 alone)."""
+    from workloads import WorkloadSpec, build_workload
+
+    w = build_workload(WorkloadSpec(num_requests=4000, rate=50.0, arrival="poisson", workload_seed=3))
+    cfg = SimConfig(mode=mode, gpus=2, gpu_mem_gb=gpu_mem_gb, b_max=256, mem_margin=margin, d_sla_tbt=None)
+    return simulate(cfg, w).summary
+
+
+def test_preemptions_come_from_tight_memory_and_algorithm_1s_clt_margin_prevents_them():
+    none, clt = (memory_tight("continuous_dynamic", m)["preemptions"] for m in ("none", "clt"))
+    assert none > 20 and clt < none / 2
+    assert memory_tight("continuous_dynamic", "none", gpu_mem_gb=40.0)["preemptions"] == 0
+
+
+def test_batch_level_out_of_memory_evicts_at_a_cost_and_the_margin_reduces_it():
+    none, factor, clt = (memory_tight("dynamic_no_bins", m) for m in ("none", "factor", "clt"))
+    assert none["oom_events"] > 0 and none["evicted_requests"] >= none["oom_events"]
+    assert none["wasted_gpu_s"] > 0
+    assert factor["evicted_requests"] < none["evicted_requests"] / 1.5
+    assert clt["evicted_requests"] < none["evicted_requests"] / 4
+    assert none["completed"] == 4000  # every evicted request is recomputed and completes
