@@ -4,7 +4,9 @@ CSV columns: the run's identity and status, the summary-metric columns, then
 every config setting as ``config.<name>``. JSON: a list of
 :meth:`StoredRun.to_dict` records (summary with per-bin metrics, config,
 workload and latency identities). Non-finite numbers are written as empty
-cells / ``null`` (strict JSON).
+cells / ``null`` (strict JSON). A CSV text cell that a spreadsheet would run as a
+formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: a
+trace's file name is user input) is written with a leading ``'``.
 """
 from __future__ import annotations
 
@@ -48,6 +50,18 @@ def _open_text(out: str | Path | IO[str] | None) -> Iterator[IO[str]]:
         yield out
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A CSV cell: empty for None/non-finite, text that could be a formula quoted with ``'``."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_row(run: StoredRun) -> dict:
     d = run.to_dict()
     s = run.summary or {}
@@ -73,8 +87,7 @@ def write_runs(runs: list[StoredRun], fmt: str, out: str | Path | IO[str] | None
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
-                                 for k, v in strict(row).items()})
+                writer.writerow({k: csv_cell(v) for k, v in strict(row).items()})
     return len(runs)
 
 
@@ -86,4 +99,4 @@ def requests_csv(run: StoredRun, out: str | Path | IO[str] | None) -> int:
     return len(frame)
 
 
-__all__ = ["FORMATS", "requests_csv", "strict", "write_runs"]
+__all__ = ["FORMATS", "csv_cell", "requests_csv", "strict", "write_runs"]

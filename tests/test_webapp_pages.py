@@ -70,8 +70,13 @@ def button(at: AppTest, label: str):
     return matches[0]
 
 
+def plain(text: str) -> str:
+    """Markdown text as a reader sees it: backslash escapes removed."""
+    return re.sub(r"\\(.)", r"\1", str(text))
+
+
 def texts(elements) -> str:
-    return " | ".join(str(e.value) for e in elements)
+    return " | ".join(plain(e.value) for e in elements)
 
 
 def no_traceback(at: AppTest) -> None:
@@ -86,8 +91,10 @@ def test_run_page_defaults_and_submit():
     assert at.selectbox(key="sim.mode").value == "multi_bin_dynamic"
     assert at.number_input(key="sim.gpus").value == 4
     assert at.number_input(key="sim.k_bins").value == 4
-    assert at.number_input(key="wl.num_requests").value == 10000
-    assert at.checkbox(key="wl.num_requests.none").value is True  # auto = 10,000
+    requests = at.number_input(key="wl.num_requests")
+    assert requests.value is None and "10,000" in requests.placeholder  # empty = auto, and it says so
+    assert at.number_input(key="sim.d_sla_tbt").value == 0.05
+    assert not at.checkbox, "no box overrides a typed number"
     assert at.radio(key="source").value == "synthetic"
     assert all(w.help for w in at.number_input), "every number has help text"
 
@@ -99,8 +106,9 @@ def test_run_page_defaults_and_submit():
     assert store().get_run(h).status == "done"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Throughput"].endswith("req/s") and metrics["SLA attainment"].endswith("%")
+    assert "10,000 req" in texts(at.markdown) and "2 req/s" in texts(at.markdown)  # the workload run
     ch = charts(at)
-    cdf = ch["End-to-end latency: CDF"]
+    cdf = ch["End-to-end latency: CDF"].dropna(subset=["run"])
     assert set(cdf["run"]) == {"multi_bin_dynamic"} and cdf["percent"].between(0, 100).all()
     viol = ch["SLA violations by kind"]
     assert set(viol["kind"]) == {"TTFT", "TBT", "E2E", "Any (SLA missed)"}
@@ -147,7 +155,7 @@ def test_url_settings_fill_the_form_and_bad_values_warn():
     at = app(mode="static_fifo", gpus="8", d_sla_tbt="none", workload_seed="3", batch_size="oops")
     assert at.selectbox(key="sim.mode").value == "static_fifo"
     assert at.number_input(key="sim.gpus").value == 8
-    assert at.checkbox(key="sim.d_sla_tbt.none").value is True
+    assert at.number_input(key="sim.d_sla_tbt").value is None  # an empty box: off
     assert at.number_input(key="wl.workload_seed").value == 3
     assert at.number_input(key="sim.seed").value == 0
     assert "batch_size" in texts(at.warning)
@@ -160,8 +168,9 @@ def test_url_settings_fill_the_form_and_bad_values_warn():
 def test_unknown_run_hash_is_a_clear_message():
     at = app(run="f" * 64)
     no_traceback(at)
-    assert "not in the store" in texts(at.warning)
-    assert at.number_input, "the form is open so the run can be computed"
+    assert "not in this store" in texts(at.warning) and "only its hash" in texts(at.warning)
+    assert "form holds" not in texts(at.warning), "a hash-only link does not claim to fill the form"
+    assert not [b for b in at.button if b.label == "Compute this run"]
 
 
 def test_invalid_settings_show_the_field_not_a_traceback():
@@ -175,12 +184,12 @@ def test_invalid_settings_show_the_field_not_a_traceback():
 
 
 def test_unexpected_failure_is_a_message_with_details_in_the_log(monkeypatch, caplog):
-    from webapp import services
+    from webapp import jobs
 
     def broken(*a, **k):
         raise RuntimeError("internal detail 0xBEEF")
 
-    monkeypatch.setattr(services, "run_modes", broken)
+    monkeypatch.setattr(jobs, "make_workload", broken)
     at = app()
     button(at, "Run simulation").click().run()
     no_traceback(at)
@@ -197,11 +206,19 @@ def test_upload_a_burstgpt_trace_valid_and_invalid():
     at.file_uploader(key="trace_upload").set_value(("mine.csv", good, "text/csv")).run()
     no_traceback(at)
     assert "mine.csv:" in texts(at.caption) and "requests" in texts(at.caption)
+    assert at.number_input(key="wl.num_requests").value is None
+    assert at.number_input(key="wl.num_requests").placeholder == "auto: all rows"  # no synthetic 10,000
+    assert at.number_input(key="wl.rate").placeholder == "auto: trace"
+    assert "the trace's own rate" in at.number_input(key="wl.rate").help
     button(at, "Run simulation").click().run()
     no_traceback(at)
     run = store().get_run(at.query_params["run"])
     assert run.workload["kind"] == "burstgpt" and "mine.csv" in run.workload["label"]
 
+    at.session_state["run.settings"] = True  # the settings fold after a run: open them again
+    at.run()
+    assert "Using **mine.csv**, uploaded earlier" in texts(at.caption), "the upload survives the fold"
+    assert "needs the uploaded trace mine.csv" in texts(at.caption)
     bad = b"Timestamp,Model,Request tokens\n1,ChatGPT,10\n"
     at.file_uploader(key="trace_upload").set_value(("bad.csv", bad, "text/csv")).run()
     no_traceback(at)
@@ -236,11 +253,12 @@ def test_compare_three_modes_from_the_form():
     no_traceback(at)
     hashes = at.query_params["compare"].split(",")
     assert len(hashes) == 3 and all(HASH.match(h) for h in hashes)
+    assert at.query_params["modes"] == ",".join(THREE), "the link names its modes, defaults included"
     table = at.table[0].value
-    assert list(table.columns) == THREE
+    assert [plain(c) for c in table.columns] == THREE
     assert table.loc["SLA attainment"].str.endswith("%").all()
     ch = charts(at)
-    assert set(ch["End-to-end latency: CDF"]["run"]) == set(THREE)
+    assert set(ch["End-to-end latency: CDF"]["run"].dropna()) == set(THREE)
     assert set(ch["SLA violations by kind"]["run"]) == set(THREE)
     rps = ch["Throughput"].drop_duplicates("run").set_index("run")["throughput_rps"]
     for h in hashes:
@@ -261,22 +279,24 @@ def test_compare_url_and_stored_run_picker():
             [("static_fifo", 2), ("static_fifo", 4), ("multi_bin_fixed", 2)]]
     shared = app("compare", compare=",".join(r.hash for r in runs[:2]))
     no_traceback(shared)
-    assert list(shared.table[0].value.columns) == ["static_fifo · 2 GPU · 1 bin", "static_fifo · 4 GPU · 1 bin"]
+    assert [plain(c) for c in shared.table[0].value.columns] == ["static_fifo · 2 GPUs", "static_fifo · 4 GPUs"]
     assert len(shared.multiselect) == 0, "the set-up is folded and not drawn"
+    assert shared.query_params["gpus"] == ["2", "4"], "the address now carries each run's settings"
 
     at = app("compare")
     at.multiselect(key="cmp.picked").set_value([runs[0].hash, runs[2].hash])
     button(at, "Compare selected runs").click().run()
     no_traceback(at)
     assert at.query_params["compare"] == f"{runs[0].hash},{runs[2].hash}"
-    assert list(at.table[0].value.columns) == ["static_fifo", "multi_bin_fixed"]
+    assert at.query_params["modes"] == "static_fifo,multi_bin_fixed"
+    assert [plain(c) for c in at.table[0].value.columns] == ["static_fifo", "multi_bin_fixed"]
 
 
 def test_compare_root_url_redirects_and_missing_runs_warn():
     at = app(compare="0123456789abcdef")
     no_traceback(at)
     assert at.title[0].value == "Compare schedulers"
-    assert "not in the store" in texts(at.warning)
+    assert "not in this store" in texts(at.warning)
 
 
 def test_compare_needs_a_mode():
@@ -354,15 +374,19 @@ def test_history_lists_filters_sorts_and_links():
     assert len(table) == 3
     assert set(table["mode"]) == set(THREE)
     assert all(link == f"./?run={r.hash}" for link, r in zip(table["open"], runs[::-1]))
-    assert table["SLA attainment (%)"].between(0, 100).all()
+    assert table["SLA %"].between(0, 100).all()
+    assert set(table["latency"]) == {"parametric"} and set(table["arrivals"]) == {"2 req/s"}
+    assert table["workload"].str.contains("600 req").all()
+    assert "3 stored runs match" in texts(at.caption)
     at.selectbox(key="hist.mode").set_value("static_fifo").run()
     assert list(at.dataframe[0].value["mode"]) == ["static_fifo"]
     at.selectbox(key="hist.mode").set_value(None)
     at.selectbox(key="hist.order").set_value("sla_attainment").run()
-    values = at.dataframe[0].value["SLA attainment (%)"].tolist()
+    values = at.dataframe[0].value["SLA %"].tolist()
     assert values == sorted(values, reverse=True)
     at.text_input(key="hist.search").set_value(runs[1].hash[:10]).run()
     assert list(at.dataframe[0].value["mode"]) == ["dynamic_no_bins"]
+    assert "1 stored run matches" in texts(at.caption)
 
 
 def test_history_selection_open_compare_and_delete():
@@ -405,9 +429,11 @@ def test_a_linked_run_missing_from_the_store_can_be_computed_from_the_link():
     services.forget_runs()
 
     at = app(**params)
-    assert "not in the store" in texts(at.warning)
+    assert "not in this store" in texts(at.warning) and "form holds" in texts(at.warning)
+    at.session_state["run.settings"] = True  # the form holds the link's settings
+    at.run()
     assert at.number_input(key="sim.gpus").value == 3, "the link's settings fill the form"
-    button(at, "Run simulation").click().run()
+    button(at, "Compute this run").click().run()
     no_traceback(at)
     assert at.query_params["run"] == params["run"], "same settings, same run"
     assert len(at.get("vega_lite_chart")) == 6
@@ -441,11 +467,11 @@ def test_settings_carry_over_from_run_to_compare():
     at = app()
     at.number_input(key="sim.gpus").set_value(6)
     at.number_input(key="wl.num_requests").set_value(1500)
-    at.checkbox(key="wl.num_requests.none").uncheck()
     button(at, "Run simulation").click().run()
     no_traceback(at)
     at.query_params.clear()  # what a page switch through the navigation does
     at.switch_page("app_pages/compare.py").run()
+    assert at.multiselect(key="cmp.modes").value == THREE, "the Run page does not shrink the compared modes"
     assert at.number_input(key="sim.gpus").value == 6
     assert at.number_input(key="wl.num_requests").value == 1500
     button(at, "Run comparison").click().run()
@@ -453,3 +479,228 @@ def test_settings_carry_over_from_run_to_compare():
     assert at.query_params["gpus"] == "6" and at.query_params["num_requests"] == "1500"
     for h in at.query_params["compare"].split(","):
         assert store().get_run(h).num_requests == 1500
+
+
+# ------------------------------------------------- typed values, folding, mode help ---
+def test_typed_requests_and_rate_take_effect_and_the_header_says_so():
+    at = app()
+    at.number_input(key="wl.num_requests").set_value(1500)
+    at.number_input(key="wl.rate").set_value(5.0)
+    button(at, "Run simulation").click().run()
+    no_traceback(at)
+    run = store().get_run(at.query_params["run"])
+    assert run.num_requests == 1500 and run.workload["spec"]["rate"] == 5.0
+    assert (at.query_params["num_requests"], at.query_params["rate"]) == ("1500", "5.0")
+    header = texts(at.markdown)
+    assert "Workload run:" in header and "1,500 req" in header and "at 5 req/s" in header
+    assert len(at.number_input) == 0, "the settings fold after a run, so the results come into view"
+    at.session_state["run.settings"] = True
+    at.run()
+    assert at.number_input(key="wl.num_requests").value == 1500, "and they still hold what was typed"
+    at.number_input(key="wl.num_requests").set_value(None)  # emptied: auto
+    button(at, "Run simulation").click().run()
+    assert store().get_run(at.query_params["run"]).num_requests == 10_000
+
+
+def test_the_mode_picker_explains_every_mode():
+    from core.config import MODE_HELP, MODES
+
+    at = app()
+    panel = [e for e in at.expander if e.label == "What each mode does"]
+    assert len(panel) == 1
+    helptext = texts(panel[0].markdown)
+    assert all(MODE_HELP[m] in helptext for m in MODES)
+    assert at.number_input(key="sim.batch_size").label.startswith("Batch size cap B")
+
+
+def test_a_finished_job_is_shown_when_the_user_comes_back():
+    """The job outlives the page: a session that left during the run finds the result on return."""
+    from webapp import jobs
+
+    settings = state_settings(gpus=5)
+    job = jobs.submit(store(), [jobs.Member(SimConfig(**settings["sim"]), WorkloadSpec(**settings["spec"]))])
+    assert job.done.wait(60)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["_job.run"] = {"key": job.key, "slots": [None], "members": [settings]}
+    at.run()
+    no_traceback(at)
+    assert at.query_params["run"] == job.outcomes[0].hash and at.query_params["gpus"] == "5"
+    assert "5 GPUs" in at.subheader[0].value and len(at.get("vega_lite_chart")) == 6
+
+
+def state_settings(**sim) -> dict:
+    from webapp import state
+
+    s = state.default_settings()
+    s["sim"].update(sim)
+    s["spec"]["num_requests"] = 500
+    return s
+
+
+# ---------------------------------------------------------- failed runs ---
+def _failed_run(**cfg):
+    def boom(*a, **k):
+        raise RuntimeError("engine exploded 0xDEAD")
+
+    w = build_workload(WorkloadSpec(num_requests=400))
+    with pytest.raises(RuntimeError):
+        store().get_or_run(SimConfig(**cfg), w, simulate_fn=boom)
+    return store().list_runs(status="failed")[0]
+
+
+def test_a_failed_run_shows_one_line_and_recomputes_with_its_own_settings():
+    row = _failed_run(gpus=3, mode="static_fifo")
+    at = app(run=row.hash)
+    no_traceback(at)
+    msg = texts(at.error)
+    assert "This run failed: RuntimeError: engine exploded 0xDEAD" in msg and "server log" in msg
+    assert "Traceback" not in msg and "File " not in msg
+    assert "form holds" not in texts(at.warning)
+    button(at, "Recompute with its own settings").click().run()
+    no_traceback(at)
+    assert at.query_params["run"] == row.hash
+    run = store().get_run(row.hash)
+    assert run.status == "done" and (run.config.gpus, run.config.mode) == (3, "static_fifo")
+    assert "End-to-end latency: CDF" in charts(at) and not at.error
+
+
+def test_history_shows_a_failed_row_plainly():
+    _failed_run()
+    _three_runs()
+    at = app("history")
+    no_traceback(at)
+    table = at.dataframe[0].value
+    failed = table[table["status"] == "failed"]
+    assert len(failed) == 1
+    assert failed[["req/s", "p99 (s)", "SLA %"]].isna().all().all(), "empty cells, not 'None'"
+    assert table[table["status"] == "done"]["req/s"].gt(0).all()
+    assert "None" not in table.astype(str).drop(columns=["req/s", "p99 (s)", "SLA %"]).to_string()
+    assert at.dataframe[0].proto.placeholder == "—", "a missing metric reads as a dash"
+
+
+# ---------------------------------------------------------- shared links ---
+def _fresh_store(tmp_path, monkeypatch, name: str) -> None:
+    """Point the app at another, empty store (what opening a link on another machine is)."""
+    monkeypatch.setenv("BATCHLAB_DB_URL", f"sqlite:///{tmp_path / name}")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def test_a_comparison_link_rebuilds_every_run_on_an_empty_and_a_partial_store(tmp_path, monkeypatch):
+    at = app("compare")
+    at.number_input(key="wl.num_requests").set_value(800)
+    button(at, "Run comparison").click().run()
+    link = dict(at.query_params)
+    hashes = link["compare"].split(",")
+
+    _fresh_store(tmp_path, monkeypatch, "empty.db")
+    empty = app("compare", **link)
+    no_traceback(empty)
+    assert "3 of 3 runs of this comparison cannot be shown" in texts(empty.warning)
+    assert all(m in texts(empty.warning) for m in THREE)
+    button(empty, "Recompute the 3 missing runs").click().run()
+    no_traceback(empty)
+    assert empty.query_params["compare"].split(",") == hashes, "the same runs, rebuilt"
+    assert [plain(c) for c in empty.table[0].value.columns] == THREE
+
+    _fresh_store(tmp_path, monkeypatch, "partial.db")
+    w = build_workload(WorkloadSpec(num_requests=800))
+    store().get_or_run(SimConfig(mode="dynamic_no_bins"), w)  # this store holds one of the three
+    partial = app("compare", **link)
+    no_traceback(partial)
+    assert "2 of 3 runs of this comparison cannot be shown" in texts(partial.warning)
+    assert "1 of 3 runs shown" in partial.subheader[0].value
+    button(partial, "Recompute the 2 missing runs").click().run()
+    no_traceback(partial)
+    assert partial.query_params["compare"].split(",") == hashes
+    assert "3 runs compared" in partial.subheader[0].value
+    assert "1 served from the store" in texts(partial.success) or store().count_runs() == 3
+
+
+def test_a_link_of_stored_runs_with_different_settings_rebuilds_them(tmp_path, monkeypatch):
+    runs = [store().get_or_run(SimConfig(mode="static_fifo"), build_workload(WorkloadSpec(num_requests=500, rate=r)))[0]
+            for r in (2.0, 5.0)]
+    at = app("compare", compare=",".join(r.hash for r in runs))
+    no_traceback(at)
+    assert [plain(c) for c in at.table[0].value.columns] == ["static_fifo · rate 2", "static_fifo · rate 5"]
+    assert "different workloads" in texts(at.warning) and "rate 2 / rate 5" in texts(at.warning)
+    link = dict(at.query_params)
+    assert link["rate"] == ["none", "5.0"] and link["modes"] == "static_fifo,static_fifo"
+
+    _fresh_store(tmp_path, monkeypatch, "other.db")
+    other = app("compare", **link)
+    button(other, "Recompute the 2 missing runs").click().run()
+    no_traceback(other)
+    assert other.query_params["compare"] == link["compare"]
+
+
+def test_a_run_link_opened_from_history_carries_its_settings():
+    w = build_workload(WorkloadSpec(num_requests=300, rate=4.0))
+    run = store().get_or_run(SimConfig(gpus=2), w)[0]
+    at = app(run=run.hash)
+    no_traceback(at)
+    assert at.query_params["gpus"] == "2" and at.query_params["rate"] == "4.0"
+    assert at.query_params["num_requests"] == "300"
+
+
+# ------------------------------------------------------- words for empty charts ---
+def test_no_deadline_and_no_waiting_are_said_in_words():
+    at = app(d_sla_ttft="none", d_sla_tbt="none", d_sla_e2e="none", num_requests="40", rate="0.001")
+    button(at, "Run simulation").click().run()
+    no_traceback(at)
+    cards = {m.label: m.value for m in at.metric}
+    assert cards["SLA attainment"] == "no deadline set"
+    assert "No SLA deadline is set" in texts(at.info)
+    assert "SLA violations by kind" not in charts(at)
+    at.segmented_control(key="run_cdf_metric").set_value("queue_delay").run()
+    assert "no request waited" in texts(at.info)
+
+
+def test_nothing_violated_is_said_in_words():
+    at = app(d_sla_ttft="1000", d_sla_tbt="10", d_sla_e2e="100000", num_requests="300")
+    button(at, "Run simulation").click().run()
+    no_traceback(at)
+    assert "No request missed an SLA deadline" in texts(at.success)
+    cdf = charts(at)["End-to-end latency: CDF"]
+    assert 100000.0 in set(cdf["seconds"].dropna()), "the deadline is drawn on the CDF"
+
+
+def test_a_one_run_comparison_reads_right():
+    w = build_workload(WorkloadSpec(num_requests=300))
+    run = store().get_or_run(SimConfig(), w)[0]
+    at = app("compare", compare=run.hash)
+    no_traceback(at)
+    assert at.subheader[0].value == "1 run compared"
+    bars = charts(at)["Throughput"]
+    assert bars["throughput_rps"].dropna().gt(0).all() and len(bars.dropna(subset=["run"])) >= 1
+
+
+# ------------------------------------------------------------- user text ---
+def test_an_uploaded_file_name_never_becomes_markup():
+    at = app()
+    at.radio(key="source").set_value("upload").run()
+    good = bundled_traces()["BurstGPT_1_first400"].read_bytes()
+    name = "[Click here](http://evil.example).csv"
+    at.file_uploader(key="trace_upload").set_value((name, good, "text/csv")).run()
+    no_traceback(at)
+    raw = " | ".join(str(c.value) for c in at.caption)
+    assert "[Click here](http" not in raw and "\\[Click here\\]\\(http" in raw
+    button(at, "Run simulation").click().run()
+    no_traceback(at)
+    raw = " | ".join(str(m.value) for m in at.markdown)
+    assert "Workload run:" in raw and "](http" not in raw
+
+
+def test_a_link_whose_hash_this_version_does_not_produce_says_so():
+    at = app(run="f" * 64, gpus="3", num_requests="300")
+    assert "link carries its settings" in texts(at.warning)
+    button(at, "Compute this run").click().run()
+    no_traceback(at)
+    assert "new identities" in texts(at.info)
+    h = at.query_params["run"]
+    assert h != "f" * 64 and store().get_run(h).config.gpus == 3
+    at.session_state["run.settings"] = True  # a new run from the form is not a recompute of the link
+    at.run()
+    at.number_input(key="sim.gpus").set_value(5)
+    button(at, "Run simulation").click().run()
+    assert "new identities" not in texts(at.info)

@@ -10,11 +10,12 @@ if str(ROOT.parent) not in sys.path:  # running from a checkout without an insta
 
 import streamlit as st  # noqa: E402
 
+from webapp.favicon import favicon  # noqa: E402
 from webapp.services import log, user_message  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("batchlab").setLevel(logging.INFO)
-st.set_page_config(page_title="batchlab", page_icon=":material/stacked_bar_chart:", layout="wide")
+st.set_page_config(page_title="batchlab", page_icon=favicon(), layout="wide")  # served by this server
 
 PAGES = [
     st.Page(ROOT / "app_pages" / "run.py", title="Run", icon=":material/play_circle:", default=True),

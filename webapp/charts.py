@@ -9,12 +9,15 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from . import fmt
+
 LATENCY_METRICS = {
     "e2e": "End-to-end latency",
     "ttft": "Time to first token",
     "queue_delay": "Queueing delay",
     "tbt": "Time between tokens",
 }
+LATENCY_SHORT = {"e2e": "End-to-end", "ttft": "TTFT", "queue_delay": "Queueing", "tbt": "TBT"}  # the picker
 VIOLATION_KINDS = {"sla_violation_rate_ttft": "TTFT", "sla_violation_rate_tbt": "TBT",
                    "sla_violation_rate_e2e": "E2E", "any": "Any (SLA missed)"}
 CONTROLLER_SERIES = {"b_cap": "chosen b = min(b_mem, b_SLA)", "size": "actual batch size",
@@ -25,8 +28,11 @@ HEIGHT = 340  # total height: title, axes and legend included (Streamlit fits th
 
 
 def _run_color(runs: list[str]) -> alt.Color:
-    return alt.Color("run:N", title="Run", sort=runs, scale=alt.Scale(scheme=RUN_SCHEME),
-                     legend=alt.Legend(labelLimit=260))
+    """Runs by colour; the legend sits under the plot (the plot keeps the width on narrow screens)
+    and is left out for a single run, whose name is the page's heading."""
+    legend = None if len(runs) <= 1 else alt.Legend(orient="bottom", direction="horizontal", columns=2,
+                                                    labelLimit=320, title=None)
+    return alt.Color("run:N", title="Run", sort=runs, scale=alt.Scale(scheme=RUN_SCHEME), legend=legend)
 
 
 # ------------------------------------------------------------------ shaping --
@@ -71,21 +77,42 @@ def throughput_frame(summaries: dict[str, dict]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------- charts --
-def latency_cdf(cdf: pd.DataFrame, metric: str = "e2e", log_x: bool = True) -> alt.Chart:
-    """CDF of one latency metric per run; ``cdf`` is stacked ``latency_cdf`` series."""
+DEADLINE_COLOR = "#dc2626"
+
+
+def deadline_frame(deadlines: list[float]) -> pd.DataFrame:
+    """One row per SLA deadline to draw: seconds and its label (``deadline 50 ms``)."""
+    return pd.DataFrame({"seconds": [float(d) for d in deadlines],
+                         "label": [f"deadline {fmt.short_seconds(d)}" for d in deadlines]})
+
+
+def latency_cdf(cdf: pd.DataFrame, metric: str = "e2e", log_x: bool = True,
+                deadlines: list[float] = ()) -> alt.LayerChart | alt.Chart:
+    """CDF of one latency metric per run (``cdf`` is stacked ``latency_cdf`` series), with the
+    SLA ``deadlines`` on that metric drawn as dashed vertical rules."""
     runs = list(dict.fromkeys(cdf["run"]))
     df = cdf.loc[cdf["metric"] == metric, ["run", "quantile", "seconds"]].assign(
         percent=lambda d: 100.0 * d["quantile"])
     if log_x:
         df = df[df["seconds"] > 0]
     title = f"{LATENCY_METRICS.get(metric, metric)} (s{', log scale' if log_x else ''})"
-    return alt.Chart(df, title=f"{LATENCY_METRICS.get(metric, metric)}: CDF").mark_line(interpolate="step-after").encode(
-        x=alt.X("seconds:Q", title=title, scale=alt.Scale(type="log") if log_x else alt.Scale()),
+    x = alt.X("seconds:Q", title=title, scale=alt.Scale(type="log") if log_x else alt.Scale())
+    line = alt.Chart(df).mark_line(interpolate="step-after").encode(
+        x=x,
         y=alt.Y("percent:Q", title="Requests at or below (%)", scale=alt.Scale(domain=[0, 100])),
         color=_run_color(runs),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("seconds:Q", title="Latency (s)", format=".3f"),
                  alt.Tooltip("percent:Q", title="Requests (%)", format=".1f")],
-    ).properties(height=HEIGHT)
+    )
+    chart_title = f"{LATENCY_METRICS.get(metric, metric)}: CDF"
+    if not len(deadlines):
+        return line.properties(title=chart_title, height=HEIGHT)
+    rules = deadline_frame(list(deadlines))
+    rule = alt.Chart(rules).mark_rule(color=DEADLINE_COLOR, strokeDash=[5, 3], strokeWidth=1.5).encode(
+        x=alt.X("seconds:Q"), tooltip=[alt.Tooltip("label:N", title="SLA")])
+    text = alt.Chart(rules).mark_text(align="left", baseline="top", dx=4, dy=4, color=DEADLINE_COLOR).encode(
+        x=alt.X("seconds:Q"), y=alt.value(0), text="label:N")
+    return alt.layer(line, rule, text).properties(title=chart_title, height=HEIGHT)
 
 
 def violation_rates(summaries: dict[str, dict]) -> alt.Chart:
@@ -100,6 +127,12 @@ def violation_rates(summaries: dict[str, dict]) -> alt.Chart:
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("kind:N", title="Deadline"),
                  alt.Tooltip("rate_pct:Q", title="Violating (%)", format=".2f")],
     ).properties(height=HEIGHT)
+
+
+def bars_height(n: int) -> int:
+    """Total height of a horizontal bar chart of ``n`` runs: its title and axis take about 110 px
+    of it, so even one run's bar stays a bar (at 110 px in total it collapsed to a hairline)."""
+    return 110 + 36 * max(n, 1)
 
 
 THROUGHPUT = {"throughput_rps": ("Throughput", "Requests per second (req/s)", ".3f"),
@@ -117,7 +150,7 @@ def throughput(summaries: dict[str, dict], key: str = "throughput_rps") -> alt.C
         color=alt.Color("run:N", sort=runs, legend=None, scale=alt.Scale(scheme=RUN_SCHEME)),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip(f"{key}:Q", title=axis, format=f)])
     text = bars.mark_text(align="left", dx=4).encode(text=alt.Text(f"{key}:Q", format=f), color=alt.value("#31333f"))
-    return alt.layer(bars, text).properties(title=title, height=max(110, 40 * len(runs) + 70))
+    return alt.layer(bars, text).properties(title=title, height=bars_height(len(runs)))
 
 
 def gpu_utilization(util: pd.DataFrame) -> alt.Chart:
@@ -164,14 +197,14 @@ def controller_trace(timeline: pd.DataFrame, bin_: int | None = None, title: str
         y=alt.Y("value:Q", title="Batch size (requests)"),
         color=alt.Color("series:N", title=None, sort=order,
                         scale=alt.Scale(domain=order, range=["#2563eb", "#7f7f7f", "#9467bd", "#d62728"]),
-                        legend=alt.Legend(orient="top", columns=2, labelLimit=220)),
+                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=260)),
         strokeDash=alt.StrokeDash("series:N", sort=order, legend=None,
                                   scale=alt.Scale(domain=order, range=[[1, 0], [2, 2], [6, 3], [6, 3]])),
         strokeWidth=alt.StrokeWidth("series:N", sort=order, legend=None,
                                     scale=alt.Scale(domain=order, range=[3.5, 1.5, 2, 2])),
         tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
                  alt.Tooltip("value:Q", title="Requests", format=".1f")],
-    ).properties(height=HEIGHT + 40)
+    ).properties(height=HEIGHT + 70)
 
 
 def size_distribution(sizes: pd.DataFrame, max_groups: int = 16) -> pd.DataFrame:

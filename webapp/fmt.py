@@ -1,7 +1,13 @@
-"""Numbers with their units, for metric cards and tables (pure functions)."""
+"""Numbers with their units, and text made safe for Markdown (pure functions).
+
+Two precisions: :func:`seconds` / :func:`number` for tables (as many digits as the
+metric needs) and :func:`sig` / :func:`compact_seconds` for metric cards, where a value
+must fit a narrow card: three significant digits, never more than about ten characters.
+"""
 from __future__ import annotations
 
 import math
+import re
 
 DASH = "—"
 
@@ -29,11 +35,11 @@ def seconds(v) -> str:
     return f"{v:,.0f} s"
 
 
-def pct(v, off: str = "off") -> str:
+def pct(v, off: str = "off", digits: int = 1) -> str:
     """A fraction as a percentage; ``None`` means the metric is disabled (``off``)."""
     if _missing(v):
         return off
-    return f"{100 * float(v):.1f} %"
+    return f"{100 * float(v):.{digits}f} %"
 
 
 def number(v, unit: str = "", digits: int = 1) -> str:
@@ -51,38 +57,73 @@ def number(v, unit: str = "", digits: int = 1) -> str:
     return f"{text} {unit}".strip()
 
 
-# label, summary key, formatter: the rows of every metrics table
-METRIC_ROWS: list[tuple[str, str, callable]] = [
-    ("Requests", "num_requests", lambda v: number(v, "req")),
-    ("Makespan", "makespan_s", seconds),
-    ("Throughput", "throughput_rps", lambda v: number(v, "req/s", 3)),
-    ("Output throughput", "throughput_tps", lambda v: number(v, "tok/s", 1)),
-    ("SLA attainment", "sla_attainment", pct),
-    ("TTFT violations", "sla_violation_rate_ttft", pct),
-    ("TBT violations", "sla_violation_rate_tbt", pct),
-    ("E2E violations", "sla_violation_rate_e2e", pct),
-    ("Latency mean", "latency_mean_s", seconds),
-    ("Latency p50", "latency_p50_s", seconds),
-    ("Latency p95", "latency_p95_s", seconds),
-    ("Latency p99", "latency_p99_s", seconds),
-    ("TTFT p50", "ttft_p50_s", seconds),
-    ("TTFT p99", "ttft_p99_s", seconds),
-    ("TBT mean", "tbt_mean_s", seconds),
-    ("TBT p99", "tbt_p99_s", seconds),
-    ("Queueing delay mean", "queue_delay_mean_s", seconds),
-    ("GPU utilisation", "gpu_utilization", pct),
-    ("Batches", "num_batches", lambda v: number(v, "batches")),
-    ("Mean batch size", "mean_batch_size", lambda v: number(v, "req")),
-    ("Largest batch", "batch_size_max", lambda v: number(v, "req")),
-    ("Memory-truncated batches", "mem_truncated_batches", lambda v: number(v, "batches")),
-    ("Mean b_mem", "b_mem_mean", lambda v: number(v, "req")),
-    ("Mean b_SLA", "b_sla_mean", lambda v: number(v, "req")),
-]
+def sig(v, unit: str = "", digits: int = 3) -> str:
+    """``v`` to ``digits`` significant digits (whole numbers >= 10**digits keep all their digits,
+    with thousands separators): ``2.04 req/s``, ``246 tok/s``, ``12,345 tok/s``, ``0.0123``."""
+    if _missing(v):
+        return DASH
+    v = float(v)
+    if math.isinf(v):
+        text = "∞"
+    elif v == 0:
+        text = "0"
+    else:
+        magnitude = math.floor(math.log10(abs(v)))
+        decimals = max(0, digits - 1 - magnitude)
+        text = f"{round(v, decimals):,.{decimals}f}"
+    return f"{text} {unit}".strip()
 
 
-def metric_value(key: str, value) -> str:
-    """Format one summary value by its key (falls back to a plain number)."""
-    for _, k, f in METRIC_ROWS:
-        if k == key:
-            return f(value)
-    return number(value)
+def compact_rate(v, unit: str = "req", digits: int = 3) -> str:
+    """A rate short enough for a card: ``2.04 req/s``, ``98.8k tok/s``, ``36.7 req/h`` (below
+    0.1/s the hour reads better than five leading zeros)."""
+    if _missing(v):
+        return DASH
+    v = float(v)
+    a = abs(v)
+    if math.isinf(v) or a == 0 or 0.1 <= a < 10_000:
+        return sig(v, f"{unit}/s", digits)
+    if a < 0.1:
+        return sig(v * 3600, f"{unit}/h", digits)
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= factor:
+            return sig(v / factor, "", digits) + f"{prefix} {unit}/s"
+    return sig(v, f"{unit}/s", digits)
+
+
+def compact_seconds(v, digits: int = 3) -> str:
+    """A duration in the unit that keeps it short: ``850 µs``, ``31.2 ms``, ``4.57 s``, ``95.2 s``,
+    ``1,234 s``, ``3.47 h``."""
+    if _missing(v):
+        return DASH
+    v = float(v)
+    if math.isinf(v):
+        return "∞ s"
+    a = abs(v)
+    if a == 0:
+        return "0 s"
+    if a < 1e-3:
+        return sig(v * 1e6, "µs", digits)
+    if a < 1:
+        return sig(v * 1e3, "ms", digits)
+    if a < 10_000:
+        return sig(v, "s", digits)
+    return sig(v / 3600, "h", digits)
+
+
+def short_seconds(v) -> str:
+    """A setting in seconds as typed: ``60 s``, ``50 ms``, ``2.5 s``."""
+    if _missing(v):
+        return DASH
+    v = float(v)
+    return f"{v * 1000:g} ms" if 0 < abs(v) < 1 else f"{v:g} s"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=])")
+
+
+def md(text) -> str:
+    """``text`` as literal Markdown: every character Markdown (or Streamlit's ``:color[]``,
+    ``:emoji:`` and ``$math$`` directives) could read as syntax is backslash-escaped, so a
+    file name like ``[x](http://y).csv`` stays text."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")

@@ -1,9 +1,10 @@
 """Form widgets generated from dataclass field metadata (help, unit, group, choices).
 
-Each field becomes one widget keyed ``<prefix><name>`` in session state; an
-optional number (``float | None``) becomes a number box plus a checkbox
-``<key>.none`` labelled "off" (deadlines), "no limit" (max wait) or "auto", so
-a deadline can be switched off and an auto setting left auto.
+Each field becomes one widget keyed ``<prefix><name>`` in session state. An optional
+number (``float | None``: a deadline, max wait, request count, arrival rate) is one number
+box whose empty state is the ``None`` meaning, said by its placeholder ("off", "no limit",
+"auto: 10,000 requests", "auto: the trace's own rate"): a typed number always takes
+effect, and nothing on the form shows a number that will not be used.
 Defaults are written into session state before the widgets exist
 (:func:`seed`), so the same keys serve fresh sessions, URLs and stored runs.
 """
@@ -16,14 +17,14 @@ from typing import Any, Iterable
 
 import streamlit as st
 
-from core.config import MODES, SimConfig, config_fields
+from core.config import MODE_HELP, MODES, SimConfig, config_fields
 from workloads.burstgpt import bundled_traces
 from workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
 
 SIM, WL = "sim.", "wl."
 MODES_KEY = "cmp.modes"
 LABELS = {
-    "mode": "Scheduler mode", "k_bins": "Bins K", "batch_size": "Fixed batch size B", "b_min": "B_min",
+    "mode": "Scheduler mode", "k_bins": "Bins K", "batch_size": "Batch size cap B", "b_min": "B_min",
     "b_max": "B_max", "fill": "Batch fill", "max_wait": "Max wait", "bin_policy": "Bin policy",
     "gpus": "GPUs", "seed": "Simulation seed", "d_sla_ttft": "TTFT deadline", "d_sla_tbt": "TBT deadline",
     "d_sla_e2e": "End-to-end deadline", "sla_eps": "Tolerance ε_D", "sla_alpha": "Interval width α",
@@ -48,9 +49,24 @@ LABELS = {
 EXTRA_UNITS = {"gpus": "GPUs", "k_bins": "bins", "mem_reserve_frac": "fraction", "mem_factor": "fraction",
                "mem_eps": "probability", "kv_layers": "layers", "kv_heads": "heads", "head_dim": "elements",
                "kv_watermark": "fraction"}
-OFF_MEANS = {"d_sla_ttft": "off", "d_sla_tbt": "off", "d_sla_e2e": "off", "max_wait": "no limit"}
-FALLBACK = {"rate": SYNTHETIC_RATE, "num_requests": SYNTHETIC_REQUESTS, "max_wait": 5.0}
-CHOICE_AUTO = {"fill": "auto (the mode's default)", "arrival": "auto (gamma / trace)"}
+# what an empty optional number means: short for the box's placeholder, in full for its help
+EMPTY_MEANS = {
+    "d_sla_ttft": ("off", "the deadline is off"), "d_sla_tbt": ("off", "the deadline is off"),
+    "d_sla_e2e": ("off", "the deadline is off"), "max_wait": ("no limit", "no limit"),
+    ("num_requests", "synthetic"): (f"auto: {SYNTHETIC_REQUESTS:,}", f"auto, {SYNTHETIC_REQUESTS:,} requests"),
+    ("num_requests", "trace"): ("auto: all rows", "auto, every row of the trace from the offset"),
+    ("rate", "synthetic"): (f"auto: {SYNTHETIC_RATE:g}", f"auto, {SYNTHETIC_RATE:g} req/s"),
+    ("rate", "trace"): ("auto: trace", "auto, the trace's own rate"),
+    "chunk_size": ("whole prompt", "no chunking, a whole prompt is prefilled in its admission iteration"),
+}
+CHOICE_AUTO = {"fill": "auto", ("arrival", "synthetic"): "auto (gamma)", ("arrival", "trace"): "auto (trace)"}
+# form help that says more than the field's own help
+EXTRA_HELP = {
+    "batch_size": "The most requests in one batch (static_fifo, multi_bin_fixed). It is a cap: with greedy "
+                  "fill a free GPU takes whatever is waiting, up to B, so at light load batches stay small "
+                  "(static FIFO with B = 16 at 2 req/s averages about 1.5 requests). For full batches of B "
+                  "choose Batch fill = full, optionally with a Max wait.",
+}
 SOURCE_LABELS = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
                  "upload": "Upload a BurstGPT CSV"}
 SLA_CONTROLLER = ("sla_eps", "sla_alpha", "sla_delta", "sla_window")
@@ -59,6 +75,17 @@ SYNTHETIC_ONLY = ("prompt_lengths", "output_lengths")
 
 
 # ------------------------------------------------------------------ fields --
+def _by_source(table: dict, name: str, source: str, default=None):
+    kind = "synthetic" if source == "synthetic" else "trace"
+    return table.get((name, kind)) or table.get(name) or default
+
+
+def empty_means(name: str, source: str = "synthetic", long: bool = False) -> str:
+    """What an empty optional number box means: its placeholder, or (``long``) its help."""
+    short, full = _by_source(EMPTY_MEANS, name, source, ("auto", "auto"))
+    return full if long else short
+
+
 def sim_fields(group: str | None = None, exclude: Iterable[str] = ()) -> list[dataclasses.Field]:
     return [f for f in config_fields() if (group is None or f.metadata.get("group") == group)
             and f.name not in exclude]
@@ -106,14 +133,12 @@ AUTO = "auto"  # selectbox stand-in for None (a None selection would read as "no
 def state_entries(f: dataclasses.Field, value: Any, key: str) -> dict[str, Any]:
     """The session-state entries that make ``f``'s widget show ``value``."""
     base, optional = _kind(f)
-    if optional and base in ("int", "float"):
-        fallback = f.default if f.default is not None else FALLBACK.get(f.name, 1 if base == "int" else 1.0)
-        number = fallback if value is None else value
-        return {key: int(number) if base == "int" else float(number), f"{key}.none": value is None}
+    if base in ("int", "float"):
+        if value is None:
+            return {key: None}  # an empty box: off / auto / no limit
+        return {key: int(value) if base == "int" else float(value)}
     if optional and value is None:
         return {key: AUTO}
-    if base == "float" and value is not None:
-        return {key: float(value)}
     return {key: value}
 
 
@@ -136,10 +161,10 @@ def seed_settings(settings: dict, overwrite: bool = False) -> None:
 
 
 # ----------------------------------------------------------------- widgets --
-def render_field(f: dataclasses.Field, key: str, options: list | None = None) -> Any:
+def render_field(f: dataclasses.Field, key: str, options: list | None = None, source: str = "synthetic") -> Any:
     """One widget for ``f`` (state must be seeded); returns the field's value."""
     base, optional = _kind(f)
-    help_text = f.metadata.get("help", "")
+    help_text = EXTRA_HELP.get(f.name) or f.metadata.get("help", "")
     text = label(f)
     choices = options if options is not None else f.metadata.get("choices")
     if base == "bool" and optional:
@@ -153,7 +178,7 @@ def render_field(f: dataclasses.Field, key: str, options: list | None = None) ->
             opts.append(current)  # e.g. a grid named in a URL: keep it, the run reports if it is missing
         elif current not in opts:
             st.session_state[key] = opts[0]
-        auto = CHOICE_AUTO.get(f.name, "auto")
+        auto = _by_source(CHOICE_AUTO, f.name, source, "auto")
         value = st.selectbox(text, opts, key=key, help=help_text,
                              format_func=lambda v: auto if v == AUTO else
                              ("yes" if v is True else "no" if v is False else str(v)))
@@ -162,29 +187,31 @@ def render_field(f: dataclasses.Field, key: str, options: list | None = None) ->
         return st.checkbox(text, key=key, help=help_text)
     if base in ("int", "float"):
         number_kw: dict = {"step": 1, "format": "%d"} if base == "int" else {
-            "step": _step(f.default if f.default is not None else FALLBACK.get(f.name, 1.0)), "format": "%g"}
+            "step": _step(f.default if f.default is not None else 1.0), "format": "%g"}
         if not optional:
             return st.number_input(text, key=key, help=help_text, **number_kw)
-        means = OFF_MEANS.get(f.name, "auto")
-        value = st.number_input(text, key=key, help=f"{help_text} Tick '{means}' to leave it {means}.",
-                                **number_kw)
-        none = st.checkbox(means, key=f"{key}.none", help=f"{LABELS.get(f.name, f.name)}: {means}")
-        return None if none else value
+        # value=None: the box may be emptied (the state seeded by seed() decides what it shows)
+        return st.number_input(text, key=key, value=None, placeholder=empty_means(f.name, source),
+                               help=f"{help_text} Empty box: {empty_means(f.name, source, long=True)}.",
+                               **number_kw)
     return st.text_input(text, key=key, help=help_text)
 
 
-def render_fields(fields: Iterable[dataclasses.Field], prefix: str, columns: int = 2,
-                  options: dict[str, list] | None = None) -> dict[str, Any]:
-    """Widgets for ``fields`` laid out ``columns`` per row; returns name -> value."""
-    fields = list(fields)
+def render_fields(fields: Iterable[dataclasses.Field], prefix: str, options: dict[str, list] | None = None,
+                  source: str = "synthetic") -> dict[str, Any]:
+    """Widgets for ``fields`` in a row that wraps (two per row in a wide group, one on a narrow
+    screen, so labels and placeholders stay readable); returns name -> value."""
     options = options or {}
     values: dict[str, Any] = {}
-    for i in range(0, len(fields), columns):
-        cols = st.columns(columns)
-        for col, f in zip(cols, fields[i:i + columns]):
-            with col:
-                values[f.name] = render_field(f, prefix + f.name, options.get(f.name))
+    with st.container(horizontal=True, gap="small"):
+        for f in fields:
+            values[f.name] = render_field(f, prefix + f.name, options.get(f.name), source)
     return values
+
+
+def mode_help(modes: Iterable[str] = MODES) -> str:
+    """Markdown: what each scheduler mode does, two sentences each."""
+    return "\n".join(f"- **{m}**: {MODE_HELP.get(m, '')}" for m in modes)
 
 
 def source_picker() -> str:
@@ -223,17 +250,20 @@ def settings_form(form_key: str, source: str, latency_options: list[str], submit
                                        help="Each mode runs on the same workload with the settings below.")
             else:
                 sim["mode"] = render_field(_field("mode"), SIM + "mode")
+            with st.expander("What each mode does", icon=":material/help:"):
+                st.markdown(mode_help())
             sim |= render_fields(sim_fields("scheduler", exclude=("mode",)), SIM)
         with c2:
             st.markdown("##### Cluster")
             sim |= render_fields(sim_fields("cluster"), SIM)
             st.markdown("##### SLA deadlines")
             sim |= render_fields(sim_fields("sla", exclude=SLA_CONTROLLER), SIM)
+            st.caption("Empty a deadline's box to switch it off.")
         with c3:
             st.markdown("##### Workload")
             spec |= render_fields(workload_fields(source), WL,
                                   options={"trace": list(bundled_traces()),
-                                           "arrival": _arrivals(source)})
+                                           "arrival": _arrivals(source)}, source=source)
         e1, e2, e3 = st.columns(3, gap="large")
         with e1.expander("Latency model"):
             sim |= render_fields(sim_fields("latency"), SIM, options={"latency": latency_options})

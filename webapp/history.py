@@ -8,6 +8,8 @@ import streamlit as st
 
 from core.config import MODES
 
+from workloads.spec import SYNTHETIC_RATE
+
 from . import services, state
 
 SORTS = {"created_at": "Created", "throughput_rps": "Throughput", "latency_p99_s": "Latency p99",
@@ -28,7 +30,7 @@ class Filters:
 
 
 def filter_bar() -> Filters:
-    c = st.columns([3, 2, 2, 2, 1, 1], vertical_alignment="bottom")
+    c = st.columns([3, 2, 2, 2, 2, 1], vertical_alignment="bottom")
     search = c[0].text_input("Search", key="hist.search", placeholder="workload label, mode or hash prefix")
     mode = c[1].selectbox("Mode", [None, *MODES], key="hist.mode", format_func=lambda m: m or "all modes")
     status = c[2].selectbox("Status", [None, *STATUSES], key="hist.status", format_func=lambda s: s or "any status")
@@ -38,25 +40,52 @@ def filter_bar() -> Filters:
     return Filters(search.strip() or None, mode, status, order_by, descending, int(page))
 
 
+def arrivals_text(workload: dict | None) -> str:
+    """How requests arrived, from a workload identity: ``2 req/s`` (a set mean rate), ``trace``
+    (the trace's own times), ``trace ×50`` (compressed 50x), ``poisson`` (re-drawn at the trace's rate)."""
+    spec = (workload or {}).get("spec") or {}
+    if not spec:
+        return ""
+    if spec.get("workload", "synthetic") == "synthetic":
+        return f"{float(spec.get('rate') or SYNTHETIC_RATE):g} req/s"
+    if spec.get("rate"):
+        return f"{float(spec['rate']):g} req/s"
+    scale = float(spec.get("rps_scaling") or 1.0)
+    return (spec.get("arrival") or "trace") + (f" ×{scale:g}" if scale != 1 else "")
+
+
+def _facts(hashes: pd.Series) -> pd.DataFrame:
+    """Latency model and arrivals of each run (from its stored settings; fixed by its hash)."""
+    rows = []
+    for h in hashes:
+        found = services.run_settings(h) or {}
+        rows.append({"latency": (found.get("config") or {}).get("latency", ""),
+                     "arrivals": arrivals_text(found.get("workload"))})
+    return pd.DataFrame(rows, columns=["latency", "arrivals"], index=hashes.index)
+
+
+def _num(col: pd.Series, scale: float = 1.0) -> pd.Series:
+    """Numbers for a numeric column; a run without the metric (failed, running) is an empty cell."""
+    return scale * pd.to_numeric(col, errors="coerce").astype("float64")
+
+
 def display_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """The table the user sees: units in headers, percentages as percent, an open link."""
     if rows.empty:
         return rows
+    facts = _facts(rows["hash"])
     return pd.DataFrame({
         "open": "./?" + state.RUN + "=" + rows["hash"],
         "created": rows["created_at"],
-        "mode": rows["mode"],
-        "GPUs": rows["gpus"],
-        "bins": rows["k_bins"],
-        "requests": rows["num_requests"],
-        "throughput (req/s)": rows["throughput_rps"],
-        "latency p99 (s)": rows["latency_p99_s"],
-        "SLA attainment (%)": 100 * rows["sla_attainment"].astype(float),
-        "GPU util (%)": 100 * rows["gpu_utilization"].astype(float),
-        "compute (s)": rows["duration_s"],
         "status": rows["state"],
+        "mode": rows["mode"],
+        "GPU×bin": rows["gpus"].astype(str) + "×" + rows["k_bins"].astype(str),
+        "latency": facts["latency"],
+        "arrivals": facts["arrivals"],
+        "req/s": _num(rows["throughput_rps"]),
+        "p99 (s)": _num(rows["latency_p99_s"]),
+        "SLA %": _num(rows["sla_attainment"], 100.0),
         "workload": rows["label"],
-        "hash": rows["hash"].str.slice(0, 12),
     })
 
 
@@ -70,24 +99,32 @@ def runs_table(f: Filters) -> pd.DataFrame | None:
     if box.failed:
         return None
     pages = max(1, -(-total // PAGE_SIZE))
-    st.caption(f"{total:,} stored run{'s' if total != 1 else ''} match · page {min(f.page, pages)} of {pages} · "
-               "select rows to open, compare, export or delete them")
+    matches = "1 stored run matches" if total == 1 else f"{total:,} stored runs match"
+    st.caption(f"{matches} · page {min(f.page, pages)} of {pages} · select rows to open, compare, export or "
+               "delete them")
     if rows.empty:
         st.info("No stored runs match. Runs appear here after you run them on the Run or Compare page.",
                 icon=":material/info:")
         return None
     event = st.dataframe(
         display_frame(rows), hide_index=True, key="hist.table", on_select="rerun", selection_mode="multi-row",
-        column_config={
-            "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
-            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
-            "requests": st.column_config.NumberColumn(format="localized"),
-            "workload": st.column_config.TextColumn(width="large"),
-            "throughput (req/s)": st.column_config.NumberColumn(format="%.3f"),
-            "latency p99 (s)": st.column_config.NumberColumn(format="%.2f"),
-            "SLA attainment (%)": st.column_config.NumberColumn(format="%.1f"),
-            "GPU util (%)": st.column_config.NumberColumn(format="%.1f"),
-            "compute (s)": st.column_config.NumberColumn(format="%.2f"),
+        placeholder="—",  # a failed or running run has no metrics: a dash, not "None"
+        column_config={  # widths sum to what a 900 px window shows (the workload text is cut, hover shows it)
+            "open": st.column_config.LinkColumn("open", display_text="open", width=44),
+            "created": st.column_config.DatetimeColumn("created", format="MM-DD HH:mm", width=78,
+                                                       help="When the run was stored (the export has the year)"),
+            "status": st.column_config.TextColumn(width=50, help="done, failed (open it for the reason), "
+                                                                 "running, or stale (interrupted)"),
+            "mode": st.column_config.TextColumn(width=122),
+            "GPU×bin": st.column_config.TextColumn(width=60, help="GPUs × bins on predicted output length"),
+            "latency": st.column_config.TextColumn(width=76, help="Latency model: parametric or grid:NAME"),
+            "arrivals": st.column_config.TextColumn(width=58, help="Mean arrival rate set for the run, or "
+                                                                   "'trace': the trace's own times (×N: compressed)"),
+            "req/s": st.column_config.NumberColumn(format="%.3g", width=46, help="Throughput (requests/s)"),
+            "p99 (s)": st.column_config.NumberColumn(format="%.3g", width=50, help="End-to-end latency p99"),
+            "SLA %": st.column_config.NumberColumn(format="%.1f", width=46, help="SLA attainment"),
+            "workload": st.column_config.TextColumn(width=70, help="The workload (number of requests, "
+                                                                   "arrivals, lengths, predictor)"),
         })
     picked = list(event.selection.rows) if event is not None else []
     return rows.iloc[picked]

@@ -1,17 +1,26 @@
 """Steps shared by the Run and Compare pages: apply a URL to the form, take a trace upload,
-launch runs with progress, and remember how each result was obtained."""
+start runs in the background and follow them, and remember how each result was obtained.
+
+A submitted form (or a "recompute" button) validates its settings here, starts a
+:mod:`webapp.jobs` job, folds the settings panel and reruns; :func:`follow` then shows the
+job's progress where the results will appear, and returns the run hashes when it is done.
+The job belongs to the session, not to the script run: a user who switches page and comes
+back finds the progress (or the result) again.
+"""
 from __future__ import annotations
 
 from typing import Mapping
 
 import streamlit as st
 
-from core.config import ConfigError, SimConfig
+from core.config import ConfigError
 from workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
 
-from . import forms, fmt, services, state, views
+from . import fmt, forms, jobs, services, state, views
 
 OUTCOMES = "_outcomes"
+UPLOAD = "_upload"  # the last valid trace upload of this session
+CONTEXT = {"run": "Could not run the simulation", "compare": "Could not run the comparison"}
 
 
 def apply_url(page: str, params: Mapping, refs: list[str]) -> None:
@@ -32,15 +41,23 @@ def apply_url(page: str, params: Mapping, refs: list[str]) -> None:
         shown = [v for v in (services.run_view(r) for r in refs) if v and "summary" in v]
         if shown:
             try:
-                cfg = SimConfig.from_dict(shown[0]["config"])
-                settings = state.settings_from_run(cfg, shown[0]["workload"])
+                settings = views.settings_of_view(shown[0])
                 settings["modes"] = list(dict.fromkeys(v["summary"]["mode"] for v in shown))
             except (ConfigError, TypeError) as exc:
                 problems.append(f"the stored run's settings do not fit this version ({exc})")
     for p in problems:
-        st.warning(f"Link: {p}", icon=":material/link_off:")
+        st.warning(f"Link: {fmt.md(p)}", icon=":material/link_off:")
     forms.seed_settings(settings, overwrite=True)
     st.session_state["settings"] = settings
+
+
+def settings_panel(page: str, title: str, default_open: bool):
+    """The foldable settings panel; folded after a submit so the results come into view."""
+    key = f"{page}.settings"
+    if st.session_state.pop(f"_fold.{page}", False):
+        st.session_state[key] = False
+    st.session_state.setdefault(key, default_open)
+    return st.expander(title, key=key, on_change="rerun", icon=":material/tune:")
 
 
 def trace_uploader(source: str) -> services.Upload | None:
@@ -53,57 +70,119 @@ def trace_uploader(source: str) -> services.Upload | None:
                               "Request tokens and Response tokens are read; failed rows are dropped "
                               "unless 'Keep failed rows' is set.")
     if f is None:
-        return None
+        kept = st.session_state.get(UPLOAD)
+        if kept is not None:  # the uploader is not drawn while the settings are folded
+            st.caption(f"Using **{fmt.md(kept.name)}**, uploaded earlier; upload another file to replace it.")
+        return kept
     upload = services.Upload(f.name, f.getvalue())
-    with services.shown_errors(f"Cannot read {f.name}") as box:
+    with services.shown_errors(f"Cannot read {fmt.md(f.name)}") as box:
         w = services.make_workload(WorkloadSpec(workload="burstgpt", trace=f.name), upload)
     if box.failed:
+        st.session_state.pop(UPLOAD, None)
         return None
+    st.session_state[UPLOAD] = upload
     d = w.describe()
-    st.caption(f"{f.name}: {d['requests']:,} requests over {fmt.seconds(d['duration_s'])} "
-               f"(mean {fmt.number(d['mean_rate_rps'], 'req/s', 3)}), mean prompt "
+    st.caption(f"{fmt.md(f.name)}: {d['requests']:,} requests over {fmt.seconds(d['duration_s'])} "
+               f"(mean {fmt.sig(d['mean_rate_rps'], 'req/s')}), mean prompt "
                f"{fmt.number(d['prompt_mean'], 'tokens', 0)}, mean output {fmt.number(d['output_mean'], 'tokens', 0)}.")
     return upload
 
 
-def launch(page: str, values: forms.FormValues, source: str, upload: services.Upload | None,
-           modes: list[str]) -> list[services.Outcome] | None:
-    """Validate the form, run ``modes`` with a progress bar, then point the URL at the result."""
-    outcomes = None
-    with services.shown_errors("Could not run the simulation") as box:
-        if not modes:
+# ------------------------------------------------------------ background runs --
+def form_members(values: forms.FormValues, source: str, modes: list[str]) -> list[dict]:
+    """One settings dict per mode from a submitted form."""
+    return [{"sim": {**values.sim, "mode": m}, "spec": dict(values.spec), "source": source} for m in modes]
+
+
+def start(page: str, members: list[dict], upload: services.Upload | None = None,
+          slots: list[str | None] | None = None, every: list[dict] | None = None, url: dict | None = None,
+          remember: bool = False, expect: list[str] | None = None) -> None:
+    """Validate ``members`` (settings dicts), start computing them in the background, fold the
+    settings panel and rerun. Errors a user can fix are shown here and nothing starts.
+
+    ``slots``: the hashes of the result, None where a member's run is still to come (default:
+    all of them); ``every``: the settings of every slot (default: ``members``), for the link
+    written when the job is done. ``url``: query parameters to show while the job runs.
+    ``remember``: these are the settings the form submitted (reseed it with them later).
+    ``expect``: the hashes a link named, when this recomputes them.
+    """
+    with services.shown_errors(CONTEXT[page]) as box:
+        if not members:
             raise ConfigError("mode", "pick at least one scheduler mode")
-        if source == "upload":
-            if upload is None:
-                raise WorkloadError("trace: upload a BurstGPT CSV file first")
-            values.spec["trace"] = upload.name
-        _, spec = forms.build(values.sim, values.spec)
-        bar = st.progress(0.0, text="Building the workload…")
-        last = [-1.0]
+        built, grids = [], {}
+        for m in members:
+            if m["source"] == "upload":
+                if upload is None:
+                    raise WorkloadError("trace: upload a BurstGPT CSV file first")
+                m["spec"]["trace"] = upload.name
+            cfg, spec = forms.build(m["sim"], m["spec"])
+            if cfg.latency not in grids:
+                grids[cfg.latency] = services.resolve_grid(cfg.latency)
+            built.append(jobs.Member(cfg, spec, grids[cfg.latency]))
+        uses_upload = any(m["source"] == "upload" for m in members)
+        job = jobs.submit(services.get_store(), built, upload if uses_upload else None)
+    if box.failed:
+        return
+    slots = list(slots) if slots is not None else [None] * len(members)
+    st.session_state[f"_job.{page}"] = {"key": job.key, "slots": slots, "members": every or members,
+                                        "expect": list(expect or [])}
+    if remember:
+        modes = [m["sim"]["mode"] for m in members] if page == "compare" else \
+            (st.session_state.get("settings") or state.default_settings())["modes"]
+        st.session_state["settings"] = {**members[0], "sim": dict(members[0]["sim"]), "modes": list(modes)}
+    if url is not None:
+        st.query_params.from_dict(url)
+        state.mark_applied(page, url)
+    st.session_state[f"_fold.{page}"] = True
+    st.rerun()
 
-        def progress(frac: float, mode: str) -> None:
-            if frac - last[0] >= 0.02 or frac >= 1.0:
-                last[0] = frac
-                bar.progress(min(frac, 1.0), text=f"Simulating {mode}… {frac:.0%}")
 
-        outcomes = services.run_modes(values.sim, modes, spec, upload, progress)
-        bar.empty()
-    if box.failed or not outcomes:
+def wait(job: jobs.Job, message: str | None = None) -> None:
+    """Draw ``job``'s progress until it is done (a page switch stops the drawing, not the job)."""
+    holder = st.empty()
+    with holder.container():
+        if message:
+            st.info(message, icon=":material/hourglass_top:")
+        bar = st.progress(min(job.fraction, 1.0), text=job.text())
+    while not job.done.wait(0.15):
+        bar.progress(min(job.fraction, 1.0), text=job.text())
+    holder.empty()
+
+
+def follow(page: str) -> list[str] | None:
+    """The session's job on this page: its progress while it runs; its run hashes once done
+    (the URL then names them), None when there is none or it failed (the reason is shown)."""
+    plan = st.session_state.get(f"_job.{page}")
+    if not plan:
         return None
-    st.session_state["settings"] = {"sim": dict(values.sim), "spec": dict(values.spec), "source": source,
-                                    "modes": list(modes) if page == "compare" else
-                                    st.session_state.get("settings", state.default_settings())["modes"]}
+    job = jobs.get(plan["key"])
+    if job is None:
+        st.session_state.pop(f"_job.{page}", None)
+        st.warning("The computation started earlier is no longer followed here (the server restarted, or it "
+                   "finished long ago): a finished run is in History; otherwise press the button again.",
+                   icon=":material/warning:")
+        return None
+    if job.running:
+        wait(job, "Computing in the background: you may switch pages; the result is stored when it is "
+                  "done and shown here when you come back.")
+    st.session_state.pop(f"_job.{page}", None)
+    if job.error:
+        st.error(f"{CONTEXT[page]}: {fmt.md(job.error)}", icon=":material/error:")
+        st.caption("Open the settings to change them.")
+        return None
+    computed = iter(job.outcomes)
+    hashes = [h or next(computed).hash for h in plan["slots"]]
+    if plan.get("expect") and hashes != plan["expect"]:
+        st.info("Recomputed with this version of batchlab, the runs got new identities (the simulator or "
+                "its bundled data differ from the link's); the address now names them.", icon=":material/info:")
     notes = st.session_state.setdefault(OUTCOMES, {})
-    for o in outcomes:
+    for o in job.outcomes:
         notes[o.hash] = o
-    if page == "compare":
-        qp = {state.COMPARE: ",".join(o.hash for o in outcomes)} | state.settings_to_params(
-            values.sim, values.spec, modes)
-    else:
-        qp = {state.RUN: outcomes[0].hash} | state.settings_to_params(values.sim, values.spec)
+    members = plan["members"]
+    qp = state.run_params(hashes[0], members[0]) if page == "run" else state.comparison_params(hashes, members)
     st.query_params.from_dict(qp)
     state.mark_applied(page, qp)
-    return outcomes
+    return hashes
 
 
 def note_for(hashes: list[str]) -> str | None:

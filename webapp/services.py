@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 import streamlit as st
 
 from calibration import GridError, bundled_grids, load_bundled, parse_grid
-from core.config import ConfigError, SimConfig
+from core.config import ConfigError
 from store import StoreError, open_store
 from workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
+
+from . import fmt
 
 log = logging.getLogger("batchlab.webapp")
 USER_ERRORS = (ConfigError, WorkloadError, GridError, StoreError)
@@ -42,18 +43,19 @@ def user_message(exc: BaseException) -> str:
 
 @contextmanager
 def shown_errors(context: str) -> Iterator[ErrorBox]:
-    """Run a block; a failure becomes ``st.error("<context>: <message>")`` and ``box.failed``."""
+    """Run a block; a failure becomes ``st.error("<context>: <message>")`` and ``box.failed``.
+    ``context`` is Markdown; the message is shown as literal text."""
     box = ErrorBox()
     try:
         yield box
     except USER_ERRORS as exc:
         log.info("%s: %s", context, exc)
         box.failed, box.message = True, user_message(exc)
-        st.error(f"{context}: {box.message}", icon=":material/error:")
+        st.error(f"{context}: {fmt.md(box.message)}", icon=":material/error:")  # it may quote a file name
     except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
         log.exception("%s", context)
         box.failed, box.message = True, user_message(exc)
-        st.error(f"{context}: {box.message}", icon=":material/error:")
+        st.error(f"{context}: {fmt.md(box.message)}", icon=":material/error:")
 
 
 # ------------------------------------------------------------------- store --
@@ -141,39 +143,14 @@ class Outcome:
     created_at: Any = None
 
 
-def run_modes(base: SimConfig | dict, modes: list[str], spec: WorkloadSpec, upload: Upload | None = None,
-              progress: Callable[[float, str], None] | None = None) -> list[Outcome]:
-    """Run each mode on one workload through the store (served from it when already there)."""
-    sim = base.to_dict() if isinstance(base, SimConfig) else dict(base)
-    # an explicit fill applies to every mode; auto (None) stays each mode's own default
-    configs = [SimConfig(**{**sim, "mode": m}) for m in modes]
-    workload = make_workload(spec, upload)
-    grid = resolve_grid(configs[0].latency)
-    store = get_store()
-    out = []
-    for i, cfg in enumerate(configs):
-        t0 = time.perf_counter()
-
-        def step(frac: float, i=i, mode=cfg.mode) -> None:
-            if progress:
-                progress((i + min(max(frac, 0.0), 1.0)) / len(configs), mode)
-
-        step(0.0)
-        run, cached = store.get_or_run(cfg, workload, grid=grid, progress=step)
-        if run.status != "done":
-            raise StoreError(f"run {run.hash[:12]} of {cfg.mode} is {run.status}: {run.error or 'no result'}")
-        out.append(Outcome(run.hash, cfg.mode, cached, time.perf_counter() - t0, run.created_at))
-        step(1.0)
-    return out
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _run_view(key: tuple, ref: str) -> dict | None:
     run = get_store().get_run(ref)
     if run is None:
         return None
-    if run.status != "done" or run.summary is None:
-        return {"hash": run.hash, "status": run.state, "error": run.error}
+    if run.status != "done" or run.summary is None:  # failed, running or stale: what recomputing needs
+        return {"hash": run.hash, "status": run.state, "error": run.error, "config": run.config_dict,
+                "workload": run.workload, "mode": run.mode}
     return {
         "id": run.id, "hash": run.hash, "status": run.state, "error": run.error,
         "created_at": run.created_at, "duration_s": run.duration_s, "label": run.label,
@@ -192,6 +169,23 @@ def run_view(ref: str) -> dict | None:
     if view is None or "summary" not in view:
         _run_view.clear(key, ref)
     return view
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _run_settings(key: tuple, ref: str) -> dict | None:
+    run = get_store().get_run(ref)
+    if run is None:
+        return None
+    return {"config": run.config_dict, "workload": run.workload}
+
+
+def run_settings(ref: str) -> dict | None:
+    """A stored run's config and workload identity (fixed by its hash, so cached for good)."""
+    key = _store_key()
+    out = _run_settings(key, ref)
+    if out is None:
+        _run_settings.clear(key, ref)
+    return out
 
 
 def forget_runs() -> None:

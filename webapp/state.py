@@ -2,15 +2,19 @@
 
 URLs the app understands (every result page writes one):
 
-* ``/?run=<hash>`` opens a stored run on the Run page;
-* ``/compare?compare=<hash>,<hash>,...`` opens a comparison of stored runs;
+* ``/?run=<hash>&<settings>`` opens a stored run on the Run page;
+* ``/compare?compare=<h1>,<h2>,...&modes=<m1>,<m2>,...&<settings>`` opens a comparison;
 * any page: settings that differ from the defaults, by field name
   (``?mode=static_fifo&gpus=8&d_sla_tbt=none``), the workload's ``seed`` as
-  ``workload_seed``; ``modes=a,b`` on Compare. ``none`` is a disabled deadline
-  or an auto setting. They fill the form, so a URL reproduces a run even when
-  the store no longer has it.
+  ``workload_seed``. ``none`` is a disabled deadline or an auto setting.
 
-Functions here are pure (no Streamlit calls) except :func:`applied_once`.
+A link carries enough to recompute every run it names, even on a store that has none of
+them: a run link has the run's settings; a comparison link has one mode per run in
+``modes`` (always, defaults included), every setting the runs share once, and a setting
+whose value differs between the runs repeated once per run, in run order
+(``gpus=4&gpus=8``). Only an uploaded trace's bytes cannot travel: the link names the file.
+
+Functions here are pure (no Streamlit calls) except :func:`applied_once` and :func:`mark_applied`.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from core.config import MODES, SimConfig, config_fields
+from core.config import MODES, ConfigError, SimConfig, config_fields
 from workloads.burstgpt import bundled_traces
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
@@ -96,7 +100,7 @@ def settings_from_params(params: Mapping[str, Any]) -> tuple[dict, list[str]]:
     settings = default_settings()
     problems: list[str] = []
     for key, raw in params.items():
-        text = raw[-1] if isinstance(raw, list) else str(raw)
+        text = _first(raw)
         if key in (RUN, COMPARE):
             continue
         if key == MODES_KEY:
@@ -123,17 +127,33 @@ def settings_from_params(params: Mapping[str, Any]) -> tuple[dict, list[str]]:
 
 def settings_to_params(sim: SimConfig | Mapping, spec: WorkloadSpec | Mapping | None,
                        modes: list[str] | None = None) -> dict[str, str]:
-    """Query parameters for the settings that differ from the defaults."""
-    sim_d = sim.to_dict() if isinstance(sim, SimConfig) else dict(sim)
+    """Query parameters for the settings that differ from the defaults; with ``modes`` (Compare)
+    ``modes`` is always written and ``mode`` never."""
     out: dict[str, str] = {}
-    if modes is not None and list(modes) != list(DEFAULT_COMPARE):
+    if modes is not None:
         out[MODES_KEY] = ",".join(modes)
+    out |= _setting_params(sim, spec, with_mode=modes is None)
+    return out
+
+
+def _mode_fill(mode: Any) -> str | None:
+    """The fill a mode has by default (None for a mode this version does not know)."""
+    try:
+        return SimConfig(mode=mode).fill
+    except (ConfigError, TypeError):
+        return None
+
+
+def _setting_params(sim: SimConfig | Mapping, spec: WorkloadSpec | Mapping | None, with_mode: bool) -> dict:
+    sim_d = sim.to_dict() if isinstance(sim, SimConfig) else dict(sim)
+    mode_fill = _mode_fill(sim_d.get("mode", SimConfig().mode))
+    out: dict[str, str] = {}
     for f in config_fields():
-        if modes is not None and f.name == "mode":
+        if f.name == "mode" and not with_mode:
             continue
         default = None if f.name == "fill" else f.default
         v = sim_d.get(f.name, default)
-        if f.name == "fill" and isinstance(sim, SimConfig) and v == SimConfig(mode=sim.mode).fill:
+        if f.name == "fill" and v == mode_fill:
             continue  # the mode's own default fill
         if v != default:
             out[f.name] = encode(v)
@@ -147,6 +167,70 @@ def settings_to_params(sim: SimConfig | Mapping, spec: WorkloadSpec | Mapping | 
             continue
         out[spec_param(f.name)] = encode(v)
     return out
+
+
+def _default_text(key: str) -> str:
+    """The query text of a setting's default (what a run that omits ``key`` has)."""
+    if key in _SIM_BY_PARAM:
+        return encode(None if key == "fill" else _SIM_BY_PARAM[key].default)
+    return encode(_SPEC_BY_PARAM[key].default)
+
+
+def run_params(run_hash: str, settings: Mapping) -> dict[str, str]:
+    """The link of one run: its hash and the settings that recompute it."""
+    return {RUN: run_hash} | settings_to_params(settings["sim"], settings["spec"])
+
+
+def comparison_params(hashes: list[str], members: list[Mapping]) -> dict[str, str | list[str]]:
+    """The link of a comparison: hashes, one mode per run, shared settings once, differing ones
+    once per run (a repeated key)."""
+    per = [_setting_params(m["sim"], m["spec"], with_mode=False) for m in members]
+    out: dict[str, str | list[str]] = {COMPARE: ",".join(hashes),
+                                       MODES_KEY: ",".join(m["sim"]["mode"] for m in members)}
+    for key in dict.fromkeys(k for p in per for k in p):
+        values = [p.get(key, _default_text(key)) for p in per]
+        out[key] = values[0] if len(set(values)) == 1 else values
+    return out
+
+
+def members_from_params(params: Mapping[str, Any]) -> tuple[list[dict] | None, list[str]]:
+    """The settings of each run a comparison link names (None when the link carries no ``modes``,
+    i.e. no settings), and one problem per value that cannot be used."""
+    hashes = compare_param(params)
+    if MODES_KEY not in params:
+        return None, []
+    base, _ = settings_from_params({k: _first(v) for k, v in params.items()})  # its problems: apply_url's
+    problems: list[str] = []
+    modes = [m.strip() for m in _first(params[MODES_KEY]).split(",") if m.strip()]
+    n = len(hashes) or len(modes)
+    if len(modes) != n or any(m not in MODES for m in modes):
+        problems.append(f"modes: {len(modes)} mode(s) for {n} run(s); the link cannot recompute its runs")
+        return None, problems
+    members = []
+    for mode in modes:
+        m = json.loads(json.dumps(base))  # a deep copy of plain data
+        m["sim"]["mode"] = mode
+        members.append(m)
+    for key, raw in params.items():
+        values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+        if len(values) < 2 or key in (RUN, COMPARE, MODES_KEY):
+            continue
+        f = _SIM_BY_PARAM.get(key) or _SPEC_BY_PARAM.get(key)
+        if f is None:
+            continue  # reported by settings_from_params
+        if len(values) != n:
+            problems.append(f"{key}: {len(values)} values for {n} runs; the first is used for all")
+            continue
+        target = "sim" if key in _SIM_BY_PARAM else "spec"
+        for m, text in zip(members, values):
+            try:
+                m[target][f.name] = decode(f, str(text))
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}; the default is used")
+    for m in members:
+        m["source"] = source_of(m["spec"])
+        m["modes"] = list(modes)
+    return members, problems
 
 
 def _spec_or_none(d: Mapping) -> WorkloadSpec | None:
@@ -178,16 +262,30 @@ def settings_from_run(config: SimConfig, workload_identity: Mapping | None) -> d
 
 
 # ------------------------------------------------------------------ hashes --
+def _first(raw: Any) -> str:
+    """The first value of a query parameter (a repeated key gives a list)."""
+    if isinstance(raw, (list, tuple)):
+        return str(raw[0]) if raw else ""
+    return "" if raw is None else str(raw)
+
+
+def read_params(query_params: Any) -> dict[str, str | list[str]]:
+    """Query parameters as name -> value, or -> list of values for a repeated key."""
+    out: dict[str, str | list[str]] = {}
+    for key in query_params:
+        values = query_params.get_all(key) if hasattr(query_params, "get_all") else query_params[key]
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        out[key] = values[0] if len(values) == 1 else values
+    return out
+
+
 def run_param(params: Mapping[str, Any]) -> str | None:
-    raw = params.get(RUN)
-    text = (raw[-1] if isinstance(raw, list) else raw) or ""
-    return text.strip() or None
+    return _first(params.get(RUN)).strip() or None
 
 
 def compare_param(params: Mapping[str, Any]) -> list[str]:
-    raw = params.get(COMPARE)
-    text = (raw[-1] if isinstance(raw, list) else raw) or ""
-    return list(dict.fromkeys(h.strip() for h in str(text).split(",") if h.strip()))
+    text = _first(params.get(COMPARE))
+    return list(dict.fromkeys(h.strip() for h in text.split(",") if h.strip()))
 
 
 def signature(params: Mapping[str, Any]) -> str:

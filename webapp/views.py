@@ -1,4 +1,8 @@
-"""Draw one stored run or a comparison of stored runs (metric cards, tables, charts)."""
+"""Draw one stored run or a comparison of stored runs (metric cards, tables, charts).
+
+Every text that came from a user (a trace's file name inside a workload label, a grid name)
+goes through :func:`fmt.md` before it reaches Markdown.
+"""
 from __future__ import annotations
 
 import json
@@ -9,38 +13,45 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from core.config import DYNAMIC_MODES
+from core.config import DYNAMIC_MODES, ConfigError, SimConfig
 
-from . import charts, fmt, services
+from . import catalog, charts, fmt, labels, services, state, tables
 from .charts import LATENCY_METRICS
+
+CARDS_PER_ROW = 3
 
 
 # ------------------------------------------------------------------ labels --
-def run_labels(views: list[dict]) -> list[str]:
-    """Short, unique labels: the mode, plus GPUs/bins/hash only where needed to tell runs apart."""
-    base = [v["summary"]["mode"] for v in views]
-    if len(set(base)) == len(base):
-        return base
-    detailed = [f"{v['summary']['mode']} · {v['summary']['gpus']} GPU · {v['summary']['k_bins']} bin" for v in views]
-    if len(set(detailed)) == len(detailed):
-        return detailed
-    return [f"{d} · {v['hash'][:6]}" for d, v in zip(detailed, views)]
-
-
-def workload_label(view: dict) -> str:
-    w = view.get("workload") or {}
-    return w.get("label") or view.get("label") or "workload"
-
-
 def when(ts: Any) -> str:
     if isinstance(ts, datetime):
         return ts.strftime("%Y-%m-%d %H:%M:%S")
     return str(ts or "")
 
 
-def share_link(params: dict[str, str], page: str = "") -> str:
+def settings_of_view(view: dict) -> dict:
+    """Form settings that recompute a stored run (raises ConfigError if they no longer fit)."""
+    return state.settings_from_run(SimConfig.from_dict(view["config"]), view.get("workload"))
+
+
+def run_share(view: dict) -> dict | None:
+    """The shareable query parameters of a stored run (None if its settings no longer fit)."""
+    try:
+        return state.run_params(view["hash"], settings_of_view(view))
+    except (ConfigError, TypeError, KeyError):
+        return None
+
+
+def comparison_share(hashes: list[str], views: list[dict]) -> dict | None:
+    """The shareable query parameters of a comparison of stored runs (all of ``hashes``, in order)."""
+    try:
+        return state.comparison_params(hashes, [settings_of_view(v) for v in views])
+    except (ConfigError, TypeError, KeyError):
+        return None
+
+
+def share_link(params: dict, page: str = "") -> str:
     """An absolute link when the server's URL is known, else a relative one."""
-    query = urlencode(params, safe=":,")
+    query = urlencode(params, safe=":,", doseq=True)
     base = ""
     try:
         url = st.context.url or ""
@@ -53,99 +64,128 @@ def share_link(params: dict[str, str], page: str = "") -> str:
     return f"{path}?{query}"
 
 
-# ------------------------------------------------------------------- tables --
-def metrics_table(views: list[dict], labels: list[str]) -> pd.DataFrame:
-    """Rows: metric (with unit in the value); columns: runs. Disabled deadlines read 'off'."""
-    data = {"Metric": [label for label, _, _ in fmt.METRIC_ROWS]}
-    for lab, v in zip(labels, views):
-        s = v["summary"]
-        data[lab] = [f(s.get(key)) if key in s else fmt.DASH for _, key, f in fmt.METRIC_ROWS]
-    return pd.DataFrame(data)
-
-
-def bins_table(summary: dict) -> pd.DataFrame:
-    rows = []
-    for b in summary.get("bins", []):
-        rows.append({
-            "Bin": b["bin"],
-            "Predicted output (tokens)": f"{b['pred_lo']:,.0f} – {b['pred_hi']:,.0f}",
-            "Requests": f"{b['requests']:,}",
-            "Batches": f"{b['batches']:,}",
-            "Mean batch (req)": fmt.number(b.get("mean_batch_size")),
-            "Mean output (tokens)": fmt.number(b.get("mean_output"), digits=0),
-            "Latency mean": fmt.seconds(b.get("latency_mean_s")),
-            "Latency p99": fmt.seconds(b.get("latency_p99_s")),
-            "TBT mean": fmt.seconds(b.get("tbt_mean_s")),
-            "SLA attainment": fmt.pct(b.get("sla_attainment"), off=fmt.DASH),
-        })
-    return pd.DataFrame(rows)
-
-
 def _chart(chart) -> None:
     st.altair_chart(chart, width="stretch")
 
 
 # -------------------------------------------------------------------- parts --
-def _latency_cdf(cdf: pd.DataFrame, key: str) -> None:
+def cards(summary: dict) -> None:
+    """The headline metrics, three to a row so every value fits its card at >= 900 px."""
+    shown = [m for m in catalog.CARDS if m.key in summary]
+    for i in range(0, len(shown), CARDS_PER_ROW):
+        for col, m in zip(st.columns(CARDS_PER_ROW), shown[i:i + CARDS_PER_ROW]):
+            col.metric(m.label, m.format(summary[m.key], summary, compact=True), border=True)
+
+
+def _latency_cdf(views: list[dict], cdf: pd.DataFrame, key: str) -> None:
     metric = st.segmented_control("Latency metric", list(LATENCY_METRICS), default="e2e", key=key,
-                                  format_func=LATENCY_METRICS.get, label_visibility="collapsed") or "e2e"
-    _chart(charts.latency_cdf(cdf, metric))
+                                  format_func=charts.LATENCY_SHORT.get, label_visibility="collapsed") or "e2e"
+    part = cdf[cdf["metric"] == metric]
+    if len(part) and not (part["seconds"] > 0).any():
+        st.markdown(f"**{LATENCY_METRICS[metric]}: CDF**")
+        st.info(f"{LATENCY_METRICS[metric]} is 0 s for every request"
+                + (": no request waited for a GPU." if metric == "queue_delay" else "."),
+                icon=":material/info:")
+        return
+    _chart(charts.latency_cdf(cdf, metric, deadlines=labels.deadlines(views, metric)))
+    zero = part[part["seconds"] <= 0].groupby("run")["quantile"].max()
+    if len(zero) and (zero > 0).any():
+        st.caption("Not drawn on the log scale: requests at 0 s ("
+                   + ", ".join(f"{fmt.md(r)} {100 * q:.0f} %" for r, q in zero.items() if q > 0) + ").")
+
+
+def _violations(summaries: dict[str, dict]) -> None:
+    df = charts.violation_frame({lab: s for lab, s in summaries.items() if not catalog.no_deadline(s)})
+    if df.empty or (df["rate_pct"] == 0).all():
+        st.markdown("**SLA violations by kind**")
+        if df.empty:
+            st.info("No SLA deadline is set, so no request can violate one.", icon=":material/info:")
+        else:
+            st.success("No request missed an SLA deadline: 0 % violations of every kind.",
+                       icon=":material/check_circle:")
+        return
+    _chart(charts.violation_rates(summaries))
 
 
 def _controller(view: dict, label: str, key: str) -> None:
     s, timeline = view["summary"], view["series"]["batch_timeline"]
     if s["mode"] not in DYNAMIC_MODES:
         cfg = view.get("config") or {}
-        st.caption(f"**{label}**: fixed batch size B = {cfg.get('batch_size', '?')} requests — "
+        st.caption(f"**{fmt.md(label)}**: batch size cap B = {cfg.get('batch_size', '?')} requests — "
                    "no b_mem / b_SLA controller in this mode.")
         return
     bins = sorted(int(b) for b in timeline["bin"].unique())
     chart_area = st.container()
     choice = "all"
     if len(bins) > 1:
-        choice = st.selectbox(f"Bin ({label})", ["all", *bins], key=key,
+        choice = st.selectbox(f"Bin ({fmt.md(label)})", ["all", *bins], key=key,
                               format_func=lambda b: "all bins (mean per time window)" if b == "all" else f"bin {b}")
     with chart_area:
         _chart(charts.controller_trace(timeline, None if choice == "all" else int(choice),
                                        title=f"Controller trace: {label}"))
 
 
-def _per_run(views: list[dict], labels: list[str], draw, per_row: int = 3) -> None:
+def _per_run(views: list[dict], run_labels: list[str], draw, per_row: int = 3) -> None:
     for i in range(0, len(views), per_row):
         cols = st.columns(per_row)
-        for col, v, lab in zip(cols, views[i:i + per_row], labels[i:i + per_row]):
+        for col, v, lab in zip(cols, views[i:i + per_row], run_labels[i:i + per_row]):
             with col:
                 draw(v, lab)
 
 
+def _caveats(views: list[dict], run_labels: list[str]) -> None:
+    """Warnings a reader must see with the numbers: grid extrapolation."""
+    for lab, v in zip(run_labels, views):
+        notes = v["summary"].get("latency_notes") or {}
+        if notes.get("extrapolated_queries"):
+            st.warning(f"{fmt.md(lab)}: {notes['extrapolated_queries']:,} latency queries were extrapolated "
+                       "beyond the calibration grid's measured cells.", icon=":material/warning:")
+
+
+def _details(views: list[dict], run_labels: list[str]) -> None:
+    panel = st.expander("Settings and identities", key="details_open", on_change="rerun",
+                        icon=":material/data_object:")
+    if not panel.open:  # drawn only when opened
+        return
+    with panel:
+        for lab, v in zip(run_labels, views):
+            st.markdown(f"**{fmt.md(lab)}** — run `{v['hash']}`")
+            st.code(json.dumps({"config": v.get("config"), "workload": v.get("workload"),
+                                "latency": v.get("latency")}, indent=2, default=str), language="json")
+
+
+def _share(params: dict | None, page: str) -> None:
+    if not params:
+        return
+    traces = params.get("trace") or []
+    traces = [traces] if isinstance(traces, str) else traces
+    uploaded = [t for t in dict.fromkeys(traces) if state.source_of({"workload": "burstgpt", "trace": t}) == "upload"]
+    what = ("it recomputes the results on any batchlab store" if not uploaded else
+            "elsewhere, recomputing needs the uploaded trace " + ", ".join(uploaded))
+    st.caption(f"Shareable link ({fmt.md(what)}): `{share_link(params, page)}`")
+
+
 # ---------------------------------------------------------------- run view --
-def show_run(view: dict, note: str | None = None, share: dict[str, str] | None = None) -> None:
-    """One stored run: what it is, headline metrics, charts, per-bin table, settings."""
+def show_run(view: dict, note: str | None = None, share: dict | None = None) -> None:
+    """One stored run: what it is and the workload it ran, headline metrics, charts, per-bin table."""
     s = view["summary"]
-    label = run_labels([view])[0]
+    label = s["mode"]
     st.subheader(f"{label} · {s['gpus']} GPU{'s' if s['gpus'] != 1 else ''} · {s['k_bins']} "
                  f"bin{'s' if s['k_bins'] != 1 else ''}")
-    st.caption(f"Workload: {workload_label(view)} · run `{view['hash'][:12]}` · stored {when(view['created_at'])}")
+    st.markdown(f"**Workload run:** {fmt.md(labels.workload_label(view))}")
+    st.caption(f"run `{view['hash'][:12]}` · stored {when(view['created_at'])}")
     if note:
         st.success(note, icon=":material/check_circle:")
-    if share:
-        st.caption(f"Shareable link: `{share_link(share)}`")
+    _share(share, "")
     _caveats([view], [label])
-    cards = [("Throughput", fmt.number(s["throughput_rps"], "req/s", 3)),
-             ("Output throughput", fmt.number(s["throughput_tps"], "tok/s", 0)),
-             ("SLA attainment", fmt.pct(s["sla_attainment"])),
-             ("Latency p99", fmt.seconds(s["latency_p99_s"])),
-             ("TTFT p99", fmt.seconds(s["ttft_p99_s"])),
-             ("GPU utilisation", fmt.pct(s["gpu_utilization"]))]
-    for col, (name, value) in zip(st.columns(len(cards)), cards):
-        col.metric(name, value, border=True)
+    cards(s)
     series = view["series"]
     stacked = {name: charts.stack({label: df}) for name, df in series.items()}
     c1, c2 = st.columns(2, gap="large")
     with c1:
-        _latency_cdf(stacked["latency_cdf"], key="run_cdf_metric")
+        _latency_cdf([view], stacked["latency_cdf"], key="run_cdf_metric")
     with c2:
-        _chart(charts.violation_rates({label: s}))
+        _violations({label: s})
     c1, c2 = st.columns(2, gap="large")
     with c1:
         _chart(charts.batch_size_over_time(series["batch_timeline"], "Batch size over time, per bin"))
@@ -158,53 +198,44 @@ def show_run(view: dict, note: str | None = None, share: dict[str, str] | None =
         _chart(charts.batch_size_histogram(stacked["batch_sizes"]))
     if len(s.get("bins", [])) > 1:
         st.markdown("##### Per bin")
-        st.table(bins_table(s).set_index("Bin"))
+        st.table(tables.bins_table(s).set_index("Bin"))
     _details([view], [label])
 
 
-def _caveats(views: list[dict], labels: list[str]) -> None:
-    """Warnings a reader must see with the numbers: grid extrapolation, sampled request data."""
-    for lab, v in zip(labels, views):
-        notes = v["summary"].get("latency_notes") or {}
-        if notes.get("extrapolated_queries"):
-            st.warning(f"{lab}: {notes['extrapolated_queries']:,} latency queries were extrapolated beyond the "
-                       "calibration grid's measured cells.", icon=":material/warning:")
-
-
-def _details(views: list[dict], labels: list[str]) -> None:
-    panel = st.expander("Settings and identities", key="details_open", on_change="rerun",
-                        icon=":material/data_object:")
-    if not panel.open:  # drawn only when opened
-        return
-    with panel:
-        for lab, v in zip(labels, views):
-            st.markdown(f"**{lab}** — run `{v['hash']}`")
-            st.code(json.dumps({"config": v.get("config"), "workload": v.get("workload"),
-                                "latency": v.get("latency")}, indent=2, default=str), language="json")
-
-
 # --------------------------------------------------------- comparison view --
-def show_comparison(views: list[dict], share: dict[str, str] | None = None, note: str | None = None) -> None:
-    """Several stored runs side by side: metrics table and the comparison charts."""
-    labels = run_labels(views)
-    workloads = list(dict.fromkeys(workload_label(v) for v in views))
-    st.subheader(f"{len(views)} runs compared")
-    st.caption("Workload: " + (workloads[0] if len(workloads) == 1 else " | ".join(workloads)))
+def show_comparison(views: list[dict], share: dict | None = None, note: str | None = None,
+                    of: int | None = None) -> None:
+    """Several stored runs side by side: who wins each metric, and the comparison charts.
+    ``of``: how many runs the comparison has when only some are shown."""
+    run_labels = labels.run_labels(views)
+    n = len(views)
+    heading = f"{n} run{'s' if n != 1 else ''} compared" if not of or of == n else f"{n} of {of} runs shown"
+    st.subheader(heading)
+    if n == 1 and (not of or of == 1):
+        st.caption("To compare it with others, open **Set up a comparison** and pick modes or stored runs.")
+    workloads = list(dict.fromkeys(labels.workload_label(v) for v in views))
+    st.markdown("**Workload run:** " + " | ".join(fmt.md(w) for w in workloads))
+    differ = labels.workloads_differ(views)
+    if differ:
+        st.warning("These runs use different workloads (" + fmt.md("; ".join(differ)) + "): a difference in "
+                   "their metrics may come from the traffic, not the scheduler.", icon=":material/warning:")
     if note:
         st.success(note, icon=":material/check_circle:")
-    if share:
-        st.caption(f"Shareable link: `{share_link(share, 'compare')}`")
-    _caveats(views, labels)
-    summaries = {lab: v["summary"] for lab, v in zip(labels, views)}
-    stacked = {name: charts.stack({lab: v["series"][name] for lab, v in zip(labels, views)})
+    _share(share, "compare")
+    _caveats(views, run_labels)
+    summaries = {lab: v["summary"] for lab, v in zip(run_labels, views)}
+    stacked = {name: charts.stack({lab: v["series"][name] for lab, v in zip(run_labels, views)})
                for name in ("latency_cdf", "gpu_utilization", "batch_sizes")}
-    t1, t2 = st.columns([2, 3], gap="large")
+    st.markdown("##### Metrics")
+    values, best = tables.metrics_table(views, run_labels)
+    st.table(tables.styled(values, best))
+    if n > 1:
+        st.caption("Green: the best value of each metric (higher or lower, as the metric wants).")
+    t1, t2 = st.columns(2, gap="large")
     with t1:
-        st.markdown("##### Metrics")
-        st.table(metrics_table(views, labels).set_index("Metric"))
+        _latency_cdf(views, stacked["latency_cdf"], key="cmp_cdf_metric")
     with t2:
-        _latency_cdf(stacked["latency_cdf"], key="cmp_cdf_metric")
-        _chart(charts.violation_rates(summaries))
+        _violations(summaries)
     c1, c2 = st.columns(2, gap="large")
     with c1:
         _chart(charts.throughput(summaries, "throughput_rps"))
@@ -212,23 +243,22 @@ def show_comparison(views: list[dict], share: dict[str, str] | None = None, note
     with c2:
         _chart(charts.gpu_utilization(stacked["gpu_utilization"]))
     st.markdown("##### Batch size over time, per bin")
-    _per_run(views, labels, lambda v, lab: _chart(
+    _per_run(views, run_labels, lambda v, lab: _chart(
         charts.batch_size_over_time(v["series"]["batch_timeline"], title=lab)))
     st.markdown("##### Controller traces (b_mem, b_SLA, chosen b)")
-    _per_run(views, labels, lambda v, lab: _controller(v, lab, key=f"cmp_ctl_{v['hash'][:12]}"))
+    _per_run(views, run_labels, lambda v, lab: _controller(v, lab, key=f"cmp_ctl_{v['hash'][:12]}"))
     _chart(charts.batch_size_histogram(stacked["batch_sizes"]))
-    _details(views, labels)
+    _details(views, run_labels)
 
 
-def load_views(refs: list[str]) -> tuple[list[dict], list[str]]:
-    """Stored runs that are done, and messages for those missing or unfinished."""
-    views, problems = [], []
-    for ref in refs:
+def load_views(refs: list[str]) -> tuple[list[dict], list[tuple[int, str, dict | None]]]:
+    """Stored runs that are done, and ``(position, ref, view or None)`` for each one that is
+    missing (None) or not done (failed, running, stale)."""
+    done, missing = [], []
+    for i, ref in enumerate(refs):
         v = services.run_view(ref)
-        if v is None:
-            problems.append(f"run {ref[:12]} is not in the store (deleted, or another database)")
-        elif "summary" not in v:
-            problems.append(f"run {ref[:12]} is {v['status']}" + (f": {v['error']}" if v.get("error") else ""))
+        if v is not None and "summary" in v:
+            done.append(v)
         else:
-            views.append(v)
-    return views, problems
+            missing.append((i, ref, v))
+    return done, missing

@@ -1,18 +1,17 @@
 """Compare page: scheduler modes on one workload, or any stored runs (``?compare=<h1>,<h2>``)."""
 import streamlit as st
 
-from webapp import forms, pageutil, services, state, views
+from webapp import fmt, forms, pageutil, recover, services, state, views
 
 st.title("Compare schedulers")
-params = st.query_params.to_dict()
+params = state.read_params(st.query_params)
 hashes = state.compare_param(params)
 pageutil.apply_url("compare", params, hashes)
-shown, problems = views.load_views(hashes) if hashes else ([], [])
+members, member_problems = state.members_from_params(params) if hashes else (None, [])
 
 # a shared comparison opens with the set-up folded and not even drawn (60 widgets), so it loads fast
-first_open = st.session_state.setdefault("cmp.settings_first", not shown)  # fixed per session: keeps the state
-panel = st.expander("Set up a comparison", expanded=first_open, key="cmp.settings", on_change="rerun",
-                    icon=":material/tune:")
+busy = bool(st.session_state.get("_job.compare"))
+panel = pageutil.settings_panel("compare", "Set up a comparison", default_open=not (hashes or busy))
 if panel.open:
     by_mode, by_run = panel.tabs(["Scheduler modes on one workload", "Stored runs"])
     with by_mode:
@@ -22,24 +21,31 @@ if panel.open:
                                      compare=True)
     with by_run:
         picked = pageutil.stored_run_picker()
-    new = None
     if values.submitted:
-        outcomes = pageutil.launch("compare", values, source, upload, values.modes)
-        new = [o.hash for o in outcomes] if outcomes else None
+        pageutil.start("compare", pageutil.form_members(values, source, values.modes), upload,
+                       url=state.settings_to_params(values.sim, values.spec, values.modes), remember=True)
     elif picked:
-        new = picked
+        hashes, members = picked, None
         qp = {state.COMPARE: ",".join(picked)}
         st.query_params.from_dict(qp)
         state.mark_applied("compare", qp)
-    if new:
-        hashes = new
-        shown, problems = views.load_views(hashes)
 
-for p in problems:
-    st.warning(p, icon=":material/warning:")
+for p in member_problems:
+    st.warning(f"Link: {fmt.md(p)}", icon=":material/link_off:")
+done = pageutil.follow("compare")
+if done:
+    hashes, members = done, None
+shown, missing = views.load_views(hashes) if hashes else ([], [])
+if missing:
+    recover.comparison_problems(hashes, missing, members)
 if shown:
-    views.show_comparison(shown, share=st.query_params.to_dict(), note=pageutil.note_for(hashes))
-elif not hashes:
+    share = views.comparison_share(hashes, shown) if not missing else (
+        state.comparison_params(hashes, members) if members else None)
+    if share and not done and state.read_params(st.query_params) != share:
+        st.query_params.from_dict(share)  # the address bar holds the full, shareable link
+        state.mark_applied("compare", share)
+    views.show_comparison(shown, share=share, note=pageutil.note_for(hashes), of=len(hashes))
+elif not hashes and not st.session_state.get("_job.compare"):
     st.info("Pick scheduler modes and press **Run comparison** (defaults: static FIFO, dynamic without bins "
             "and multi-bin dynamic on 10,000 synthetic requests), or compare runs already in the store.",
             icon=":material/info:")

@@ -1,36 +1,44 @@
 """Run page: the settings form, progress, and one run's result (``?run=<hash>`` reopens it)."""
 import streamlit as st
 
-from webapp import forms, pageutil, services, state, views
+from webapp import forms, pageutil, recover, services, state, views
 
-params = st.query_params.to_dict()
+params = state.read_params(st.query_params)
 if state.COMPARE in params and state.RUN not in params:
     st.switch_page("app_pages/compare.py", query_params=params)  # /?compare=... is a comparison
 
 st.title("Run a simulation")
 ref = state.run_param(params)
 pageutil.apply_url("run", params, [ref] if ref else [])
-shown, problems = views.load_views([ref]) if ref else ([], [])
 
-# a stored run's link opens with the settings folded and not even drawn (60 widgets), so it loads fast
-first_open = st.session_state.setdefault("run.settings_first", not shown)  # fixed per session: keeps the state
-panel = st.expander("Settings", expanded=first_open, key="run.settings", on_change="rerun", icon=":material/tune:")
+# a result's link opens with the settings folded and not even drawn (60 widgets), so it loads fast
+busy = bool(st.session_state.get("_job.run"))
+panel = pageutil.settings_panel("run", "Settings", default_open=not (ref or busy))
 if panel.open:
     with panel:
         source = forms.source_picker()
         upload = pageutil.trace_uploader(source)
         values = forms.settings_form("run_form", source, services.latency_options(), "Run simulation")
     if values.submitted:
-        outcomes = pageutil.launch("run", values, source, upload, [values.sim["mode"]])
-        if outcomes:
-            ref = outcomes[0].hash
-            shown, problems = views.load_views([ref])
+        members = pageutil.form_members(values, source, [values.sim["mode"]])
+        pageutil.start("run", members, upload, url=state.settings_to_params(values.sim, values.spec),
+                       remember=True)
 
-for p in problems:
-    st.warning(f"{p}. The form holds the link's settings: press **Run simulation** to compute it.",
-               icon=":material/warning:")
+done = pageutil.follow("run")
+if done:
+    ref = done[0]
+shown, missing = views.load_views([ref]) if ref else ([], [])
 if shown:
-    views.show_run(shown[0], note=pageutil.note_for([ref]), share=st.query_params.to_dict())
-elif not ref:
+    view = shown[0]
+    share = views.run_share(view)
+    if share and not done and state.read_params(st.query_params) != share:
+        st.query_params.from_dict(share)  # the address bar holds the full, shareable link
+        state.mark_applied("run", share)
+    views.show_run(view, note=pageutil.note_for([ref]), share=share)
+elif missing:
+    has_settings = any(k != state.RUN for k in params)
+    link_settings = state.settings_from_params(params)[0] if has_settings else None
+    recover.run_problem(ref, missing[0][2], link_settings)
+elif not st.session_state.get("_job.run"):
     st.info("Choose the settings and press **Run simulation**. The defaults simulate 10,000 BurstGPT-like "
             "requests at 2 req/s on 4 GPUs with the multi-bin dynamic scheduler.", icon=":material/info:")

@@ -1,0 +1,56 @@
+"""The tables of a result page: metrics per run (best value per metric marked) and per bin."""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import catalog, fmt
+
+BEST_STYLE = "background-color: #dcfce7; font-weight: 600"
+
+
+def metrics_table(views: list[dict], labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows: metrics (only those some run has); columns: runs. Returns the formatted values and a
+    same-shaped mask of the best value per metric (see :func:`catalog.best_runs`; runs whose shown
+    value equals the best's share it, and a row where every run ties marks none)."""
+    summaries = [v["summary"] for v in views]
+    rows = [m for m in catalog.METRICS if any(m.key in s for s in summaries)]
+    index = pd.Index([m.label for m in rows], name="Metric")
+    values = pd.DataFrame({lab: [m.format(s[m.key], s) if m.key in s else fmt.DASH for m in rows]
+                           for lab, s in zip(labels, summaries)}, index=index)
+    best = pd.DataFrame(False, index=index, columns=list(labels))
+    for r, m in enumerate(rows):
+        winners = catalog.best_runs(m, summaries)
+        shown = {values.iat[r, j] for j in winners}  # a run that shows the same value shares the win
+        winners |= {j for j in range(len(labels)) if values.iat[r, j] in shown}
+        if len(winners) < len(labels):
+            for j in winners:
+                best.iat[r, j] = True
+    return values, best
+
+
+def styled(values: pd.DataFrame, best: pd.DataFrame):
+    """``values`` for ``st.table`` with the best cells highlighted; labels escaped for Markdown."""
+    shown = values.rename(columns=fmt.md)
+    mask = best.rename(columns=fmt.md)
+    return shown.style.apply(lambda col: [BEST_STYLE if b else "" for b in mask[col.name]], axis=0)
+
+
+def bins_table(summary: dict) -> pd.DataFrame:
+    """One row per bin; a value a mode does not have (batches in a continuous mode) reads "—"."""
+    rows = []
+    for b in summary.get("bins", []):
+        lo, hi = b.get("pred_lo"), b.get("pred_hi")
+        rows.append({
+            "Bin": b["bin"],
+            "Predicted output (tokens)": fmt.DASH if lo is None or hi is None else f"{lo:,.0f} – {hi:,.0f}",
+            "Requests": fmt.number(b.get("requests")),
+            "Batches": fmt.number(b.get("batches")),  # none in continuous modes: requests join and leave
+            "Mean batch (req)": fmt.number(b.get("mean_batch_size")),
+            "Mean output (tokens)": fmt.number(b.get("mean_output"), digits=0),
+            "Latency mean": fmt.seconds(b.get("latency_mean_s")),
+            "Latency p99": fmt.seconds(b.get("latency_p99_s")),
+            "TBT mean": fmt.seconds(b.get("tbt_mean_s")),
+            "SLA attainment": catalog.NO_DEADLINE if catalog.no_deadline(summary)
+            else fmt.pct(b.get("sla_attainment"), off=fmt.DASH),
+        })
+    return pd.DataFrame(rows)
