@@ -16,13 +16,12 @@ from typing import Any
 
 import click
 
-from core.config import MODES, ConfigError, SimConfig, config_fields
+from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
 from core.report import format_compare_table, format_summary, to_json
 from workloads.fields import range_text, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
 
-COMPARE_MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic")
 
 
 # ----------------------------------------------------------- flag builders --

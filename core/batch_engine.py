@@ -133,8 +133,10 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
     mem = None
     if dynamic:
         stats = QueueStats(prompt[order], predicted[order], cfg.stats_window)
-        mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps)
-        sla = [SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
+        if cfg.memory_control:
+            mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps)
+        d_sla = cfg.d_sla_tbt if cfg.sla_control else None   # no deadline to steer to: b_SLA = B_max
+        sla = [SlaController(d_sla, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
                              cfg.b_min, cfg.b_max, cfg.sla_window) for _ in range(k)]
         first_cap = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max)
         target = [first_cap] * k         # fill=full: the batch size a queue waits for
@@ -229,7 +231,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         # ---- batch size: the cap, then the reservation check -----------------
         if dynamic:
             mi, mo, vi, vo = stats.moments(off[q], arrived[q])
-            b_mem = mem.cap(mi, mo, vi, vo)
+            b_mem = mem.cap(mi, mo, vi, vo) if mem is not None else cfg.b_max
             ctl = sla[q]
             b_sla, branch = ctl.cap()
             cap = b_mem if b_mem < b_sla else b_sla

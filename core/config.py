@@ -44,6 +44,7 @@ MODE_HELP = {
                             "bin policy, sizing each admission with its bin's statistics. The running cap "
                             "comes from Algorithms 1 and 2.",
 }
+COMPARE_MODES = ("static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic")
 MAX_GPUS = 1000
 MAX_BINS = 64
 MAX_BATCH = 65_536
@@ -63,7 +64,7 @@ class SimConfig:
     """Scheduler, cluster, SLA, latency and memory settings of one run."""
 
     # --- scheduler -------------------------------------------------------
-    mode: str = _f("multi_bin_dynamic", "Batching policy: " + ", ".join(MODES) + ".", choices=MODES)
+    mode: str = _f("continuous_dynamic", "Batching policy: " + ", ".join(MODES) + ".", choices=MODES)
     k_bins: int = _f(4, "Bins on predicted output length (multi-bin modes; equal-mass boundaries).",
                      range=(1, MAX_BINS))
     batch_size: int = _f(8, "Batch cap B (static_fifo, multi_bin_fixed): the most requests one batch takes. "
@@ -97,6 +98,8 @@ class SimConfig:
                       "tokens) or max (its largest gap, a stricter tail bound).", group="sla", choices=TBT_STATS)
     d_sla_e2e: float | None = _f(60.0, "Deadline on end-to-end latency (none = off).", "s", "sla",
                                  range=(1e-3, 1e7))
+    sla_control: bool = _f(True, "Dynamic modes: Algorithm 2 on; off = b_SLA stays B_max (the TBT deadline is "
+                           "still measured).", group="sla")
     sla_eps: float = _f(0.010, "Algorithm 2 tolerance eps_D around the TBT deadline.", "s", "sla",
                         range=(0.0, 60.0))
     sla_alpha: int = _f(20, "Algorithm 2 interval width alpha.", "requests", "sla", range=(1, MAX_BATCH))
@@ -106,7 +109,9 @@ class SimConfig:
                          "continuous controller updates once per window.", "batches", "sla",
                          range=(1, 100_000))
     # --- memory ----------------------------------------------------------
-    gpu_mem_gb: float = _f(40.0, "GPU memory.", "GB", "memory", range=(0.5, 10_000.0))
+    gpu_mem_gb: float = _f(19.0, "GPU memory the server may use for the model and its KV cache (19 GB: an 8B "
+                           "model on a 24 GB L4 / A10G-class card, the runtime holding the rest).", "GB", "memory",
+                           range=(0.5, 10_000.0))
     weights_gb: float = _f(16.0, "Model weights resident on each GPU (16 GB = 8B parameters in bf16); "
                          "below gpu_mem_gb.", "GB", "memory", range=(0.0, 10_000.0))
     mem_reserve_frac: float = _f(0.10, "Fraction of the memory left after weights kept for activations "
@@ -115,6 +120,8 @@ class SimConfig:
     kv_heads: int = _f(8, "KV heads per layer (GQA).", "", "memory", range=(1, 1024))
     head_dim: int = _f(128, "Head dimension.", "", "memory", range=(1, 4096))
     kv_dtype_bytes: int = _f(2, "Bytes per KV element (2 = bf16/fp16).", "bytes", "memory", range=(1, 8))
+    memory_control: bool = _f(True, "Dynamic modes: Algorithm 1 on; off = b_mem stays B_max and admission keeps "
+                              "no safety buffer.", group="memory")
     mem_margin: str = _f("factor", "Algorithm 1 safety buffer L0: factor = eta*(1-mem_factor); clt = "
                          "theta*sigma*sqrt(b) with theta = Phi^-1(1-mem_eps); none = no buffer.",
                          choices=MEM_MARGINS, group="memory")
@@ -202,9 +209,13 @@ class SimConfig:
             drop |= {"k_bins", "bin_policy"}
         if self.dynamic:
             drop.add("batch_size")
+            if not self.memory_control:
+                drop |= {"mem_margin", "mem_factor", "mem_eps", "stats_window"}
+            if not self.sla_control:
+                drop |= {"sla_eps", "sla_alpha", "sla_delta"}
         else:
-            drop |= {"b_min", "b_max", "sla_eps", "sla_alpha", "sla_delta", "sla_window",
-                     "mem_margin", "mem_factor", "mem_eps", "stats_window"}
+            drop |= {"b_min", "b_max", "sla_eps", "sla_alpha", "sla_delta", "sla_window", "sla_control",
+                     "memory_control", "mem_margin", "mem_factor", "mem_eps", "stats_window"}
         if self.mem_margin != "factor":
             drop.add("mem_factor")
         if self.mem_margin != "clt":

@@ -38,7 +38,9 @@ request is waiting, once at least ``sla_window`` iterations have passed since
 their last update (at once the first time): Algorithm 1 recomputes its bound
 ``b`` for each queue from the statistics of the queue's recent arrivals (prompts
 and predictions), and Algorithm 2 (one controller per GPU) updates ``b_SLA`` from
-the mean decode-step time and mean decoding batch size of those iterations.
+the mean duration and mean decoding batch size of the iterations that decoded:
+an iteration is one step of every running request, so its duration, prefill
+work included, is the gap between tokens those requests see.
 Every admission then uses ``b_mem = min(max(b, N_decode), B_max)`` with
 ``N_decode`` = the requests running at that moment. ``continuous_multi_bin`` admits from K queues on predicted output
 length by the bin policy, each queue with its own ``b_mem``.
@@ -162,7 +164,8 @@ class _Engine:
         self.tick = max(n // 200, 1)
         self.next_tick = self.tick
         self.dynamic = cfg.dynamic
-        self.adaptive = cfg.dynamic and cfg.d_sla_tbt is not None  # Algorithm 2 runs
+        self.adaptive = cfg.dynamic and cfg.sla_control and cfg.d_sla_tbt is not None  # Algorithm 2 runs
+        self.memory_control = cfg.memory_control
         if self.dynamic:
             self.stats = QueueStats(prompt[order], predicted[order], cfg.stats_window)
             self.mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps)
@@ -379,7 +382,7 @@ class _Engine:
         if self.dynamic:
             gpu.since_it += 1 + x
             gpu.since_dec += (1 if n0 else 0) + (x if n2 else 0)
-            gpu.since_step += gpu.d_dec0 + dec
+            gpu.since_step += (d_first if n0 else 0.0) + dec
             gpu.since_n += n0 + n2 * x
         mi, md = gpu.mono_i, gpu.mono_d       # suffix-maximum stack of iteration durations
         while md and md[-1] <= d_first:
@@ -456,11 +459,16 @@ class _Engine:
         if dynamic and self.waiting and gpu.since_it >= self.window:
             mem, stats, off, arrived = self.mem, self.stats, self.off, self.arrived
             bbase = gpu.bbase
-            for q in range(self.k):
-                bbase[q] = mem.cap(*stats.moments(off[q], arrived[q]))
+            if self.memory_control:
+                for q in range(self.k):
+                    bbase[q] = mem.cap(*stats.moments(off[q], arrived[q]))
+            else:
+                bbase[:] = [self.b_max] * self.k
             if self.adaptive and gpu.since_dec:
                 gpu.ctl.observe(gpu.since_step / gpu.since_dec, gpu.since_n / gpu.since_dec)
                 gpu.b_sla, branch = gpu.ctl.cap(running)
+            elif not self.adaptive:
+                branch = BRANCH_OFF   # an update with Algorithm 2 switched off (or no TBT deadline)
             gpu.since_it = gpu.since_dec = gpu.since_n = 0
             gpu.since_step = 0.0
         # ---- decode growth of this iteration must fit: preempt the newest running requests

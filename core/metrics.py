@@ -33,6 +33,10 @@ def request_times(batch_id: np.ndarray, log: dict, arrival: np.ndarray) -> dict[
 def derive_request_arrays(batch_id: np.ndarray, row: np.ndarray, log: dict,
                           arrival: np.ndarray) -> dict[str, np.ndarray]:
     """Per-request times from each request's batch: ``row`` indexes ``log`` (usually = batch_id)."""
+    served = row >= 0            # a rejected request (batch -1) has no times
+    if not served.all():
+        times = derive_request_arrays(batch_id[served], row[served], log, arrival[served])
+        return expand_rejected(times, served)
     start = log["start"][row]
     first_token = start + log["prefill"][row]
     decode = log["decode"][row]
@@ -56,14 +60,27 @@ def with_delays(times: dict, arrival: np.ndarray) -> dict[str, np.ndarray]:
     return times
 
 
+def expand_rejected(times: dict, served: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-request arrays for all requests from those of the served ones: a rejected request has
+    no times (NaN), no GPU or batch (-1) and no preemptions (0)."""
+    n = len(served)
+    out = {}
+    for key, values in times.items():
+        fill = np.nan if values.dtype.kind == "f" else (0 if key in ("preemptions", "decode_steps") else -1)
+        full = np.full(n, fill, dtype=values.dtype)
+        full[served] = values
+        out[key] = full
+    return out
+
+
 def tbt_for_sla(cfg: SimConfig, req: dict) -> np.ndarray:
     return req["tbt_max"] if cfg.tbt_sla == "max" else req["tbt"]
 
 
 def violations(cfg: SimConfig, req: dict) -> dict[str, np.ndarray | None]:
     """Boolean violation array per enabled deadline (None when disabled)."""
-    def miss(values: np.ndarray, deadline: float | None):
-        return None if deadline is None else values > deadline
+    def miss(values: np.ndarray, deadline: float | None):   # a rejected request (NaN) misses every deadline
+        return None if deadline is None else ~(values <= deadline)
 
     return {"ttft": miss(req["ttft"], cfg.d_sla_ttft),
             "tbt": miss(tbt_for_sla(cfg, req), cfg.d_sla_tbt),
@@ -106,13 +123,15 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int, counters: dict) -> dict:
     """The run's summary: one flat JSON-able dict plus ``bins``, a list of per-bin dicts."""
     n = len(req["arrival"])
+    done = np.isfinite(req["finish"])        # rejected requests (never served) have no times
+    served = {k: req[k][done] for k in ("e2e", "ttft", "queue_delay", "tbt", "tbt_max", "output")}
     t0 = float(req["arrival"].min())
-    horizon = float(req["finish"].max() - t0)
-    e2e, ttft, qd = req["e2e"], req["ttft"], req["queue_delay"]
-    tbt = tbt_for_sla(cfg, req)
+    horizon = float(served_max(req["finish"]) - t0)
+    e2e, ttft, qd = served["e2e"], served["ttft"], served["queue_delay"]
     lat_p = np.percentile(e2e, PCTS)
     ttft_p = np.percentile(ttft, PCTS)
     viol = violations(cfg, req)
+    completed = int(done.sum())
     sizes = log["size"]
     w = _weights(log)
     busy = float(log["duration"].sum())
@@ -121,10 +140,11 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
         "gpus": cfg.gpus,
         "k_bins": cfg.bins,
         "num_requests": n,
-        "completed": int(np.isfinite(req["finish"]).sum()),
+        "completed": completed,
+        "rejected_requests": n - completed,
         "makespan_s": horizon,
-        "throughput_rps": n / horizon if horizon > 0 else float("inf"),
-        "throughput_tps": float(req["output"].sum()) / horizon if horizon > 0 else float("inf"),
+        "throughput_rps": completed / horizon if horizon > 0 else float("inf"),
+        "throughput_tps": float(served["output"].sum()) / horizon if horizon > 0 else float("inf"),
         "latency_mean_s": float(e2e.mean()),
         "latency_p50_s": float(lat_p[0]),
         "latency_p95_s": float(lat_p[1]),
@@ -133,9 +153,9 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
         "ttft_p50_s": float(ttft_p[0]),
         "ttft_p95_s": float(ttft_p[1]),
         "ttft_p99_s": float(ttft_p[2]),
-        "tbt_mean_s": float(req["tbt"].mean()),
-        "tbt_p99_s": float(np.percentile(req["tbt"], 99)),
-        "tbt_max_p99_s": float(np.percentile(req["tbt_max"], 99)),
+        "tbt_mean_s": float(served["tbt"].mean()),
+        "tbt_p99_s": float(np.percentile(served["tbt"], 99)),
+        "tbt_max_p99_s": float(np.percentile(served["tbt_max"], 99)),
         "tbt_sla": cfg.tbt_sla,
         "queue_delay_mean_s": float(qd.mean()),
         "queue_delay_p99_s": float(np.percentile(qd, 99)),
@@ -170,6 +190,11 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
     return s
 
 
+def served_max(values: np.ndarray) -> float:
+    """The largest finite value (every run serves at least one request)."""
+    return float(np.nanmax(values))
+
+
 def kv_utilization_mean(log: dict, counters: dict, eta: int, gpus: int, horizon: float) -> float:
     """Time-average over the horizon of the KV cache in use, as a share of every GPU's capacity."""
     if horizon <= 0:
@@ -190,16 +215,18 @@ def per_bin(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, viol: dict)
         bm = log["bin"] == b if batch_level else None
         row = {"bin": b, "pred_lo": float(edges[b]), "pred_hi": float(edges[b + 1]), "requests": cnt,
                "batches": int(bm.sum()) if batch_level else None}
-        if cnt:
-            e2e = req["e2e"][m]
+        served = m & np.isfinite(req["finish"])
+        if served.any():
+            e2e = req["e2e"][served]
             row.update({
                 "mean_batch_size": float(log["size"][bm].mean()) if batch_level and bm.any() else None,
                 "mean_output": float(req["output"][m].mean()),
                 "mean_predicted": float(req["predicted"][m].mean()),
                 "latency_mean_s": float(e2e.mean()),
                 "latency_p99_s": float(np.percentile(e2e, 99)),
-                "ttft_mean_s": float(req["ttft"][m].mean()),
-                "tbt_mean_s": float(req["tbt"][m].mean()),
+                "ttft_mean_s": float(req["ttft"][served].mean()),
+                "tbt_mean_s": float(req["tbt"][served].mean()),
+                "rejected": int(cnt - served.sum()),
                 "preemptions": int(req["preemptions"][m].sum()),
                 "sla_attainment": _attainment(viol, len(m), m),
                 "sla_violation_rate_ttft": _rate(viol["ttft"], m),
@@ -217,9 +244,10 @@ def latency_cdf(req: dict, points: int = SERIES_POINTS):
 
     qs = np.linspace(0.0, 1.0, points + 1)
     frames = []
+    done = np.isfinite(req["finish"])
     for metric in ("e2e", "ttft", "queue_delay", "tbt", "tbt_max"):
         frames.append(pd.DataFrame({"metric": metric, "quantile": qs,
-                                    "seconds": np.quantile(req[metric], qs)}))
+                                    "seconds": np.quantile(req[metric][done], qs)}))
     return pd.concat(frames, ignore_index=True)
 
 

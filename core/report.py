@@ -47,7 +47,8 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
     lines = [
         f"{s['mode']}: {s['gpus']} GPU(s), {s['k_bins']} bin(s) | {workload_label} | {source}",
         f"  latency model    {s.get('latency_model', 'parametric')}",
-        f"  requests         {s['completed']:,} of {s['num_requests']:,} in {s['makespan_s']:,.1f} s",
+        f"  requests         {s['completed']:,} of {s['num_requests']:,} in {s['makespan_s']:,.1f} s"
+        + (f" ({s['rejected_requests']:,} rejected: more KV than one GPU holds)" if s.get("rejected_requests") else ""),
         f"  throughput       {s['throughput_rps']:.3f} req/s, {s['throughput_tps']:,.1f} output tok/s",
         f"  latency (e2e)    mean {secs(s['latency_mean_s'])}, p50 {secs(s['latency_p50_s'])}, "
         f"p95 {secs(s['latency_p95_s'])}, p99 {secs(s['latency_p99_s'])}",

@@ -45,20 +45,28 @@ def run_identity(config: SimConfig, workload: Workload, latency: LatencyModel) -
     return run_hash(config.relevant_dict(), workload.identity, latency.identity)
 
 
-def check_fits(config: SimConfig, workload: Workload, eta: int) -> None:
-    """Refuse a workload that no schedule could serve on this GPU (a configuration error)."""
+def servable(config: SimConfig, workload: Workload, eta: int) -> np.ndarray:
+    """Which requests one GPU can ever serve; a server rejects the others when they arrive.
+
+    A request needs its prompt plus output in KV memory (in whole blocks, its prompt
+    also within the admission watermark, for the continuous modes). A rejected
+    request is never served: it counts against every enabled deadline.
+    """
     need = workload.prompt + workload.output
-    too_big = np.flatnonzero(need > eta)
-    if config.continuous:   # in whole KV blocks, with the watermark kept free at admission
-        B = config.block_size
-        blocks = eta // B
-        watermark = int(np.ceil(config.kv_watermark * blocks))
-        too_big = np.flatnonzero((-(-need // B) > blocks) | (-(-workload.prompt // B) > blocks - watermark))
-    if len(too_big):
-        i = int(too_big[0])
-        raise ConfigError("gpu_mem_gb", f"{len(too_big)} request(s) can never fit on one GPU: request {i} "
-                                        f"needs {int(need[i])} KV tokens but the GPU holds {eta} "
-                                        "(raise gpu_mem_gb or lower weights_gb)")
+    if not config.continuous:
+        return need <= eta
+    B = config.block_size
+    blocks = eta // B
+    watermark = int(np.ceil(config.kv_watermark * blocks))
+    return (-(-need // B) <= blocks) & (-(-workload.prompt // B) <= blocks - watermark)
+
+
+def check_settings(config: SimConfig, workload: Workload, served: np.ndarray, eta: int) -> None:
+    """Refuse settings under which nothing could be simulated (one line naming the setting)."""
+    if not served.any():
+        need = int((workload.prompt + workload.output).min())
+        raise ConfigError("gpu_mem_gb", f"no request fits on one GPU: the smallest needs {need} KV tokens "
+                                        f"but the GPU holds {eta} (raise gpu_mem_gb or lower weights_gb)")
     if not config.continuous and config.kv_reserve == "max_new_tokens":
         longer = np.flatnonzero(workload.output > config.max_new_tokens)
         if len(longer):
@@ -79,7 +87,8 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
     wall = time.perf_counter()
     latency = latency or build_latency_model(config, grid)
     eta = MemoryModel.from_config(config).eta
-    check_fits(config, workload, eta)
+    served = servable(config, workload, eta)
+    check_settings(config, workload, served, eta)
     k = config.bins
     if k > 1:
         edges = cached_edges(workload, k)
@@ -89,18 +98,22 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
         edges = np.array([workload.predicted.min(), workload.predicted.max()], dtype=np.float64)
         bins = np.zeros(len(workload), dtype=np.int64)
 
+    every = bool(served.all())
+    pick = (lambda a: a) if every else (lambda a: a[served])
+    arrival = pick(workload.arrival)
     engine = run_continuous_engine if config.continuous else run_batch_engine
-    out = engine(config, workload.arrival, workload.prompt, workload.output, workload.predicted,
-                 bins, latency, eta, progress)
-    req = {"arrival": workload.arrival, "prompt": workload.prompt, "output": workload.output,
-           "predicted": workload.predicted, "bin": bins}
+    out = engine(config, arrival, pick(workload.prompt), pick(workload.output), pick(workload.predicted),
+                 pick(bins), latency, eta, progress)
     log = out.log
     if config.continuous:
-        req.update(metrics.with_delays(dict(out.requests), workload.arrival))
+        times = metrics.with_delays(dict(out.requests), arrival)
     else:
         complete_batch_log(log, latency)
-        req.update(metrics.request_times(out.requests["batch"], log, workload.arrival))
-        req["preemptions"] = out.requests["preemptions"]
+        times = metrics.request_times(out.requests["batch"], log, arrival)
+        times["preemptions"] = out.requests["preemptions"]
+    req = {"arrival": workload.arrival, "prompt": workload.prompt, "output": workload.output,
+           "predicted": workload.predicted, "bin": bins}
+    req.update(times if every else metrics.expand_rejected(times, served))
     summary = metrics.summarize(config, req, log, edges, eta, out.counters)
     check_finite(summary)
     h = run_identity(config, workload, latency)

@@ -82,7 +82,8 @@ def derive(stored: dict, batches: dict) -> dict[str, np.ndarray]:
     req = {k: stored[k] for k in BASE_FIELDS}
     if "batch" in stored:
         bid = np.asarray(stored["batch"], dtype=np.int64)
-        local = np.searchsorted(batches["id"], bid) if "id" in batches else bid
+        local = (np.where(bid >= 0, np.searchsorted(batches["id"], bid), -1) if "id" in batches
+                 else bid)   # -1: a rejected request
         req.update(derive_request_arrays(bid, local, batches, stored["arrival"]))
     else:
         steps = stored["decode_steps"]

@@ -40,7 +40,7 @@ def simulate_reference(cfg, workload, latency):
     watermark = int(math.ceil(cfg.kv_watermark * K))
     chunk = cfg.chunk_size if cfg.chunk_size is not None else math.inf
     dynamic = cfg.dynamic
-    adaptive = dynamic and cfg.d_sla_tbt is not None
+    adaptive = dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
     reqs = [Req(i, float(a), int(p), int(o)) for i, (a, p, o) in
             enumerate(zip(workload.arrival, workload.prompt, workload.output))]
     n = len(reqs)
@@ -74,7 +74,7 @@ def simulate_reference(cfg, workload, latency):
             st["used"] -= r.blocks
             done += 1
         if dynamic and waiting_count() and st["since_it"] >= cfg.sla_window:
-            st["b"] = mem.cap(*stats.moments(0, next_arrival))      # Algorithm 1, recent arrivals
+            st["b"] = mem.cap(*stats.moments(0, next_arrival)) if cfg.memory_control else cfg.b_max
             if adaptive and st["since_dec"]:
                 st["ctl"].observe(st["since_step"] / st["since_dec"], st["since_n"] / st["since_dec"])
                 st["b_sla"], _ = st["ctl"].cap(len(running))
@@ -159,7 +159,7 @@ def simulate_reference(cfg, workload, latency):
         st["since_it"] += 1
         if decoding:
             st["since_dec"] += 1
-            st["since_step"] += d_dec
+            st["since_step"] += d_pre + d_dec
             st["since_n"] += len(decoding)
         st["busy"] = True
         heapq.heappush(events, (end, 1, g))

@@ -26,15 +26,31 @@ def test_run_json_has_every_documented_key():
     for key in REQUIRED_KEYS:
         assert key in s, key
     assert s["completed"] == s["num_requests"] == 400
-    assert len(s["bins"]) == 4 and sum(b["requests"] for b in s["bins"]) == 400
+    assert len(s["bins"]) == s["k_bins"] and sum(b["requests"] for b in s["bins"]) == 400
     assert 0 <= s["sla_attainment"] <= 1
 
 
 def test_run_without_flags_is_the_documented_default():
-    res = invoke("run")
-    assert res.exit_code == 0, res.output
-    assert res.output.startswith("multi_bin_dynamic: 4 GPU(s), 4 bin(s)")
-    assert "10,000 of 10,000" in res.output and "SLA attainment" in res.output
+    res = invoke("run", "--json", "--no-store")
+    s = json.loads(res.stdout)
+    assert (s["mode"], s["gpus"], s["num_requests"], s["eta_tokens"]) == ("continuous_dynamic", 4, 10_000, 20_599)
+    text = invoke("run").output
+    assert text.startswith("continuous_dynamic: 4 GPU(s), 1 bin(s) | synthetic 10,000 req, gamma(shape 0.5) at 12 req/s")
+    assert "latency model    parametric" in text.splitlines()[1]
+
+
+def test_the_default_run_gives_both_controllers_work():
+    """The README's claim about the default run: every Algorithm 2 branch fires, Algorithm 1 binds at
+    times, and switching either controller off changes what happens."""
+    s = json.loads(invoke("run", "--json", "--no-store").stdout)
+    counts = s["sla_branch_counts"]
+    assert counts["over"] > 0 and counts["within"] > 0 and counts["under"] > 0
+    assert 0 < s["b_mem_binding_share"] < 1
+    for switch in ("--no-memory-control", "--no-sla-control"):
+        off = json.loads(invoke("run", switch, "--json", "--no-store").stdout)
+        assert (off["sla_attainment"], off["preemptions"], off["latency_p99_s"]) != \
+            (s["sla_attainment"], s["preemptions"], s["latency_p99_s"]), switch
+    assert json.loads(invoke("run", "--no-sla-control", "--json", "--no-store").stdout)["sla_branch_counts"]["off"] > 0
 
 
 def test_every_issue_flag_is_accepted():
@@ -102,7 +118,7 @@ def test_compare_runs_three_schedulers_on_one_workload():
     res = invoke("compare", *SMALL, "--json")
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
-    assert [r["mode"] for r in rows] == ["static_fifo", "dynamic_no_bins", "multi_bin_dynamic"]
+    assert [r["mode"] for r in rows] == ["static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic"]
     assert len({r["num_requests"] for r in rows}) == 1
     table = invoke("compare", *SMALL).output
     assert "static_fifo" in table and "SLA attainment" in table

@@ -56,7 +56,7 @@ def test_a_disabled_deadline_decides_nothing():
     from workloads import WorkloadSpec, build_workload
 
     w = build_workload(WorkloadSpec(num_requests=600, rate=6.0))
-    only_tbt = simulate(SimConfig(mode="static_fifo", batch_size=64, d_sla_ttft=None, d_sla_e2e=None,
+    only_tbt = simulate(SimConfig(mode="static_fifo", batch_size=64, gpu_mem_gb=40.0, d_sla_ttft=None, d_sla_e2e=None,
                                   d_sla_tbt=0.04), w).summary
     assert only_tbt["sla_violation_rate_ttft"] is None and only_tbt["sla_violation_rate_e2e"] is None
     assert 0 < only_tbt["sla_violation_rate_tbt"] < 1

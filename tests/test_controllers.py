@@ -123,7 +123,7 @@ def overload(n=3000, seed=0, prompt=(100, 800), output=(50, 400)):
 
 
 def branch_counts(**cfg):
-    r = simulate(SimConfig(mode="dynamic_no_bins", gpus=2, **cfg), overload())
+    r = simulate(SimConfig(mode="dynamic_no_bins", gpus=2, gpu_mem_gb=40.0, **cfg), overload())
     return r, r.summary["sla_branch_counts"]
 
 

@@ -78,7 +78,7 @@ def replay_sla(cfg: SimConfig, batches: dict) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("mode", ["dynamic_no_bins", "multi_bin_dynamic"])
 def test_each_bin_has_its_own_sla_controller_observing_decode_steps(mode):
-    cfg = SimConfig(mode=mode, k_bins=4, gpus=3, d_sla_tbt=0.045, prefill_per_token=2e-4)
+    cfg = SimConfig(mode=mode, k_bins=4, gpus=3, d_sla_tbt=0.045, prefill_per_token=2e-4, gpu_mem_gb=40.0)
     r = simulate(cfg, skewed())
     b_sla, branch = replay_sla(cfg, r.batches)
     np.testing.assert_array_equal(r.batches["b_sla"], b_sla)

@@ -201,8 +201,15 @@ def test_max_new_tokens_reservation_never_runs_out_of_memory():
         simulate(cfg.replace(max_new_tokens=50), w)
 
 
-def test_a_request_that_can_never_fit_is_a_clear_error():
-    cfg = SimConfig(gpu_mem_gb=17.0, weights_gb=16.0)
-    w = Workload(np.zeros(2), np.array([10, 10**6]), np.array([5, 5]), np.array([5, 5]), identity={"t": "x"})
-    with pytest.raises(ConfigError, match="gpu_mem_gb.*request 1"):
-        simulate(cfg, w)
+@pytest.mark.parametrize("mode", ["static_fifo", "continuous_static"])
+def test_a_request_no_gpu_can_hold_is_rejected_and_misses_every_deadline(mode):
+    cfg = SimConfig(mode=mode, gpu_mem_gb=17.0, weights_gb=16.0)
+    w = Workload(np.zeros(3), np.array([10, 10**6, 20]), np.array([5, 5, 5]), np.array([5, 5, 5]))
+    r = simulate(cfg, w)
+    s, q = r.summary, r.requests
+    assert (s["completed"], s["rejected_requests"]) == (2, 1)
+    assert np.isnan(q["finish"][1]) and np.isfinite(q["finish"][[0, 2]]).all()
+    assert s["sla_attainment"] == pytest.approx(2 / 3) and s["sla_violation_rate_ttft"] == pytest.approx(1 / 3)
+    assert s["throughput_rps"] == pytest.approx(2 / s["makespan_s"])
+    with pytest.raises(ConfigError, match="gpu_mem_gb: no request fits"):
+        simulate(cfg, Workload(np.zeros(1), np.array([10**6]), np.array([5]), np.array([5])))

@@ -10,18 +10,19 @@ from workloads import WorkloadSpec, build_workload
 from workloads.workload import Workload
 
 SMALL = WorkloadSpec(num_requests=1500, rate=3.0, workload_seed=4)
+BATCH = SimConfig(mode="multi_bin_dynamic", gpu_mem_gb=40.0)  # the batch-level engine with ample memory
 
 
 def test_violation_rates_are_zero_when_loose_and_rise_when_tight():
     w = build_workload(SMALL)
-    loose = simulate(SimConfig(d_sla_ttft=1e6, d_sla_tbt=10.0, d_sla_e2e=1e6), w).summary
+    loose = simulate(BATCH.replace(d_sla_ttft=1e6, d_sla_tbt=10.0, d_sla_e2e=1e6), w).summary
     assert loose["sla_violation_rate_ttft"] == 0
     assert loose["sla_violation_rate_tbt"] == 0
     assert loose["sla_violation_rate_e2e"] == 0
     assert loose["sla_attainment"] == 1.0
     rates = []
     for scale in (1.0, 0.5, 0.25):
-        s = simulate(SimConfig(d_sla_ttft=8 * scale, d_sla_tbt=0.05 * scale, d_sla_e2e=60 * scale), w).summary
+        s = simulate(BATCH.replace(d_sla_ttft=8 * scale, d_sla_tbt=0.05 * scale, d_sla_e2e=60 * scale), w).summary
         rates.append((s["sla_violation_rate_ttft"], s["sla_violation_rate_tbt"], s["sla_violation_rate_e2e"],
                       s["sla_attainment"]))
     for kind in range(3):
@@ -78,7 +79,7 @@ def test_utilisation_is_measured_over_the_whole_horizon():
 
 
 def test_series_are_chart_ready():
-    r = simulate(SimConfig(), build_workload(SMALL))
+    r = simulate(BATCH, build_workload(SMALL))
     s = r.series()
     cdf = s["latency_cdf"]
     assert set(cdf["metric"]) == {"e2e", "ttft", "queue_delay", "tbt", "tbt_max"}

@@ -60,10 +60,10 @@ def test_default_store_comes_from_the_environment(cli, batchlab_store_home):
 def test_compare_goes_through_the_store(cli):
     cli("run", *SMALL, "--mode", "static_fifo", "--db", cli.db)
     out = cli("compare", *SMALL, "--db", cli.db).output
-    assert "1 served from store, 2 simulated and stored" in out
+    assert "1 served from store, 3 simulated and stored" in out  # static_fifo was stored; 4 modes compared
     rows = json.loads(cli("compare", *SMALL, "--db", cli.db, "--json").output)
-    assert [r["source"] for r in rows] == ["store"] * 3
-    assert len({r["run_id"] for r in rows}) == 3
+    assert [r["source"] for r in rows] == ["store"] * 4
+    assert len({r["run_id"] for r in rows}) == 4
 
 
 def test_runs_list_show_export_delete(cli, tmp_path):
@@ -131,7 +131,7 @@ def test_runs_list_and_show_tell_runs_apart_within_the_terminal(cli):
         assert max(map(len, lines)) <= width
     by_id = {int(line.split()[0]): line for line in lines[1:]}
     assert by_id[1].split()[1:7] == ["static_fifo", "4", "1", "gamma", "3/s", "10s/off/60s"]
-    assert by_id[2].split()[1:7] == ["multi_bin_dynamic", "4", "4", "gamma", "2/s", "10s/50ms/500ms"]
+    assert by_id[2].split()[1:7] == ["continuous_dynamic", "4", "1", "gamma", "12/s", "10s/50ms/500ms"]
     assert by_id[3].split()[4:7] == ["trace", "x3", "10s/50ms/60s"] and "BurstGPT_1" in by_id[3]
     assert all(line.split()[7] == "parametric" for line in lines[1:])
     narrow = CliRunner(env={"COLUMNS": "120"}).invoke(batchlab.cli, ["runs", "list", "--db", cli.db]).output

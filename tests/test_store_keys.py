@@ -101,8 +101,8 @@ def test_a_search_without_matches_does_not_call_the_store_empty(store, store_url
     assert out == "no runs match search 'no such label' (3 runs in the store)\n"
     out = invoke("runs", "list", "--mode", "static_fifo", "--status", "failed", "--db", store_url).output
     assert out == "no runs match mode static_fifo, status failed (3 runs in the store)\n"
-    out = invoke("runs", "list", "--search", "multi", "--offset", 10, "--db", store_url).output
-    assert out == "no runs on this page (3 match search 'multi')\n"
+    out = invoke("runs", "list", "--search", "continuous", "--offset", 10, "--db", store_url).output
+    assert out == "no runs on this page (3 match search 'continuous')\n"
     assert invoke("runs", "list", "--offset", 10, "--db", store_url).output == "no runs on this page (3 in all)\n"
     empty = f"sqlite:///{tmp_path}/empty.db"
     assert invoke("runs", "list", "--search", "x", "--db", empty).output == \

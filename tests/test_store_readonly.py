@@ -196,7 +196,7 @@ def test_a_store_that_cannot_be_written_serves_reads_and_refuses_writes(tmp_path
     for name in reads:
         assert got[name]["exit"] == 0, got[name]
     out = {name: got[name]["output"] for name in reads}
-    assert out["list"].splitlines()[1].split()[:2] == ["1", "multi_bin_dynamic"]
+    assert out["list"].splitlines()[1].split()[:2] == ["1", SimConfig().mode]
     assert json.loads(out["list json"])[0]["state"] == "done"
     assert "SLA attainment" in out["show"] and json.loads(out["show json"])["summary"]["num_requests"] == 120
     assert out["export"].count("\n") == 2  # header + the one run

@@ -64,14 +64,14 @@ def test_corrupt_blobs_are_rejected(blob):
 # ------------------------------------------------------------- round trips --
 def test_run_round_trip(store):
     w = workload()
-    cfg = SimConfig(gpus=2)
+    cfg = SimConfig(mode="multi_bin_dynamic", gpus=2)  # batch-level: its batch log is kept too
     run, hit = store.get_or_run(cfg, w)
     assert not hit and run.status == "done" and not run.stale
     want = simulate(cfg, w)
     again = store.get_run(run.id)
     assert again.hash == want.run_hash == want.summary["config_hash"]
     assert again.summary == want.summary  # every metric, per-bin dicts, notes: exactly equal
-    assert again.bins == want.summary["bins"] and len(again.bins) == cfg.k_bins
+    assert again.bins == want.summary["bins"] and len(again.bins) == cfg.bins
     assert again.config == cfg
     assert again.workload == w.identity and again.latency == want.meta["latency"]
     assert again.label == w.identity["label"] and again.num_requests == len(w)
@@ -202,7 +202,7 @@ def test_sweeps_keep_their_runs_in_order(store):
 # ------------------------------------------------------------ sampling cap --
 def test_runs_beyond_the_cap_keep_a_uniform_sample(store_url, tmp_path):
     w = workload(300, seed=3)
-    result = simulate(SimConfig(), w)
+    result = simulate(SimConfig(mode="multi_bin_dynamic"), w)  # batch-level: requests rebuilt from batches
     nb = len(result.batches["start"])
     assert nb < 299
     for cap, subset in ((299, False), (nb - 1, True)):

@@ -163,7 +163,7 @@ def _write_run_as_release_0001(engine, result, workload):
 
 def test_a_store_created_by_schema_0001_is_upgraded(store_url):
     w = build_workload(WorkloadSpec(num_requests=120, workload_seed=11))
-    result = simulate(SimConfig(gpus=3), w)
+    result = simulate(SimConfig(mode="multi_bin_dynamic", gpus=3), w)  # release 0001 had batch-level runs
     engine = make_engine(make_url(store_url))
     assert upgrade(engine, "old store", target="0001") == "0001"
     run_id = _write_run_as_release_0001(engine, result, w)
@@ -176,9 +176,9 @@ def test_a_store_created_by_schema_0001_is_upgraded(store_url):
         assert run.id == run_id and run.status == "done"
         assert run.label == w.identity["label"]  # 0002 backfilled the new column from the old data
         assert store.list_runs(search="seed 11")[0].id == run_id
-        assert run.summary == result.summary and run.config == SimConfig(gpus=3)
+        assert run.summary == result.summary and run.config == SimConfig(mode="multi_bin_dynamic", gpus=3)
         assert np.array_equal(run.requests()["e2e"], result.requests["e2e"])
-        again, hit = store.get_or_run(SimConfig(gpus=3), w, simulate_fn=lambda *a, **k: pytest.fail("recomputed"))
+        again, hit = store.get_or_run(SimConfig(mode="multi_bin_dynamic", gpus=3), w, simulate_fn=lambda *a, **k: pytest.fail("recomputed"))
         assert hit and again.id == run_id
         new, hit = store.get_or_run(SimConfig(gpus=2), w)  # and the upgraded store takes new runs
         assert not hit and new.label == run.label

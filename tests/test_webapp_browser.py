@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from calibration import bundled_grids
+from core.config import COMPARE_MODES, SimConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "webapp" / "app.py"
@@ -38,8 +39,11 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-COMPARE_CHARTS = 11  # CDF, violations, 2 throughput, GPU util, 3 batch-size, 2 controller, histogram
-RUN_CHARTS = 6
+# CDF, violations, 2 throughput, GPU use, running, KV use, 2 batch-size (batch-level), 2 controllers, sizes
+COMPARE_CHARTS = 12
+RUN_CHARTS = 7
+N = len(COMPARE_MODES)                          # the default comparison
+DEFAULT_RUN = COMPARE_MODES.index(SimConfig().mode)
 
 WIDE, NARROW = {"width": 1400, "height": 2000}, {"width": 900, "height": 1200}
 pytestmark = [
@@ -213,10 +217,10 @@ def test_browser_grid_upload_compare_and_stored_run(server, page):
     run_button.click()
     t1 = _charts_drawn_at(page, COMPARE_CHARTS)
     timings["compare_10k_3_schedulers_s"] = round((t1 - t0) / 1000, 3)
-    page.get_by_text("3 runs: 3 simulated", exact=False).wait_for()
+    page.get_by_text(f"{N} runs: {N} simulated", exact=False).wait_for()
     page.wait_for_url("**compare=*")
     hashes = page.url.split("compare=", 1)[1].split("&", 1)[0].replace("%2C", ",").split(",")
-    assert len(hashes) == 3 and all(len(h) == 64 for h in hashes)
+    assert len(hashes) == N and all(len(h) == 64 for h in hashes)
     page.locator("[data-testid=stTable]").first.wait_for()  # the metrics table
     assert "SLA attainment" in page.locator("[data-testid=stTable]").first.inner_text()
     assert "modes=static_fifo" in page.url, "the link names its modes, defaults included"
@@ -226,16 +230,16 @@ def test_browser_grid_upload_compare_and_stored_run(server, page):
     # --- A stored run's shareable URL: navigation start -> its charts drawn (fresh session each time)
     loads = []
     for _ in range(3):
-        page.goto(f"{base}/?run={hashes[2]}")
+        page.goto(f"{base}/?run={hashes[DEFAULT_RUN]}")
         loads.append(round(_charts_drawn_at(page, RUN_CHARTS) / 1000, 3))
     timings["stored_run_page_s"] = statistics.median(loads)
     timings["stored_run_page_loads_s"] = loads
-    page.get_by_text("multi_bin_dynamic · 4 GPUs · 4 bins").wait_for()
+    page.get_by_text("continuous_dynamic · 4 GPUs · 1 bin").wait_for()
     _shot(page, "run.png")
 
     # --- History lists the three runs; the Run page's form with defaults
     page.goto(base + "/history")
-    page.get_by_text("3 stored runs match", exact=False).wait_for()
+    page.get_by_text(f"{N} stored runs match", exact=False).wait_for()
     page.locator("[data-testid=stDataFrame]").first.wait_for()
     _shot(page, "history.png")
     page.goto(base + "/")
@@ -275,7 +279,8 @@ def test_browser_typed_values_take_effect_and_nothing_is_cut(server, page, size)
     _nav(page, "Compare")
     page.get_by_role("button", name="Run comparison").click()
     _charts_drawn_at(page, COMPARE_CHARTS)
-    page.get_by_text("3 runs compared").wait_for()
+    page.get_by_text(f"{N} runs compared").wait_for()
+    page.locator("[data-testid=stTable]").first.wait_for()
     tables = page.evaluate(SIDEWAYS_JS, "[data-testid=stTable] > div, [data-testid=stTable] table")
     assert tables and all(sw <= cw + 1 for sw, cw in tables), tables
     _shot(page, f"compare_{w}.png")
@@ -336,22 +341,22 @@ def test_browser_comparison_link_rebuilds_on_empty_and_partial_stores(servers, p
 
     # an empty store: every run is missing, one button rebuilds them all
     page.goto(f"{empty.url}/compare?{link}")
-    page.get_by_text("3 of 3 runs of this comparison cannot be shown", exact=False).wait_for()
-    page.get_by_role("button", name="Recompute the 3 missing runs").click()
+    page.get_by_text(f"{N} of {N} runs of this comparison cannot be shown", exact=False).wait_for()
+    page.get_by_role("button", name=f"Recompute the {N} missing runs").click()
     _charts_drawn_at(page, COMPARE_CHARTS)
-    page.get_by_text("3 runs compared").wait_for()
+    page.get_by_text(f"{N} runs compared").wait_for()
     assert page.url.split("compare=", 1)[1].split("&", 1)[0].replace("%2C", ",").split(",") == hashes
 
-    # a store that holds one of them (the default multi_bin_dynamic run, made on its Run page)
+    # a store that holds one of them (the default run, made on its Run page)
     page.goto(partial.url + "/")
     page.get_by_role("button", name="Run simulation").click()
     _wait_cards(page)
-    assert f"run={hashes[2]}" in page.url
+    assert f"run={hashes[DEFAULT_RUN]}" in page.url
     page.goto(f"{partial.url}/compare?{link}")
-    page.get_by_text("2 of 3 runs of this comparison cannot be shown", exact=False).wait_for()
-    page.get_by_text("1 of 3 runs shown").wait_for()
-    page.get_by_role("button", name="Recompute the 2 missing runs").click()
-    page.get_by_text("3 runs compared").wait_for()
+    page.get_by_text(f"{N - 1} of {N} runs of this comparison cannot be shown", exact=False).wait_for()
+    page.get_by_text(f"1 of {N} runs shown").wait_for()
+    page.get_by_role("button", name=f"Recompute the {N - 1} missing runs").click()
+    page.get_by_text(f"{N} runs compared").wait_for()
     _charts_drawn_at(page, COMPARE_CHARTS)
     with partial.store() as store:
         assert sorted(r.hash for r in store.list_runs()) == sorted(hashes)

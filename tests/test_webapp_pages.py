@@ -13,12 +13,13 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from calibration import bundled_grids
-from core.config import SimConfig
+from core.config import COMPARE_MODES, SimConfig
 from workloads import WorkloadSpec, build_workload, bundled_traces
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
 HASH = re.compile(r"^[0-9a-f]{64}$")
-THREE = ["static_fifo", "dynamic_no_bins", "multi_bin_dynamic"]
+COMPARED = list(COMPARE_MODES)  # the default comparison
+RUN_CHARTS = 7  # a run page: latency CDF, violations, running requests, controller, GPU use, KV use, sizes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,13 +89,14 @@ def no_traceback(at: AppTest) -> None:
 def test_run_page_defaults_and_submit():
     at = app()
     assert at.title[0].value == "Run a simulation"
-    assert at.selectbox(key="sim.mode").value == "multi_bin_dynamic"
+    assert at.selectbox(key="sim.mode").value == "continuous_dynamic"
     assert at.number_input(key="sim.gpus").value == 4
     assert at.number_input(key="sim.k_bins").value == 4
     requests = at.number_input(key="wl.num_requests")
     assert requests.value is None and "10,000" in requests.placeholder  # empty = auto, and it says so
     assert at.number_input(key="sim.d_sla_tbt").value == 0.05
-    assert not at.checkbox, "no box overrides a typed number"
+    assert not [c for c in at.checkbox if c.key.endswith(".none")], "no box overrides a typed number"
+    assert {c.key for c in at.checkbox} <= {"sim.sla_control", "sim.memory_control", "wl.keep_failed"}
     assert at.radio(key="source").value == "synthetic"
     assert all(w.help for w in at.number_input), "every number has help text"
 
@@ -106,21 +108,22 @@ def test_run_page_defaults_and_submit():
     assert store().get_run(h).status == "done"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Throughput"].endswith("req/s") and metrics["SLA attainment"].endswith("%")
-    assert "10,000 req" in texts(at.markdown) and "2 req/s" in texts(at.markdown)  # the workload run
+    assert "10,000 req" in texts(at.markdown) and "12 req/s" in texts(at.markdown)  # the workload run
     ch = charts(at)
     cdf = ch["End-to-end latency: CDF"].dropna(subset=["run"])
-    assert set(cdf["run"]) == {"multi_bin_dynamic"} and cdf["percent"].between(0, 100).all()
+    assert set(cdf["run"]) == {"continuous_dynamic"} and cdf["percent"].between(0, 100).all()
     viol = ch["SLA violations by kind"]
     assert set(viol["kind"]) == {"TTFT", "TBT", "E2E", "Any (SLA missed)"}
     s = store().get_run(h).summary
     any_row = viol[viol["kind"] == "Any (SLA missed)"]["rate_pct"].iloc[0]
     assert any_row == pytest.approx(100 * (1 - s["sla_attainment"]))
-    assert set(ch["Batch size over time, per bin"]["bin"]) == {0, 1, 2, 3}
-    ctl = ch["Controller trace: multi_bin_dynamic"]
+    ctl = ch["Controller trace: continuous_dynamic"]
     assert {"b_mem (memory cap)", "b_SLA (SLA cap)", "chosen b = min(b_mem, b_SLA)"} <= set(ctl["series"])
     assert ch["GPU utilisation over time"]["percent"].between(0, 100.0001).all()
-    assert "Batch size distribution" in ch
-    assert len(at.table) == 1  # the per-bin table
+    assert ch["KV cache in use over time"]["value"].between(0, 100.0001).all()
+    assert ch["Running requests per GPU over time"]["value"].max() <= s["batch_size_max"]
+    assert any(name.startswith("Batch size distribution") for name in ch)
+    assert len(at.table) == 0  # one bin: no per-bin table
 
 
 def test_same_settings_are_served_from_the_store():
@@ -143,7 +146,7 @@ def test_run_url_reopens_a_stored_run_without_the_form():
     assert at.query_params["gpus"] == "2"
     shared = app(run=h)
     no_traceback(shared)
-    assert len(shared.get("vega_lite_chart")) == 6
+    assert len(shared.get("vega_lite_chart")) == RUN_CHARTS
     assert len(shared.number_input) == 0, "the settings panel is folded and not drawn"
     assert "2 GPUs" in shared.subheader[0].value
     shared.session_state["run.settings"] = True  # open the settings panel
@@ -248,28 +251,30 @@ def test_bundled_trace_source():
 # ---------------------------------------------------------------- Compare ---
 def test_compare_three_modes_from_the_form():
     at = app("compare")
-    assert at.multiselect(key="cmp.modes").value == THREE
+    assert at.multiselect(key="cmp.modes").value == COMPARED
     button(at, "Run comparison").click().run()
     no_traceback(at)
     hashes = at.query_params["compare"].split(",")
-    assert len(hashes) == 3 and all(HASH.match(h) for h in hashes)
-    assert at.query_params["modes"] == ",".join(THREE), "the link names its modes, defaults included"
+    assert len(hashes) == len(COMPARED) and all(HASH.match(h) for h in hashes)
+    assert at.query_params["modes"] == ",".join(COMPARED), "the link names its modes, defaults included"
     table = at.table[0].value
-    assert [plain(c) for c in table.columns] == THREE
+    assert [plain(c) for c in table.columns] == COMPARED
     assert table.loc["SLA attainment"].str.endswith("%").all()
     ch = charts(at)
-    assert set(ch["End-to-end latency: CDF"]["run"].dropna()) == set(THREE)
-    assert set(ch["SLA violations by kind"]["run"]) == set(THREE)
+    assert set(ch["End-to-end latency: CDF"]["run"].dropna()) == set(COMPARED)
+    assert set(ch["SLA violations by kind"]["run"]) == set(COMPARED)
     rps = ch["Throughput"].drop_duplicates("run").set_index("run")["throughput_rps"]
     for h in hashes:
         r = store().get_run(h)
         assert rps[r.summary["mode"]] == pytest.approx(r.summary["throughput_rps"])
-    assert set(ch["Output throughput"]["run"]) == set(THREE)
-    assert set(ch["GPU utilisation over time"]["run"]) == set(THREE)
-    for mode in THREE:  # batch size over time, per bin, one chart per run
+    assert set(ch["Output throughput"]["run"]) == set(COMPARED)
+    assert set(ch["GPU utilisation over time"]["run"]) == set(COMPARED)
+    for mode in ("static_fifo", "multi_bin_dynamic"):  # batch size over time, per bin, per batch-level run
         assert mode in ch
+    assert set(ch["Running requests per GPU over time"]["run"]) == set(COMPARED)  # every engine has it
+    assert set(ch["KV cache in use over time"]["run"]) == set(COMPARED)
     assert set(ch["multi_bin_dynamic"]["bin"]) == {0, 1, 2, 3}
-    assert "Controller trace: dynamic_no_bins" in ch and "Controller trace: multi_bin_dynamic" in ch
+    assert "Controller trace: continuous_dynamic" in ch and "Controller trace: multi_bin_dynamic" in ch
     assert "no b_mem / b_SLA controller" in texts(at.caption)  # static_fifo has none
 
 
@@ -361,23 +366,23 @@ def test_calibration_shows_a_bundled_grid():
 
 
 # ---------------------------------------------------------------- History ---
-def _three_runs():
+def _default_runs():
     w = build_workload(WorkloadSpec(num_requests=600))
-    return [store().get_or_run(SimConfig(mode=m), w)[0] for m in THREE]
+    return [store().get_or_run(SimConfig(mode=m), w)[0] for m in COMPARED]
 
 
 def test_history_lists_filters_sorts_and_links():
-    runs = _three_runs()
+    runs = _default_runs()
     at = app("history")
     no_traceback(at)
     table = at.dataframe[0].value
-    assert len(table) == 3
-    assert set(table["mode"]) == set(THREE)
+    assert len(table) == len(COMPARED)
+    assert set(table["mode"]) == set(COMPARED)
     assert all(link == f"./?run={r.hash}" for link, r in zip(table["open"], runs[::-1]))
     assert table["SLA %"].between(0, 100).all()
-    assert set(table["latency"]) == {"parametric"} and set(table["arrivals"]) == {"2 req/s"}
+    assert set(table["latency"]) == {"parametric"} and set(table["arrivals"]) == {"12 req/s"}
     assert table["workload"].str.contains("600 req").all()
-    assert "3 stored runs match" in texts(at.caption)
+    assert f"{len(COMPARED)} stored runs match" in texts(at.caption)
     at.selectbox(key="hist.mode").set_value("static_fifo").run()
     assert list(at.dataframe[0].value["mode"]) == ["static_fifo"]
     at.selectbox(key="hist.mode").set_value(None)
@@ -385,12 +390,12 @@ def test_history_lists_filters_sorts_and_links():
     values = at.dataframe[0].value["SLA %"].tolist()
     assert values == sorted(values, reverse=True)
     at.text_input(key="hist.search").set_value(runs[1].hash[:10]).run()
-    assert list(at.dataframe[0].value["mode"]) == ["dynamic_no_bins"]
+    assert list(at.dataframe[0].value["mode"]) == [runs[1].mode]
     assert "1 stored run matches" in texts(at.caption)
 
 
 def test_history_selection_open_compare_and_delete():
-    runs = _three_runs()
+    runs = _default_runs()
     at = app("history")
     at.session_state["hist.table"] = {"selection": {"rows": [0, 1], "columns": []}}
     at.run()
@@ -398,19 +403,19 @@ def test_history_selection_open_compare_and_delete():
     assert any("Compare 2 runs" == l.proto.label for l in links)
     button(at, "Delete").click().run()
     no_traceback(at)
-    assert store().count_runs() == 1
-    assert store().get_run(runs[0].hash) is not None  # newest first: rows 0 and 1 were runs 2 and 1
+    assert store().count_runs() == len(runs) - 2
+    assert store().get_run(runs[-1].hash) is None and store().get_run(runs[-2].hash) is None  # newest first
 
 
 def test_history_export_csv_and_json():
     from webapp import services
 
-    runs = _three_runs()
+    runs = _default_runs()
     csv = services.export_runs([runs[0].hash], "csv").decode()
     assert csv.splitlines()[0].count(",") > 5 and runs[0].hash in csv
     data = json.loads(services.export_runs(None, "json"))
     items = data if isinstance(data, list) else data.get("runs", [])
-    assert len(items) == 3
+    assert len(items) == len(runs)
 
 
 def test_history_empty_store():
@@ -436,7 +441,7 @@ def test_a_linked_run_missing_from_the_store_can_be_computed_from_the_link():
     button(at, "Compute this run").click().run()
     no_traceback(at)
     assert at.query_params["run"] == params["run"], "same settings, same run"
-    assert len(at.get("vega_lite_chart")) == 6
+    assert len(at.get("vega_lite_chart")) == RUN_CHARTS
 
 
 def test_a_page_that_breaks_shows_a_message_not_a_traceback(monkeypatch, caplog):
@@ -457,10 +462,10 @@ def test_a_page_that_breaks_shows_a_message_not_a_traceback(monkeypatch, caplog)
 
 def test_a_simulation_error_is_shown_by_field():
     at = app()
-    at.number_input(key="sim.gpu_mem_gb").set_value(16.05)  # (in the "Memory model" expander)
+    at.number_input(key="sim.gpu_mem_gb").set_value(16.001)  # (in the "Memory model" expander)
     button(at, "Run simulation").click().run()
     no_traceback(at)
-    assert "gpu_mem_gb" in texts(at.error) and "never fit" in texts(at.error)
+    assert "gpu_mem_gb" in texts(at.error) and "no request fits" in texts(at.error)
 
 
 def test_settings_carry_over_from_run_to_compare():
@@ -471,7 +476,7 @@ def test_settings_carry_over_from_run_to_compare():
     no_traceback(at)
     at.query_params.clear()  # what a page switch through the navigation does
     at.switch_page("app_pages/compare.py").run()
-    assert at.multiselect(key="cmp.modes").value == THREE, "the Run page does not shrink the compared modes"
+    assert at.multiselect(key="cmp.modes").value == COMPARED, "the Run page does not shrink the compared modes"
     assert at.number_input(key="sim.gpus").value == 6
     assert at.number_input(key="wl.num_requests").value == 1500
     button(at, "Run comparison").click().run()
@@ -525,7 +530,7 @@ def test_a_finished_job_is_shown_when_the_user_comes_back():
     at.run()
     no_traceback(at)
     assert at.query_params["run"] == job.outcomes[0].hash and at.query_params["gpus"] == "5"
-    assert "5 GPUs" in at.subheader[0].value and len(at.get("vega_lite_chart")) == 6
+    assert "5 GPUs" in at.subheader[0].value and len(at.get("vega_lite_chart")) == RUN_CHARTS
 
 
 def state_settings(**sim) -> dict:
@@ -566,7 +571,7 @@ def test_a_failed_run_shows_one_line_and_recomputes_with_its_own_settings():
 
 def test_history_shows_a_failed_row_plainly():
     _failed_run()
-    _three_runs()
+    _default_runs()
     at = app("history")
     no_traceback(at)
     table = at.dataframe[0].value
@@ -596,25 +601,26 @@ def test_a_comparison_link_rebuilds_every_run_on_an_empty_and_a_partial_store(tm
     _fresh_store(tmp_path, monkeypatch, "empty.db")
     empty = app("compare", **link)
     no_traceback(empty)
-    assert "3 of 3 runs of this comparison cannot be shown" in texts(empty.warning)
-    assert all(m in texts(empty.warning) for m in THREE)
-    button(empty, "Recompute the 3 missing runs").click().run()
+    n = len(COMPARED)
+    assert f"{n} of {n} runs of this comparison cannot be shown" in texts(empty.warning)
+    assert all(m in texts(empty.warning) for m in COMPARED)
+    button(empty, f"Recompute the {n} missing runs").click().run()
     no_traceback(empty)
     assert empty.query_params["compare"].split(",") == hashes, "the same runs, rebuilt"
-    assert [plain(c) for c in empty.table[0].value.columns] == THREE
+    assert [plain(c) for c in empty.table[0].value.columns] == COMPARED
 
     _fresh_store(tmp_path, monkeypatch, "partial.db")
     w = build_workload(WorkloadSpec(num_requests=800))
-    store().get_or_run(SimConfig(mode="dynamic_no_bins"), w)  # this store holds one of the three
+    store().get_or_run(SimConfig(mode="static_fifo"), w)  # this store holds one of them
     partial = app("compare", **link)
     no_traceback(partial)
-    assert "2 of 3 runs of this comparison cannot be shown" in texts(partial.warning)
-    assert "1 of 3 runs shown" in partial.subheader[0].value
-    button(partial, "Recompute the 2 missing runs").click().run()
+    assert f"{n - 1} of {n} runs of this comparison cannot be shown" in texts(partial.warning)
+    assert f"1 of {n} runs shown" in partial.subheader[0].value
+    button(partial, f"Recompute the {n - 1} missing runs").click().run()
     no_traceback(partial)
     assert partial.query_params["compare"].split(",") == hashes
-    assert "3 runs compared" in partial.subheader[0].value
-    assert "1 served from the store" in texts(partial.success) or store().count_runs() == 3
+    assert f"{n} runs compared" in partial.subheader[0].value
+    assert "1 served from the store" in texts(partial.success) or store().count_runs() == n
 
 
 def test_a_link_of_stored_runs_with_different_settings_rebuilds_them(tmp_path, monkeypatch):
@@ -625,7 +631,7 @@ def test_a_link_of_stored_runs_with_different_settings_rebuilds_them(tmp_path, m
     assert [plain(c) for c in at.table[0].value.columns] == ["static_fifo · rate 2", "static_fifo · rate 5"]
     assert "different workloads" in texts(at.warning) and "rate 2 / rate 5" in texts(at.warning)
     link = dict(at.query_params)
-    assert link["rate"] == ["none", "5.0"] and link["modes"] == "static_fifo,static_fifo"
+    assert link["rate"] == ["2.0", "5.0"] and link["modes"] == "static_fifo,static_fifo"
 
     _fresh_store(tmp_path, monkeypatch, "other.db")
     other = app("compare", **link)

@@ -39,8 +39,8 @@ def test_settings_round_trip_through_params():
 
 
 def test_params_drop_settings_that_do_not_change_the_workload():
-    # rate 2.0 is what auto means for a synthetic workload: not worth a parameter
-    assert state.settings_to_params(SimConfig(), WorkloadSpec(rate=2.0, arrival="gamma")) == {}
+    # rate 12.0 is what auto means for a synthetic workload: not worth a parameter
+    assert state.settings_to_params(SimConfig(), WorkloadSpec(rate=12.0, arrival="gamma")) == {}
 
 
 def test_params_name_a_bundled_trace_source():
@@ -124,7 +124,7 @@ def test_state_entries_for_optional_numbers_and_choices():
 
 def test_empty_boxes_say_what_they_mean_per_source():
     assert "10,000" in forms.empty_means("num_requests", "synthetic")
-    assert "2 req/s" in forms.empty_means("rate", "synthetic", long=True)
+    assert "12 req/s" in forms.empty_means("rate", "synthetic", long=True)
     for source in ("bundled", "upload"):  # no synthetic number shown for a trace
         for long in (False, True):
             assert not re.search(r"\d", forms.empty_means("num_requests", source, long))
@@ -395,7 +395,7 @@ def test_comparison_links_round_trip_every_member():
     params = state.comparison_params(["h1", "h2", "h3"], members)
     assert params["modes"] == "static_fifo,static_fifo,dynamic_no_bins"
     assert params["gpus"] == ["4", "8", "4"]
-    assert params["rate"] == ["none", "5.0", "none"]  # auto is 2 req/s on a synthetic workload
+    assert params["rate"] == ["2.0", "5.0", "2.0"]  # auto is 12 req/s on a synthetic workload
     back, problems = state.members_from_params(params)
     assert problems == []
     for got, want in zip(back, members):

@@ -12,7 +12,7 @@ from workloads import SpecError, WorkloadError, WorkloadSpec, spec_fields
 
 def test_defaults_resolve_per_workload():
     syn = WorkloadSpec().resolved()
-    assert (syn.workload, syn.arrival, syn.rate, syn.num_requests) == ("synthetic", "gamma", 2.0, 10_000)
+    assert (syn.workload, syn.arrival, syn.rate, syn.num_requests) == ("synthetic", "gamma", 12.0, 10_000)
     assert (syn.gamma_shape, syn.predictor, syn.prompt_lengths, syn.workload_seed) == (0.5, "noisy:0.5", "burstgpt", 0)
     assert syn.real_timestamps is False
     trace = WorkloadSpec(workload="burstgpt").resolved()
@@ -85,9 +85,9 @@ def test_malformed_spec_strings_show_the_accepted_forms(field, text):
 
 
 @pytest.mark.parametrize("field, text, fragment", [
-    ("prompt_lengths", "fixed:0", "between 1 and 32768"),
-    ("prompt_lengths", "fixed:40000", "between 1 and 32768"),
-    ("output_lengths", "fixed:9000", "between 1 and 8192"),
+    ("prompt_lengths", "fixed:0", "between 1 and 16384"),
+    ("prompt_lengths", "fixed:20000", "between 1 and 16384"),
+    ("output_lengths", "fixed:5000", "between 1 and 4096"),
     ("prompt_lengths", "fixed:1.5", "not an integer"),
     ("prompt_lengths", "uniform:20:1", "LO <= HI"),
     ("prompt_lengths", "exponential:-3", "MEAN"),
@@ -133,7 +133,7 @@ def test_relevant_dict_drops_what_cannot_matter():
     assert "workload_seed" in WorkloadSpec(workload="burstgpt").relevant_dict()  # noisy predictor draws
     assert "prompt_lengths" not in oracle_trace.relevant_dict()
     # auto and explicit values that mean the same thing are the same workload
-    assert WorkloadSpec().relevant_dict() == WorkloadSpec(rate=2, num_requests=10_000, arrival="gamma").relevant_dict()
+    assert WorkloadSpec().relevant_dict() == WorkloadSpec(rate=12, num_requests=10_000, arrival="gamma").relevant_dict()
 
 
 def test_spec_fields_carry_form_metadata():

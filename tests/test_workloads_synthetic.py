@@ -73,7 +73,7 @@ def test_burstgpt_lengths_follow_the_whole_trace_figures(fit, maximum):
     _, x = length_sample("burstgpt", maximum, fit)
     assert x.max() <= maximum
     assert x.mean() == pytest.approx(fit[0], rel=0.03)
-    assert x.std() == pytest.approx(fit[1], rel=0.10)  # heavy tail, clipped at the maximum
+    assert x.std() == pytest.approx(fit[1], rel=0.15) and x.std() < fit[1]  # a heavy tail clipped at the maximum
     assert np.median(x) < fit[0]  # right-skewed like the trace
 
 
@@ -159,7 +159,7 @@ def test_a_workload_without_identity_is_identified_by_its_content():
     long = Workload(arrival, np.full(n, 50), np.full(n, 900), rng.integers(500, 2000, n))
     same = Workload(arrival, np.full(n, 50), np.full(n, 20), short.predicted.copy())
     assert short.key != long.key and same.key == short.key and short.identity["kind"] == "arrays"
-    cfg = SimConfig(k_bins=4)
+    cfg = SimConfig(mode="multi_bin_dynamic", k_bins=4)
     a, b = simulate(cfg, short), simulate(cfg, long)  # b would reuse a's cached edges if keys collided
     assert a.run_hash != b.run_hash
     np.testing.assert_allclose(b.bin_edges, equal_mass_edges(long.predicted, 4))

@@ -166,6 +166,23 @@ def gpu_utilization(util: pd.DataFrame) -> alt.Chart:
     ).properties(height=HEIGHT)
 
 
+def occupancy(occ: pd.DataFrame, column: str) -> alt.Chart:
+    """KV cache in use (% of capacity) or running requests per GPU over time, per run (stacked
+    ``occupancy`` series)."""
+    runs = list(dict.fromkeys(occ["run"]))
+    if column == "kv_utilization":
+        df, title, axis, fmt_ = occ.assign(value=100.0 * occ[column]), "KV cache in use over time", "KV in use (%)", ".1f"
+    else:
+        df, title, axis, fmt_ = occ.assign(value=occ[column]), "Running requests per GPU over time", "Requests", ".1f"
+    return alt.Chart(df, title=title).mark_line().encode(
+        x=alt.X("time_s:Q", title="Time (s)"),
+        y=alt.Y("value:Q", title=axis),
+        color=_run_color(runs),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
+                 alt.Tooltip("value:Q", title=axis, format=fmt_)],
+    ).properties(height=HEIGHT)
+
+
 def batch_size_over_time(timeline: pd.DataFrame, title: str = "Batch size over time") -> alt.Chart:
     """Mean batch size per bin in each time window of one run."""
     df = time_buckets(timeline, ["size"], ["bin"])
@@ -223,7 +240,8 @@ def batch_size_histogram(sizes: pd.DataFrame) -> alt.Chart:
     runs = list(dict.fromkeys(sizes["run"]))
     df = size_distribution(sizes)
     order = [r for _, r in sorted(set(zip(df["lo"], df["range"])))]
-    return alt.Chart(df, title="Batch size distribution").mark_bar().encode(
+    return alt.Chart(df, title="Batch size distribution (continuous modes: running requests per iteration)"
+                     ).mark_bar().encode(
         x=alt.X("range:O", title="Batch size (requests)", sort=order, axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("run:N", sort=runs),
         y=alt.Y("share_pct:Q", title="Batches (% of the run's)"),

@@ -37,7 +37,8 @@ LABELS = {
     "decode_per_seq": "Decode per sequence t1", "decode_per_ctx_token": "Decode per context token t2",
     "tbt_sla": "TBT deadline applies to", "kv_reserve": "KV reservation (batch-level)",
     "max_new_tokens": "Max new tokens", "block_size": "KV block size", "kv_watermark": "KV watermark",
-    "chunk_size": "Prefill chunk per iteration",
+    "chunk_size": "Prefill chunk per iteration", "sla_control": "Algorithm 2 (SLA controller) on",
+    "memory_control": "Algorithm 1 (memory bound) on",
     # workload
     "trace": "Trace excerpt", "workload_seed": "Workload seed", "num_requests": "Requests", "offset": "Window offset",
     "keep_failed": "Keep failed rows",

@@ -22,14 +22,14 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from core.config import MODES, ConfigError, SimConfig, config_fields
+from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
 from workloads.burstgpt import bundled_traces
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
 
 RUN, COMPARE, MODES_KEY = "run", "compare", "modes"
 SOURCES = ("synthetic", "bundled", "upload")
-DEFAULT_COMPARE = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic")
+DEFAULT_COMPARE = COMPARE_MODES
 _SIM_NAMES = {f.name for f in config_fields()}
 
 

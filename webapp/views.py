@@ -188,14 +188,19 @@ def show_run(view: dict, note: str | None = None, share: dict | None = None) -> 
         _violations({label: s})
     c1, c2 = st.columns(2, gap="large")
     with c1:
-        _chart(charts.batch_size_over_time(series["batch_timeline"], "Batch size over time, per bin"))
+        if s.get("engine") == "continuous" and "occupancy" in stacked:
+            _chart(charts.occupancy(stacked["occupancy"], "running"))
+        else:
+            _chart(charts.batch_size_over_time(series["batch_timeline"], "Batch size over time, per bin"))
     with c2:
         _controller(view, label, key="run_ctl_bin")
     c1, c2 = st.columns(2, gap="large")
     with c1:
         _chart(charts.gpu_utilization(stacked["gpu_utilization"]))
     with c2:
-        _chart(charts.batch_size_histogram(stacked["batch_sizes"]))
+        if "occupancy" in stacked:
+            _chart(charts.occupancy(stacked["occupancy"], "kv_utilization"))
+    _chart(charts.batch_size_histogram(stacked["batch_sizes"]))
     if len(s.get("bins", [])) > 1:
         st.markdown("##### Per bin")
         st.table(tables.bins_table(s).set_index("Bin"))
@@ -224,8 +229,9 @@ def show_comparison(views: list[dict], share: dict | None = None, note: str | No
     _share(share, "compare")
     _caveats(views, run_labels)
     summaries = {lab: v["summary"] for lab, v in zip(run_labels, views)}
-    stacked = {name: charts.stack({lab: v["series"][name] for lab, v in zip(run_labels, views)})
-               for name in ("latency_cdf", "gpu_utilization", "batch_sizes")}
+    stacked = {name: charts.stack({lab: v["series"][name] for lab, v in zip(run_labels, views)
+                                   if name in v["series"]})
+               for name in ("latency_cdf", "gpu_utilization", "batch_sizes", "occupancy")}
     st.markdown("##### Metrics")
     values, best = tables.metrics_table(views, run_labels)
     st.table(tables.styled(values, best))
@@ -242,9 +248,17 @@ def show_comparison(views: list[dict], share: dict | None = None, note: str | No
         _chart(charts.throughput(summaries, "throughput_tps"))
     with c2:
         _chart(charts.gpu_utilization(stacked["gpu_utilization"]))
-    st.markdown("##### Batch size over time, per bin")
-    _per_run(views, run_labels, lambda v, lab: _chart(
-        charts.batch_size_over_time(v["series"]["batch_timeline"], title=lab)))
+    if len(stacked["occupancy"]):
+        c1, c2 = st.columns(2, gap="large")
+        with c1:
+            _chart(charts.occupancy(stacked["occupancy"], "running"))
+        with c2:
+            _chart(charts.occupancy(stacked["occupancy"], "kv_utilization"))
+    batched = [(v, lab) for v, lab in zip(views, run_labels) if v["summary"].get("engine") != "continuous"]
+    if batched:
+        st.markdown("##### Batch size over time, per bin")
+        _per_run([v for v, _ in batched], [lab for _, lab in batched], lambda v, lab: _chart(
+            charts.batch_size_over_time(v["series"]["batch_timeline"], title=lab)))
     st.markdown("##### Controller traces (b_mem, b_SLA, chosen b)")
     _per_run(views, run_labels, lambda v, lab: _controller(v, lab, key=f"cmp_ctl_{v['hash'][:12]}"))
     _chart(charts.batch_size_histogram(stacked["batch_sizes"]))

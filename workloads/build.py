@@ -20,7 +20,7 @@ from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX
                         parse_length_spec, sample_lengths, streams)
 from .workload import Workload, WorkloadError
 
-GENERATOR = "batchlab-workloads/1"  # bump when the same spec would build different arrays
+GENERATOR = "batchlab-workloads/2"  # bump when the same spec would build different arrays (2: 16K/4K clips)
 NAMESPACE = "workload-v1"
 _sha_memo: dict[tuple[str, int, int], str] = {}
 
@@ -30,11 +30,11 @@ def build_workload(spec: WorkloadSpec) -> Workload:
     if not isinstance(spec, WorkloadSpec):
         raise TypeError(f"build_workload needs a WorkloadSpec, got {type(spec).__name__}")
     if spec.workload == "synthetic":
-        parts = memoize(NAMESPACE, {"spec": spec.relevant_dict()}, lambda: _synthetic(spec))
+        parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "generator": GENERATOR}, lambda: _synthetic(spec))
     else:
         path = resolve_trace(spec.trace)
         sha = _path_sha256(path)
-        parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha},
+        parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha, "generator": GENERATOR},
                         lambda: _from_trace(spec, path, sha))
     return Workload(**parts)
 
@@ -50,7 +50,7 @@ def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec |
     base = spec if spec is not None else WorkloadSpec()
     spec = base.replace(workload="burstgpt", trace=str(name) or "upload.csv", **options)
     sha = hashlib.sha256(data).hexdigest()
-    parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha},
+    parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha, "generator": GENERATOR},
                     lambda: _from_trace(spec, data, sha))
     return Workload(**parts)
 

@@ -11,7 +11,7 @@ Fields left at ``None`` are "auto" and resolve by workload (:meth:`resolved`):
 field             synthetic                   burstgpt
 ================  ==========================  ===============================
 arrival           gamma                       trace (recorded timestamps)
-rate              2.0 req/s                   none: keep the trace's time scale
+rate              12.0 req/s                  none: keep the trace's time scale
 num_requests      10000                       all rows from ``offset``
 real_timestamps   false                       true iff arrival=trace, no rate
                                               and rps_scaling = 1
@@ -43,7 +43,7 @@ WORKLOADS = ("synthetic", "burstgpt")
 ARRIVALS = ("poisson", "gamma", "trace")
 DEFAULT_TRACE = "BurstGPT_1_first400"
 SYNTHETIC_REQUESTS = 10_000
-SYNTHETIC_RATE = 2.0
+SYNTHETIC_RATE = 12.0
 MAX_REQUESTS = 10_000_000
 MAX_SEED = 2**63 - 1
 MAX_ROWS = 10**9
@@ -78,7 +78,7 @@ class WorkloadSpec:
     arrival: str | None = _f(None, "poisson, gamma (bursty) or trace (the trace's timestamps; burstgpt "
                              "only). auto: gamma for synthetic, trace for burstgpt.", group="arrivals",
                              choices=ARRIVALS)
-    rate: float | None = _f(None, "Mean arrival rate. synthetic: auto = 2.0. burstgpt: rescales the "
+    rate: float | None = _f(None, "Mean arrival rate. synthetic: auto = 12.0. burstgpt: rescales the "
                             "trace's time (arrival=trace) or sets the re-drawn arrivals' rate; auto "
                             "keeps the trace's own rate.", "req/s", "arrivals",
                             range=(1e-6, 1e6))

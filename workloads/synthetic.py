@@ -28,8 +28,10 @@ import numpy as np
 
 from .workload import WorkloadError
 
-PROMPT_MAX = 32768
-OUTPUT_MAX = 8192
+# Longest synthetic prompt and output: the 16K context and 4K response limit of the ChatGPT models
+# BurstGPT was collected from; about 0.3 % of BurstGPT-fitted prompts are clipped at 16K.
+PROMPT_MAX = 16384
+OUTPUT_MAX = 4096
 BURSTGPT_PROMPT = (611.0, 782.0)  # whole-trace mean, std of Request tokens
 BURSTGPT_OUTPUT = (123.0, 268.0)  # whole-trace mean, std of Response tokens
 LENGTH_FORMS = "fixed:N, uniform:LO:HI, exponential:MEAN, lognormal:MEAN:STD, burstgpt"
