@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from calibration.legacy import SPLIT_HELP
 from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
 from core.report import format_compare_table, format_summary, to_json
 from workloads.fields import range_text, unused_settings
@@ -235,7 +236,19 @@ def _open_store(db: str | None):
     return store
 
 
-def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None):
+def _latency_grid(latency: str, db: str | None, store):
+    """The Grid ``--latency grid:REF`` names (None for parametric): a CSV path, a bundled grid or a
+    stored one (calibration.resolve), read from ``store`` or, under --no-store, from the store at ``db``."""
+    from calibration.resolve import resolve_grid
+    from calibration.schema import GridError
+
+    try:
+        return resolve_grid(latency, stored=lambda name: (store or _open_store(db)).get_grid(name))
+    except GridError as exc:
+        _fail(exc)
+
+
+def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None, grid=None):
     """(workload, summary, source, run_id): through the store unless it is None (--no-store)."""
     from core import simulate
     from workloads import build_workload
@@ -244,9 +257,9 @@ def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, worklo
     bar = _Progress(label)
     try:
         if store is None:
-            result = simulate(cfg, workload, progress=bar)
+            result = simulate(cfg, workload, grid=grid, progress=bar)
             return workload, result.summary, "simulated", None
-        run, hit = store.get_or_run(cfg, workload, progress=bar)
+        run, hit = store.get_or_run(cfg, workload, grid=grid, progress=bar)
         return workload, run.summary, "store" if hit else "simulated", run.id
     finally:
         bar.close()
@@ -262,7 +275,8 @@ store_options = [
     click.option("--db", default=None, metavar="URL",
                  help="Results store: a SQLAlchemy URL (sqlite:///FILE, postgresql://...). "
                       "Default: BATCHLAB_DB_URL, else batchlab.db in BATCHLAB_HOME."),
-    click.option("--no-store", is_flag=True, help="Simulate without reading or writing the results store."),
+    click.option("--no-store", is_flag=True, help="Simulate without reading or writing stored runs "
+                 "(a stored grid named by --latency is still read)."),
 ]
 
 
@@ -286,7 +300,8 @@ def run(config_file, db, no_store, as_json, **flags):
         cfg, spec, given = build_inputs(config_file, **flags)
         _echo_notes(unused_notes([cfg], spec, given))
         store = None if no_store else _open_store(db)
-        workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store)
+        grid = _latency_grid(cfg.latency, db, store)
+        workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store, grid=grid)
     except _store_errors() as exc:
         _fail(exc)
     summary = dict(summary, source=source, run_id=run_id)
@@ -314,10 +329,10 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
         configs = [base.replace(mode=mode) for mode in names]
         _echo_notes(unused_notes(configs, spec, given - {"mode"}))
         store = None if no_store else _open_store(db)
+        grid = _latency_grid(base.latency, db, store)
         rows, workload = [], None
         for cfg in configs:
-            mode = cfg.mode
-            workload, summary, source, run_id = _simulate(cfg, spec, mode, store, workload)
+            workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store, workload, grid)
             rows.append(dict(summary, source=source, run_id=run_id))
     except _store_errors() as exc:
         _fail(exc)
@@ -534,17 +549,25 @@ def grids_show(db, name, as_csv, as_json):
 @grids.command("upload")
 @db_option
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--name", help="Name to store it under (default: the file's '# name:' or its stem).")
+@click.option("--name", help="Name to store it under (default: the file's '# name:' or its stem; "
+                             "not a bundled grid's name).")
 @click.option("--replace", is_flag=True, help="Replace a different grid stored under the same name.")
-def grids_upload(db, path, name, replace):
+@click.option("--legacy-split", default="writer", show_default=True, metavar="SPLIT",
+              help=f"For a legacy batch_size,max_seq_len,mean_latency_sec file: {SPLIT_HELP}.")
+def grids_upload(db, path, name, replace, legacy_split):
     """Validate a calibration grid CSV and store it (latency = grid:NAME then uses it)."""
+    from calibration.resolve import named, upload_name
     from calibration.schema import GridError, parse_grid
     from store import StoreError
 
     try:
         store = _open_store(db)
         store.require_writable("store a grid")
-        grid = parse_grid(Path(path), name=name)
+        grid = parse_grid(Path(path), legacy_split=legacy_split)
+        try:
+            grid = named(grid, name or upload_name(grid, path))
+        except GridError as exc:
+            raise GridError(f"{exc}{'' if name else ' (pass --name)'}") from None
         row, created = store.save_grid(grid, replace=replace)
     except (GridError, StoreError, OSError) as exc:
         _fail(exc)
@@ -579,35 +602,43 @@ def _int_list(text: str, label: str) -> list[int]:
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs per cell first.")
 @click.option("--decode-steps", default=8, show_default=True, help="Decode steps timed per run.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-@click.option("--name", default=None, help="Grid name (default: MODEL-DEVICE-DTYPE).")
+@click.option("--name", default=None, help="Grid name, written into the file as '# name:' "
+                                            "(default: MODEL-DEVICE-DTYPE; not a bundled grid's name).")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default="grid.csv", show_default=True)
 @click.option("--upload", is_flag=True, help="Also store the grid in the results store.")
 @db_option
 def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, decode_steps, threads, name,
               out, upload, db):
     """Measure a latency grid (prefill and decode-step time over batch x context) with torch."""
+    from calibration.measure import TorchMissing, default_grid_name, measure_grid, require_torch
+    from calibration.resolve import check_grid_name
     from calibration.schema import GridError
 
     try:
-        from calibration.measure import measure_grid
-    except ImportError as exc:  # torch / transformers missing
-        _fail(RuntimeError(f"the calibration tool needs torch and transformers ({exc}); "
-                           "pip install 'batchlab[calibrate]'"))
+        name = check_grid_name(name or default_grid_name(model, device, dtype))
+        require_torch()
+    except (GridError, TorchMissing) as exc:
+        _fail(exc)
     try:
         grid = measure_grid(model, device=device, dtype=dtype,
                             batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
                             context_lens=_int_list(context_lens, "--context-lens"), repeats=repeats,
                             warmup=warmup, threads=threads, decode_steps=decode_steps, name=name)
+        Path(out).write_bytes(grid.to_csv_bytes())
     except (ValueError, GridError, OSError) as exc:
         _fail(exc)
-    Path(out).write_bytes(grid.to_csv_bytes())
     measured = int(grid.table["decode_step_s"].notna().sum())
     click.echo(f"wrote {out}: grid {grid.name!r}, {measured} of {len(grid.table)} cells measured on "
                f"{grid.meta.get('device', device)} ({grid.meta.get('dtype', dtype)})")
     for w in grid.warnings:
         click.echo(f"warning: {w}", err=True)
     if upload:
-        row, created = _open_store(db).save_grid(grid)
+        from store import StoreError
+
+        try:
+            row, created = _open_store(db).save_grid(grid)
+        except StoreError as exc:
+            _fail(exc)
         click.echo(f"{'stored' if created else 'already stored'} as grid {row.name!r}; "
                    f"simulate with --latency grid:{row.name}")
 

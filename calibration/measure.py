@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from .archs import bundled_archs, load_arch
-from .schema import Grid
+from .schema import MAX_BATCH_SIZE, MAX_CONTEXT_LEN, Grid
 from .validate import grid_from_table
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16)
@@ -60,12 +60,13 @@ def measure_grid(model: str, device: str = "cpu", dtype: str = "float32",
     ``device`` is ``"cpu"`` or ``"cuda"``/``"cuda:N"``; ``dtype`` one of :data:`DTYPES`;
     ``threads`` sets ``torch.set_num_threads`` for the sweep (restored afterwards).
     Defaults: :data:`DEFAULT_BATCH_SIZES` x :data:`DEFAULT_CONTEXT_LENS`. The grid's
-    metadata records the model, device, dtype, versions, time and settings.
-    Raises ``ValueError`` for bad arguments, :class:`~calibration.schema.GridError`
-    if too few cells could be measured.
+    metadata records its name (``name``, default :func:`default_grid_name`), the model,
+    device, dtype, versions, time and settings.
+    Raises ``ValueError`` for bad arguments, :class:`TorchMissing` without torch or
+    transformers, :class:`~calibration.schema.GridError` if too few cells could be measured.
     """
-    batch_sizes = _sizes(batch_sizes or DEFAULT_BATCH_SIZES, "batch_sizes")
-    context_lens = _sizes(context_lens or DEFAULT_CONTEXT_LENS, "context_lens")
+    batch_sizes = _sizes(batch_sizes or DEFAULT_BATCH_SIZES, "batch_sizes", MAX_BATCH_SIZE)
+    context_lens = _sizes(context_lens or DEFAULT_CONTEXT_LENS, "context_lens", MAX_CONTEXT_LEN)
     for label, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("decode_steps", decode_steps, 1)):
         if int(value) != value or value < least:
             raise ValueError(f"{label} must be an integer >= {least}, got {value!r}")
@@ -73,8 +74,7 @@ def measure_grid(model: str, device: str = "cpu", dtype: str = "float32",
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if threads is not None and (int(threads) != threads or threads < 1):
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    require_torch()
     import torch
 
     dev = _device(torch, device)
@@ -92,12 +92,44 @@ def measure_grid(model: str, device: str = "cpu", dtype: str = "float32",
     table = pd.DataFrame(rows)
     if table["peak_mem_gib"].isna().all():
         table = table.drop(columns="peak_mem_gib")
-    return grid_from_table(table, meta, name or f"{Path(model).name}-{dev.type}-{DTYPES[dtype]}")
+    name = name or default_grid_name(model, dev.type, dtype)
+    return grid_from_table(table, {"name": name, **meta}, name)
 
 
-def _sizes(values, label: str) -> list[int]:
+def default_grid_name(model: str, device: str, dtype: str) -> str:
+    """MODEL-DEVICE-DTYPE, e.g. ``tiny-cpu-float32`` (the directory name for a local model;
+    ``cuda:1`` counts as ``cuda``; ``dtype`` aliases as in :data:`DTYPES`)."""
+    return f"{Path(model).name}-{device.split(':')[0]}-{DTYPES.get(dtype, dtype)}"
+
+
+class TorchMissing(RuntimeError):
+    """torch or transformers cannot be imported; the message says how to install them."""
+
+
+INSTALL_HINT = "pip install -e '.[calibrate]'"
+
+
+def require_torch() -> None:
+    """Import torch and transformers (offline: ``HF_HUB_OFFLINE=1`` unless set), or raise
+    :class:`TorchMissing` naming the missing packages and :data:`INSTALL_HINT`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    missing = []
+    for module in ("torch", "transformers"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise TorchMissing(f"the calibration tool needs {' and '.join(missing)}, not installed in this Python: "
+                           f"run {INSTALL_HINT} in the batchlab checkout (or pip install torch transformers)")
+
+
+def _sizes(values, label: str, high: int) -> list[int]:
     if any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
         raise ValueError(f"{label} must be whole numbers >= 1, got {list(values)!r}")
+    if max(values) > high:
+        raise ValueError(f"{label} must be at most {high:,} (the grid format's limit), got {max(values):,}")
     out = sorted({int(v) for v in values})
     if len(out) < 2:
         raise ValueError(f"{label} needs at least 2 distinct values (a grid needs 2 x 2 cells), got {out}")

@@ -1,8 +1,9 @@
 """The latency-grid file format, shared by the CLI, the web upload and ``core``.
 
 A grid is a CSV file. Optional ``# key: value`` comment lines at the top carry
-metadata (model, device, dtype, torch/transformers versions, measured_at,
-source, notes, ...); then a header and one row per measured cell:
+metadata (``name``: the name it is stored and used under; model, device, dtype,
+torch/transformers versions, measured_at, source, notes, ...); then a header and
+one row per measured cell:
 
 =============== ======== =====================================================
 column          required meaning
@@ -17,10 +18,21 @@ peak_mem_gib    no       measured peak accelerator memory of the cell (GiB)
 kv_cache_gib    no       computed (not measured) KV-cache size of the cell (GiB)
 =============== ======== =====================================================
 
-Every value present must be a finite number > 0. A cell that could not be
-measured (out of memory, skipped) is a row whose ``prefill_s`` and/or
-``decode_step_s`` are left empty; an empty ``prefill_s`` with a measured
-``decode_step_s`` (or the reverse) is allowed. Cells may also simply be absent.
+Every value present must be a finite number inside its column's range
+(:data:`GRID_COLUMNS`; a value outside it is a unit mistake or a corrupt file,
+never a measurement):
+
+=============================== =========================================
+batch_size                      1 .. 1,000,000 requests
+context_len                     1 .. 100,000,000 tokens
+prefill_s, decode_step_s        1e-9 .. 3,600 seconds (1 ns .. 1 hour)
+peak_mem_gib, kv_cache_gib      > 0 .. 1e12 GiB
+=============================== =========================================
+
+A cell that could not be measured (out of memory, skipped) is a row whose
+``prefill_s`` and/or ``decode_step_s`` are left empty; an empty ``prefill_s``
+with a measured ``decode_step_s`` (or the reverse) is allowed. Cells may also
+simply be absent.
 
 Limits: a file may be at most :data:`MAX_GRID_BYTES` (5 MiB). Each of
 ``prefill_s`` and ``decode_step_s`` needs at least :data:`MIN_BATCH_SIZES` batch
@@ -50,6 +62,44 @@ OPTIONAL_COLUMNS = ("peak_mem_gib", "kv_cache_gib")
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 MAX_GRID_BYTES = 5 * 1024 * 1024
+MAX_BATCH_SIZE = 1_000_000
+MAX_CONTEXT_LEN = 100_000_000
+MIN_SECONDS = 1e-9
+MAX_SECONDS = 3600.0
+MAX_GIB = 1e12
+
+
+@dataclass(frozen=True)
+class Column:
+    """How one CSV column is read: ``kind`` "count" (a whole number in ``low .. high``),
+    "real" (``low .. high``) or "positive" (``> 0`` and ``<= high``); ``optional``: may be empty."""
+
+    kind: str
+    optional: bool
+    low: float
+    high: float
+    unit: str
+
+    def range_text(self) -> str:
+        lo, hi = _num(self.low), _num(self.high)
+        if self.kind == "positive":
+            return f"> 0 and <= {hi} {self.unit}"
+        return f"{'a whole number ' if self.kind == 'count' else ''}from {lo} to {hi} {self.unit}"
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x == int(x) and abs(x) < 1e15 else f"{x:g}"
+
+
+GRID_COLUMNS = {
+    "batch_size": Column("count", False, 1, MAX_BATCH_SIZE, "requests"),
+    "context_len": Column("count", False, 1, MAX_CONTEXT_LEN, "tokens"),
+    "prefill_s": Column("real", True, MIN_SECONDS, MAX_SECONDS, "seconds"),
+    "decode_step_s": Column("real", True, MIN_SECONDS, MAX_SECONDS, "seconds"),
+    "peak_mem_gib": Column("positive", True, 0.0, MAX_GIB, "GiB"),
+    "kv_cache_gib": Column("positive", True, 0.0, MAX_GIB, "GiB"),
+}
+
 MIN_BATCH_SIZES = 2
 MIN_CONTEXTS_PER_ROW = 2
 
@@ -80,7 +130,10 @@ class Grid:
               int64 keys, float64 values, NaN where a cell was not measured.
               Treat it as read-only.
     meta      ``# key: value`` metadata, in file order (values are strings)
-    sha256    hex digest of the file bytes as given to :func:`parse_grid`
+    sha256    hex digest of the file bytes as given to :func:`parse_grid`; for a file
+              converted from the legacy format, of the converted canonical CSV
+              (:meth:`to_csv_bytes`, whose metadata records the split used and the
+              source file's sha256), so a different conversion is a different grid
     warnings  human-readable remarks (non-monotone cells, ignored rows, conversions)
     """
 
@@ -135,7 +188,8 @@ def format_grid_csv(table: pd.DataFrame, meta: dict) -> bytes:
 from .validate import grid_from_table, parse_grid  # noqa: E402  (re-export; validate imports this module)
 
 __all__ = [
-    "ALL_COLUMNS", "Grid", "GridError", "KEY_COLUMNS", "MAX_GRID_BYTES", "MIN_BATCH_SIZES",
+    "ALL_COLUMNS", "Column", "GRID_COLUMNS", "Grid", "GridError", "KEY_COLUMNS", "MAX_BATCH_SIZE", "MAX_CONTEXT_LEN",
+    "MAX_GIB", "MAX_GRID_BYTES", "MAX_SECONDS", "MIN_BATCH_SIZES", "MIN_SECONDS",
     "MIN_CONTEXTS_PER_ROW", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "TIME_COLUMNS",
     "format_grid_csv", "grid_from_table", "parse_grid",
 ]

@@ -12,47 +12,46 @@ import pandas as pd
 
 from . import legacy
 from .schema import (
-    ALL_COLUMNS, KEY_COLUMNS, MAX_GRID_BYTES, META_KEY_RE, MIN_BATCH_SIZES, MIN_CONTEXTS_PER_ROW,
-    REQUIRED_COLUMNS, TIME_COLUMNS, Grid, GridError, format_grid_csv,
+    ALL_COLUMNS, GRID_COLUMNS, KEY_COLUMNS, MAX_GRID_BYTES, META_KEY_RE, MIN_BATCH_SIZES, MIN_CONTEXTS_PER_ROW,
+    REQUIRED_COLUMNS, TIME_COLUMNS, Column, Grid, GridError, format_grid_csv,
 )
 
-# column -> (kind, may be empty); kinds: "count" int >= 1, "positive" float > 0, "nonnegative" float >= 0
-GRID_SPEC = {
-    "batch_size": ("count", False),
-    "context_len": ("count", False),
-    "prefill_s": ("positive", True),
-    "decode_step_s": ("positive", True),
-    "peak_mem_gib": ("positive", True),
-    "kv_cache_gib": ("positive", True),
-}
 
-
-def parse_grid(data, name: str | None = None) -> Grid:
+def parse_grid(data, name: str | None = None, legacy_split=None) -> Grid:
     """Read, validate and return a latency grid.
 
     ``data`` is the file content (``bytes``), a :class:`~pathlib.Path`, a ``str``
     (CSV text if it contains a newline, else a file path) or a binary file-like
     object (e.g. a web upload). Raises :class:`GridError` naming the line and
     column of the first problem. ``name`` defaults to the ``# name:`` metadata,
-    else the file stem, else ``"grid"``.
+    else the file stem, else ``"grid"``. ``legacy_split`` (a spec such as
+    ``"total:128"`` or a :class:`~calibration.legacy.LegacySplit`; default
+    ``writer``) says how a legacy file's ``max_seq_len`` divides into prompt and
+    generated tokens; for a file in the current format it is ignored, with a warning.
     """
+    split = legacy.parse_split(legacy_split)
     raw, stem = _read_bytes(data)
     sha = hashlib.sha256(raw).hexdigest()
     meta, header_line, header, rows, warnings = _split_lines(_decode(raw))
-    if legacy.is_legacy_header(header):
-        _check_header(header, header_line, legacy.LEGACY_SPEC, legacy.LEGACY_REQUIRED)
-        cells, lines = _read_cells(header, rows, legacy.LEGACY_SPEC)
-        table, extra_meta, extra_warnings = legacy.convert(header, cells)
+    is_legacy = legacy.is_legacy_header(header)
+    if is_legacy:
+        _check_header(header, header_line, legacy.LEGACY_COLUMNS, legacy.LEGACY_REQUIRED)
+        cells, lines = _read_cells(header, rows, legacy.LEGACY_COLUMNS)
+        table, extra_meta, extra_warnings = legacy.convert(header, cells, lines, split, sha)
         meta.update(extra_meta)
         warnings.extend(extra_warnings)
     else:
-        _check_header(header, header_line, GRID_SPEC, REQUIRED_COLUMNS)
-        cells, lines = _read_cells(header, rows, GRID_SPEC)
+        _check_header(header, header_line, GRID_COLUMNS, REQUIRED_COLUMNS)
+        cells, lines = _read_cells(header, rows, GRID_COLUMNS)
         table = _grid_table(cells)
+        if legacy_split is not None and split != legacy.WRITER:
+            warnings.append(f"legacy split {split.spec!r} ignored: the file is in the current grid format")
     _check_duplicates(table, lines)
     table = table.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
     warnings.extend(_check_enough_points(table))
     warnings.extend(monotonicity_warnings(table))
+    if is_legacy:  # the identity of a converted grid is its converted content (split included)
+        sha = hashlib.sha256(format_grid_csv(table, meta)).hexdigest()
     grid_name = name or meta.get("name") or stem or "grid"
     return Grid(name=grid_name, table=table, meta=meta, sha256=sha, warnings=warnings)
 
@@ -168,13 +167,13 @@ def _read_cells(header: list, rows: list, spec: dict) -> tuple[dict, list]:
     for number, fields in rows:
         lines.append(number)
         for col, text in zip(header, fields):
-            cells[col].append(_parse_cell(text, number, col, *spec[col]))
+            cells[col].append(_parse_cell(text, number, col, spec[col]))
     return cells, lines
 
 
-def _parse_cell(text: str, line: int, col: str, kind: str, may_be_empty: bool):
+def _parse_cell(text: str, line: int, col: str, spec: Column):
     if text == "":
-        if may_be_empty:
+        if spec.optional:
             return None
         raise GridError("empty value (this column is required in every row)", line=line, column=col)
     try:
@@ -183,17 +182,12 @@ def _parse_cell(text: str, line: int, col: str, kind: str, may_be_empty: bool):
         raise GridError(f"not a number: {text!r}", line=line, column=col) from None
     if not math.isfinite(value):
         raise GridError(f"not a finite number: {text!r}", line=line, column=col)
-    if kind == "count":
-        if not value.is_integer():
-            raise GridError(f"not a whole number: {text!r}", line=line, column=col)
-        if value < 1:
-            raise GridError(f"must be >= 1, got {text!r}", line=line, column=col)
-        return int(value)
-    if kind == "positive" and value <= 0:
-        raise GridError(f"must be > 0, got {text!r}", line=line, column=col)
-    if kind == "nonnegative" and value < 0:
-        raise GridError(f"must be >= 0, got {text!r}", line=line, column=col)
-    return value
+    if spec.kind == "count" and not value.is_integer():
+        raise GridError(f"not a whole number: {text!r}", line=line, column=col)
+    low_ok = value > spec.low if spec.kind == "positive" else value >= spec.low
+    if not low_ok or value > spec.high:
+        raise GridError(f"out of range: {text!r} (allowed: {spec.range_text()})", line=line, column=col)
+    return int(value) if spec.kind == "count" else value
 
 
 def _grid_table(cells: dict) -> pd.DataFrame:
@@ -287,5 +281,5 @@ def _describe(cell: dict) -> str:
     return f"{where} ({cell['change']:+.2%})"
 
 
-__all__ = ["GRID_SPEC", "grid_from_table", "monotonicity_warnings", "nonmonotone_cells", "parse_grid",
+__all__ = ["grid_from_table", "monotonicity_warnings", "nonmonotone_cells", "parse_grid",
            "usable_rows"]

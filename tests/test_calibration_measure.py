@@ -40,6 +40,8 @@ def test_bundled_architectures_have_real_shapes():
 @pytest.mark.parametrize("kwargs,words", [
     (dict(batch_sizes=[1]), "at least 2 distinct"),
     (dict(context_lens=[8, 0]), "whole numbers >= 1"),
+    (dict(context_lens=[8, 100_000_001]), "at most 100,000,000"),
+    (dict(batch_sizes=[1, 1_000_001]), "at most 1,000,000"),
     (dict(batch_sizes=[1, 2.5]), "whole numbers >= 1"),
     (dict(repeats=0), "repeats must be"),
     (dict(decode_steps=0), "decode_steps must be"),
@@ -71,8 +73,7 @@ def test_tiny_model_on_cpu_gives_a_valid_grid(monkeypatch):
     again = parse_grid(data)
     t = again.table
     assert list(zip(t["batch_size"], t["context_len"])) == [(1, 8), (1, 16), (2, 8), (2, 16)]
-    assert (t["prefill_s"] > 0).all() and (t["decode_step_s"] > 0).all()
-    assert (t["prefill_s"] < 10).all() and (t["decode_step_s"] < 10).all()
+    assert t["prefill_s"].notna().all() and t["decode_step_s"].notna().all()  # every cell measured (in range)
     assert "peak_mem_gib" not in t.columns  # not measured on CPU
     # tiny: 2 layers x 2 KV heads x head_dim 16 x K,V x 4 bytes = 512 bytes per token
     assert t["kv_cache_gib"].tolist() == [b * (c + 3) * 512 / 2**30 for b, c in zip(t["batch_size"], t["context_len"])]
@@ -84,7 +85,7 @@ def test_tiny_model_on_cpu_gives_a_valid_grid(monkeypatch):
     assert meta["params"] == str(sum(p.numel() for p in measure.load_model("tiny", torch.device("cpu"),
                                                                             torch.float32)[0].parameters()))
     assert meta["oom_cells"] == "none" and meta["torch"] == torch.__version__
-    assert grid.name == "tiny-cpu-float32"
+    assert grid.name == "tiny-cpu-float32" and meta["name"] == "tiny-cpu-float32"  # the file carries its name
 
 
 def test_out_of_memory_cells_are_missing_and_the_sweep_goes_on(monkeypatch):
@@ -136,3 +137,18 @@ def test_local_model_directory_random_and_loaded_weights(tmp_path):
 
     with pytest.raises(ValueError, match="neither a local directory"):
         measure.measure_grid(str(tmp_path / "nothing-here"), **FAST)
+
+
+def test_without_torch_the_error_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(measure.TorchMissing, match=r"needs torch\b.*pip install -e '\.\[calibrate\]'"):
+        measure.measure_grid("tiny", **FAST)
+
+
+@pytest.mark.parametrize("args, name", [
+    (("tiny", "cpu", "float32"), "tiny-cpu-float32"),
+    (("tiny", "cuda:1", "bf16"), "tiny-cuda-bfloat16"),
+    (("/models/Qwen2.5-1.5B", "cuda", "fp16"), "Qwen2.5-1.5B-cuda-float16"),
+])
+def test_default_grid_name(args, name):
+    assert measure.default_grid_name(*args) == name

@@ -91,9 +91,19 @@ BAD = [
     ([HEADER + ",gpu", "1,8,0.1,0.2,x"], 1, "gpu", "unknown column"),
     ([HEADER + ",prefill_s", "1,8,0.1,0.2,0.3"], 1, "prefill_s", "twice"),
     ([HEADER, "1,8,0.1,0.2", "1,16,abc,0.2"], 3, "prefill_s", "not a number"),
-    ([HEADER, "1,8,0.1,0.2", "1,16,0.1,0"], 3, "decode_step_s", "must be > 0"),
-    ([HEADER, "1,8,0.1,-0.2"], 2, "decode_step_s", "must be > 0"),
-    ([HEADER, "0,8,0.1,0.2"], 2, "batch_size", "must be >= 1"),
+    ([HEADER, "1,8,0.1,0.2", "1,16,0.1,0"], 3, "decode_step_s", "out of range: '0' (allowed: from 1e-09 to 3,600 s"),
+    ([HEADER, "1,8,0.1,-0.2"], 2, "decode_step_s", "out of range: '-0.2'"),
+    ([HEADER, "0,8,0.1,0.2"], 2, "batch_size", "out of range: '0' (allowed: a whole number from 1 to 1,000,000"),
+    # every column has an upper bound: absurd values are refused, never simulated
+    ([HEADER, "1,8,0.1,0.2", "1,16,1e308,0.2"], 3, "prefill_s", "out of range: '1e308'"),
+    ([HEADER, "1,8,0.1,3600.5"], 2, "decode_step_s", "out of range: '3600.5' (allowed: from 1e-09 to 3,600 seconds)"),
+    ([HEADER, "1,8,0.1,1e-12"], 2, "decode_step_s", "out of range: '1e-12'"),
+    ([HEADER, "1e19,8,0.1,0.2"], 2, "batch_size", "out of range: '1e19'"),
+    ([HEADER, "1000001,8,0.1,0.2"], 2, "batch_size", "to 1,000,000 requests"),
+    ([HEADER, "1,1e300,0.1,0.2"], 2, "context_len", "out of range: '1e300' (allowed: a whole number from 1 to "
+                                                     "100,000,000 tokens)"),
+    ([HEADER + ",peak_mem_gib", "1,8,0.1,0.2,1e13"], 2, "peak_mem_gib", "(allowed: > 0 and <= 1,000,000,000,000 GiB)"),
+    ([HEADER + ",kv_cache_gib", "1,8,0.1,0.2,0"], 2, "kv_cache_gib", "out of range: '0'"),
     ([HEADER, "1,8.5,0.1,0.2"], 2, "context_len", "whole number"),
     ([HEADER, "1,8,inf,0.2"], 2, "prefill_s", "finite"),
     ([HEADER, "1,8,0.1,nan"], 2, "decode_step_s", "finite"),
@@ -153,33 +163,103 @@ def test_not_utf8():
         parse_grid(csv(HEADER, "1,8,0.1,0.2") + b"1,16,\xff,0.2\n")
 
 
+def test_values_at_the_bounds_are_accepted():
+    g = parse_grid(csv(HEADER + ",peak_mem_gib", "1,1,1e-09,3600,1e12", "1,100000000,3600,1e-09,",
+                       "1000000,1,0.5,0.5,", "1000000,100000000,0.5,0.5,"))
+    assert g.table["batch_size"].tolist() == [1, 1, 1000000, 1000000]
+    assert g.table["context_len"].max() == 100_000_000 and g.table["prefill_s"].max() == 3600
+
+
 # ---------------------------------------------------------------- legacy format
 
-LEGACY = csv("batch_size,max_seq_len,mean_latency_sec,std_latency_sec,num_trials",
-             "1,128,1.28,0.01,5", "1,256,2.816,0.02,5", "4,128,1.92,0.05,3", "4,256,4.096,0.04,5", "8,256,,,")
+LEGACY_HEADER = "batch_size,max_seq_len,mean_latency_sec,std_latency_sec,num_trials"
+LEGACY = csv(LEGACY_HEADER, "1,128,0.96,0.01,5", "1,256,2.112,0.02,5", "4,128,1.44,0.05,3", "4,256,3.072,0.04,5",
+             "8,256,,,")
 
 
-def test_legacy_format_is_converted_and_marked():
+def test_legacy_format_is_converted_with_the_writers_split():
+    # Computed by hand. The writer generated max_seq_len - max(32, max_seq_len // 4) tokens after a
+    # ~45-token prompt: max_seq_len 128 -> G = 96, context 45 + 48 = 93; 256 -> G = 192, context 45 + 96 = 141.
     g = parse_grid(LEGACY, name="old")
     t = g.table
     assert list(t.columns) == HEADER.split(",")
-    assert t["context_len"].tolist() == [128, 256, 128, 256, 256]
-    assert t["decode_step_s"].tolist()[:4] == pytest.approx([0.01, 0.011, 0.015, 0.016])
+    assert t["batch_size"].tolist() == [1, 1, 4, 4, 8]
+    assert t["context_len"].tolist() == [93, 141, 93, 141, 141]
+    assert t["decode_step_s"].tolist()[:4] == pytest.approx([0.96 / 96, 2.112 / 192, 1.44 / 96, 3.072 / 192])
+    assert t["decode_step_s"].tolist()[:4] == pytest.approx([0.010, 0.011, 0.015, 0.016])  # not T / max_seq_len
     assert t["prefill_s"].tolist()[:4] == t["decode_step_s"].tolist()[:4]
     assert math.isnan(t["decode_step_s"].iloc[4])
-    # prefill + (L - 1) decode steps reproduces the measured whole-generation time
-    assert t["prefill_s"][1] + 255 * t["decode_step_s"][1] == pytest.approx(2.816)
-    assert g.meta["derived_from"] == "legacy" and "mean_latency_sec / max_seq_len" in g.meta["conversion"]
+    # prefill + (G - 1) decode steps reproduces the measured generate() call
+    assert t["prefill_s"][1] + 191 * t["decode_step_s"][1] == pytest.approx(2.112)
+    assert g.meta["derived_from"] == "legacy" and g.meta["legacy_split"] == "writer"
+    assert "max_seq_len - max(32, max_seq_len // 4)" in g.meta["conversion"]
+    assert g.meta["legacy_sha256"] == hashlib.sha256(LEGACY).hexdigest()
     assert g.meta["legacy_min_trials"] == "3"
     assert any("legacy" in w for w in g.warnings)
     again = parse_grid(g.to_csv_bytes())
     assert again.meta["derived_from"] == "legacy" and again.table.equals(t)
+    # a converted grid is identified by its converted content, so the same file read another way differs
+    assert g.sha256 == again.sha256 == hashlib.sha256(g.to_csv_bytes()).hexdigest()
 
 
-def test_legacy_errors_name_line_and_column():
+@pytest.mark.parametrize("split, contexts, steps", [
+    # total:64 -> P = 64, G = max_seq_len - 64: 128 -> G 64, context 96; 256 -> G 192, context 160
+    ("total:64", [96, 160], [0.96 / 64, 2.112 / 192]),
+    # generated:10 -> P = 10, G = max_seq_len: 128 -> context 74; 256 -> context 138
+    ("generated:10", [74, 138], [0.96 / 128, 2.112 / 256]),
+    ("writer", [93, 141], [0.96 / 96, 2.112 / 192]),
+])
+def test_legacy_split_option_for_other_writers(split, contexts, steps):
+    g = parse_grid(LEGACY, legacy_split=split)
+    row = g.table[g.table["batch_size"] == 1]
+    assert row["context_len"].tolist() == contexts
+    assert row["decode_step_s"].tolist() == pytest.approx(steps)
+    assert g.meta["legacy_split"] == split
+    writer = parse_grid(LEGACY)
+    assert (g.sha256 == writer.sha256) == (split == "writer")
+
+
+@pytest.mark.parametrize("split, words", [
+    ("bogus", "is not one of 'writer', 'total:P', 'generated:P'"),
+    ("total:x", "is not one of"),
+    ("total:0", "the prompt must be 1 to 100,000,000 tokens"),
+])
+def test_bad_legacy_split(split, words):
+    with pytest.raises(GridError, match=words):
+        parse_grid(LEGACY, legacy_split=split)
+
+
+def test_legacy_split_on_a_current_file_is_a_warning():
+    assert parse_grid(good(), legacy_split="total:64").warnings == [
+        "legacy split 'total:64' ignored: the file is in the current grid format"]
+    assert parse_grid(good(), legacy_split="writer").warnings == []
+
+
+LEGACY_BAD = [
+    # (rows, split, line, column, words)
+    (["1,32,0.5,,", "1,64,0.5,,"], "writer", 2, "max_seq_len", "max_seq_len 32 leaves no generated tokens"),
+    (["1,100,0.5,,", "1,64,0.5,,"], "total:100", 2, "max_seq_len", "leaves no generated tokens"),
+    # 130 and 131 both generate 98 // 2 = 49 and 99 // 2 = 49 -> context 94: one cell measured twice
+    (["1,130,0.5,,", "1,131,0.5,,"], "writer", 3, "max_seq_len",
+     "max_seq_len 131 is the same cell as max_seq_len 130 at line 2 (batch_size 1, context_len 94"),
+    # 4000 s / 1 generated token is a decode step beyond an hour
+    (["1,33,4000,,", "1,64,0.5,,"], "writer", 2, "mean_latency_sec", "gives a decode step of 4000 s"),
+    (["1,64,1e308,,"], "writer", 2, "mean_latency_sec", "out of range: '1e308'"),
+    (["1e19,64,0.5,,"], "writer", 2, "batch_size", "out of range: '1e19'"),
+    (["1,1e300,0.5,,"], "writer", 2, "max_seq_len", "out of range: '1e300'"),
+    (["1,128,0.5,-1,"], "writer", 2, "std_latency_sec", "out of range: '-1'"),
+]
+
+
+@pytest.mark.parametrize("rows, split, line, column, words", LEGACY_BAD)
+def test_legacy_errors_name_line_and_column(rows, split, line, column, words):
     with pytest.raises(GridError) as info:
-        parse_grid(csv("batch_size,max_seq_len,mean_latency_sec,std_latency_sec", "1,128,1.0,0.1", "2,128,1.0,-1"))
-    assert (info.value.line, info.value.column) == (3, "std_latency_sec")
+        parse_grid(csv(LEGACY_HEADER, *rows), legacy_split=split)
+    assert (info.value.line, info.value.column) == (line, column)
+    assert words in str(info.value)
+
+
+def test_legacy_unknown_column():
     with pytest.raises(GridError, match="column 'context_len': unknown column"):
         parse_grid(csv("batch_size,max_seq_len,mean_latency_sec,context_len", "1,128,1.0,3"))
 

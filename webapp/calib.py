@@ -1,38 +1,47 @@
 """Calibration page helpers: validate an uploaded grid, list grids, draw a grid's heatmaps."""
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
 
-from calibration import MAX_GRID_BYTES, bundled_grids, load_bundled
+from calibration import MAX_GRID_BYTES, bundled_grids, load_bundled, named, parse_grid, upload_name
+from calibration.legacy import SPLIT_HELP
 
 from . import charts, services
 
 FORMAT_HELP = ("CSV with columns batch_size, context_len, prefill_s, decode_step_s (seconds), optional "
-               "peak_mem_gib, kv_cache_gib; optional `# key: value` metadata lines on top. Empty time cells "
-               "mark cells that could not be measured.")
+               "peak_mem_gib, kv_cache_gib; optional `# key: value` metadata lines on top (`# name:` names "
+               "the grid). Empty time cells mark cells that could not be measured. The older "
+               "batch_size, max_seq_len, mean_latency_sec format is converted.")
 
 
-def validate_upload(data: bytes, file_name: str, name: str | None = None):
-    """Parse an uploaded grid; the GridError message names the line and column of the problem."""
-    return services.parse_upload(data, name or Path(file_name).stem)
+def validate_upload(data: bytes, file_name: str, legacy_split: str | None = None):
+    """Parse an uploaded grid, named by its ``# name:`` metadata, else the file stem; the
+    GridError message names the line and column of the problem."""
+    grid = parse_grid(data, legacy_split=legacy_split)
+    return replace(grid, name=upload_name(grid, file_name))
 
 
 def upload_panel():
-    """File uploader + name + save button; returns the validated uploaded Grid or None."""
+    """File uploader, legacy split (legacy files only), name and save button; returns the
+    validated uploaded Grid or None."""
     f = st.file_uploader("Grid CSV", type=["csv"], key="grid_upload", help=FORMAT_HELP,
                          max_upload_size=max(1, MAX_GRID_BYTES // 2**20))
     if f is None:
         st.caption(FORMAT_HELP)
         return None
-    name = st.text_input("Grid name", value=Path(f.name).stem, key=f"grid_name.{f.file_id}",
-                         help="Runs refer to it as latency model grid:NAME.").strip()
     with services.shown_errors(f"{f.name} is not a valid grid") as box:
-        grid = validate_upload(f.getvalue(), f.name, name)
+        grid = validate_upload(f.getvalue(), f.name)
+        if grid.meta.get("derived_from") == "legacy":
+            split = st.text_input("Legacy split", value="writer", key=f"grid_split.{f.file_id}",
+                                  help=f"This is a legacy whole-generation file: {SPLIT_HELP}.").strip()
+            grid = validate_upload(f.getvalue(), f.name, split or None)
     if box.failed:
         return None
+    name = st.text_input("Grid name", value=grid.name, key=f"grid_name.{f.file_id}",
+                         help="Runs refer to it as latency model grid:NAME.").strip()
     t = grid.table
     st.success(f"Valid grid: {len(t):,} cells, {t['batch_size'].nunique()} batch sizes × "
                f"{t['context_len'].nunique()} context lengths.", icon=":material/check_circle:")
@@ -41,7 +50,10 @@ def upload_panel():
                          "(usable, but check these cells)", icon=":material/warning:"):
             for w in grid.warnings:
                 st.warning(w)
-    if st.button("Save to the store", type="primary", icon=":material/save:", key="grid_save"):
+    with services.shown_errors("Cannot save under this name") as naming:
+        grid = named(grid, name)
+    if not naming.failed and st.button("Save to the store", type="primary", icon=":material/save:",
+                                       key="grid_save"):
         with services.shown_errors("Could not save the grid") as box:
             row, created = services.save_grid(grid)
         if not box.failed:
