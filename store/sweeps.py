@@ -1,16 +1,19 @@
 """Sweeps: a named set of runs (e.g. one per grid point), in the order they were added.
 
 A run can belong to several sweeps; deleting a sweep keeps its runs, deleting a
-run removes it from its sweeps.
+run removes it from its sweeps. A sweep's ``params`` (JSON) hold its plan (what
+:mod:`store.sweep_jobs` runs), its ``key`` (the plan's hash: the same plan finds
+the same sweep), and what its runner reports: ``status``, ``progress``,
+``result`` and the runner's host and pid.
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import write_connection
 from .errors import StoreError
-from .models import Sweep, SweepRun, utcnow
+from .models import Run, Sweep, SweepRun, utcnow
 from .records import RunRow, SweepRow
 
 
@@ -60,6 +63,46 @@ class SweepsMixin:
         with self.engine.connect() as conn:
             if conn.execute(select(Sweep.id).where(Sweep.id == sweep_id)).scalar() is None:
                 raise StoreError(f"no sweep {sweep_id} in the store")
+
+    def get_sweep(self, sweep_id: int) -> SweepRow | None:
+        members = select(func.count()).where(SweepRun.sweep_id == sweep_id).scalar_subquery()
+        q = select(Sweep.id, Sweep.name, Sweep.params, Sweep.created_at, members).where(Sweep.id == sweep_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return SweepRow(*row) if row is not None else None
+
+    def find_sweep(self, key: str) -> SweepRow | None:
+        """The newest sweep whose ``params["key"]`` is ``key`` (a plan's hash), if any."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Sweep.id, Sweep.params).order_by(Sweep.id.desc())).all()
+        for sweep_id, params in rows:
+            if (params or {}).get("key") == key:
+                return self.get_sweep(sweep_id)
+        return None
+
+    def update_sweep(self, sweep_id: int, **changes) -> dict:
+        """Merge ``changes`` into the sweep's params (one transaction); returns the new params."""
+        with write_connection(self.engine) as conn:
+            params = conn.execute(select(Sweep.params).where(Sweep.id == sweep_id)).scalar()
+            if params is None:
+                raise StoreError(f"no sweep {sweep_id} in the store")
+            params = {**params, **changes}
+            conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(params=params))
+        return params
+
+    def sweep_members(self, sweep_id: int) -> list[dict]:
+        """Each member run as plain data: id, hash, status, error (first line), config, workload
+        spec, summary (no per-bin rows; None unless done), in the order they were added."""
+        q = (select(Run.id, Run.hash, Run.status, Run.error, Run.config, Run.workload, Run.summary,
+                    Run.duration_s)
+             .join(SweepRun, SweepRun.run_id == Run.id).where(SweepRun.sweep_id == sweep_id)
+             .order_by(SweepRun.position))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"id": r.id, "hash": r.hash, "status": r.status,
+                 "error": r.error.split("\n", 1)[0] if r.error else None, "config": r.config,
+                 "spec": (r.workload or {}).get("spec"), "summary": r.summary, "duration_s": r.duration_s}
+                for r in rows]
 
     def delete_sweep(self, sweep_id: int) -> bool:
         """Delete a sweep (its runs stay in the store)."""
