@@ -765,10 +765,9 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
         _fail(exc)
     df = member_frame(result.members)
     _write_table(df, fmt, out)
-    if fmt == "table" or out:
-        where = f"sweep {sweep_id}: " if sweep_id is not None else ""
-        click.echo(f"{where}{len(result.members)} runs, {result.skipped} already stored, "
-                   f"{len(result.failed)} failed", err=True)
+    where = f"sweep {sweep_id}: " if sweep_id is not None else ""
+    click.echo(f"{where}{len(result.members)} runs, {result.skipped} already stored, "
+               f"{len(result.failed)} failed", err=True)
     if result.failed:
         raise SystemExit(1)
 
@@ -838,7 +837,7 @@ def _suite_steps(step: str) -> tuple[int, ...]:
               help="Write each step's table (CSV and JSON) and charts (SVG and PNG) into this folder.")
 def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
     """The stress suite: request scaling, GPU scaling, bin-count sensitivity (tables, charts, timings)."""
-    from core.suite import SuitePlan
+    from core.suite import DISPLAY, SuitePlan
     from core.sweep_report import format_frame
     from store.sweep_jobs import suite_plan
 
@@ -856,7 +855,8 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
     else:
         for name, df in tables.items():
             click.echo(f"\n{name}" if fmt == "table" else f"# {name}")
-            click.echo(format_frame(df) if fmt == "table" else df.to_csv(index=False), nl=fmt == "table")
+            click.echo(format_frame(df, DISPLAY.get(name)) if fmt == "table" else df.to_csv(index=False),
+                       nl=fmt == "table")
         split = ", ".join(f"step {k} {v:.1f} s" for k, v in result.step_seconds.items())
         click.echo(f"\nsuite: {wall:.1f} s ({split}); {len(result.members)} runs + "
                    f"{sum(len(c.probes) for c in result.capacities)} capacity probes, {result.skipped} already stored"

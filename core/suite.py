@@ -34,6 +34,15 @@ from .config import SimConfig
 from .sweep import Member, MemberResult, SweepError
 
 STEPS = (1, 2, 3)
+# the columns a text table shows (CSV and JSON carry all)
+DISPLAY = {
+    "step1": ["mode", "gpus", "requests", "sla_attainment", "sla_violation_rate", "latency_p50_s", "latency_p99_s",
+              "throughput_rps", "num_batches", "sim_s", "sim_requests_per_s"],
+    "step2": ["gpus", "rate", "requests", "throughput_rps", "efficiency", "sla_attainment", "latency_p99_s",
+              "num_batches", "sim_s", "sim_requests_per_s"],
+    "step3": ["k_bins", "throughput_rps", "throughput_tps", "mean_batch_size", "capacity_rps", "capacity_status",
+              "capacity_probes"],
+}
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def _field(name: str) -> dataclasses.Field:
     f = _SIM_FIELDS.get(name) or _SPEC_FIELDS.get(name)
     if f is None:
         known = sorted(set(_SIM_FIELDS) | set(_SPEC_FIELDS))
-        raise SweepError(f"--vary {name}: unknown setting (known: {', '.join(known)})")
+        raise SweepError(f"{name}: unknown setting (known: {', '.join(known)})")
     return f
 
 
@@ -184,6 +184,30 @@ def parse_vary(text: str) -> tuple[str, list]:
     if not values:
         raise SweepError(f"--vary {name}: no values given")
     return name, list(dict.fromkeys(values))
+
+
+def parse_settings(lines: Iterable[str]) -> tuple[SimConfig, WorkloadSpec]:
+    """Base settings from ``NAME=VALUE`` lines (blank lines and ``#`` comments skipped); ``seed`` sets both."""
+    sim: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise SweepError(f"setting {line!r}: expected NAME=VALUE")
+        name, _, value = line.partition("=")
+        name = name.strip().replace("-", "_")
+        f = _field(name)
+        v = _convert(f, value)
+        if name in _SIM_FIELDS:
+            sim[name] = v
+        if name in _SPEC_FIELDS:
+            spec[name] = v
+    try:
+        return SimConfig(**sim), WorkloadSpec(**spec)
+    except (ConfigError, SpecError) as exc:
+        raise SweepError(str(exc)) from None
 
 
 def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list] | None = None,

@@ -207,11 +207,15 @@ class _Reporter:
         if ok is not None:
             self.done += 1
             self.failed += 0 if ok else 1
+        if force or time.monotonic() - self._last >= PROGRESS_EVERY_S:
+            self.save()
         if self.on_event is not None:
             self.on_event(self.done, self.total, self.phase)
-        now = time.monotonic()
-        if self.store is not None and self.sweep_id is not None and (force or now - self._last >= PROGRESS_EVERY_S):
-            self._last = now
+
+    def save(self) -> None:
+        """Write the progress into the sweep's params."""
+        self._last = time.monotonic()
+        if self.store is not None and self.sweep_id is not None:
             self.store.update_sweep(self.sweep_id, progress={"done": self.done, "failed": self.failed,
                                                              "total": self.total, "phase": self.phase})
 
@@ -252,12 +256,12 @@ def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, 
     except BaseException as exc:
         if store is not None:
             interrupted = isinstance(exc, KeyboardInterrupt)
-            rep.event(force=True)
+            rep.save()
             store.update_sweep(sweep_id, status="interrupted" if interrupted else "failed", finished_at=_now(),
                                error=None if interrupted else error_text(exc), runner=None)
         raise
     if store is not None:
-        rep.event(force=True)
+        rep.save()
         store.update_sweep(sweep_id, status="done", finished_at=_now(), runner=None, result=result_record(out))
     return out
 

@@ -33,7 +33,7 @@ def test_parse_vary_ranges_include_stop_and_lists_convert_types():
 
 @pytest.mark.parametrize("text,message", [
     ("rate", "expected NAME=START:STOP:STEP"),
-    ("bogus=1,2", "--vary bogus: unknown setting"),
+    ("bogus=1,2", "bogus: unknown setting"),
     ("rate=2:1:0.5", "STOP (1.0) is below START (2.0)"),
     ("rate=0:1:0", "STEP must be > 0"),
     ("gpus=a,b", "'a' is not an integer"),
