@@ -30,7 +30,8 @@ def capacity_frame(results: list[CapacityResult]) -> pd.DataFrame:
         highs = [b[1] for b in c.brackets if b[1] is not None]
         rows.append({**{k: v for k, v in c.label.items() if k != "mode"}, "mode": c.mode,
                      "capacity_rps": c.capacity_rps, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                     "fails_at_rps": min(highs) if highs and lows else None, "status": c.status,
+                     "fails_at_rps": highs[0] if c.replications == 1 and highs and lows else None,
+                     "status": c.status,
                      "target": c.target, "tolerance": c.tolerance, "replications": c.replications,
                      "probes": len(c.probes), "error": c.error})
     return pd.DataFrame(rows)

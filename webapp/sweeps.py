@@ -192,13 +192,13 @@ def grid_frame(members: list[dict], plan: dict) -> pd.DataFrame:
 
 def download_row(data: pd.DataFrame, chart, stem: str, key: str) -> None:
     """CSV of the chart's data; SVG and PNG of the chart (rendered on the server when asked for)."""
-    c = st.columns([1, 1, 1, 5])
-    c[0].download_button("CSV", data.to_csv(index=False).encode(), f"{stem}.csv", "text/csv", key=f"{key}.csv",
+    row = st.container(horizontal=True)
+    row.download_button("CSV", data.to_csv(index=False).encode(), f"{stem}.csv", "text/csv", key=f"{key}.csv",
                          icon=":material/download:", on_click="ignore")
     if chart is not None:
-        c[1].download_button("SVG", lambda: charts.export(chart, "svg"), f"{stem}.svg", "image/svg+xml",
+        row.download_button("SVG", lambda: charts.export(chart, "svg"), f"{stem}.svg", "image/svg+xml",
                              key=f"{key}.svg", icon=":material/download:", on_click="ignore")
-        c[2].download_button("PNG", lambda: charts.export(chart, "png"), f"{stem}.png", "image/png",
+        row.download_button("PNG", lambda: charts.export(chart, "png"), f"{stem}.png", "image/png",
                              key=f"{key}.png", icon=":material/download:", on_click="ignore")
 
 
