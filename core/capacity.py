@@ -27,7 +27,9 @@ Bisection assumes attainment falls as the rate rises. A scheduler that waits
 for full batches (``fill=full`` without ``max_wait``) can do better at higher
 rates; then the search finds one crossing, not necessarily the highest.
 A target not met at ``min_rate`` gives capacity 0 (status ``unreachable``);
-one still met at ``max_rate`` gives ``max_rate`` (status ``unbounded``).
+one still met at ``max_rate`` gives ``max_rate`` (status ``unbounded``);
+replications that end differently give status ``mixed``; a probe whose run
+fails ends its search with status ``failed`` and the error.
 
 :func:`capacity` searches one configuration; :func:`search_capacities` runs
 several (e.g. one per mode, or per GPU count for a planner) on one executor
@@ -205,7 +207,8 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
     """One capacity search per base (config, spec), all sharing ``executor`` (see the module doc).
 
     ``workers``: how many probes may run at once (default: the CPU count); each round a
-    replication probes ``max(1, workers // searches still running)`` rates. ``labels``: a dict
+    search probes ``max(1, workers // searches)`` rates, so the answer depends on the worker
+    count but never on timing. ``labels``: a dict
     per base merged into its members' labels (e.g. ``{"mode": ...}``). ``on_probe(base index,
     probe, search)`` is called in this thread after every probe.
     """
@@ -217,6 +220,9 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
         raise SweepError("capacity: need factor > 1 and 0 < min_rate < max_rate")
     labels = labels or [{"mode": cfg.mode} for cfg, _ in bases]
     workers = workers or default_workers()
+    # probes per round, fixed for the whole search: the probed rates (and so the answer) never depend
+    # on which run happened to finish first
+    m = max(1, workers // (len(bases) * replications))
     searches = []
     for b, (cfg, spec) in enumerate(bases):
         first = start or spec.rate or 1.0
@@ -232,7 +238,6 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
         while True:
             active = [i for i, (_, _, s) in enumerate(searches) if s.status == "searching"]
             busy = {i for i, _, _ in in_flight.values()}
-            m = max(1, workers // max(len(active), 1))
             for i in active:
                 if i in busy:
                     continue

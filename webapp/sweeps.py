@@ -6,6 +6,7 @@ holds its progress and results, so ``/sweeps?sweep=ID`` shows it from anywhere.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -69,7 +70,8 @@ def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -
         return sweep_id
     if row.params.get("status") == "done" and row.params.get("result") is not None:
         return sweep_id  # finished earlier: the store holds every result
-    cmd = [sys.executable, "-m", "store.sweep_jobs", "--sweep", str(sweep_id), "--db", worker_url(store)]
+    cmd = [sys.executable, "-m", "store.sweep_jobs", "--sweep", str(sweep_id)]
+    env = dict(os.environ, BATCHLAB_DB_URL=worker_url(store))  # not on the command line: it may hold a password
     if cluster:
         cmd += ["--cluster", cluster]
     if workers:
@@ -77,7 +79,7 @@ def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -
     logs = data_home() / "sweep-logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"sweep-{sweep_id}.log", "ab") as log_file:
-        subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                          start_new_session=True)
     store.update_sweep(sweep_id, status="starting")
     return sweep_id
