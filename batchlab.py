@@ -756,7 +756,7 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
     from store.sweep_jobs import grid_plan
 
     try:
-        cfg, spec = build_inputs(config_file, **flags)
+        cfg, spec, _ = build_inputs(config_file, **flags)
         values = _vary_values(vary)
         members = expand(cfg, spec, values, replications)
         plan = grid_plan(cfg, spec, values, replications)
@@ -804,7 +804,7 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
         raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
                                  param_hint="--mode")
     try:
-        cfg, spec = build_inputs(config_file, mode=names[0], **flags)
+        cfg, spec, _ = build_inputs(config_file, mode=names[0], **flags)
         plan = capacity_plan(cfg, spec, names, target, tolerance, replications, start_rate)
         result, _ = _run_plan(plan, db, no_store, cluster, workers, "capacity")
     except _sweep_errors() as exc:

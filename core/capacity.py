@@ -176,7 +176,7 @@ def probe_member(config: SimConfig, spec: WorkloadSpec, rate: float, replication
                  label: dict | None = None) -> Member:
     """The run behind one probe: the base settings at ``rate`` with replication ``r``'s seeds."""
     sim = config.replace(seed=config.seed + replication)
-    wl = spec.replace(rate=rate, seed=spec.seed + replication)
+    wl = spec.replace(rate=rate, workload_seed=spec.workload_seed + replication)
     return Member(sim, wl, dict(label or {}, rate=rate, replication=replication))
 
 

@@ -71,10 +71,10 @@ def reproduce_paper1(executor: Executor | None = None, workers: int | None = Non
     members = []
     for k in ks:
         members.append(Member(SimConfig(mode="multi_bin_fixed", k_bins=k, batch_size=128, gpus=1, **PER_TOKEN),
-                              WorkloadSpec(num_requests=n_throughput, rate=1e5, seed=k, **PAPER1_SPEC),
+                              WorkloadSpec(num_requests=n_throughput, rate=1e5, workload_seed=k, **PAPER1_SPEC),
                               {"table": "throughput", "k": k}))
         members.append(Member(SimConfig(mode="multi_bin_fixed", k_bins=k, batch_size=8, gpus=1000, **PER_TOKEN),
-                              WorkloadSpec(num_requests=n_latency, rate=10.0, seed=100 + k, **PAPER1_SPEC),
+                              WorkloadSpec(num_requests=n_latency, rate=10.0, workload_seed=100 + k, **PAPER1_SPEC),
                               {"table": "latency", "k": k}))
     summaries = _run(members, executor, workers)
     thr, lat = [], []

@@ -2,10 +2,10 @@
 
 * :func:`parse_vary` reads ``rate=0.5:8:0.5`` (an inclusive range) or
   ``mode=static_fifo,multi_bin_dynamic`` (a list); any SimConfig or WorkloadSpec
-  field can vary (``seed`` sets both seeds).
+  field can vary.
 * :func:`expand` builds the grid: the product of the varied values (the first
   ``vary`` entry outermost), times ``replications`` seeds (replication ``r``
-  uses seed ``base + r`` for the workload and the scheduler).
+  adds ``r`` to the workload seed and to the scheduler seed).
 * :func:`run_members` runs a job per member on an executor (a local process
   pool by default, or ``distributed.Client(...).get_executor()``) and calls
   ``on_result(member, result)`` in the calling thread as each one finishes.
@@ -187,7 +187,7 @@ def parse_vary(text: str) -> tuple[str, list]:
 
 
 def parse_settings(lines: Iterable[str]) -> tuple[SimConfig, WorkloadSpec]:
-    """Base settings from ``NAME=VALUE`` lines (blank lines and ``#`` comments skipped); ``seed`` sets both."""
+    """Base settings from ``NAME=VALUE`` lines (blank lines and ``#`` comments skipped)."""
     sim: dict[str, Any] = {}
     spec: dict[str, Any] = {}
     for raw in lines:
@@ -241,7 +241,7 @@ def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list
                 if name in _SPEC_FIELDS:
                     spec[name] = value
             if replications > 1:
-                spec["seed"] = int(spec["seed"]) + rep
+                spec["workload_seed"] = int(spec["workload_seed"]) + rep
                 sim["seed"] = int(sim["seed"]) + rep
             label = dict(point, replication=rep) if replications > 1 else dict(point)
             try:

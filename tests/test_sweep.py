@@ -48,7 +48,7 @@ def test_expand_is_the_product_times_replications_with_distinct_seeds():
     assert len(members) == 12 and len({m.key for m in members}) == 12
     fixed = [m for m in members if m.point["mode"] == "multi_bin_fixed"]
     assert all(m.config.fill == "full" for m in fixed)  # the mode's own default fill, re-derived
-    seeds = sorted({(m.spec.seed, m.config.seed) for m in members})
+    seeds = sorted({(m.spec.workload_seed, m.config.seed) for m in members})
     assert seeds == [(0, 0), (1, 1), (2, 2)]
     assert {m.spec.rate for m in members} == {1.0, 2.0}
     with pytest.raises(SweepError, match="grid point gpus=0: gpus: must be between 1 and 1000"):

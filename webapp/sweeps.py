@@ -177,13 +177,13 @@ def sweeps_table() -> pd.DataFrame:
 def grid_frame(members: list[dict], plan: dict) -> pd.DataFrame:
     """One row per stored member: the varied values (from its stored settings) and its metrics."""
     names = list(plan["vary"])
-    base_seed = int(plan["spec"].get("seed", 0))
+    base_seed = int(plan["spec"].get("workload_seed", 0))
     rows = []
     for m in members:
         cfg, spec, s = m["config"] or {}, m["spec"] or {}, m["summary"] or {}
         row: dict[str, Any] = {n: cfg.get(n) if n in _SIM else spec.get(n) for n in names}
         if plan.get("replications", 1) > 1:
-            row["replication"] = int(spec.get("seed", base_seed)) - base_seed
+            row["replication"] = int(spec.get("workload_seed", base_seed)) - base_seed
         row.update({"status": m["status"], "sla_attainment": s.get("sla_attainment"),
                     "throughput_rps": s.get("throughput_rps"), "latency_p99_s": s.get("latency_p99_s"),
                     "ttft_p99_s": s.get("ttft_p99_s"), "gpu_utilization": s.get("gpu_utilization"),
