@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -690,6 +691,257 @@ def bench_store(num_requests, num_runs, repeats, scenarios, db, as_json):
         _fail(exc)
     if as_json:
         click.echo(to_json(out))
+
+
+# ------------------------------------------------ sweeps, capacity, suite --
+def sim_options_without(*names: str):
+    """Like :func:`sim_options`, without the flags of ``names`` (the command sets them itself)."""
+    def attach(func):
+        seen: set[str] = set(names)
+        opts = [_field_option(f, seen) for f in config_fields() + spec_fields()]
+        for opt in reversed([o for o in opts if o is not None]):
+            func = opt(func)
+        return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                            help="TOML or JSON file of settings (flags override it).")(func)
+    return attach
+
+
+def executor_options(func):
+    from core.executors import CLUSTER_HELP
+
+    func = click.option("--workers", type=click.IntRange(1, 4096), default=None,
+                        help="Worker processes (default: the CPU count; with --cluster local, its workers).")(func)
+    return click.option("--cluster", default=None, metavar="local|tcp://HOST:PORT", help=CLUSTER_HELP)(func)
+
+
+def _sweep_errors() -> tuple:
+    from core.sweep import SweepError
+
+    return _store_errors() + (SweepError,)
+
+
+def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str | None = None):
+    """Run a plan with a progress bar: through the store (a sweep) unless --no-store."""
+    from tqdm import tqdm
+
+    from core.executors import open_executor
+    from store.sweep_jobs import open_plan, run_plan
+
+    store = None if no_store else _open_store(db)
+    sweep_id = open_plan(store, plan, name) if store is not None else None
+    bar = tqdm(total=None, desc=label, unit="run", file=sys.stderr, delay=0.5, leave=False)
+
+    def event(done: int, total: int | None, phase: str) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.set_description(f"{label}: {phase}" if phase else label, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        with open_executor(cluster, workers) as (executor, n):
+            out = run_plan(plan, executor, n, store, sweep_id, event)
+    except KeyboardInterrupt:
+        bar.close()
+        where = f"; rerun the same command to resume sweep {sweep_id}" if sweep_id is not None else ""
+        raise click.ClickException(f"interrupted: every finished run is stored{where}") from None
+    finally:
+        bar.close()
+    return out, sweep_id
+
+
+def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None:
+    """Print or write a DataFrame as text, CSV or JSON."""
+    from core.sweep_report import format_frame
+
+    if fmt == "csv":
+        data = df.to_csv(index=False)
+    elif fmt == "json":
+        data = to_json(json.loads(df.to_json(orient="records")))
+    else:
+        data = (text if text is not None else format_frame(df)) + "\n"
+    if out:
+        Path(out).write_text(data)
+        click.echo(f"wrote {len(df)} rows to {out}", err=True)
+    else:
+        click.echo(data, nl=False)
+
+
+def _vary_values(vary: tuple[str, ...]) -> dict[str, list]:
+    from core.sweep import parse_vary
+
+    out: dict[str, list] = {}
+    for text in vary:
+        name, values = parse_vary(text)
+        if name in out:
+            raise click.BadParameter(f"{name} is varied twice", param_hint="--vary")
+        out[name] = values
+    return out
+
+
+format_option = click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table",
+                             show_default=True, help="Output format.")
+out_option = click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+                          help="Write the table to this file instead of standard output.")
+
+
+@cli.command()
+@sim_options
+@click.option("--vary", multiple=True, metavar="NAME=START:STOP:STEP|NAME=A,B,...",
+              help="A setting to vary (repeatable; the grid is the product). Ranges include STOP.")
+@click.option("--replications", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Seeds per grid point (replication r adds r to the workload and scheduler seeds).")
+@click.option("--name", default=None, help="A name for the sweep in the store.")
+@executor_options
+@with_store_options
+@format_option
+@out_option
+def sweep(config_file, vary, replications, name, cluster, workers, db, no_store, fmt, out, **flags):
+    """Run a grid of settings in parallel, storing every run as it finishes.
+
+    Re-running the same command resumes the same sweep: stored runs are skipped,
+    failed ones retried. Example: batchlab sweep --vary rate=0.5:8:0.5
+    --vary mode=static_fifo,multi_bin_dynamic --replications 3 --format csv
+    """
+    from core.sweep import expand
+    from core.sweep_report import member_frame
+    from store.sweep_jobs import grid_plan
+
+    try:
+        cfg, spec, _ = build_inputs(config_file, **flags)
+        values = _vary_values(vary)
+        members = expand(cfg, spec, values, replications)
+        plan = grid_plan(cfg, spec, values, replications)
+        result, sweep_id = _run_plan(plan, db, no_store, cluster, workers, f"sweep ({len(members)} runs)", name)
+    except _sweep_errors() as exc:
+        _fail(exc)
+    df = member_frame(result.members)
+    _write_table(df, fmt, out)
+    where = f"sweep {sweep_id}: " if sweep_id is not None else ""
+    click.echo(f"{where}{len(result.members)} runs, {result.skipped} already stored, "
+               f"{len(result.failed)} failed", err=True)
+    if result.failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@sim_options_without("mode", "rate")
+@click.option("--mode", "modes", default="multi_bin_dynamic", show_default=True,
+              help="Scheduler mode, or several comma-separated for a capacity comparison.")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.99, show_default=True,
+              help="SLA attainment the rate must keep (0.99 = 99 % of requests meet every enabled deadline).")
+@click.option("--tolerance", type=click.FloatRange(1e-4, 0.5), default=0.02, show_default=True,
+              help="Relative accuracy: the search stops when capacity c passes and c x (1 + tolerance/2) fails.")
+@click.option("--replications", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Seeds; more than one gives a confidence interval.")
+@click.option("--start-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="First rate probed [req/s] (default 1).")
+@executor_options
+@with_store_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a list for several modes).")
+def capacity(config_file, modes, target, tolerance, replications, start_rate, cluster, workers, db, no_store,
+             as_json, **flags):
+    """Find the highest arrival rate whose SLA attainment stays at or above --target.
+
+    Brackets, then bisects on the rate with the same seeds at every rate (common
+    random numbers). Capacity is a search, never a throughput.
+    """
+    from core.capacity import CapacityResult
+    from core.sweep_report import format_capacities
+    from store.sweep_jobs import capacity_plan
+
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODES]
+    if bad or not names:
+        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
+                                 param_hint="--mode")
+    try:
+        cfg, spec, _ = build_inputs(config_file, mode=names[0], **flags)
+        plan = capacity_plan(cfg, spec, names, target, tolerance, replications, start_rate)
+        result, _ = _run_plan(plan, db, no_store, cluster, workers, "capacity")
+    except _sweep_errors() as exc:
+        _fail(exc)
+    caps: list[CapacityResult] = result.capacities
+    if as_json:
+        objs = [c.to_dict() for c in caps]
+        click.echo(to_json(objs[0] if len(objs) == 1 else objs))
+    else:
+        click.echo(format_capacities(caps))
+    if any(c.status == "failed" for c in caps):
+        raise SystemExit(1)
+
+
+def _suite_steps(step: str) -> tuple[int, ...]:
+    if step == "all":
+        return (1, 2, 3)
+    return tuple(int(s) for s in step.split(","))
+
+
+@cli.command()
+@click.option("--step", type=click.Choice(("1", "2", "3", "all")), default="all", show_default=True,
+              help="1: request scaling 1K-1M; 2: GPU scaling 1-100 at 1M requests; 3: bin-count sensitivity.")
+@click.option("--max-requests", type=click.IntRange(min=1), default=None,
+              help="Cap every run's request count (a small suite).")
+@executor_options
+@with_store_options
+@format_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write each step's table (CSV and JSON) and charts (SVG and PNG) into this folder.")
+def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
+    """The stress suite: request scaling, GPU scaling, bin-count sensitivity (tables, charts, timings)."""
+    from core.suite import DISPLAY, SuitePlan
+    from core.sweep_report import format_frame
+    from store.sweep_jobs import suite_plan
+
+    t0 = time.perf_counter()
+    try:
+        plan = SuitePlan(steps=_suite_steps(step), max_requests=max_requests)
+        result, sweep_id = _run_plan(suite_plan(plan), db, no_store, cluster, workers, "suite")
+    except _sweep_errors() as exc:
+        _fail(exc)
+    wall = time.perf_counter() - t0
+    tables = result.tables
+    if fmt == "json":
+        click.echo(to_json({"tables": {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()},
+                            "step_seconds": result.step_seconds, "total_seconds": wall, "sweep_id": sweep_id}))
+    else:
+        for name, df in tables.items():
+            click.echo(f"\n{name}" if fmt == "table" else f"# {name}")
+            click.echo(format_frame(df, DISPLAY.get(name)) if fmt == "table" else df.to_csv(index=False),
+                       nl=fmt == "table")
+        split = ", ".join(f"step {k} {v:.1f} s" for k, v in result.step_seconds.items())
+        click.echo(f"\nsuite: {wall:.1f} s ({split}); {len(result.members)} runs + "
+                   f"{sum(len(c.probes) for c in result.capacities)} capacity probes, {result.skipped} already stored"
+                   + (f"; sweep {sweep_id}" if sweep_id is not None else ""), err=fmt != "table")
+    if out_dir:
+        from webapp.sweep_charts import save_suite
+
+        for path in save_suite(tables, Path(out_dir)):
+            click.echo(f"wrote {path}", err=True)
+    if result.failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("paper", type=click.Choice(("paper1", "paper2")))
+@click.option("--workers", type=click.IntRange(1, 4096), default=None, help="Worker processes (default: CPUs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.option("--format", "fmt", type=click.Choice(("table", "csv")), default="table", show_default=True)
+def reproduce(paper, workers, as_json, fmt):
+    """Reproduce a paper's figures beside its formulas (paper1: Guldogan et al.; paper2: Pang et al.)."""
+    from core.reproduce import reproduce as run_reproduction
+    from core.sweep_report import format_frame
+
+    try:
+        tables = run_reproduction(paper, workers=workers)
+    except _sweep_errors() as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(to_json({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}))
+        return
+    for name, df in tables.items():
+        click.echo(f"\n{name}" if fmt == "table" else f"# {name}")
+        click.echo(format_frame(df) if fmt == "table" else df.to_csv(index=False), nl=fmt == "table")
 
 
 def main() -> None:

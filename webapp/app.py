@@ -23,6 +23,8 @@ PAGES = [
     st.Page(ROOT / "app_pages" / "calibration.py", title="Calibration", icon=":material/grid_on:",
             url_path="calibration"),
     st.Page(ROOT / "app_pages" / "history.py", title="History", icon=":material/history:", url_path="history"),
+    st.Page(ROOT / "app_pages" / "sweeps.py", title="Sweeps", icon=":material/query_stats:", url_path="sweeps"),
+    st.Page(ROOT / "app_pages" / "reproduce.py", title="Reproduce", icon=":material/science:", url_path="reproduce"),
 ]
 
 _t0 = time.perf_counter()

@@ -4,7 +4,10 @@ Length specs (one string per column):
 
     fixed:N              every request has N tokens
     uniform:LO:HI        integers LO..HI inclusive (Paper 1's setting)
-    exponential:MEAN     exponential with that mean
+    exponential:MEAN     exponential with that mean (rounded, at least 1)
+    geometric:MEAN       geometric on 1, 2, 3, ... with that exact mean (the
+                         discrete exponential: with a constant decode step the
+                         service time is memoryless, as in M/M/c queueing)
     lognormal:MEAN:STD   log-normal whose lengths have this mean and std
                          (converted to log space by moments)
     burstgpt             log-normal fitted by moments to the BurstGPT whole-trace
@@ -34,7 +37,7 @@ PROMPT_MAX = 16384
 OUTPUT_MAX = 4096
 BURSTGPT_PROMPT = (611.0, 782.0)  # whole-trace mean, std of Request tokens
 BURSTGPT_OUTPUT = (123.0, 268.0)  # whole-trace mean, std of Response tokens
-LENGTH_FORMS = "fixed:N, uniform:LO:HI, exponential:MEAN, lognormal:MEAN:STD, burstgpt"
+LENGTH_FORMS = "fixed:N, uniform:LO:HI, exponential:MEAN, geometric:MEAN, lognormal:MEAN:STD, burstgpt"
 STREAMS = ("arrival", "prompt", "output", "predictor")
 MAX_CV = 100  # lognormal STD / MEAN: beyond this nearly every draw is 1 or the cap
 
@@ -93,6 +96,8 @@ class LengthSpec:
             return (p[0] + p[1]) / 2, math.sqrt((width * width - 1) / 12)
         if k == "exponential":
             return p[0], p[0]
+        if k == "geometric":
+            return p[0], math.sqrt(p[0] * (p[0] - 1))
         return p[0], p[1]
 
 
@@ -125,7 +130,7 @@ def parse_length_spec(text: object, field: str, maximum: int,
                       burstgpt: tuple[float, float]) -> LengthSpec:
     """Parse and check a length spec for the column ``field`` (capped at ``maximum``)."""
     kind, args = split_spec(text, field, LENGTH_FORMS)
-    arity = {"fixed": 1, "uniform": 2, "exponential": 1, "lognormal": 2, "burstgpt": 0}
+    arity = {"fixed": 1, "uniform": 2, "exponential": 1, "geometric": 1, "lognormal": 2, "burstgpt": 0}
     if kind not in arity or len(args) != arity[kind]:
         raise WorkloadError(f"{field}: malformed length spec {text!r} "
                             f"(accepted forms: {LENGTH_FORMS})")
@@ -164,6 +169,8 @@ def sample_lengths(spec: LengthSpec, n: int, rng: np.random.Generator, maximum: 
         return rng.integers(int(p[0]), int(p[1]), size=n, endpoint=True, dtype=np.int64)
     if k == "exponential":
         raw = rng.exponential(p[0], n)
+    elif k == "geometric":
+        raw = rng.geometric(1.0 / p[0], n)
     else:  # lognormal, burstgpt
         mu, sigma = lognormal_params(*p)
         raw = rng.lognormal(mu, sigma, n)

@@ -1,0 +1,374 @@
+"""Running sweeps, capacity searches and the stress suite through the results store.
+
+A *plan* is a JSON-able dict, kept in the sweep's params:
+
+* ``{"kind": "grid", "config", "spec", "vary": {name: [values]}, "replications"}``
+* ``{"kind": "capacity", "config", "spec", "modes", "target", "tolerance", "replications", "start"}``
+* ``{"kind": "suite", "suite": SuitePlan.to_dict()}``
+
+:func:`open_plan` finds the sweep holding the same plan (its ``key``) or creates
+it; :func:`run_plan` runs it on an executor. Where results are stored: each
+worker stores its own run (:class:`StoreJob`) through ``Store.get_or_run``, so
+the one-row-per-hash claim protocol holds across processes and machines, only
+a small summary travels back, and a run is in the store the moment it finishes.
+Re-running a plan skips members already stored ``done`` for that sweep (grid and
+suite runs are not even submitted; capacity probes are served from the store);
+failed members are retried. An interrupt or a crash loses no finished run.
+A failing member is stored ``failed`` with its error, linked to the sweep, and
+the others go on. Dask workers need the store's URL to be reachable from them
+(a SQLite path for a LocalCluster; a database server for remote workers).
+
+``python -m store.sweep_jobs --sweep ID [--db URL] [--cluster ...]`` runs a
+stored plan (the web app starts sweeps this way, detached from the page).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from core.capacity import CapacityResult, search_capacities
+from core.config import MODES, ConfigError, SimConfig
+from core.identity import SIM_VERSION
+from core.suite import SuitePlan, tables
+from core.sweep import Member, MemberResult, SweepError, error_text, expand, light_summary, member_key, run_members
+from core.sweep import simulate_member
+from workloads.spec import WorkloadSpec
+
+from . import claims
+from .errors import StoreError
+
+log = logging.getLogger(__name__)
+KINDS = ("grid", "capacity", "suite")
+PROGRESS_EVERY_S = 0.5
+
+Event = Callable[[int, int | None, str], None]  # (done, total or None, what)
+
+
+# ---------------------------------------------------------------- the job --
+_stores: dict[str, object] = {}
+
+
+def _store(url: str):
+    """One open store per URL and process (workers keep theirs between jobs)."""
+    from .repo import open_store
+
+    if url not in _stores:
+        _stores[url] = open_store(url)
+    return _stores[url]
+
+
+@dataclass(frozen=True)
+class StoreJob:
+    """A sweep job that simulates and stores a member where it runs (``Store.get_or_run``)."""
+
+    url: str
+    sweep_id: int | None = None
+
+    def __call__(self, member: Member) -> MemberResult:
+        from core.simulation import build_latency_model, run_identity
+        from workloads.build import build_workload
+
+        t0 = time.perf_counter()
+        run_hash = None
+        try:
+            store = _store(self.url)
+            workload = build_workload(member.spec)
+            grid = None
+            if member.config.latency.startswith("grid:"):
+                grid = store.get_grid(member.config.latency.split(":", 1)[1])
+            run_hash = run_identity(member.config, workload, build_latency_model(member.config, grid))
+            run, cached = store.get_or_run(member.config, workload, grid=grid, sweep_id=self.sweep_id)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
+            self._link_failed(run_hash)
+            return MemberResult(member.key, member.point, "failed", run_hash=run_hash, error=error_text(exc),
+                                seconds=time.perf_counter() - t0)
+        if run.status != "done" or run.summary is None:
+            return MemberResult(member.key, member.point, "failed", run_hash=run.hash, run_id=run.id,
+                                error=run.error or f"run is {run.status}", seconds=time.perf_counter() - t0)
+        return MemberResult(member.key, member.point, "done", light_summary(run.summary), run.hash, run.id, cached,
+                            seconds=time.perf_counter() - t0, sim_seconds=run.duration_s)
+
+    def _link_failed(self, run_hash: str | None) -> None:
+        if run_hash is None or self.sweep_id is None:
+            return
+        try:
+            store = _store(self.url)
+            run_id = store.resolve_run(run_hash)
+            if run_id is not None:
+                store.add_sweep_run(self.sweep_id, run_id)
+        except Exception:  # noqa: BLE001 - the failure itself is already reported
+            log.warning("could not link failed run %s to sweep %s", run_hash[:12], self.sweep_id, exc_info=True)
+
+
+def worker_url(store) -> str:
+    """The store's URL with its password, for workers in other processes."""
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise StoreError("an in-memory store cannot be shared with sweep workers; use a file or a server")
+    return url.render_as_string(hide_password=False)
+
+
+# ---------------------------------------------------------------- plans --
+def plan_key(plan: dict) -> str:
+    blob = json.dumps({"plan": plan, "sim_version": SIM_VERSION}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def grid_plan(config: SimConfig, spec: WorkloadSpec, vary: dict[str, list], replications: int = 1) -> dict:
+    expand(config, spec, vary, replications)  # validates every point now
+    return {"kind": "grid", "config": config.to_dict(), "spec": spec.to_dict(), "vary": dict(vary),
+            "replications": int(replications)}
+
+
+def capacity_plan(config: SimConfig, spec: WorkloadSpec, modes: list[str], target: float, tolerance: float,
+                  replications: int = 1, start: float | None = None) -> dict:
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise SweepError(f"--mode: unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
+    from core.capacity import check_capacity_inputs
+
+    for m in modes:
+        check_capacity_inputs(config.replace(mode=m), spec, target, tolerance, replications)
+    return {"kind": "capacity", "config": config.to_dict(), "spec": spec.to_dict(), "modes": list(modes),
+            "target": float(target), "tolerance": float(tolerance), "replications": int(replications),
+            "start": start}
+
+
+def suite_plan(plan: SuitePlan) -> dict:
+    return {"kind": "suite", "suite": plan.to_dict()}
+
+
+def plan_title(plan: dict) -> str:
+    kind = plan.get("kind")
+    if kind == "grid":
+        vary = ", ".join(f"{k} ({len(v)})" for k, v in plan["vary"].items()) or "no settings"
+        return f"sweep over {vary}" + (f" x {plan['replications']} seeds" if plan["replications"] > 1 else "")
+    if kind == "capacity":
+        return f"capacity at {100 * plan['target']:g} % of {', '.join(plan['modes'])}"
+    if kind == "suite":
+        return "stress suite, step " + ",".join(map(str, plan["suite"]["steps"]))
+    return str(kind)
+
+
+def _config(plan: dict) -> tuple[SimConfig, WorkloadSpec]:
+    try:
+        return SimConfig.from_dict(plan["config"]), WorkloadSpec.from_dict(plan["spec"])
+    except (ConfigError, TypeError, KeyError) as exc:
+        raise SweepError(f"the stored plan does not fit this version: {exc}") from None
+
+
+def open_plan(store, plan: dict, name: str | None = None) -> int:
+    """The id of the sweep holding ``plan`` (the newest with the same key), created if there is none."""
+    if plan.get("kind") not in KINDS:
+        raise SweepError(f"plan: unknown kind {plan.get('kind')!r}")
+    key = plan_key(plan)
+    row = store.find_sweep(key)
+    if row is not None:
+        return row.id
+    return store.create_sweep((name or plan_title(plan))[:200], {"key": key, "plan": plan, "status": "new"})
+
+
+# ---------------------------------------------------------------- running --
+@dataclass
+class PlanOutcome:
+    """What a plan produced: member results, capacity results, suite tables, per-step seconds."""
+
+    kind: str
+    members: list[MemberResult] = field(default_factory=list)
+    capacities: list[CapacityResult] = field(default_factory=list)
+    tables: dict = field(default_factory=dict)
+    step_seconds: dict = field(default_factory=dict)
+    skipped: int = 0
+
+    @property
+    def failed(self) -> list[MemberResult]:
+        return [m for m in self.members if not m.ok]
+
+
+class _Reporter:
+    """Progress to the caller (every event) and to the sweep's params (at most twice a second)."""
+
+    def __init__(self, store, sweep_id: int | None, on_event: Event | None):
+        self.store, self.sweep_id, self.on_event = store, sweep_id, on_event
+        self.done = self.failed = 0
+        self.total: int | None = 0
+        self.phase = ""
+        self._last = 0.0
+
+    def event(self, ok: bool | None = None, force: bool = False) -> None:
+        if ok is not None:
+            self.done += 1
+            self.failed += 0 if ok else 1
+        if force or time.monotonic() - self._last >= PROGRESS_EVERY_S:
+            self.save()
+        if self.on_event is not None:
+            self.on_event(self.done, self.total, self.phase)
+
+    def save(self) -> None:
+        """Write the progress into the sweep's params."""
+        self._last = time.monotonic()
+        if self.store is not None and self.sweep_id is not None:
+            self.store.update_sweep(self.sweep_id, progress={"done": self.done, "failed": self.failed,
+                                                             "total": self.total, "phase": self.phase})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, sweep_id: int | None = None,
+             on_event: Event | None = None) -> PlanOutcome:
+    """Run ``plan`` (through ``store`` and linked to ``sweep_id`` when given; plain simulations otherwise).
+
+    The sweep's params record ``status`` (running, done, interrupted, failed), ``progress``,
+    the runner's host and pid while it runs, and the ``result`` at the end.
+    """
+    if (store is None) != (sweep_id is None):
+        raise ValueError("run_plan: give both store and sweep_id, or neither")
+    job = StoreJob(worker_url(store), sweep_id) if store is not None else simulate_member
+    stored: dict[str, dict] = {}
+    if store is not None:
+        stored = _stored_members(store, sweep_id)
+        me = claims.this_process()
+        store.update_sweep(sweep_id, status="running", started_at=_now(), finished_at=None, error=None,
+                           runner={"host": me.host, "pid": me.pid, "proc_start": me.proc_start})
+    rep = _Reporter(store, sweep_id, on_event)
+    out = PlanOutcome(plan["kind"])
+    try:
+        if plan["kind"] == "grid":
+            cfg, spec = _config(plan)
+            members = expand(cfg, spec, plan["vary"], plan["replications"])
+            _run_step(out, rep, members, stored, job, executor, workers, "runs")
+        elif plan["kind"] == "capacity":
+            _run_capacity(out, rep, plan, job, executor, workers)
+        elif plan["kind"] == "suite":
+            _run_suite(out, rep, SuitePlan.from_dict(plan["suite"]), stored, job, executor, workers)
+        else:
+            raise SweepError(f"plan: unknown kind {plan['kind']!r}")
+    except BaseException as exc:
+        if store is not None:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            rep.save()
+            store.update_sweep(sweep_id, status="interrupted" if interrupted else "failed", finished_at=_now(),
+                               error=None if interrupted else error_text(exc), runner=None)
+        raise
+    if store is not None:
+        rep.save()
+        store.update_sweep(sweep_id, status="done", finished_at=_now(), runner=None, result=result_record(out))
+    return out
+
+
+def result_record(out: PlanOutcome) -> dict:
+    """The JSON kept in the sweep's params at the end (capacities, suite tables, step times, counts)."""
+    return {"capacities": [c.to_dict() for c in out.capacities],
+            "tables": {k: json.loads(v.to_json(orient="records")) for k, v in out.tables.items()},
+            "step_seconds": out.step_seconds, "skipped": out.skipped,
+            "failed": len(out.failed), "runs": len(out.members)}
+
+
+def _stored_members(store, sweep_id: int) -> dict[str, dict]:
+    """The sweep's ``done`` member runs (``Store.sweep_members`` rows) by member key."""
+    out = {}
+    for m in store.sweep_members(sweep_id):
+        if m["status"] != "done" or m["spec"] is None:
+            continue
+        try:
+            out[member_key(SimConfig.from_dict(m["config"]).relevant_dict(), m["spec"])] = m
+        except (ConfigError, TypeError):
+            continue
+    return out
+
+
+def _run_step(out: PlanOutcome, rep: _Reporter, members: list[Member], stored: dict[str, dict], job, executor,
+              workers, phase: str) -> list[MemberResult]:
+    """Run the members not stored yet; results of all of them (stored ones first), appended to ``out``."""
+    todo = [m for m in members if m.key not in stored]
+    kept = []
+    for m in members:
+        row = stored.get(m.key)
+        if row is not None:
+            kept.append(MemberResult(m.key, m.point, "done", row["summary"], row["hash"], row["id"], True,
+                                     sim_seconds=row["duration_s"]))
+    out.skipped += len(kept)
+    rep.phase = phase
+    rep.total = (rep.total or 0) + len(todo)
+    rep.event(force=True)
+    results = kept + run_members(todo, job, executor, lambda m, r: rep.event(r.ok), workers)
+    out.members += results
+    return results
+
+
+def _run_capacity(out: PlanOutcome, rep: _Reporter, plan: dict, job, executor, workers) -> None:
+    cfg, spec = _config(plan)
+    bases = [(cfg.replace(mode=m), spec) for m in plan["modes"]]
+    rep.phase, rep.total = "capacity probes", None
+    rep.event(force=True)
+    out.capacities = search_capacities(bases, plan["target"], plan["tolerance"], plan["replications"], executor,
+                                       job, workers, start=plan.get("start"),
+                                       on_probe=lambda b, p, s: rep.event(p.error is None))
+
+
+def _run_suite(out: PlanOutcome, rep: _Reporter, plan: SuitePlan, stored: dict[str, dict], job, executor,
+               workers) -> None:
+    for step in plan.steps:
+        t0 = time.perf_counter()
+        _run_step(out, rep, plan.members(step), stored, job, executor, workers, f"step {step}")
+        if step == 3:
+            bases, labels = plan.capacity_bases()
+            rep.phase = "step 3 capacity"
+            out.capacities = search_capacities(bases, plan.capacity_target, plan.capacity_tolerance, 1, executor,
+                                               job, workers, labels=labels,
+                                               on_probe=lambda b, p, s: rep.event(p.error is None))
+        out.step_seconds[str(step)] = time.perf_counter() - t0
+    out.tables = tables(out.members, out.capacities)
+
+
+# ---------------------------------------------------------------- entry point --
+def main(argv: list[str] | None = None) -> int:
+    """Run a stored plan: ``python -m store.sweep_jobs --sweep ID [--db URL] [--cluster C] [--workers N]``."""
+    from core.executors import open_executor
+
+    from .repo import open_store
+
+    ap = argparse.ArgumentParser(prog="python -m store.sweep_jobs", description=main.__doc__)
+    ap.add_argument("--sweep", type=int, required=True)
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--cluster", default=None)
+    ap.add_argument("--workers", type=int, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        store = open_store(args.db)
+        row = store.get_sweep(args.sweep)
+        if row is None:
+            raise StoreError(f"no sweep {args.sweep} in {store.url}")
+        with open_executor(args.cluster, args.workers) as (executor, n):
+            run_plan(row.params["plan"], executor, n, store, row.id)
+    except (SweepError, StoreError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def runner_alive(params: dict) -> bool:
+    """Whether the process running this sweep (on this host) is still there."""
+    runner = params.get("runner") or {}
+    if params.get("status") != "running" or not runner:
+        return False
+    if runner.get("host") != socket.gethostname():
+        return True  # cannot tell from here
+    return claims.pid_alive(int(runner["pid"]), runner.get("proc_start"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

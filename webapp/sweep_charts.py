@@ -1,0 +1,187 @@
+"""Altair charts of sweeps, capacity searches, the stress suite and the paper reproductions.
+
+Pure functions (no Streamlit): the web pages draw them, the CLI saves them
+(:func:`save_suite`). :func:`export` renders a chart to SVG or PNG on this
+machine with vl-convert (nothing is fetched from elsewhere).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+HEIGHT = 320
+SCHEME = "tableau10"
+
+
+def _color(field: str, title: str, order: list | None = None) -> alt.Color:
+    return alt.Color(f"{field}:N", title=title, sort=order, scale=alt.Scale(scheme=SCHEME),
+                     legend=alt.Legend(orient="top", labelLimit=260))
+
+
+def series_label(df: pd.DataFrame, names: list[str]) -> pd.Series:
+    """One text label per row from the columns ``names`` (``mode · gpus=4``)."""
+    if not names:
+        return pd.Series(["all"] * len(df), index=df.index, dtype=str)
+    parts = [df[n].astype(str) if n == "mode" else (n + "=" + df[n].astype(str)) for n in names]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + " · " + p
+    return out.astype(str)
+
+
+# ---------------------------------------------------------- rate curves --
+def metric_vs_rate(df: pd.DataFrame, metric: str = "attainment", series: str = "series",
+                   target: float | None = None, capacities: pd.DataFrame | None = None) -> alt.LayerChart:
+    """``metric`` against the arrival rate, one line per ``series``; the SLA target as a dashed rule
+    and each capacity (``capacities``: series, capacity_rps) as a vertical rule of its series' colour."""
+    pct = metric in ("attainment", "sla_attainment")
+    d = df.dropna(subset=[metric]).copy()
+    d["value"] = 100.0 * d[metric] if pct else d[metric]
+    order = list(dict.fromkeys(d[series]))
+    if pct:
+        title, y_title = "SLA attainment vs arrival rate", "Requests meeting the SLA (%)"
+    else:
+        title, y_title = "p99 end-to-end latency vs arrival rate", "p99 latency (s, log scale)"
+        d = d[d["value"] > 0]
+    y = alt.Y("value:Q", title=y_title, scale=alt.Scale(type="log") if not pct else alt.Scale(zero=False))
+    base = alt.Chart(d).encode(x=alt.X("rate:Q", title="Arrival rate (req/s)"), y=y,
+                               color=_color(series, "Series", order),
+                               tooltip=[alt.Tooltip(f"{series}:N", title="Series"),
+                                        alt.Tooltip("rate:Q", title="Rate (req/s)", format=".4g"),
+                                        alt.Tooltip("value:Q", title=y_title, format=".4g")])
+    layers = [base.mark_line(point=True)]
+    if pct and target is not None:
+        rule = pd.DataFrame({"target": [100.0 * target], "label": [f"target {100 * target:g} %"]})
+        layers.append(alt.Chart(rule).mark_rule(strokeDash=[6, 4], color="#d62728").encode(y="target:Q"))
+        layers.append(alt.Chart(rule).mark_text(align="left", dx=4, dy=-6, color="#d62728")
+                      .encode(y="target:Q", x=alt.value(0), text="label:N"))
+    if capacities is not None and len(capacities):
+        caps = capacities.dropna(subset=["capacity_rps"])
+        layers.append(alt.Chart(caps).mark_rule(strokeDash=[2, 2], size=2).encode(
+            x="capacity_rps:Q", color=_color(series, "Series", order),
+            tooltip=[alt.Tooltip(f"{series}:N", title="Series"),
+                     alt.Tooltip("capacity_rps:Q", title="Capacity (req/s)", format=".4g")]))
+    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+
+
+def capacity_bars(caps: pd.DataFrame, series: str = "series") -> alt.LayerChart:
+    """Capacity per configuration with its confidence interval (when there are replications)."""
+    d = caps.copy()
+    order = list(dict.fromkeys(d[series]))
+    bars = alt.Chart(d).mark_bar().encode(
+        y=alt.Y(f"{series}:N", title=None, sort=order, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("capacity_rps:Q", title="Capacity (req/s at the SLA target)"),
+        color=alt.Color(f"{series}:N", sort=order, legend=None, scale=alt.Scale(scheme=SCHEME)),
+        tooltip=[alt.Tooltip(f"{series}:N", title="Series"),
+                 alt.Tooltip("capacity_rps:Q", title="Capacity (req/s)", format=".4g"),
+                 alt.Tooltip("ci_low:Q", title="CI low", format=".4g"),
+                 alt.Tooltip("ci_high:Q", title="CI high", format=".4g")])
+    layers = [bars, bars.mark_text(align="left", dx=4).encode(text=alt.Text("capacity_rps:Q", format=".3g"),
+                                                               color=alt.value("#31333f"))]
+    ci = d.dropna(subset=["ci_low", "ci_high"])
+    if len(ci):
+        layers.append(alt.Chart(ci).mark_errorbar(ticks=True).encode(
+            y=alt.Y(f"{series}:N", sort=order), x=alt.X("ci_low:Q", title="Capacity (req/s at the SLA target)"),
+            x2="ci_high:Q"))
+    return alt.layer(*layers).properties(title="Capacity per configuration", height=max(120, 45 * len(d) + 60))
+
+
+# ------------------------------------------------------------------ suite --
+def suite_step1(df: pd.DataFrame, metric: str) -> alt.Chart:
+    """Step 1: SLA violations (``sla_violation_rate``) or p99 latency against the request count."""
+    d = df.dropna(subset=[metric]).copy()
+    d["series"] = d["mode"] + " · " + d["gpus"].astype(str) + " GPU"
+    pct = metric == "sla_violation_rate"
+    d["value"] = 100.0 * d[metric] if pct else d[metric]
+    if not pct:
+        d = d[d["value"] > 0]
+    title = "SLA violations vs requests" if pct else "p99 latency vs requests"
+    y_title = "Requests violating the SLA (%)" if pct else "p99 end-to-end latency (s, log scale)"
+    return alt.Chart(d, title=title).mark_line(point=True).encode(
+        x=alt.X("requests:Q", title="Requests (log scale)", scale=alt.Scale(type="log")),
+        y=alt.Y("value:Q", title=y_title, scale=alt.Scale(type="log") if not pct else alt.Scale()),
+        color=_color("series", "Scheduler · GPUs"),
+        tooltip=["series:N", alt.Tooltip("requests:Q", format=","), alt.Tooltip("value:Q", format=".4g")],
+    ).properties(height=HEIGHT)
+
+
+def suite_step2(df: pd.DataFrame) -> alt.Chart:
+    """Step 2: scaling efficiency and SLA attainment against the GPU count (weak scaling)."""
+    d = df.melt(id_vars=["gpus"], value_vars=["efficiency", "sla_attainment"], var_name="metric", value_name="v")
+    d["metric"] = d["metric"].map({"efficiency": "scaling efficiency", "sla_attainment": "SLA attainment"})
+    d["percent"] = 100.0 * d["v"]
+    return alt.Chart(d, title="GPU scaling (rate proportional to GPUs)").mark_line(point=True).encode(
+        x=alt.X("gpus:Q", title="GPUs (log scale)", scale=alt.Scale(type="log")),
+        y=alt.Y("percent:Q", title="Percent"),
+        color=_color("metric", "Metric"),
+        tooltip=["metric:N", "gpus:Q", alt.Tooltip("percent:Q", format=".1f")],
+    ).properties(height=HEIGHT)
+
+
+def suite_step3(df: pd.DataFrame) -> alt.Chart:
+    """Step 3: saturation throughput and capacity against the number of bins K."""
+    d = df.melt(id_vars=["k_bins"], value_vars=["throughput_rps", "capacity_rps"], var_name="metric",
+                value_name="rps").dropna(subset=["rps"])
+    d["metric"] = d["metric"].map({"throughput_rps": "saturation throughput", "capacity_rps": "capacity at the SLA"})
+    return alt.Chart(d, title="Throughput and capacity vs bins").mark_line(point=True).encode(
+        x=alt.X("k_bins:Q", title="Bins K (log scale)", scale=alt.Scale(type="log", base=2)),
+        y=alt.Y("rps:Q", title="Requests per second"),
+        color=_color("metric", "Metric"),
+        tooltip=["metric:N", "k_bins:Q", alt.Tooltip("rps:Q", format=".4g")],
+    ).properties(height=HEIGHT)
+
+
+def suite_charts(tables: dict[str, pd.DataFrame]) -> dict[str, alt.TopLevelMixin]:
+    """The suite's charts by file stem, for the steps present in ``tables``."""
+    out = {}
+    if "step1" in tables and len(tables["step1"]):
+        out["step1_sla_violations"] = suite_step1(tables["step1"], "sla_violation_rate")
+        out["step1_p99_latency"] = suite_step1(tables["step1"], "latency_p99_s")
+    if "step2" in tables and len(tables["step2"]):
+        out["step2_gpu_scaling"] = suite_step2(tables["step2"])
+    if "step3" in tables and len(tables["step3"]):
+        out["step3_bins"] = suite_step3(tables["step3"])
+    return out
+
+
+# ------------------------------------------------------------- reproduce --
+def formula_vs_simulated(df: pd.DataFrame, formula: str, simulated: str, title: str, y_title: str) -> alt.Chart:
+    d = df.melt(id_vars=["k"], value_vars=[formula, simulated], var_name="source", value_name="value")
+    d["source"] = d["source"].map({formula: "formula", simulated: "simulated"})
+    return alt.Chart(d, title=title).mark_line(point=True).encode(
+        x=alt.X("k:O", title="Bins k", axis=alt.Axis(labelAngle=0)), y=alt.Y("value:Q", title=y_title),
+        color=_color("source", "Source"), strokeDash=alt.StrokeDash("source:N", legend=None),
+        tooltip=["source:N", "k:O", alt.Tooltip("value:Q", format=".4g")],
+    ).properties(height=HEIGHT)
+
+
+# ----------------------------------------------------------------- export --
+def export(chart: alt.TopLevelMixin, fmt: str) -> bytes:
+    """The chart as SVG or PNG bytes, rendered here by vl-convert."""
+    import vl_convert as vlc
+
+    spec = chart.properties(width=640).to_json()
+    if fmt == "svg":
+        return vlc.vegalite_to_svg(spec).encode("utf-8")
+    if fmt == "png":
+        return vlc.vegalite_to_png(spec, scale=2)
+    raise ValueError(f"export: format must be svg or png, got {fmt!r}")
+
+
+def save_suite(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
+    """Write each table (CSV, JSON) and chart (SVG, PNG) into ``folder``; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, df in tables.items():
+        paths.append(folder / f"{name}.csv")
+        df.to_csv(paths[-1], index=False)
+        paths.append(folder / f"{name}.json")
+        paths[-1].write_text(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
+    for stem, chart in suite_charts(tables).items():
+        for fmt in ("svg", "png"):
+            paths.append(folder / f"{stem}.{fmt}")
+            paths[-1].write_bytes(export(chart, fmt))
+    return paths

@@ -1,0 +1,336 @@
+"""Sweeps page helpers: forms for plans, launching them in the background, progress, results.
+
+A plan launched here runs in its own process (``python -m store.sweep_jobs``),
+detached from the page: closing the browser does not stop it, and the store
+holds its progress and results, so ``/sweeps?sweep=ID`` shows it from anywhere.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import streamlit as st
+
+from core.capacity import CapacityResult
+from core.config import MODES, config_fields
+from core.suite import DISPLAY, STEPS, SuitePlan
+from core.sweep import SweepError, parse_settings, parse_vary
+from core.sweep_report import capacity_frame, probes_frame
+from store import data_home
+from store.sweep_jobs import capacity_plan, grid_plan, open_plan, runner_alive, suite_plan, worker_url
+
+from . import services, sweep_charts as charts
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = "sweep"
+KINDS = {"grid": "Sweep", "capacity": "Capacity comparison", "suite": "Stress suite"}
+_SIM = {f.name for f in config_fields()}
+SETTINGS_HELP = ("Base settings, one NAME=VALUE per line: any `batchlab run` setting by its field name "
+                 "(gpus=8, d_sla_tbt=none, output_lengths=uniform:1:500, num_requests=20000). "
+                 "Everything else keeps its default.")
+
+
+@contextmanager
+def shown_errors(context: str) -> Iterator[services.ErrorBox]:
+    """:func:`services.shown_errors`, with sweep-setting errors (SweepError) shown as the user's to fix."""
+    with services.shown_errors(context) as box:
+        try:
+            yield box
+        except SweepError as exc:
+            box.failed, box.message = True, str(exc)
+            st.error(f"{context}: {exc}", icon=":material/error:")
+
+
+# ------------------------------------------------------------------ launch --
+def sweep_param(params) -> int | None:
+    raw = params.get(SWEEP)
+    text = (raw[-1] if isinstance(raw, list) else raw) or ""
+    return int(text) if str(text).strip().isdigit() else None
+
+
+def state_of(params: dict) -> str:
+    """The sweep's status, with ``stopped`` for a running sweep whose runner process is gone."""
+    status = params.get("status", "new")
+    if status == "running" and not runner_alive(params):
+        return "stopped"
+    return status
+
+
+def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -> int:
+    """Store the plan as a sweep (the same plan reopens its sweep) and start its runner unless it runs."""
+    store = services.get_store()
+    sweep_id = open_plan(store, plan)
+    row = store.get_sweep(sweep_id)
+    if state_of(row.params) == "running":
+        return sweep_id
+    if row.params.get("status") == "done" and row.params.get("result") is not None:
+        return sweep_id  # finished earlier: the store holds every result
+    cmd = [sys.executable, "-m", "store.sweep_jobs", "--sweep", str(sweep_id)]
+    env = dict(os.environ, BATCHLAB_DB_URL=worker_url(store))  # not on the command line: it may hold a password
+    if cluster:
+        cmd += ["--cluster", cluster]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    logs = data_home() / "sweep-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"sweep-{sweep_id}.log", "ab") as log_file:
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                         start_new_session=True)
+    store.update_sweep(sweep_id, status="starting")
+    return sweep_id
+
+
+def sweep_link(sweep_id: int) -> str:
+    """An absolute link to the sweep when the server's URL is known, else a relative one."""
+    try:
+        base = (st.context.url or "").split("?", 1)[0].rstrip("/")
+    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
+        base = ""
+    for page in ("/sweeps", "/reproduce", "/compare", "/calibration", "/history"):
+        base = base.removesuffix(page)
+    return f"{base or '.'}/sweeps?{SWEEP}={sweep_id}"
+
+
+def open_sweep(sweep_id: int) -> None:
+    st.query_params.from_dict({SWEEP: str(sweep_id)})
+    st.rerun()
+
+
+# ------------------------------------------------------------------- forms --
+def _settings(text: str):
+    return parse_settings(text.splitlines())
+
+
+def capacity_form() -> dict | None:
+    with st.form("cap_form"):
+        c = st.columns([3, 1, 1, 1])
+        modes = c[0].multiselect("Scheduler modes", MODES, default=["static_fifo", "dynamic_no_bins",
+                                                                     "multi_bin_dynamic"], key="cap.modes")
+        target = c[1].number_input("SLA target (%)", 1.0, 100.0, 99.0, 0.5, key="cap.target") / 100
+        tol = c[2].number_input("Tolerance (%)", 0.01, 50.0, 2.0, 0.5, key="cap.tol") / 100
+        reps = c[3].number_input("Replications", 1, 100, 1, key="cap.reps")
+        text = st.text_area("Base settings", "num_requests=10000", key="cap.settings", help=SETTINGS_HELP)
+        cluster, workers = _where("cap")
+        go = st.form_submit_button("Find capacity", icon=":material/speed:", type="primary")
+    if not go:
+        return None
+    cfg, spec = _settings(text)
+    return {"plan": capacity_plan(cfg.replace(mode=modes[0]) if modes else cfg, spec, list(modes), target, tol,
+                                  int(reps)), "cluster": cluster, "workers": workers}
+
+
+def grid_form() -> dict | None:
+    with st.form("grid_form"):
+        vary = st.text_area("Vary (one per line)", "rate=0.5:4:0.5\nmode=static_fifo,multi_bin_dynamic",
+                            key="grid.vary", help="NAME=START:STOP:STEP (STOP included) or NAME=A,B,C; "
+                                                  "the grid is the product of the lines.")
+        c = st.columns([3, 1])
+        text = c[0].text_area("Base settings", "num_requests=10000", key="grid.settings", help=SETTINGS_HELP)
+        reps = c[1].number_input("Replications (seeds)", 1, 100, 1, key="grid.reps")
+        cluster, workers = _where("grid")
+        go = st.form_submit_button("Run sweep", icon=":material/grid_view:", type="primary")
+    if not go:
+        return None
+    cfg, spec = _settings(text)
+    values = dict(parse_vary(line) for line in vary.splitlines() if line.strip())
+    return {"plan": grid_plan(cfg, spec, values, int(reps)), "cluster": cluster, "workers": workers}
+
+
+def suite_form() -> dict | None:
+    with st.form("suite_form"):
+        c = st.columns([2, 2])
+        steps = c[0].multiselect("Steps", STEPS, default=list(STEPS), key="suite.steps",
+                                 format_func={1: "1 · request scaling", 2: "2 · GPU scaling",
+                                              3: "3 · bin count"}.get)
+        cap = c[1].number_input("Cap on requests per run (0 = the suite's sizes, up to 1M)", 0, 1_000_000, 0,
+                                key="suite.cap")
+        cluster, workers = _where("suite")
+        go = st.form_submit_button("Run the suite", icon=":material/bolt:", type="primary")
+    if not go:
+        return None
+    plan = SuitePlan(steps=tuple(sorted(steps)), max_requests=int(cap) or None)
+    return {"plan": suite_plan(plan), "cluster": cluster, "workers": workers}
+
+
+def _where(prefix: str) -> tuple[str | None, int | None]:
+    c = st.columns(2)
+    cluster = c[0].text_input("Dask cluster (optional)", key=f"{prefix}.cluster",
+                              placeholder="local, or tcp://HOST:8786; empty = a local process pool")
+    workers = c[1].number_input("Workers (0 = one per CPU)", 0, 4096, 0, key=f"{prefix}.workers")
+    return (cluster.strip() or None), (int(workers) or None)
+
+
+def sweeps_table() -> pd.DataFrame:
+    rows = services.get_store().list_sweeps()
+    return pd.DataFrame([{
+        "open": f"./sweeps?{SWEEP}={r.id}", "id": r.id, "what": r.name,
+        "kind": KINDS.get((r.params.get("plan") or {}).get("kind"), "?"), "status": state_of(r.params),
+        "runs": r.runs, "created": r.created_at} for r in rows])
+
+
+# ------------------------------------------------------------------ results --
+def grid_frame(members: list[dict], plan: dict) -> pd.DataFrame:
+    """One row per stored member: the varied values (from its stored settings) and its metrics."""
+    names = list(plan["vary"])
+    base_seed = int(plan["spec"].get("workload_seed", 0))
+    rows = []
+    for m in members:
+        cfg, spec, s = m["config"] or {}, m["spec"] or {}, m["summary"] or {}
+        row: dict[str, Any] = {n: cfg.get(n) if n in _SIM else spec.get(n) for n in names}
+        if plan.get("replications", 1) > 1:
+            row["replication"] = int(spec.get("workload_seed", base_seed)) - base_seed
+        row.update({"status": m["status"], "sla_attainment": s.get("sla_attainment"),
+                    "throughput_rps": s.get("throughput_rps"), "latency_p99_s": s.get("latency_p99_s"),
+                    "ttft_p99_s": s.get("ttft_p99_s"), "gpu_utilization": s.get("gpu_utilization"),
+                    "run": m["hash"][:12], "error": m["error"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def download_row(data: pd.DataFrame, chart, stem: str, key: str) -> None:
+    """CSV of the chart's data; SVG and PNG of the chart (rendered on the server when asked for)."""
+    row = st.container(horizontal=True)
+    row.download_button("CSV", data.to_csv(index=False).encode(), f"{stem}.csv", "text/csv", key=f"{key}.csv",
+                         icon=":material/download:", on_click="ignore")
+    if chart is not None:
+        row.download_button("SVG", lambda: charts.export(chart, "svg"), f"{stem}.svg", "image/svg+xml",
+                             key=f"{key}.svg", icon=":material/download:", on_click="ignore")
+        row.download_button("PNG", lambda: charts.export(chart, "png"), f"{stem}.png", "image/png",
+                             key=f"{key}.png", icon=":material/download:", on_click="ignore")
+
+
+def chart_block(chart, data: pd.DataFrame, stem: str) -> None:
+    st.altair_chart(chart, width="stretch")
+    download_row(data, chart, stem, stem)
+
+
+def show_sweep(sweep_id: int) -> None:
+    store = services.get_store()
+    row = store.get_sweep(sweep_id)
+    if row is None:
+        st.warning(f"There is no sweep {sweep_id} in this store.", icon=":material/warning:")
+        return
+    plan = row.params.get("plan") or {}
+    st.subheader(f"{KINDS.get(plan.get('kind'), 'Sweep')} {row.id}: {row.name}")
+    link = sweep_link(row.id)
+    st.caption(f"Shareable link: [{link}]({link}) · created {row.created_at:%Y-%m-%d %H:%M}")
+    live = state_of(row.params) in ("running", "starting", "new")
+    st.fragment(_progress, run_every=1.5 if live else None)(sweep_id)
+    params = store.get_sweep(sweep_id).params
+    if plan.get("kind") == "grid":
+        _show_grid(store.sweep_members(sweep_id), plan)
+    elif plan.get("kind") == "capacity":
+        _show_capacity(params)
+    elif plan.get("kind") == "suite":
+        _show_suite(params)
+    with st.expander("Plan", icon=":material/description:"):
+        st.json(plan, expanded=False)
+
+
+def _progress(sweep_id: int) -> None:
+    params = services.get_store().get_sweep(sweep_id).params
+    state = state_of(params)
+    prog = params.get("progress") or {}
+    done, total, failed = prog.get("done", 0), prog.get("total"), prog.get("failed", 0)
+    phase = prog.get("phase", "")
+    if state in ("running", "starting", "new"):
+        frac = min(done / total, 1.0) if total else 0.0
+        text = f"{state}: {phase} · {done}" + (f" of {total}" if total else "") + " finished" + \
+               (f", {failed} failed" if failed else "")
+        st.progress(frac, text=text)
+        if st.session_state.get(f"_sweep_state.{sweep_id}") not in (None, state):
+            st.rerun(scope="app")
+    else:
+        msg = {"done": ":material/check_circle: finished", "interrupted": ":material/pause_circle: interrupted",
+               "failed": ":material/error: failed", "stopped": ":material/pause_circle: stopped (its runner is gone)"}
+        st.markdown(f"{msg.get(state, state)} · {done} runs" + (f", {failed} failed" if failed else "")
+                    + (f" · error: {params['error']}" if params.get("error") else ""))
+        if state in ("interrupted", "stopped", "failed"):
+            if st.button("Resume", icon=":material/play_arrow:", key=f"resume.{sweep_id}"):
+                launch(params["plan"])
+                st.rerun(scope="app")
+        if st.session_state.get(f"_sweep_state.{sweep_id}") in ("running", "starting", "new"):
+            st.session_state[f"_sweep_state.{sweep_id}"] = state
+            st.rerun(scope="app")
+    st.session_state[f"_sweep_state.{sweep_id}"] = state
+
+
+def _show_grid(members: list[dict], plan: dict) -> None:
+    df = grid_frame(members, plan)
+    if df.empty:
+        st.info("No finished runs yet.", icon=":material/hourglass_empty:")
+        return
+    names = list(plan["vary"])
+    if "rate" in names:
+        d = df[df["status"] == "done"].copy()
+        others = [n for n in names if n != "rate"]
+        d["series"] = charts.series_label(d, others)
+        agg = d.groupby(["series", "rate"], as_index=False)[["sla_attainment", "latency_p99_s"]].mean()
+        c = st.columns(2)
+        with c[0]:
+            chart_block(charts.metric_vs_rate(agg, "sla_attainment"), agg, "sweep-attainment")
+        with c[1]:
+            chart_block(charts.metric_vs_rate(agg, "latency_p99_s"), agg, "sweep-p99")
+    st.dataframe(df, hide_index=True, width="stretch")
+    download_row(df, None, "sweep-runs", "sweep-runs")
+
+
+def _show_capacity(params: dict) -> None:
+    result = params.get("result")
+    if not result:
+        st.info("The capacity search is still running; its results appear here when it ends.",
+                icon=":material/hourglass_empty:")
+        return
+    caps = [CapacityResult.from_dict(c) for c in result["capacities"]]
+    cf, pf = capacity_frame(caps), probes_frame(caps)
+    cf["series"], pf["series"] = cf["mode"], pf["mode"]
+    agg = pf.dropna(subset=["attainment"]).groupby(["series", "rate"], as_index=False)[
+        ["attainment", "latency_p99_s"]].mean()
+    target = caps[0].target
+    st.markdown(f"**Capacity** = the highest arrival rate whose SLA attainment stays at or above "
+                f"**{100 * target:g} %**, found by bracketing and bisection with the same seeds at every rate "
+                f"(relative tolerance {100 * caps[0].tolerance:g} %, {caps[0].replications} replication(s)).")
+    chart_block(charts.capacity_bars(cf), cf, "capacity-bars")
+    c = st.columns(2)
+    with c[0]:
+        chart_block(charts.metric_vs_rate(agg, "attainment", target=target, capacities=cf), agg,
+                    "capacity-attainment")
+    with c[1]:
+        chart_block(charts.metric_vs_rate(agg, "latency_p99_s", capacities=cf), agg, "capacity-p99")
+    st.dataframe(cf.drop(columns=["series"]), hide_index=True, width="stretch")
+    with st.expander(f"All {len(pf)} probes"):
+        st.dataframe(pf.drop(columns=["series"]), hide_index=True, width="stretch")
+        download_row(pf, None, "capacity-probes", "capacity-probes")
+
+
+def _show_suite(params: dict) -> None:
+    result = params.get("result")
+    if not result:
+        st.info("The suite is still running; its tables and charts appear here when it ends.",
+                icon=":material/hourglass_empty:")
+        return
+    tables = {k: pd.DataFrame(v) for k, v in result["tables"].items()}
+    secs = result.get("step_seconds") or {}
+    if secs:
+        st.caption("Wall time per step: " + ", ".join(f"step {k} {v:.1f} s" for k, v in secs.items()))
+    figures = charts.suite_charts(tables)
+    by_table = {"step1": ["step1_sla_violations", "step1_p99_latency"], "step2": ["step2_gpu_scaling"],
+                "step3": ["step3_bins"]}
+    titles = {"step1": "Step 1 · request scaling", "step2": "Step 2 · GPU scaling", "step3": "Step 3 · bin count"}
+    for name, df in tables.items():
+        st.markdown(f"#### {titles.get(name, name)}")
+        stems = [s for s in by_table.get(name, []) if s in figures]
+        cols = st.columns(max(len(stems), 1))
+        for col, stem in zip(cols, stems):
+            with col:
+                chart_block(figures[stem], df, stem)
+        st.dataframe(df[[c for c in DISPLAY.get(name, df.columns) if c in df.columns]], hide_index=True,
+                     width="stretch")
+        if not stems:
+            download_row(df, None, name, name)
+
