@@ -379,9 +379,16 @@ def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
     from core.bench import run_bench
 
-    rows = run_bench(num_requests, [m.strip() for m in modes.split(",")],
-                     [s.strip() for s in scenarios.split(",")], repeats, gpus,
-                     echo=None if as_json else click.echo)
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODES]
+    if bad or not names:
+        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
+                                 param_hint="--modes")
+    try:
+        rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",")], repeats, gpus,
+                         echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
+    except (ValueError, RuntimeError) as exc:
+        _fail(exc)
     if as_json:
         click.echo(to_json(rows))
 
