@@ -73,9 +73,9 @@ from .latency import LatencyModel
 from .queues import INF, QueueStats, queue_layout
 
 WAITING, RUNNING, DONE = 0, 1, 2
-LOG_COLUMNS = ("start", "duration", "kv_util", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
+LOG_COLUMNS = ("start", "duration", "kv_blocks", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
                "branch", "preempted")
-LOG_FLOATS = ("start", "duration", "kv_util")
+LOG_FLOATS = ("start", "duration")
 
 
 class _Gpu:
@@ -424,7 +424,7 @@ class _Engine:
             ctx += sum(q_prompt[p] + r_gen[p] - rem for p, rem in pref)
         if ctx > self.kv_peak_tokens:
             self.kv_peak_tokens = ctx
-        self.log.extend((span_t, duration, U_end / self.K, gpu.idx, n2 + len(pref), 1 + x, ctx, gpu.bmem,
+        self.log.extend((span_t, duration, U_end, gpu.idx, n2 + len(pref), 1 + x, ctx, gpu.bmem,
                          gpu.b_sla, gpu.span_cap, gpu.span_branch, gpu.span_pre))
 
     def boundary(self, gpu: _Gpu) -> None:
@@ -738,6 +738,7 @@ class _Engine:
         flat = np.frombuffer(self.log, np.float64).reshape(-1, len(LOG_COLUMNS))
         log = {name: (flat[:, i].copy() if name in LOG_FLOATS else flat[:, i].astype(np.int64))
                for i, name in enumerate(LOG_COLUMNS)}
+        log["kv_util"] = log.pop("kv_blocks") / self.K   # blocks in use at each span's end
         gpus = self.gpus
         counters = {"oom_events": 0, "evicted_requests": 0, "preemptions": self.preemptions,
                     "wasted_gpu_s": self.wasted, "kv_peak_tokens": self.kv_peak_tokens,
