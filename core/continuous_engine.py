@@ -221,6 +221,12 @@ class _Engine:
         self.waiting += new_g - g
         self.g = new_g
 
+    def opens_queue(self, t: float) -> bool:
+        """Whether some request arriving at ``t`` comes to a queue with nobody waiting."""
+        g = self.g
+        new = self.bins_l[g:bisect.bisect_right(self.arr_l, t, g)]
+        return any(self.queue_head(q) is None for q in (new if len(new) < 8 else set(new)))
+
     def queue_head(self, q: int):
         """The request queue ``q`` would admit next (preempted ones first), or None."""
         if self.front[q]:
@@ -237,8 +243,8 @@ class _Engine:
             g = self.g
             if g < n and arr[g] <= top and (self.idle or not heap or not (single and self.waiting)):
                 t = arr[g]
-                # an arrival matters now if it may start or end a span: its queue was empty
-                fresh = self.waiting == 0 or (not single and self.queue_head(self.bins_l[g]) is None)
+                # arrivals matter now if they may start or end a span: they come to an empty queue
+                fresh = self.waiting == 0 or (not single and self.opens_queue(t))
                 self.advance(t)
                 if fresh or self.idle:
                     self.route(t)

@@ -3,7 +3,8 @@
 It implements the semantics documented in :mod:`core.continuous_engine` with
 plain per-request state and no closed forms, so that the event-driven engine
 (which skips whole spans of iterations) can be checked against it request by
-request. Single queue (k = 1) modes only; slow, for small workloads.
+request. Multi-bin mode takes the bins the engine assigned (bin assignment is
+tested on its own) and keeps one queue per bin; slow, for small workloads.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class Req:
         self.gpu = -1
 
 
-def simulate_reference(cfg, workload, latency):
+def simulate_reference(cfg, workload, latency, bins=None):
+    """(per-request arrays, preemptions); ``bins`` (one per request) is required when cfg.bins > 1."""
     eta = MemoryModel.from_config(cfg).eta
     B = cfg.block_size
     K = eta // B
@@ -44,27 +46,54 @@ def simulate_reference(cfg, workload, latency):
     reqs = [Req(i, float(a), int(p), int(o)) for i, (a, p, o) in
             enumerate(zip(workload.arrival, workload.prompt, workload.output))]
     n = len(reqs)
-    stats = QueueStats(workload.prompt, workload.predicted, cfg.stats_window) if dynamic else None
+    k = cfg.bins
+    bins = [0] * n if k == 1 else [int(b) for b in bins]
+    members = [[r for r in reqs if bins[r.i] == q] for q in range(k)]   # each queue in arrival order
+    order = [r.i for q in range(k) for r in members[q]]
+    start_of = [sum(len(m) for m in members[:q]) for q in range(k)]     # a queue's first position
+    stats = (QueueStats(workload.prompt[order], workload.predicted[order], cfg.stats_window)
+             if dynamic else None)
     mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps) if dynamic else None
     gpus = []
     for g in range(cfg.gpus):
         ctl = (SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, cfg.b_min, cfg.b_max, 1)
                if adaptive else None)
         b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max
-        gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": None,
+        gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": [None] * k,
                      "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False})
-    waiting_front: list[Req] = []   # preempted, by arrival order
+    fronts: list[list[Req]] = [[] for _ in range(k)]  # preempted, by arrival order, per queue
     next_arrival = 0                # requests [0, next_arrival) have arrived
-    head = 0                        # requests [head, next_arrival) wait (not yet admitted)
+    taken = [0] * k                 # a queue's first `taken` members were admitted at least once
     done = 0
     events = []                     # (time, kind 0 = arrival check / 1 = boundary, gpu)
     preemptions = 0
+    rr = 0                          # round robin: the queue after the last one admitted from
+
+    def arrived(q):
+        return sum(1 for r in members[q] if r.i < next_arrival)
+
+    def queue_waiting(q):
+        return len(fronts[q]) + arrived(q) - taken[q]
 
     def waiting_count():
-        return len(waiting_front) + next_arrival - head
+        return sum(queue_waiting(q) for q in range(k))
+
+    def queue_head(q):
+        if fronts[q]:
+            return fronts[q][0]
+        return members[q][taken[q]] if arrived(q) > taken[q] else None
+
+    def pick(blocked):
+        """The queue the bin policy admits from next among unblocked queues with a head; None if none."""
+        open_ = [q for q in range(k) if q not in blocked and queue_head(q) is not None]
+        if not open_:
+            return None
+        key = {"fcfs": lambda q: queue_head(q).arrival, "longest": lambda q: -queue_waiting(q),
+               "round_robin": lambda q: (q - rr) % k, "short_first": lambda q: q}[cfg.bin_policy]
+        return min(open_, key=lambda q: (key(q), q))
 
     def boundary(g, t):
-        nonlocal head, done, preemptions
+        nonlocal done, preemptions, rr
         st = gpus[g]
         running = st["running"]
         # completions: every decode step done
@@ -74,7 +103,9 @@ def simulate_reference(cfg, workload, latency):
             st["used"] -= r.blocks
             done += 1
         if dynamic and waiting_count() and st["since_it"] >= cfg.sla_window:
-            st["b"] = mem.cap(*stats.moments(0, next_arrival)) if cfg.memory_control else cfg.b_max
+            for q in range(k):
+                lo = start_of[q]
+                st["b"][q] = mem.cap(*stats.moments(lo, lo + arrived(q))) if cfg.memory_control else cfg.b_max
             if adaptive and st["since_dec"]:
                 st["ctl"].observe(st["since_step"] / st["since_dec"], st["since_n"] / st["since_dec"])
                 st["b_sla"], _ = st["ctl"].cap(len(running))
@@ -93,8 +124,9 @@ def simulate_reference(cfg, workload, latency):
             r.preemptions += 1
             preemptions += 1
             r.prefill_left = 0
-            waiting_front.append(r)
-            waiting_front.sort(key=lambda x: x.i)
+            front = fronts[bins[r.i]]
+            front.append(r)
+            front.sort(key=lambda x: x.i)
         decoding = [r for r in running if r.prefill_left == 0]
         budget = chunk
         seqs = tok = 0
@@ -109,19 +141,25 @@ def simulate_reference(cfg, workload, latency):
                 if r.prefill_left == 0:
                     joined.append(r)
         preempted_now = preempted > 0      # an iteration that preempted admits nobody
+        blocked = set()                    # queues whose head cannot be admitted here now
         while waiting_count() and budget > 0 and not preempted_now:
-            r = waiting_front[0] if waiting_front else reqs[head]
+            q = pick(blocked)
+            if q is None:
+                break
+            r = queue_head(q)
             cap = cfg.batch_size
             if dynamic:
-                b_mem = min(max(st["b"], len(running)), cfg.b_max)
+                b_mem = min(max(st["b"][q], len(running)), cfg.b_max)
                 cap = min(b_mem, st["b_sla"])
             blocks = -(-(r.prompt + r.gen) // B)
             if len(running) >= cap or st["used"] + blocks > K - watermark - need:
-                break
-            if waiting_front:
-                waiting_front.pop(0)
+                blocked.add(q)
+                continue
+            if fronts[q]:
+                fronts[q].pop(0)
             else:
-                head += 1
+                taken[q] += 1
+            rr = q + 1
             st["used"] += blocks
             r.blocks = blocks
             r.gpu = g

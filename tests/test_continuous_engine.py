@@ -3,6 +3,7 @@ under hypothesis, and the cases with known answers."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,17 +21,18 @@ COMPARED = ("start", "first_token", "finish", "tbt", "tbt_max")
 
 
 @st.composite
-def small_workloads(draw, max_n=60):
-    n = draw(st.integers(1, max_n))
+def small_workloads(draw, max_n=60, crowded=False):
+    """Up to ``max_n`` requests; ``crowded``: at least 20, arriving fast with long outputs (queues form)."""
+    n = draw(st.integers(20 if crowded else 1, max_n))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
-    rate = draw(st.sampled_from([0.3, 3.0, 30.0]))
+    rate = 30.0 if crowded else draw(st.sampled_from([0.3, 3.0, 30.0]))
     arrival = np.cumsum(rng.exponential(1.0 / rate, n))
     arrival -= arrival[0]
     if draw(st.booleans()):
         arrival = np.round(arrival, 1)  # simultaneous arrivals
     prompt = rng.integers(1, draw(st.sampled_from([40, 600, 3000])), n)
-    output = rng.integers(0, draw(st.sampled_from([3, 120, 600])), n)
+    output = rng.integers(0, 600 if crowded else draw(st.sampled_from([3, 120, 600])), n)
     predicted = np.maximum(1, np.rint(output * np.exp(rng.normal(0, 0.5, n)))).astype(np.int64)
     return Workload(arrival, prompt, output, predicted)
 
@@ -66,14 +68,28 @@ def fits(cfg, w):
 
 # ------------------------------------------------------- against the reference --
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(cfg=continuous_configs(), w=small_workloads())
+@given(cfg=continuous_configs(CONTINUOUS_MODES), w=small_workloads())
 def test_event_engine_equals_iteration_by_iteration_reference(cfg, w):
     """Skipping spans of iterations in closed form changes nothing: every request's times, GPU and
     preemptions equal those of a simulator that steps every iteration of every GPU."""
+    assert_equals_reference(cfg, w)
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "longest", "round_robin", "short_first"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(cfg=continuous_configs(("continuous_multi_bin",)), w=small_workloads(crowded=True),
+       tight=st.sampled_from([16.2, 16.3]))
+def test_multi_bin_equals_the_reference_under_preemption(policy, cfg, w, tight):
+    """Each bin policy on tight memory: preempted requests wait at the front of their own queue and
+    count among its waiting requests."""
+    assert_equals_reference(replace(cfg, bin_policy=policy, gpu_mem_gb=tight, k_bins=max(cfg.k_bins, 2)), w)
+
+
+def assert_equals_reference(cfg, w):
     if not fits(cfg, w):
         return
     r = simulate(cfg, w)
-    ref, preemptions = simulate_reference(cfg, w, build_latency_model(cfg))
+    ref, preemptions = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"])
     for key in COMPARED:
         np.testing.assert_allclose(r.requests[key], ref[key], rtol=1e-9, atol=1e-9, err_msg=key)
     for key in ("gpu", "preemptions", "decode_steps"):

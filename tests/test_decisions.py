@@ -120,3 +120,39 @@ def test_the_two_margins_give_different_caps_on_a_tight_gpu():
     caps = {m: simulate(SimConfig(mode="dynamic_no_bins", gpu_mem_gb=18.0, mem_margin=m, d_sla_tbt=None),
                         w).batches["b_mem"] for m in ("factor", "clt")}
     assert caps["factor"].mean() != caps["clt"].mean()
+
+
+# ------------------------------------------------------------ bin policies --
+# While one long request holds the only GPU, bins 3, 2, 1 and 0 fill in that order with 1, 1, 3 and
+# 2 requests. Serving one request at a time, the policies then take the bins in these orders.
+POLICY_ORDER = {
+    "fcfs": [3, 2, 1, 1, 1, 0, 0],          # oldest head first
+    "longest": [1, 0, 1, 0, 1, 2, 3],       # most waiting first, ties to the lower bin
+    "round_robin": [2, 3, 0, 1, 0, 1, 1],   # the next bin after the one just served, cyclically
+    "short_first": [0, 0, 1, 1, 1, 2, 3],   # lowest bin first
+}
+
+
+def bin_policy_workload():
+    tier = {0: 5, 1: 50, 2: 500, 3: 5000}
+    early = [1, 3, 2, 1, 1, 1, 0, 0]                      # bins of the requests arriving at t = 0..7
+    late = [0] * 8 + [1] * 6 + [2] * 9 + [3] * 9          # later fillers: ten predictions per tier in all
+    predicted = np.array([tier[b] for b in early + late])
+    n = len(predicted)
+    arrival = np.concatenate([np.arange(8.0), 10_000 + 100.0 * np.arange(n - 8)])
+    output = np.full(n, 10)
+    output[0] = 3000                                      # the long request that holds the GPU
+    return Workload(arrival, np.full(n, 100), output, predicted, identity={"t": "bin-policies"}), early
+
+
+@pytest.mark.parametrize("policy", sorted(POLICY_ORDER))
+@pytest.mark.parametrize("mode", ["multi_bin_dynamic", "continuous_multi_bin"])
+def test_each_bin_policy_serves_the_bins_in_its_order(mode, policy):
+    w, early = bin_policy_workload()
+    cfg = SimConfig(mode=mode, k_bins=4, bin_policy=policy, gpus=1, b_min=1, b_max=1, d_sla_tbt=None)
+    r = simulate(cfg, w)
+    req = r.requests
+    assert req["bin"][:8].tolist() == early
+    assert req["start"][1:8].min() > 7 and req["start"][0] == 0  # all seven wait for the long request
+    served = np.argsort(req["start"][1:8], kind="stable") + 1
+    assert req["bin"][served].tolist() == POLICY_ORDER[policy]
