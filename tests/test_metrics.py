@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core import SimConfig, simulate
-from core.metrics import gpu_utilization_series
+from core.controllers import BRANCH_HOLD, BRANCH_NAMES
+from core.metrics import batch_timeline, gpu_utilization_series, latency_cdf, occupancy_series
 from workloads import WorkloadSpec, build_workload
 from workloads.workload import Workload
 
@@ -113,3 +116,83 @@ def test_continuous_series_and_summary_keys():
     util = series["gpu_utilization"]["utilization"]
     width = np.diff(series["gpu_utilization"]["time_s"].to_numpy()).mean()
     assert util.sum() * width * r.config.gpus == pytest.approx(r.batches["duration"].sum(), rel=1e-6)
+
+
+# ------------------------------------------------------ series by their definitions --
+def overlap(start, end, lo, hi):
+    return np.clip(np.minimum(end, hi) - np.maximum(start, lo), 0.0, None)
+
+
+@st.composite
+def logs(draw, continuous=False):
+    """A random run log: rows with start, duration, size, KV tokens and controller columns."""
+    n = draw(st.integers(1, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    log = {"start": np.sort(rng.uniform(0, 50, n)), "duration": rng.uniform(0, 5, n),
+           "size": rng.integers(1, 64, n), "kv_tokens": rng.integers(0, 5000, n),
+           "gpu": rng.integers(0, 3, n), "b_mem": rng.integers(1, 128, n), "b_sla": rng.integers(1, 128, n),
+           "b_cap": rng.integers(1, 128, n), "branch": rng.choice(sorted(BRANCH_NAMES), n)}
+    if continuous:
+        log["iterations"] = rng.integers(1, 30, n)
+    else:
+        log["steps"] = rng.integers(0, 300, n)
+        log["decode"] = log["duration"] * rng.uniform(0, 1, n)
+        log["bin"] = rng.integers(0, 4, n)
+    return log
+
+
+@given(log=logs(), gpus=st.integers(1, 3), points=st.integers(1, 30), t0=st.floats(-5, 20),
+       horizon=st.floats(1, 80))
+def test_utilisation_and_occupancy_series_are_time_weighted_overlaps(log, gpus, points, t0, horizon):
+    eta = 20_000
+    util = gpu_utilization_series(log, gpus, horizon, t0, points)
+    occ = occupancy_series(log, gpus, eta, horizon, t0, points)
+    edges = np.linspace(t0, t0 + horizon, points + 1)
+    end = log["start"] + log["duration"]
+    for i in range(points):
+        lo, hi = edges[i], edges[i + 1]
+        o = overlap(log["start"], end, lo, hi)
+        capacity = (hi - lo) * gpus
+        assert util["time_s"][i] == pytest.approx((lo + hi) / 2)
+        assert util["utilization"][i] == pytest.approx(o.sum() / capacity, abs=1e-9)
+        assert occ["kv_utilization"][i] == pytest.approx((o * log["kv_tokens"]).sum() / (capacity * eta), abs=1e-9)
+        assert occ["running"][i] == pytest.approx((o * log["size"]).sum() / capacity, abs=1e-9)
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+@given(data=st.data(), max_points=st.integers(1, 50))
+def test_batch_timeline_keeps_updates_thins_evenly_and_divides_step_time(continuous, data, max_points):
+    log = data.draw(logs(continuous))
+    t = batch_timeline(log, max_points)
+    rows = np.arange(len(log["start"]))
+    if continuous and (log["branch"] != BRANCH_HOLD).any():
+        rows = np.flatnonzero(log["branch"] != BRANCH_HOLD)       # controller updates only
+    assert len(t) == min(len(rows), max_points)
+    picked = np.searchsorted(log["start"], t["time_s"].to_numpy())  # starts are distinct and sorted
+    assert set(picked) <= set(rows) and picked[0] == rows[0] and (picked[-1] == rows[-1] or max_points == 1)
+    assert np.all(np.diff(picked) > 0)
+    for col in ("gpu", "size", "b_mem", "b_sla", "b_cap"):
+        assert t[col].tolist() == log[col][picked].tolist(), col
+    assert t["branch"].tolist() == [BRANCH_NAMES[b] for b in log["branch"][picked]]
+    if continuous:
+        want = log["duration"][picked] / log["iterations"][picked]
+        assert t["bin"].tolist() == [-1] * len(t)
+    else:
+        steps = log["steps"][picked]
+        want = np.where(steps > 0, log["decode"][picked] / np.maximum(steps, 1), 0.0)
+        assert t["bin"].tolist() == log["bin"][picked].tolist()
+    np.testing.assert_allclose(t["step_time_s"], want, rtol=1e-12)
+
+
+def test_latency_cdf_is_the_quantiles_of_completed_requests():
+    cfg = SimConfig(mode="static_fifo", gpu_mem_gb=17.0, weights_gb=16.0)
+    w = Workload(np.arange(5.0), np.array([10, 10**6, 20, 30, 40]), np.array([5, 5, 9, 3, 7]), np.full(5, 5))
+    r = simulate(cfg, w)
+    assert np.isnan(r.requests["e2e"][1])                            # rejected: no GPU holds it
+    cdf = latency_cdf(r.requests, points=4)
+    assert cdf["metric"].tolist() == [m for m in ("e2e", "ttft", "queue_delay", "tbt", "tbt_max") for _ in range(5)]
+    for metric in ("e2e", "ttft", "queue_delay", "tbt", "tbt_max"):
+        part = cdf[cdf["metric"] == metric]
+        assert part["quantile"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+        done = r.requests[metric][[0, 2, 3, 4]]
+        np.testing.assert_allclose(part["seconds"], np.quantile(done, [0, 0.25, 0.5, 0.75, 1]), rtol=1e-12)
