@@ -156,3 +156,42 @@ def test_each_bin_policy_serves_the_bins_in_its_order(mode, policy):
     assert req["start"][1:8].min() > 7 and req["start"][0] == 0  # all seven wait for the long request
     served = np.argsort(req["start"][1:8], kind="stable") + 1
     assert req["bin"][served].tolist() == POLICY_ORDER[policy]
+
+
+# ------------------------------------------------------------ admission --
+@pytest.mark.parametrize("mode,margin", [("static_fifo", "factor"), ("dynamic_no_bins", "factor"),
+                                         ("dynamic_no_bins", "none"), ("multi_bin_dynamic", "factor")])
+def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, margin):
+    """b (max prompt + max prediction) + L0 <= eta for every batch, and one more waiting request of its
+    queue would not have fitted whenever the batch stopped below its cap. Honest predictions: no
+    batch runs out of memory, so every request's batch is the one that admitted it."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    arrival = np.sort(rng.uniform(0, n / 60, n))
+    prompt, output = rng.integers(50, 1500, n), rng.integers(5, 800, n)
+    w = Workload(arrival, prompt, output, output.copy(), identity={"t": "reservation"})
+    cfg = SimConfig(mode=mode, gpus=2, gpu_mem_gb=17.0, batch_size=64, mem_margin=margin)
+    r = simulate(cfg, w)
+    eta, req, b = r.summary["eta_tokens"], r.requests, r.batches
+    assert r.summary["oom_events"] == 0
+    l0 = eta * (1 - cfg.mem_factor) if cfg.dynamic and margin == "factor" else 0.0
+    members = [[] for _ in range(len(b["size"]))]
+    for i in np.argsort(req["arrival"], kind="stable"):
+        members[req["batch"][i]].append(i)
+    nxt = {}                                   # request -> the next request of its queue
+    for q in range(cfg.bins):
+        idx = np.flatnonzero(req["bin"] == q)
+        nxt.update(zip(idx[:-1].tolist(), idx[1:].tolist()))
+
+    def reservation(ids):
+        return len(ids) * (prompt[ids].max() + output[ids].max()) + l0
+
+    cut = 0
+    for j, ids in enumerate(members):
+        assert len(ids) == b["size"][j] and b["max_prompt"][j] == prompt[ids].max()
+        assert len(ids) == 1 or reservation(ids) <= eta
+        after = nxt.get(ids[-1])
+        if after is not None and arrival[after] <= b["start"][j] and len(ids) < b["b_cap"][j]:
+            assert reservation(ids + [after]) > eta, j   # it waited, and the cap had room: memory kept it out
+            cut += 1
+    assert cut > 50   # memory, not the cap, ended many batches

@@ -191,12 +191,25 @@ def test_admission_reserves_predicted_kv_and_the_truth_decides_out_of_memory():
     assert r.summary["completed"] == 8 and r.requests["preemptions"][:5].tolist() == [1] * 5
 
 
+@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("waiting", [3, 8])
+def test_a_reservation_exactly_at_the_budget_is_admitted(m, waiting):
+    cfg = SimConfig(mode="static_fifo", batch_size=8, gpus=1, gpu_mem_gb=17.0, weights_gb=16.0,
+                    mem_reserve_frac=0.0)
+    eta = MemoryModel.from_config(cfg).eta            # 7629 = 3 x 2543
+    w = Workload(np.zeros(waiting), np.full(waiting, eta // m - 100), np.full(waiting, 100), np.full(waiting, 100))
+    assert m * (eta // m) == eta                      # m (P + R) == eta exactly
+    assert simulate(cfg, w).batches["size"][0] == m
+
+
 def test_max_new_tokens_reservation_never_runs_out_of_memory():
     cfg = SimConfig(mode="static_fifo", batch_size=8, gpus=1, gpu_mem_gb=17.0, weights_gb=16.0,
                     mem_reserve_frac=0.0, kv_reserve="max_new_tokens", max_new_tokens=200)
     w = Workload(np.zeros(8), np.full(8, 1500), np.full(8, 100), np.full(8, 10))
     r = simulate(cfg, w)
     assert r.batches["size"][0] == 7629 // 1700 and r.summary["oom_events"] == 0
+    five = Workload(np.zeros(5), np.full(5, 1500), np.full(5, 100), np.full(5, 10))   # 5 x 1510 would fit
+    assert simulate(cfg, five).batches["size"].tolist() == [4, 1]
     with pytest.raises(ConfigError, match="max_new_tokens.*request 0 generates 100 tokens"):
         simulate(cfg.replace(max_new_tokens=50), w)
 
