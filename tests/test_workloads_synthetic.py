@@ -53,6 +53,7 @@ def length_sample(text, maximum=PROMPT_MAX, fit=BURSTGPT_PROMPT, seed=3, n=N):
     ("fixed:137", 137, 0, 0),
     ("uniform:1:20", 10.5, math.sqrt((20**2 - 1) / 12), 0.02),
     ("exponential:300", 300, 300, 0.03),
+    ("geometric:200", 200, math.sqrt(200 * 199), 0.03),
     ("lognormal:500:400", 500, 400, 0.05),
 ])
 def test_length_specs_match_their_moments(text, mean, std, rel_std):
