@@ -906,11 +906,14 @@ def _candidates_option(name: str, default: tuple[int, ...], what: str):
               help="Search each mode's capacity at the chosen GPU count (the evidence).")
 @click.option("--tolerance", type=click.FloatRange(1e-4, 0.5), default=0.05, show_default=True,
               help="Relative accuracy of the evidence's capacity searches.")
+@click.option("--pilot/--no-pilot", default=True, show_default=True,
+              help="For a synthetic workload of 50,000 requests or more, first search on a tenth of them to "
+                   "choose where the full-size search looks first (it decides nothing).")
 @executor_options
 @with_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the whole plan as one JSON object.")
 def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, batch_candidates, replications,
-         rule, confidence, evidence, tolerance, cluster, workers, db, no_store, as_json, **flags):
+         rule, confidence, evidence, tolerance, pilot, cluster, workers, db, no_store, as_json, **flags):
     """Find the fewest GPUs, and the batching configuration, that meet --target at this traffic.
 
     The traffic is the workload's own: a synthetic workload at --rate (default 12 req/s),
@@ -935,7 +938,7 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
                               b_max_values=tuple(_int_list(b_max_candidates, "--b-max-candidates")),
                               batch_values=tuple(_int_list(batch_candidates, "--batch-candidates")),
                               replications=replications, rule=rule, confidence=confidence, evidence=evidence,
-                              tolerance=tolerance)
+                              tolerance=tolerance, pilot=pilot)
         result, sweep_id = _run_plan(gpu_plan(cfg, spec, options), db, no_store, cluster, workers, "plan")
     except _sweep_errors() as exc:
         _fail(exc)

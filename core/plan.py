@@ -21,6 +21,12 @@ synthetic workload's ``rate``, or a trace's arrivals, rescaled or not):
    ``[1, max_gpus]``. Each probed ``g`` runs only the candidates not already
    known to fail there: one that failed at ``g' >= g`` fails at ``g`` too, so
    after a passing probe only the passing candidates go lower.
+   A synthetic workload of ``PILOT_FROM`` requests or more first gets a *pilot*:
+   the same bisection on a tenth of the requests, whose answer ``p`` only
+   chooses where the full-size search looks first (``p``, then 1, 2, 4, ...
+   GPUs away from it until the answer is bracketed: two GPU counts when the
+   pilot is right) before it bisects what is left; every decision is still made
+   on full-size runs (``pilot=False`` skips it).
 4. **Ranking and the boundary.** Every candidate is run at the answer ``g*`` and
    ranked: meeting the target first, then by attainment (higher first), then p99
    end-to-end latency (lower first), then candidate order. At ``g* - 1`` the best
@@ -32,7 +38,9 @@ synthetic workload's ``rate``, or a trace's arrivals, rescaled or not):
 5. **Evidence.** At ``g*``, each mode's best candidate gets a capacity search
    (:mod:`core.capacity`: the highest rate whose attainment stays >= target,
    with a confidence interval across replications), started at the planned rate,
-   whose probe at that rate reuses the plan's own run.
+   whose probe at that rate reuses the plan's own run. A candidate meeting the
+   target there brackets upward by ``max(1.25, g*/(g* - 1))`` (one GPU fewer
+   misses the rate, so its capacity is near it), the others by the default 4.
 
 A target no candidate meets with ``max_gpus`` GPUs gives status ``unreachable``
 (the ranking and the evidence are then at ``max_gpus``); a candidate whose run
@@ -72,8 +80,10 @@ BATCH_VALUES = (8, 16, 32, 64)
 RULES = ("mean", "lower")
 DEFAULT_MAX_GPUS = 16
 DEFAULT_TOLERANCE = 0.05
+WINNER_FACTOR = 1.25  # the smallest bracketing step of a capacity search from a rate known to pass
+PILOT_FROM = 50_000  # synthetic workloads of at least this many requests get a pilot search
+PILOT_SHARE = 10     # the pilot simulates 1/PILOT_SHARE of the requests
 PLANNED = ("mode", "gpus", "k_bins", "b_max", "batch_size")  # settings the plan chooses itself
-STATUSES = ("ok", "unreachable", "failed")
 
 OnRun = Callable[[str, bool], None]  # (phase, the run succeeded)
 
@@ -94,6 +104,7 @@ class PlanOptions:
     confidence: float = 0.95
     evidence: bool = True
     tolerance: float = DEFAULT_TOLERANCE
+    pilot: bool = True
 
     def __post_init__(self) -> None:
         for name in ("modes", "k_values", "b_max_values", "batch_values"):
@@ -189,6 +200,14 @@ def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOption
             raise SweepError(f"candidate {cand.label}: {exc}") from None
 
 
+def pilot_requests(spec: WorkloadSpec, options: PlanOptions) -> int | None:
+    """The pilot's request count: a tenth of a synthetic workload of PILOT_FROM requests or more."""
+    r = spec.resolved()
+    if not options.pilot or r.workload != "synthetic" or r.num_requests < PILOT_FROM:
+        return None
+    return r.num_requests // PILOT_SHARE
+
+
 def offered_rate(spec: WorkloadSpec) -> float:
     """The arrival rate the plan is for: a synthetic workload's rate, a trace's ``rate``, or else the
     trace window's mean rate ((n - 1) / span, after ``rps_scaling``; the workload is built to read it)."""
@@ -252,15 +271,12 @@ class PlanResult:
     candidates: list[dict]
     counts: dict
     seconds: float
+    phase_seconds: dict
     errors: dict = field(default_factory=dict)
     error: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "PlanResult":
-        return cls(**data)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -375,16 +391,40 @@ class _Search:
         return max(cells, key=lambda c: (c.attainment, -c.candidate)) if cells else None
 
     # -- the plan --------------------------------------------------------
-    def fewest_gpus(self) -> int | None:
-        """The bisection on the GPU count; None when no candidate meets the target at max_gpus."""
-        lo, hi, hi_ok = 1, self.o.max_gpus, False
-        while lo < hi and self.usable():
-            mid = (lo + hi) // 2
-            if self.any_meets(mid):
-                hi, hi_ok = mid, True
+    def fewest_gpus(self, guess: int | None = None) -> int | None:
+        """The bisection on the GPU count; None when no candidate meets the target at max_gpus.
+
+        ``guess`` (a pilot's answer) is probed first, then 1, 2, 4, ... GPUs away from it on the
+        side the answer must lie until it is bracketed; the bisection goes on over what is left,
+        so a wrong guess costs probes, never the answer."""
+        G = self.o.max_gpus
+        lo, hi, hi_ok = 1, G, False
+
+        def probe(g: int) -> None:
+            nonlocal lo, hi, hi_ok
+            if self.any_meets(g):
+                hi, hi_ok = g, True
             else:
-                lo = mid + 1
-        if not self.usable():
+                lo = g + 1
+
+        if guess is not None and 1 <= guess <= G:
+            probe(guess)  # then gallop away from it, 1, 2, 4, ... GPUs, until the answer is bracketed
+            step = 1
+            while self.usable() and lo < hi and hi_ok:
+                g = max(lo, guess - step)
+                probe(g)
+                if hi != g:
+                    break
+                step *= 2
+            while self.usable() and lo <= G and not hi_ok:
+                g = min(G, guess + step)
+                probe(g)
+                if g == G:
+                    break
+                step *= 2
+        while lo < hi and self.usable():
+            probe((lo + hi) // 2)
+        if not self.usable() or lo > G:
             return None
         if not hi_ok and not self.any_meets(hi):
             return None
@@ -435,8 +475,11 @@ class _Search:
             if on_run is not None:
                 on_run("capacity", probe.error is None)
 
+        # a configuration meeting the target at g GPUs (and so, all of them missing it at g - 1) has about
+        # g / (g - 1) times the rate as capacity: bracket upward by that step, not by the default 4
+        factors = [max(WINNER_FACTOR, g / (g - 1)) if c.meets and g > 1 else DEFAULT_FACTOR for c in chosen]
         caps = search_capacities(bases, self.o.target, self.o.tolerance, self.o.replications, self.executor,
-                                 _Reuse(self.job, known), self.workers, start=rate, factor=DEFAULT_FACTOR,
+                                 _Reuse(self.job, known), self.workers, start=rate, factor=factors,
                                  confidence=self.o.confidence, labels=labels, on_probe=probed)
         return [c.to_dict() for c in caps]
 
@@ -461,8 +504,16 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
     if own:
         executor = process_pool(workers)
     try:
+        guess, pilot = None, None
+        size = pilot_requests(spec, o)
+        if size:
+            pilot = _Search(config, spec.replace(num_requests=size), o, executor, job, workers,
+                            None if on_run is None else lambda phase, ok: on_run(f"pilot, {phase}", ok))
+            guess = pilot.fewest_gpus()
+        tp = time.perf_counter()
         s = _Search(config, spec, o, executor, job, workers, on_run)
-        g = s.fewest_gpus()
+        g = s.fewest_gpus(guess)
+        t1 = time.perf_counter()
         if g is not None:
             g = s.settle(g)
             at = g
@@ -470,11 +521,14 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
             at = o.max_gpus
             s.evaluate([(ci, at) for ci in s.usable()], f"ranking at {at} GPUs")
         ranked = s.ranking(at)
+        t2 = time.perf_counter()
         capacities = s.evidence(ranked, at, rate, on_run) if o.evidence and ranked else []
     finally:
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
-    return _result(s, g, at, ranked, capacities, rate, time.perf_counter() - t0)
+    t3 = time.perf_counter()
+    phases = {"pilot": tp - t0, "search": t1 - tp, "ranking": t2 - t1, "evidence": t3 - t2}
+    return _result(s, g, at, ranked, capacities, rate, t3 - t0, phases, pilot, guess)
 
 
 # ---------------------------------------------------------------- answer --
@@ -491,7 +545,7 @@ def _row(s: _Search, c: Cell, rank: int | None = None) -> dict:
 
 
 def _result(s: _Search, g: int | None, at: int, ranked: list[Cell], capacities: list[dict], rate: float,
-            seconds: float) -> PlanResult:
+            seconds: float, phases: dict, pilot: _Search | None, guess: int | None) -> PlanResult:
     o = s.o
     errors = {s.cands[ci].label: err for ci, err in sorted(s.broken.items())}
     status = "failed" if not s.usable() else ("ok" if g is not None else "unreachable")
@@ -507,12 +561,14 @@ def _result(s: _Search, g: int | None, at: int, ranked: list[Cell], capacities: 
         below = {"gpus": g - 1, "attainment": b.attainment, "configuration": s.cands[b.candidate].label}
     cells = [_row(s, c) for c in sorted(s.cells.values(), key=lambda c: (c.candidate, c.gpus))]
     probes = sum(len(c.get("probes", [])) for c in capacities)
+    p_runs, p_sim = (pilot.runs, pilot.simulated) if pilot is not None else (0, 0)
     counts = {"candidates": len(s.cands), "grid_cells": len(s.cands) * o.max_gpus, "cells": len(s.cells),
-              "runs": s.runs, "simulated": s.simulated, "reused": s.runs - s.simulated,
-              "capacity_probes": probes}
+              "runs": s.runs + p_runs, "simulated": s.simulated + p_sim, "reused": s.runs + p_runs - s.simulated - p_sim,
+              "capacity_probes": probes, "pilot_requests": pilot.spec.num_requests if pilot is not None else None,
+              "pilot_cells": len(pilot.cells) if pilot is not None else 0, "pilot_guess": guess}
     result = PlanResult(status, o.target, o.rule, o.confidence, o.replications, rate, o.max_gpus, g,
                         at if ranked else None, "", recommended, ranking, below, capacities, cells,
-                        [c.to_dict() for c in s.cands], counts, seconds, errors,
+                        [c.to_dict() for c in s.cands], counts, seconds, phases, errors,
                         next(iter(errors.values())) if status == "failed" else None)
     result.sentence = plan_sentence(result.to_dict())
     return result

@@ -148,9 +148,13 @@ def rule_text(d: dict) -> str:
 
 def counts_text(d: dict) -> str:
     c = d["counts"]
+    pilot = (f" after a pilot on {c['pilot_requests']:,} requests ({c['pilot_cells']} cells, "
+             f"guess {gpus_text(c['pilot_guess']) if c['pilot_guess'] else 'none'})" if c.get("pilot_requests") else "")
     return (f"searched {c['candidates']} candidates x GPUs 1-{d['max_gpus']} ({c['grid_cells']} cells): "
-            f"{c['cells']} cells evaluated; {c['runs']} runs ({c['simulated']} simulated, {c['reused']} reused "
-            f"from the store or this plan), {c['capacity_probes']} of them capacity probes; {d['seconds']:.1f} s")
+            f"{c['cells']} cells evaluated{pilot}; {c['runs']} runs ({c['simulated']} simulated, {c['reused']} reused "
+            f"from the store or this plan), {c['capacity_probes']} of them capacity probes; {d['seconds']:.1f} s"
+            + (" (" + ", ".join(f"{k} {v:.1f} s" for k, v in d["phase_seconds"].items()) + ")"
+               if d.get("phase_seconds") else ""))
 
 
 def format_plan(d: dict) -> str:

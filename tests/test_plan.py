@@ -97,15 +97,17 @@ def test_capacity_evidence_matches_the_erlang_c_capacity():
 
 # ------------------------------------------------- pruning vs brute force --
 class TableJob:
-    """A job answering from a table ``attainment[candidate][gpus]``; it records every call."""
+    """A job answering from a table ``attainment[candidate][gpus]`` (``pilot``: the table of the pilot's
+    smaller workload); it records every full-size call."""
 
-    def __init__(self, table: list[list[float]]):
-        self.table, self.calls = table, []
+    def __init__(self, table: list[list[float]], pilot: list[list[float]] | None = None):
+        self.table, self.pilot, self.calls, self.pilot_calls = table, pilot, [], []
 
     def __call__(self, member: Member) -> MemberResult:
         ci, g = member.point["candidate"], member.point["gpus"]
-        self.calls.append((ci, g))
-        att = self.table[ci][g - 1]
+        small = member.spec.num_requests < 50_000 and self.pilot is not None
+        (self.pilot_calls if small else self.calls).append((ci, g))
+        att = (self.pilot if small else self.table)[ci][g - 1]
         return MemberResult(member.key, member.point, "done",
                             {"sla_attainment": att, "latency_p99_s": 10.0 + ci, "throughput_rps": 1.0})
 
@@ -114,13 +116,18 @@ def brute_force(table: list[list[float]], target: float) -> int | None:
     return next((g for g in range(1, len(table[0]) + 1) if any(row[g - 1] >= target for row in table)), None)
 
 
-def table_plan(table, target, **kw):
+def table_plan(table, target, pilot_table=None, **kw):
     options = PlanOptions(modes=("static_fifo", "multi_bin_dynamic"), batch_values=(8, 16), k_values=(1, 2),
                           b_max_values=(64,), max_gpus=len(table[0]), target=target, evidence=False, **kw)
     assert len(candidates(options)) == len(table)
-    job = TableJob(table)
+    job = TableJob(table, pilot_table)
+    spec = WorkloadSpec(num_requests=100 if pilot_table is None else 50_000)
     with ThreadPoolExecutor(1) as one:
-        return plan(SimConfig(), WorkloadSpec(num_requests=100), options, executor=one, job=job, workers=1), job
+        return plan(SimConfig(), spec, options, executor=one, job=job, workers=1), job
+
+
+def monotone_table(rng: random.Random, G: int) -> list[list[float]]:
+    return [sorted(rng.choice([0.0, 0.25, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0]) for _ in range(G)) for _ in range(4)]
 
 
 def test_pruning_never_skips_the_optimum_on_random_monotone_tables():
@@ -128,10 +135,7 @@ def test_pruning_never_skips_the_optimum_on_random_monotone_tables():
     fewer = 0
     for _ in range(300):
         G = rng.randint(1, 16)
-        table = []
-        for _ in range(4):
-            steps = sorted(rng.choice([0.0, 0.25, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0]) for _ in range(G))
-            table.append(steps)
+        table = monotone_table(rng, G)
         target = rng.choice([0.5, 0.9, 0.95, 0.99, 1.0])
         res, job = table_plan(table, target)
         truth = brute_force(table, target)
@@ -148,6 +152,28 @@ def test_pruning_never_skips_the_optimum_on_random_monotone_tables():
             assert res.status == "unreachable" and res.recommended["gpus"] == G
         fewer += len(job.calls) < 4 * G
     assert fewer > 150  # monotonicity pruning saves runs on most grids
+
+
+def test_a_pilot_only_chooses_where_to_look():
+    """Whatever the pilot's (smaller workload's) table says, the answer is the full table's; when the pilot
+    agrees with it, the full-size search runs only the answer and the count below it."""
+    rng = random.Random(5)
+    for trial in range(200):
+        G = rng.randint(1, 16)
+        table = monotone_table(rng, G)
+        target = rng.choice([0.5, 0.9, 0.95, 0.99])
+        pilot = table if trial % 2 else [[rng.random() for _ in range(G)] for _ in range(4)]
+        res, job = table_plan(table, target, pilot_table=pilot)
+        truth = brute_force(table, target)
+        assert res.gpus == truth and res.counts["pilot_requests"] == 5000
+        assert job.pilot_calls and res.counts["pilot_cells"] == len(set(job.pilot_calls))
+        assert res.counts["cells"] == len(set(job.calls))  # pilot cells are not the answer's cells
+        if pilot is table and truth is not None:
+            assert res.counts["pilot_guess"] == truth
+            assert {g for _, g in job.calls} <= {truth, truth - 1}
+    table = monotone_table(rng, 8)
+    res, job = table_plan(table, 0.9, pilot_table=table, pilot=False)
+    assert res.counts["pilot_requests"] is None and res.counts["pilot_cells"] == 0 and not job.pilot_calls
 
 
 def test_a_non_monotone_answer_walks_down_to_a_passing_count():
@@ -212,7 +238,7 @@ def test_plan_is_deterministic_whatever_the_executor():
     b = plan(SimConfig(), spec, options, workers=2).to_dict()  # a process pool
     one = plan(SimConfig(), spec, options, workers=1).to_dict()
     for d in (a, b, one):
-        d.pop("seconds")
+        d.pop("seconds"), d.pop("phase_seconds")
     assert a == b
     for key in ("gpus", "ranking", "cells", "recommended", "below", "sentence"):
         assert one[key] == a[key]  # the answer does not depend on the worker count

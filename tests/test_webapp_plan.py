@@ -144,6 +144,32 @@ def test_plan_form_launches_a_detached_runner_and_the_page_follows_it():
     assert f"**{answer['sentence']}**" in shown
 
 
+def test_a_bundled_trace_is_planned_at_its_compressed_arrivals():
+    at = page()
+    at.radio(key="plan.source").set_value("bundled").run()
+    at.number_input(key="plan.scale").set_value(4.0)
+    at.multiselect(key="plan.modes").set_value(["continuous_dynamic"])
+    at.text_input(key="plan.bmax").set_value("64")
+    at.number_input(key="plan.max_gpus").set_value(2)
+    at.checkbox(key="plan.evidence").set_value(False)
+    at.number_input(key="plan.workers").set_value(1)
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert not at.exception, at.exception
+    raw = at.query_params["plan"]
+    plan_id = int(raw[0] if isinstance(raw, list) else raw)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and store().get_sweep(plan_id).params.get("status") != "done":
+        time.sleep(0.3)
+    params = store().get_sweep(plan_id).params
+    spec = params["plan"]["spec"]
+    assert spec["workload"] == "burstgpt" and spec["rps_scaling"] == 4.0 and spec["rate"] is None
+    from workloads import build_workload
+
+    answer = params["result"]["answer"]
+    assert answer["rate_rps"] == pytest.approx(build_workload(WorkloadSpec.from_dict(spec)).mean_rate)
+    assert "--rps-scaling 4" in answer["recommended"]["command"]
+
+
 def test_an_uploaded_trace_is_kept_for_the_runner(tmp_path):
     from webapp.plan import save_upload
 
