@@ -15,9 +15,9 @@ synthetic workload's ``rate``, or a trace's arrivals, rescaled or not):
    ``rule="lower"``: the lower end of its Student-t confidence interval (at
    ``confidence``) is >= target, a guarantee against seed-to-seed noise that
    needs two or more replications.
-3. **The fewest GPUs.** More GPUs never lower attainment at a fixed rate
-   (equivalently, never lower capacity), so "some candidate meets the target at
-   ``g``" is monotone in ``g`` and the search bisects on ``g`` in
+3. **The fewest GPUs.** More GPUs do not lower attainment at a fixed rate
+   (equivalently, capacity; up to a seed's noise, see 4), so "some candidate
+   meets the target at ``g``" is monotone in ``g`` and the search bisects on ``g`` in
    ``[1, max_gpus]``. Each probed ``g`` runs only the candidates not already
    known to fail there: one that failed at ``g' >= g`` fails at ``g`` too, so
    after a passing probe only the passing candidates go lower.

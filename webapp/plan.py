@@ -11,7 +11,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
 
 import altair as alt
 import pandas as pd
@@ -117,10 +116,6 @@ def plan_link(plan_id: int) -> str:
 def run_link_params(rec: dict) -> dict[str, str]:
     """Query parameters of the Run page for the recommended run (its hash and the settings that recompute it)."""
     return state.run_params(rec["run_hash"], {"sim": rec["config"], "spec": rec["spec"]})
-
-
-def run_href(rec: dict) -> str:
-    return "./?" + urlencode(run_link_params(rec))
 
 
 # ------------------------------------------------------------------- form --
