@@ -918,7 +918,7 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
 
     The traffic is the workload's own: a synthetic workload at --rate (default 12 req/s),
     or a BurstGPT --trace at its own arrivals (--rps-scaling or --rate rescale them). The
-    plan bisects on the GPU count (more GPUs never lower attainment), trying each mode with
+    plan bisects on the GPU count (more GPUs do not lower attainment), trying each mode with
     its K, B_max or B from the candidate lists, ranks the configurations at the answer, and
     gives each mode's capacity there as evidence. Every run is stored, so planning again
     (e.g. with a tighter target) reuses them. Exit status 1 when no configuration meets the
