@@ -19,10 +19,10 @@ import click
 
 from calibration.legacy import SPLIT_HELP
 from core.config import COMPARE_MODES, MAX_GPUS, MODES, ConfigError, SimConfig, config_fields
-from core.plan import B_MAX_VALUES, BATCH_VALUES, K_VALUES
-from core.plan import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
-from core.plan import DEFAULT_MODES as PLAN_MODES
-from core.plan import RULES as PLAN_RULES
+from core.plan_options import B_MAX_VALUES, BATCH_VALUES, K_VALUES
+from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
+from core.plan_options import DEFAULT_MODES as PLAN_MODES
+from core.plan_options import RULES as PLAN_RULES
 from core.report import format_compare_table, format_summary, to_json
 from workloads.fields import range_text, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
@@ -924,7 +924,7 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     (e.g. with a tighter target) reuses them. Exit status 1 when no configuration meets the
     target with --max-gpus GPUs.
     """
-    from core.plan import PlanOptions
+    from core.plan_options import PlanOptions
     from core.plan_report import format_plan
     from store.sweep_jobs import gpu_plan
 

@@ -2,7 +2,8 @@
 
 :func:`plan` answers *how few GPUs do I need, and how should I batch, to serve
 this traffic within this SLA?* for one workload at its own arrival rate (a
-synthetic workload's ``rate``, or a trace's arrivals, rescaled or not):
+synthetic workload's ``rate``, or a trace's arrivals, rescaled or not), with the
+choices of :class:`core.plan_options.PlanOptions`:
 
 1. **Candidates.** Each mode in ``options.modes`` with its knobs from small sets:
    ``k_bins`` in ``k_values`` for multi-bin modes, ``b_max`` in ``b_max_values``
@@ -67,61 +68,18 @@ from workloads.spec import SpecError, WorkloadSpec
 from workloads.workload import WorkloadError
 
 from .capacity import DEFAULT_FACTOR, check_capacity_inputs, search_capacities
-from .config import BINNED_MODES, COMPARE_MODES, DYNAMIC_MODES, MAX_BATCH, MAX_BINS, MAX_GPUS, MODES, ConfigError
-from .config import SimConfig
+from .config import BINNED_MODES, DYNAMIC_MODES, MAX_BATCH, MAX_BINS, MAX_GPUS, MODES, ConfigError, SimConfig
+from .plan_options import PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
 from .plan_report import label_of, plan_sentence, run_command, toml_config
 from .stats import mean_ci
 from .sweep import Member, MemberResult, SweepError, default_workers, process_pool, run_members, simulate_member
 
-DEFAULT_MODES = COMPARE_MODES
-K_VALUES = (1, 2, 4, 8)
-B_MAX_VALUES = (32, 64, 128)
-BATCH_VALUES = (8, 16, 32, 64)
-RULES = ("mean", "lower")
-DEFAULT_MAX_GPUS = 16
-DEFAULT_TOLERANCE = 0.05
 WINNER_FACTOR = 1.25  # the smallest bracketing step of a capacity search from a rate known to pass
-PILOT_FROM = 50_000  # synthetic workloads of at least this many requests get a pilot search
-PILOT_SHARE = 10     # the pilot simulates 1/PILOT_SHARE of the requests
-PLANNED = ("mode", "gpus", "k_bins", "b_max", "batch_size")  # settings the plan chooses itself
 
 OnRun = Callable[[str, bool], None]  # (phase, the run succeeded)
 
 
 # ----------------------------------------------------------------- inputs --
-@dataclass(frozen=True)
-class PlanOptions:
-    """What to search over and what counts as meeting the target (see the module doc)."""
-
-    target: float = 0.99
-    modes: tuple[str, ...] = DEFAULT_MODES
-    max_gpus: int = DEFAULT_MAX_GPUS
-    k_values: tuple[int, ...] = K_VALUES
-    b_max_values: tuple[int, ...] = B_MAX_VALUES
-    batch_values: tuple[int, ...] = BATCH_VALUES
-    replications: int = 1
-    rule: str = "mean"
-    confidence: float = 0.95
-    evidence: bool = True
-    tolerance: float = DEFAULT_TOLERANCE
-    pilot: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("modes", "k_values", "b_max_values", "batch_values"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "PlanOptions":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise SweepError(f"plan: unknown option {unknown[0]!r} (known: {', '.join(sorted(names))})")
-        return cls(**data)
-
-
 @dataclass(frozen=True)
 class Candidate:
     """A mode with its knobs (``settings``: k_bins, b_max or batch_size), before choosing the GPU count."""

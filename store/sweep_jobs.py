@@ -38,8 +38,9 @@ from typing import Callable
 from core.capacity import CapacityResult, search_capacities
 from core.config import MODES, ConfigError, SimConfig
 from core.identity import SIM_VERSION
-from core.plan import PlanOptions, check_plan_inputs
+from core.plan import check_plan_inputs
 from core.plan import plan as plan_capacity
+from core.plan_options import PlanOptions
 from core.suite import SuitePlan, tables
 from core.sweep import Member, MemberResult, SweepError, error_text, expand, light_summary, member_key, run_members
 from core.sweep import simulate_member
@@ -336,7 +337,7 @@ def _run_gpu_plan(out: PlanOutcome, rep: _Reporter, plan: dict, job, executor, w
     cfg, spec = _config(plan)
     try:
         options = PlanOptions.from_dict(plan["options"])
-    except (TypeError, KeyError) as exc:
+    except (TypeError, KeyError, ValueError) as exc:
         raise SweepError(f"the stored plan does not fit this version: {exc}") from None
     rep.total = None
 

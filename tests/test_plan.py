@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from core import SimConfig
-from core.plan import PlanOptions, candidates, check_plan_inputs, offered_rate, plan
+from core.plan import candidates, check_plan_inputs, offered_rate, plan
+from core.plan_options import PlanOptions
 from core.plan_report import changed_settings, pct, plan_sentence, run_command, toml_config
 from core.sweep import Member, MemberResult, SweepError, run_members, simulate_member
 from store import open_store

@@ -15,7 +15,7 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from core import SimConfig
-from core.plan import PlanOptions
+from core.plan_options import PlanOptions
 from store.sweep_jobs import gpu_plan, open_plan, run_plan
 from workloads import WorkloadSpec
 

@@ -17,8 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from core.config import MODE_HELP, MODES, SimConfig
-from core.plan import B_MAX_VALUES, BATCH_VALUES, DEFAULT_MAX_GPUS, DEFAULT_MODES, K_VALUES, PLANNED, RULES
-from core.plan import PlanOptions
+from core.plan_options import B_MAX_VALUES, BATCH_VALUES, DEFAULT_MAX_GPUS, DEFAULT_MODES, K_VALUES, PLANNED, RULES
+from core.plan_options import PlanOptions
 from core.plan_report import counts_text, gpus_text, rule_text
 from core.sweep import SweepError, parse_settings
 from core.sweep_report import capacity_frame, probes_frame
