@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 
-from calibration.legacy import SPLIT_HELP
 from core.config import COMPARE_MODES, MAX_GPUS, MODES, ConfigError, SimConfig, config_fields
 from core.plan_options import B_MAX_VALUES, BATCH_VALUES, K_VALUES
 from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
@@ -244,6 +243,8 @@ def _open_store(db: str | None):
 def _latency_grid(latency: str, db: str | None, store):
     """The Grid ``--latency grid:REF`` names (None for parametric): a CSV path, a bundled grid or a
     stored one (calibration.resolve), read from ``store`` or, under --no-store, from the store at ``db``."""
+    if not latency.startswith("grid:"):
+        return None
     from calibration.resolve import resolve_grid
     from calibration.schema import GridError
 
@@ -251,6 +252,21 @@ def _latency_grid(latency: str, db: str | None, store):
         return resolve_grid(latency, stored=lambda name: (store or _open_store(db)).get_grid(name))
     except GridError as exc:
         _fail(exc)
+
+
+def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):
+    """(workload, summary, "store", run id) when a plain SQLite store holds this parametric run
+    done, read without opening the store (:mod:`store.quick`); else None."""
+    if cfg.latency != "parametric":
+        return None
+    from core.identity import run_identity
+    from core.latency import build_latency_model
+    from store.quick import done_summary
+    from workloads import build_workload
+
+    workload = build_workload(spec)
+    found = done_summary(db, run_identity(cfg, workload, build_latency_model(cfg)))
+    return None if found is None else (workload, found[1], "store", found[0])
 
 
 def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None, grid=None):
@@ -304,9 +320,13 @@ def run(config_file, db, no_store, as_json, **flags):
     try:
         cfg, spec, given = build_inputs(config_file, **flags)
         _echo_notes(unused_notes([cfg], spec, given))
-        store = None if no_store else _open_store(db)
-        grid = _latency_grid(cfg.latency, db, store)
-        workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store, grid=grid)
+        hit = None if no_store else _quick_hit(cfg, spec, db)
+        if hit is not None:
+            workload, summary, source, run_id = hit
+        else:
+            store = None if no_store else _open_store(db)
+            grid = _latency_grid(cfg.latency, db, store)
+            workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store, grid=grid)
     except _store_errors() as exc:
         _fail(exc)
     summary = dict(summary, source=source, run_id=run_id)
@@ -363,9 +383,16 @@ def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
     from core.bench import run_bench
 
-    rows = run_bench(num_requests, [m.strip() for m in modes.split(",")],
-                     [s.strip() for s in scenarios.split(",")], repeats, gpus,
-                     echo=None if as_json else click.echo)
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODES]
+    if bad or not names:
+        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
+                                 param_hint="--modes")
+    try:
+        rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",")], repeats, gpus,
+                         echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
+    except (ValueError, RuntimeError) as exc:
+        _fail(exc)
     if as_json:
         click.echo(to_json(rows))
 
@@ -558,7 +585,9 @@ def grids_show(db, name, as_csv, as_json):
                              "not a bundled grid's name).")
 @click.option("--replace", is_flag=True, help="Replace a different grid stored under the same name.")
 @click.option("--legacy-split", default="writer", show_default=True, metavar="SPLIT",
-              help=f"For a legacy batch_size,max_seq_len,mean_latency_sec file: {SPLIT_HELP}.")
+              help="For a legacy batch_size,max_seq_len,mean_latency_sec file: how max_seq_len splits into "
+                   "prompt and generated tokens: 'writer' (the legacy calibration script's own split), "
+                   "'total:P' or 'generated:P' (README, Calibration).")
 def grids_upload(db, path, name, replace, legacy_split):
     """Validate a calibration grid CSV and store it (latency = grid:NAME then uses it)."""
     from calibration.resolve import named, upload_name

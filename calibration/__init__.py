@@ -2,14 +2,16 @@
 grid names and ``grid:REF`` resolution, the bundled reference grids and the torch+transformers
 measuring tool.
 
-``calibration.measure`` imports torch lazily; nothing else here needs it.
+``calibration.measure`` imports torch lazily; nothing else here needs it. The names below are
+imported on first use.
 """
-from .data import bundled_grids, load_bundled
-from .resolve import check_grid_name, named, resolve_grid, upload_name
-from .schema import MAX_GRID_BYTES, Grid, GridError
-from .validate import grid_from_table, nonmonotone_cells, parse_grid
+from workloads.lazy import lazy_exports
 
-__all__ = [
-    "MAX_GRID_BYTES", "Grid", "GridError", "bundled_grids", "check_grid_name", "grid_from_table",
-    "load_bundled", "named", "nonmonotone_cells", "parse_grid", "resolve_grid", "upload_name",
-]
+_EXPORTS = {
+    "bundled_grids": ".data", "load_bundled": ".data", "check_grid_name": ".resolve", "named": ".resolve",
+    "resolve_grid": ".resolve", "upload_name": ".resolve", "MAX_GRID_BYTES": ".schema", "Grid": ".schema",
+    "GridError": ".schema", "grid_from_table": ".validate", "nonmonotone_cells": ".validate",
+    "parse_grid": ".validate",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

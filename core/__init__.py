@@ -1,6 +1,11 @@
-"""batchlab's simulator: configuration, latency and memory models, controllers, engine, metrics."""
-from .config import MODES, ConfigError, SimConfig
-from .result import RunResult
-from .simulation import build_latency_model, run_identity, simulate
+"""batchlab's simulator: configuration, latency and memory models, controllers, engines, metrics.
 
-__all__ = ["MODES", "ConfigError", "RunResult", "SimConfig", "build_latency_model", "run_identity", "simulate"]
+The names below are imported on first use, so a command that only needs the
+configuration does not pay for the engines.
+"""
+from workloads.lazy import lazy_exports
+
+_EXPORTS = {"MODES": ".config", "ConfigError": ".config", "SimConfig": ".config", "RunResult": ".result",
+            "build_latency_model": ".latency", "run_identity": ".identity", "simulate": ".simulation"}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -13,59 +13,79 @@ import multiprocessing as mp
 import os
 import resource
 import statistics
+import sys
 import time
+from queue import Empty
 from typing import Callable
 
-SCENARIO_RATES = {"overload": 1000.0, "light": 0.2}  # req/s; 4 default GPUs serve about 5-20 req/s
+SCENARIO_RATES = {"overload": 1000.0, "light": 0.2}  # req/s; 4 default GPUs serve about 2-15 req/s
 
 
-def _measure(mode: str, scenario: str, n: int, gpus: int, queue) -> None:
+def _measure(mode: str, scenario: str, n: int, gpus: int, queue, show: bool) -> None:
     os.environ["BATCHLAB_CACHE"] = "off"
     from core import SimConfig, simulate
     from workloads import WorkloadSpec, build_workload
+
+    def progress(fraction: float) -> None:   # within a case, on the parent's terminal
+        sys.stderr.write(f"\r    {scenario} {mode}: {100 * fraction:5.1f} % simulated")
+        sys.stderr.flush()
 
     spec = WorkloadSpec(num_requests=n, arrival="poisson", rate=SCENARIO_RATES[scenario], workload_seed=1)
     t0 = time.perf_counter()
     workload = build_workload(spec)
     t1 = time.perf_counter()
-    result = simulate(SimConfig(mode=mode, gpus=gpus), workload)
+    result = simulate(SimConfig(mode=mode, gpus=gpus), workload, progress=progress if show else None)
     t2 = time.perf_counter()
+    if show:
+        sys.stderr.write("\r" + " " * 60 + "\r")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     queue.put({"mode": mode, "scenario": scenario, "requests": n, "gpus": gpus,
                "workload_s": t1 - t0, "simulate_s": t2 - t1, "peak_rss_mb": rss_mb,
-               "batches": result.summary["num_batches"],
+               "log_rows": len(result.batches["start"]),
                "mean_batch_size": result.summary["mean_batch_size"]})
 
 
-def measure_once(mode: str, scenario: str, n: int, gpus: int) -> dict:
+def measure_once(mode: str, scenario: str, n: int, gpus: int, show: bool = False) -> dict:
+    """One measurement in a fresh process (its peak RSS is the run's own)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(mode, scenario, n, gpus, queue))
+    proc = ctx.Process(target=_measure, args=(mode, scenario, n, gpus, queue, show))
     proc.start()
-    row = queue.get()
+    while True:
+        try:
+            row = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the {scenario} {mode} measurement ended without a result "
+                                   f"(exit code {proc.exitcode})") from None
     proc.join()
     return row
 
 
 def run_bench(n: int, modes: list[str], scenarios: list[str], repeats: int, gpus: int,
-              echo: Callable[[str], None] | None = print) -> list[dict]:
+              echo: Callable[[str], None] | None = print, show_progress: bool = False) -> list[dict]:
     """Median over ``repeats`` fresh-process runs of each (scenario, mode)."""
     for s in scenarios:
         if s not in SCENARIO_RATES:
             raise ValueError(f"scenario: unknown {s!r} (choose from {', '.join(SCENARIO_RATES)})")
     rows = []
     if echo:
-        echo(f"{'scenario':<9} {'mode':<18} {'requests':>10} {'batches':>9} {'sim req/s':>12} "
-             f"{'sim s':>7} {'peak MB':>8}  (median of {repeats})")
-    for scenario in scenarios:
-        for mode in modes:
-            runs = [measure_once(mode, scenario, n, gpus) for _ in range(repeats)]
-            wall = statistics.median(r["simulate_s"] for r in runs)
-            row = dict(runs[0], simulate_s=wall, sim_requests_per_s=n / wall,
-                       peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
-                       all_simulate_s=[r["simulate_s"] for r in runs])
-            rows.append(row)
-            if echo:
-                echo(f"{scenario:<9} {mode:<18} {n:>10,} {row['batches']:>9,} {row['sim_requests_per_s']:>12,.0f} "
-                     f"{wall:>7.2f} {row['peak_rss_mb']:>8.0f}")
+        echo(f"{'scenario':<9} {'mode':<21} {'requests':>10} {'log rows':>9} {'sim req/s':>12} "
+             f"{'sim s':>7} {'peak MB':>8}  (median of {repeats}; log rows: batches or spans)")
+    cases = [(scenario, mode) for scenario in scenarios for mode in modes]
+    for i, (scenario, mode) in enumerate(cases, 1):
+        runs = []
+        for r in range(repeats):
+            if show_progress:   # across cases
+                sys.stderr.write(f"\r  case {i}/{len(cases)} ({scenario} {mode}), run {r + 1}/{repeats}\n")
+            runs.append(measure_once(mode, scenario, n, gpus, show_progress))
+        wall = statistics.median(r["simulate_s"] for r in runs)
+        row = dict(runs[0], simulate_s=wall, sim_requests_per_s=n / wall,
+                   peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
+                   all_simulate_s=[r["simulate_s"] for r in runs])
+        rows.append(row)
+        if echo:
+            echo(f"{scenario:<9} {mode:<21} {n:>10,} {row['log_rows']:>9,} {row['sim_requests_per_s']:>12,.0f} "
+                 f"{wall:>7.2f} {row['peak_rss_mb']:>8.0f}")
     return rows

@@ -73,16 +73,16 @@ from .latency import LatencyModel
 from .queues import INF, QueueStats, queue_layout
 
 WAITING, RUNNING, DONE = 0, 1, 2
-LOG_COLUMNS = ("start", "duration", "kv_util", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
+LOG_COLUMNS = ("start", "duration", "kv_blocks", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
                "branch", "preempted")
-LOG_FLOATS = ("start", "duration", "kv_util")
+LOG_FLOATS = ("start", "duration")
 
 
 class _Gpu:
     """One GPU's state between events, and the span it is running."""
 
     __slots__ = ("idx", "t", "T", "n", "ctx", "H", "U", "comp", "stack", "pref", "ver", "ctl", "b_sla", "bmem",
-                 "bbase",
+                 "bbase", "blocked_head",
                  "since_it", "since_dec", "since_step", "since_n", "mono_i", "mono_d", "share", "await_gap",
                  "busy", "kv_int", "n_int",
                  # the running span [span_T, span_E): its first iteration, then pure decode iterations
@@ -105,6 +105,7 @@ class _Gpu:
         self.b_sla = b_sla
         self.bmem = b_sla       # the b_mem of this GPU's latest admission decision
         self.bbase = [b_sla] * k  # Algorithm 1's bound per queue at the latest update
+        self.blocked_head = None  # the waiting request memory kept out at the last boundary (one queue)
         self.since_it = window  # iterations since the controllers' last update (due at once); those that decoded,
         self.since_dec = 0      # their decode-step time and their decoding batch sizes
         self.since_step = 0.0
@@ -270,9 +271,12 @@ class _Engine:
         if not self.waiting:
             return
         soonest = {}                         # busy GPU with room -> (time, index, boundary, iterations)
+        head = self.queue_head(0) if self.k == 1 else None
         for gi in self.roomy:
             if gi != exclude:
                 gpu = self.gpus[gi]
+                if head is not None and gpu.blocked_head == head:
+                    continue                 # memory kept this very request out at its last boundary
                 soon, x = self.next_boundary(gpu, now)
                 if soon < gpu.span_E:
                     soonest[gi] = (self.boundary_time(gpu, x), gi, soon, x)
@@ -420,13 +424,14 @@ class _Engine:
             ctx += sum(q_prompt[p] + r_gen[p] - rem for p, rem in pref)
         if ctx > self.kv_peak_tokens:
             self.kv_peak_tokens = ctx
-        self.log.extend((span_t, duration, U_end / self.K, gpu.idx, n2 + len(pref), 1 + x, ctx, gpu.bmem,
+        self.log.extend((span_t, duration, U_end, gpu.idx, n2 + len(pref), 1 + x, ctx, gpu.bmem,
                          gpu.b_sla, gpu.span_cap, gpu.span_branch, gpu.span_pre))
 
     def boundary(self, gpu: _Gpu) -> None:
         """Between iterations: completions, the controllers, preemptions, admissions; then plan the next span."""
         E, t, B, K = gpu.T, gpu.t, self.B, self.K
         q_prompt, r_gen, r_state, r_ver = self.q_prompt, self.r_gen, self.r_state, self.r_ver
+        gpu.blocked_head = None
         dynamic = self.dynamic
         # ---- requests whose last token came at the end of iteration E-1 leave
         comp = gpu.comp
@@ -529,6 +534,8 @@ class _Engine:
                 blocks = -(-(q_prompt[p] + r_gen[p]) // B)
                 if running >= (fixed or self.cap(gpu, q, running)) or blocks > room:
                     if single:
+                        if blocks > room:   # memory only shrinks until the next event: p stays out
+                            gpu.blocked_head = p
                         break
                     blocked.add(q)
                     continue
@@ -636,28 +643,35 @@ class _Engine:
 
     # ------------------------------------------------------------ requests
     def choose(self, blocked: set) -> tuple:
-        """(queue, request) the bin policy admits next among unblocked queues, or (-1, None)."""
+        """(queue, request) the bin policy admits next among unblocked queues, or (-1, None).
+
+        fcfs: the oldest head; longest: the most waiting; round_robin: the first queue at or
+        after ``rr``, cyclically; short_first: the lowest bin. Ties go to the lower bin.
+        """
         front, head, arrived, q_arr = self.front, self.head, self.arrived, self.q_arr
-        cands, heads = [], []
-        for q in range(self.k):
+        policy, k, rr = self.policy, self.k, self.rr
+        best_q, best_p, best_key = -1, None, None
+        for q in range(k):
             if q in blocked:
                 continue
-            p = front[q][0] if front[q] else (head[q] if head[q] < arrived[q] else None)
-            if p is not None:
-                cands.append(q)
-                heads.append(p)
-        if not cands:
-            return -1, None
-        if len(cands) == 1 or self.policy == "short_first":
-            return cands[0], heads[0]
-        if self.policy == "fcfs":
-            j = min(range(len(cands)), key=lambda i: q_arr[heads[i]])
-        elif self.policy == "longest":
-            j = max(range(len(cands)), key=lambda i: (arrived[cands[i]] - head[cands[i]] + len(front[cands[i]]),
-                                                      -cands[i]))
-        else:  # round_robin: the first candidate at or after rr, cyclically
-            j = min(range(len(cands)), key=lambda i: (cands[i] - self.rr) % self.k)
-        return cands[j], heads[j]
+            fq = front[q]
+            if fq:
+                p = fq[0]
+            elif head[q] < arrived[q]:
+                p = head[q]
+            else:
+                continue
+            if policy == "short_first":
+                return q, p
+            if policy == "fcfs":
+                key = q_arr[p]
+            elif policy == "longest":
+                key = head[q] - arrived[q] - len(fq)
+            else:
+                key = (q - rr) % k
+            if best_key is None or key < best_key:
+                best_q, best_p, best_key = q, p, key
+        return best_q, best_p
 
     def take(self, q: int, p: int) -> None:
         if self.front[q] and self.front[q][0] == p:
@@ -724,6 +738,7 @@ class _Engine:
         flat = np.frombuffer(self.log, np.float64).reshape(-1, len(LOG_COLUMNS))
         log = {name: (flat[:, i].copy() if name in LOG_FLOATS else flat[:, i].astype(np.int64))
                for i, name in enumerate(LOG_COLUMNS)}
+        log["kv_util"] = log.pop("kv_blocks") / self.K   # blocks in use at each span's end
         gpus = self.gpus
         counters = {"oom_events": 0, "evicted_requests": 0, "preemptions": self.preemptions,
                     "wasted_gpu_s": self.wasted, "kv_peak_tokens": self.kv_peak_tokens,

@@ -17,3 +17,8 @@ def run_hash(config_dict: dict, workload_identity: dict, latency_identity: dict)
     blob = canonical_json({"config": config_dict, "workload": workload_identity,
                            "latency": latency_identity, "sim_version": SIM_VERSION})
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_identity(config, workload, latency) -> str:
+    """The run hash of ``config`` on ``workload`` with the ``latency`` model."""
+    return run_hash(config.relevant_dict(), workload.identity, latency.identity)

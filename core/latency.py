@@ -131,3 +131,22 @@ class ParametricLatency(LatencyModel):
             "decode_per_seq": self.decode_per_seq,
             "decode_per_ctx_token": self.decode_per_ctx_token,
         }
+
+
+def build_latency_model(config, grid=None) -> LatencyModel:
+    """The config's latency model; ``grid:NAME`` uses ``grid`` or a bundled calibration grid."""
+    if config.latency == "parametric":
+        return ParametricLatency(config.prefill_base, config.prefill_per_token, config.decode_base,
+                                 config.decode_per_seq, config.decode_per_ctx_token)
+    from calibration.data import bundled_grids, load_bundled
+
+    from .config import ConfigError
+    from .latency_grid import GridLatency
+
+    name = config.latency.split(":", 1)[1]
+    if grid is None:
+        if name not in bundled_grids():
+            raise ConfigError("latency", f"no grid named {name!r} was given and none is bundled "
+                                         f"(bundled: {', '.join(sorted(bundled_grids()))})")
+        grid = load_bundled(name)
+    return GridLatency(grid)

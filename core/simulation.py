@@ -13,36 +13,14 @@ from .bins import assign_bins, cached_edges
 from .batch_engine import run_batch_engine
 from .config import ConfigError, SimConfig
 from .continuous_engine import run_continuous_engine
-from .identity import SIM_VERSION, run_hash
-from .latency import LatencyModel, ParametricLatency
+from .identity import SIM_VERSION, run_identity
+from .latency import LatencyModel, build_latency_model
 from .memory import MemoryModel
 from .result import RunResult
 
 
 class SimulationError(ValueError):
     """A run whose result is not finite (absurd settings that slipped past their ranges)."""
-
-
-def build_latency_model(config: SimConfig, grid=None) -> LatencyModel:
-    """The config's latency model; ``grid:NAME`` uses ``grid`` or a bundled calibration grid."""
-    if config.latency == "parametric":
-        return ParametricLatency(config.prefill_base, config.prefill_per_token, config.decode_base,
-                                 config.decode_per_seq, config.decode_per_ctx_token)
-    from .latency_grid import GridLatency
-
-    name = config.latency.split(":", 1)[1]
-    if grid is None:
-        from calibration.data import bundled_grids, load_bundled
-
-        if name not in bundled_grids():
-            raise ConfigError("latency", f"no grid named {name!r} was given and none is bundled "
-                                         f"(bundled: {', '.join(sorted(bundled_grids()))})")
-        grid = load_bundled(name)
-    return GridLatency(grid)
-
-
-def run_identity(config: SimConfig, workload: Workload, latency: LatencyModel) -> str:
-    return run_hash(config.relevant_dict(), workload.identity, latency.identity)
 
 
 def servable(config: SimConfig, workload: Workload, eta: int) -> np.ndarray:

@@ -45,25 +45,12 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from .errors import StoreError
+from .paths import DB_FILENAME, VERSION_TABLE, data_home, default_url  # noqa: F401  (re-exported)
 
-DB_FILENAME = "batchlab.db"
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10
-VERSION_TABLE = "batchlab_schema_version"
 WRITE_OPTION = "batchlab_write"
-
-
-def data_home() -> Path:
-    """``BATCHLAB_HOME``, else ``$XDG_DATA_HOME/batchlab``, else ``~/.local/share/batchlab``."""
-    if os.environ.get("BATCHLAB_HOME"):
-        return Path(os.environ["BATCHLAB_HOME"]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base).expanduser() / "batchlab"
-
-
-def default_url() -> str:
-    return f"sqlite:///{data_home() / DB_FILENAME}"
 
 
 READ_ONLY_QUERY = ("mode", "ro")  # sqlite:///FILE?mode=ro opens a store read-only

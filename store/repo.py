@@ -184,7 +184,9 @@ class Store(SweepsMixin, GridsMixin):
         signature). ``wait=False`` raises StoreError instead of waiting for another
         live claim of the same run. ``sweep_id`` links the run to a sweep.
         """
-        from core.simulation import build_latency_model, run_identity, simulate
+        from core.identity import run_identity
+        from core.latency import build_latency_model
+        from core.simulation import simulate
 
         if sweep_id is not None:
             self.require_sweep(sweep_id)

@@ -77,7 +77,8 @@ class StoreJob:
     sweep_id: int | None = None
 
     def __call__(self, member: Member) -> MemberResult:
-        from core.simulation import build_latency_model, run_identity
+        from core.identity import run_identity
+        from core.latency import build_latency_model
         from workloads.build import build_workload
 
         t0 = time.perf_counter()

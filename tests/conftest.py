@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# A busy CI machine is slow, never wrong: no property test fails on how long an example takes.
+settings.register_profile("batchlab", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("batchlab")
 
 
 @pytest.fixture(autouse=True)

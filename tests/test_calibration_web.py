@@ -35,7 +35,7 @@ def isolated(tmp_path, monkeypatch):
 
 
 def upload(file_name: str, *lines: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     at.switch_page("app_pages/calibration.py").run()
     at.file_uploader(key="grid_upload").set_value((file_name, ("\n".join(lines) + "\n").encode(), "text/csv")).run()

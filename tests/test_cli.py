@@ -225,3 +225,13 @@ def test_help_says_auto_not_none_and_shows_ranges():
     text = invoke("run", "--help").output
     assert "(default: None)" not in text and "(default: auto)" in text
     assert "Range: 1e-06 to 1e+06 req/s" in " ".join(text.split())
+
+
+def test_bench_shows_progress_within_and_across_cases(capfd):
+    from core.bench import run_bench
+
+    rows = run_bench(2000, ["static_fifo", "continuous_static"], ["overload"], 1, 2, echo=None, show_progress=True)
+    err = capfd.readouterr().err
+    assert "case 1/2 (overload static_fifo), run 1/1" in err and "case 2/2 (overload continuous_static)" in err
+    assert "overload continuous_static: 100.0 % simulated" in err
+    assert [r["mode"] for r in rows] == ["static_fifo", "continuous_static"] and rows[1]["log_rows"] > 0

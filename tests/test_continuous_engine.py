@@ -13,7 +13,7 @@ from continuous_reference import simulate_reference
 from core import SimConfig, simulate
 from core.config import CONTINUOUS_MODES
 from core.memory import MemoryModel
-from core.simulation import build_latency_model
+from core.latency import build_latency_model
 from workloads.workload import Workload
 
 COMPARED = ("start", "first_token", "finish", "tbt", "tbt_max")

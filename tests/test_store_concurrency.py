@@ -120,7 +120,7 @@ def test_two_processes_store_every_run_once(store_url, tmp_path):
     go.touch()
     results = []
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     calls = Counter(c for r in results for c in r["calls"])
@@ -164,7 +164,7 @@ def test_a_writer_killed_mid_run_leaves_the_store_consistent(store_url, tmp_path
     marker = tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, "-c", KILLED.format(root=str(ROOT)), store_url, str(marker), phase],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while not marker.exists():
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "the writer never reached the point where it is killed"

@@ -130,7 +130,7 @@ def test_killed_sweep_process_resumes_and_takes_over_its_claims(tmp_path):
                             start_new_session=True)
     store = open_store(db)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if sum(r.status == "done" for r in store.list_runs()) >= 2:
                 break

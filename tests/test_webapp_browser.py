@@ -74,7 +74,7 @@ class Server:
              "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 40
+        deadline = time.time() + 120
         while True:
             try:
                 with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
@@ -142,7 +142,7 @@ def browser_context(tmp_path_factory):
 @pytest.fixture
 def page(browser_context):
     pg = browser_context.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(120_000)  # generous: a loaded CI machine is slow, never wrong
     try:
         yield pg
     finally:
@@ -154,7 +154,7 @@ CHARTS_JS = ("n => document.querySelectorAll('[data-testid=stVegaLiteChart] canv
              "[data-testid=stVegaLiteChart] svg').length >= n ? performance.now() : false")
 
 
-def _charts_drawn_at(page, n: int, timeout_ms: int = 30_000) -> float:
+def _charts_drawn_at(page, n: int, timeout_ms: int = 120_000) -> float:
     """performance.now() (ms) at the first animation frame with ``n`` charts drawn."""
     return page.wait_for_function(CHARTS_JS, arg=n, polling="raf", timeout=timeout_ms).json_value()
 

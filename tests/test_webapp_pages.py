@@ -38,7 +38,7 @@ def isolated(tmp_path, monkeypatch):
 
 
 def app(page: str | None = None, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.query_params.update(params)
     at.run()
     if page:
@@ -525,7 +525,7 @@ def test_a_finished_job_is_shown_when_the_user_comes_back():
     settings = state_settings(gpus=5)
     job = jobs.submit(store(), [jobs.Member(SimConfig(**settings["sim"]), WorkloadSpec(**settings["spec"]))])
     assert job.done.wait(60)
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.session_state["_job.run"] = {"key": job.key, "slots": [None], "members": [settings]}
     at.run()
     no_traceback(at)

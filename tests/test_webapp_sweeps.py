@@ -46,7 +46,7 @@ def store():
 
 
 def page(name: str, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     at.switch_page(f"app_pages/{name}.py")
     at.query_params.update(params)
@@ -124,7 +124,7 @@ def test_capacity_form_launches_a_detached_runner_and_the_page_follows_it():
     assert not at.exception, at.exception
     sweep_id = int(at.query_params["sweep"][0] if isinstance(at.query_params["sweep"], list)
                    else at.query_params["sweep"])
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and store().get_sweep(sweep_id).params.get("status") != "done":
         time.sleep(0.3)
     params = store().get_sweep(sweep_id).params

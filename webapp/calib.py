@@ -9,7 +9,7 @@ import streamlit as st
 from calibration import MAX_GRID_BYTES, bundled_grids, load_bundled, named, parse_grid, upload_name
 from calibration.legacy import SPLIT_HELP
 
-from . import charts, services
+from . import charts, fmt, services
 
 FORMAT_HELP = ("CSV with columns batch_size, context_len, prefill_s, decode_step_s (seconds), optional "
                "peak_mem_gib, kv_cache_gib; optional `# key: value` metadata lines on top (`# name:` names "
@@ -32,7 +32,7 @@ def upload_panel():
     if f is None:
         st.caption(FORMAT_HELP)
         return None
-    with services.shown_errors(f"{f.name} is not a valid grid") as box:
+    with services.shown_errors(f"{fmt.md(f.name)} is not a valid grid") as box:
         grid = validate_upload(f.getvalue(), f.name)
         if grid.meta.get("derived_from") == "legacy":
             split = st.text_input("Legacy split", value="writer", key=f"grid_split.{f.file_id}",

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import SimConfig
-from core.simulation import build_latency_model, run_identity
+from core.identity import run_identity
+from core.latency import build_latency_model
 from store import StoreError
 from workloads import WorkloadSpec
 

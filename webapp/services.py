@@ -14,7 +14,8 @@ from typing import Any, Iterator
 import pandas as pd
 import streamlit as st
 
-from calibration import GridError, bundled_grids, load_bundled, parse_grid
+from calibration import GridError, bundled_grids, parse_grid
+from calibration import resolve_grid as calibration_resolve_grid
 from core.config import ConfigError
 from store import StoreError, open_store
 from workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
@@ -75,14 +76,13 @@ def get_store():
 
 # ------------------------------------------------------------------- grids --
 def grid_names() -> dict[str, str]:
-    """Grid name -> where it lives ("bundled" or "stored"); stored grids shadow bundled ones."""
-    names = {name: "bundled" for name in bundled_grids()}
+    """Grid name -> where it lives ("bundled" or "stored"); bundled names are reserved."""
+    names: dict[str, str] = {}
     try:
-        for row in get_store().list_grids():
-            names[row.name] = "stored"
+        names = {row.name: "stored" for row in get_store().list_grids()}
     except StoreError as exc:
         log.warning("cannot list stored grids: %s", exc)
-    return names
+    return names | {name: "bundled" for name in bundled_grids()}
 
 
 def latency_options() -> list[str]:
@@ -90,19 +90,9 @@ def latency_options() -> list[str]:
 
 
 def resolve_grid(latency: str):
-    """The Grid a ``grid:NAME`` latency setting names (stored first, then bundled); None if parametric."""
-    if not latency.startswith("grid:"):
-        return None
-    name = latency.split(":", 1)[1]
-    names = grid_names()
-    if names.get(name) == "stored":
-        grid = get_store().get_grid(name)
-        if grid is not None:
-            return grid
-    if name in bundled_grids():
-        return load_bundled(name)
-    raise ConfigError("latency", f"no calibration grid named {name!r} (available: "
-                                 f"{', '.join(sorted(names)) or 'none'}); upload one on the Calibration page")
+    """The Grid a ``grid:REF`` latency setting names, resolved as the CLI does
+    (:func:`calibration.resolve_grid`); None if parametric."""
+    return calibration_resolve_grid(latency, stored=lambda name: get_store().get_grid(name))
 
 
 def parse_upload(data: bytes, name: str):

@@ -1,12 +1,14 @@
-"""Request workloads: BurstGPT traces, synthetic generators, predictors, the disk memo layer."""
-from .build import build_workload, load_trace_bytes
-from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, load_burstgpt
-from .cache import cache_stats, clear_cache, memoize
-from .spec import SpecError, WorkloadSpec, spec_fields
-from .workload import Workload, WorkloadError
+"""Request workloads: BurstGPT traces, synthetic generators, predictors, the disk memo layer.
 
-__all__ = [
-    "MAX_UPLOAD_BYTES", "SpecError", "TraceData", "Workload", "WorkloadError", "WorkloadSpec",
-    "build_workload", "bundled_traces", "cache_stats", "clear_cache", "load_burstgpt",
-    "load_trace_bytes", "memoize", "spec_fields",
-]
+The names below are imported on first use (building a workload needs numpy; a flag does not).
+"""
+from .lazy import lazy_exports
+
+_EXPORTS = {
+    "build_workload": ".build", "load_trace_bytes": ".build", "MAX_UPLOAD_BYTES": ".burstgpt",
+    "TraceData": ".burstgpt", "bundled_traces": ".burstgpt", "load_burstgpt": ".burstgpt", "cache_stats": ".cache",
+    "clear_cache": ".cache", "memoize": ".cache", "SpecError": ".spec", "WorkloadSpec": ".spec",
+    "spec_fields": ".spec", "Workload": ".workload", "WorkloadError": ".workload",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
