@@ -8,6 +8,7 @@ progress and its answer from anywhere. An uploaded trace is saved under
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,8 @@ def run_link_params(rec: dict) -> dict[str, str]:
 # ------------------------------------------------------------------- form --
 @dataclass
 class Launch:
+    """A submitted form: the validated plan and where to run it."""
+
     plan: dict
     cluster: str | None
     workers: int | None
@@ -134,8 +137,10 @@ def save_upload(name: str, data: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "trace"
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}.csv"
-    if not path.exists():
-        path.write_bytes(data)
+    if not path.exists():  # written whole, then renamed: a runner never reads half a file
+        part = path.with_suffix(f".{os.getpid()}.part")
+        part.write_bytes(data)
+        part.replace(path)
     return path
 
 
