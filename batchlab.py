@@ -17,7 +17,11 @@ from typing import Any
 
 import click
 
-from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
+from core.config import COMPARE_MODES, MAX_GPUS, MODES, ConfigError, SimConfig, config_fields
+from core.plan_options import B_MAX_VALUES, BATCH_VALUES, K_VALUES
+from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
+from core.plan_options import DEFAULT_MODES as PLAN_MODES
+from core.plan_options import RULES as PLAN_RULES
 from core.report import format_compare_table, format_summary, to_json
 from workloads.fields import range_text, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
@@ -897,6 +901,84 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
     else:
         click.echo(format_capacities(caps))
     if any(c.status == "failed" for c in caps):
+        raise SystemExit(1)
+
+
+PLAN_KNOBS = {"mode": "--modes", "gpus": "--max-gpus", "k_bins": "--k-candidates", "b_max": "--b-max-candidates",
+              "batch_size": "--batch-candidates"}
+
+
+def _candidates_option(name: str, default: tuple[int, ...], what: str):
+    return click.option(name, default=",".join(map(str, default)), show_default=True,
+                        help=f"Comma-separated {what} the plan tries.")
+
+
+@cli.command()
+@sim_options_without(*PLAN_KNOBS)
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.99, show_default=True,
+              help="SLA attainment to reach (0.99 = 99 % of requests meet every enabled deadline).")
+@click.option("--modes", default=",".join(PLAN_MODES), show_default=True, help="Comma-separated modes to consider.")
+@click.option("--max-gpus", type=click.IntRange(1, MAX_GPUS), default=PLAN_MAX_GPUS, show_default=True,
+              help="The most GPUs to consider.")
+@_candidates_option("--k-candidates", K_VALUES, "bin counts K (multi-bin modes)")
+@_candidates_option("--b-max-candidates", B_MAX_VALUES, "B_max values (dynamic modes)")
+@_candidates_option("--batch-candidates", BATCH_VALUES,
+                    "batch caps B (static_fifo, multi_bin_fixed, continuous_static)")
+@click.option("--replications", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Seeds per configuration (replication r adds r to the workload and scheduler seeds).")
+@click.option("--rule", type=click.Choice(PLAN_RULES), default="mean", show_default=True,
+              help="When a configuration meets the target: mean = its mean attainment over the seeds; "
+                   "lower = the lower end of its confidence interval (needs --replications >= 2).")
+@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+              show_default=True, help="Confidence level of the intervals.")
+@click.option("--evidence/--no-evidence", default=True, show_default=True,
+              help="Search each mode's capacity at the chosen GPU count (the evidence).")
+@click.option("--tolerance", type=click.FloatRange(1e-4, 0.5), default=0.05, show_default=True,
+              help="Relative accuracy of the evidence's capacity searches.")
+@click.option("--pilot/--no-pilot", default=True, show_default=True,
+              help="For a synthetic workload of 50,000 requests or more, first search on a tenth of them to "
+                   "choose where the full-size search looks first (it decides nothing).")
+@executor_options
+@with_store_options
+@click.option("--json", "as_json", is_flag=True, help="Print the whole plan as one JSON object.")
+def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, batch_candidates, replications,
+         rule, confidence, evidence, tolerance, pilot, cluster, workers, db, no_store, as_json, **flags):
+    """Find the fewest GPUs, and the batching configuration, that meet --target at this traffic.
+
+    The traffic is the workload's own: a synthetic workload at --rate (default 12 req/s),
+    or a BurstGPT --trace at its own arrivals (--rps-scaling or --rate rescale them). The
+    plan bisects on the GPU count (more GPUs do not lower attainment), trying each mode with
+    its K, B_max or B from the candidate lists, ranks the configurations at the answer, and
+    gives each mode's capacity there as evidence. Every run is stored, so planning again
+    (e.g. with a tighter target) reuses them. Exit status 1 when no configuration meets the
+    target with --max-gpus GPUs.
+    """
+    from core.plan_options import PlanOptions
+    from core.plan_report import format_plan
+    from store.sweep_jobs import gpu_plan
+
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    try:
+        cfg, spec, given = build_inputs(config_file, **flags)
+        for name in sorted(given & set(PLAN_KNOBS)):
+            raise ConfigError(name, f"the plan chooses it; set what it tries with {PLAN_KNOBS[name]}")
+        options = PlanOptions(target=target, modes=tuple(names), max_gpus=max_gpus,
+                              k_values=tuple(_int_list(k_candidates, "--k-candidates")),
+                              b_max_values=tuple(_int_list(b_max_candidates, "--b-max-candidates")),
+                              batch_values=tuple(_int_list(batch_candidates, "--batch-candidates")),
+                              replications=replications, rule=rule, confidence=confidence, evidence=evidence,
+                              tolerance=tolerance, pilot=pilot)
+        result, sweep_id = _run_plan(gpu_plan(cfg, spec, options), db, no_store, cluster, workers, "plan")
+    except _sweep_errors() as exc:
+        _fail(exc)
+    answer = dict(result.answer, sweep_id=sweep_id)
+    if as_json:
+        click.echo(to_json(answer))
+    else:
+        click.echo(format_plan(answer))
+        if sweep_id is not None:
+            click.echo(f"stored as plan {sweep_id}: the web app shows it at /plan?plan={sweep_id}", err=True)
+    if answer["status"] != "ok":
         raise SystemExit(1)
 
 

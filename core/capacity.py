@@ -200,7 +200,8 @@ def check_capacity_inputs(config: SimConfig, spec: WorkloadSpec, target: float, 
 def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float,
                       tolerance: float = DEFAULT_TOLERANCE, replications: int = 1,
                       executor: Executor | None = None, job: Callable[[Member], MemberResult] = simulate_member,
-                      workers: int | None = None, start: float | None = None, factor: float = DEFAULT_FACTOR,
+                      workers: int | None = None, start: float | list[float | None] | None = None,
+                      factor: float | list[float] = DEFAULT_FACTOR,
                       min_rate: float = MIN_RATE, max_rate: float = MAX_RATE, confidence: float = 0.95,
                       labels: list[dict] | None = None,
                       on_probe: Callable[[int, Probe, BisectionSearch], None] | None = None) -> list[CapacityResult]:
@@ -208,7 +209,8 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
 
     ``workers``: how many probes may run at once (default: the CPU count); each round a
     search probes ``max(1, workers // searches)`` rates, so the answer depends on the worker
-    count but never on timing. ``labels``: a dict
+    count but never on timing. ``start`` (the first rate probed; default the spec's rate) and
+    ``factor`` (the bracketing step) are one value for every base or a list of one per base. ``labels``: a dict
     per base merged into its members' labels (e.g. ``{"mode": ...}``). ``on_probe(base index,
     probe, search)`` is called in this thread after every probe.
     """
@@ -216,7 +218,11 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
         raise SweepError("capacity: nothing to search")
     for cfg, spec in bases:
         check_capacity_inputs(cfg, spec, target, tolerance, replications)
-    if not (factor > 1 and 0 < min_rate < max_rate):
+    starts = list(start) if isinstance(start, (list, tuple)) else [start] * len(bases)
+    factors = list(factor) if isinstance(factor, (list, tuple)) else [factor] * len(bases)
+    if len(starts) != len(bases) or len(factors) != len(bases):
+        raise SweepError("capacity: give one start and one factor per configuration, or one for all")
+    if not (all(f > 1 for f in factors) and 0 < min_rate < max_rate):
         raise SweepError("capacity: need factor > 1 and 0 < min_rate < max_rate")
     labels = labels or [{"mode": cfg.mode} for cfg, _ in bases]
     workers = workers or default_workers()
@@ -225,10 +231,10 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
     m = max(1, workers // (len(bases) * replications))
     searches = []
     for b, (cfg, spec) in enumerate(bases):
-        first = start or spec.rate or 1.0
+        first = starts[b] or spec.rate or 1.0
         for rep in range(replications):
             searches.append((b, rep, BisectionSearch(target, tolerance, min(max(first, min_rate), max_rate),
-                                                     factor, min_rate, max_rate)))
+                                                     factors[b], min_rate, max_rate)))
     probes: list[list[Probe]] = [[] for _ in bases]
     own = executor is None
     if own:

@@ -5,6 +5,7 @@ A *plan* is a JSON-able dict, kept in the sweep's params:
 * ``{"kind": "grid", "config", "spec", "vary": {name: [values]}, "replications"}``
 * ``{"kind": "capacity", "config", "spec", "modes", "target", "tolerance", "replications", "start"}``
 * ``{"kind": "suite", "suite": SuitePlan.to_dict()}``
+* ``{"kind": "plan", "config", "spec", "options": PlanOptions.to_dict()}`` (a capacity plan, core.plan)
 
 :func:`open_plan` finds the sweep holding the same plan (its ``key``) or creates
 it; :func:`run_plan` runs it on an executor. Where results are stored: each
@@ -37,6 +38,9 @@ from typing import Callable
 from core.capacity import CapacityResult, search_capacities
 from core.config import MODES, ConfigError, SimConfig
 from core.identity import SIM_VERSION
+from core.plan import check_plan_inputs
+from core.plan import plan as plan_capacity
+from core.plan_options import PlanOptions
 from core.suite import SuitePlan, tables
 from core.sweep import Member, MemberResult, SweepError, error_text, expand, light_summary, member_key, run_members
 from core.sweep import simulate_member
@@ -46,7 +50,7 @@ from . import claims
 from .errors import StoreError
 
 log = logging.getLogger(__name__)
-KINDS = ("grid", "capacity", "suite")
+KINDS = ("grid", "capacity", "suite", "plan")
 PROGRESS_EVERY_S = 0.5
 
 Event = Callable[[int, int | None, str], None]  # (done, total or None, what)
@@ -147,6 +151,12 @@ def suite_plan(plan: SuitePlan) -> dict:
     return {"kind": "suite", "suite": plan.to_dict()}
 
 
+def gpu_plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions) -> dict:
+    """A capacity plan (core.plan), validated now."""
+    check_plan_inputs(config, spec, options)
+    return {"kind": "plan", "config": config.to_dict(), "spec": spec.to_dict(), "options": options.to_dict()}
+
+
 def plan_title(plan: dict) -> str:
     kind = plan.get("kind")
     if kind == "grid":
@@ -156,6 +166,9 @@ def plan_title(plan: dict) -> str:
         return f"capacity at {100 * plan['target']:g} % of {', '.join(plan['modes'])}"
     if kind == "suite":
         return "stress suite, step " + ",".join(map(str, plan["suite"]["steps"]))
+    if kind == "plan":
+        o = plan["options"]
+        return f"plan for {100 * o['target']:g} % with up to {o['max_gpus']} GPUs: {', '.join(o['modes'])}"
     return str(kind)
 
 
@@ -180,7 +193,8 @@ def open_plan(store, plan: dict, name: str | None = None) -> int:
 # ---------------------------------------------------------------- running --
 @dataclass
 class PlanOutcome:
-    """What a plan produced: member results, capacity results, suite tables, per-step seconds."""
+    """What a plan produced: member results, capacity results, suite tables, per-step seconds, and
+    a capacity plan's answer (``PlanResult.to_dict()``)."""
 
     kind: str
     members: list[MemberResult] = field(default_factory=list)
@@ -188,6 +202,7 @@ class PlanOutcome:
     tables: dict = field(default_factory=dict)
     step_seconds: dict = field(default_factory=dict)
     skipped: int = 0
+    answer: dict | None = None
 
     @property
     def failed(self) -> list[MemberResult]:
@@ -252,6 +267,8 @@ def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, 
             _run_capacity(out, rep, plan, job, executor, workers)
         elif plan["kind"] == "suite":
             _run_suite(out, rep, SuitePlan.from_dict(plan["suite"]), stored, job, executor, workers)
+        elif plan["kind"] == "plan":
+            _run_gpu_plan(out, rep, plan, job, executor, workers)
         else:
             raise SweepError(f"plan: unknown kind {plan['kind']!r}")
     except BaseException as exc:
@@ -272,7 +289,7 @@ def result_record(out: PlanOutcome) -> dict:
     return {"capacities": [c.to_dict() for c in out.capacities],
             "tables": {k: json.loads(v.to_json(orient="records")) for k, v in out.tables.items()},
             "step_seconds": out.step_seconds, "skipped": out.skipped,
-            "failed": len(out.failed), "runs": len(out.members)}
+            "failed": len(out.failed), "runs": len(out.members), "answer": out.answer}
 
 
 def _stored_members(store, sweep_id: int) -> dict[str, dict]:
@@ -315,6 +332,21 @@ def _run_capacity(out: PlanOutcome, rep: _Reporter, plan: dict, job, executor, w
     out.capacities = search_capacities(bases, plan["target"], plan["tolerance"], plan["replications"], executor,
                                        job, workers, start=plan.get("start"),
                                        on_probe=lambda b, p, s: rep.event(p.error is None))
+
+
+def _run_gpu_plan(out: PlanOutcome, rep: _Reporter, plan: dict, job, executor, workers) -> None:
+    cfg, spec = _config(plan)
+    try:
+        options = PlanOptions.from_dict(plan["options"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise SweepError(f"the stored plan does not fit this version: {exc}") from None
+    rep.total = None
+
+    def on_run(phase: str, ok: bool) -> None:
+        rep.phase = phase
+        rep.event(ok)
+
+    out.answer = plan_capacity(cfg, spec, options, executor, job, workers, on_run).to_dict()
 
 
 def _run_suite(out: PlanOutcome, rep: _Reporter, plan: SuitePlan, stored: dict[str, dict], job, executor,

@@ -167,3 +167,22 @@ def test_capacity_cli_json_is_within_tolerance_and_compares_modes(tmp_path):
     assert r.exit_code != 0 and "unknown mode(s) fifo" in r.output
     r = CliRunner().invoke(cli, ["capacity", "--no-store", "--rate", "3"])
     assert r.exit_code != 0 and "No such option '--rate'" in r.output
+
+
+def test_each_configuration_may_have_its_own_start_and_bracketing_step():
+    """Per-base start and factor: a search started at a passing rate with step 1.25 probes 1.25x above it first."""
+    cfg = SimConfig(d_sla_e2e=1.0, **MM1)
+    spec = WorkloadSpec(num_requests=20_000, **MM1_SPEC)
+    from core.capacity import search_capacities
+
+    res = search_capacities([(cfg, spec), (cfg.replace(gpus=2), spec)], 0.9, 0.04, workers=2, start=[6.0, None],
+                            factor=[1.25, 4.0])
+    first = sorted({p.rate for p in res[0].probes})
+    assert 6.0 in first and 7.5 in first  # 6 passes (truth 7.7), then 6 x 1.25
+    assert res[1].probes[0].rate == 1.0 and 4.0 in {p.rate for p in res[1].probes}  # default start 1, step 4
+    for r in res:
+        assert r.status == "ok"
+    with pytest.raises(SweepError, match="one start and one factor per configuration"):
+        search_capacities([(cfg, spec)], 0.9, factor=[1.5, 2.0])
+    with pytest.raises(SweepError, match="need factor > 1"):
+        search_capacities([(cfg, spec)], 0.9, factor=[1.0])

@@ -24,6 +24,7 @@ PAGES = [
             url_path="calibration"),
     st.Page(ROOT / "app_pages" / "history.py", title="History", icon=":material/history:", url_path="history"),
     st.Page(ROOT / "app_pages" / "sweeps.py", title="Sweeps", icon=":material/query_stats:", url_path="sweeps"),
+    st.Page(ROOT / "app_pages" / "plan.py", title="Plan", icon=":material/calculate:", url_path="plan"),
     st.Page(ROOT / "app_pages" / "reproduce.py", title="Reproduce", icon=":material/science:", url_path="reproduce"),
 ]
 

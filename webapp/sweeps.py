@@ -28,7 +28,7 @@ from . import services, sweep_charts as charts
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = "sweep"
-KINDS = {"grid": "Sweep", "capacity": "Capacity comparison", "suite": "Stress suite"}
+KINDS = {"grid": "Sweep", "capacity": "Capacity comparison", "suite": "Stress suite", "plan": "Capacity plan"}
 _SIM = {f.name for f in config_fields()}
 SETTINGS_HELP = ("Base settings, one NAME=VALUE per line: any `batchlab run` setting by its field name "
                  "(gpus=8, d_sla_tbt=none, output_lengths=uniform:1:500, num_requests=20000). "
@@ -165,10 +165,17 @@ def _where(prefix: str) -> tuple[str | None, int | None]:
     return (cluster.strip() or None), (int(workers) or None)
 
 
+def _open_link(row) -> str:
+    """A plan opens on the Plan page, every other kind here."""
+    if (row.params.get("plan") or {}).get("kind") == "plan":
+        return f"./plan?plan={row.id}"
+    return f"./sweeps?{SWEEP}={row.id}"
+
+
 def sweeps_table() -> pd.DataFrame:
     rows = services.get_store().list_sweeps()
     return pd.DataFrame([{
-        "open": f"./sweeps?{SWEEP}={r.id}", "id": r.id, "what": r.name,
+        "open": _open_link(r), "id": r.id, "what": r.name,
         "kind": KINDS.get((r.params.get("plan") or {}).get("kind"), "?"), "status": state_of(r.params),
         "runs": r.runs, "created": r.created_at} for r in rows])
 
@@ -220,7 +227,7 @@ def show_sweep(sweep_id: int) -> None:
     link = sweep_link(row.id)
     st.caption(f"Shareable link: [{link}]({link}) · created {row.created_at:%Y-%m-%d %H:%M}")
     live = state_of(row.params) in ("running", "starting", "new")
-    st.fragment(_progress, run_every=1.5 if live else None)(sweep_id)
+    st.fragment(progress, run_every=1.5 if live else None)(sweep_id)
     params = store.get_sweep(sweep_id).params
     if plan.get("kind") == "grid":
         _show_grid(store.sweep_members(sweep_id), plan)
@@ -228,11 +235,15 @@ def show_sweep(sweep_id: int) -> None:
         _show_capacity(params)
     elif plan.get("kind") == "suite":
         _show_suite(params)
+    elif plan.get("kind") == "plan":
+        st.page_link("app_pages/plan.py", label="Open this capacity plan on the Plan page",
+                     icon=":material/calculate:", query_params={"plan": str(sweep_id)})
     with st.expander("Plan", icon=":material/description:"):
         st.json(plan, expanded=False)
 
 
-def _progress(sweep_id: int) -> None:
+def progress(sweep_id: int) -> None:
+    """A sweep's progress while it runs; its end state (and a Resume button) after."""
     params = services.get_store().get_sweep(sweep_id).params
     state = state_of(params)
     prog = params.get("progress") or {}

@@ -1,0 +1,532 @@
+"""Capacity planning: the fewest GPUs, and the batching configuration, that meet an SLA target.
+
+:func:`plan` answers *how few GPUs do I need, and how should I batch, to serve
+this traffic within this SLA?* for one workload at its own arrival rate (a
+synthetic workload's ``rate``, or a trace's arrivals, rescaled or not), with the
+choices of :class:`core.plan_options.PlanOptions`:
+
+1. **Candidates.** Each mode in ``options.modes`` with its knobs from small sets:
+   ``k_bins`` in ``k_values`` for multi-bin modes, ``b_max`` in ``b_max_values``
+   for dynamic modes, ``batch_size`` in ``batch_values`` for the others
+   (static_fifo, multi_bin_fixed, continuous_static). Every other setting is the
+   base config's.
+2. **Meeting the target.** A candidate *meets* the target at ``g`` GPUs when,
+   over ``replications`` seeds (replication ``r`` adds ``r`` to the workload and
+   scheduler seeds), ``rule="mean"``: the mean SLA attainment is >= target;
+   ``rule="lower"``: the lower end of its Student-t confidence interval (at
+   ``confidence``) is >= target, a guarantee against seed-to-seed noise that
+   needs two or more replications.
+3. **The fewest GPUs.** More GPUs do not lower attainment at a fixed rate
+   (equivalently, capacity; up to a seed's noise, see 4), so "some candidate
+   meets the target at ``g``" is monotone in ``g`` and the search bisects on ``g`` in
+   ``[1, max_gpus]``. Each probed ``g`` runs only the candidates not already
+   known to fail there: one that failed at ``g' >= g`` fails at ``g`` too, so
+   after a passing probe only the passing candidates go lower.
+   A synthetic workload of ``PILOT_FROM`` requests or more first gets a *pilot*:
+   the same bisection on a tenth of the requests, whose answer ``p`` only
+   chooses where the full-size search looks first (``p``, then 1, 2, 4, ...
+   GPUs away from it until the answer is bracketed: two GPU counts when the
+   pilot is right) before it bisects what is left; every decision is still made
+   on full-size runs (``pilot=False`` skips it).
+4. **Ranking and the boundary.** Every candidate is run at the answer ``g*`` and
+   ranked: meeting the target first, then by attainment (higher first), then p99
+   end-to-end latency (lower first), then candidate order. At ``g* - 1`` the best
+   attainment is made exact by running every candidate whose attainment at ``g*``
+   (an upper bound) exceeds the best measured there. Should that find a candidate
+   meeting the target at ``g* - 1`` (attainment that is not monotone in ``g``, a
+   seed's noise), the answer moves down and the check repeats, so a reported
+   ``g*`` never has a measured passing configuration one GPU below.
+5. **Evidence.** At ``g*``, each mode's best candidate gets a capacity search
+   (:mod:`core.capacity`: the highest rate whose attainment stays >= target,
+   with a confidence interval across replications), started at the planned rate,
+   whose probe at that rate reuses the plan's own run. A candidate meeting the
+   target there brackets upward by ``max(1.25, g*/(g* - 1))`` (one GPU fewer
+   misses the rate, so its capacity is near it), the others by the default 4.
+
+A target no candidate meets with ``max_gpus`` GPUs gives status ``unreachable``
+(the ranking and the evidence are then at ``max_gpus``); a candidate whose run
+fails (e.g. no request fits its memory) is left out with its error, and status
+``failed`` means every candidate failed.
+
+Runs go through ``job`` on ``executor`` like sweeps (:mod:`core.sweep`): the
+results store supplies a job that stores every run, so planning again (a
+tighter target, more GPUs) serves the runs it shares from the store. The
+answer depends neither on timing nor on the worker count; the capacity
+evidence's probed rates depend on the worker count (within its tolerance).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from workloads.spec import SpecError, WorkloadSpec
+from workloads.workload import WorkloadError
+
+from .capacity import DEFAULT_FACTOR, check_capacity_inputs, search_capacities
+from .config import BINNED_MODES, DYNAMIC_MODES, MAX_BATCH, MAX_BINS, MAX_GPUS, MODES, ConfigError, SimConfig
+from .plan_options import PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
+from .plan_report import label_of, plan_sentence, run_command, toml_config
+from .stats import mean_ci
+from .sweep import Member, MemberResult, SweepError, default_workers, process_pool, run_members, simulate_member
+
+WINNER_FACTOR = 1.25  # the smallest bracketing step of a capacity search from a rate known to pass
+
+OnRun = Callable[[str, bool], None]  # (phase, the run succeeded)
+
+
+# ----------------------------------------------------------------- inputs --
+@dataclass(frozen=True)
+class Candidate:
+    """A mode with its knobs (``settings``: k_bins, b_max or batch_size), before choosing the GPU count."""
+
+    mode: str
+    settings: tuple[tuple[str, int], ...]
+
+    @property
+    def label(self) -> str:
+        return label_of(self.mode, dict(self.settings))
+
+    def config(self, base: SimConfig, gpus: int) -> SimConfig:
+        changes: dict[str, Any] = {"mode": self.mode, "gpus": gpus, **dict(self.settings)}
+        if base.fill != SimConfig(mode=base.mode).fill:
+            changes["fill"] = base.fill  # a fill the user chose, not the base mode's own default
+        return base.replace(**changes)
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "settings": dict(self.settings), "label": self.label}
+
+
+def knobs(mode: str, options: PlanOptions) -> list[dict[str, int]]:
+    """The settings each candidate of ``mode`` takes (K outermost)."""
+    ks = [{"k_bins": k} for k in options.k_values] if mode in BINNED_MODES else [{}]
+    sizes = ([{"b_max": b} for b in options.b_max_values] if mode in DYNAMIC_MODES
+             else [{"batch_size": b} for b in options.batch_values])
+    return [{**k, **s} for k in ks for s in sizes]
+
+
+def candidates(options: PlanOptions) -> list[Candidate]:
+    """Every candidate, modes in the given order."""
+    return [Candidate(m, tuple(s.items())) for m in options.modes for s in knobs(m, options)]
+
+
+def _values(name: str, values: tuple[int, ...], top: int) -> None:
+    if not values:
+        raise SweepError(f"{name}: give at least one value")
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top]
+    if bad:
+        raise SweepError(f"{name}: values must be whole numbers from 1 to {top:,}, got {bad[0]!r}")
+    if len(set(values)) != len(values):
+        raise SweepError(f"{name}: {sorted(v for v in values if values.count(v) > 1)[0]} is listed twice")
+
+
+def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOptions) -> None:
+    """SweepError naming the first input a plan cannot use (every candidate config is validated here)."""
+    o = options
+    if not 0 < o.target <= 1:
+        raise SweepError(f"target: must be in (0, 1] (an SLA attainment), got {o.target:g}")
+    bad = [m for m in o.modes if m not in MODES]
+    if bad or not o.modes:
+        raise SweepError(f"modes: unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
+    if len(set(o.modes)) != len(o.modes):
+        raise SweepError("modes: a mode is listed twice")
+    if not 1 <= o.max_gpus <= MAX_GPUS:
+        raise SweepError(f"max_gpus: must be between 1 and {MAX_GPUS}, got {o.max_gpus}")
+    _values("k_values", o.k_values, MAX_BINS)
+    _values("b_max_values", o.b_max_values, MAX_BATCH)
+    _values("batch_values", o.batch_values, MAX_BATCH)
+    if o.replications < 1:
+        raise SweepError(f"replications: must be >= 1, got {o.replications}")
+    if o.rule not in RULES:
+        raise SweepError(f"rule: must be one of {', '.join(RULES)}, got {o.rule!r}")
+    if o.rule == "lower" and o.replications < 2:
+        raise SweepError("rule: 'lower' (the confidence interval's lower end) needs replications >= 2")
+    if not 0 < o.confidence < 1:
+        raise SweepError(f"confidence: must be in (0, 1), got {o.confidence:g}")
+    if not 1e-4 <= o.tolerance <= 0.5:
+        raise SweepError(f"tolerance: must be between 0.0001 and 0.5 (relative), got {o.tolerance:g}")
+    if config.d_sla_ttft is None and config.d_sla_tbt is None and config.d_sla_e2e is None:
+        raise SweepError("every SLA deadline is off, so every configuration meets the target; enable a deadline")
+    for cand in candidates(o):
+        try:
+            cand.config(config, 1)
+        except ConfigError as exc:
+            raise SweepError(f"candidate {cand.label}: {exc}") from None
+
+
+def pilot_requests(spec: WorkloadSpec, options: PlanOptions) -> int | None:
+    """The pilot's request count: a tenth of a synthetic workload of PILOT_FROM requests or more."""
+    r = spec.resolved()
+    if not options.pilot or r.workload != "synthetic" or r.num_requests < PILOT_FROM:
+        return None
+    return r.num_requests // PILOT_SHARE
+
+
+def offered_rate(spec: WorkloadSpec) -> float:
+    """The arrival rate the plan is for: a synthetic workload's rate, a trace's ``rate``, or else the
+    trace window's mean rate ((n - 1) / span, after ``rps_scaling``; the workload is built to read it)."""
+    r = spec.resolved()
+    if r.workload == "synthetic" or r.rate is not None:
+        return float(r.rate)
+    from workloads.build import build_workload
+
+    rate = build_workload(spec).mean_rate
+    if not math.isfinite(rate):
+        raise SweepError("rate: the trace window spans 0 s, so it has no arrival rate to plan for")
+    return float(rate)
+
+
+def capacity_spec(spec: WorkloadSpec, rate: float) -> WorkloadSpec:
+    """``spec`` with its time scale given as a rate (what a capacity search varies)."""
+    try:
+        return spec.replace(rate=rate, rps_scaling=1.0, real_timestamps=None)
+    except (SpecError, WorkloadError) as exc:
+        raise SweepError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- results --
+@dataclass
+class Cell:
+    """One candidate at one GPU count, over the replications."""
+
+    candidate: int
+    gpus: int
+    meets: bool
+    attainment: float | None
+    ci_low: float | None
+    ci_high: float | None
+    latency_p99_s: float | None
+    throughput_rps: float | None
+    runs: list[str | None]
+    run_ids: list[int | None]
+    reused: int
+    error: str | None = None
+
+
+@dataclass
+class PlanResult:
+    """A plan's answer; ``to_dict`` is what ``batchlab plan --json`` prints and the web page reads."""
+
+    status: str
+    target: float
+    rule: str
+    confidence: float
+    replications: int
+    rate_rps: float
+    max_gpus: int
+    gpus: int | None
+    ranked_at: int | None
+    sentence: str
+    recommended: dict | None
+    ranking: list[dict]
+    below: dict | None
+    capacities: list[dict]
+    cells: list[dict]
+    candidates: list[dict]
+    counts: dict
+    seconds: float
+    phase_seconds: dict
+    errors: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return statistics.fmean(vals) if vals else None
+
+
+# ----------------------------------------------------------------- search --
+@dataclass(frozen=True)
+class _Reuse:
+    """A job that answers members the plan already ran from their results, and runs the others."""
+
+    job: Callable[[Member], MemberResult]
+    known: dict
+
+    def __call__(self, member: Member) -> MemberResult:
+        res = self.known.get(member.key)
+        if res is not None:
+            return dataclasses.replace(res, point=member.point, cached=True)
+        return self.job(member)
+
+
+class _Search:
+    """The bookkeeping of one plan: measured cells, broken candidates, the runs' results."""
+
+    def __init__(self, config: SimConfig, spec: WorkloadSpec, options: PlanOptions, executor: Executor, job,
+                 workers: int, on_run: OnRun | None):
+        self.config, self.spec, self.o = config, spec, options
+        self.executor, self.job, self.workers, self.on_run = executor, job, workers, on_run
+        self.cands = candidates(options)
+        self.cells: dict[tuple[int, int], Cell] = {}
+        self.broken: dict[int, str] = {}
+        self.results: dict[str, MemberResult] = {}
+        self.runs = self.simulated = 0
+
+    # -- running -------------------------------------------------------
+    def member(self, ci: int, gpus: int, rep: int) -> Member:
+        cfg = self.cands[ci].config(self.config, gpus)
+        cfg = cfg.replace(seed=cfg.seed + rep)
+        spec = self.spec.replace(workload_seed=self.spec.workload_seed + rep)
+        return Member(cfg, spec, {"candidate": ci, "mode": cfg.mode, "gpus": gpus, **dict(self.cands[ci].settings),
+                                  "replication": rep})
+
+    def count(self, res: MemberResult) -> None:
+        self.runs += 1
+        self.simulated += 0 if res.cached else 1
+
+    def evaluate(self, pairs: list[tuple[int, int]], phase: str) -> None:
+        """Run every (candidate, gpus) pair of ``pairs`` not measured yet (one round on the executor)."""
+        pairs = [p for p in dict.fromkeys(pairs) if p not in self.cells and p[0] not in self.broken]
+        if not pairs:
+            return
+        reps = self.o.replications
+        members = [self.member(ci, g, r) for ci, g in pairs for r in range(reps)]
+
+        def done(member: Member, res: MemberResult) -> None:
+            self.count(res)
+            if self.on_run is not None:
+                self.on_run(phase, res.ok)
+
+        results = run_members(members, self.job, self.executor, done, self.workers)
+        for i, (ci, g) in enumerate(pairs):
+            mine = results[i * reps:(i + 1) * reps]
+            for m, res in zip(members[i * reps:(i + 1) * reps], mine):
+                if res.ok:
+                    self.results[m.key] = res
+            self.cells[(ci, g)] = self._cell(ci, g, mine)
+            if self.cells[(ci, g)].error is not None:
+                self.broken.setdefault(ci, self.cells[(ci, g)].error)
+
+    def _cell(self, ci: int, g: int, results: list[MemberResult]) -> Cell:
+        failed = [r for r in results if not r.ok]
+        atts = [(r.summary or {}).get("sla_attainment") for r in results]
+        if not failed and any(a is None for a in atts):
+            failed = [dataclasses.replace(results[0], error="the run has no SLA attainment (no deadline is on)")]
+        runs, ids = [r.run_hash for r in results], [r.run_id for r in results]
+        reused = sum(r.cached for r in results)
+        if failed:
+            return Cell(ci, g, False, None, None, None, None, None, runs, ids, reused,
+                        failed[0].error or "the run failed")
+        mean, low, high = mean_ci([float(a) for a in atts], self.o.confidence)
+        if low is not None:
+            low, high = max(low, 0.0), min(high, 1.0)
+        score = low if self.o.rule == "lower" else mean
+        return Cell(ci, g, score is not None and score >= self.o.target, mean, low, high,
+                    _mean([r.summary.get("latency_p99_s") for r in results]),
+                    _mean([r.summary.get("throughput_rps") for r in results]), runs, ids, reused)
+
+    # -- monotone knowledge ----------------------------------------------
+    def usable(self) -> list[int]:
+        return [ci for ci in range(len(self.cands)) if ci not in self.broken]
+
+    def fails_at(self, ci: int, g: int) -> bool:
+        """Known to miss the target at ``g``: it missed it at ``g`` or at more GPUs."""
+        return any(c.candidate == ci and c.gpus >= g and not c.meets for c in self.cells.values())
+
+    def passes_at(self, ci: int, g: int) -> bool:
+        """Known to meet the target at ``g``: it met it at ``g`` or with fewer GPUs."""
+        return any(c.candidate == ci and c.gpus <= g and c.meets for c in self.cells.values())
+
+    def any_meets(self, g: int) -> bool:
+        """Whether some candidate meets the target at ``g``, running only those not known to fail there."""
+        alive = [ci for ci in self.usable() if not self.fails_at(ci, g)]
+        if any(self.passes_at(ci, g) for ci in alive):
+            return True
+        self.evaluate([(ci, g) for ci in alive], f"{g} GPUs")
+        return any((c := self.cells.get((ci, g))) is not None and c.meets for ci in self.usable())
+
+    def best_at(self, g: int) -> Cell | None:
+        cells = [self.cells[(ci, g)] for ci in self.usable() if (ci, g) in self.cells]
+        cells = [c for c in cells if c.attainment is not None]
+        return max(cells, key=lambda c: (c.attainment, -c.candidate)) if cells else None
+
+    # -- the plan --------------------------------------------------------
+    def fewest_gpus(self, guess: int | None = None) -> int | None:
+        """The bisection on the GPU count; None when no candidate meets the target at max_gpus.
+
+        ``guess`` (a pilot's answer) is probed first, then 1, 2, 4, ... GPUs away from it on the
+        side the answer must lie until it is bracketed; the bisection goes on over what is left,
+        so a wrong guess costs probes, never the answer."""
+        G = self.o.max_gpus
+        lo, hi, hi_ok = 1, G, False
+
+        def probe(g: int) -> None:
+            nonlocal lo, hi, hi_ok
+            if self.any_meets(g):
+                hi, hi_ok = g, True
+            else:
+                lo = g + 1
+
+        if guess is not None and 1 <= guess <= G:
+            probe(guess)  # then gallop away from it, 1, 2, 4, ... GPUs, until the answer is bracketed
+            step = 1
+            while self.usable() and lo < hi and hi_ok:
+                g = max(lo, guess - step)
+                probe(g)
+                if hi != g:
+                    break
+                step *= 2
+            while self.usable() and lo <= G and not hi_ok:
+                g = min(G, guess + step)
+                probe(g)
+                if g == G:
+                    break
+                step *= 2
+        while lo < hi and self.usable():
+            probe((lo + hi) // 2)
+        if not self.usable() or lo > G:
+            return None
+        if not hi_ok and not self.any_meets(hi):
+            return None
+        return hi
+
+    def settle(self, g: int) -> int:
+        """Rank everything at ``g`` and make the best attainment at ``g - 1`` exact; walk down while
+        a candidate turns out to meet the target one GPU below (see the module doc)."""
+        while True:
+            self.evaluate([(ci, g) for ci in self.usable()], f"ranking at {g} GPUs")
+            if g == 1:
+                return g
+            best = self.best_at(g - 1)
+            floor = -1.0 if best is None else best.attainment
+            todo = [(ci, g - 1) for ci in self.usable() if (ci, g - 1) not in self.cells
+                    and (c := self.cells.get((ci, g))) is not None and c.attainment is not None
+                    and c.attainment > floor]
+            self.evaluate(todo, f"checking {g - 1} GPUs")
+            if not any((c := self.cells.get((ci, g - 1))) is not None and c.meets for ci in self.usable()):
+                return g
+            g -= 1
+
+    def ranking(self, g: int) -> list[Cell]:
+        cells = [self.cells[(ci, g)] for ci in self.usable() if (ci, g) in self.cells]
+        return sorted(cells, key=lambda c: (not c.meets, -(c.attainment or 0.0),
+                                            math.inf if c.latency_p99_s is None else c.latency_p99_s, c.candidate))
+
+    def evidence(self, ranked: list[Cell], g: int, rate: float, on_run: OnRun | None) -> list[dict]:
+        """A capacity search at ``g`` GPUs for each mode's best candidate."""
+        best: dict[str, Cell] = {}
+        for c in ranked:
+            best.setdefault(self.cands[c.candidate].mode, c)
+        chosen = [best[m] for m in self.o.modes if m in best]
+        if not chosen:
+            return []
+        cap_spec = capacity_spec(self.spec, rate)
+        bases = [(self.cands[c.candidate].config(self.config, g), cap_spec) for c in chosen]
+        for cfg, s in bases:
+            check_capacity_inputs(cfg, s, self.o.target, self.o.tolerance, self.o.replications)
+        labels = [{"mode": self.cands[c.candidate].mode, "configuration": self.cands[c.candidate].label,
+                   "candidate": c.candidate, "gpus": g} for c in chosen]
+        known = {k: v for k, v in self.results.items()
+                 if (v.point.get("candidate"), v.point.get("gpus")) in {(c.candidate, g) for c in chosen}}
+
+        def probed(b: int, probe, search) -> None:
+            self.runs += 1
+            self.simulated += 0 if probe.cached else 1
+            if on_run is not None:
+                on_run("capacity", probe.error is None)
+
+        # a configuration meeting the target at g GPUs (and so, all of them missing it at g - 1) has about
+        # g / (g - 1) times the rate as capacity: bracket upward by that step, not by the default 4
+        factors = [max(WINNER_FACTOR, g / (g - 1)) if c.meets and g > 1 else DEFAULT_FACTOR for c in chosen]
+        caps = search_capacities(bases, self.o.target, self.o.tolerance, self.o.replications, self.executor,
+                                 _Reuse(self.job, known), self.workers, start=rate, factor=factors,
+                                 confidence=self.o.confidence, labels=labels, on_probe=probed)
+        return [c.to_dict() for c in caps]
+
+
+def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = None, executor: Executor | None = None,
+         job: Callable[[Member], MemberResult] = simulate_member, workers: int | None = None,
+         on_run: OnRun | None = None) -> PlanResult:
+    """The fewest GPUs and the best configuration meeting ``options.target`` on ``spec`` (module doc).
+
+    ``config``: every setting but the planned ones (mode, gpus, k_bins, b_max, batch_size).
+    ``executor`` None: a local process pool of ``workers`` processes. ``on_run(phase, ok)`` is
+    called in this thread after every run.
+    """
+    t0 = time.perf_counter()
+    o = options or PlanOptions()
+    check_plan_inputs(config, spec, o)
+    rate = offered_rate(spec)
+    if o.evidence:
+        check_capacity_inputs(config, capacity_spec(spec, rate), o.target, o.tolerance, o.replications)
+    workers = workers or default_workers()
+    own = executor is None
+    if own:
+        executor = process_pool(workers)
+    try:
+        guess, pilot = None, None
+        size = pilot_requests(spec, o)
+        if size:
+            pilot = _Search(config, spec.replace(num_requests=size), o, executor, job, workers,
+                            None if on_run is None else lambda phase, ok: on_run(f"pilot, {phase}", ok))
+            guess = pilot.fewest_gpus()
+        tp = time.perf_counter()
+        s = _Search(config, spec, o, executor, job, workers, on_run)
+        g = s.fewest_gpus(guess)
+        t1 = time.perf_counter()
+        if g is not None:
+            g = s.settle(g)
+            at = g
+        else:
+            at = o.max_gpus
+            s.evaluate([(ci, at) for ci in s.usable()], f"ranking at {at} GPUs")
+        ranked = s.ranking(at)
+        t2 = time.perf_counter()
+        capacities = s.evidence(ranked, at, rate, on_run) if o.evidence and ranked else []
+    finally:
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
+    t3 = time.perf_counter()
+    phases = {"pilot": tp - t0, "search": t1 - tp, "ranking": t2 - t1, "evidence": t3 - t2}
+    return _result(s, g, at, ranked, capacities, rate, t3 - t0, phases, pilot, guess)
+
+
+# ---------------------------------------------------------------- answer --
+def _row(s: _Search, c: Cell, rank: int | None = None) -> dict:
+    cand = s.cands[c.candidate]
+    row = {"rank": rank, "candidate": c.candidate, "mode": cand.mode, "settings": dict(cand.settings),
+           "configuration": cand.label, "gpus": c.gpus, "meets": c.meets, "attainment": c.attainment,
+           "ci_low": c.ci_low, "ci_high": c.ci_high, "latency_p99_s": c.latency_p99_s,
+           "throughput_rps": c.throughput_rps, "run_hash": c.runs[0] if c.runs else None,
+           "run_id": c.run_ids[0] if c.run_ids else None, "reused": c.reused, "error": c.error}
+    if rank is None:
+        del row["rank"]
+    return row
+
+
+def _result(s: _Search, g: int | None, at: int, ranked: list[Cell], capacities: list[dict], rate: float,
+            seconds: float, phases: dict, pilot: _Search | None, guess: int | None) -> PlanResult:
+    o = s.o
+    errors = {s.cands[ci].label: err for ci, err in sorted(s.broken.items())}
+    status = "failed" if not s.usable() else ("ok" if g is not None else "unreachable")
+    ranking = [_row(s, c, i + 1) for i, c in enumerate(ranked)]
+    recommended = None
+    if ranked:
+        top = ranked[0]
+        cfg = s.cands[top.candidate].config(s.config, top.gpus)
+        recommended = {**_row(s, top), "config": cfg.to_dict(), "spec": s.spec.to_dict(),
+                       "command": run_command(cfg, s.spec), "toml": toml_config(cfg, s.spec)}
+    below = None
+    if g is not None and g > 1 and (b := s.best_at(g - 1)) is not None:
+        below = {"gpus": g - 1, "attainment": b.attainment, "configuration": s.cands[b.candidate].label}
+    cells = [_row(s, c) for c in sorted(s.cells.values(), key=lambda c: (c.candidate, c.gpus))]
+    probes = sum(len(c.get("probes", [])) for c in capacities)
+    p_runs, p_sim = (pilot.runs, pilot.simulated) if pilot is not None else (0, 0)
+    counts = {"candidates": len(s.cands), "grid_cells": len(s.cands) * o.max_gpus, "cells": len(s.cells),
+              "runs": s.runs + p_runs, "simulated": s.simulated + p_sim, "reused": s.runs + p_runs - s.simulated - p_sim,
+              "capacity_probes": probes, "pilot_requests": pilot.spec.num_requests if pilot is not None else None,
+              "pilot_cells": len(pilot.cells) if pilot is not None else 0, "pilot_guess": guess}
+    result = PlanResult(status, o.target, o.rule, o.confidence, o.replications, rate, o.max_gpus, g,
+                        at if ranked else None, "", recommended, ranking, below, capacities, cells,
+                        [c.to_dict() for c in s.cands], counts, seconds, phases, errors,
+                        next(iter(errors.values())) if status == "failed" else None)
+    result.sentence = plan_sentence(result.to_dict())
+    return result

@@ -1,0 +1,192 @@
+"""Renderings of a capacity plan: candidate labels, the one-sentence answer, the recommended run as a
+``batchlab run`` command line and as a TOML config, and the CLI's text report.
+
+Everything here works on plain data (a ``PlanResult.to_dict()``), so the CLI and
+the web page render stored plans the same way.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+
+from workloads.spec import SpecError, WorkloadSpec, spec_fields
+from workloads.workload import WorkloadError
+
+from .config import SimConfig, config_fields
+
+KNOB_NAMES = {"k_bins": "K", "b_max": "B_max", "batch_size": "B"}
+ALWAYS = ("mode", "gpus", "k_bins", "b_max", "batch_size")  # written whenever they matter, defaults included
+
+
+def label_of(mode: str, settings: dict) -> str:
+    """``multi_bin_dynamic, K = 4, B_max = 64``."""
+    knobs = [f"{KNOB_NAMES[k]} = {settings[k]}" for k in ("k_bins", "b_max", "batch_size") if k in settings]
+    return ", ".join([mode, *knobs])
+
+
+def gpus_text(n: int) -> str:
+    return f"{n} GPU" + ("" if n == 1 else "s")
+
+
+def pct(x: float | None, target: float | None = None) -> str:
+    """A percentage to 0.1, with more digits where 0.1 would make it read as the target."""
+    if x is None:
+        return "-"
+    for digits in (1, 2, 3, 4):
+        text = f"{100 * x:.{digits}f}"
+        if target is None or x == target or text != f"{100 * target:.{digits}f}":
+            return f"{text} %"
+    return f"{100 * x:.4f} %"
+
+
+def rate_text(rate: float) -> str:
+    return f"{rate:.3g} req/s"
+
+
+# ------------------------------------------------------------- settings --
+def changed_settings(config: SimConfig, spec: WorkloadSpec) -> tuple[dict, dict]:
+    """The settings a run needs besides the defaults: (simulation, workload), in field order.
+
+    The planned knobs (mode, gpus and the mode's K, B_max or B) are always written; other
+    settings when they differ from the default and can change the run.
+    """
+    relevant = config.relevant_dict()
+    sim = {}
+    for f in config_fields():
+        v = getattr(config, f.name)
+        if f.name == "fill":
+            if f.name in relevant and v != SimConfig(mode=config.mode).fill:
+                sim[f.name] = v
+        elif f.name in relevant and (f.name in ALWAYS or v != f.default):
+            sim[f.name] = v
+    wl = {}
+    base = spec.relevant_dict()
+    for f in spec_fields():
+        v = getattr(spec, f.name)
+        if v == f.default:
+            continue
+        try:
+            same = spec.replace(**{f.name: f.default}).relevant_dict() == base
+        except (SpecError, WorkloadError):
+            same = False
+        if not same or (f.name == "rate" and v is not None):
+            wl[f.name] = v
+    return sim, wl
+
+
+def _flag_value(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    return str(v)
+
+
+def run_command(config: SimConfig, spec: WorkloadSpec) -> str:
+    """The ``batchlab run`` command line that simulates exactly this run."""
+    sim, wl = changed_settings(config, spec)
+    parts = ["batchlab", "run"]
+    for name, v in {**sim, **wl}.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append(flag if v else "--no-" + flag[2:])
+        else:
+            parts += [flag, shlex.quote(_flag_value(v))]
+    return " ".join(parts)
+
+
+def _toml_value(v) -> str:
+    if v is None:
+        return '"none"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(str(v))
+
+
+def toml_config(config: SimConfig, spec: WorkloadSpec) -> str:
+    """The same run as a TOML file for ``batchlab run --config FILE``."""
+    sim, wl = changed_settings(config, spec)
+    lines = ["# batchlab run --config THIS_FILE", "[sim]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in sim.items()]
+    if wl:
+        lines += ["", "[workload]"] + [f"{k} = {_toml_value(v)}" for k, v in wl.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------- answer --
+def plan_sentence(d: dict) -> str:
+    """The answer in one sentence (``d``: a ``PlanResult.to_dict()``)."""
+    rate = rate_text(d["rate_rps"])
+    target = d["target"]
+    rec = d.get("recommended")
+    if d["status"] == "failed" or rec is None:
+        return f"No configuration could be simulated: {d.get('error') or 'every run failed'}."
+    att = pct(rec["attainment"], target)
+    if d["status"] == "unreachable":
+        return (f"No configuration reaches {pct(target)} within SLA at {rate} with up to {gpus_text(d['max_gpus'])}; "
+                f"the best, {rec['configuration']} on {gpus_text(rec['gpus'])}, reaches {att}.")
+    text = f"{gpus_text(d['gpus'])} with {rec['configuration']}: {att} within SLA at {rate}"
+    if d["rule"] == "lower" and rec.get("ci_low") is not None:
+        text += f" ({100 * d['confidence']:g} % confidence interval from {pct(rec['ci_low'], target)})"
+    below = d.get("below")
+    if below:
+        text += f"; {gpus_text(below['gpus'])} reach at best {pct(below['attainment'], target)}"
+    return text + "."
+
+
+def rule_text(d: dict) -> str:
+    n = d["replications"]
+    if d["rule"] == "lower":
+        return (f"the lower end of the {100 * d['confidence']:g} % confidence interval over {n} seeds "
+                f">= {pct(d['target'])}")
+    return f"mean attainment over {n} seed{'s' if n > 1 else ''} >= {pct(d['target'])}"
+
+
+def counts_text(d: dict) -> str:
+    c = d["counts"]
+    pilot = (f" after a pilot on {c['pilot_requests']:,} requests ({c['pilot_cells']} cells, "
+             f"guess {gpus_text(c['pilot_guess']) if c['pilot_guess'] else 'none'})" if c.get("pilot_requests") else "")
+    return (f"searched {c['candidates']} candidates x GPUs 1-{d['max_gpus']} ({c['grid_cells']} cells): "
+            f"{c['cells']} cells evaluated{pilot}; {c['runs']} runs ({c['simulated']} simulated, {c['reused']} reused "
+            f"from the store or this plan), {c['capacity_probes']} of them capacity probes; {d['seconds']:.1f} s"
+            + (" (" + ", ".join(f"{k} {v:.1f} s" for k, v in d["phase_seconds"].items()) + ")"
+               if d.get("phase_seconds") else ""))
+
+
+def format_plan(d: dict) -> str:
+    """The CLI's text report of a plan."""
+    import pandas as pd
+
+    from .sweep_report import format_frame
+
+    out = [d["sentence"], ""]
+    rec = d.get("recommended")
+    if rec is not None:
+        out += ["Recommended run:", "  " + rec["command"], "", "As a config file:"]
+        out += ["  " + line if line else "" for line in rec["toml"].splitlines()] + [""]
+    if d["ranking"]:
+        out.append(f"Candidates at {gpus_text(d['ranked_at'])} ({rule_text(d)}):")
+        rank = pd.DataFrame(d["ranking"])
+        cols = ["rank", "configuration", "meets", "attainment", "ci_low", "ci_high", "latency_p99_s",
+                "throughput_rps"]
+        if d["replications"] == 1:
+            cols = [c for c in cols if c not in ("ci_low", "ci_high")]
+        out += [format_frame(rank, cols), ""]
+    if d["capacities"]:
+        tol = d["capacities"][0]["tolerance"]
+        out.append(f"Evidence: capacity at {gpus_text(d['ranked_at'])} (highest rate with attainment >= "
+                   f"{pct(d['target'])}; tolerance {100 * tol:g} %" +
+                   (f", {100 * d['confidence']:g} % CI over {d['replications']} seeds" if d["replications"] > 1
+                    else "") + f"; planned rate {rate_text(d['rate_rps'])}):")
+        caps = pd.DataFrame([{"configuration": c["label"].get("configuration", c["mode"]),
+                              "capacity_rps": c["capacity_rps"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
+                              "status": c["status"]} for c in d["capacities"]])
+        out += [format_frame(caps), ""]
+    for name, err in (d.get("errors") or {}).items():
+        out.append(f"left out: {name}: {err}")
+    out.append(counts_text(d))
+    return "\n".join(out)

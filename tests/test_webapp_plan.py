@@ -1,0 +1,198 @@
+"""The Plan page through AppTest: a stored plan's sentence, evidence charts with their data and links; a plan
+launched from the form and run by a detached runner; bad input named."""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from core import SimConfig
+from core.plan_options import PlanOptions
+from store.sweep_jobs import gpu_plan, open_plan, run_plan
+from workloads import WorkloadSpec
+
+APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BATCHLAB_DB_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("BATCHLAB_CACHE_DIR", str(tmp_path / "cache"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def store():
+    from webapp import services
+
+    return services.get_store()
+
+
+def page(**params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/plan.py")
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts(at: AppTest) -> dict[str, pd.DataFrame]:
+    out = {}
+    for c in at.get("vega_lite_chart"):
+        spec = json.loads(c.proto.spec)
+        frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in c.proto.datasets]
+        title = spec.get("title") or next((layer.get("title") for layer in spec.get("layer", [])
+                                           if layer.get("title")), None)
+        title = title.get("text") if isinstance(title, dict) else title
+        out[title] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out
+
+
+def stored_plan() -> tuple[int, dict]:
+    s = store()
+    options = PlanOptions(modes=("static_fifo", "continuous_dynamic"), batch_values=(8,), b_max_values=(64,),
+                          max_gpus=4, target=0.95, replications=2, tolerance=0.1)
+    plan = gpu_plan(SimConfig(), WorkloadSpec(num_requests=800, rate=3.0), options)
+    plan_id = open_plan(s, plan)
+    with ThreadPoolExecutor(2) as threads:  # AppTest makes the app this process's __main__: no process pool
+        out = run_plan(plan, threads, 2, s, plan_id)
+    return plan_id, out.answer
+
+
+def test_stored_plan_shows_the_sentence_evidence_and_the_recommended_run():
+    plan_id, answer = stored_plan()
+    assert answer["status"] == "ok"
+    at = page(plan=str(plan_id))
+    assert [s.value for s in at.success] == [f"**{answer['sentence']}**"]
+    ch = charts(at)
+    bars = ch["Capacity per configuration"].dropna(subset=["capacity_rps"])
+    want = {c["label"]["configuration"]: c["capacity_rps"] for c in answer["capacities"]}
+    assert bars.drop_duplicates("series").set_index("series")["capacity_rps"].to_dict() == pytest.approx(want)
+    assert bars["ci_low"].notna().all()  # two seeds: an interval per mode
+    assert answer["rate_rps"] in set(ch["Capacity per configuration"]["rate"].dropna())  # the planned rate
+    gpus = ch["Missing the SLA vs GPUs (each mode's best, every count the search ran)"]
+    assert set(gpus["gpus"].dropna()) == {c["gpus"] for c in answer["cells"]}
+    assert list(gpus["allowed"].dropna().unique()) == [pytest.approx(100 * (1 - answer["target"]))]
+    best = max(c["attainment"] for c in answer["cells"] if c["gpus"] == answer["gpus"])
+    shown = gpus[gpus["gpus"] == answer["gpus"]]
+    assert shown["missing"].min() == pytest.approx(max(100 * (1 - best), 0.01))
+    assert "SLA attainment vs arrival rate" in ch
+    # the recommended run: a link to the Run page with its hash and settings; its command and TOML
+    [link] = [e for e in at.get("page_link") if e.proto.label == "Open the recommended run"]
+    rec = answer["recommended"]
+    qp = parse_qs(urlparse("?" + link.proto.query_string).query) if link.proto.query_string else {}
+    assert qp["run"] == [rec["run_hash"]] and qp["gpus"] == [str(rec["gpus"])]
+    codes = [c.value for c in at.code]
+    assert rec["command"] in codes and rec["toml"].strip() in codes
+    labels = [e.proto.label for e in at.get("download_button")]
+    assert "Config (TOML)" in labels and labels.count("SVG") >= 3
+    table = at.dataframe[0].value
+    assert list(table["configuration"]) == [r["configuration"] for r in answer["ranking"]]
+    captions = " ".join(c.value for c in at.caption)
+    assert f"plan?plan={plan_id}" in captions and "simulated" in captions
+    # the run itself opens on the Run page
+    run = page()
+    run.switch_page("app_pages/run.py")
+    run.query_params.update({"run": rec["run_hash"]})
+    run.run()
+    assert not run.exception
+    # the Sweeps page lists the plan with a link to this page
+    from webapp import sweeps
+
+    assert f"./plan?plan={plan_id}" in set(sweeps.sweeps_table()["open"])
+
+
+def test_plan_form_launches_a_detached_runner_and_the_page_follows_it():
+    at = page()
+    at.number_input(key="plan.requests").set_value(600)
+    at.number_input(key="plan.rate").set_value(2.0)
+    at.number_input(key="plan.target").set_value(90.0)
+    at.multiselect(key="plan.modes").set_value(["continuous_dynamic"])
+    at.number_input(key="plan.max_gpus").set_value(3)
+    at.text_input(key="plan.bmax").set_value("64")
+    at.number_input(key="plan.workers").set_value(1)
+    at.checkbox(key="plan.evidence").set_value(False)
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert not at.exception, at.exception
+    raw = at.query_params["plan"]
+    plan_id = int(raw[0] if isinstance(raw, list) else raw)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and store().get_sweep(plan_id).params.get("status") != "done":
+        time.sleep(0.3)
+    params = store().get_sweep(plan_id).params
+    assert params["status"] == "done", params
+    answer = params["result"]["answer"]
+    assert params["plan"]["spec"]["rate"] == 2.0 and params["plan"]["options"]["target"] == 0.9
+    assert answer["counts"]["capacity_probes"] == 0 and answer["ranking"]
+    at = page(plan=str(plan_id))
+    shown = [s.value for s in at.success] + [w.value for w in at.warning]
+    assert f"**{answer['sentence']}**" in shown
+
+
+def test_a_bundled_trace_is_planned_at_its_compressed_arrivals():
+    at = page()
+    at.radio(key="plan.source").set_value("bundled").run()
+    at.number_input(key="plan.scale").set_value(4.0)
+    at.multiselect(key="plan.modes").set_value(["continuous_dynamic"])
+    at.text_input(key="plan.bmax").set_value("64")
+    at.number_input(key="plan.max_gpus").set_value(2)
+    at.checkbox(key="plan.evidence").set_value(False)
+    at.number_input(key="plan.workers").set_value(1)
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert not at.exception, at.exception
+    raw = at.query_params["plan"]
+    plan_id = int(raw[0] if isinstance(raw, list) else raw)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and store().get_sweep(plan_id).params.get("status") != "done":
+        time.sleep(0.3)
+    params = store().get_sweep(plan_id).params
+    spec = params["plan"]["spec"]
+    assert spec["workload"] == "burstgpt" and spec["rps_scaling"] == 4.0 and spec["rate"] is None
+    from workloads import build_workload
+
+    answer = params["result"]["answer"]
+    assert answer["rate_rps"] == pytest.approx(build_workload(WorkloadSpec.from_dict(spec)).mean_rate)
+    assert "--rps-scaling 4" in answer["recommended"]["command"]
+
+
+def test_an_uploaded_trace_is_kept_for_the_runner(tmp_path):
+    from webapp.plan import save_upload
+
+    data = (Path(__file__).resolve().parents[1] / "workloads" / "data" / "BurstGPT_1_first400.csv").read_bytes()
+    path = save_upload("my trace!.csv", data)
+    assert path.read_bytes() == data and path.parent == tmp_path / "home" / "uploads"
+    assert path.name.endswith("-my_trace_.csv") and save_upload("other.csv", data).read_bytes() == data
+
+
+def test_bad_plan_input_is_named_on_the_page():
+    at = page()
+    at.text_area(key="plan.settings").set_value("gpus=4")
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    errors = " ".join(e.value for e in at.error)
+    assert "gpus: the plan chooses it" in errors and "Traceback" not in errors
+    at.text_area(key="plan.settings").set_value("")
+    at.multiselect(key="plan.modes").set_value([])
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert "modes: unknown mode(s) (none)" in " ".join(e.value for e in at.error)
+    at.multiselect(key="plan.modes").set_value(["static_fifo"])
+    at.text_input(key="plan.k").set_value("x")
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert "K: 'x' is not a comma-separated list of whole numbers" in " ".join(e.value for e in at.error)
+    at = page(plan="999")
+    assert "There is no plan 999 in this store." in " ".join(w.value for w in at.warning)
+    assert store().list_sweeps() == []

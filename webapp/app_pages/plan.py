@@ -1,0 +1,22 @@
+"""Plan page: the fewest GPUs and the batching configuration that meet an SLA target; ``?plan=ID`` reopens one."""
+import streamlit as st
+
+from webapp import plan, sweeps
+
+st.title("Plan capacity")
+plan_id = plan.plan_param(st.query_params)
+if plan_id is not None:
+    if st.button("New plan", icon=":material/add:"):
+        st.query_params.clear()
+        st.rerun()
+    plan.show_plan(plan_id)
+else:
+    st.caption("How few GPUs, and which batching policy, serve this traffic within this SLA? The plan bisects on "
+               "the GPU count, tries each mode with its K, B_max or B, and backs the answer with each mode's "
+               "capacity. Every run is stored, so planning again reuses them.")
+    source = plan.source_picker()
+    with sweeps.shown_errors("Cannot start the plan"):
+        launch = plan.plan_form(source)
+        st.caption(plan.defaults_note())
+        if launch is not None:
+            plan.start(launch)

@@ -1,0 +1,331 @@
+"""Plan page helpers: the form, launching a capacity plan in the background, and its answer and evidence.
+
+A plan is stored as a sweep of kind ``plan`` (``store.sweep_jobs``) and runs in
+its own process (``webapp.sweeps.launch``), so ``/plan?plan=ID`` shows it, its
+progress and its answer from anywhere. An uploaded trace is saved under
+``BATCHLAB_HOME/uploads`` (named by its sha256), so the runner can read it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.config import MODE_HELP, MODES, SimConfig
+from core.plan_options import B_MAX_VALUES, BATCH_VALUES, DEFAULT_MAX_GPUS, DEFAULT_MODES, K_VALUES, PLANNED, RULES
+from core.plan_options import PlanOptions
+from core.plan_report import counts_text, gpus_text, rule_text
+from core.sweep import SweepError, parse_settings
+from core.sweep_report import capacity_frame, probes_frame
+from store import data_home
+from store.sweep_jobs import gpu_plan
+from workloads import MAX_UPLOAD_BYTES, build_workload
+from workloads.burstgpt import bundled_traces
+
+from . import services, state, sweeps
+from . import sweep_charts as charts
+
+PLAN = "plan"
+SOURCES = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
+           "upload": "Upload a BurstGPT CSV"}
+SETTINGS_HELP = ("Any other `batchlab run` setting, one NAME=VALUE per line (gpu_mem_gb=40, "
+                 "predictor=oracle, output_lengths=uniform:1:500). The plan chooses mode, gpus, k_bins, b_max "
+                 "and batch_size itself.")
+MISSING_FLOOR = 0.01  # percent: where a configuration missing nothing is drawn on the log scale
+SENTENCE_ICON = {"ok": ":material/check_circle:", "unreachable": ":material/warning:", "failed": ":material/error:"}
+
+
+# ------------------------------------------------------------------ charts --
+def attainment_vs_gpus(cells: pd.DataFrame, target: float) -> alt.LayerChart:
+    """Each mode's best configuration at every GPU count the search ran: the share of requests *missing*
+    the SLA on a log scale (so 0.8 % and 1.4 % stay apart next to 97 %), and the target's allowance as a
+    dashed rule; below the rule meets the target. A share of 0 is drawn at the floor, 0.01 %."""
+    d = cells[["mode", "configuration", "gpus", "attainment"]].dropna(subset=["attainment"])
+    d = d.sort_values("attainment", ascending=False).drop_duplicates(["mode", "gpus"]).sort_values("gpus")
+    d["missing"] = (100.0 * (1.0 - d["attainment"])).clip(lower=MISSING_FLOOR)
+    d["within"] = 100.0 * d["attainment"]
+    order = list(dict.fromkeys(cells["mode"]))
+    line = alt.Chart(d).mark_line(point=True).encode(
+        x=alt.X("gpus:Q", title="GPUs", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("missing:Q", title="Requests missing the SLA (%, log scale)", scale=alt.Scale(type="log")),
+        color=alt.Color("mode:N", title="Mode", sort=order, scale=alt.Scale(scheme=charts.SCHEME),
+                        legend=alt.Legend(orient="top")),
+        tooltip=[alt.Tooltip("mode:N", title="Mode"), alt.Tooltip("configuration:N", title="Best configuration"),
+                 alt.Tooltip("gpus:Q", title="GPUs"), alt.Tooltip("within:Q", title="Within SLA (%)", format=".2f")])
+    allowed = max(100.0 * (1.0 - target), MISSING_FLOOR)
+    rule = alt.Chart(pd.DataFrame({"allowed": [allowed], "label": [f"target {100 * target:g} %"]}))
+    return alt.layer(line, rule.mark_rule(strokeDash=[6, 4], color="#d62728").encode(y="allowed:Q"),
+                     rule.mark_text(align="left", dx=4, dy=-6, color="#d62728").encode(
+                         y="allowed:Q", x=alt.value(0), text="label:N")) \
+        .properties(title="Missing the SLA vs GPUs (each mode's best, every count the search ran)",
+                    height=charts.HEIGHT)
+
+
+def capacity_at_gpus(caps: pd.DataFrame, rate: float) -> alt.LayerChart:
+    """Each mode's capacity at the chosen GPU count (with its interval) and the planned rate as a rule."""
+    bars = charts.capacity_bars(caps)
+    rule = alt.Chart(pd.DataFrame({"rate": [rate], "label": [f"planned rate {rate:.3g} req/s"]}))
+    return alt.layer(bars, rule.mark_rule(strokeDash=[6, 4], color="#d62728").encode(x="rate:Q"),
+                     rule.mark_text(align="left", dx=4, dy=-6, color="#d62728", baseline="bottom")
+                     .encode(x="rate:Q", y=alt.value(0), text="label:N"))
+
+
+def cells_frame(answer: dict) -> pd.DataFrame:
+    """Every (configuration, GPU count) the plan ran, one row each (the knobs as columns)."""
+    df = pd.DataFrame(answer["cells"])
+    if df.empty:
+        return df
+    knobs = pd.DataFrame(list(df.pop("settings")), index=df.index)
+    return pd.concat([df[["configuration", "mode"]], knobs, df.drop(columns=["configuration", "mode"])], axis=1)
+
+
+def ranking_frame(answer: dict) -> pd.DataFrame:
+    df = pd.DataFrame(answer["ranking"])
+    if df.empty:
+        return df
+    cols = ["rank", "configuration", "meets", "attainment", "ci_low", "ci_high", "latency_p99_s", "throughput_rps",
+            "run_hash", "error"]
+    if answer["replications"] == 1:
+        cols = [c for c in cols if c not in ("ci_low", "ci_high")]
+    return df[[c for c in cols if c in df.columns]]
+
+
+# ------------------------------------------------------------------ links --
+def plan_param(params) -> int | None:
+    raw = params.get(PLAN)
+    text = (raw[-1] if isinstance(raw, list) else raw) or ""
+    return int(text) if str(text).strip().isdigit() else None
+
+
+def plan_link(plan_id: int) -> str:
+    """An absolute link to the plan when the server's URL is known, else a relative one."""
+    try:
+        base = (st.context.url or "").split("?", 1)[0].rstrip("/")
+    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
+        base = ""
+    for page in ("/plan", "/sweeps", "/reproduce", "/compare", "/calibration", "/history"):
+        base = base.removesuffix(page)
+    return f"{base or '.'}/plan?{PLAN}={plan_id}"
+
+
+def run_link_params(rec: dict) -> dict[str, str]:
+    """Query parameters of the Run page for the recommended run (its hash and the settings that recompute it)."""
+    return state.run_params(rec["run_hash"], {"sim": rec["config"], "spec": rec["spec"]})
+
+
+# ------------------------------------------------------------------- form --
+@dataclass
+class Launch:
+    """A submitted form: the validated plan and where to run it."""
+
+    plan: dict
+    cluster: str | None
+    workers: int | None
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Keep an uploaded trace where the plan's runner can read it (named by content)."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise SweepError(f"trace: the upload is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
+    folder = data_home() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "trace"
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}.csv"
+    if not path.exists():  # written whole, then renamed: a runner never reads half a file
+        part = path.with_suffix(f".{os.getpid()}.part")
+        part.write_bytes(data)
+        part.replace(path)
+    return path
+
+
+def _planned_names(text: str) -> list[str]:
+    names = [line.split("#", 1)[0].partition("=")[0].strip().replace("-", "_") for line in text.splitlines()]
+    return [n for n in names if n in PLANNED]
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise SweepError(f"{what}: {text!r} is not a comma-separated list of whole numbers") from None
+    if not values:
+        raise SweepError(f"{what}: give at least one value")
+    return values
+
+
+def source_picker() -> str:
+    return st.radio("Workload", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="plan.source",
+                    help="Synthetic requests with BurstGPT-like lengths and bursty (gamma) arrivals, a BurstGPT "
+                         "excerpt shipped with batchlab, or your own BurstGPT CSV (at its own arrivals).")
+
+
+def plan_form(source: str) -> Launch | None:
+    """The plan's settings; a validated :class:`Launch` once submitted."""
+    upload = None
+    if source == "upload":
+        upload = st.file_uploader("BurstGPT trace CSV", type=["csv"], key="plan.upload",
+                                  max_upload_size=MAX_UPLOAD_BYTES // 2**20)
+    with st.form("plan_form"):
+        spec_lines: list[str] = []
+        c = st.columns(3)
+        if source == "synthetic":
+            n = c[0].number_input("Requests", 100, 10_000_000, 10_000, 1000, key="plan.requests")
+            rate = c[1].number_input("Arrival rate (req/s)", 0.001, 1e6, 12.0, 1.0, format="%g", key="plan.rate")
+            arrival = c[2].selectbox("Arrivals", ["gamma", "poisson"], key="plan.arrival",
+                                     help="gamma: bursty, CV 1.41 as in BurstGPT; poisson: CV 1.")
+            spec_lines += [f"num_requests={n}", f"rate={rate!r}", f"arrival={arrival}"]
+        else:
+            if source == "bundled":
+                trace = c[0].selectbox("Trace excerpt", bundled_traces(), key="plan.trace")
+                spec_lines += ["workload=burstgpt", f"trace={trace}"]
+            scale = c[1].number_input("Time compression (x)", 1e-6, 1e6, 1.0, 0.5, format="%g", key="plan.scale",
+                                      help="2 = the trace's arrivals at twice their rate (rps_scaling).")
+            rate = c[2].number_input("Or an arrival rate (req/s)", 0.001, 1e6, None, 1.0, format="%g",
+                                     key="plan.trace_rate", placeholder="the trace's own",
+                                     help="Rescale the trace's timestamps to this mean rate instead.")
+            spec_lines += [f"rate={rate!r}"] if rate is not None else [f"rps_scaling={scale!r}"]
+        st.markdown("**SLA**")
+        c = st.columns(4)
+        ttft = c[0].number_input("TTFT deadline (s)", min_value=0.001, value=10.0, step=1.0, format="%g",
+                                 key="plan.ttft", placeholder="off",
+                                 help="Time to first token, queueing included. Empty = off.")
+        tbt = c[1].number_input("TBT deadline (s)", min_value=0.0001, value=0.05, step=0.01, format="%g",
+                                key="plan.tbt", placeholder="off", help="Mean time between tokens. Empty = off.")
+        e2e = c[2].number_input("End-to-end deadline (s)", min_value=0.001, value=60.0, step=1.0, format="%g",
+                                key="plan.e2e", placeholder="off", help="Empty = off.")
+        target = c[3].number_input("Target (% within SLA)", 1.0, 100.0, 99.0, 0.5, key="plan.target") / 100
+        sim_lines = [f"d_sla_ttft={'none' if ttft is None else repr(ttft)}",
+                     f"d_sla_tbt={'none' if tbt is None else repr(tbt)}",
+                     f"d_sla_e2e={'none' if e2e is None else repr(e2e)}"]
+        st.markdown("**Search**")
+        c = st.columns([3, 1, 1, 1])
+        modes = c[0].multiselect("Modes", MODES, default=list(DEFAULT_MODES), key="plan.modes",
+                                 help="\n\n".join(f"**{m}**: {h}" for m, h in MODE_HELP.items()))
+        max_gpus = c[1].number_input("Max GPUs", 1, 1000, DEFAULT_MAX_GPUS, key="plan.max_gpus")
+        reps = c[2].number_input("Seeds", 1, 100, 1, key="plan.reps",
+                                 help="Replications: each configuration runs with this many seeds.")
+        rule = c[3].selectbox("Meets the target when", RULES, key="plan.rule",
+                              format_func={"mean": "mean ≥ target", "lower": "CI low ≥ target"}.get,
+                              help="mean: the mean attainment over the seeds; lower: the lower end of its 95 % "
+                                   "confidence interval (needs 2 or more seeds).")
+        with st.expander("Candidates, other settings, where to run", icon=":material/tune:"):
+            c = st.columns(3)
+            ks = c[0].text_input("K (multi-bin modes)", ",".join(map(str, K_VALUES)), key="plan.k")
+            bmax = c[1].text_input("B_max (dynamic modes)", ",".join(map(str, B_MAX_VALUES)), key="plan.bmax")
+            bs = c[2].text_input("B (static modes)", ",".join(map(str, BATCH_VALUES)), key="plan.batch")
+            other = st.text_area("Other settings", "", key="plan.settings", help=SETTINGS_HELP)
+            c = st.columns(4)
+            evidence = c[0].checkbox("Capacity evidence", True, key="plan.evidence",
+                                     help="Search each mode's capacity at the chosen GPU count.")
+            cluster = c[1].text_input("Dask cluster", key="plan.cluster", placeholder="empty = local processes")
+            workers = c[2].number_input("Workers (0 = one per CPU)", 0, 4096, 0, key="plan.workers")
+        go = st.form_submit_button("Plan", icon=":material/calculate:", type="primary")
+    if not go:
+        return None
+    planned = _planned_names(other)
+    if planned:
+        raise SweepError(f"{planned[0]}: the plan chooses it; set the candidates instead")
+    if source == "upload":
+        if upload is None:
+            raise SweepError("trace: upload a BurstGPT CSV file first")
+        spec_lines += ["workload=burstgpt", f"trace={save_upload(upload.name, upload.getvalue())}"]
+    cfg, spec = parse_settings(sim_lines + spec_lines + other.splitlines())
+    if spec.workload == "burstgpt":
+        build_workload(spec)  # a trace that cannot be read is named here, not in the background
+    options = PlanOptions(target=target, modes=tuple(modes), max_gpus=int(max_gpus), k_values=_ints(ks, "K"),
+                          b_max_values=_ints(bmax, "B_max"), batch_values=_ints(bs, "B"), replications=int(reps),
+                          rule=rule, evidence=evidence)
+    return Launch(gpu_plan(cfg, spec, options), cluster.strip() or None, int(workers) or None)
+
+
+def start(launch: Launch) -> None:
+    plan_id = sweeps.launch(launch.plan, launch.cluster, launch.workers)
+    st.query_params.from_dict({PLAN: str(plan_id)})
+    st.rerun()
+
+
+# ------------------------------------------------------------------ answer --
+def show_plan(plan_id: int) -> None:
+    store = services.get_store()
+    row = store.get_sweep(plan_id)
+    if row is None or (row.params.get("plan") or {}).get("kind") != "plan":
+        st.warning(f"There is no plan {plan_id} in this store.", icon=":material/warning:")
+        return
+    link = plan_link(row.id)
+    st.caption(f"Plan {row.id}: {row.name} · shareable link: [{link}]({link}) · "
+               f"created {row.created_at:%Y-%m-%d %H:%M}")
+    live = sweeps.state_of(row.params) in ("running", "starting", "new")
+    st.fragment(sweeps.progress, run_every=1.5 if live else None)(plan_id)
+    params = store.get_sweep(plan_id).params
+    answer = (params.get("result") or {}).get("answer")
+    if answer is None:
+        if not live:
+            st.info("This plan has no answer (it did not finish); resume it above.", icon=":material/info:")
+        return
+    show_answer(answer)
+    with st.expander("Plan settings", icon=":material/description:"):
+        st.json(params["plan"], expanded=False)
+
+
+def show_answer(answer: dict) -> None:
+    status = answer["status"]
+    box = {"ok": st.success, "unreachable": st.warning, "failed": st.error}[status]
+    box(f"**{answer['sentence']}**", icon=SENTENCE_ICON[status])
+    rec = answer.get("recommended")
+    if rec is None:
+        return
+    row = st.container(horizontal=True, vertical_alignment="center")
+    if rec.get("run_hash"):
+        row.page_link("app_pages/run.py", label="Open the recommended run", icon=":material/open_in_new:",
+                      query_params=run_link_params(rec))
+    row.download_button("Config (TOML)", rec["toml"].encode(), "plan.toml", "application/toml", key="plan.toml",
+                        icon=":material/download:", on_click="ignore")
+    c = st.columns(2)
+    c[0].code(rec["command"], language="bash", wrap_lines=True)
+    c[1].code(rec["toml"], language="toml")
+    at = answer["ranked_at"]
+    st.markdown(f"#### Evidence at {gpus_text(at)}")
+    caps = answer["capacities"]
+    if caps:
+        from core.capacity import CapacityResult
+
+        results = [CapacityResult.from_dict(c) for c in caps]
+        cf, pf = capacity_frame(results), probes_frame(results)
+        cf["series"], pf["series"] = cf["configuration"], pf["configuration"]
+        agg = pf.dropna(subset=["attainment"]).groupby(["series", "rate"], as_index=False)[
+            ["attainment", "latency_p99_s"]].mean()
+        st.caption(f"Capacity = the highest arrival rate whose attainment stays at or above {100 * answer['target']:g} %"
+                   f" with {gpus_text(at)}, for each mode's best configuration (relative tolerance "
+                   f"{100 * results[0].tolerance:g} %" + (f", {100 * answer['confidence']:g} % confidence interval "
+                   f"over {answer['replications']} seeds)" if answer["replications"] > 1 else ")") + ".")
+        cols = st.columns(2)
+        with cols[0]:
+            sweeps.chart_block(capacity_at_gpus(cf, answer["rate_rps"]), cf.drop(columns=["series"]),
+                               "plan-capacity")
+        with cols[1]:
+            sweeps.chart_block(charts.metric_vs_rate(agg, "attainment", target=answer["target"], capacities=cf),
+                               agg, "plan-capacity-probes")
+    cells = cells_frame(answer)
+    if not cells.empty:
+        sweeps.chart_block(attainment_vs_gpus(cells, answer["target"]), cells, "plan-gpus")
+    st.markdown(f"#### Every configuration at {gpus_text(at)}")
+    st.caption("Ranked: meeting the target first (" + rule_text(answer) + "), then by attainment, then by p99 "
+               "end-to-end latency.")
+    ranking = ranking_frame(answer)
+    st.dataframe(ranking, hide_index=True, width="stretch")
+    sweeps.download_row(ranking, None, "plan-ranking", "plan-ranking")
+    for name, err in (answer.get("errors") or {}).items():
+        st.caption(f"Left out: {name}: {err}")
+    st.caption(counts_text(answer).capitalize() + ".")
+
+
+def defaults_note() -> str:
+    d = SimConfig()
+    return (f"Every other setting is the default ({d.gpu_mem_gb:g} GB GPU with {d.weights_gb:g} GB of weights, "
+            f"the parametric latency model, a noisy output-length predictor); *Other settings* change any of them.")
