@@ -1,10 +1,10 @@
 """The stress suite (``batchlab suite``): three steps that load the simulator and the schedulers.
 
 Step 1, request scaling: 1K, 10K, 100K and 1M requests of the default workload
-(BurstGPT-like, Gamma arrivals at 2 req/s) for static_fifo, dynamic_no_bins and
-multi_bin_dynamic on 4 GPUs, and multi_bin_dynamic also on 1 and 2 GPUs. What
-grows with the request count: SLA violations and latency when a cluster is
-overloaded (the queue never drains), nothing when it keeps up.
+(BurstGPT-like, Gamma arrivals at 2 req/s) for static_fifo, dynamic_no_bins,
+multi_bin_dynamic and continuous_dynamic on 4 GPUs, and multi_bin_dynamic also on
+1 and 2 GPUs. What grows with the request count: SLA violations and latency when
+a cluster is overloaded (the queue never drains), nothing when it keeps up.
 
 Step 2, GPU scaling (weak): 1 to 100 GPUs at 1M requests, multi_bin_dynamic,
 with the arrival rate proportional to the GPUs (0.5 req/s per GPU, the default
@@ -52,7 +52,7 @@ class SuitePlan:
     steps: tuple[int, ...] = STEPS
     max_requests: int | None = None
     step1_sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
-    step1_modes: tuple[str, ...] = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic")
+    step1_modes: tuple[str, ...] = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "continuous_dynamic")
     step1_gpus: int = 4
     step1_rate: float = 2.0
     step1_multibin_gpus: tuple[int, ...] = (1, 2, 4)
