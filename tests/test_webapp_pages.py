@@ -289,6 +289,8 @@ def test_compare_url_and_stored_run_picker():
     assert shared.query_params["gpus"] == ["2", "4"], "the address now carries each run's settings"
 
     at = app("compare")
+    assert not [m for m in at.multiselect if m.key == "cmp.picked"], "the form of modes is shown first"
+    at.segmented_control(key="cmp.what").set_value("runs").run()
     at.multiselect(key="cmp.picked").set_value([runs[0].hash, runs[2].hash])
     button(at, "Compare selected runs").click().run()
     no_traceback(at)

@@ -3,6 +3,8 @@ import streamlit as st
 
 from webapp import fmt, forms, pageutil, recover, services, state, views
 
+SET_UPS = {"modes": "Scheduler modes on one workload", "runs": "Stored runs"}
+
 st.title("Compare schedulers")
 params = state.read_params(st.query_params)
 hashes = state.compare_param(params)
@@ -13,15 +15,19 @@ members, member_problems = state.members_from_params(params) if hashes else (Non
 busy = bool(st.session_state.get("_job.compare"))
 panel = pageutil.settings_panel("compare", "Set up a comparison", default_open=not (hashes or busy))
 if panel.open:
-    by_mode, by_run = panel.tabs(["Scheduler modes on one workload", "Stored runs"])
-    with by_mode:
-        source = forms.source_picker()
-        upload = pageutil.trace_uploader(source)
-        values = forms.settings_form("compare_form", source, services.latency_options(), "Run comparison",
-                                     compare=True)
-    with by_run:
-        picked = pageutil.stored_run_picker()
-    if values.submitted:
+    # a choice, not st.tabs: tabs inside a foldable expander sometimes open with their content hidden
+    with panel:
+        what = st.segmented_control("Compare", list(SET_UPS), default="modes", format_func=SET_UPS.get,
+                                    key="cmp.what", required=True, label_visibility="collapsed")
+        if what == "modes":
+            source = forms.source_picker()
+            upload = pageutil.trace_uploader(source)
+            values = forms.settings_form("compare_form", source, services.latency_options(), "Run comparison",
+                                         compare=True)
+            picked = []
+        else:
+            values, picked = None, pageutil.stored_run_picker()
+    if values is not None and values.submitted:
         pageutil.start("compare", pageutil.form_members(values, source, values.modes), upload,
                        url=state.settings_to_params(values.sim, values.spec, values.modes), remember=True)
     elif picked:
