@@ -166,8 +166,9 @@ def unused_notes(configs: list[SimConfig], spec: WorkloadSpec, given: set[str]) 
 
 # ---------------------------------------------------------------- helpers --
 class _Progress:
-    """A tqdm bar that appears only when a run takes more than half a second. tqdm is loaded at
-    the first progress report, so a run served from the store never imports it."""
+    """A tqdm bar on a terminal (never in a pipe or a log) that appears only when a run takes more
+    than half a second. tqdm is loaded at the first progress report, so a run served from the
+    store never imports it."""
 
     def __init__(self, label: str):
         self.label = label
@@ -177,7 +178,7 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, desc=self.label, delay=0.5, leave=False, file=sys.stderr,
+            self.bar = tqdm(total=1000, desc=self.label, delay=0.5, leave=False, file=sys.stderr, disable=None,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
         self.bar.update(int(fraction * 1000) - self.bar.n)
 
@@ -344,11 +345,7 @@ def run(config_file, db, no_store, as_json, **flags):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of summaries.")
 def compare(config_file, modes, db, no_store, as_json, **flags):
     """Run several scheduler modes on the same workload and tabulate them."""
-    names = [m.strip() for m in modes.split(",") if m.strip()]
-    bad = [m for m in names if m not in MODES]
-    if bad or not names:
-        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
-                                 param_hint="--modes")
+    names = _mode_list(modes, "--modes")
     try:
         base, spec, given = build_inputs(config_file, **flags)
         configs = [base.replace(mode=mode) for mode in names]
@@ -383,11 +380,7 @@ def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
     from core.bench import run_bench
 
-    names = [m.strip() for m in modes.split(",") if m.strip()]
-    bad = [m for m in names if m not in MODES]
-    if bad or not names:
-        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
-                                 param_hint="--modes")
+    names = _mode_list(modes, "--modes")
     try:
         rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",")], repeats, gpus,
                          echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
@@ -613,6 +606,16 @@ def grids_upload(db, path, name, replace, legacy_split):
         click.echo(f"this file is already stored as grid {row.name!r} (sha256 {row.sha256[:12]}); nothing changed")
 
 
+def _mode_list(text: str, flag: str) -> list[str]:
+    """Comma-separated scheduler modes, each one known (BadParameter naming ``flag`` otherwise)."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODES]
+    if bad or not names:
+        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
+                                 param_hint=flag)
+    return names
+
+
 def _int_list(text: str, label: str) -> list[int]:
     try:
         values = [int(x) for x in text.replace(" ", "").split(",") if x]
@@ -762,7 +765,7 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
 
     store = None if no_store else _open_store(db)
     sweep_id = open_plan(store, plan, name) if store is not None else None
-    bar = tqdm(total=None, desc=label, unit="run", file=sys.stderr, delay=0.5, leave=False)
+    bar = tqdm(total=None, desc=label, unit="run", file=sys.stderr, delay=0.5, leave=False, disable=None)
 
     def event(done: int, total: int | None, phase: str) -> None:
         if total is not None and bar.total != total:
@@ -883,11 +886,7 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
     from core.sweep_report import format_capacities
     from store.sweep_jobs import capacity_plan
 
-    names = [m.strip() for m in modes.split(",") if m.strip()]
-    bad = [m for m in names if m not in MODES]
-    if bad or not names:
-        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
-                                 param_hint="--mode")
+    names = _mode_list(modes, "--mode")
     try:
         cfg, spec, _ = build_inputs(config_file, mode=names[0], **flags)
         plan = capacity_plan(cfg, spec, names, target, tolerance, replications, start_rate)

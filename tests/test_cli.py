@@ -34,7 +34,7 @@ def test_run_without_flags_is_the_documented_default():
     res = invoke("run", "--json", "--no-store")
     s = json.loads(res.stdout)
     assert (s["mode"], s["gpus"], s["num_requests"], s["eta_tokens"]) == ("continuous_dynamic", 4, 10_000, 20_599)
-    text = invoke("run").output
+    text = invoke("run").stdout
     assert text.startswith("continuous_dynamic: 4 GPU(s), 1 bin(s) | synthetic 10,000 req, gamma(shape 0.5) at 12 req/s")
     assert "latency model    parametric" in text.splitlines()[1]
 
