@@ -46,7 +46,7 @@ from workloads.spec import WorkloadSpec
 
 from .config import SimConfig
 from .stats import mean_ci
-from .sweep import Member, MemberResult, SweepError, _outcome, default_workers, process_pool, simulate_member
+from .sweep import Member, MemberResult, SweepError, _outcome, default_workers, pool_for, simulate_member
 
 DEFAULT_TOLERANCE = 0.02
 DEFAULT_FACTOR = 4.0
@@ -236,54 +236,46 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
             searches.append((b, rep, BisectionSearch(target, tolerance, min(max(first, min_rate), max_rate),
                                                      factors[b], min_rate, max_rate)))
     probes: list[list[Probe]] = [[] for _ in bases]
-    own = executor is None
-    if own:
-        executor = process_pool(workers)
     in_flight: dict[Future, tuple[int, float, Member]] = {}
-    try:
-        while True:
-            active = [i for i, (_, _, s) in enumerate(searches) if s.status == "searching"]
-            busy = {i for i, _, _ in in_flight.values()}
-            for i in active:
-                if i in busy:
-                    continue
-                b, rep, s = searches[i]
-                if len(probes[b]) >= MAX_PROBES * replications:
-                    s.fail(f"no answer after {MAX_PROBES} probes")
-                    continue
-                cfg, spec = bases[b]
-                rates = s.propose(m)
-                if not rates:  # the bracket is as tight as the rates' precision allows
-                    s.status = "ok"
-                for rate in rates:
-                    member = probe_member(cfg, spec, rate, rep, labels[b])
-                    in_flight[executor.submit(job, member)] = (i, rate, member)
-            if not in_flight:
-                break
-            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            for fut in done:
-                i, rate, member = in_flight.pop(fut)
-                b, rep, s = searches[i]
-                res = _outcome(fut, member)
-                probe = _probe(rate, rep, res, target)
-                probes[b].append(probe)
-                if res.ok:
-                    if s.status == "searching":
-                        s.observe(rate, probe.passed)
-                else:
-                    s.fail(res.error or "the run failed")
-                if on_probe is not None:
-                    on_probe(b, probe, s)
-    except BaseException:
-        for fut in in_flight:
-            fut.cancel()
-        if own:
-            executor.shutdown(wait=False, cancel_futures=True)
-            own = False
-        raise
-    finally:
-        if own:
-            executor.shutdown(wait=True)
+    with pool_for(executor, workers) as pool:
+        try:
+            while True:
+                active = [i for i, (_, _, s) in enumerate(searches) if s.status == "searching"]
+                busy = {i for i, _, _ in in_flight.values()}
+                for i in active:
+                    if i in busy:
+                        continue
+                    b, rep, s = searches[i]
+                    if len(probes[b]) >= MAX_PROBES * replications:
+                        s.fail(f"no answer after {MAX_PROBES} probes")
+                        continue
+                    cfg, spec = bases[b]
+                    rates = s.propose(m)
+                    if not rates:  # the bracket is as tight as the rates' precision allows
+                        s.status = "ok"
+                    for rate in rates:
+                        member = probe_member(cfg, spec, rate, rep, labels[b])
+                        in_flight[pool.submit(job, member)] = (i, rate, member)
+                if not in_flight:
+                    break
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i, rate, member = in_flight.pop(fut)
+                    b, rep, s = searches[i]
+                    res = _outcome(fut, member)
+                    probe = _probe(rate, rep, res, target)
+                    probes[b].append(probe)
+                    if res.ok:
+                        if s.status == "searching":
+                            s.observe(rate, probe.passed)
+                    else:
+                        s.fail(res.error or "the run failed")
+                    if on_probe is not None:
+                        on_probe(b, probe, s)
+        except BaseException:
+            for fut in in_flight:
+                fut.cancel()
+            raise
     return [_result(bases[b][0].mode, [s for bb, _, s in searches if bb == b], probes[b], target, tolerance,
                     replications, confidence, labels[b]) for b in range(len(bases))]
 

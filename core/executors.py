@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Iterator
 
-from .sweep import SweepError, default_workers, process_pool
+from .sweep import SweepError, default_workers, pool_for
 
 CLUSTER_HELP = ("Where the runs go: omit for a local process pool; 'local' for a Dask LocalCluster "
                 "on this machine; tcp://HOST:8786 for a Dask scheduler.")
@@ -34,11 +34,8 @@ def open_executor(cluster: str | None = None, workers: int | None = None) -> Ite
     cluster = check_cluster(cluster)
     if cluster is None:
         n = workers or default_workers()
-        pool = process_pool(n)
-        try:
+        with pool_for(None, n) as pool:
             yield pool, n
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
         return
     try:
         from distributed import Client, LocalCluster

@@ -72,7 +72,7 @@ from .config import BINNED_MODES, DYNAMIC_MODES, MAX_BATCH, MAX_BINS, MAX_GPUS, 
 from .plan_options import PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
 from .plan_report import label_of, plan_sentence, run_command, toml_config
 from .stats import mean_ci
-from .sweep import Member, MemberResult, SweepError, default_workers, process_pool, run_members, simulate_member
+from .sweep import Member, MemberResult, SweepError, default_workers, pool_for, run_members, simulate_member
 
 WINNER_FACTOR = 1.25  # the smallest bracketing step of a capacity search from a rate known to pass
 
@@ -458,18 +458,15 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
     if o.evidence:
         check_capacity_inputs(config, capacity_spec(spec, rate), o.target, o.tolerance, o.replications)
     workers = workers or default_workers()
-    own = executor is None
-    if own:
-        executor = process_pool(workers)
-    try:
+    with pool_for(executor, workers) as pool:
         guess, pilot = None, None
         size = pilot_requests(spec, o)
         if size:
-            pilot = _Search(config, spec.replace(num_requests=size), o, executor, job, workers,
+            pilot = _Search(config, spec.replace(num_requests=size), o, pool, job, workers,
                             None if on_run is None else lambda phase, ok: on_run(f"pilot, {phase}", ok))
             guess = pilot.fewest_gpus()
         tp = time.perf_counter()
-        s = _Search(config, spec, o, executor, job, workers, on_run)
+        s = _Search(config, spec, o, pool, job, workers, on_run)
         g = s.fewest_gpus(guess)
         t1 = time.perf_counter()
         if g is not None:
@@ -481,9 +478,6 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
         ranked = s.ranking(at)
         t2 = time.perf_counter()
         capacities = s.evidence(ranked, at, rate, on_run) if o.evidence and ranked else []
-    finally:
-        if own:
-            executor.shutdown(wait=True, cancel_futures=True)
     t3 = time.perf_counter()
     phases = {"pilot": tp - t0, "search": t1 - tp, "ranking": t2 - t1, "evidence": t3 - t2}
     return _result(s, g, at, ranked, capacities, rate, t3 - t0, phases, pilot, guess)

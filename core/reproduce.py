@@ -29,7 +29,7 @@ from workloads.spec import WorkloadSpec
 
 from .capacity import search_capacities
 from .config import MODES, SimConfig
-from .sweep import Member, SweepError, default_workers, process_pool, run_members
+from .sweep import Member, SweepError, default_workers, pool_for, run_members
 
 PAPERS = ("paper1", "paper2")
 PER_TOKEN = dict(latency="parametric", prefill_base=0.0, prefill_per_token=0.0, decode_base=0.01,
@@ -101,15 +101,10 @@ def reproduce_paper2(executor: Executor | None = None, workers: int | None = Non
         configs += [base.replace(mode=static, batch_size=b) for b in static_caps] + [base.replace(mode=dynamic)]
     sat = WorkloadSpec(num_requests=n_throughput, rate=1000.0, arrival="poisson")
     members = [Member(c, sat, {"mode": c.mode, "B": c.batch_size}) for c in configs]
-    own = executor is None
-    pool = process_pool(workers) if own else executor
-    try:
+    with pool_for(executor, workers or default_workers()) as pool:
         summaries = _run(members, pool, workers)
         caps = search_capacities([(c, WorkloadSpec(num_requests=n_capacity)) for c in configs], target, tolerance,
                                  1, pool, workers=workers or default_workers(), start=2.0)
-    finally:
-        if own:
-            pool.shutdown(wait=True)
     got = {(c.mode, c.batch_size if not c.dynamic else None): (s, cap) for c, s, cap in zip(configs, summaries, caps)}
     rows = []
     for static, dynamic in pairs:

@@ -28,8 +28,9 @@ import os
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 
@@ -266,6 +267,22 @@ def process_pool(workers: int | None = None) -> Executor:
     return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context(method))
 
 
+@contextmanager
+def pool_for(executor: Executor | None, workers: int) -> Iterator[Executor]:
+    """``executor``, or (if None) a local pool of ``workers`` processes that is shut down on exit:
+    at once with its queued jobs cancelled on an error or Ctrl-C, after its jobs otherwise."""
+    if executor is not None:
+        yield executor
+        return
+    pool = process_pool(workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def run_members(members: Iterable[Member], job: Callable[[Member], MemberResult] = simulate_member,
                 executor: Executor | None = None, on_result: Callable[[Member, MemberResult], None] | None = None,
                 workers: int | None = None, max_in_flight: int | None = None) -> list[MemberResult]:
@@ -281,40 +298,32 @@ def run_members(members: Iterable[Member], job: Callable[[Member], MemberResult]
     members = list(members)
     if not members:
         return []
-    own = executor is None
-    if own:
-        executor = process_pool(min(workers or default_workers(), max(len(members), 1)))
     limit = max_in_flight or 4 * (workers or default_workers())
     results: list[MemberResult | None] = [None] * len(members)
     pending: dict[Future, int] = {}
     queue = iter(range(len(members)))
-    try:
+    with pool_for(executor, min(workers or default_workers(), len(members))) as pool:
         def fill() -> None:
             while len(pending) < limit:
                 i = next(queue, None)
                 if i is None:
                     return
-                pending[executor.submit(job, members[i])] = i
+                pending[pool.submit(job, members[i])] = i
 
-        fill()
-        while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in done:
-                i = pending.pop(fut)
-                results[i] = _outcome(fut, members[i])
-                if on_result is not None:
-                    on_result(members[i], results[i])
+        try:
             fill()
-    except BaseException:
-        for fut in pending:
-            fut.cancel()
-        if own:
-            executor.shutdown(wait=False, cancel_futures=True)
-            own = False
-        raise
-    finally:
-        if own:
-            executor.shutdown(wait=True)
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    results[i] = _outcome(fut, members[i])
+                    if on_result is not None:
+                        on_result(members[i], results[i])
+                fill()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
     return [r for r in results if r is not None]
 
 

@@ -34,6 +34,27 @@ def batchlab_store_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture
+def isolated_app(tmp_path, monkeypatch):
+    """For Streamlit AppTests: a private store, data home and workload cache; Streamlit's caches
+    cleared before and after (they persist across AppTest instances in one process). AppTest
+    leaves ``sys.modules["__main__"]`` pointing at webapp/app.py, which a later spawned process
+    (a process pool, ``batchlab bench``) would re-run: it is restored after each test."""
+    import sys
+
+    import streamlit as st
+
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    monkeypatch.setenv("BATCHLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BATCHLAB_DB_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("BATCHLAB_CACHE_DIR", str(tmp_path / "cache"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 PG_ADMIN_URLS = ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test")
 
 

@@ -3,11 +3,9 @@ reserved bundled names, out-of-range values and the legacy split."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
@@ -15,23 +13,7 @@ HEADER = "batch_size,context_len,prefill_s,decode_step_s"
 ROWS = ["1,64,0.010,0.0050", "1,512,0.030,0.0060", "4,64,0.020,0.0070", "4,512,0.080,0.0090"]
 LEGACY = ["batch_size,max_seq_len,mean_latency_sec", "1,128,0.96", "1,256,2.112", "4,128,1.44", "4,256,3.072"]
 
-pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """A private store, data home and workload cache per test; Streamlit caches cleared.
-    AppTest leaves ``sys.modules["__main__"]`` pointing at webapp/app.py, which a later
-    spawned process (``batchlab bench``) would then run: it is restored after each test."""
-    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-    monkeypatch.setenv("BATCHLAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("BATCHLAB_DB_URL", f"sqlite:///{tmp_path / 'store.db'}")
-    monkeypatch.setenv("BATCHLAB_CACHE_DIR", str(tmp_path / "cache"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("isolated_app")]
 
 
 def upload(file_name: str, *lines: str) -> AppTest:

@@ -21,20 +21,7 @@ HASH = re.compile(r"^[0-9a-f]{64}$")
 COMPARED = list(COMPARE_MODES)  # the default comparison
 RUN_CHARTS = 7  # a run page: latency CDF, violations, running requests, controller, GPU use, KV use, sizes
 
-pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """A private store, data home and workload cache per test; Streamlit caches cleared."""
-    monkeypatch.setenv("BATCHLAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("BATCHLAB_DB_URL", f"sqlite:///{tmp_path / 'store.db'}")
-    monkeypatch.setenv("BATCHLAB_CACHE_DIR", str(tmp_path / "cache"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("isolated_app")]
 
 
 def app(page: str | None = None, **params) -> AppTest:

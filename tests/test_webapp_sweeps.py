@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
@@ -19,19 +18,7 @@ from store.sweep_jobs import capacity_plan, grid_plan, open_plan, run_plan, suit
 from workloads import WorkloadSpec
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
-pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("BATCHLAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("BATCHLAB_DB_URL", f"sqlite:///{tmp_path / 'store.db'}")
-    monkeypatch.setenv("BATCHLAB_CACHE_DIR", str(tmp_path / "cache"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("isolated_app")]
 
 
 def threads():
