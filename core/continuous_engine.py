@@ -47,7 +47,10 @@ length by the bin policy, each queue with its own ``b_mem``.
 
 Several GPUs share the queues. An idle GPU starts an iteration as soon as a
 request arrives; busy GPUs admit at their iteration boundaries, so a waiting
-request goes to the busy GPU with room whose next boundary comes first.
+request goes to the busy GPU with room whose next boundary comes first. Events are
+ordered on a 1 ns clock (times closer than that are simultaneous, whatever the
+rounding of the sums that gave them): simultaneous boundaries are taken in GPU
+order, and an arrival at a boundary's instant is there for it.
 
 Speed. Between two events of a GPU (a completion, a preemption, an admission, a
 controller update) its batch is fixed, so the iterations in between are one
@@ -73,6 +76,13 @@ from .latency import LatencyModel
 from .queues import INF, QueueStats, queue_layout
 
 WAITING, RUNNING, DONE = 0, 1, 2
+TICKS = 1e9  # events are ordered on a 1 ns clock: times closer than that are simultaneous
+
+
+def _tick(t: float) -> int:
+    """The clock tick of time ``t`` >= 0 (closed-form sums and step-by-step sums of the same
+    iterations differ in their last bits; on ticks they are the same instant)."""
+    return int(t * TICKS + 0.5)
 LOG_COLUMNS = ("start", "duration", "kv_blocks", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
                "branch", "preempted")
 LOG_FLOATS = ("start", "duration")
@@ -142,6 +152,7 @@ class _Engine:
         self.q_output = output[order].tolist()
         self.q_arr = arrival[order].tolist()
         self.arr_l = arrival.tolist()
+        self.arr_k = (np.asarray(arrival, dtype=np.float64) * TICKS + 0.5).astype(np.int64).tolist()  # _tick
         self.bins_l = bins.tolist()
         self.bins = bins
         self.q_bin = bins[order].tolist()
@@ -183,7 +194,7 @@ class _Engine:
         self.idle = list(range(cfg.gpus))   # heap of idle GPU indices
         self.roomy: set[int] = set()        # busy GPUs whose last boundary left room under the cap
         self.calm: set[int] = set()         # busy GPUs whose span was planned with nobody waiting
-        self.heap: list = []                # (boundary time, GPU index, version)
+        self.heap: list = []                # (boundary's clock tick, GPU index, version)
         self.r_state = [WAITING] * n        # per queue position from here on
         self.r_start = [math.nan] * n
         self.r_first = [math.nan] * n
@@ -203,11 +214,12 @@ class _Engine:
         self.log = array("d")   # LOG_COLUMNS of every span, flat
 
     # ------------------------------------------------------------ arrivals
-    def advance(self, t: float) -> None:
-        g, arr = self.g, self.arr_l
-        if g >= self.n_req or arr[g] > t:
+    def advance(self, tick: int) -> None:
+        """Requests arriving up to clock tick ``tick`` join their queues."""
+        g, arr = self.g, self.arr_k
+        if g >= self.n_req or arr[g] > tick:
             return
-        new_g = bisect.bisect_right(arr, t, g)
+        new_g = bisect.bisect_right(arr, tick, g)
         if self.k == 1:
             self.arrived[0] += new_g - g
         elif new_g - g > 32:
@@ -221,10 +233,10 @@ class _Engine:
         self.waiting += new_g - g
         self.g = new_g
 
-    def opens_queue(self, t: float) -> bool:
-        """Whether some request arriving at ``t`` comes to a queue with nobody waiting."""
+    def opens_queue(self, tick: int) -> bool:
+        """Whether some request arriving at clock tick ``tick`` comes to a queue with nobody waiting."""
         g = self.g
-        new = self.bins_l[g:bisect.bisect_right(self.arr_l, t, g)]
+        new = self.bins_l[g:bisect.bisect_right(self.arr_k, tick, g)]
         return any(self.queue_head(q) is None for q in (new if len(new) < 8 else set(new)))
 
     def queue_head(self, q: int):
@@ -236,25 +248,25 @@ class _Engine:
 
     # ------------------------------------------------------------ main loop
     def run(self) -> EngineOutput:
-        heap, gpus, arr, n = self.heap, self.gpus, self.arr_l, self.n_req
+        heap, gpus, arr, arr_k, n = self.heap, self.gpus, self.arr_l, self.arr_k, self.n_req
         single = self.k == 1
         while self.done < n:
             top = heap[0][0] if heap else INF
             g = self.g
-            if g < n and arr[g] <= top and (self.idle or not heap or not (single and self.waiting)):
-                t = arr[g]
+            if g < n and arr_k[g] <= top and (self.idle or not heap or not (single and self.waiting)):
+                tick = arr_k[g]
                 # arrivals matter now if they may start or end a span: they come to an empty queue
-                fresh = self.waiting == 0 or (not single and self.opens_queue(t))
-                self.advance(t)
+                fresh = self.waiting == 0 or (not single and self.opens_queue(tick))
+                self.advance(tick)
                 if fresh or self.idle:
-                    self.route(t)
+                    self.route(arr[g])
                 continue
-            t, gi, ver = heapq.heappop(heap)
+            tick, gi, ver = heapq.heappop(heap)
             gpu = gpus[gi]
             if ver != gpu.ver:
                 continue
-            if g < n and arr[g] <= t:
-                self.advance(t)
+            if g < n and arr_k[g] <= tick:
+                self.advance(tick)
             self.finish_span(gpu)
             self.boundary(gpu)
             if self.waiting and (self.idle or self.roomy or self.calm):
@@ -285,7 +297,7 @@ class _Engine:
                     continue                 # memory kept this very request out at its last boundary
                 soon, x = self.next_boundary(gpu, now)
                 if soon < gpu.span_E:
-                    soonest[gi] = (self.boundary_time(gpu, x), gi, soon, x)
+                    soonest[gi] = (_tick(self.boundary_time(gpu, x)), gi, soon, x)
         admit = None                         # (time, GPU index, boundary) of the admission
         for when, gi, soon, x in sorted(soonest.values()):
             gpu = self.gpus[gi]
@@ -302,7 +314,7 @@ class _Engine:
             due = max(soon, gpu.span_T + max(1, self.window - gpu.span_since))
             if due >= gpu.span_E:
                 self.calm.discard(gi)        # its span ends before its controllers are due anyway
-            elif admit is None or (self.boundary_time(gpu, due - gpu.span_T - 1), gi) < admit[:2]:
+            elif admit is None or (_tick(self.boundary_time(gpu, due - gpu.span_T - 1)), gi) < admit[:2]:
                 self.end_span(gpu, due)
                 self.calm.discard(gi)
 
@@ -331,11 +343,13 @@ class _Engine:
         return False
 
     def next_boundary(self, gpu: _Gpu, now: float) -> tuple[int, int]:
-        """(index of ``gpu``'s first boundary at or after ``now``, decode iterations before it)."""
+        """(index of ``gpu``'s first boundary at or after ``now`` (on the clock's ticks), decode
+        iterations before it)."""
         first_end = gpu.span_t + gpu.d_first
-        if now <= first_end or not gpu.n2:
+        if _tick(now) <= _tick(first_end) or not gpu.n2:
             return gpu.span_T + 1, 0
-        x = self.latency.steps_until(gpu.n2, gpu.c2 / gpu.n2, gpu.span_E - gpu.span_T - 1, now - first_end)
+        earliest = (_tick(now) - 0.5) / TICKS   # the start of now's tick
+        x = self.latency.steps_until(gpu.n2, gpu.c2 / gpu.n2, gpu.span_E - gpu.span_T - 1, earliest - first_end)
         return gpu.span_T + 1 + x, x
 
     def end_span(self, gpu: _Gpu, new_E: int) -> None:
@@ -344,7 +358,7 @@ class _Engine:
         gpu.span_E = new_E
         gpu.ver += 1
         gpu.span_dec = self.latency.decode_time(gpu.n2, gpu.c2 / gpu.n2, x) if x else 0.0
-        heapq.heappush(self.heap, (gpu.span_t + gpu.d_first + gpu.span_dec, gpu.idx, gpu.ver))
+        heapq.heappush(self.heap, (_tick(gpu.span_t + gpu.d_first + gpu.span_dec), gpu.idx, gpu.ver))
 
     def growth(self, H: list, T: int, x: int) -> int:
         """Blocks that decode growth allocates in iterations T .. T+x-1."""
@@ -629,7 +643,7 @@ class _Engine:
         gpu.span_cap, gpu.span_branch, gpu.span_pre, gpu.span_since = cap, branch, pre, gpu.since_it
         gpu.ver += 1
         dec = gpu.span_dec = lat.decode_time(n2, c2 / n2, x) if x > 0 else 0.0
-        heapq.heappush(self.heap, (first_end + dec, gpu.idx, gpu.ver))
+        heapq.heappush(self.heap, (_tick(first_end + dec), gpu.idx, gpu.ver))
         if running < cap:   # a request that comes might be admitted before the span ends
             self.roomy.add(gpu.idx)
         else:

@@ -34,6 +34,11 @@ class Req:
         self.gpu = -1
 
 
+def tick(t):
+    """Times are compared on a 1 ns clock (the engine's documented resolution): closer is simultaneous."""
+    return int(t * 1e9 + 0.5)
+
+
 def simulate_reference(cfg, workload, latency, bins=None):
     """(per-request arrays, preemptions); ``bins`` (one per request) is required when cfg.bins > 1."""
     eta = MemoryModel.from_config(cfg).eta
@@ -65,7 +70,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
     next_arrival = 0                # requests [0, next_arrival) have arrived
     taken = [0] * k                 # a queue's first `taken` members were admitted at least once
     done = 0
-    events = []                     # (time, kind 0 = arrival check / 1 = boundary, gpu)
+    events = []                     # (tick, 1, gpu, time) of each GPU's next boundary
     preemptions = 0
     rr = 0                          # round robin: the queue after the last one admitted from
 
@@ -200,21 +205,22 @@ def simulate_reference(cfg, workload, latency, bins=None):
             st["since_step"] += d_pre + d_dec
             st["since_n"] += len(decoding)
         st["busy"] = True
-        heapq.heappush(events, (end, 1, g))
+        heapq.heappush(events, (tick(end), 1, g, end))
 
-    arrivals = [r.arrival for r in reqs]
+    arrivals = [tick(r.arrival) for r in reqs]
     while done < n:
         t_next = events[0][0] if events else math.inf
         if next_arrival < n and arrivals[next_arrival] <= t_next:
-            t = arrivals[next_arrival]
-            while next_arrival < n and arrivals[next_arrival] <= t:
+            at = arrivals[next_arrival]
+            t = reqs[next_arrival].arrival
+            while next_arrival < n and arrivals[next_arrival] <= at:
                 next_arrival += 1
             for g, st in enumerate(gpus):
                 if not st["busy"] and waiting_count():
                     boundary(g, t)
             continue
-        t, _, g = heapq.heappop(events)
-        while next_arrival < n and arrivals[next_arrival] <= t:
+        at, _, g, t = heapq.heappop(events)
+        while next_arrival < n and arrivals[next_arrival] <= at:
             next_arrival += 1
         boundary(g, t)
         for g2, st in enumerate(gpus):   # an idle GPU takes what waits at once

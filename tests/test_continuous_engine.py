@@ -85,6 +85,23 @@ def test_multi_bin_equals_the_reference_under_preemption(policy, cfg, w, tight):
     assert_equals_reference(replace(cfg, bin_policy=policy, gpu_mem_gb=tight, k_bins=max(cfg.k_bins, 2)), w)
 
 
+@pytest.mark.parametrize("mode", CONTINUOUS_MODES)
+def test_simultaneous_boundaries_go_in_gpu_order(mode):
+    """Two GPUs reach a boundary at the same instant, one by a closed-form sum of three decode
+    steps, the other step by step; their times differ in the last bit. GPU 0 admits first, as the
+    documented order says (and as the step-by-step reference does)."""
+    cfg = SimConfig(mode=mode, gpus=2, batch_size=2, b_max=2, k_bins=2 if mode.endswith("multi_bin") else 1,
+                    d_sla_tbt=None, chunk_size=32, block_size=1, bin_policy="longest")
+    w = Workload(np.array([0.0, 0.0, 0.1, 0.1, 0.1]), np.array([32, 32, 4, 2, 5]),
+                 np.array([233, 262, 11, 238, 326]), np.array([108, 206, 5, 335, 208]))
+    r = simulate(cfg, w)
+    first = r.batches["start"][r.batches["gpu"] == 0][2], r.batches["start"][r.batches["gpu"] == 1][1]
+    assert first[0] == pytest.approx(first[1], abs=1e-12) and first[0] != first[1], "the case needs a last-bit tie"
+    taken = 3 if cfg.bins > 1 else 2     # the waiting request admitted first: the longest queue's head
+    assert r.requests["gpu"][taken] == 0 and r.requests["start"][taken] == pytest.approx(first[0])
+    assert_equals_reference(cfg, w)
+
+
 def assert_equals_reference(cfg, w):
     if not fits(cfg, w):
         return
