@@ -541,10 +541,11 @@ def grids():
 @db_option
 @click.option("--json", "as_json", is_flag=True)
 def grids_list(db, as_json):
-    """List stored calibration grids."""
+    """List the calibration grids --latency grid:NAME can name: the bundled ones, then the stored ones."""
     from store.format import format_grids_table
+    from store.grids import bundled_grid_rows
 
-    rows = _open_store(db).list_grids()
+    rows = bundled_grid_rows() + _open_store(db).list_grids()
     click.echo(to_json([g.to_dict() for g in rows]) if as_json else format_grids_table(rows))
 
 
@@ -554,17 +555,23 @@ def grids_list(db, as_json):
 @click.option("--csv", "as_csv", is_flag=True, help="Print the grid file (canonical CSV).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def grids_show(db, name, as_csv, as_json):
-    """Show a stored grid's metadata, warnings and table."""
+    """Show a bundled or stored grid's metadata, warnings and table."""
+    from calibration import load_bundled
     from store.format import format_grid
+    from store.grids import bundled_grid_rows
 
-    store = _open_store(db)
-    row = store.grid_info(name)
-    if row is None:
-        raise click.ClickException(f"no grid named {name!r} in {store.url}")
+    bundled = {r.name: r for r in bundled_grid_rows()}
+    if name in bundled:
+        row, grid = bundled[name], load_bundled(name)
+    else:
+        store = _open_store(db)
+        row = store.grid_info(name)
+        if row is None:
+            raise click.ClickException(f"no grid named {name!r} in {store.url} (bundled: {', '.join(bundled)})")
+        grid = store.get_grid(name)
     if as_json:
         click.echo(to_json(row.to_dict()))
         return
-    grid = store.get_grid(name)
     if as_csv:
         click.echo(grid.to_csv_bytes().decode("utf-8"), nl=False)
     else:
@@ -697,6 +704,10 @@ def app(host, port, db):
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def grids_delete(db, name, yes):
     """Delete a stored calibration grid (runs made with it stay stored)."""
+    from calibration import bundled_grids
+
+    if name in bundled_grids():
+        raise click.ClickException(f"{name!r} is a bundled grid: it ships with batchlab and cannot be deleted")
     store = _open_store(db)
     store.require_writable(f"delete grid {name!r}")
     if store.grid_info(name) is None:

@@ -164,16 +164,19 @@ def format_run_header(run: StoredRun, width: int = DEFAULT_WIDTH) -> str:
 
 def format_grids_table(rows: list[GridRow]) -> str:
     if not rows:
-        return "no calibration grids in the store"
-    lines = [f"{'name':<24}  {'model':<24}  {'device':<20}  {'dtype':<9}  {'rows':>5}  {'sha256':<12}  uploaded"]
+        return "no calibration grids"
+    lines = [f"{'name':<24}  {'where':<7}  {'model':<24}  {'device':<20}  {'dtype':<9}  {'rows':>5}  {'sha256':<12}  "
+             "uploaded"]
     for g in rows:
-        lines.append(f"{_cut(g.name, 24):<24}  {_cut(g.model or '-', 24):<24}  {_cut(g.device or '-', 20):<20}  "
-                     f"{_cut(g.dtype or '-', 9):<9}  {g.rows:>5}  {g.sha256[:12]:<12}  {_when(g.uploaded_at)}")
+        lines.append(f"{_cut(g.name, 24):<24}  {g.where:<7}  {_cut(g.model or '-', 24):<24}  "
+                     f"{_cut(g.device or '-', 20):<20}  {_cut(g.dtype or '-', 9):<9}  {g.rows:>5}  {g.sha256[:12]:<12}  "
+                     f"{_when(g.uploaded_at)}")
     return "\n".join(lines)
 
 
 def format_grid(row: GridRow, table=None, max_rows: int = 20) -> str:
-    lines = [f"grid {row.name}  sha256 {row.sha256}", f"  uploaded  {_when(row.uploaded_at)}; {row.rows} rows"]
+    origin = f"uploaded  {_when(row.uploaded_at)}" if row.where == "stored" else "bundled with batchlab"
+    lines = [f"grid {row.name}  sha256 {row.sha256}", f"  {origin}; {row.rows} rows"]
     lines += [f"  {k:<9} {v}" for k, v in row.meta.items()]
     lines += [f"  warning: {w}" for w in row.warnings]
     if table is not None:

@@ -16,6 +16,19 @@ from .models import GridRecord, utcnow
 from .records import GridRow
 
 
+def bundled_grid_rows() -> list[GridRow]:
+    """The grids that ship with batchlab (``grid:NAME`` finds them without a store), as rows."""
+    from calibration import bundled_grids, load_bundled
+
+    rows = []
+    for name in sorted(bundled_grids()):
+        g = load_bundled(name)
+        meta = dict(g.meta)
+        rows.append(GridRow(None, name, g.sha256, meta.get("model"), meta.get("device"), meta.get("dtype"),
+                            meta.get("source"), None, int(len(g.table)), meta, list(g.warnings), "bundled"))
+    return rows
+
+
 class GridsMixin:
     """The calibration-grid methods of :class:`store.repo.Store`."""
 

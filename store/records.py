@@ -204,23 +204,25 @@ class StoredRun:
 
 @dataclass(frozen=True, slots=True)
 class GridRow:
-    """A stored calibration grid's metadata (the table itself: ``Store.get_grid``)."""
+    """A calibration grid's metadata (the table itself: ``Store.get_grid``): a stored grid, or
+    (``where="bundled"``, no id or upload time) one that ships with batchlab."""
 
-    id: int
+    id: int | None
     name: str
     sha256: str
     model: str | None
     device: str | None
     dtype: str | None
     source: str | None
-    uploaded_at: datetime
+    uploaded_at: datetime | None
     rows: int
     meta: dict
     warnings: list
+    where: str = "stored"
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["uploaded_at"] = self.uploaded_at.isoformat()
+        d["uploaded_at"] = self.uploaded_at.isoformat() if self.uploaded_at else None
         return d
 
 

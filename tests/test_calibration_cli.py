@@ -38,7 +38,19 @@ def write(path, *lines: str):
 
 
 def stored_grids() -> list[str]:
-    return [g["name"] for g in json.loads(invoke("grids", "list", "--json").output)]
+    return [g["name"] for g in json.loads(invoke("grids", "list", "--json").stdout) if g["where"] == "stored"]
+
+
+def test_grids_list_and_show_include_the_bundled_grids():
+    listed = json.loads(invoke("grids", "list", "--json").stdout)
+    assert [(g["name"], g["where"], g["rows"]) for g in listed] == [("qwen3-4b-sglang", "bundled", 95)]
+    assert listed[0]["model"] == "Qwen/Qwen3-4B" and listed[0]["uploaded_at"] is None
+    shown = invoke("grids", "show", "qwen3-4b-sglang").stdout
+    assert "bundled with batchlab; 95 rows" in shown and "decode_step_s" in shown
+    assert json.loads(invoke("grids", "show", "qwen3-4b-sglang", "--json").stdout)["sha256"] == listed[0]["sha256"]
+    one_line_error(CliRunner().invoke(cli, ["grids", "delete", "qwen3-4b-sglang", "--yes"]),
+                   "'qwen3-4b-sglang' is a bundled grid")
+    one_line_error(CliRunner().invoke(cli, ["grids", "show", "nope"]), "no grid named 'nope'", "bundled: qwen3-4b-sglang")
 
 
 # ------------------------------------------------------------- measure + run --

@@ -194,8 +194,9 @@ def test_grids_upload_list_show_delete(cli, tmp_path):
     path.write_text(GRID)
     assert "stored grid 'tiny'" in cli("grids", "upload", path, "--db", cli.db).output
     assert "already stored as grid 'tiny'" in cli("grids", "upload", path, "--name", "x", "--db", cli.db).output
-    listing = cli("grids", "list", "--db", cli.db).output
-    assert "tiny-llama" in listing and "test-gpu" in listing and listing.count("\n") == 2
+    listing = cli("grids", "list", "--db", cli.db).output.splitlines()
+    assert len(listing) == 3 and listing[1].split()[:2] == ["qwen3-4b-sglang", "bundled"]
+    assert listing[2].split()[:2] == ["tiny", "stored"] and "tiny-llama" in listing[2] and "test-gpu" in listing[2]
     shown = cli("grids", "show", "tiny", "--db", cli.db).output
     assert "decode_step_s" in shown and "device    test-gpu" in shown
     assert cli("grids", "show", "tiny", "--csv", "--db", cli.db).output.startswith("# model: tiny-llama")
@@ -204,7 +205,8 @@ def test_grids_upload_list_show_delete(cli, tmp_path):
     err = cli("grids", "upload", bad, "--db", cli.db, ok=False)
     assert err.exit_code == 1 and "Error:" in err.output and "Traceback" not in err.output
     cli("grids", "delete", "tiny", "--yes", "--db", cli.db)
-    assert "no calibration grids" in cli("grids", "list", "--db", cli.db).output
+    assert [line.split()[0] for line in cli("grids", "list", "--db", cli.db).output.splitlines()[1:]] == \
+        ["qwen3-4b-sglang"]
     assert cli("grids", "show", "tiny", "--db", cli.db, ok=False).exit_code == 1
 
 

@@ -6,8 +6,9 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from calibration import MAX_GRID_BYTES, bundled_grids, load_bundled, named, parse_grid, upload_name
+from calibration import MAX_GRID_BYTES, named, parse_grid, upload_name
 from calibration.legacy import SPLIT_HELP
+from store.grids import bundled_grid_rows
 
 from . import charts, fmt, services
 
@@ -72,14 +73,8 @@ def is_stored(grid) -> bool:
 
 def grids_frame() -> pd.DataFrame:
     """Bundled and stored grids: name, where, model, device, cells, added."""
-    rows = []
-    for name in bundled_grids():
-        g = load_bundled(name)
-        rows.append({"name": name, "where": "bundled", "model": g.meta.get("model"),
-                     "device": g.meta.get("device"), "cells": len(g.table), "added": None})
-    for r in services.get_store().list_grids():
-        rows.append({"name": r.name, "where": "stored", "model": r.model, "device": r.device, "cells": r.rows,
-                     "added": r.uploaded_at})
+    rows = [{"name": r.name, "where": r.where, "model": r.model, "device": r.device, "cells": r.rows,
+             "added": r.uploaded_at} for r in bundled_grid_rows() + services.get_store().list_grids()]
     return pd.DataFrame(rows, columns=["name", "where", "model", "device", "cells", "added"])
 
 
