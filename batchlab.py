@@ -250,9 +250,22 @@ def _latency_grid(latency: str, db: str | None, store):
     from calibration.schema import GridError
 
     try:
-        return resolve_grid(latency, stored=lambda name: (store or _open_store(db)).get_grid(name))
+        return resolve_grid(latency, stored=lambda name: _stored_grid(name, db, store))
     except GridError as exc:
         _fail(exc)
+
+
+def _stored_grid(name: str, db: str | None, store):
+    """A stored grid from ``store``, or (--no-store) from the store at ``db`` if there is one:
+    looking for a grid never creates a SQLite store."""
+    if store is None:
+        from store.db import resolve_url, sqlite_path
+
+        path = sqlite_path(resolve_url(db)[0])
+        if path is not None and not path.exists():
+            return None
+        store = _open_store(db)
+    return store.get_grid(name)
 
 
 def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):

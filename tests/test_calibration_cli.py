@@ -141,6 +141,11 @@ def test_no_store_reads_a_stored_grid_and_stores_no_run(tmp_path):
     assert json.loads(invoke("runs", "list", "--json").output) == []
 
 
+def test_no_store_with_an_unknown_grid_creates_no_store(batchlab_store_home):
+    one_line_error(CliRunner().invoke(cli, ["run", "--latency", "grid:nope", "--no-store"]), "grid named 'nope'")
+    assert not (batchlab_store_home / "batchlab.db").exists()
+
+
 def test_grid_path_errors_are_one_line(tmp_path):
     one_line_error(CliRunner().invoke(cli, ["run", "--latency", f"grid:{tmp_path / 'absent.csv'}"]),
                    "absent.csv: no such file")
