@@ -102,6 +102,21 @@ def test_simultaneous_boundaries_go_in_gpu_order(mode):
     assert_equals_reference(cfg, w)
 
 
+def test_a_request_arriving_at_a_boundary_is_admitted_there():
+    """Two running requests finish together at boundary T while a third waits; a fourth arrives at
+    exactly T. Both waiting requests are admitted at T (an arrival at a boundary's instant is there
+    for it), on the engine's clock as in the reference."""
+    cfg = SimConfig(mode="continuous_static", gpus=1, batch_size=2)
+    arrival, prompt, output = [0.0, 0.0, 0.001], [10, 10, 10], [5, 5, 5]
+    before = simulate(cfg, Workload(np.array(arrival), np.array(prompt), np.array(output), np.array(output)))
+    t = float(before.requests["finish"][0])
+    assert before.requests["finish"][1] == t and before.requests["start"][2] == t
+    w = Workload(np.array(arrival + [t]), np.array(prompt + [10]), np.array(output + [5]), np.array(output + [5]))
+    r = simulate(cfg, w)
+    assert r.requests["start"][3] == t and r.requests["start"][2] == t
+    assert_equals_reference(cfg, w)
+
+
 def assert_equals_reference(cfg, w):
     if not fits(cfg, w):
         return
