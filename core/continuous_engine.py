@@ -76,6 +76,9 @@ from .latency import LatencyModel
 from .queues import INF, QueueStats, queue_layout
 
 WAITING, RUNNING, DONE = 0, 1, 2
+LOG_COLUMNS = ("start", "duration", "kv_blocks", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
+               "branch", "preempted")
+LOG_FLOATS = ("start", "duration")
 TICKS = 1e9  # events are ordered on a 1 ns clock: times closer than that are simultaneous
 
 
@@ -83,9 +86,6 @@ def _tick(t: float) -> int:
     """The clock tick of time ``t`` >= 0 (closed-form sums and step-by-step sums of the same
     iterations differ in their last bits; on ticks they are the same instant)."""
     return int(t * TICKS + 0.5)
-LOG_COLUMNS = ("start", "duration", "kv_blocks", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
-               "branch", "preempted")
-LOG_FLOATS = ("start", "duration")
 
 
 class _Gpu:
@@ -298,7 +298,7 @@ class _Engine:
                 soon, x = self.next_boundary(gpu, now)
                 if soon < gpu.span_E:
                     soonest[gi] = (_tick(self.boundary_time(gpu, x)), gi, soon, x)
-        admit = None                         # (time, GPU index, boundary) of the admission
+        admit = None                         # (tick, GPU index, boundary) of the admission
         for when, gi, soon, x in sorted(soonest.values()):
             gpu = self.gpus[gi]
             used = gpu.U1 + self.growth(gpu.H, gpu.span_T + 1, x) + gpu.H[soon % self.B]
