@@ -315,11 +315,13 @@ def _run_step(out: PlanOutcome, rep: _Reporter, members: list[Member], stored: d
         if row is not None:
             kept.append(MemberResult(m.key, m.point, "done", row["summary"], row["hash"], row["id"], True,
                                      sim_seconds=row["duration_s"]))
-    out.skipped += len(kept)
     rep.phase = phase
     rep.total = (rep.total or 0) + len(todo)
     rep.event(force=True)
     results = kept + run_members(todo, job, executor, lambda m, r: rep.event(r.ok), workers)
+    # members served without simulating: the sweep's own, and runs the store held but had not linked
+    # to it yet (a process killed between storing a run and linking it)
+    out.skipped += sum(r.cached for r in results)
     out.members += results
     return results
 

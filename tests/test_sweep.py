@@ -95,6 +95,23 @@ def test_sweep_on_a_dask_local_cluster_stores_every_member_once(tmp_path):
     store.close()
 
 
+def test_a_member_the_store_already_held_counts_as_already_stored(tmp_path):
+    """A run stored outside the sweep (or by a sweep process killed before it linked the run) is
+    served, not simulated again, and counted with the sweep's own stored members."""
+    from dataclasses import replace
+
+    from workloads import build_workload
+
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    plan = grid_plan(SimConfig(mode="static_fifo"), SMALL, {"rate": [1.0, 2.0]})
+    held, cached = store.get_or_run(SimConfig(mode="static_fifo"), build_workload(replace(SMALL, rate=1.0)))
+    assert cached is False
+    out = run_plan(plan, None, 1, store, open_plan(store, plan))
+    assert out.skipped == 1 and [r.cached for r in out.members] == [True, False]
+    assert out.members[0].run_id == held.id and len(store.list_runs()) == 2
+    store.close()
+
+
 def test_interrupted_sweep_keeps_finished_runs_and_resumes_without_recomputing(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     plan = grid_plan(SimConfig(), SMALL, {"rate": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]})
