@@ -14,6 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     BATCHLAB_HOME=/data \
+    NUMBA_CACHE_DIR=/app/.numba-cache \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     STREAMLIT_CLIENT_SHOW_ERROR_DETAILS=none
 WORKDIR /app
@@ -26,9 +27,11 @@ COPY calibration ./calibration
 COPY store ./store
 COPY webapp ./webapp
 # editable: the app runs from /app, so webapp/.streamlit/config.toml (theme, limits) is used as is
+# the continuous engine is compiled here, once, into NUMBA_CACHE_DIR (its first run would take tens of seconds)
 RUN pip install --no-deps -e . \
+ && python -c "from core.continuous_engine import warm_up; warm_up()" \
  && useradd --create-home --uid 1000 batchlab \
- && mkdir -p /data && chown batchlab:batchlab /data
+ && mkdir -p /data && chown batchlab:batchlab /data && chown -R batchlab:batchlab /app/.numba-cache
 USER batchlab
 VOLUME /data
 

@@ -328,6 +328,25 @@ class GridLatency(LatencyModel):
             prompt_len = int(prompt_len)
         return e.f.int_sum(prompt_len, int(steps))
 
+    # ------------------------------------------------------------ compiled callers
+    def entries(self, max_batch: int) -> tuple[list, list]:
+        """(prefill, decode) functions and trusted ranges of batch sizes 1 .. ``max_batch``
+        (what :mod:`core.latency_kernel` packs)."""
+        return ([self._prefill.entry(b) for b in range(1, max_batch + 1)],
+                [self._decode.entry(b) for b in range(1, max_batch + 1)])
+
+    def add_counts(self, n_prefill: int, n_step: int, n_decode: int, x_prefill: int, x_step: int,
+                   x_decode: int, max_batch: int, max_context: float) -> None:
+        """Count queries answered elsewhere from :meth:`entries` (as if asked here)."""
+        self._n_prefill += n_prefill
+        self._n_step += n_step
+        self._n_decode += n_decode
+        self._x_prefill += x_prefill
+        self._x_step += x_step
+        self._x_decode += x_decode
+        self._max_batch = max(self._max_batch, max_batch)
+        self._max_context = max(self._max_context, max_context)
+
     # ------------------------------------------------------------ facts
     def covers(self, batch: int, context_len: float) -> bool:
         """True when (batch, context) is answered by interpolation alone (not counted as a query)."""

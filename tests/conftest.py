@@ -10,6 +10,14 @@ settings.register_profile("batchlab", deadline=None,
 settings.load_profile("batchlab")
 
 
+def pytest_sessionstart(session):
+    """Compile the continuous engine once, before any test runs (its first compile takes tens of
+    seconds, which no single test's timeout should pay; later processes load numba's disk cache)."""
+    from core.continuous_engine import warm_up
+
+    warm_up()
+
+
 @pytest.fixture(autouse=True)
 def batchlab_cache_dir(tmp_path_factory, monkeypatch):
     """Every test gets a fresh, private diskcache directory (never the user's cache)."""

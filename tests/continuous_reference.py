@@ -20,7 +20,7 @@ from core.queues import QueueStats
 
 class Req:
     __slots__ = ("i", "arrival", "prompt", "output", "gen", "blocks", "prefill_left", "first", "finish",
-                 "start", "last_token", "gaps", "preemptions", "gpu")
+                 "start", "last_token", "gaps", "preemptions", "gpu", "share0")
 
     def __init__(self, i, arrival, prompt, output):
         self.i, self.arrival, self.prompt, self.output = i, arrival, prompt, output
@@ -32,6 +32,7 @@ class Req:
         self.gaps: list[float] = []
         self.preemptions = 0
         self.gpu = -1
+        self.share0 = 0.0          # its GPU's share count at its latest admission
 
 
 def tick(t):
@@ -40,7 +41,9 @@ def tick(t):
 
 
 def simulate_reference(cfg, workload, latency, bins=None):
-    """(per-request arrays, preemptions); ``bins`` (one per request) is required when cfg.bins > 1."""
+    """(per-request arrays, preemptions, wasted GPU-seconds); ``bins`` (one per request) is required
+    when cfg.bins > 1. A GPU's *share* count grows by each iteration's duration over the requests it
+    served (decoding or prefilling); a preempted request wastes the growth since its admission."""
     eta = MemoryModel.from_config(cfg).eta
     B = cfg.block_size
     K = eta // B
@@ -64,7 +67,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
         ctl = (SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, cfg.b_min, cfg.b_max, 1)
                if adaptive else None)
         b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max
-        gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": [None] * k,
+        gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": [None] * k, "share": 0.0,
                      "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False})
     fronts: list[list[Req]] = [[] for _ in range(k)]  # preempted, by arrival order, per queue
     next_arrival = 0                # requests [0, next_arrival) have arrived
@@ -72,6 +75,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
     done = 0
     events = []                     # (tick, 1, gpu, time) of each GPU's next boundary
     preemptions = 0
+    wasted = 0.0
     rr = 0                          # round robin: the queue after the last one admitted from
 
     def arrived(q):
@@ -98,7 +102,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
         return min(open_, key=lambda q: (key(q), q))
 
     def boundary(g, t):
-        nonlocal done, preemptions, rr
+        nonlocal done, preemptions, wasted, rr
         st = gpus[g]
         running = st["running"]
         # completions: every decode step done
@@ -128,6 +132,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
             r.blocks = 0
             r.preemptions += 1
             preemptions += 1
+            wasted += st["share"] - r.share0
             r.prefill_left = 0
             front = fronts[bins[r.i]]
             front.append(r)
@@ -168,6 +173,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
             st["used"] += blocks
             r.blocks = blocks
             r.gpu = g
+            r.share0 = st["share"]
             if math.isnan(r.start):
                 r.start = t
             running.append(r)
@@ -186,6 +192,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
         ctx = sum(r.prompt + r.gen for r in decoding)
         d_dec = latency.decode_step_time(len(decoding), ctx / len(decoding)) if decoding else 0.0
         end = t + d_pre + d_dec
+        st["share"] += (d_pre + d_dec) / (len(decoding) + seqs)
         for r in decoding:
             if (r.prompt + r.gen) % B == 0:
                 r.blocks += 1
@@ -236,4 +243,4 @@ def simulate_reference(cfg, workload, latency, bins=None):
         "tbt": np.array([float(np.mean(r.gaps)) if r.gaps else 0.0 for r in reqs]),
         "decode_steps": np.array([r.gen for r in reqs]),
     }
-    return out, preemptions
+    return out, preemptions, wasted

@@ -121,12 +121,13 @@ def assert_equals_reference(cfg, w):
     if not fits(cfg, w):
         return
     r = simulate(cfg, w)
-    ref, preemptions = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"])
+    ref, preemptions, wasted = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"])
     for key in COMPARED:
         np.testing.assert_allclose(r.requests[key], ref[key], rtol=1e-9, atol=1e-9, err_msg=key)
     for key in ("gpu", "preemptions", "decode_steps"):
         np.testing.assert_array_equal(r.requests[key], ref[key], err_msg=key)
     assert r.summary["preemptions"] == preemptions
+    assert r.summary["wasted_gpu_s"] == pytest.approx(wasted, rel=1e-9, abs=1e-12)
 
 
 # ------------------------------------------------------------------ invariants --

@@ -428,15 +428,20 @@ def test_unexpected_errors_hide_their_details():
     assert "RuntimeError" in msg and "0xdead" not in msg and "log" in msg
 
 
-def test_launch_runs_streamlit_with_the_store_url(monkeypatch):
+def test_launch_runs_streamlit_with_the_store_url_and_warms_the_engine_beside_it(monkeypatch):
     seen = {}
 
     def fake_call(cmd, env):
         seen["cmd"], seen["env"] = cmd, env
         return 0
 
+    def fake_popen(cmd, env, **kwargs):
+        seen["warm"], seen["warm_env"] = cmd, env
+
     monkeypatch.setattr(launch.subprocess, "call", fake_call)
+    monkeypatch.setattr(launch.subprocess, "Popen", fake_popen)
     assert launch.launch(host="0.0.0.0", port=9999, db_url="sqlite:////tmp/x.db") == 0
+    assert "warm_up()" in seen["warm"][-1] and seen["warm_env"]["BATCHLAB_DB_URL"] == "sqlite:////tmp/x.db"
     cmd = seen["cmd"]
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("webapp/app.py")
     joined = " ".join(cmd)

@@ -1,4 +1,8 @@
-"""Start the web app: ``launch()`` runs ``streamlit run webapp/app.py`` in a subprocess."""
+"""Start the web app: ``launch()`` runs ``streamlit run webapp/app.py`` in a subprocess.
+
+Beside it, a short-lived process compiles the continuous engine (or loads it from numba's cache),
+so the first continuous run a user starts does not wait for the compiler.
+"""
 from __future__ import annotations
 
 import os
@@ -7,6 +11,7 @@ import sys
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent / "app.py"
+WARM_UP = [sys.executable, "-c", "from core.continuous_engine import warm_up; warm_up()"]
 
 
 def command(host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
@@ -24,6 +29,8 @@ def launch(host: str = "127.0.0.1", port: int = 8501, db_url: str | None = None,
     if db_url:
         env["BATCHLAB_DB_URL"] = db_url
     env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    subprocess.Popen(WARM_UP, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
     try:
         return subprocess.call(command(host, port, headless), env=env)
     except KeyboardInterrupt:

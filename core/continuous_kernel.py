@@ -1,0 +1,832 @@
+"""The continuous engine's event loop, compiled with numba (semantics: :mod:`core.continuous_engine`).
+
+:func:`simulate` runs a whole workload in one call. Its state is a record per request
+(:data:`REQUEST`, in queue order) and per GPU (:data:`GPU`), the per-GPU lists (heap of
+completions, running requests, prefill chunks, ...), the queues and a few counters, grouped in
+named tuples so each function says what it touches. The functions mirror the engine's steps one to
+one: arrivals, routing, a span's accounting, a boundary's decisions. Latency queries go through
+:mod:`core.latency_kernel`.
+
+Fields are grouped into records rather than kept as one array each because every array, list or
+record array handed to a compiled call costs a reference count in and out: with one array per
+field, that bookkeeping took more time than the simulation.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import namedtuple
+
+import numpy as np
+from numba import njit
+
+from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRANCH_WITHIN
+from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
+
+WAITING, RUNNING, DONE = 0, 1, 2
+NONE = -1                  # no request
+BIG = 1 << 62              # more than any count or clock tick: "no limit", "never"
+TICKS = 1e9                # events are ordered on a 1 ns clock (see core.continuous_engine)
+POLICIES = ("fcfs", "longest", "round_robin", "short_first")
+FCFS, LONGEST, ROUND_ROBIN, SHORT_FIRST = range(4)
+MARGINS = ("factor", "clt", "none")
+FACTOR, CLT = 0, 1
+LOG_WIDTH = 12             # columns of a span's log row (core.continuous_engine.LOG_COLUMNS)
+
+# the run's settings (ints and floats only)
+Settings = namedtuple("Settings", "n k gpus B K watermark chunk policy window batch_size dynamic adaptive "
+                                  "memory_control b_max b_min d_sla sla_eps alpha delta eta margin "
+                                  "mem_factor theta stats_window b_start")
+# one record per request, by queue position (inputs, then state: see core.continuous_engine)
+REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.float64), ("q_bin", np.int64),
+                    ("state", np.int64), ("start", np.float64), ("first", np.float64), ("finish", np.float64),
+                    ("gap", np.float64), ("last", np.float64), ("pre", np.int64), ("gpu", np.int64),
+                    ("gen", np.int64), ("tdec", np.int64), ("ver", np.int64), ("share", np.float64),
+                    ("steps", np.int64)], align=True)
+# arrivals in arrival order (times, clock ticks, queues), and the request records
+Requests = namedtuple("Requests", "arr arr_k bins r")
+# the queues: slices [off[q], off[q+1]) of the queue positions; waiting = [head, arrived) + front
+# (preempted requests, ascending); prefix sums of prompts and predictions feed Algorithm 1
+Queues = namedtuple("Queues", "off head arrived front sums blocked")
+# global counters (ints: waiting, next arrival, done, round-robin queue, preemptions, KV peak,
+# roomy GPUs, calm GPUs; float: wasted GPU-seconds), the event heaps and the log
+World = namedtuple("World", "c wasted heap idle log")
+WAITING_, NEXT_, DONE_, RR_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_ = range(8)
+# one record per GPU: its state between events and the span it runs
+GPU = np.dtype([
+    ("t", np.float64), ("T", np.int64),            # time and index of the last boundary
+    ("n", np.int64), ("ctx", np.int64),            # decoding requests and their context tokens
+    ("U", np.int64), ("ver", np.int64),            # KV blocks in use; version of its heap entry
+    ("b_sla", np.int64), ("bmem", np.int64),       # Algorithm 2's cap; b_mem of the latest admission decision
+    ("blocked", np.int64),                         # the request memory kept out at the last boundary
+    ("since_it", np.int64), ("since_dec", np.int64), ("since_step", np.float64), ("since_n", np.int64),
+    ("share", np.float64),                         # sum over iterations of duration / requests served
+    ("busy", np.float64), ("kv_int", np.float64), ("n_int", np.int64),
+    # the running span [span_T, span_E): its first iteration, then pure decode iterations
+    ("span_T", np.int64), ("span_E", np.int64), ("span_t", np.float64), ("d_first", np.float64),
+    ("d_dec0", np.float64), ("n2", np.int64), ("c2", np.int64), ("U1", np.int64), ("served0", np.int64),
+    ("n0", np.int64), ("span_cap", np.int64), ("span_branch", np.int64), ("span_pre", np.int64),
+    ("span_since", np.int64), ("span_dec", np.float64),
+    ("b_low", np.float64), ("b_high", np.float64),  # Algorithm 2's interval
+    ("ctl_step", np.float64), ("ctl_size", np.float64),  # ... and its latest observation
+    ("roomy", np.bool_), ("calm", np.bool_),       # in the sets of GPUs with room / planned with nobody waiting
+    ("soon", np.int64)], align=True)               # routing scratch: tick of its next boundary (-1: none)
+# per GPU: decoding requests by block phase, Algorithm 1's bound per queue, the heap of completions,
+# running requests (newest last), prefill chunks, the suffix maximum of iteration durations, and
+# re-admitted requests' first gaps
+GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d await_gap")
+
+
+def settings(cfg, n: int, eta: int, theta: float) -> Settings:
+    """The kernel's settings for ``cfg`` (``theta``: Algorithm 1's CLT quantile)."""
+    adaptive = cfg.dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
+    K = eta // cfg.block_size
+    return Settings(
+        n=int(n), k=int(cfg.bins), gpus=int(cfg.gpus), B=int(cfg.block_size), K=int(K),
+        watermark=int(math.ceil(cfg.kv_watermark * K)),
+        chunk=int(cfg.chunk_size) if cfg.chunk_size is not None else BIG,
+        policy=POLICIES.index(cfg.bin_policy), window=int(cfg.sla_window), batch_size=int(cfg.batch_size),
+        dynamic=bool(cfg.dynamic), adaptive=bool(adaptive), memory_control=bool(cfg.memory_control),
+        b_max=int(cfg.b_max), b_min=int(cfg.b_min),
+        d_sla=float(cfg.d_sla_tbt) if cfg.d_sla_tbt is not None else 0.0, sla_eps=float(cfg.sla_eps),
+        alpha=int(cfg.sla_alpha), delta=int(cfg.sla_delta), eta=int(eta), margin=MARGINS.index(cfg.mem_margin),
+        mem_factor=float(cfg.mem_factor), theta=float(theta), stats_window=int(cfg.stats_window),
+        b_start=int(min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive
+                    else (cfg.b_max if cfg.dynamic else cfg.batch_size)))
+
+
+def request_records(prompt, output, q_arrival, q_bin) -> np.ndarray:
+    """The request records (by queue position) before the run."""
+    r = np.zeros(len(prompt), dtype=REQUEST)
+    r["prompt"], r["output"], r["q_arr"], r["q_bin"] = prompt, output, q_arrival, q_bin
+    for name in ("start", "first", "finish", "last"):
+        r[name] = np.nan
+    r["gpu"] = -1
+    return r
+
+
+def gpu_records(s: Settings) -> np.ndarray:
+    """The GPU records before the run."""
+    g = np.zeros(s.gpus, dtype=GPU)
+    g["b_sla"] = g["bmem"] = s.b_start
+    g["blocked"] = NONE
+    g["since_it"] = s.window    # the controllers are due at once
+    g["b_low"], g["b_high"] = s.b_min, s.b_max
+    return g
+
+
+@njit(cache=True)
+def tick(t):
+    """The clock tick of time ``t`` >= 0."""
+    return int(t * TICKS + 0.5)
+
+
+@njit(cache=True)
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+# ------------------------------------------------------------ the run
+@njit(cache=True, nogil=True)
+def simulate(s, arrival, arrival_ticks, bins, r, gs, off, sums, L, progress):
+    """Run the workload: arrivals (times, clock ticks, queues) in arrival order; the request records
+    (:func:`request_records`) and GPU records (:func:`gpu_records`), updated in place; queue offsets and ``sums``,
+    the prefix sums of prompts, their squares, predictions and their squares by queue position (as
+    QueueStats keeps them).
+
+    Returns (the span log, ``LOG_WIDTH`` floats a row; counters: preemptions, KV peak tokens;
+    wasted GPU-seconds). ``progress[0]`` follows the requests done; ``progress[1] = 1`` stops the run.
+    """
+    n, G = s.n, s.gpus
+    rq = Requests(arrival, arrival_ticks, bins, r)
+    front = [[0] for _ in range(s.k)]
+    for f in front:
+        f.pop()
+    qs = Queues(off, off[:-1].copy(), off[:-1].copy(), front, sums, np.zeros(s.k, np.bool_))
+    heap = [(0, 0, 0)]
+    heap.pop()
+    log = [(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)]
+    log.pop()
+    w = World(np.zeros(8, np.int64), np.zeros(1), heap, list(range(G)), log)
+    gl = _gpu_lists(s)
+    single = s.k == 1
+    c = w.c
+    while c[DONE_] < n:
+        top = w.heap[0][0] if len(w.heap) else BIG
+        nxt = c[NEXT_]
+        if nxt < n and rq.arr_k[nxt] <= top and (len(w.idle) > 0 or len(w.heap) == 0
+                                                 or not (single and c[WAITING_] > 0)):
+            at = rq.arr_k[nxt]
+            # arrivals matter now if they may start or end a span: they come to an empty queue
+            fresh = c[WAITING_] == 0 or (not single and _opens_queue(s, rq, qs, w, at))
+            _advance(s, rq, qs, w, at)
+            if fresh or len(w.idle) > 0:
+                _route(s, rq, qs, w, gs, gl, L, rq.arr[nxt], -1)
+            continue
+        at, gi, ver = heapq.heappop(w.heap)
+        if ver != gs[gi].ver:
+            continue
+        if nxt < n and rq.arr_k[nxt] <= at:
+            _advance(s, rq, qs, w, at)
+        _finish_span(s, rq, w, gs, gl, L, gi)
+        _boundary(s, rq, qs, w, gs, gl, L, gi)
+        if c[WAITING_] > 0 and (len(w.idle) > 0 or c[ROOMY_] > 0 or c[CALM_] > 0):
+            _route(s, rq, qs, w, gs, gl, L, gs[gi].t, gi)
+        progress[0] = c[DONE_]
+        if progress[1]:             # the caller gave up on this run
+            break
+    rows = np.empty((len(w.log), LOG_WIDTH))
+    for i in range(len(w.log)):
+        for j in range(LOG_WIDTH):
+            rows[i, j] = w.log[i][j]
+    return rows, np.array([c[PREEMPTIONS_], c[KV_PEAK_]], np.int64), w.wasted[0]
+
+
+@njit(cache=True)
+def _gpu_lists(s):
+    G = s.gpus
+    comp = [[(0, 0, 0)] for _ in range(G)]
+    stack = [[0] for _ in range(G)]
+    pref = [[(0, 0)] for _ in range(G)]
+    mono_i = [[0] for _ in range(G)]
+    mono_d = [[0.0] for _ in range(G)]
+    await_gap = [[(0, 0, 0.0)] for _ in range(G)]
+    for gi in range(G):
+        comp[gi].pop()
+        stack[gi].pop()
+        pref[gi].pop()
+        mono_i[gi].pop()
+        mono_d[gi].pop()
+        await_gap[gi].pop()
+    return GpuLists(np.zeros((G, s.B), np.int64), np.full((G, s.k), s.b_start, np.int64), comp, stack, pref,
+                        mono_i, mono_d, await_gap)
+
+
+# ------------------------------------------------------------ arrivals and queues
+@njit(cache=True)
+def _advance(s, rq, qs, w, at):
+    """Requests arriving up to clock tick ``at`` join their queues."""
+    c = w.c
+    g = c[NEXT_]
+    if g >= s.n or rq.arr_k[g] > at:
+        return
+    new_g = bisect_right(rq.arr_k, g, s.n, at)
+    if s.k == 1:
+        qs.arrived[0] += new_g - g
+    else:
+        for i in range(g, new_g):
+            qs.arrived[rq.bins[i]] += 1
+    c[WAITING_] += new_g - g
+    c[NEXT_] = new_g
+
+
+@njit(cache=True)
+def _opens_queue(s, rq, qs, w, at):
+    """Whether some request arriving at clock tick ``at`` comes to a queue with nobody waiting."""
+    g = w.c[NEXT_]
+    for i in range(g, bisect_right(rq.arr_k, g, s.n, at)):
+        if _queue_head(qs, rq.bins[i]) == NONE:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _queue_head(qs, q):
+    """The request queue ``q`` would admit next (preempted ones first), or NONE."""
+    if len(qs.front[q]):
+        return qs.front[q][0]
+    h = qs.head[q]
+    return h if h < qs.arrived[q] else NONE
+
+
+@njit(cache=True)
+def _choose(s, rq, qs, w):
+    """(queue, request) the bin policy admits next among queues not blocked, or (-1, NONE)."""
+    best_q, best_p, best_key = -1, NONE, 0.0
+    rr, k = w.c[RR_], s.k
+    for q in range(k):
+        if qs.blocked[q]:
+            continue
+        fq = qs.front[q]
+        if len(fq):
+            p = fq[0]
+        elif qs.head[q] < qs.arrived[q]:
+            p = qs.head[q]
+        else:
+            continue
+        if s.policy == SHORT_FIRST:
+            return q, p
+        if s.policy == FCFS:
+            key = rq.r[p].q_arr
+        elif s.policy == LONGEST:
+            key = float(qs.head[q] - qs.arrived[q] - len(fq))
+        else:
+            key = float((q - rr) % k)
+        if best_q < 0 or key < best_key:
+            best_q, best_p, best_key = q, p, key
+    return best_q, best_p
+
+
+@njit(cache=True)
+def _take(qs, w, q, p):
+    fq = qs.front[q]
+    if len(fq) and fq[0] == p:
+        fq.pop(0)
+    else:
+        qs.head[q] += 1
+    w.c[WAITING_] -= 1
+
+
+# ------------------------------------------------------------ the controllers
+@njit(cache=True)
+def _memory_cap(s, qs, q):
+    """Algorithm 1's bound for queue ``q`` from its recent arrivals' moments (MemoryBound.cap)."""
+    lo, hi = qs.off[q], qs.arrived[q]
+    if s.stats_window and hi - lo > s.stats_window:
+        lo = hi - s.stats_window
+    m = hi - lo
+    mi = mo = vi = vo = 0.0
+    if m > 0:
+        sp, sp2, so, so2 = qs.sums[0], qs.sums[1], qs.sums[2], qs.sums[3]
+        mi = (sp[hi] - sp[lo]) / m
+        mo = (so[hi] - so[lo]) / m
+        vi = (sp2[hi] - sp2[lo]) / m - mi * mi
+        vo = (so2[hi] - so2[lo]) / m - mo * mo
+    return memory_bound(s, mi, mo, vi, vo)
+
+
+@njit(cache=True)
+def memory_bound(s, mi, mo, vi, vo):
+    """Algorithm 1 (MemoryBound.cap) from the means and variances of prompt and predicted lengths."""
+    mu = mi + mo
+    eta = s.eta
+    if mu <= 0:
+        b = s.b_max
+    elif s.margin == CLT:
+        ts = s.theta * math.sqrt(max(vi + vo, 0.0))
+        x = (-ts + math.sqrt(ts * ts + 4.0 * mu * eta)) / (2.0 * mu)
+        b = int(x * x)
+        while (b + 1) * mu + ts * math.sqrt(b + 1) <= eta:
+            b += 1
+        while b > 0 and not b * mu + ts * math.sqrt(b) <= eta:
+            b -= 1
+    else:
+        buffer = eta * (1.0 - s.mem_factor) if s.margin == FACTOR else 0.0
+        b = int((eta - buffer) // mu)
+    b = min(max(b, 0), s.b_max)
+    return b if b >= 1 else 1
+
+
+@njit(cache=True)
+def _sla_update(s, g, running):
+    """Algorithm 2 (SlaController.cap after one observation: the mean decode-step time ``ctl_step``
+    and batch size ``ctl_size`` of the window): (b_SLA, branch)."""
+    tau, b_bar = g.ctl_step, g.ctl_size
+    if tau > s.d_sla + s.sla_eps:
+        branch = BRANCH_OVER
+        g.b_high = max(b_bar, g.b_low + s.alpha)
+        g.b_low = max(g.b_low - s.delta, s.b_min)
+    elif tau < s.d_sla - s.sla_eps:
+        branch = BRANCH_UNDER
+        g.b_low = min(b_bar, g.b_high - s.alpha)
+        g.b_high = min(g.b_high + s.delta, s.b_max)
+    else:
+        branch = BRANCH_WITHIN
+        half = s.alpha // 2
+        g.b_high = min(b_bar + half, s.b_max)
+        g.b_low = max(b_bar - half, s.b_min)
+    b = int(math.floor((g.b_low + g.b_high) / 2.0))
+    b = min(max(b, running), s.b_max)
+    return (b if b >= s.b_min else s.b_min), branch
+
+
+@njit(cache=True)
+def _cap(s, g, bbase, q, running):
+    """The most requests GPU ``g`` (Algorithm 1's bounds ``bbase``) may run when admitting from
+    queue ``q`` (recording b_mem)."""
+    if not s.dynamic:
+        return s.batch_size
+    b = bbase[q]
+    b_mem = b if b > running else (running if running < s.b_max else s.b_max)
+    g.bmem = b_mem
+    return b_mem if b_mem < g.b_sla else g.b_sla
+
+
+# ------------------------------------------------------------ routing
+@njit(cache=True)
+def _route(s, rq, qs, w, gs, gl, L, now, exclude):
+    """Idle GPUs take waiting requests now; of the busy GPUs with room, the one whose next boundary
+    comes first stops there to admit; calm GPUs whose controllers come due stop then."""
+    c = w.c
+    while c[WAITING_] > 0 and len(w.idle) > 0:
+        gi = heapq.heappop(w.idle)
+        gs[gi].t = now
+        _boundary(s, rq, qs, w, gs, gl, L, gi)
+    if c[WAITING_] == 0:
+        return
+    head = _queue_head(qs, 0) if s.k == 1 else NONE
+    soonest = [(0, 0, 0, 0)]         # (boundary tick, GPU, boundary, decode iterations before it)
+    soonest.pop()
+    for gi in range(s.gpus):
+        gs[gi].soon = -1
+    if c[ROOMY_] > 0:
+        for gi in range(s.gpus):
+            g = gs[gi]
+            if not g.roomy or gi == exclude:
+                continue
+            if head != NONE and g.blocked == head:
+                continue             # memory kept this very request out at its last boundary
+            soon, x = _next_boundary(g, L, now)
+            if soon < g.span_E:
+                at = tick(_boundary_time(g, L, x))
+                soonest.append((at, gi, soon, x))
+                g.soon = at
+    soonest.sort()
+    admit_tick, admit_gi = BIG, -1
+    for at, gi, soon, x in soonest:
+        g = gs[gi]
+        used = g.U1 + _growth(s, gl.H[gi], g.span_T + 1, x) + gl.H[gi, soon % s.B]
+        if _admissible(s, rq, qs, g, gl.bbase[gi], g.n2 + len(gl.pref[gi]), s.K - s.watermark - used):
+            admit_tick, admit_gi = at, gi
+            _end_span(w, g, L, gi, soon)
+            break
+    if c[CALM_] == 0:
+        return
+    for gi in range(s.gpus):
+        g = gs[gi]
+        if not g.calm:
+            continue
+        if admit_gi >= 0 and g.soon >= 0 and (g.soon, gi) > (admit_tick, admit_gi):
+            continue                 # due no earlier than its next boundary, after the admission
+        soon, _ = _next_boundary(g, L, now)
+        due = max(soon, g.span_T + max(1, s.window - g.span_since))
+        if due >= g.span_E:
+            _calm(c, g, False)       # its span ends before its controllers are due anyway
+        elif admit_gi < 0 or (tick(_boundary_time(g, L, due - g.span_T - 1)), gi) < (admit_tick, admit_gi):
+            _end_span(w, g, L, gi, due)
+            _calm(c, g, False)
+
+
+@njit(cache=True)
+def _roomy(c, g, on):
+    """Put GPU ``g`` in (or out of) the set of busy GPUs with room under their cap."""
+    if g.roomy != on:
+        g.roomy = on
+        c[ROOMY_] += 1 if on else -1
+
+
+@njit(cache=True)
+def _calm(c, g, on):
+    """Put GPU ``g`` in (or out of) the set of busy GPUs whose span was planned with nobody waiting."""
+    if g.calm != on:
+        g.calm = on
+        c[CALM_] += 1 if on else -1
+
+
+@njit(cache=True)
+def _boundary_time(g, L, x):
+    """When GPU ``g``'s span reaches the boundary after its first iteration and ``x`` more."""
+    dec = decode_time(L, g.n2, g.c2 / g.n2, x) if x > 0 else 0.0
+    return g.span_t + g.d_first + dec
+
+
+@njit(cache=True)
+def _admissible(s, rq, qs, g, bbase, running, free_blocks):
+    """Could GPU ``g`` admit some queue's next request with this many running and blocks free?"""
+    for q in range(s.k):
+        p = _queue_head(qs, q)
+        if p == NONE:
+            continue
+        if running < _cap(s, g, bbase, q, running) and ceil_div(rq.r[p].prompt + rq.r[p].gen, s.B) <= free_blocks:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _next_boundary(g, L, now):
+    """(index of GPU ``g``'s first boundary at or after ``now`` on the clock, decode iterations before it)."""
+    first_end = g.span_t + g.d_first
+    n2 = g.n2
+    if tick(now) <= tick(first_end) or not n2:
+        return g.span_T + 1, 0
+    earliest = (tick(now) - 0.5) / TICKS   # the start of now's tick
+    x = steps_until(L, n2, g.c2 / n2, g.span_E - g.span_T - 1, earliest - first_end)
+    return g.span_T + 1 + x, x
+
+
+@njit(cache=True)
+def _end_span(w, g, L, gi, new_E):
+    """Stop GPU ``gi``'s (record ``g``) running span at boundary ``new_E`` (earlier than planned)."""
+    x = new_E - g.span_T - 1
+    g.span_E = new_E
+    g.ver += 1
+    g.span_dec = decode_time(L, g.n2, g.c2 / g.n2, x) if x else 0.0
+    heapq.heappush(w.heap, (tick(g.span_t + g.d_first + g.span_dec), gi, g.ver))
+
+
+@njit(cache=True)
+def _growth(s, H, T, x):
+    """Blocks that decode growth (``H``: decoding requests by block phase) allocates in iterations
+    T .. T+x-1."""
+    if x <= 0:
+        return 0
+    B = s.B
+    full, rest = divmod(x, B)
+    total = full * H.sum() if full else 0
+    for j in range(T, T + rest):
+        total += H[j % B]
+    return total
+
+
+@njit(cache=True)
+def _max_since(mi, md, it):
+    """The longest iteration from index ``it`` on (0 if none), from a suffix-maximum stack of
+    iteration indices ``mi`` and durations ``md``."""
+    lo, hi = 0, len(mi)
+    while lo < hi:                   # bisect_left
+        mid = (lo + hi) // 2
+        if mi[mid] < it:
+            lo = mid + 1
+        else:
+            hi = mid
+    return md[lo] if lo < len(md) else 0.0
+
+
+# ------------------------------------------------------------ spans
+@njit(cache=True)
+def _finish_span(s, rq, w, gs, gl, L, gi):
+    """Account for the span that just ended: time, tokens, blocks, gaps, shares, the log row."""
+    g, r = gs[gi], rq.r
+    T0, E = g.span_T, g.span_E
+    x = E - T0 - 1
+    n2, c2, U1, d_first = g.n2, g.c2, g.U1, g.d_first
+    mean = c2 / n2 if n2 else 0.0
+    if x > 0:
+        dec = g.span_dec
+        B = s.B
+        if x < B:
+            grown = 0
+            for j in range(T0 + 1, E):
+                grown += gl.H[gi, j % B]
+        else:
+            grown = _growth(s, gl.H[gi], T0 + 1, x)
+        U_end = U1 + grown
+    else:
+        dec = 0.0
+        U_end = U1
+    duration = d_first + dec
+    span_t = g.span_t
+    g.t = span_t + duration
+    g.T = E
+    g.kv_int += U1 * d_first + (U1 + U_end) * 0.5 * dec
+    g.U = U_end
+    ctx = c2 + n2 * x
+    g.ctx = ctx
+    g.n = n2
+    g.busy += duration
+    n0, served0 = g.n0, g.served0
+    g.n_int += served0 + n2 * x
+    if s.dynamic:
+        g.since_it += 1 + x
+        g.since_dec += (1 if n0 else 0) + (x if n2 else 0)
+        g.since_step += (d_first if n0 else 0.0) + dec
+        g.since_n += n0 + n2 * x
+    mi, md = gl.mono_i[gi], gl.mono_d[gi]    # suffix-maximum stack of iteration durations
+    while len(md) and md[-1] <= d_first:
+        md.pop()
+        mi.pop()
+    mi.append(T0)
+    md.append(d_first)
+    if x > 0:
+        a = decode_step_time(L, n2, mean)
+        longest = decode_step_time(L, n2, mean + x - 1) if x > 1 else a
+        if a > longest:
+            longest = a
+        while len(md) and md[-1] <= longest:
+            md.pop()
+            mi.pop()
+        mi.append(E - 1)
+        md.append(longest)
+        g.share += (d_first / served0 if served0 else 0.0) + dec / n2
+    elif served0:
+        g.share += d_first / served0
+    waits = gl.await_gap[gi]
+    if len(waits):
+        keep = 0
+        for j in range(len(waits)):
+            p, it, before = waits[j]
+            if it < E:   # its first decode iteration after re-admission ran in this span
+                d = d_first if it == T0 else decode_step_time(L, n2, mean + (it - T0 - 1))
+                if before + d > r[p].gap:
+                    r[p].gap = before + d
+            else:
+                waits[keep] = waits[j]
+                keep += 1
+        while len(waits) > keep:
+            waits.pop()
+    pref = gl.pref[gi]
+    for p, rem in pref:
+        ctx += r[p].prompt + r[p].gen - rem
+    c = w.c
+    if ctx > c[KV_PEAK_]:
+        c[KV_PEAK_] = ctx
+    w.log.append((span_t, duration, float(U_end), float(gi), float(n2 + len(pref)), float(1 + x), float(ctx),
+                  float(g.bmem), float(g.b_sla), float(g.span_cap), float(g.span_branch),
+                  float(g.span_pre)))
+
+
+@njit(cache=True)
+def _boundary(s, rq, qs, w, gs, gl, L, gi):
+    """Between iterations: completions, the controllers, preemptions, admissions; then plan the next span."""
+    g, r, bbase = gs[gi], rq.r, gl.bbase[gi]
+    E, t, B, K = g.T, g.t, s.B, s.K
+    c = w.c
+    g.blocked = NONE
+    H = gl.H[gi]
+    # ---- requests whose last token came at the end of iteration E-1 leave
+    comp = gl.comp[gi]
+    while len(comp) and comp[0][0] < E:
+        _, ver, p = heapq.heappop(comp)
+        if ver != r[p].ver or r[p].state != RUNNING:
+            continue
+        prompt, out, gen = r[p].prompt, r[p].output, r[p].gen
+        tokens = prompt + out
+        g.U -= ceil_div(tokens, B)
+        g.n -= 1
+        g.ctx -= tokens
+        H[(r[p].tdec - prompt - gen) % B] -= 1
+        if out > gen:
+            gap = _max_since(gl.mono_i[gi], gl.mono_d[gi], r[p].tdec)
+            if gap > r[p].gap:
+                r[p].gap = gap
+        r[p].steps += out - gen
+        r[p].finish = t
+        r[p].state = DONE
+        c[DONE_] += 1
+    # ---- the controllers, once a window of iterations has passed while requests wait
+    branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
+    pref = gl.pref[gi]
+    running = g.n + len(pref)
+    if s.dynamic and c[WAITING_] > 0 and g.since_it >= s.window:
+        for q in range(s.k):
+            bbase[q] = _memory_cap(s, qs, q) if s.memory_control else s.b_max
+        if s.adaptive and g.since_dec:
+            g.ctl_step = g.since_step / g.since_dec
+            g.ctl_size = g.since_n / g.since_dec
+            g.b_sla, branch = _sla_update(s, g, running)
+        elif not s.adaptive:
+            branch = BRANCH_OFF   # an update with Algorithm 2 switched off (or no TBT deadline)
+        g.since_it = g.since_dec = g.since_n = 0
+        g.since_step = 0.0
+    # ---- decode growth of this iteration must fit: preempt the newest running requests
+    need = H[E % B]
+    pre = 0
+    stack = gl.stack[gi]
+    while g.U + need > K:
+        p = stack.pop()
+        if r[p].state != RUNNING or r[p].gpu != gi:
+            continue
+        decoding = True
+        for e in pref:
+            if e[0] == p:
+                decoding = False
+        if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % B == E % B:
+            need -= 1
+        _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding)
+        pre += 1
+    # ---- prefill work: chunks of admitted prompts, then new admissions
+    budget = s.chunk
+    seqs = tok = 0
+    joiners = [0]
+    joiners.pop()
+    if len(pref):
+        keep = 0
+        for j in range(len(pref)):
+            p, rem = pref[j]
+            if budget <= 0:
+                pref[keep] = pref[j]
+                keep += 1
+                continue
+            take = rem if rem <= budget else budget
+            budget -= take
+            seqs += 1
+            tok += take
+            if take == rem:
+                joiners.append(p)
+            else:
+                pref[keep] = (p, rem - take)
+                keep += 1
+        while len(pref) > keep:
+            pref.pop()
+    running = g.n + len(pref) + len(joiners)
+    if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
+        room = K - s.watermark - need - g.U      # blocks admissions may take
+        single = s.k == 1
+        if not single:
+            qs.blocked[:] = False
+        ceiling = g.b_sla if s.dynamic else s.batch_size   # no queue's cap is above it
+        while c[WAITING_] > 0 and budget > 0 and running < ceiling:
+            if single:
+                q = 0
+                p = _queue_head(qs, 0)
+                if p == NONE:
+                    break
+            else:
+                q, p = _choose(s, rq, qs, w)
+                if p == NONE:
+                    break
+            blocks = ceil_div(r[p].prompt + r[p].gen, B)
+            if running >= _cap(s, g, bbase, q, running) or blocks > room:
+                if single:
+                    if blocks > room:   # memory only shrinks until the next event: p stays out
+                        g.blocked = p
+                    break
+                qs.blocked[q] = True
+                continue
+            _take(qs, w, q, p)
+            c[RR_] = q + 1
+            room -= blocks
+            g.U += blocks
+            r[p].state = RUNNING
+            r[p].gpu = gi
+            r[p].share = g.share
+            if r[p].start != r[p].start:  # NaN: first admission
+                r[p].start = t
+            stack.append(p)
+            running += 1
+            tokens = r[p].prompt + r[p].gen
+            take = tokens if tokens <= budget else budget
+            budget -= take
+            seqs += 1
+            tok += take
+            if take == tokens:
+                joiners.append(p)
+            else:
+                pref.append((p, tokens - take))
+    if running == 0:   # nothing to run: the GPU idles until a request comes
+        g.ver += 1
+        heapq.heappush(w.idle, gi)
+        _roomy(c, g, False)
+        _calm(c, g, False)
+        return
+    # ---- the first iteration: prefill of this iteration's prompt tokens plus one decode step
+    n, ctx = g.n, g.ctx
+    d_dec0 = decode_step_time(L, n, ctx / n) if n else 0.0
+    d_first = (prefill_time(L, seqs, tok / seqs) if seqs else 0.0) + d_dec0
+    first_end = t + d_first
+    n2, c2 = n, ctx + n
+    for p in joiners:
+        tokens = r[p].prompt + r[p].gen
+        H[(E + 1 - tokens) % B] += 1
+        n2 += 1
+        c2 += tokens
+        r[p].tdec = E + 1
+        heapq.heappush(comp, (E + r[p].output - r[p].gen, r[p].ver, p))
+        if r[p].first != r[p].first:
+            r[p].first = first_end
+        else:      # re-admitted: its next gap runs from its last token to its next decode step
+            gl.await_gap[gi].append((p, E + 1, first_end - r[p].last))
+    U1 = g.U + need
+    # ---- the span lasts until the next event on this GPU
+    while len(comp) and (comp[0][1] != r[comp[0][2]].ver or r[comp[0][2]].state != RUNNING):
+        heapq.heappop(comp)
+    E_next = comp[0][0] + 1 if len(comp) else E + 1
+    waiting = c[WAITING_] > 0
+    if len(pref) or (waiting and (pre or budget <= 0)):   # prefill continues, or admission may
+        E_next = E + 1
+    if s.dynamic:   # the controllers are due every window of iterations while requests wait
+        if waiting:
+            since = g.since_it
+            due = E + (s.window - since if since < s.window - 1 else 1)
+            if due < E_next:
+                E_next = due
+            _calm(c, g, False)
+        else:
+            _calm(c, g, True)
+    if n2 and E_next > E + 1:
+        free = K - U1
+        if n2 * ((E_next - E - 1) // B + 1) > free:   # growth may run out of blocks within the span
+            m = _overflow(s, H, E + 1, n2, free)
+            if E + m < E_next:
+                E_next = E + m
+    x = E_next - E - 1
+    g.span_T, g.span_E, g.span_t = E, E_next, t
+    g.d_first, g.d_dec0, g.n2, g.c2, g.U1 = d_first, d_dec0, n2, c2, U1
+    g.served0 = n + seqs
+    g.n0 = n
+    if not s.dynamic:
+        cap = s.batch_size
+    else:
+        cap = _cap(s, g, bbase, 0, running)
+        for q in range(1, s.k):
+            cq = _cap(s, g, bbase, q, running)
+            if cq > cap:
+                cap = cq
+    g.span_cap, g.span_branch, g.span_pre, g.span_since = cap, branch, pre, g.since_it
+    g.ver += 1
+    dec = decode_time(L, n2, c2 / n2, x) if x > 0 else 0.0
+    g.span_dec = dec
+    heapq.heappush(w.heap, (tick(first_end + dec), gi, g.ver))
+    _roomy(c, g, running < cap)   # a request that comes might be admitted before the span ends
+
+
+@njit(cache=True)
+def _overflow(s, H, T, n, free):
+    """Fewest iterations m from T on whose growth exceeds ``free`` blocks (boundary at T + m - 1)."""
+    B = s.B
+    cycles = free // n
+    total = cycles * n
+    j = cycles * B
+    while True:
+        total += H[(T + j) % B]
+        j += 1
+        if total > free:
+            return j
+
+
+@njit(cache=True)
+def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
+    """Free ``p``'s blocks on GPU ``gi`` (record ``g``) and send it back to the front of its queue
+    (recompute later)."""
+    r = rq.r
+    B = s.B
+    prompt, gen = r[p].prompt, r[p].gen
+    if decoding:
+        done_here = E - r[p].tdec
+        tokens = prompt + gen + done_here
+        g.U -= ceil_div(tokens, B)
+        g.n -= 1
+        g.ctx -= tokens
+        gl.H[gi, (r[p].tdec - prompt - gen) % B] -= 1
+        if done_here:
+            gap = _max_since(gl.mono_i[gi], gl.mono_d[gi], r[p].tdec)
+            if gap > r[p].gap:
+                r[p].gap = gap
+        r[p].steps += done_here
+        r[p].gen = gen + done_here
+        if done_here:                      # its latest token came at the end of the last iteration
+            r[p].last = t
+        elif r[p].last != r[p].last:
+            r[p].last = r[p].first
+    else:                                  # still prefilling
+        g.U -= ceil_div(prompt + gen, B)
+        pref = gl.pref[gi]
+        for j in range(len(pref)):
+            if pref[j][0] == p:
+                pref.pop(j)
+                break
+    w.wasted[0] += g.share - r[p].share
+    r[p].pre += 1
+    w.c[PREEMPTIONS_] += 1
+    r[p].state = WAITING
+    r[p].ver += 1
+    fq = qs.front[r[p].q_bin]
+    lo, hi = 0, len(fq)
+    while lo < hi:                         # insort (bisect_right)
+        mid = (lo + hi) // 2
+        if p < fq[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    fq.insert(lo, p)
+    w.c[WAITING_] += 1

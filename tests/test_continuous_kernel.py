@@ -1,0 +1,145 @@
+"""The compiled pieces of the continuous engine: latency queries that equal the Python models bit for
+bit (and count grid queries alike), and the run's progress and cancellation.
+
+The engine's behaviour itself is tested against the step-by-step reference in
+test_continuous_engine.py and test_engine_invariants.py.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from calibration.data import load_bundled
+from core import SimConfig, simulate
+from core import continuous_engine
+from core.continuous_kernel import memory_bound, settings
+from core.controllers import MemoryBound
+from core.latency import LatencyModel, ParametricLatency
+from core.latency_grid import GridLatency
+from core.latency_kernel import decode_step_time, decode_time, pack, prefill_time, steps_until, unpack
+from workloads import WorkloadSpec, build_workload
+
+GRID = "qwen3-4b-sglang"
+MAX_BATCH = 300          # beyond the grid's measured batch sizes: extrapolated queries included
+queries = st.tuples(st.integers(1, MAX_BATCH), st.one_of(st.integers(0, 40_000).map(float),
+                                                         st.floats(0.0, 40_000.0)),
+                    st.integers(0, 3_000), st.floats(0.0, 200.0))
+
+
+def ask(model_or_packed, compiled: bool, batch, context, steps, budget):
+    """The five queries the engine makes, of a Python model or of its packed form."""
+    if compiled:
+        L = model_or_packed
+        return (prefill_time(L, batch, context), decode_step_time(L, batch, context),
+                decode_time(L, batch, context, steps), steps_until(L, batch, context, steps, budget))
+    m = model_or_packed
+    return (m.prefill_time(batch, context), m.decode_step_time(batch, context), m.decode_time(batch, context, steps),
+            m.steps_until(batch, context, steps, budget))
+
+
+@given(st.lists(queries, min_size=1, max_size=20))
+def test_compiled_parametric_latency_is_the_model_bit_for_bit(qs):
+    model = ParametricLatency(0.02, 5e-5, 0.03, 2.2e-4, 1e-7)
+    packed = pack(model, MAX_BATCH)
+    for q in qs:
+        assert ask(packed, True, *q) == ask(model, False, *q)
+
+
+@given(st.lists(queries, min_size=1, max_size=20))
+def test_compiled_grid_latency_is_the_model_bit_for_bit_and_counts_the_same_queries(qs):
+    grid = load_bundled(GRID)
+    direct, compiled = GridLatency(grid), GridLatency(grid)
+    packed = pack(compiled, MAX_BATCH)
+    for q in qs:
+        assert ask(packed, True, *q) == ask(direct, False, *q)
+    unpack(packed, compiled)
+    assert compiled.run_notes() == direct.run_notes()
+    assert direct.run_notes()["queries"] >= 4 * len(qs) - len(qs)   # steps_until may ask nothing (budget 0)
+
+
+def test_compiled_grid_queries_at_the_edges_of_the_measured_range_count_as_the_model_does():
+    grid = load_bundled(GRID)
+    direct, compiled = GridLatency(grid), GridLatency(grid)
+    lo, hi = direct.run_notes()["measured_context_range"]
+    batches = direct.run_notes()["measured_batch_range"]
+    packed = pack(compiled, MAX_BATCH)
+    for batch in (batches[0], batches[1], batches[1] + 1):
+        for context, steps in ((float(lo), hi - lo + 1), (float(lo), hi - lo + 2), (float(hi), 1), (hi + 0.5, 1),
+                               (lo - 0.5, 3)):
+            assert ask(packed, True, batch, context, steps, 0.1) == ask(direct, False, batch, context, steps, 0.1)
+    unpack(packed, compiled)
+    notes = compiled.run_notes()
+    assert notes == direct.run_notes()
+    assert 0 < notes["extrapolated_by_kind"]["decode"] < notes["queries"]   # both sides of the edges were asked
+
+
+def test_a_grid_query_beyond_the_packed_batch_sizes_is_an_error():
+    packed = pack(GridLatency(load_bundled(GRID)), 8)
+    assert decode_step_time(packed, 8, 100.0) > 0
+    with pytest.raises(ValueError, match="beyond the batch sizes packed"):
+        decode_step_time(packed, 9, 100.0)
+
+
+def test_a_latency_model_without_a_compiled_form_is_refused_by_name():
+    class Constant(LatencyModel):
+        def prefill_time(self, batch, prompt_len):
+            return 0.1
+
+        def decode_step_time(self, batch, context_len):
+            return 0.01
+
+        @property
+        def identity(self):
+            return {"kind": "constant"}
+
+    with pytest.raises(TypeError, match="Constant"):
+        pack(Constant(), 8)
+
+
+# ---------------------------------------------------------------- controllers --
+mean_length = st.one_of(st.just(0.0), st.floats(1.0, 8000.0))
+
+
+@given(margin=st.sampled_from(["factor", "clt", "none"]), eta=st.integers(1, 400_000), b_max=st.integers(1, 512),
+       factor=st.floats(0.5, 1.0), eps=st.floats(0.001, 0.49), moments=st.tuples(
+           mean_length, mean_length, st.floats(-1.0, 1e7), st.floats(-1.0, 1e7)))
+def test_compiled_algorithm_1_is_memory_bound_cap(margin, eta, b_max, factor, eps, moments):
+    """Means of token lengths are 0 (no arrivals yet) or at least 1; variances may round below 0."""
+    cfg = SimConfig(mode="continuous_dynamic", mem_margin=margin, b_max=b_max, mem_factor=factor, mem_eps=eps)
+    python = MemoryBound(eta, b_max, margin, factor, eps)
+    assert memory_bound(settings(cfg, 1, eta, python.theta), *moments) == python.cap(*moments)
+
+
+# ------------------------------------------------------------------ progress --
+@pytest.fixture
+def busy_run():
+    workload = build_workload(WorkloadSpec(num_requests=20_000, arrival="poisson", rate=1000.0, workload_seed=3))
+    return SimConfig(mode="continuous_multi_bin", gpus=2), workload
+
+
+def test_progress_rises_to_one_and_changes_nothing(busy_run, monkeypatch):
+    cfg, workload = busy_run
+    monkeypatch.setattr(continuous_engine, "POLL_S", 0.001)
+    seen: list[float] = []
+    with_progress = simulate(cfg, workload, progress=seen.append)
+    assert seen[-1] == 1.0 and all(0.0 <= a <= b <= 1.0 for a, b in zip(seen, seen[1:]))
+    plain = simulate(cfg, workload)
+    for key, values in plain.requests.items():
+        np.testing.assert_array_equal(values, with_progress.requests[key], err_msg=key)
+
+
+def test_an_error_raised_by_progress_stops_the_run_and_reaches_the_caller(busy_run):
+    cfg, workload = busy_run
+
+    def give_up(fraction):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate(replace(cfg, seed=1), workload, progress=give_up)
+    assert not any(t.name == "batchlab-continuous" and t.is_alive() for t in threading.enumerate())
+    assert simulate(replace(cfg, seed=1), workload).summary["completed"] == len(workload)   # nothing left behind
