@@ -33,7 +33,7 @@ MARGINS = ("factor", "clt", "none")
 FACTOR, CLT = 0, 1
 LOG_WIDTH = 12             # columns of a span's log row (core.continuous_engine.LOG_COLUMNS)
 
-# the run's settings (ints and floats only)
+# the run's settings (plain numbers and flags)
 Settings = namedtuple("Settings", "n k gpus B K watermark chunk policy window batch_size dynamic adaptive "
                                   "memory_control b_max b_min d_sla sla_eps alpha delta eta margin "
                                   "mem_factor theta stats_window b_start")
