@@ -106,16 +106,27 @@ MIN_CONTEXTS_PER_ROW = 2
 META_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
+EXCERPT = 24  # characters of a file's content an error message may quote
+
+
+def excerpt(text: str, limit: int = EXCERPT) -> str:
+    """A short quoted prefix of ``text`` (a cell or a column name from a file): an error names the
+    place without echoing the file."""
+    shown = repr(str(text)[:limit])
+    return shown if len(shown) <= limit and len(str(text)) <= limit else shown[:limit - 1] + "…"
+
+
 class GridError(ValueError):
     """An unusable grid file. ``line`` (1-based line in the file) and ``column`` name
-    the offending place when there is one; the message always names them."""
+    the offending place when there is one; the message always names them, quoting at
+    most :data:`EXCERPT` characters of a column name."""
 
     def __init__(self, message: str, line: int | None = None, column: str | None = None):
         where = []
         if line is not None:
             where.append(f"line {line}")
         if column is not None:
-            where.append(f"column {column!r}")
+            where.append(f"column {excerpt(column)}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.line = line
         self.column = column
@@ -189,7 +200,7 @@ from .validate import grid_from_table, parse_grid  # noqa: E402  (re-export; val
 
 __all__ = [
     "ALL_COLUMNS", "Column", "GRID_COLUMNS", "Grid", "GridError", "KEY_COLUMNS", "MAX_BATCH_SIZE", "MAX_CONTEXT_LEN",
-    "MAX_GIB", "MAX_GRID_BYTES", "MAX_SECONDS", "MIN_BATCH_SIZES", "MIN_SECONDS",
+    "EXCERPT", "MAX_GIB", "MAX_GRID_BYTES", "MAX_SECONDS", "MIN_BATCH_SIZES", "MIN_SECONDS",
     "MIN_CONTEXTS_PER_ROW", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "TIME_COLUMNS",
-    "format_grid_csv", "grid_from_table", "parse_grid",
+    "excerpt", "format_grid_csv", "grid_from_table", "parse_grid",
 ]

@@ -13,7 +13,7 @@ import pandas as pd
 from . import legacy
 from .schema import (
     ALL_COLUMNS, GRID_COLUMNS, KEY_COLUMNS, MAX_GRID_BYTES, META_KEY_RE, MIN_BATCH_SIZES, MIN_CONTEXTS_PER_ROW,
-    REQUIRED_COLUMNS, TIME_COLUMNS, Column, Grid, GridError, format_grid_csv,
+    REQUIRED_COLUMNS, TIME_COLUMNS, Column, Grid, GridError, excerpt, format_grid_csv,
 )
 
 
@@ -179,14 +179,14 @@ def _parse_cell(text: str, line: int, col: str, spec: Column):
     try:
         value = float(text)
     except ValueError:
-        raise GridError(f"not a number: {text!r}", line=line, column=col) from None
+        raise GridError(f"not a number: {excerpt(text)}", line=line, column=col) from None
     if not math.isfinite(value):
-        raise GridError(f"not a finite number: {text!r}", line=line, column=col)
+        raise GridError(f"not a finite number: {excerpt(text)}", line=line, column=col)
     if spec.kind == "count" and not value.is_integer():
-        raise GridError(f"not a whole number: {text!r}", line=line, column=col)
+        raise GridError(f"not a whole number: {excerpt(text)}", line=line, column=col)
     low_ok = value > spec.low if spec.kind == "positive" else value >= spec.low
     if not low_ok or value > spec.high:
-        raise GridError(f"out of range: {text!r} (allowed: {spec.range_text()})", line=line, column=col)
+        raise GridError(f"out of range: {excerpt(text)} (allowed: {spec.range_text()})", line=line, column=col)
     return int(value) if spec.kind == "count" else value
 
 

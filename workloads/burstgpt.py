@@ -137,8 +137,10 @@ def _find_columns(columns: list) -> dict[str, str]:
     found = {}
     for name in NEEDED:
         if _norm(name) not in by_norm:
+            found_text = ", ".join(str(c) if len(str(c)) <= 24 else str(c)[:23] + "…" for c in columns[:8]) + \
+                (", …" if len(columns) > 8 else "")  # an excerpt: the header may be any file's first line
             raise WorkloadError(f"{name}: column not found in the trace (a BurstGPT CSV needs "
-                                f"{', '.join(NEEDED)}; found: {', '.join(map(str, columns)) or 'none'})")
+                                f"{', '.join(NEEDED)}; found: {found_text or 'none'})")
         found[name] = by_norm[_norm(name)]
     return found
 
