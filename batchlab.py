@@ -766,12 +766,24 @@ def sim_options_without(*names: str):
     return attach
 
 
+def _cluster_address(ctx, param, value):
+    """--cluster checked before anything is stored: a one-line error naming it."""
+    from core.executors import check_cluster
+    from core.sweep import SweepError
+
+    try:
+        return check_cluster(value)
+    except SweepError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def executor_options(func):
     from core.executors import CLUSTER_HELP
 
     func = click.option("--workers", type=click.IntRange(1, 4096), default=None,
                         help="Worker processes (default: the CPU count; with --cluster local, its workers).")(func)
-    return click.option("--cluster", default=None, metavar="local|tcp://HOST:PORT", help=CLUSTER_HELP)(func)
+    return click.option("--cluster", default=None, metavar="local|tcp://HOST:PORT|tls://HOST:PORT",
+                        callback=_cluster_address, help=CLUSTER_HELP)(func)
 
 
 def _sweep_errors() -> tuple:

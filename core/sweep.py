@@ -258,23 +258,29 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def process_pool(workers: int | None = None) -> Executor:
-    """A local process pool (forkserver on Linux: safe to start from threads, e.g. the web app)."""
+def _set_env(env: dict[str, str]) -> None:
+    os.environ.update(env)
+
+
+def process_pool(workers: int | None = None, worker_env: dict[str, str] | None = None) -> Executor:
+    """A local process pool (forkserver on Linux: safe to start from threads, e.g. the web app);
+    ``worker_env`` is added to each worker's environment when it starts."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context(method))
+    setup = {"initializer": _set_env, "initargs": (dict(worker_env),)} if worker_env else {}
+    return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context(method), **setup)
 
 
 @contextmanager
-def pool_for(executor: Executor | None, workers: int) -> Iterator[Executor]:
+def pool_for(executor: Executor | None, workers: int, worker_env: dict[str, str] | None = None) -> Iterator[Executor]:
     """``executor``, or (if None) a local pool of ``workers`` processes that is shut down on exit:
     at once with its queued jobs cancelled on an error or Ctrl-C, after its jobs otherwise."""
     if executor is not None:
         yield executor
         return
-    pool = process_pool(workers)
+    pool = process_pool(workers, worker_env)
     try:
         yield pool
     except BaseException:
