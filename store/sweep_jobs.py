@@ -17,7 +17,9 @@ suite runs are not even submitted; capacity probes are served from the store);
 failed members are retried. An interrupt or a crash loses no finished run.
 A failing member is stored ``failed`` with its error, linked to the sweep, and
 the others go on. Dask workers need the store's URL to be reachable from them
-(a SQLite path for a LocalCluster; a database server for remote workers).
+(a SQLite path for a LocalCluster; a database server for remote workers). No
+task carries a password (:class:`StoreJob`): a remote worker gets the store's
+password from ``BATCHLAB_DB_URL`` in its own environment.
 
 ``python -m store.sweep_jobs --sweep ID [--db URL] [--cluster ...]`` runs a
 stored plan (the web app starts sweeps this way, detached from the page).
@@ -28,6 +30,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import socket
 import sys
 import time
@@ -58,6 +61,7 @@ Event = Callable[[int, int | None, str], None]  # (done, total or None, what)
 
 # ---------------------------------------------------------------- the job --
 _stores: dict[str, object] = {}
+STORE_ENV = "BATCHLAB_DB_URL"
 
 
 def _store(url: str):
@@ -69,12 +73,57 @@ def _store(url: str):
     return _stores[url]
 
 
+def public_url(url) -> str:
+    """A store URL without its password (nor a ``password`` query option): what a task may carry."""
+    from sqlalchemy.engine import URL
+
+    from .db import resolve_url
+
+    u = resolve_url(str(url))[0] if isinstance(url, str) else url
+    bare = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+    return bare.difference_update_query(["password"]).render_as_string(hide_password=False)
+
+
 @dataclass(frozen=True)
 class StoreJob:
-    """A sweep job that simulates and stores a member where it runs (``Store.get_or_run``)."""
+    """A sweep job that simulates and stores a member where it runs (``Store.get_or_run``).
+
+    A pickled StoreJob (a task sent to a worker process or a Dask cluster) carries the store's
+    URL without its password: ``url`` is :func:`public_url`, ``secret`` says whether the real one
+    has a password. The worker finds the real URL itself (:meth:`store_url`): the job's own copy
+    when it runs in the process that made it (never pickled), else ``BATCHLAB_DB_URL`` in the
+    worker's environment when it names the same store.
+    """
 
     url: str
     sweep_id: int | None = None
+    secret: bool = False
+    real_url: str | None = field(default=None, repr=False, compare=False)  # left out when pickled
+
+    @classmethod
+    def for_store(cls, store, sweep_id: int | None = None) -> "StoreJob":
+        real = worker_url(store)
+        public = public_url(store.engine.url)
+        return cls(public, sweep_id, secret=real != public, real_url=real)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "real_url": None}
+
+    def store_url(self) -> str:
+        """The URL to open here (class doc); StoreError when this worker has no matching store."""
+        if self.real_url is not None:
+            return self.real_url
+        configured = os.environ.get(STORE_ENV)
+        if configured:
+            try:
+                if public_url(configured) == self.url:
+                    return configured
+            except StoreError:
+                pass
+        if not self.secret:
+            return self.url
+        raise StoreError(f"this worker has no store configured for {self.url}: set {STORE_ENV} to that URL, "
+                         "with its password, in the worker's environment")
 
     def __call__(self, member: Member) -> MemberResult:
         from core.identity import run_identity
@@ -84,7 +133,7 @@ class StoreJob:
         t0 = time.perf_counter()
         run_hash = None
         try:
-            store = _store(self.url)
+            store = _store(self.store_url())
             workload = build_workload(member.spec)
             grid = None
             if member.config.latency.startswith("grid:"):
@@ -105,7 +154,7 @@ class StoreJob:
         if run_hash is None or self.sweep_id is None:
             return
         try:
-            store = _store(self.url)
+            store = _store(self.store_url())
             run_id = store.resolve_run(run_hash)
             if run_id is not None:
                 store.add_sweep_run(self.sweep_id, run_id)
@@ -114,11 +163,17 @@ class StoreJob:
 
 
 def worker_url(store) -> str:
-    """The store's URL with its password, for workers in other processes."""
+    """The store's URL with its password, for the environment of processes this machine starts
+    (a sweep runner, a local pool's workers); never for a task (:class:`StoreJob`)."""
     url = store.engine.url
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise StoreError("an in-memory store cannot be shared with sweep workers; use a file or a server")
     return url.render_as_string(hide_password=False)
+
+
+def worker_env(store) -> dict[str, str]:
+    """What the worker processes this machine starts need to open ``store`` (see ``open_executor``)."""
+    return {STORE_ENV: worker_url(store)}
 
 
 # ---------------------------------------------------------------- plans --
@@ -249,7 +304,7 @@ def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, 
     """
     if (store is None) != (sweep_id is None):
         raise ValueError("run_plan: give both store and sweep_id, or neither")
-    job = StoreJob(worker_url(store), sweep_id) if store is not None else simulate_member
+    job = StoreJob.for_store(store, sweep_id) if store is not None else simulate_member
     stored: dict[str, dict] = {}
     if store is not None:
         stored = _stored_members(store, sweep_id)
@@ -385,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         row = store.get_sweep(args.sweep)
         if row is None:
             raise StoreError(f"no sweep {args.sweep} in {store.url}")
-        with open_executor(args.cluster, args.workers) as (executor, n):
+        with open_executor(args.cluster, args.workers, worker_env(store)) as (executor, n):
             run_plan(row.params["plan"], executor, n, store, row.id)
     except (SweepError, StoreError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
