@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from .data import bundled_grids, load_bundled
-from .schema import Grid, GridError
+from .schema import Grid, GridError, excerpt
 from .validate import parse_grid
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]{0,99}")
@@ -62,18 +62,23 @@ def upload_name(grid: Grid, file_name: str | None) -> str:
     return grid.meta.get("name") or (Path(file_name).stem if file_name else "") or grid.name
 
 
-def resolve_grid(latency: str, stored: Callable[[str], Grid | None] | None = None) -> Grid | None:
+def resolve_grid(latency: str, stored: Callable[[str], Grid | None] | None = None,
+                 files: bool = True) -> Grid | None:
     """The Grid a latency setting refers to (module doc); None for ``parametric``.
 
     ``stored(name)`` returns a stored grid or None; it is called only for a
-    REF that is neither a path nor a bundled name. Raises :class:`GridError`
-    (one line) for an unreadable or invalid file or an unknown name.
+    REF that is neither a path nor a bundled name. ``files=False`` (the web):
+    REF is a name, never a path; a path-like REF is refused and no file is read.
+    Raises :class:`GridError` (one line) for an unreadable or invalid file or an
+    unknown name.
     """
     if not latency.startswith("grid:"):
         return None
     ref = latency[len("grid:"):].strip()
     if not ref:
-        raise GridError("latency 'grid:' names no grid: use grid:NAME or grid:PATH.csv")
+        raise GridError("latency 'grid:' names no grid: use grid:NAME" + (" or grid:PATH.csv" if files else ""))
+    if is_grid_path(ref) and not files:
+        raise GridError(f"latency: grid:NAME names a bundled or stored grid, never a file; got {excerpt(latency)}")
     if is_grid_path(ref):
         path = Path(ref).expanduser()
         if not path.is_file():

@@ -3,6 +3,7 @@ launched from the form and run by a detached runner; bad input named."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,11 @@ def store():
     from webapp import services
 
     return services.get_store()
+
+
+def errors_text(at: AppTest) -> str:
+    """The page's error messages as a reader sees them (Markdown escapes removed)."""
+    return " ".join(re.sub(r"\\(.)", r"\1", e.value) for e in at.error)
 
 
 def page(**params) -> AppTest:
@@ -170,16 +176,16 @@ def test_bad_plan_input_is_named_on_the_page():
     at = page()
     at.text_area(key="plan.settings").set_value("gpus=4")
     [b for b in at.button if b.label == "Plan"][0].click().run()
-    errors = " ".join(e.value for e in at.error)
+    errors = errors_text(at)
     assert "gpus: the plan chooses it" in errors and "Traceback" not in errors
     at.text_area(key="plan.settings").set_value("")
     at.multiselect(key="plan.modes").set_value([])
     [b for b in at.button if b.label == "Plan"][0].click().run()
-    assert "modes: unknown mode(s) (none)" in " ".join(e.value for e in at.error)
+    assert "modes: unknown mode(s) (none)" in errors_text(at)
     at.multiselect(key="plan.modes").set_value(["static_fifo"])
     at.text_input(key="plan.k").set_value("x")
     [b for b in at.button if b.label == "Plan"][0].click().run()
-    assert "K: 'x' is not a comma-separated list of whole numbers" in " ".join(e.value for e in at.error)
+    assert "K: 'x' is not a comma-separated list of whole numbers" in errors_text(at)
     at = page(plan="999")
     assert "There is no plan 999 in this store." in " ".join(w.value for w in at.warning)
     assert store().list_sweeps() == []

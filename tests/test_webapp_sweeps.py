@@ -3,6 +3,7 @@ launched from the form and run by a detached runner, bad input named, downloads 
 from __future__ import annotations
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,11 @@ def store():
     from webapp import services
 
     return services.get_store()
+
+
+def errors_text(at: AppTest) -> str:
+    """The page's error messages as a reader sees them (Markdown escapes removed)."""
+    return " ".join(re.sub(r"\\(.)", r"\1", e.value) for e in at.error)
 
 
 def page(name: str, **params) -> AppTest:
@@ -64,7 +70,7 @@ def test_capacity_comparison_page_draws_target_capacities_and_intervals():
     sweep_id = open_plan(s, plan)
     out = run_plan(plan, threads(), 2, s, sweep_id)
     at = page("sweeps", sweep=str(sweep_id))
-    assert "Traceback" not in " ".join(e.value for e in at.error)
+    assert "Traceback" not in errors_text(at)
     ch = charts(at)
     bars = ch["Capacity per configuration"]
     want = {c.mode: c.capacity_rps for c in out.capacities}
@@ -125,11 +131,11 @@ def test_bad_sweep_input_is_named_on_the_page():
     at = page("sweeps")
     at.text_area(key="grid.vary").set_value("bogus=1,2")
     [b for b in at.button if b.label == "Run sweep"][0].click().run()
-    errors = " ".join(e.value for e in at.error)
+    errors = errors_text(at)
     assert "bogus: unknown setting" in errors and "Traceback" not in errors
     at.text_area(key="cap.settings").set_value("gpus=0")
     [b for b in at.button if b.label == "Find capacity"][0].click().run()
-    assert "gpus: must be between 1 and 1000" in " ".join(e.value for e in at.error)
+    assert "gpus: must be between 1 and 1000" in errors_text(at)
     assert store().list_sweeps() == []
 
 

@@ -59,7 +59,7 @@ def upload_panel():
             row, created = services.save_grid(grid)
         if not box.failed:
             what = "Saved" if created else "Already stored (same file)"
-            st.success(f"{what} as **grid:{row.name}**: choose it under *Latency model* on the Run or "
+            st.success(f"{what} as **grid:{fmt.md(row.name)}**: choose it under *Latency model* on the Run or "
                        "Compare page.", icon=":material/check_circle:")
     return grid
 
@@ -91,11 +91,11 @@ def grid_list():
     pick = st.selectbox("Show grid", names, key="grid_pick")
     where = dict(zip(df["name"], df["where"]))[pick]
     grid = None
-    with services.shown_errors(f"Cannot load grid {pick}") as loaded:
+    with services.shown_errors(f"Cannot load grid {fmt.md(pick)}") as loaded:
         grid = services.resolve_grid(f"grid:{pick}")
     if where == "stored":
         with st.popover("Delete this grid", icon=":material/delete:"):
-            st.write(f"Delete the stored grid **{pick}**? Runs already computed with it stay in the store.")
+            st.write(f"Delete the stored grid **{fmt.md(pick)}**? Runs already computed with it stay in the store.")
             if st.button("Delete", type="primary", key="grid_delete"):
                 with services.shown_errors("Could not delete the grid") as box:
                     services.get_store().delete_grid(pick)
@@ -106,7 +106,7 @@ def grid_list():
 
 def show_grid(grid, title: str) -> None:
     """Heatmaps of prefill and decode-step time (ms), metadata and the measured table."""
-    st.markdown(f"##### {title}")
+    st.markdown(f"##### {fmt.md(title)}")
     c1, c2 = st.columns(2)
     with c1:
         st.altair_chart(charts.grid_heatmap(grid.table, "prefill_s", "Prefill time (ms)"), width="stretch")
@@ -124,4 +124,4 @@ def show_grid(grid, title: str) -> None:
             "peak_mem_gib": st.column_config.NumberColumn("peak memory (GiB)", format="%.2f"),
             "kv_cache_gib": st.column_config.NumberColumn("KV cache (GiB)", format="%.3f"),
         })
-    st.caption(f"sha256 `{grid.sha256[:16]}…` · use it as latency model **grid:{grid.name}**")
+    st.caption(f"sha256 `{grid.sha256[:16]}…` · use it as latency model **grid:{fmt.md(grid.name)}**")

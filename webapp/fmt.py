@@ -119,6 +119,21 @@ def short_seconds(v) -> str:
     return f"{v * 1000:g} ms" if 0 < abs(v) < 1 else f"{v:g} s"
 
 
+MAX_SHOWN = 1000  # characters: the most of any message the web shows (a 100,000-character value echoes no more)
+
+
+def clip(text, limit: int = MAX_SHOWN) -> str:
+    """``text`` cut to ``limit`` characters, ending in "…" when cut."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def excerpt(value, limit: int = 40) -> str:
+    """A value a user typed, quoted, in at most ``limit`` characters: a message never echoes all of it."""
+    shown = repr(str(value)[:limit])
+    return shown if len(shown) <= limit and len(str(value)) <= limit else shown[:limit - 1] + "…"
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=])")
 
 

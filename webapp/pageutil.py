@@ -16,7 +16,7 @@ import streamlit as st
 from core.config import ConfigError
 from workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
 
-from . import fmt, forms, jobs, services, state, views
+from . import fmt, forms, guard, jobs, services, state, views
 
 OUTCOMES = "_outcomes"
 UPLOAD = "_upload"  # the last valid trace upload of this session
@@ -45,10 +45,15 @@ def apply_url(page: str, params: Mapping, refs: list[str]) -> None:
                 settings["modes"] = list(dict.fromkeys(v["summary"]["mode"] for v in shown))
             except (ConfigError, TypeError) as exc:
                 problems.append(f"the stored run's settings do not fit this version ({exc})")
-    for p in problems:
-        st.warning(f"Link: {fmt.md(p)}", icon=":material/link_off:")
+    link_warnings(problems)
     forms.seed_settings(settings, overwrite=True)
     st.session_state["settings"] = settings
+
+
+def link_warnings(problems: list[str]) -> None:
+    """One warning per value a link carried that cannot be used (each cut to a readable length)."""
+    for p in problems:
+        st.warning(f"Link: {fmt.md(fmt.clip(p))}", icon=":material/link_off:")
 
 
 def settings_panel(page: str, title: str, default_open: bool):
@@ -105,6 +110,7 @@ def start(page: str, members: list[dict], upload: services.Upload | None = None,
     written when the job is done. ``url``: query parameters to show while the job runs.
     ``remember``: these are the settings the form submitted (reseed it with them later).
     ``expect``: the hashes a link named, when this recomputes them.
+    Every member passes the web's policy (:mod:`webapp.guard`): its trace is bundled or ``upload``.
     """
     with services.shown_errors(CONTEXT[page]) as box:
         if not members:
@@ -116,6 +122,7 @@ def start(page: str, members: list[dict], upload: services.Upload | None = None,
                     raise WorkloadError("trace: upload a BurstGPT CSV file first")
                 m["spec"]["trace"] = upload.name
             cfg, spec = forms.build(m["sim"], m["spec"])
+            guard.check(cfg, spec, guard.session_uploads() | ({upload.name} if m["source"] == "upload" else set()))
             if cfg.latency not in grids:
                 grids[cfg.latency] = services.resolve_grid(cfg.latency)
             built.append(jobs.Member(cfg, spec, grids[cfg.latency]))

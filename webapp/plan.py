@@ -3,7 +3,9 @@
 A plan is stored as a sweep of kind ``plan`` (``store.sweep_jobs``) and runs in
 its own process (``webapp.sweeps.launch``), so ``/plan?plan=ID`` shows it, its
 progress and its answer from anywhere. An uploaded trace is saved under
-``BATCHLAB_HOME/uploads`` (named by its sha256), so the runner can read it.
+``BATCHLAB_HOME/uploads`` (named by its sha256), so the runner can read it; the
+session remembers the path, the only file besides the bundled traces that its
+settings may name (:mod:`webapp.guard`).
 """
 from __future__ import annotations
 
@@ -21,14 +23,14 @@ from core.config import MODE_HELP, MODES, SimConfig
 from core.plan_options import B_MAX_VALUES, BATCH_VALUES, DEFAULT_MAX_GPUS, DEFAULT_MODES, K_VALUES, PLANNED, RULES
 from core.plan_options import PlanOptions
 from core.plan_report import counts_text, gpus_text, rule_text
-from core.sweep import SweepError, parse_settings
+from core.sweep import SweepError
 from core.sweep_report import capacity_frame, probes_frame
 from store import data_home
 from store.sweep_jobs import gpu_plan
 from workloads import MAX_UPLOAD_BYTES, build_workload
 from workloads.burstgpt import bundled_traces
 
-from . import services, state, sweeps
+from . import fmt, guard, services, state, sweeps
 from . import sweep_charts as charts
 
 PLAN = "plan"
@@ -122,7 +124,8 @@ def run_link_params(rec: dict) -> dict[str, str]:
 # ------------------------------------------------------------------- form --
 @dataclass
 class Launch:
-    """A submitted form: the validated plan and where to run it."""
+    """A submitted form: the validated plan and where to run it (a cluster the operator offers, by
+    name; None: the local process pool)."""
 
     plan: dict
     cluster: str | None
@@ -130,7 +133,8 @@ class Launch:
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Keep an uploaded trace where the plan's runner can read it (named by content)."""
+    """Keep an uploaded trace where the plan's runner can read it (named by content); this session
+    may name it in its settings from now on."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise SweepError(f"trace: the upload is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
     folder = data_home() / "uploads"
@@ -141,6 +145,7 @@ def save_upload(name: str, data: bytes) -> Path:
         part = path.with_suffix(f".{os.getpid()}.part")
         part.write_bytes(data)
         part.replace(path)
+    guard.remember_upload(str(path))
     return path
 
 
@@ -223,7 +228,7 @@ def plan_form(source: str) -> Launch | None:
             c = st.columns(4)
             evidence = c[0].checkbox("Capacity evidence", True, key="plan.evidence",
                                      help="Search each mode's capacity at the chosen GPU count.")
-            cluster = c[1].text_input("Dask cluster", key="plan.cluster", placeholder="empty = local processes")
+            cluster = sweeps.cluster_picker("plan.cluster", c[1])
             workers = c[2].number_input("Workers (0 = one per CPU)", 0, 4096, 0, key="plan.workers")
         go = st.form_submit_button("Plan", icon=":material/calculate:", type="primary")
     if not go:
@@ -235,13 +240,13 @@ def plan_form(source: str) -> Launch | None:
         if upload is None:
             raise SweepError("trace: upload a BurstGPT CSV file first")
         spec_lines += ["workload=burstgpt", f"trace={save_upload(upload.name, upload.getvalue())}"]
-    cfg, spec = parse_settings(sim_lines + spec_lines + other.splitlines())
+    cfg, spec = sweeps.web_settings(sim_lines + spec_lines + other.splitlines())
     if spec.workload == "burstgpt":
         build_workload(spec)  # a trace that cannot be read is named here, not in the background
     options = PlanOptions(target=target, modes=tuple(modes), max_gpus=int(max_gpus), k_values=_ints(ks, "K"),
                           b_max_values=_ints(bmax, "B_max"), batch_values=_ints(bs, "B"), replications=int(reps),
                           rule=rule, evidence=evidence)
-    return Launch(gpu_plan(cfg, spec, options), cluster.strip() or None, int(workers) or None)
+    return Launch(gpu_plan(cfg, spec, options), cluster, int(workers) or None)
 
 
 def start(launch: Launch) -> None:
@@ -258,7 +263,7 @@ def show_plan(plan_id: int) -> None:
         st.warning(f"There is no plan {plan_id} in this store.", icon=":material/warning:")
         return
     link = plan_link(row.id)
-    st.caption(f"Plan {row.id}: {row.name} · shareable link: [{link}]({link}) · "
+    st.caption(f"Plan {row.id}: {fmt.md(row.name)} · shareable link: [{link}]({link}) · "
                f"created {row.created_at:%Y-%m-%d %H:%M}")
     live = sweeps.state_of(row.params) in ("running", "starting", "new")
     st.fragment(sweeps.progress, run_every=1.5 if live else None)(plan_id)
@@ -321,7 +326,7 @@ def show_answer(answer: dict) -> None:
     st.dataframe(ranking, hide_index=True, width="stretch")
     sweeps.download_row(ranking, None, "plan-ranking", "plan-ranking")
     for name, err in (answer.get("errors") or {}).items():
-        st.caption(f"Left out: {name}: {err}")
+        st.caption(f"Left out: {fmt.md(name)}: {fmt.md(fmt.clip(err))}")
     st.caption(counts_text(answer).capitalize() + ".")
 
 

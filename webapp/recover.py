@@ -15,7 +15,7 @@ REASON = {"failed": "failed", "stale": "was interrupted before it finished", "ru
 def first_line(error: str | None) -> str:
     """The one-line reason of a stored error (its details stay in the server log)."""
     line = (error or "").strip().split("\n", 1)[0].strip()
-    return line or "no reason was recorded"
+    return fmt.clip(line) or "no reason was recorded"
 
 
 def _settings(view: dict | None, fallback: dict | None) -> dict | None:

@@ -1,7 +1,8 @@
 """What the pages call: the store, workloads, grids and runs, with Streamlit caching.
 
 Nothing here draws except :func:`shown_errors`, which turns the errors a user
-can fix into ``st.error`` messages (details go to the log, never a traceback).
+can fix into ``st.error`` messages (details go to the log, never a traceback), each
+cut to :data:`fmt.MAX_SHOWN` characters.
 """
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ import streamlit as st
 from calibration import GridError, bundled_grids, parse_grid
 from calibration import resolve_grid as calibration_resolve_grid
 from core.config import ConfigError
+from core.sweep import SweepError
 from store import StoreError, open_store
 from workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
 
 from . import fmt
 
 log = logging.getLogger("batchlab.webapp")
-USER_ERRORS = (ConfigError, WorkloadError, GridError, StoreError)
+USER_ERRORS = (ConfigError, WorkloadError, GridError, StoreError, SweepError)
 
 
 # ------------------------------------------------------------------ errors --
@@ -36,9 +38,10 @@ class ErrorBox:
 
 
 def user_message(exc: BaseException) -> str:
-    """The message shown for an exception: its own text for user errors, a pointer to the log otherwise."""
+    """The message shown for an exception: its own text for user errors (cut to
+    :data:`fmt.MAX_SHOWN` characters), a pointer to the log otherwise."""
     if isinstance(exc, USER_ERRORS):
-        return str(exc)
+        return fmt.clip(exc)
     return f"unexpected {type(exc).__name__}; the details are in the server log"
 
 
@@ -90,9 +93,9 @@ def latency_options() -> list[str]:
 
 
 def resolve_grid(latency: str):
-    """The Grid a ``grid:REF`` latency setting names, resolved as the CLI does
-    (:func:`calibration.resolve_grid`); None if parametric."""
-    return calibration_resolve_grid(latency, stored=lambda name: get_store().get_grid(name))
+    """The Grid a ``grid:NAME`` latency setting names, a bundled or stored grid looked up by name
+    (:func:`calibration.resolve_grid` without files: the web never reads a path); None if parametric."""
+    return calibration_resolve_grid(latency, stored=lambda name: get_store().get_grid(name), files=False)
 
 
 def parse_upload(data: bytes, name: str):

@@ -13,6 +13,8 @@ them: a run link has the run's settings; a comparison link has one mode per run 
 ``modes`` (always, defaults included), every setting the runs share once, and a setting
 whose value differs between the runs repeated once per run, in run order
 (``gpus=4&gpus=8``). Only an uploaded trace's bytes cannot travel: the link names the file.
+A link never names a server file: a ``trace`` that is a path, or a ``latency`` of
+``grid:PATH``, is reported and the default used (:mod:`webapp.guard`).
 
 Functions here are pure (no Streamlit calls) except :func:`applied_once` and :func:`mark_applied`.
 """
@@ -26,6 +28,8 @@ from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fie
 from workloads.burstgpt import bundled_traces
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
+
+from .guard import latency_problem, link_trace_problem
 
 RUN, COMPARE, MODES_KEY = "run", "compare", "modes"
 SOURCES = ("synthetic", "bundled", "upload")
@@ -51,6 +55,15 @@ def encode(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def refused(f: dataclasses.Field, value: Any) -> str | None:
+    """Why a link cannot carry ``value`` for ``f`` (it names a file), else None."""
+    if f.name == "trace":
+        return link_trace_problem(value)
+    if f.name == "latency":
+        return latency_problem(value)
+    return None
 
 
 def decode(f: dataclasses.Field, text: str) -> Any:
@@ -118,9 +131,15 @@ def settings_from_params(params: Mapping[str, Any]) -> tuple[dict, list[str]]:
             problems.append(f"{key}: unknown setting, ignored")
             continue
         try:
-            target[f.name] = decode(f, text)
+            value = decode(f, text)
         except ValueError as exc:
             problems.append(f"{key}: {exc}; the default is used")
+            continue
+        problem = refused(f, value)
+        if problem:
+            problems.append(f"{problem}; the default is used")
+            continue
+        target[f.name] = value
     settings["source"] = source_of(settings["spec"])
     return settings, problems
 
@@ -224,9 +243,15 @@ def members_from_params(params: Mapping[str, Any]) -> tuple[list[dict] | None, l
         target = "sim" if key in _SIM_BY_PARAM else "spec"
         for m, text in zip(members, values):
             try:
-                m[target][f.name] = decode(f, str(text))
+                value = decode(f, str(text))
             except ValueError as exc:
                 problems.append(f"{key}: {exc}; the default is used")
+                continue
+            problem = refused(f, value)
+            if problem:
+                problems.append(f"{problem}; the default is used")
+                value = f.default
+            m[target][f.name] = value
     for m in members:
         m["source"] = source_of(m["spec"])
         m["modes"] = list(modes)

@@ -3,15 +3,17 @@
 A plan launched here runs in its own process (``python -m store.sweep_jobs``),
 detached from the page: closing the browser does not stop it, and the store
 holds its progress and results, so ``/sweeps?sweep=ID`` shows it from anywhere.
+Every plan passes the web's policy (:mod:`webapp.guard`) before it is stored or
+launched, and runs on the local process pool or a cluster the operator offers
+(:mod:`webapp.clusters`).
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -19,12 +21,12 @@ import streamlit as st
 from core.capacity import CapacityResult
 from core.config import MODES, config_fields
 from core.suite import DISPLAY, STEPS, SuitePlan
-from core.sweep import SweepError, parse_settings, parse_vary
+from core.sweep import parse_settings, parse_vary
 from core.sweep_report import capacity_frame, probes_frame
 from store import data_home
-from store.sweep_jobs import capacity_plan, grid_plan, open_plan, runner_alive, suite_plan, worker_url
+from store.sweep_jobs import capacity_plan, grid_plan, open_plan, runner_alive, suite_plan, worker_env
 
-from . import services, sweep_charts as charts
+from . import clusters, fmt, guard, services, sweep_charts as charts
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = "sweep"
@@ -33,17 +35,6 @@ _SIM = {f.name for f in config_fields()}
 SETTINGS_HELP = ("Base settings, one NAME=VALUE per line: any `batchlab run` setting by its field name "
                  "(gpus=8, d_sla_tbt=none, output_lengths=uniform:1:500, num_requests=20000). "
                  "Everything else keeps its default.")
-
-
-@contextmanager
-def shown_errors(context: str) -> Iterator[services.ErrorBox]:
-    """:func:`services.shown_errors`, with sweep-setting errors (SweepError) shown as the user's to fix."""
-    with services.shown_errors(context) as box:
-        try:
-            yield box
-        except SweepError as exc:
-            box.failed, box.message = True, str(exc)
-            st.error(f"{context}: {exc}", icon=":material/error:")
 
 
 # ------------------------------------------------------------------ launch --
@@ -62,7 +53,10 @@ def state_of(params: dict) -> str:
 
 
 def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -> int:
-    """Store the plan as a sweep (the same plan reopens its sweep) and start its runner unless it runs."""
+    """Store the plan as a sweep (the same plan reopens its sweep) and start its runner unless it runs.
+    ``cluster``: the name of a cluster the operator offers (None: the local process pool)."""
+    guard.check_plan(plan, guard.session_uploads())
+    address = clusters.address(cluster)
     store = services.get_store()
     sweep_id = open_plan(store, plan)
     row = store.get_sweep(sweep_id)
@@ -71,9 +65,9 @@ def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -
     if row.params.get("status") == "done" and row.params.get("result") is not None:
         return sweep_id  # finished earlier: the store holds every result
     cmd = [sys.executable, "-m", "store.sweep_jobs", "--sweep", str(sweep_id)]
-    env = dict(os.environ, BATCHLAB_DB_URL=worker_url(store))  # not on the command line: it may hold a password
-    if cluster:
-        cmd += ["--cluster", cluster]
+    env = dict(os.environ, **worker_env(store))  # not on the command line: it may hold a password
+    if address:
+        cmd += ["--cluster", address]
     if workers:
         cmd += ["--workers", str(workers)]
     logs = data_home() / "sweep-logs"
@@ -102,8 +96,16 @@ def open_sweep(sweep_id: int) -> None:
 
 
 # ------------------------------------------------------------------- forms --
+def web_settings(lines: list[str]):
+    """(SimConfig, WorkloadSpec) from ``NAME=VALUE`` lines a web user typed, checked by the web's
+    policy before anything reads a file (:mod:`webapp.guard`)."""
+    cfg, spec = parse_settings(lines)
+    guard.check(cfg, spec, guard.session_uploads())
+    return cfg, spec
+
+
 def _settings(text: str):
-    return parse_settings(text.splitlines())
+    return web_settings(text.splitlines())
 
 
 def capacity_form() -> dict | None:
@@ -157,12 +159,19 @@ def suite_form() -> dict | None:
     return {"plan": suite_plan(plan), "cluster": cluster, "workers": workers}
 
 
+def cluster_picker(key: str, where=st):
+    """Where to run: the local process pool or a Dask cluster the operator offers, by name (never an address)."""
+    choice = where.selectbox("Where to run", [clusters.LOCAL_POOL, *clusters.configured()], key=key,
+                             help="The local process pool, or a Dask cluster offered by whoever runs this app "
+                                  "(batchlab app --cluster NAME=ADDRESS).")
+    return None if choice == clusters.LOCAL_POOL else choice
+
+
 def _where(prefix: str) -> tuple[str | None, int | None]:
     c = st.columns(2)
-    cluster = c[0].text_input("Dask cluster (optional)", key=f"{prefix}.cluster",
-                              placeholder="local, or tcp://HOST:8786; empty = a local process pool")
+    cluster = cluster_picker(f"{prefix}.cluster", c[0])
     workers = c[1].number_input("Workers (0 = one per CPU)", 0, 4096, 0, key=f"{prefix}.workers")
-    return (cluster.strip() or None), (int(workers) or None)
+    return cluster, (int(workers) or None)
 
 
 def _open_link(row) -> str:
@@ -223,7 +232,7 @@ def show_sweep(sweep_id: int) -> None:
         st.warning(f"There is no sweep {sweep_id} in this store.", icon=":material/warning:")
         return
     plan = row.params.get("plan") or {}
-    st.subheader(f"{KINDS.get(plan.get('kind'), 'Sweep')} {row.id}: {row.name}")
+    st.subheader(f"{KINDS.get(plan.get('kind'), 'Sweep')} {row.id}: {fmt.md(row.name)}")
     link = sweep_link(row.id)
     st.caption(f"Shareable link: [{link}]({link}) · created {row.created_at:%Y-%m-%d %H:%M}")
     live = state_of(row.params) in ("running", "starting", "new")
@@ -259,12 +268,14 @@ def progress(sweep_id: int) -> None:
     else:
         msg = {"done": ":material/check_circle: finished", "interrupted": ":material/pause_circle: interrupted",
                "failed": ":material/error: failed", "stopped": ":material/pause_circle: stopped (its runner is gone)"}
-        st.markdown(f"{msg.get(state, state)} · {done} runs" + (f", {failed} failed" if failed else "")
-                    + (f" · error: {params['error']}" if params.get("error") else ""))
+        st.markdown(f"{msg.get(state, fmt.md(state))} · {done} runs" + (f", {failed} failed" if failed else "")
+                    + (f" · error: {fmt.md(fmt.clip(params['error']))}" if params.get("error") else ""))
         if state in ("interrupted", "stopped", "failed"):
             if st.button("Resume", icon=":material/play_arrow:", key=f"resume.{sweep_id}"):
-                launch(params["plan"])
-                st.rerun(scope="app")
+                with services.shown_errors("Cannot resume") as box:
+                    launch(params["plan"])
+                if not box.failed:
+                    st.rerun(scope="app")
         if st.session_state.get(f"_sweep_state.{sweep_id}") in ("running", "starting", "new"):
             st.session_state[f"_sweep_state.{sweep_id}"] = state
             st.rerun(scope="app")

@@ -1,7 +1,7 @@
 """Compare page: scheduler modes on one workload, or any stored runs (``?compare=<h1>,<h2>``)."""
 import streamlit as st
 
-from webapp import fmt, forms, pageutil, recover, services, state, views
+from webapp import forms, pageutil, recover, services, state, views
 
 SET_UPS = {"modes": "Scheduler modes on one workload", "runs": "Stored runs"}
 
@@ -36,8 +36,7 @@ if panel.open:
         st.query_params.from_dict(qp)
         state.mark_applied("compare", qp)
 
-for p in member_problems:
-    st.warning(f"Link: {fmt.md(p)}", icon=":material/link_off:")
+pageutil.link_warnings(member_problems)
 done = pageutil.follow("compare")
 if done:
     hashes, members = done, None

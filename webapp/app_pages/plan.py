@@ -1,7 +1,7 @@
 """Plan page: the fewest GPUs and the batching configuration that meet an SLA target; ``?plan=ID`` reopens one."""
 import streamlit as st
 
-from webapp import plan, sweeps
+from webapp import plan, services
 
 st.title("Plan capacity")
 plan_id = plan.plan_param(st.query_params)
@@ -15,7 +15,7 @@ else:
                "the GPU count, tries each mode with its K, B_max or B, and backs the answer with each mode's "
                "capacity. Every run is stored, so planning again reuses them.")
     source = plan.source_picker()
-    with sweeps.shown_errors("Cannot start the plan"):
+    with services.shown_errors("Cannot start the plan"):
         launch = plan.plan_form(source)
         st.caption(plan.defaults_note())
         if launch is not None:

@@ -1,7 +1,7 @@
 """Sweeps page: launch a sweep, a capacity comparison or the stress suite; follow it; ``?sweep=ID`` reopens it."""
 import streamlit as st
 
-from webapp import sweeps
+from webapp import services, sweeps
 
 st.title("Sweeps and capacity")
 sweep_id = sweeps.sweep_param(st.query_params)
@@ -15,18 +15,18 @@ else:
     launched = None
     with cap:
         st.caption("The highest arrival rate each scheduler sustains at the SLA target: a search, not a throughput.")
-        with sweeps.shown_errors("Cannot start the capacity search"):
+        with services.shown_errors("Cannot start the capacity search"):
             launched = sweeps.capacity_form() or launched
     with grid:
         st.caption("Any settings varied over a grid; every run is stored as it finishes.")
-        with sweeps.shown_errors("Cannot start the sweep"):
+        with services.shown_errors("Cannot start the sweep"):
             launched = sweeps.grid_form() or launched
     with suite:
         st.caption("Request scaling 1K-1M, GPU scaling 1-100 at 1M requests, bin-count sensitivity K = 1-32.")
-        with sweeps.shown_errors("Cannot start the suite"):
+        with services.shown_errors("Cannot start the suite"):
             launched = sweeps.suite_form() or launched
     with stored:
-        with sweeps.shown_errors("Cannot list the sweeps"):
+        with services.shown_errors("Cannot list the sweeps"):
             table = sweeps.sweeps_table()
             if table.empty:
                 st.caption("No sweeps yet.")
@@ -34,5 +34,5 @@ else:
                 st.dataframe(table, hide_index=True, width="stretch",
                              column_config={"open": st.column_config.LinkColumn("open", display_text="open")})
     if launched:
-        with sweeps.shown_errors("Cannot start it"):
+        with services.shown_errors("Cannot start it"):
             sweeps.open_sweep(sweeps.launch(launched["plan"], launched["cluster"], launched["workers"]))
