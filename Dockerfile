@@ -1,12 +1,16 @@
 # batchlab: the web explorer (default target) and the calibration tool (target "calibrate").
 #
 #   docker build -t batchlab .                              # slim: simulator, store, web app (no torch)
-#   docker run -p 8501:8501 -v batchlab-data:/data batchlab  # http://localhost:8501
+#   docker run -p 127.0.0.1:8501:8501 -v batchlab-data:/data batchlab  # http://localhost:8501, this machine only
 #   docker build --target calibrate -t batchlab-calibrate .  # + torch (CPU wheels) + transformers
 #   docker build --target calibrate --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 ...
 #
 # /data holds the SQLite results store and the workload cache (BATCHLAB_HOME); set
-# BATCHLAB_DB_URL=postgresql://... to use a PostgreSQL store instead.
+# BATCHLAB_DB_URL=postgresql://... to use a PostgreSQL store instead, and
+# BATCHLAB_CLUSTERS="NAME=tls://HOST:8786" to offer Dask clusters to the Sweeps and Plan pages.
+# The app binds 0.0.0.0 inside the container (--expose; it prints what that exposes): who can
+# reach it is decided by -p. Publish on 127.0.0.1 as above; anything wider gives every page
+# (runs, uploads, deletes) to anyone who can reach the port, with no login (README: Security model).
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -50,4 +54,4 @@ FROM runtime AS app
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"
-CMD ["batchlab", "app", "--host", "0.0.0.0", "--port", "8501"]
+CMD ["batchlab", "app", "--host", "0.0.0.0", "--port", "8501", "--expose"]

@@ -701,14 +701,28 @@ def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, 
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --expose.")
+@click.option("--port", default=8501, show_default=True, help="1-65535.")
+@click.option("--expose", is_flag=True, help="Confirm a non-loopback --host: anyone who can reach it can use "
+                                              "the app, with no login (what that exposes is printed first).")
+@click.option("--cluster", "clusters", multiple=True, metavar="NAME=ADDRESS",
+              help="A Dask cluster the Sweeps and Plan pages may use (repeatable; ADDRESS: local, "
+                   "tcp://HOST:PORT or tls://HOST:PORT). Default: BATCHLAB_CLUSTERS, else none.")
 @db_option
-def app(host, port, db):
+def app(host, port, expose, clusters, db):
     """Start the web explorer (Streamlit)."""
-    from webapp.launch import launch
+    from core.sweep import SweepError
+    from webapp.clusters import parse
+    from webapp.launch import LaunchError, launch
 
-    raise SystemExit(launch(host=host, port=port, db_url=db))
+    try:
+        offered = parse(clusters) if clusters else None
+        code = launch(host=host, port=port, db_url=db, expose=expose, clusters=offered,
+                      echo=lambda line: click.echo(line, err=True))
+    except (LaunchError, SweepError) as exc:
+        _fail(exc)
+    raise SystemExit(code)
 
 
 @grids.command("delete")
