@@ -110,8 +110,8 @@ EXCERPT = 24  # characters of a file's content an error message may quote
 
 
 def excerpt(text: str, limit: int = EXCERPT) -> str:
-    """A short quoted prefix of ``text`` (a cell or a column name from a file): an error names the
-    place without echoing the file."""
+    """``text`` quoted, in at most ``limit`` characters (a cell or a column name from a file, a value a
+    user typed): an error names what is wrong without echoing all of it."""
     shown = repr(str(text)[:limit])
     return shown if len(shown) <= limit and len(str(text)) <= limit else shown[:limit - 1] + "…"
 

@@ -128,12 +128,6 @@ def clip(text, limit: int = MAX_SHOWN) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def excerpt(value, limit: int = 40) -> str:
-    """A value a user typed, quoted, in at most ``limit`` characters: a message never echoes all of it."""
-    shown = repr(str(value)[:limit])
-    return shown if len(shown) <= limit and len(str(value)) <= limit else shown[:limit - 1] + "…"
-
-
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=])")
 
 

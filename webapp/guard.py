@@ -19,15 +19,15 @@ from __future__ import annotations
 from typing import Collection, Iterator
 
 from calibration.resolve import NAME_RE, is_grid_path
+from calibration.schema import excerpt
 from core.config import ConfigError, SimConfig
 from core.suite import SuitePlan
 from core.sweep import expand
 from workloads.burstgpt import bundled_traces
 from workloads.spec import SpecError, WorkloadSpec
 
-from .fmt import excerpt
-
 UPLOADS = "_uploaded_traces"  # session state: the paths of the traces this session saved
+SHOWN = 40  # characters of a refused value a message quotes
 
 
 def bundled_trace(value: str) -> bool:
@@ -40,7 +40,7 @@ def trace_problem(trace: str, uploads: Collection[str] = ()) -> str | None:
     if bundled_trace(trace) or trace in uploads:
         return None
     return (f"trace: the web reads a bundled trace ({', '.join(bundled_traces())}) or a CSV uploaded in this "
-            f"session, not {excerpt(trace)}")
+            f"session, not {excerpt(trace, SHOWN)}")
 
 
 def latency_problem(latency: str) -> str | None:
@@ -51,7 +51,7 @@ def latency_problem(latency: str) -> str | None:
     if NAME_RE.fullmatch(ref) and not is_grid_path(ref):
         return None
     return (f"latency: the web takes parametric or grid:NAME, a bundled grid or one stored on the Calibration "
-            f"page (never a file), not {excerpt(latency)}")
+            f"page (never a file), not {excerpt(latency, SHOWN)}")
 
 
 def link_trace_problem(trace: str) -> str | None:
@@ -62,7 +62,7 @@ def link_trace_problem(trace: str) -> str | None:
     if bundled_trace(text) or (plain and len(text) <= 255):
         return None
     return (f"trace: a link names a bundled trace or an uploaded file's name, never a path, not "
-            f"{excerpt(text)}")
+            f"{excerpt(text, SHOWN)}")
 
 
 def check(config: SimConfig, spec: WorkloadSpec, uploads: Collection[str] = ()) -> None:
