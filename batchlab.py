@@ -224,9 +224,10 @@ def cli(verbose: bool) -> None:
 
 
 def _store_errors() -> tuple:
+    from core.validity import SimulationError
     from store import StoreError
 
-    return (ConfigError, WorkloadError, OSError, StoreError)
+    return (ConfigError, WorkloadError, SimulationError, OSError, StoreError)
 
 
 def _open_store(db: str | None):

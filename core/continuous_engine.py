@@ -50,7 +50,10 @@ request arrives; busy GPUs admit at their iteration boundaries, so a waiting
 request goes to the busy GPU with room whose next boundary comes first. Events are
 ordered on a 1 ns clock (times closer than that are simultaneous, whatever the
 rounding of the sums that gave them): simultaneous boundaries are taken in GPU
-order, and an arrival at a boundary's instant is there for it.
+order, and an arrival at a boundary's instant is there for it (and starts at its
+arrival, not at the boundary's time a rounding error before it). The clock counts
+in int64 and ends at 2^62 ns (146 years, :data:`workloads.limits.MAX_TIME_S`): a
+run that would pass it stops with an error instead of wrapping around.
 
 Speed. Between two events of a GPU (a completion, a preemption, an admission, a
 controller update) its batch is fixed, so the iterations in between are one
@@ -74,6 +77,7 @@ from .config import SimConfig
 from .controllers import MemoryBound
 from .latency import LatencyModel
 from .queues import QueueStats, queue_layout
+from .validity import beyond_horizon
 
 LOG_COLUMNS = ("start", "duration", "kv_blocks", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
                "branch", "preempted")
@@ -109,7 +113,10 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     records = request_records(prompt[order], output[order], arrival[order], bins[order])
     gpu_state = gpu_records(s)
     args = (s, arrival, ticks, _array(bins, np.int64), records, gpu_state, _array(off, np.int64), sums, packed)
-    rows, counts, wasted = _run(simulate, args, progress, n)
+    try:
+        rows, counts, wasted = _run(simulate, args, progress, n)
+    except OverflowError:    # the kernel's clock ran out (continuous_kernel.tick)
+        raise beyond_horizon(f"ran out of time serving requests that arrive until {arrival[-1]:.3g} s") from None
     unpack(packed, latency)
 
     def back(values):
@@ -119,6 +126,9 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
 
     gpu, start, first, finish, gap, pre, steps = (back(records[name]) for name in
                                                   ("gpu", "start", "first", "finish", "gap", "pre", "steps"))
+    start = _not_before(start, arrival, 1 / TICKS)
+    first = _not_before(first, start, 1 / TICKS)
+    finish = _not_before(finish, first, 1 / TICKS)
     tbt = np.where(steps > 0, (finish - first) / np.maximum(steps, 1), 0.0)
     requests = {"gpu": gpu, "start": start, "first_token": first, "finish": finish, "tbt": tbt, "tbt_max": gap,
                 "preemptions": pre, "decode_steps": steps}
@@ -146,6 +156,13 @@ def warm_up() -> None:
     lengths = np.full(n, 64, dtype=np.int64)
     run_continuous_engine(cfg, np.linspace(0.0, 1.0, n), lengths, lengths, lengths, np.zeros(n, dtype=np.int64),
                           ParametricLatency(), MemoryModel.from_config(cfg).eta)
+
+
+def _not_before(times: np.ndarray, floor: np.ndarray, tick_s: float) -> np.ndarray:
+    """``times``, each moved up to ``floor`` where it precedes it by at most a clock tick (and float
+    rounding): the two are simultaneous on the engine's clock, and the later event cannot come first."""
+    tie = (times < floor) & (floor - times <= tick_s + 4 * np.spacing(floor))
+    return np.where(tie, floor, times) if tie.any() else times
 
 
 def _array(values, dtype) -> np.ndarray:

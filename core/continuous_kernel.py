@@ -25,7 +25,7 @@ from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill
 
 WAITING, RUNNING, DONE = 0, 1, 2
 NONE = -1                  # no request
-BIG = 1 << 62              # more than any count or clock tick: "no limit", "never"
+BIG = 1 << 62              # more than any count or clock tick (see tick): "no limit", "never"
 TICKS = 1e9                # events are ordered on a 1 ns clock (see core.continuous_engine)
 POLICIES = ("fcfs", "longest", "round_robin", "short_first")
 FCFS, LONGEST, ROUND_ROBIN, SHORT_FIRST = range(4)
@@ -117,8 +117,12 @@ def gpu_records(s: Settings) -> np.ndarray:
 
 @njit(cache=True)
 def tick(t):
-    """The clock tick of time ``t`` >= 0."""
-    return int(t * TICKS + 0.5)
+    """The clock tick of time ``t`` >= 0. The clock ends before tick BIG (2^62 ns, 146 years): a later
+    time stops the run with OverflowError rather than wrap around."""
+    x = t * TICKS + 0.5
+    if not x < BIG:
+        raise OverflowError("simulated time beyond the continuous engine's clock")
+    return int(x)
 
 
 @njit(cache=True)

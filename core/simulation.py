@@ -17,10 +17,7 @@ from .identity import SIM_VERSION, run_identity
 from .latency import LatencyModel, build_latency_model
 from .memory import MemoryModel
 from .result import RunResult
-
-
-class SimulationError(ValueError):
-    """A run whose result is not finite (absurd settings that slipped past their ranges)."""
+from .validity import check_result, check_workload
 
 
 def servable(config: SimConfig, workload: Workload, eta: int) -> np.ndarray:
@@ -61,8 +58,11 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
 
     ``simulate`` picks the engine from the mode: run-to-completion batches
     (:mod:`core.batch_engine`) or continuous batching (:mod:`core.continuous_engine`).
+    A workload the engines cannot represent is refused before the run, and a result
+    that cannot be (:func:`core.validity.check_result`) is never returned.
     """
     wall = time.perf_counter()
+    check_workload(workload)
     latency = latency or build_latency_model(config, grid)
     eta = MemoryModel.from_config(config).eta
     served = servable(config, workload, eta)
@@ -93,7 +93,7 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
            "predicted": workload.predicted, "bin": bins}
     req.update(times if every else metrics.expand_rejected(times, served))
     summary = metrics.summarize(config, req, log, edges, eta, out.counters)
-    check_finite(summary)
+    check_result(req, log, summary)
     h = run_identity(config, workload, latency)
     summary["config_hash"] = h
     meta = {"run_hash": h, "sim_version": SIM_VERSION, "workload": workload.identity,
@@ -112,16 +112,6 @@ def complete_batch_log(log: dict, latency: LatencyModel) -> None:
     first = latency.decode_step_times(log["size"], log["max_prompt"].astype(np.float64))
     last = latency.decode_step_times(log["size"], (log["max_prompt"] + log["steps"] - 1).astype(np.float64))
     log["step_max"] = np.where(ran, np.maximum(first, last), 0.0)
-
-
-def check_finite(summary: dict) -> None:
-    """A result that is not finite is never returned (nor stored): say which metric broke."""
-    for key in ("makespan_s", "latency_mean_s", "latency_p99_s", "ttft_mean_s", "tbt_mean_s",
-                "throughput_rps", "gpu_utilization"):
-        v = summary[key]
-        if not np.isfinite(v):
-            raise SimulationError(f"the simulated {key} is {v}: the latency or memory settings are out of "
-                                  "any meaningful range (check the latency model and its grid)")
 
 
 def latency_label(identity: dict) -> str:

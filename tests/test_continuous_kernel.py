@@ -1,11 +1,12 @@
 """The compiled pieces of the continuous engine: latency queries that equal the Python models bit for
-bit (and count grid queries alike), and the run's progress and cancellation.
+bit (and count grid queries alike), the run's progress and cancellation, and its 1 ns clock.
 
 The engine's behaviour itself is tested against the step-by-step reference in
 test_continuous_engine.py and test_engine_invariants.py.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import replace
 
@@ -17,12 +18,13 @@ from hypothesis import strategies as st
 from calibration.data import load_bundled
 from core import SimConfig, simulate
 from core import continuous_engine
-from core.continuous_kernel import memory_bound, settings
+from core.continuous_kernel import BIG, TICKS, memory_bound, settings, tick
 from core.controllers import MemoryBound
 from core.latency import LatencyModel, ParametricLatency
 from core.latency_grid import GridLatency
 from core.latency_kernel import decode_step_time, decode_time, pack, prefill_time, steps_until, unpack
 from workloads import WorkloadSpec, build_workload
+from workloads.limits import MAX_TIME_S
 
 GRID = "qwen3-4b-sglang"
 MAX_BATCH = 300          # beyond the grid's measured batch sizes: extrapolated queries included
@@ -143,3 +145,26 @@ def test_an_error_raised_by_progress_stops_the_run_and_reaches_the_caller(busy_r
         simulate(replace(cfg, seed=1), workload, progress=give_up)
     assert not any(t.name == "batchlab-continuous" and t.is_alive() for t in threading.enumerate())
     assert simulate(replace(cfg, seed=1), workload).summary["completed"] == len(workload)   # nothing left behind
+
+
+@given(st.floats(0.0, 4.6e9))
+def test_the_clock_ticks_to_the_nearest_ns(t):
+    assert tick(t) == int(t * 1e9 + 0.5)
+
+
+@pytest.mark.parametrize("t", [MAX_TIME_S, 9.3e9, 1.4e10, 1e308, math.inf, math.nan])
+def test_the_clock_stops_at_2_to_the_62_ns_rather_than_wrap(t):
+    """Past 2^62 ns the kernel took a time for "never" (BIG); past 2^63 ns the cast wrapped negative."""
+    assert BIG / TICKS == MAX_TIME_S
+    with pytest.raises(OverflowError):
+        tick(t)
+
+
+def test_a_run_past_the_clock_stops_in_the_thread_too():
+    """With a progress callback the kernel runs in a worker thread: its clock error still arrives."""
+    from core.validity import SimulationError
+    from workloads.workload import Workload
+
+    w = Workload(np.array([0.0, MAX_TIME_S - 1.0]), np.full(2, 100), np.full(2, 50), np.full(2, 50))
+    with pytest.raises(SimulationError, match="ran out of time"):
+        simulate(SimConfig(mode="continuous_static"), w, progress=lambda fraction: None)

@@ -180,17 +180,84 @@ def test_missing_column_is_named_with_the_columns_found():
     assert "found: Timestamp, Model, Request tokens, Total tokens, Log Type" in msg
 
 
-@pytest.mark.parametrize("rows, column, line", [
-    (["1,A,5,6,11,x", "2,A,5,,5,x"], "Response tokens", 3),
-    (["1,A,5,6,11,x", "2,A,5,NaN,5,x"], "Response tokens", 3),
-    (["1,A,5,6,11,x", "2,A,5,6,11,x", "abc,A,5,6,11,x"], "Timestamp", 4),
-    (["1,A,5.5,6,11,x"], "Request tokens", 2),
-    (["1,A,5,-6,11,x"], "Response tokens", 2),
-    (["inf,A,5,6,11,x"], "Timestamp", 2),
+@pytest.mark.parametrize("rows, message", [
+    (["1,A,5,6,11,x", "2,A,5,,5,x"], "line 3, column Response tokens: the value is empty"),
+    (["1,A,5,6,11,x", "2,A,5,NaN,5,x"], "line 3, column Response tokens: 'NaN' is not a number"),
+    (["1,A,5,6,11,x", "2,A,5,6,11,x", "abc,A,5,6,11,x"], "line 4, column Timestamp: 'abc' is not a number"),
+    (["0,A,5,6,11,x", "nan,A,5,6,11,x"], "line 3, column Timestamp: 'nan' is not a number"),
+    (["inf,A,5,6,11,x"], "line 2, column Timestamp: 'inf' is not finite"),
+    (["1,A,5.5,6,11,x"], "line 2, column Request tokens: '5.5' is not a whole number of tokens"),
+    (["1,A,5,-6,11,x"], "line 2, column Response tokens: '-6' is negative"),
+    (["1,A,5,inf,11,x"], "line 2, column Response tokens: 'inf' is above 1,000,000,000 tokens"),
+    (["0,A,5,6,11,x", "", "1,A,10000000000000000000,6,11,x"],
+     "line 4, column Request tokens: '10000000000000000000' is above 1,000,000,000 tokens"),
+    (["0,A,5,1e19,11,x"], "line 2, column Response tokens: '1e19' is above 1,000,000,000 tokens"),
+    (["0,A,5,6,11,x", "1,A,5,NA,11,x"], "line 3, column Response tokens: 'NA' is not a number"),
+    (["0,A,5,6,11,x", "1,A,5,  ,11,x"], "line 3, column Response tokens: the value is empty"),
+    (["0,A,5,1000000001,11,x"], "line 2, column Response tokens: '1000000001' is above 1,000,000,000 tokens"),
+    (["0,A,5,6,11,x", "1e308,A,5,6,11,x"],
+     "line 3, column Timestamp: '1e308' is 1e+308 s after the earliest timestamp (line 2); the engines "
+     "represent less than 4.61e+09 s (146 years)"),
+    (["1e308,A,5,6,11,x", "-1e308,A,5,6,11,x"], "line 2, column Timestamp: '1e308' is inf s after the earliest "
+                                                 "timestamp (line 3)"),
+    (["5,A,5,6,11,x", "4611686024,A,5,6,11,x"], "line 3, column Timestamp: '4611686024' is 4.61e+09 s after"),
 ])
-def test_bad_values_name_column_and_line(rows, column, line):
-    with pytest.raises(WorkloadError, match=rf"^{column}: .* at line {line} "):
-        load_burstgpt(csv(*rows))
+def test_bad_values_name_line_and_column(rows, message):
+    """A literal nan is named as such (not "empty"); a count too large for int64 is quoted as written
+    (never as a wrapped -9223372036854775808); a span the engines cannot hold names the latest row."""
+    for load in (load_burstgpt, load_trace_bytes):   # a path's loader, and the web upload's
+        with pytest.raises(WorkloadError) as info:
+            load(csv(*rows))
+        assert str(info.value).startswith(f"trace: {message}")
+        assert "\n" not in str(info.value)
+
+
+def test_a_span_just_inside_the_clock_loads():
+    data = load_burstgpt(csv("5,A,5,6,11,x", "4611686013,A,5,6,11,x"))
+    assert data.arrival.tolist() == [0.0, 4611686008.0]
+
+
+@pytest.mark.parametrize("header, columns", [
+    (HEADER6 + ",Timestamp", "columns 1 and 7: both are the Timestamp"),
+    ("Timestamp,Request tokens,Response tokens,response  TOKENS", "columns 3 and 4: both are the Response tokens"),
+    ("Request tokens,Timestamp,request tokens,Response tokens", "columns 1 and 3: both are the Request tokens"),
+])
+def test_a_repeated_column_names_both_positions(header, columns):
+    extra = header.count(",") - HEADER6.count(",")
+    row = "1,A,5,6,11,x" + ",7" * extra if header.startswith(HEADER6) else "1,5,6,7"
+    with pytest.raises(WorkloadError, match=rf"^trace: line 1, {columns} column \(a column may appear once\)$"):
+        load_burstgpt(csv(row, header=header))
+
+
+@pytest.mark.parametrize("rows, line, fields", [
+    (["0,A,5,6,11,x", "1,A,5,6,11,x,extra,more"], 3, 8),
+    (["0,A,5,6,11,x,extra"], 2, 7),                                   # the first data row (pandas' implicit index)
+    (["0,A,5,6,11,x,extra", "1,A,5,6,11,x,extra"], 2, 7),             # every row
+    (["0,A,5,6,11,x,"], 2, 7),                                        # a trailing comma is a field too
+    (["0,A,5,6,11,x", "", "", "1,A,5,6,11,x,"], 5, 7),                # blank lines are counted
+])
+def test_a_row_longer_than_the_header_is_an_error_naming_its_line(rows, line, fields):
+    for load in (load_burstgpt, load_trace_bytes):
+        with pytest.raises(WorkloadError, match=rf"^trace: line {line} has {fields} fields, but the header has 6$"):
+            load(csv(*rows))
+
+
+def test_a_shorter_row_is_missing_values():
+    with pytest.raises(WorkloadError, match=r"^trace: line 3, column Response tokens: the value is empty$"):
+        load_burstgpt(csv("0,A,5,6,11,x", "1,A,5"))
+
+
+def test_errors_quote_at_most_a_short_excerpt():
+    long_value = "9" * 30 + "x" * 5000
+    with pytest.raises(WorkloadError) as info:
+        load_burstgpt(csv(f"{long_value},A,5,6,11,x"))
+    msg = str(info.value)
+    assert msg.startswith("trace: line 2, column Timestamp: '" + "9" * 30) and len(msg) < 120
+    assert msg.count("x") <= bg.MAX_EXCERPT
+    wide = ",".join(f"col{i}_" + "y" * 500 for i in range(300))
+    with pytest.raises(WorkloadError) as info:
+        load_burstgpt(csv("1", header=wide))
+    assert len(str(info.value)) < 700 and "(290 more)" in str(info.value)
 
 
 @pytest.mark.parametrize("data, fragment", [

@@ -14,6 +14,7 @@ import numpy as np
 
 from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, file_sha256, load_burstgpt, resolve_trace
 from .cache import memoize
+from .limits import check_span
 from .predictors import parse_predictor, predict
 from .spec import WorkloadSpec, SpecError
 from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX, arrival_times,
@@ -21,7 +22,7 @@ from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX
 from .workload import Workload, WorkloadError
 
 GENERATOR = "batchlab-workloads/2"  # bump when the same spec would build different arrays (2: 16K/4K clips)
-NAMESPACE = "workload-v1"
+NAMESPACE = "workload-v2"   # bump when a spec that built arrays may now be refused (2: workloads.limits)
 _sha_memo: dict[tuple[str, int, int], str] = {}
 
 
@@ -97,18 +98,22 @@ def _trace_arrivals(r: WorkloadSpec, data: TraceData, rng: np.random.Generator) 
         if r.rate is not None:
             if n < 2 or span <= 0:
                 raise SpecError("rate", f"cannot rescale a window of {n} request(s) spanning 0 s")
+            check_span((n - 1) / r.rate, "rate", f"the window's {n:,} requests at {r.rate:g} req/s")
             return t * ((n - 1) / (r.rate * span)), f"timestamps rescaled to {r.rate:g} req/s"
         if r.rps_scaling != 1.0:
+            check_span(span / r.rps_scaling, "rps_scaling",
+                       f"the window spans {span:.3g} s, which compressed {r.rps_scaling:g}x")
             return t / r.rps_scaling, f"timestamps compressed {r.rps_scaling:g}x"
         return t, "real timestamps"
-    rate = r.rate
+    rate, field = r.rate, "rate"
     if rate is None:
         if n < 2 or span <= 0:
             raise SpecError("rate", "the trace window spans 0 s, so it has no mean rate to re-draw "
                             "arrivals at; set rate")
-        rate = (n - 1) / span * r.rps_scaling
+        rate, field = (n - 1) / span * r.rps_scaling, "rps_scaling"
     shape = f"gamma(shape {r.gamma_shape:g})" if r.arrival == "gamma" else r.arrival
-    return arrival_times(r.arrival, n, rate, rng, r.gamma_shape), f"{shape} arrivals at {rate:.4g} req/s"
+    return (arrival_times(r.arrival, n, rate, rng, r.gamma_shape, field),
+            f"{shape} arrivals at {rate:.4g} req/s")
 
 
 def _from_trace(spec: WorkloadSpec, source, sha: str) -> dict:

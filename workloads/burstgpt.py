@@ -4,12 +4,16 @@ Columns are found by name (case and spacing ignored), so both published
 layouts work: the 6-column ``BurstGPT_1/_2``
 (``Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type``) and
 the 8-column ``BurstGPT_3`` (adds ``Session ID`` and ``Elapsed time``). Only
-``Timestamp``, ``Request tokens`` and ``Response tokens`` are read.
+``Timestamp``, ``Request tokens`` and ``Response tokens`` are used; each must
+appear once in the header.
 
 Rules, in order:
-1. Blank lines are skipped; any other row must hold finite numbers in the
-   three columns, with whole, non-negative token counts. Errors name the
-   column and the CSV line (the header is line 1).
+1. Blank lines are skipped; no row may hold more fields than the header. Every
+   other row must hold finite numbers in the three columns (``nan`` and ``inf``
+   are not), token counts whole, >= 0 and at most 10^9 (MAX_TOKENS), and the
+   timestamps must span less than 4.61e9 s (MAX_TIME_S: see :mod:`workloads.limits`).
+   Errors name the CSV line (the header is line 1) and the column, quoting at
+   most MAX_EXCERPT characters of the bad value.
 2. Rows are put in time order with a stable sort if the file is not already
    sorted (equal timestamps keep their file order); ``resorted`` says so.
 3. The window is ``num_requests`` rows starting at row ``offset`` (0-based,
@@ -27,18 +31,23 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
 
+from .limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
 from .workload import WorkloadError
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TIMESTAMP, REQUEST, RESPONSE = "Timestamp", "Request tokens", "Response tokens"
 NEEDED = (TIMESTAMP, REQUEST, RESPONSE)
+MAX_EXCERPT = 40   # characters of a bad value an error quotes
+MAX_LISTED = 10    # header names listed when a column is missing
+_LONGER_ROW = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")   # pandas' C parser
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
@@ -120,8 +129,14 @@ def _read_csv(src, **kwargs):
     try:
         return pd.read_csv(src, **kwargs)
     except pd.errors.EmptyDataError:
-        raise WorkloadError("trace: the file is empty (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise WorkloadError("trace: no header on line 1 (the file is empty or starts with a blank line)") from None
+    except pd.errors.ParserError as exc:
+        longer = _LONGER_ROW.search(str(exc))
+        if longer:
+            header, line, fields = longer.groups()
+            raise WorkloadError(f"trace: line {line} has {fields} fields, but the header has {header}") from None
+        raise WorkloadError(f"trace: not a readable CSV file ({exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise WorkloadError(f"trace: not a readable CSV file ({exc})") from None
 
 
@@ -129,39 +144,107 @@ def _norm(name: object) -> str:
     return " ".join(str(name).split()).lower()
 
 
-def _find_columns(columns: list) -> dict[str, str]:
-    """Needed column -> the file's spelling; a missing one is an error listing what was found."""
-    by_norm: dict[str, str] = {}
-    for col in columns:
-        by_norm.setdefault(_norm(col), col)
+def _excerpt(value: object) -> str:
+    """A value as an error quotes it: its text on one line, cut to MAX_EXCERPT characters."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= MAX_EXCERPT else text[:MAX_EXCERPT - 3] + "..."
+
+
+def _header(src) -> list[str]:
+    """The names on the header line, as written (line 2 may not hold more fields)."""
+    head = _read_csv(src, header=None, nrows=2, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    return [str(name) for name in head.iloc[0]]
+
+
+def _find_columns(header: list[str]) -> dict[str, int]:
+    """Needed column -> its position; a missing or repeated one is an error naming it."""
+    at: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        at.setdefault(_norm(name), []).append(i)
     found = {}
     for name in NEEDED:
-        if _norm(name) not in by_norm:
-            found_text = ", ".join(str(c) if len(str(c)) <= 24 else str(c)[:23] + "…" for c in columns[:8]) + \
-                (", …" if len(columns) > 8 else "")  # an excerpt: the header may be any file's first line
+        where = at.get(_norm(name), [])
+        if not where:
+            shown = ", ".join(_excerpt(h) for h in header[:MAX_LISTED])
+            more = f", ... ({len(header) - MAX_LISTED} more)" if len(header) > MAX_LISTED else ""
             raise WorkloadError(f"{name}: column not found in the trace (a BurstGPT CSV needs "
-                                f"{', '.join(NEEDED)}; found: {found_text or 'none'})")
-        found[name] = by_norm[_norm(name)]
+                                f"{', '.join(NEEDED)}; found: {shown or 'none'}{more})")
+        if len(where) > 1:
+            raise WorkloadError(f"trace: line 1, columns {where[0] + 1} and {where[1] + 1}: both are the "
+                                f"{name} column (a column may appear once)")
+        found[name] = where[0]
     return found
 
 
-def _numeric(df, column: str, name: str, whole: bool) -> np.ndarray:
-    """Column as float64; the first bad value raises naming the column and the CSV line."""
+def _blank(df) -> np.ndarray:
+    """Which rows are blank lines: every field missing (pandas may read one as "" in a text column)."""
+    blank = df.isna().any(axis=1).to_numpy()     # candidates; a blank line has no numeric value
+    if not blank.any():
+        return blank
+    rows = np.flatnonzero(blank)
+    for j in range(df.shape[1]):
+        col = df.iloc[rows, j]
+        empty = col.isna().to_numpy()
+        if col.dtype.kind not in "biuf":
+            empty = empty | (col.astype(str).str.strip() == "").to_numpy()
+        rows = rows[empty]
+        if not len(rows):
+            break
+    out = np.zeros(len(df), dtype=bool)
+    out[rows] = True
+    return out
+
+
+def _cell(src, line: int, column: int) -> str:
+    """The text of one field as the file writes it (read again for an error message)."""
+    row = _read_csv(src, header=None, skiprows=line - 1, nrows=1, dtype=str, keep_default_na=False,
+                    skip_blank_lines=False)
+    return str(row.iloc[0, column]) if row.shape[1] > column else ""
+
+
+def _numbers(df, column: int, name: str, lines: np.ndarray, src, tokens: bool) -> np.ndarray:
+    """A column as float64; its first bad value is an error naming the CSV line and the column.
+
+    Every value must be a finite number; token counts also whole, >= 0 and at most MAX_TOKENS.
+    """
     import pandas as pd
 
-    raw = df[column]
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values)
-    problem = "not a finite number"
-    if whole and not bad.any():
-        bad = (values < 0) | (values != np.floor(values))
-        problem = "not a whole number of tokens >= 0"
-    if bad.any():
-        i = int(np.argmax(bad))
-        shown = raw.iloc[i]
-        shown = "empty" if pd.isna(shown) else repr(str(shown))
-        raise WorkloadError(f"{name}: {problem} at line {int(df.index[i]) + 2} (value {shown})")
-    return values
+    values = pd.to_numeric(df.iloc[:, column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        if tokens:
+            bad = ~((values >= 0) & (values <= MAX_TOKENS) & (values == np.floor(values)))
+        else:
+            bad = ~np.isfinite(values)
+    if not bad.any():
+        return values
+    i = int(np.argmax(bad))
+    v, text = values[i], _cell(src, int(lines[i]), column)
+    shown = repr(_excerpt(text))
+    if not text.strip():
+        problem = "the value is empty"
+    elif np.isnan(v):
+        problem = f"{shown} is not a number"
+    elif tokens and v < 0:
+        problem = f"{shown} is negative"
+    elif tokens and v > MAX_TOKENS:
+        problem = f"{shown} is above {MAX_TOKENS:,} tokens (the most a request may hold)"
+    elif tokens:
+        problem = f"{shown} is not a whole number of tokens"
+    else:
+        problem = f"{shown} is not finite"
+    raise WorkloadError(f"trace: line {lines[i]}, column {name}: {problem}")
+
+
+def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src) -> None:
+    """Every timestamp lies less than MAX_TIME_S after the earliest (else the latest row is named)."""
+    first, last = int(np.argmin(t)), int(np.argmax(t))
+    with np.errstate(over="ignore"):
+        span = t[last] - t[first]
+    if not span < MAX_TIME_S:
+        shown = repr(_excerpt(_cell(src, int(lines[last]), column)))
+        raise WorkloadError(f"trace: line {lines[last]}, column {TIMESTAMP}: {shown} is {span:.3g} s after the "
+                            f"earliest timestamp (line {lines[first]}); the engines represent less than "
+                            f"{MAX_TIME_TEXT} of simulated time")
 
 
 def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None = None,
@@ -172,15 +255,18 @@ def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None =
     if num_requests is not None and num_requests < 1:
         raise WorkloadError(f"num_requests: must be >= 1 or none, got {num_requests}")
     src = _readable(source)
-    header = list(_read_csv(src, nrows=0).columns)
+    header = _header(src)
     cols = _find_columns(header)
-    df = _read_csv(src, usecols=list(cols.values()), skip_blank_lines=False, low_memory=False)
-    df = df[df.notna().any(axis=1)]  # blank lines
+    # every column, so that a row with more fields than the header is an error, not silently cut
+    df = _read_csv(src, index_col=False, skip_blank_lines=False, low_memory=False)
+    df = df[~_blank(df)]
     if len(df) == 0:
         raise WorkloadError("trace: the file has a header but no data rows")
-    t = _numeric(df, cols[TIMESTAMP], TIMESTAMP, whole=False)
-    prompt = _numeric(df, cols[REQUEST], REQUEST, whole=True).astype(np.int64)
-    output = _numeric(df, cols[RESPONSE], RESPONSE, whole=True).astype(np.int64)
+    lines = df.index.to_numpy() + 2    # the header is line 1
+    t = _numbers(df, cols[TIMESTAMP], TIMESTAMP, lines, src, tokens=False)
+    _check_span(t, cols[TIMESTAMP], lines, src)
+    prompt = _numbers(df, cols[REQUEST], REQUEST, lines, src, tokens=True).astype(np.int64)
+    output = _numbers(df, cols[RESPONSE], RESPONSE, lines, src, tokens=True).astype(np.int64)
 
     resorted = bool(np.any(np.diff(t) < 0))
     if resorted:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .limits import check_span
 from .workload import WorkloadError
 
 # Longest synthetic prompt and output: the 16K context and 4K response limit of the ChatGPT models
@@ -50,16 +51,20 @@ def streams(seed: int) -> dict[str, np.random.Generator]:
 
 # ----------------------------------------------------------------- arrivals
 def arrival_times(kind: str, n: int, rate: float, rng: np.random.Generator,
-                  gamma_shape: float = 0.5) -> np.ndarray:
+                  gamma_shape: float = 0.5, field: str = "rate") -> np.ndarray:
     """``n`` arrival times (s) at mean ``rate`` req/s, the first at 0.
 
     poisson: exponential gaps (CV 1); gamma: Gamma(shape, 1/(rate*shape)) gaps,
-    CV = 1/sqrt(shape) (BurstGPT's generator uses shape 0.5).
+    CV = 1/sqrt(shape) (BurstGPT's generator uses shape 0.5). Arrivals that would
+    span :data:`~workloads.limits.MAX_TIME_S` or more are refused, on the mean
+    span before drawing and on the drawn one after (a small gamma shape draws huge
+    gaps); the error names ``field``, the setting that made the rate.
     """
     if n < 1:
         raise WorkloadError(f"num_requests: must be >= 1, got {n}")
     if not (rate > 0 and math.isfinite(rate)):
-        raise WorkloadError(f"rate: must be > 0 req/s, got {rate}")
+        raise WorkloadError(f"{field}: must be > 0 req/s, got {rate}")
+    check_span((n - 1) / rate, field, f"{n:,} requests at {rate:g} req/s")
     if kind == "poisson":
         gaps = rng.exponential(1.0 / rate, n - 1)
     elif kind == "gamma":
@@ -70,6 +75,8 @@ def arrival_times(kind: str, n: int, rate: float, rng: np.random.Generator,
         raise WorkloadError(f"arrival: synthetic arrivals are poisson or gamma, got {kind!r}")
     times = np.zeros(n, dtype=np.float64)
     np.cumsum(gaps, out=times[1:])
+    shape = f" with gamma shape {gamma_shape:g}" if kind == "gamma" else ""
+    check_span(float(times[-1]), field, f"the {n:,} {kind} arrivals drawn at {rate:g} req/s{shape}")
     return times
 
 
