@@ -812,7 +812,7 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
     from tqdm import tqdm
 
     from core.executors import open_executor
-    from store.sweep_jobs import open_plan, run_plan
+    from store.sweep_jobs import open_plan, run_plan, worker_env
 
     store = None if no_store else _open_store(db)
     sweep_id = open_plan(store, plan, name) if store is not None else None
@@ -826,7 +826,7 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
         bar.update(done - bar.n)
 
     try:
-        with open_executor(cluster, workers) as (executor, n):
+        with open_executor(cluster, workers, worker_env(store) if store is not None else None) as (executor, n):
             out = run_plan(plan, executor, n, store, sweep_id, event)
     except KeyboardInterrupt:
         bar.close()

@@ -520,3 +520,21 @@ def test_docker_binds_all_interfaces_only_with_expose_and_publishes_on_localhost
         published = re.findall(r"docker run[^\n`]*?-p (\S+)", text)
         assert published and all(p.startswith("127.0.0.1:") for p in published), published
     assert "## Security model" in readme
+
+
+def test_a_cli_sweep_on_a_store_with_a_password_runs_on_the_local_pool(pg_url, monkeypatch):
+    """``batchlab sweep --db URL-with-password``: the local pool's workers get the URL from their
+    environment (never from the task), so every member is stored."""
+    from click.testing import CliRunner
+
+    from batchlab import cli
+    from store import open_store
+
+    monkeypatch.delenv("BATCHLAB_DB_URL", raising=False)
+    url = with_password(pg_url)
+    result = CliRunner().invoke(cli, ["sweep", "--db", url, "--workers", "1", "--mode", "static_fifo",
+                                      "--num-requests", "100", "--vary", "rate=1,2"])
+    assert result.exit_code == 0, result.output
+    s = open_store(url)
+    assert len(s.list_runs(status="done")) == 2 and not s.list_runs(status="failed")
+    s.close()

@@ -19,13 +19,14 @@ from calibration import GridError, bundled_grids, parse_grid
 from calibration import resolve_grid as calibration_resolve_grid
 from core.config import ConfigError
 from core.sweep import SweepError
+from core.validity import SimulationError
 from store import StoreError, open_store
 from workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
 
 from . import fmt
 
 log = logging.getLogger("batchlab.webapp")
-USER_ERRORS = (ConfigError, WorkloadError, GridError, StoreError, SweepError)
+USER_ERRORS = (ConfigError, WorkloadError, GridError, StoreError, SweepError, SimulationError)
 
 
 # ------------------------------------------------------------------ errors --
