@@ -426,6 +426,10 @@ def test_unexpected_errors_hide_their_details():
     assert services.user_message(ConfigError("gpus", "must be >= 1")) == "gpus: must be >= 1"
     msg = services.user_message(RuntimeError("secret internals at 0xdead"))
     assert "RuntimeError" in msg and "0xdead" not in msg and "log" in msg
+    from core.validity import SimulationError
+
+    reason = "the simulation ran past the clock; the engines represent less than 146 years"
+    assert services.user_message(SimulationError(reason)) == reason  # the user's to fix: shown
 
 
 def test_launch_runs_streamlit_with_the_store_url_and_warms_the_engine_beside_it(monkeypatch):
