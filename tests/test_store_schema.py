@@ -184,6 +184,59 @@ def test_a_store_created_by_schema_0001_is_upgraded(store_url):
         assert not hit and new.label == run.label
 
 
+def _write_sweeps_as_release_0002(engine) -> dict[str, int]:
+    """Three runs and four sweeps as 0002 stored them, with what its races left: two sweeps of one
+    plan key, and two members of one sweep at the same position."""
+    md = MetaData()
+    with engine.connect() as conn:
+        md.reflect(conn)
+    runs, sweeps, links = md.tables["runs"], md.tables["sweeps"], md.tables["sweep_runs"]
+    assert "key" not in sweeps.c  # really the old schema
+    now = datetime.now(timezone.utc)
+    ids = {}
+    with write_connection(engine) as conn:
+        for i in range(3):
+            ids[f"run{i}"] = conn.execute(insert(runs).values(
+                hash=f"{i:064x}", status="failed", created_at=now, started_at=now, claim="0" * 32, config="{}",
+                workload="{}", latency="{}", code_version="batchlab 0.0.2, sim 1", mode="static_fifo", gpus=1,
+                k_bins=1, num_requests=10)).inserted_primary_key[0]
+        for name, params in (("older", {"key": "k1", "status": "done"}), ("newer", {"key": "k1", "status": "new"}),
+                             ("other", {"key": "k2"}), ("keyless", {"gpus": [1, 2]})):
+            ids[name] = conn.execute(insert(sweeps).values(name=name, params=json.dumps(params), created_at=now)
+                                     ).inserted_primary_key[0]
+        conn.execute(insert(links), [{"sweep_id": ids["older"], "run_id": ids[r], "position": p}
+                                     for r, p in (("run1", 0), ("run0", 0), ("run2", 1))])
+    return ids
+
+
+def test_a_store_of_schema_0002_with_racing_sweeps_is_upgraded(store_url):
+    from alembic import command
+
+    engine = make_engine(make_url(store_url))
+    assert upgrade(engine, "old store", target="0002") == "0002"
+    ids = _write_sweeps_as_release_0002(engine)
+    engine.dispose()
+    with open_store(store_url) as store:
+        # the newest sweep of a key keeps it (it was the one a rerun resumed); the older keeps the rest
+        assert store.find_sweep("k1").id == ids["newer"] and store.find_sweep("k2").id == ids["other"]
+        assert store.open_sweep("k1", "again") == ids["newer"]
+        older = store.get_sweep(ids["older"])
+        assert older.params == {"key": "k1", "status": "done"} and older.runs == 3
+        # members that shared a position are renumbered in the order they were listed in
+        assert [r.id for r in store.sweep_runs(ids["older"])] == [ids["run0"], ids["run1"], ids["run2"]]
+        assert store.get_sweep(ids["keyless"]).params == {"gpus": [1, 2]}
+        new = store.open_sweep("k3", "after the upgrade", {"plan": 3})
+        assert len(store.list_sweeps()) == 5
+    engine = make_engine(make_url(store_url))
+    with write_connection(engine) as conn:  # and back: 0002 finds a sweep by params["key"]
+        command.downgrade(alembic_config(conn), "0002")
+    with engine.connect() as conn:
+        params = dict(conn.execute(text("SELECT id, params FROM sweeps")).all())
+    engine.dispose()
+    assert json.loads(params[new]) == {"plan": 3, "key": "k3"}
+    assert json.loads(params[ids["older"]]) == {"key": "k1", "status": "done"}
+
+
 def test_a_store_from_a_newer_batchlab_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path}/new.db"
     open_store(url).close()
