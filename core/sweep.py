@@ -259,12 +259,16 @@ def default_workers() -> int:
 
 
 def process_pool(workers: int | None = None) -> Executor:
-    """A local process pool (forkserver on Linux: safe to start from threads, e.g. the web app)."""
+    """A local process pool (forkserver on Linux: safe to start from threads, e.g. the web app) whose
+    workers end when this process does, even killed with kill -9 (:mod:`core.lifetime`)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    from .lifetime import end_with
+
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context(method),
+                               initializer=end_with, initargs=(os.getpid(),))
 
 
 @contextmanager
