@@ -81,6 +81,52 @@ def test_a_non_database_or_corrupt_file_is_reported_and_left_untouched(tmp_path,
     _untouched(path, content)
 
 
+def _damage_page_of(path: Path, index: str) -> None:
+    """Overwrite the header of ``index``'s root page: a b-tree page the open-time probe never reads."""
+    con = sqlite3.connect(path)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    [root] = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)).fetchone()
+    con.close()
+    assert root > 1 and not Path(f"{path}-wal").exists()  # every change is in the main file
+    with open(path, "r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xff" * 12)  # no valid page type, cell count or content offset
+
+
+def test_a_store_damaged_where_the_open_probe_does_not_look_is_never_written_to(tmp_path):
+    """The damage is in run_bins' primary-key index: opening, listing and claiming a new run never read
+    it, so without the check ``run`` would write its claim and then fail storing the bins."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "store.db"
+    url = f"sqlite:///{path}"
+    w = build_workload(WorkloadSpec(num_requests=80, workload_seed=4))
+    with open_store(url) as store:
+        for gpus in (1, 2):
+            store.get_or_run(SimConfig(gpus=gpus), w)
+    _damage_page_of(path, "sqlite_autoindex_run_bins_1")
+    before = path.read_bytes()
+
+    cli = subprocess.run([sys.executable, "-m", "batchlab", "run", "--db", url, "--num-requests", "80",
+                          "--gpus", "3"], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                         timeout=300)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    [line] = cli.stderr.strip().splitlines()
+    assert line.startswith(f"Error: the store at {path} is damaged (") and "nothing was written" in line
+    assert ".recover" in line and "--db" in line
+    assert path.read_bytes() == before
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+    with open_store(url) as store:
+        assert len(store.list_runs()) == 2  # reads are not checked, and work where the damage is not
+        for write in (lambda: store.get_or_run(SimConfig(gpus=3), w, simulate_fn=lambda *a, **k: pytest.fail()),
+                      lambda: store.create_sweep("s"), lambda: store.delete_run(store.list_runs()[0].id)):
+            with pytest.raises(StoreError, match=f"^the store at {path} is damaged"):
+                write()
+    assert path.read_bytes() == before
+
+
 def test_another_programs_sqlite_database_is_not_taken_over(tmp_path):
     path = tmp_path / "other.db"
     con = sqlite3.connect(path)
