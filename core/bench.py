@@ -18,10 +18,13 @@ import time
 from queue import Empty
 from typing import Callable
 
+from .lifetime import end_with
+
 SCENARIO_RATES = {"overload": 1000.0, "light": 0.2}  # req/s; 4 default GPUs serve about 2-15 req/s
 
 
-def _measure(mode: str, scenario: str, n: int, gpus: int, queue, show: bool) -> None:
+def _measure(mode: str, scenario: str, n: int, gpus: int, queue, show: bool, owner: int) -> None:
+    end_with(owner)  # no measurement outlives the benchmark
     os.environ["BATCHLAB_CACHE"] = "off"
     from core import SimConfig, simulate
     from workloads import WorkloadSpec, build_workload
@@ -49,7 +52,7 @@ def measure_once(mode: str, scenario: str, n: int, gpus: int, show: bool = False
     """One measurement in a fresh process (its peak RSS is the run's own)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(mode, scenario, n, gpus, queue, show))
+    proc = ctx.Process(target=_measure, args=(mode, scenario, n, gpus, queue, show, os.getpid()))
     proc.start()
     while True:
         try:

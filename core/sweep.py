@@ -258,19 +258,24 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _set_env(env: dict[str, str]) -> None:
+def _start_worker(owner: int, env: dict[str, str]) -> None:
+    """A pool worker's set-up: end with ``owner`` (:mod:`core.lifetime`), then add ``env`` to its environment."""
+    from .lifetime import end_with
+
+    end_with(owner)
     os.environ.update(env)
 
 
 def process_pool(workers: int | None = None, worker_env: dict[str, str] | None = None) -> Executor:
-    """A local process pool (forkserver on Linux: safe to start from threads, e.g. the web app);
+    """A local process pool (forkserver on Linux: safe to start from threads, e.g. the web app) whose
+    workers end when this process does, even killed with kill -9 (:mod:`core.lifetime`);
     ``worker_env`` is added to each worker's environment when it starts."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    setup = {"initializer": _set_env, "initargs": (dict(worker_env),)} if worker_env else {}
-    return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context(method), **setup)
+    return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context(method),
+                               initializer=_start_worker, initargs=(os.getpid(), dict(worker_env or {})))
 
 
 @contextmanager

@@ -23,6 +23,12 @@ Before an existing SQLite file is opened by the engine it is probed read-only
 one, or another program's database raises :class:`StoreError` and is never
 written to.
 
+Damage the probe does not see (a corrupt page in a table or index it does not
+read) is caught before the first write of each :class:`store.repo.Store` (and
+before a migration): :func:`check_integrity` runs ``PRAGMA quick_check`` over the
+whole file and a damaged store is refused with :class:`StoreError`, never
+written to. Reads are not checked (they fail on a damaged page, or succeed).
+
 Read-only stores: a store file that cannot be written (a read-only file system,
 a file or directory without write permission, or ``?mode=ro`` in the URL) is
 opened read-only (:func:`read_only_reason`): its connections use SQLite's
@@ -41,7 +47,7 @@ from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from .errors import StoreError
@@ -165,6 +171,22 @@ def check_sqlite_file(path: Path, read_only: str | None = None) -> bool:
         raise StoreError(f"{path} is an SQLite database of another program (tables: {shown}), "
                          "not a batchlab store (left untouched)")
     return immutable
+
+
+def check_integrity(engine: Engine, path: Path) -> None:
+    """Raise StoreError (one line; nothing written) unless SQLite's quick_check finds ``path`` intact."""
+    try:
+        with engine.connect() as conn:
+            problems = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check").all()]
+    except DBAPIError as exc:
+        problems = [str(exc.orig)]
+    if problems == ["ok"]:
+        return
+    first = " ".join(problems[0].replace("*** in database main ***", "").split())[:200]  # one line
+    more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+    raise StoreError(f"the store at {path} is damaged ({first}{more}): nothing was written to it; "
+                     f"restore it from a backup, or save what is readable with `sqlite3 {path} .recover` "
+                     "and use another --db")
 
 
 def sqlite_uri(path: Path, *, read_only: bool = False, immutable: bool = False) -> str:

@@ -16,7 +16,8 @@ run_bins     per-bin metrics of a done run, one row per bin
 run_series   chart series of a done run (latency CDF, batch timeline, GPU utilisation,
              batch sizes), one compact frame blob per name
 run_data     per-request and per-batch arrays of a done run, one compact blob
-sweeps       named parameter sweeps; sweep_runs links them to their member runs
+sweeps       named parameter sweeps, each with an optional unique ``key`` (its plan's identity);
+             sweep_runs links them to their member runs, one distinct position per member
 grids        uploaded calibration grids (deduplicated by sha256, unique by name)
 
 Children of a run are deleted with it (``ON DELETE CASCADE``). JSON is stored as
@@ -30,7 +31,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Integer,
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Index, Integer,
                         LargeBinary, MetaData, String, Table, Text)
 from sqlalchemy.types import TypeDecorator
 
@@ -195,13 +196,15 @@ RunData = Table(
     _required("payload", LargeBinary),
 )
 
-# A named sweep (its parameters as JSON); members in ``sweep_runs``.
+# A named sweep (its parameters as JSON); members in ``sweep_runs``. ``key`` is the identity of the
+# plan it runs (store.sweep_jobs.plan_key), unique: one sweep per plan, however many processes open it.
 Sweep = Table(
     "sweeps", metadata,
     Column("id", Integer, primary_key=True),
     _required("name", NAME),
     _required("params", JSONText),
     _required("created_at", UTCDateTime),
+    Column("key", String(64), unique=True, index=True),
     sqlite_autoincrement=True,
 )
 
@@ -210,6 +213,7 @@ SweepRun = Table(
     Column("sweep_id", ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True),
     _run_fk(index=True),
     _required("position", Integer),
+    Index("uq_sweep_runs_position", "sweep_id", "position", unique=True),
 )
 
 # An uploaded calibration grid: canonical CSV bytes plus the searchable metadata.

@@ -20,6 +20,10 @@ A process killed mid-run therefore leaves a ``running`` row (shown as stale
 once its process is gone, see :mod:`store.claims`) and never a half-written
 ``done`` run; the next ``get_or_run`` takes the claim over.
 
+A SQLite store is checked whole (``PRAGMA quick_check``) before the first write
+of each :class:`Store`: a damaged one is refused with :class:`StoreError` and
+never written to (see :mod:`store.db`); reads are not checked.
+
 A read-only store (see :mod:`store.db`) serves every read, including a
 ``get_or_run`` of a stored run; anything that would write raises
 :class:`StoreError` saying the store is read-only. A run deleted while a
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -49,12 +54,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import claims, payload
 from .codec import pack_frame, unpack_frame
-from .db import (check_sqlite_file, display_url, make_engine, read_only_reason, read_only_requested, resolve_url,
-                 sqlite_path, write_connection)
+from .db import (check_integrity, check_sqlite_file, display_url, make_engine, read_only_reason, read_only_requested,
+                 resolve_url, sqlite_path, write_connection)
 from .errors import RunDeletedError, StoreError, describe_db_error
 from .grids import GridsMixin
 from .keys import MAX_ID, check_count, could_be_hash_prefix, valid_id
-from .migrate import require_current, upgrade
+from .migrate import require_current, stored_revision, upgrade
+from .migrations import HEAD
 from .models import BIN_COLUMNS, METRIC_COLUMNS, Run, RunBin, RunData, RunSeries, finite_or_none, utcnow
 from .records import RUN_ROW_COLUMNS, RunRow, StoredRun
 from .sweeps import SweepsMixin
@@ -117,10 +123,14 @@ def open_store(url: str | None = None, *, request_cap: int = payload.REQUEST_CAP
             raise StoreError(f"cannot create the store at {path}: directory {path.parent} is not writable")
         immutable = check_sqlite_file(path, read_only)
     engine = make_engine(parsed, read_only=read_only is not None, immutable=immutable)
+    checked = False
     try:
         if read_only:
             require_current(engine, where, read_only)
         else:
+            if path is not None and stored_revision(engine) != HEAD:  # a migration writes
+                check_integrity(engine, path)
+                checked = True
             upgrade(engine, where)
     except StoreError:
         engine.dispose()
@@ -129,7 +139,8 @@ def open_store(url: str | None = None, *, request_cap: int = payload.REQUEST_CAP
         engine.dispose()
         raise StoreError(f"cannot open the store at {where}: "
                          f"{describe_db_error(exc).removeprefix('database error: ')}") from None
-    return Store(engine, parsed, request_cap=request_cap, stale_after_s=stale_after_s, read_only=read_only)
+    return Store(engine, parsed, request_cap=request_cap, stale_after_s=stale_after_s, read_only=read_only,
+                 intact=checked)
 
 
 class Store(SweepsMixin, GridsMixin):
@@ -137,9 +148,12 @@ class Store(SweepsMixin, GridsMixin):
     (:mod:`store.grids`). See the module doc."""
 
     def __init__(self, engine: Engine, url: URL, *, request_cap: int = payload.REQUEST_CAP,
-                 stale_after_s: float | None = None, read_only: str | None = None):
+                 stale_after_s: float | None = None, read_only: str | None = None, intact: bool = False):
         self.engine = engine
         self.url = display_url(url)
+        self._file = sqlite_path(url)
+        self._intact = intact or self._file is None  # a server (or memory) keeps its own integrity
+        self._intact_lock = threading.Lock()
         self.backend = engine.dialect.name
         self.request_cap = int(request_cap)
         self.stale_after_s = claims.stale_after_default() if stale_after_s is None else float(stale_after_s)
@@ -156,8 +170,13 @@ class Store(SweepsMixin, GridsMixin):
             raise StoreError(f"the store at {self.url} is read-only ({self.read_only_reason}): cannot {what}")
 
     def _writing(self, what: str):
-        """A write transaction (:func:`store.db.write_connection`) on a writable store."""
+        """A write transaction (:func:`store.db.write_connection`) on a writable, intact store."""
         self.require_writable(what)
+        if not self._intact:
+            with self._intact_lock:  # the first write of this store checks the whole file, once
+                if not self._intact:
+                    check_integrity(self.engine, self._file)
+                    self._intact = True
         return write_connection(self.engine)
 
     def close(self) -> None:

@@ -235,14 +235,11 @@ def _config(plan: dict) -> tuple[SimConfig, WorkloadSpec]:
 
 
 def open_plan(store, plan: dict, name: str | None = None) -> int:
-    """The id of the sweep holding ``plan`` (the newest with the same key), created if there is none."""
+    """The id of the sweep holding ``plan`` (its key), created if there is none (one per plan, even
+    when several processes open it at once)."""
     if plan.get("kind") not in KINDS:
         raise SweepError(f"plan: unknown kind {plan.get('kind')!r}")
-    key = plan_key(plan)
-    row = store.find_sweep(key)
-    if row is not None:
-        return row.id
-    return store.create_sweep((name or plan_title(plan))[:200], {"key": key, "plan": plan, "status": "new"})
+    return store.open_sweep(plan_key(plan), (name or plan_title(plan))[:200], {"plan": plan, "status": "new"})
 
 
 # ---------------------------------------------------------------- running --

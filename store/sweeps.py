@@ -1,10 +1,17 @@
 """Sweeps: a named set of runs (e.g. one per grid point), in the order they were added.
 
 A run can belong to several sweeps; deleting a sweep keeps its runs, deleting a
-run removes it from its sweeps. A sweep's ``params`` (JSON) hold its plan (what
-:mod:`store.sweep_jobs` runs), its ``key`` (the plan's hash: the same plan finds
-the same sweep), and what its runner reports: ``status``, ``progress``,
-``result`` and the runner's host and pid.
+run removes it from its sweeps. A sweep's ``key`` (the hash of the plan it runs)
+is unique in the database: :meth:`SweepsMixin.open_sweep` gives every process
+that opens the same plan the same sweep, however many do it at once. Its
+``params`` (JSON) hold its plan (what :mod:`store.sweep_jobs` runs) and what its
+runner reports: ``status``, ``progress``, ``result`` and the runner's host and pid.
+
+Linking a run to a sweep is idempotent and safe under concurrency: the linker
+locks the sweep's row (``SELECT ... FOR NO KEY UPDATE`` on PostgreSQL; a SQLite
+write transaction holds the whole file), so the linkers of one sweep take turns,
+each member is linked once and gets the next free position (positions are unique
+per sweep in the database).
 """
 from __future__ import annotations
 
@@ -21,9 +28,32 @@ class SweepsMixin:
     """The sweep methods of :class:`store.repo.Store`."""
 
     def create_sweep(self, name: str, params: dict | None = None) -> int:
+        """A new sweep without a key (nothing finds it by its plan)."""
         with self._writing(f"create sweep {name!r}") as conn:
             return conn.execute(insert(Sweep).values(name=name, params=params or {}, created_at=utcnow())
                                 ).inserted_primary_key[0]
+
+    def open_sweep(self, key: str, name: str, params: dict | None = None) -> int:
+        """The id of the sweep whose key is ``key``, created with ``name`` and ``params`` if none has it.
+
+        Atomic across processes: the key is unique in the database, so of several processes
+        creating it at once one insert wins and the others read the winner's sweep."""
+        for _ in range(3):
+            found = self._sweep_id(key)
+            if found is not None:
+                return found
+            try:
+                with self._writing(f"create sweep {name!r}") as conn:
+                    return conn.execute(insert(Sweep).values(key=key, name=name, params=params or {},
+                                                             created_at=utcnow())).inserted_primary_key[0]
+            except IntegrityError:
+                continue  # another process created it since we looked: read theirs
+        raise StoreError(f"cannot open sweep {name!r}: a sweep with its key kept being created and deleted "
+                         "by other processes")
+
+    def _sweep_id(self, key: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(Sweep.c.id).where(Sweep.c.key == key)).scalar()
 
     @staticmethod
     def _sweep_exists(conn, sweep_id: int) -> bool:
@@ -31,12 +61,18 @@ class SweepsMixin:
             return False
         return conn.execute(select(Sweep.c.id).where(Sweep.c.id == sweep_id)).scalar() is not None
 
-    def _link(self, conn, sweep_id: int, run_id: int) -> None:
-        if not self._sweep_exists(conn, sweep_id):
+    @staticmethod
+    def _link(conn, sweep_id: int, run_id: int) -> None:
+        """Link a run to a sweep in ``conn``'s write transaction (a no-op if it is a member already)."""
+        locked = valid_id(sweep_id) and conn.execute(
+            select(Sweep.c.id).where(Sweep.c.id == sweep_id).with_for_update(key_share=True)).scalar()
+        if not locked:
             raise StoreError(f"no sweep {sweep_id} in the store")
-        exists = conn.execute(select(SweepRun.c.run_id).where(SweepRun.c.sweep_id == sweep_id,
-                                                            SweepRun.c.run_id == run_id)).scalar()
-        if exists is None:
+        if conn.execute(select(Run.c.id).where(Run.c.id == run_id)).scalar() is None:
+            raise StoreError(f"cannot add run {run_id} to sweep {sweep_id}: no such run")
+        linked = conn.execute(select(SweepRun.c.run_id).where(SweepRun.c.sweep_id == sweep_id,
+                                                              SweepRun.c.run_id == run_id)).scalar()
+        if linked is None:
             pos = conn.execute(select(func.coalesce(func.max(SweepRun.c.position), -1) + 1)
                                .where(SweepRun.c.sweep_id == sweep_id)).scalar()
             conn.execute(insert(SweepRun).values(sweep_id=sweep_id, run_id=run_id, position=pos))
@@ -48,7 +84,7 @@ class SweepsMixin:
         try:
             with self._writing(f"add run {run_id} to sweep {sweep_id}") as conn:
                 self._link(conn, sweep_id, run_id)
-        except IntegrityError:
+        except IntegrityError:  # the run was deleted between our check and the insert
             raise StoreError(f"cannot add run {run_id} to sweep {sweep_id}: no such run") from None
 
     def list_sweeps(self) -> list[SweepRow]:
@@ -84,13 +120,9 @@ class SweepsMixin:
         return SweepRow(*row) if row is not None else None
 
     def find_sweep(self, key: str) -> SweepRow | None:
-        """The newest sweep whose ``params["key"]`` is ``key`` (a plan's hash), if any."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(Sweep.c.id, Sweep.c.params).order_by(Sweep.c.id.desc())).all()
-        for sweep_id, params in rows:
-            if (params or {}).get("key") == key:
-                return self.get_sweep(sweep_id)
-        return None
+        """The sweep whose key is ``key`` (a plan's hash), if any."""
+        found = self._sweep_id(key)
+        return self.get_sweep(found) if found is not None else None
 
     def update_sweep(self, sweep_id: int, **changes) -> dict:
         """Merge ``changes`` into the sweep's params (one transaction); returns the new params."""

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 
 from core import SimConfig, simulate
 from store import open_store
-from store.models import Run, RunBin, RunData, RunSeries
+from store.models import Run, RunBin, RunData, RunSeries, SweepRun
 from workloads import WorkloadSpec, build_workload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,3 +289,87 @@ def test_cli_export_of_a_run_deleted_meanwhile_is_an_error(store_url, tmp_path, 
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert result.output.startswith(f"Error: run {run.id} ") and "was deleted from the store" in result.output
     assert not out.exists()
+
+
+# ------------------------------------------------------------ sweeps at once --
+def run_threads(count: int, target) -> list:
+    """``target(i)`` in ``count`` threads released together; their results (exceptions re-raised)."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def body(i: int):
+        try:
+            barrier.wait(30)
+            results[i] = target(i)
+        except BaseException as exc:  # pragma: no cover - re-raised below
+            results[i] = exc
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def test_linking_runs_from_many_writers_at_once_links_each_once_at_distinct_positions(store_url):
+    from store import StoreError
+
+    w = build_workload(WorkloadSpec(num_requests=40, workload_seed=2))
+    with open_store(store_url) as store:
+        ids = [store.get_or_run(SimConfig(gpus=g), w)[0].id for g in range(1, 11)]
+        sweep = store.create_sweep("linked at once")
+    writers = [open_store(store_url) for _ in range(6)]  # one engine each, as separate processes have
+
+    def link_all(i: int):
+        for run_id in ids[i % 2::2] + ids:  # every writer links every run, half of them twice
+            writers[i].add_sweep_run(sweep, run_id)
+
+    try:
+        run_threads(6, link_all)
+    finally:
+        for s in writers:
+            s.close()
+    with open_store(store_url) as store, store.engine.connect() as conn:
+        links = conn.execute(select(SweepRun.c.run_id, SweepRun.c.position).where(SweepRun.c.sweep_id == sweep)
+                             .order_by(SweepRun.c.position)).all()
+        assert sorted(r for r, _ in links) == sorted(ids)  # each run once
+        assert [p for _, p in links] == list(range(10))  # positions 0..9, none shared
+        assert [r.id for r in store.sweep_runs(sweep)] == [r for r, _ in links]
+        with pytest.raises(StoreError, match=rf"^cannot add run 424242 to sweep {sweep}: no such run$"):
+            store.add_sweep_run(sweep, 424242)
+        with pytest.raises(StoreError, match=rf"^no sweep {sweep + 1} in the store$"):
+            store.add_sweep_run(sweep + 1, ids[0])
+
+
+def test_processes_opening_one_plan_at_once_get_one_sweep(store_url):
+    from store.models import Sweep
+
+    openers = [open_store(store_url) for _ in range(6)]
+    try:
+        got = run_threads(6, lambda i: openers[i].open_sweep("plan-a", f"opener {i}", {"by": i}))
+        assert len(set(got)) == 1
+        # the race made certain: this opener looks before the other creates the sweep, then inserts
+        first, other = openers[0], openers[1]
+        looked = []
+        real = first._sweep_id
+
+        def looked_too_early(key):
+            if not looked:
+                looked.append(other.open_sweep(key, "the other", {}))
+                return None
+            return real(key)
+
+        first._sweep_id = looked_too_early
+        assert first.open_sweep("plan-b", "this one", {}) == looked[0]
+    finally:
+        for s in openers:
+            s.close()
+    with open_store(store_url) as store, store.engine.connect() as conn:
+        rows = conn.execute(select(Sweep.c.key, Sweep.c.name)).all()
+        assert sorted(k for k, _ in rows) == ["plan-a", "plan-b"]
+        assert ("plan-b", "the other") in rows
+        assert store.find_sweep("plan-a").id == got[0] and store.find_sweep("plan-c") is None

@@ -81,6 +81,52 @@ def test_a_non_database_or_corrupt_file_is_reported_and_left_untouched(tmp_path,
     _untouched(path, content)
 
 
+def _damage_page_of(path: Path, index: str) -> None:
+    """Overwrite the header of ``index``'s root page: a b-tree page the open-time probe never reads."""
+    con = sqlite3.connect(path)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    [root] = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)).fetchone()
+    con.close()
+    assert root > 1 and not Path(f"{path}-wal").exists()  # every change is in the main file
+    with open(path, "r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xff" * 12)  # no valid page type, cell count or content offset
+
+
+def test_a_store_damaged_where_the_open_probe_does_not_look_is_never_written_to(tmp_path):
+    """The damage is in run_bins' primary-key index: opening, listing and claiming a new run never read
+    it, so without the check ``run`` would write its claim and then fail storing the bins."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "store.db"
+    url = f"sqlite:///{path}"
+    w = build_workload(WorkloadSpec(num_requests=80, workload_seed=4))
+    with open_store(url) as store:
+        for gpus in (1, 2):
+            store.get_or_run(SimConfig(gpus=gpus), w)
+    _damage_page_of(path, "sqlite_autoindex_run_bins_1")
+    before = path.read_bytes()
+
+    cli = subprocess.run([sys.executable, "-m", "batchlab", "run", "--db", url, "--num-requests", "80",
+                          "--gpus", "3"], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                         timeout=300)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    [line] = cli.stderr.strip().splitlines()
+    assert line.startswith(f"Error: the store at {path} is damaged (") and "nothing was written" in line
+    assert ".recover" in line and "--db" in line
+    assert path.read_bytes() == before
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+    with open_store(url) as store:
+        assert len(store.list_runs()) == 2  # reads are not checked, and work where the damage is not
+        for write in (lambda: store.get_or_run(SimConfig(gpus=3), w, simulate_fn=lambda *a, **k: pytest.fail()),
+                      lambda: store.create_sweep("s"), lambda: store.delete_run(store.list_runs()[0].id)):
+            with pytest.raises(StoreError, match=f"^the store at {path} is damaged"):
+                write()
+    assert path.read_bytes() == before
+
+
 def test_another_programs_sqlite_database_is_not_taken_over(tmp_path):
     path = tmp_path / "other.db"
     con = sqlite3.connect(path)
@@ -182,6 +228,59 @@ def test_a_store_created_by_schema_0001_is_upgraded(store_url):
         assert hit and again.id == run_id
         new, hit = store.get_or_run(SimConfig(gpus=2), w)  # and the upgraded store takes new runs
         assert not hit and new.label == run.label
+
+
+def _write_sweeps_as_release_0002(engine) -> dict[str, int]:
+    """Three runs and four sweeps as 0002 stored them, with what its races left: two sweeps of one
+    plan key, and two members of one sweep at the same position."""
+    md = MetaData()
+    with engine.connect() as conn:
+        md.reflect(conn)
+    runs, sweeps, links = md.tables["runs"], md.tables["sweeps"], md.tables["sweep_runs"]
+    assert "key" not in sweeps.c  # really the old schema
+    now = datetime.now(timezone.utc)
+    ids = {}
+    with write_connection(engine) as conn:
+        for i in range(3):
+            ids[f"run{i}"] = conn.execute(insert(runs).values(
+                hash=f"{i:064x}", status="failed", created_at=now, started_at=now, claim="0" * 32, config="{}",
+                workload="{}", latency="{}", code_version="batchlab 0.0.2, sim 1", mode="static_fifo", gpus=1,
+                k_bins=1, num_requests=10)).inserted_primary_key[0]
+        for name, params in (("older", {"key": "k1", "status": "done"}), ("newer", {"key": "k1", "status": "new"}),
+                             ("other", {"key": "k2"}), ("keyless", {"gpus": [1, 2]})):
+            ids[name] = conn.execute(insert(sweeps).values(name=name, params=json.dumps(params), created_at=now)
+                                     ).inserted_primary_key[0]
+        conn.execute(insert(links), [{"sweep_id": ids["older"], "run_id": ids[r], "position": p}
+                                     for r, p in (("run1", 0), ("run0", 0), ("run2", 1))])
+    return ids
+
+
+def test_a_store_of_schema_0002_with_racing_sweeps_is_upgraded(store_url):
+    from alembic import command
+
+    engine = make_engine(make_url(store_url))
+    assert upgrade(engine, "old store", target="0002") == "0002"
+    ids = _write_sweeps_as_release_0002(engine)
+    engine.dispose()
+    with open_store(store_url) as store:
+        # the newest sweep of a key keeps it (it was the one a rerun resumed); the older keeps the rest
+        assert store.find_sweep("k1").id == ids["newer"] and store.find_sweep("k2").id == ids["other"]
+        assert store.open_sweep("k1", "again") == ids["newer"]
+        older = store.get_sweep(ids["older"])
+        assert older.params == {"key": "k1", "status": "done"} and older.runs == 3
+        # members that shared a position are renumbered in the order they were listed in
+        assert [r.id for r in store.sweep_runs(ids["older"])] == [ids["run0"], ids["run1"], ids["run2"]]
+        assert store.get_sweep(ids["keyless"]).params == {"gpus": [1, 2]}
+        new = store.open_sweep("k3", "after the upgrade", {"plan": 3})
+        assert len(store.list_sweeps()) == 5
+    engine = make_engine(make_url(store_url))
+    with write_connection(engine) as conn:  # and back: 0002 finds a sweep by params["key"]
+        command.downgrade(alembic_config(conn), "0002")
+    with engine.connect() as conn:
+        params = dict(conn.execute(text("SELECT id, params FROM sweeps")).all())
+    engine.dispose()
+    assert json.loads(params[new]) == {"plan": 3, "key": "k3"}
+    assert json.loads(params[ids["older"]]) == {"key": "k1", "status": "done"}
 
 
 def test_a_store_from_a_newer_batchlab_is_refused(tmp_path):

@@ -177,3 +177,79 @@ def test_build_workload_is_memoized(monkeypatch):
     t1 = build_workload(WorkloadSpec(workload="burstgpt"))
     t2 = build_workload(WorkloadSpec(workload="burstgpt"))
     assert calls["trace"] == 1 and np.array_equal(t1.predicted, t2.predicted) and t1.identity == t2.identity
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+import diskcache, numpy as np
+from workloads.cache import memoize
+marker = Path(sys.argv[1])
+write_value_file = diskcache.Disk.store
+
+def hang_before_commit(self, *args, **kwargs):
+    out = write_value_file(self, *args, **kwargs)  # the value's file is written, its row not yet committed
+    marker.touch()
+    time.sleep(120)
+    return out
+
+diskcache.Disk.store = hang_before_commit
+memoize("big", {"n": 2}, lambda: np.arange(300_000.0))
+"""
+
+
+def value_files(directory) -> set[Path]:
+    return set(Path(directory).rglob("*.val"))
+
+
+def reopen_as_a_new_process(monkeypatch):
+    cache.close_caches()
+    monkeypatch.setattr(cache, "_swept", set())
+    return cache._cache()
+
+
+def test_a_writer_killed_mid_write_leaves_no_orphan_file_behind(batchlab_cache_dir, tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    live = np.arange(100_000.0)
+    memoize("big", {"n": 1}, Counter(live))
+    [live_file] = value_files(batchlab_cache_dir)
+    marker = tmp_path / "written"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(marker)], cwd=Path(__file__).parents[1],
+                              env=dict(os.environ, BATCHLAB_CACHE_DIR=str(batchlab_cache_dir)))
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer never wrote its value file"
+        time.sleep(0.02)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(30)
+    [orphan] = value_files(batchlab_cache_dir) - {live_file}
+    assert orphan.stat().st_size > 2_000_000  # the whole pickled value, never committed
+
+    reopen_as_a_new_process(monkeypatch)
+    assert orphan.exists()  # young: it could be a write still in progress in another process
+    past = time.time() - cache.ORPHAN_GRACE_S - 60
+    for f in (orphan, live_file):
+        os.utime(f, (past, past))
+    reopen_as_a_new_process(monkeypatch)
+    assert value_files(batchlab_cache_dir) == {live_file}  # the orphan is gone; the live entry's file stays
+    compute = Counter(None)
+    assert np.array_equal(memoize("big", {"n": 1}, compute), live) and compute.calls == 0
+    again = Counter(np.arange(300_000.0))
+    memoize("big", {"n": 2}, again)
+    memoize("big", {"n": 2}, again)
+    assert again.calls == 1 and cache_stats()["entries"] == 2
+
+    # the walk runs once per directory and process: a later orphan waits for the next process
+    stray = orphan.with_name("f" * 28 + ".val")
+    stray.write_bytes(b"x")
+    os.utime(stray, (past, past))
+    cache.close_caches()
+    cache._cache()
+    assert stray.exists()
+    reopen_as_a_new_process(monkeypatch)
+    assert not stray.exists()

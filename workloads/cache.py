@@ -13,6 +13,12 @@ Environment:
 The cache is best effort: an unusable directory, a corrupt database or an
 unreadable entry logs a warning and the value is computed, never a crash.
 Errors raised by ``compute`` itself propagate and nothing is stored.
+
+Nothing is left behind: diskcache writes a large value (over 32 KB pickled) to
+its own file before it commits the row naming it, so a writer killed in between
+leaves a file no entry refers to. The first open of a directory in a process
+removes such files once they are older than :data:`ORPHAN_GRACE_S` (a younger one
+may belong to a write in progress in another process).
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -38,6 +46,10 @@ _open_caches: dict[tuple[str, int], Any] = {}
 _counts = {"hits": 0, "misses": 0, "errors": 0}
 _MISSING = object()
 _warned: set[str] = set()  # unusable directories already reported
+_swept: set[str] = set()  # directories this process has removed orphan value files from
+ORPHAN_GRACE_S = 3600.0
+# diskcache's value files: two levels of hex directories, 28 hex digits and .val (diskcache.Disk.filename)
+VALUE_FILES = "[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/" + "[0-9a-f]" * 28 + ".val"
 
 
 def cache_enabled() -> bool:
@@ -107,7 +119,47 @@ def _cache():
                         "(delete it or set BATCHLAB_CACHE_DIR)", directory, exc)
                 return None
             _open_caches[(directory, limit)] = cache
+            if directory not in _swept:
+                _swept.add(directory)
+                _remove_orphans(cache)
         return cache
+
+
+def _remove_orphans(cache) -> int:
+    """Delete the value files older than ORPHAN_GRACE_S that no entry refers to; returns how many."""
+    import diskcache
+
+    root = Path(cache.directory)
+    cutoff = time.time() - ORPHAN_GRACE_S
+    old = []
+    for path in root.glob(VALUE_FILES):
+        try:
+            if path.stat().st_mtime < cutoff:
+                old.append(path)
+        except OSError:  # removed meanwhile
+            continue
+    if not old:
+        return 0
+    try:  # read after listing the files: a row committed meanwhile is seen
+        db = sqlite3.connect(f"{(root / diskcache.core.DBNAME).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            used = {name for (name,) in db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        log.warning("cannot look for orphan files in the cache %s (%s)", root, exc)
+        return 0
+    removed = 0
+    for path in old:
+        if str(path.relative_to(root)) not in used:
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+    if removed:
+        log.info("removed %d orphan value files from the cache %s", removed, root)
+    return removed
 
 
 def _forget(cache) -> None:

@@ -3,4 +3,4 @@
 ``HEAD`` names the newest revision; a test checks it against the scripts in
 ``versions/`` so opening an up-to-date store needs no Alembic import.
 """
-HEAD = "0002"
+HEAD = "0003"
