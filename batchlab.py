@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
+import stat
 import sys
 import time
 import tomllib
@@ -23,7 +26,7 @@ from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
 from core.plan_options import DEFAULT_MODES as PLAN_MODES
 from core.plan_options import RULES as PLAN_RULES
 from core.report import format_compare_table, format_summary, to_json
-from workloads.fields import range_text, unused_settings
+from workloads.fields import plain, range_text, shown, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
 
@@ -48,7 +51,7 @@ class _NoneOr(click.ParamType):
         try:
             return self.inner(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not {self.inner.__name__} or 'none'", param, ctx)
+            self.fail(f"{shown(value)} is not {self.inner.__name__} or 'none'", param, ctx)
 
 
 def _field_option(f: dataclasses.Field, seen: set[str]):
@@ -139,18 +142,18 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
     spec_names = {f.name for f in spec_fields()}
     for table, own, other in ((sim_table, sim_names, "[workload]"), (spec_table, spec_names, "[sim]")):
         for key in sorted(set(table) - own):
-            raise ConfigError(key, "unknown setting" if key not in sim_names | spec_names
+            raise ConfigError(plain(key), "unknown setting" if key not in sim_names | spec_names
                               else f"belongs in {other}, not here")
     unknown = sorted(set(flat) - sim_names - spec_names)
     if unknown:
-        raise ConfigError(unknown[0], "unknown setting in the config file")
+        raise ConfigError(plain(unknown[0]), "unknown setting in the config file")
     given = {k: (None if v is EXPLICIT_NONE else v) for k, v in flags.items() if v is not None}
     sim = {k: v for k, v in {**flat, **sim_table, **given}.items() if k in sim_names}
     spec = {k: v for k, v in {**flat, **spec_table, **given}.items() if k in spec_names}
     if "trace" in spec and "workload" not in spec:
         spec["workload"] = "burstgpt"  # a trace is a BurstGPT workload
     elif "trace" in spec and spec["workload"] != "burstgpt":
-        raise ConfigError("trace", f"applies to the burstgpt workload only, but workload is {spec['workload']!r}")
+        raise ConfigError("trace", f"applies to the burstgpt workload only, but workload is {shown(spec['workload'])}")
     return SimConfig(**sim), WorkloadSpec(**spec), set(sim) | set(spec)
 
 
@@ -192,25 +195,73 @@ def _echo_notes(notes: list[str]) -> None:
         click.echo(note, err=True)
 
 
+MAX_TOKEN_CHARS = 200  # a longer run of non-blank characters in an error (input echoed by any code) is cut
+MAX_ERROR_CHARS = 1000  # the longest error line the CLI prints
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of bounded length, whatever it quotes: its lines joined, each run of
+    more than MAX_TOKEN_CHARS non-blank characters cut, then the whole cut at MAX_ERROR_CHARS."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    line = re.sub(r"\S{%d,}" % (MAX_TOKEN_CHARS + 1), lambda m: _cut(m.group(), MAX_TOKEN_CHARS), line)
+    return _cut(line, MAX_ERROR_CHARS)
+
+
+def _error(message: str, exit_code: int = 1) -> click.ClickException:
+    """An error that prints ``message`` as one bounded line (:func:`one_line`)."""
+    exc = click.ClickException(one_line(message))
+    exc.exit_code = exit_code
+    return exc
+
+
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush of what could not
+    be written (a full disk) fails no more; a no-op where it has no file descriptor (tests)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 class _Group(click.Group):
-    """Turns a store error or a database error raised mid-command (a read-only store, a lock held
-    too long, a dropped connection) into a one-line message instead of a traceback."""
+    """Prints every error as one bounded line (:func:`one_line`), and turns the errors a command
+    can meet mid-way into such a line instead of a traceback: a full disk, a store error, a database
+    error (a read-only store, a lock held too long, a dropped connection)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:  # a group without its command: the help text
+            raise
+        except click.ClickException as exc:  # a usage error's usage and help lines are left out
+            raise _error(exc.format_message(), exc.exit_code) from None
+        except OSError as exc:
+            from core.output import OutputError, disk_full
+
+            if isinstance(exc, OutputError):
+                raise _error(str(exc)) from None
+            if not disk_full(exc):
+                raise
+            if exc.filename is None:  # the writers of files name them: this was standard output
+                _discard_stdout()
+            where = "standard output" if exc.filename is None else shown(exc.filename)
+            raise _error(f"disk full while writing {where}") from None
         except Exception as exc:
             if "store.errors" in sys.modules:  # only a command that opened the store can get here
                 from store.errors import StoreError, describe_db_error
 
                 if isinstance(exc, StoreError):
-                    raise click.ClickException(str(exc)) from None
+                    raise _error(str(exc)) from None
                 if type(exc).__module__.startswith("sqlalchemy"):
-                    raise click.ClickException(describe_db_error(exc)) from None
+                    raise _error(describe_db_error(exc)) from None
             raise
 
 
@@ -458,7 +509,7 @@ def _get_run(store, key: str):
     except StoreError as exc:
         _fail(exc)
     if run is None:
-        raise click.ClickException(f"no run {key!r} in {store.url}")
+        raise click.ClickException(f"no run {shown(key)} in {store.url}")
     return run
 
 
@@ -529,7 +580,7 @@ def runs_delete(db, run_keys, failed, force, yes):
         for key in run_keys:
             run_id = store.resolve_run(key)
             if run_id is None:
-                raise click.ClickException(f"no run {key!r} in {store.url}")
+                raise click.ClickException(f"no run {shown(key)} in {store.url}")
             ids.append(run_id)
         if failed:
             ids += [r.id for r in store.list_runs(status="failed")] + [r.id for r in store.list_runs(status="stale")]
@@ -580,7 +631,7 @@ def grids_show(db, name, as_csv, as_json):
         store = _open_store(db)
         row = store.grid_info(name)
         if row is None:
-            raise click.ClickException(f"no grid named {name!r} in {store.url} (bundled: {', '.join(bundled)})")
+            raise click.ClickException(f"no grid named {shown(name)} in {store.url} (bundled: {', '.join(bundled)})")
         grid = store.get_grid(name)
     if as_json:
         click.echo(to_json(row.to_dict()))
@@ -631,7 +682,8 @@ def _mode_list(text: str, flag: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in MODES]
     if bad or not names:
-        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
+        raise click.BadParameter(f"unknown mode(s) {shown(', '.join(bad)) if bad else '(none)'}; "
+                                 f"choose from {', '.join(MODES)}",
                                  param_hint=flag)
     return names
 
@@ -640,7 +692,7 @@ def _int_list(text: str, label: str) -> list[int]:
     try:
         values = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=label)
+        raise click.BadParameter(f"{shown(text)} is not a comma-separated list of integers", param_hint=label)
     if not values:
         raise click.BadParameter("needs at least one value", param_hint=label)
     return values
@@ -722,9 +774,9 @@ def grids_delete(db, name, yes):
     if name in bundled_grids():
         raise click.ClickException(f"{name!r} is a bundled grid: it ships with batchlab and cannot be deleted")
     store = _open_store(db)
-    store.require_writable(f"delete grid {name!r}")
+    store.require_writable(f"delete grid {shown(name)}")
     if store.grid_info(name) is None:
-        raise click.ClickException(f"no grid named {name!r} in {store.url}")
+        raise click.ClickException(f"no grid named {shown(name)} in {store.url}")
     if not yes:
         click.confirm(f"delete grid {name!r} from {store.url}?", abort=True)
     store.delete_grid(name)

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from workloads.fields import plain, shown
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 
 from .config import ConfigError, SimConfig, config_fields
@@ -124,7 +125,7 @@ def _field(name: str) -> dataclasses.Field:
     f = _SIM_FIELDS.get(name) or _SPEC_FIELDS.get(name)
     if f is None:
         known = sorted(set(_SIM_FIELDS) | set(_SPEC_FIELDS))
-        raise SweepError(f"{name}: unknown setting (known: {', '.join(known)})")
+        raise SweepError(f"{plain(name)}: unknown setting (known: {', '.join(known)})")
     return f
 
 
@@ -140,13 +141,13 @@ def _convert(f: dataclasses.Field, text: str) -> Any:
         if base == "float":
             return float(t)
     except ValueError:
-        raise SweepError(f"--vary {f.name}: {t!r} is not {'an integer' if base == 'int' else 'a number'}") from None
+        raise SweepError(f"--vary {f.name}: {shown(t)} is not {'an integer' if base == 'int' else 'a number'}") from None
     if base == "bool":
         if t.lower() in ("true", "1", "yes", "on"):
             return True
         if t.lower() in ("false", "0", "no", "off"):
             return False
-        raise SweepError(f"--vary {f.name}: {t!r} is not true or false")
+        raise SweepError(f"--vary {f.name}: {shown(t)} is not true or false")
     return t
 
 
@@ -169,7 +170,7 @@ def _range(f: dataclasses.Field, parts: list[str]) -> list:
 def parse_vary(text: str) -> tuple[str, list]:
     """``NAME=START:STOP:STEP`` (inclusive) or ``NAME=V1,V2,...`` -> (field name, values)."""
     if "=" not in str(text):
-        raise SweepError(f"--vary {text!r}: expected NAME=START:STOP:STEP or NAME=V1,V2,...")
+        raise SweepError(f"--vary {shown(text)}: expected NAME=START:STOP:STEP or NAME=V1,V2,...")
     name, _, rhs = str(text).partition("=")
     name = name.strip().replace("-", "_")
     f = _field(name)
@@ -196,7 +197,7 @@ def parse_settings(lines: Iterable[str]) -> tuple[SimConfig, WorkloadSpec]:
         if not line:
             continue
         if "=" not in line:
-            raise SweepError(f"setting {line!r}: expected NAME=VALUE")
+            raise SweepError(f"setting {shown(line)}: expected NAME=VALUE")
         name, _, value = line.partition("=")
         name = name.strip().replace("-", "_")
         f = _field(name)
@@ -248,7 +249,7 @@ def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list
             try:
                 members.append(Member(SimConfig(**sim), WorkloadSpec(**spec), label))
             except (ConfigError, SpecError) as exc:
-                where = ", ".join(f"{k}={v}" for k, v in point.items()) or "the base settings"
+                where = ", ".join(f"{k}={plain(v)}" for k, v in point.items()) or "the base settings"
                 raise SweepError(f"grid point {where}: {exc}") from None
     return members
 
