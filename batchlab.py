@@ -92,6 +92,45 @@ def sim_options(func):
 
 MAX_CONFIG_BYTES = 1 << 20
 TABLES = {"sim": "simulation", "workload": "workload"}
+FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_small_file(path: str, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the regular file ``path``. Opened without waiting (a FIFO
+    with no writer would block for ever) and refused unless it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {shown(path)}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in FILE_KINDS if test(mode)), "not a regular file")
+            raise ConfigError("config", f"{shown(path)} is {kind}, not a config file")
+        return fh.read(limit + 1)
+
+
+def _long_integer_at(text: str) -> str:
+    """' (line L, column C)' of the first integer too long for Python to read, if one is found."""
+    match = re.search(r"\d[\d_]{%d,}" % sys.get_int_max_str_digits(), text)
+    if match is None:
+        return ""
+    start = match.start()
+    line, column = text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
+    return f" (line {line}, column {column})"
+
+
+def _parse_config(path: str, kind: str, text: str):
+    try:
+        return json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError("config", f"{shown(path)}: not valid {kind}: {exc}") from None
+    except RecursionError:
+        raise ConfigError("config", f"{shown(path)}: not valid {kind}: nested too deeply") from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise ConfigError("config", f"{shown(path)}: not valid {kind}: an integer of more than "
+                                    f"{sys.get_int_max_str_digits():,} digits{_long_integer_at(text)}") from None
 
 
 def _read_config_file(path: str | None) -> tuple[dict, dict, dict]:
@@ -103,27 +142,23 @@ def _read_config_file(path: str | None) -> tuple[dict, dict, dict]:
     if not path:
         return {}, {}, {}
     kind = "JSON" if path.endswith(".json") else "TOML"
-    with open(path, "rb") as fh:
-        raw = fh.read(MAX_CONFIG_BYTES + 1)
+    raw = _read_small_file(path, MAX_CONFIG_BYTES)
     if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError("config", f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file")
+        raise ConfigError("config", f"{shown(path)} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError("config", f"{path} is not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError("config", f"{path}: not valid {kind}: {exc}") from None
+        raise ConfigError("config", f"{shown(path)} is not UTF-8 text (byte {exc.start})") from None
+    data = _parse_config(path, kind, text)
     if not isinstance(data, dict):
-        raise ConfigError("config", f"{path}: the top level must be a table of settings, "
+        raise ConfigError("config", f"{shown(path)}: the top level must be a table of settings, "
                                     f"got {type(data).__name__}")
     flat = {k: v for k, v in data.items() if k not in TABLES}
     tables = []
     for name in TABLES:
         table = data.get(name, {})
         if not isinstance(table, dict):
-            raise ConfigError(name, f"in {path} must be a table of settings, got {type(table).__name__}")
+            raise ConfigError(name, f"in {shown(path)} must be a table of settings, got {type(table).__name__}")
         tables.append(dict(table))
     sim, workload = tables
     if "seed" in workload:
