@@ -152,19 +152,31 @@ def _convert(f: dataclasses.Field, text: str) -> Any:
 
 
 def _range(f: dataclasses.Field, parts: list[str]) -> list:
+    """The values of an inclusive ``START:STOP:STEP`` range: finite, at most MAX_MEMBERS of them,
+    each distinct (a STEP below the resolution of the values is an error, not a silent merge)."""
     base = str(f.type).replace(" | None", "")
     if base not in ("int", "float"):
         raise SweepError(f"--vary {f.name}: a START:STOP:STEP range needs a numeric setting; list values with commas")
+    where, given = f"--vary {f.name}", shown(":".join(parts))
     start, stop, step = (_convert(f, p) for p in parts)
-    if step is None or start is None or stop is None or not step > 0:
-        raise SweepError(f"--vary {f.name}: STEP must be > 0 in {':'.join(parts)}")
+    if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in (start, stop, step)):
+        raise SweepError(f"{where}: START, STOP and STEP must be finite numbers, got {given}")
+    if not step > 0:
+        raise SweepError(f"{where}: STEP must be > 0 in {given}")
     if stop < start:
-        raise SweepError(f"--vary {f.name}: STOP ({stop}) is below START ({start})")
-    count = math.floor((stop - start) / step + 1e-9) + 1
+        raise SweepError(f"{where}: STOP ({shown(stop)}) is below START ({shown(start)})")
+    if base == "int":
+        count = (stop - start) // step + 1
+    else:
+        span = (stop - start) / step  # inf when the span or the count overflows a float
+        count = math.floor(span + 1e-9) + 1 if span < MAX_MEMBERS else MAX_MEMBERS + 1
     if count > MAX_MEMBERS:
-        raise SweepError(f"--vary {f.name}: {count:,} values (at most {MAX_MEMBERS:,})")
+        raise SweepError(f"{where}: more than {MAX_MEMBERS:,} values in {given}")
     values = [start + i * step for i in range(count)]
-    return [int(v) for v in values] if base == "int" else [round(v, 12) for v in values]
+    values = [int(v) for v in values] if base == "int" else [round(v, 12) for v in values]
+    if len(set(values)) < len(values):
+        raise SweepError(f"{where}: STEP is below the resolution of the values in {given} (they would repeat)")
+    return values
 
 
 def parse_vary(text: str) -> tuple[str, list]:
