@@ -266,6 +266,32 @@ def _discard_stdout() -> None:
         pass
 
 
+def _output_file(ctx, param, value: str | None) -> str | None:
+    """An --out file, checked when the command line is read (before any work): its folder exists
+    and is writable, it is not a folder ('-' = standard output)."""
+    from core.output import check_file
+
+    if value is not None and value != "-":
+        try:
+            check_file(value, param.opts[0])
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
+    return value
+
+
+def _output_folder(ctx, param, value: str | None) -> str | None:
+    """An --out folder, checked when the command line is read: it exists and is writable, or its
+    parent folder does (then it is created)."""
+    from core.output import check_folder
+
+    if value is not None:
+        try:
+            check_folder(value, param.opts[0])
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
+    return value
+
+
 class _Group(click.Group):
     """Prints every error as one bounded line (:func:`one_line`), and turns the errors a command
     can meet mid-way into such a line instead of a traceback: a full disk, a store error, a database
@@ -573,7 +599,7 @@ def runs_show(db, run_key, as_json):
 @db_option
 @click.argument("run_keys", metavar="[RUN]...", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(("csv", "json")), default="csv", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-", show_default=True,
+@click.option("--out", type=click.Path(), callback=_output_file, default="-", show_default=True,
               help="Output file ('-' = standard output).")
 @click.option("--requests", "per_request", is_flag=True,
               help="Export one run's per-request table (CSV) instead of run summaries.")
@@ -748,7 +774,8 @@ def _int_list(text: str, label: str) -> list[int]:
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--name", default=None, help="Grid name, written into the file as '# name:' "
                                             "(default: MODEL-DEVICE-DTYPE; not a bundled grid's name).")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="grid.csv", show_default=True)
+@click.option("--out", type=click.Path(), callback=_output_file, default="grid.csv", show_default=True,
+              help="The grid file to write (its folder must exist).")
 @click.option("--upload", is_flag=True, help="Also store the grid in the results store.")
 @db_option
 def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, decode_steps, threads, name,
@@ -898,7 +925,8 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
 
 
 def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None:
-    """Print or write a DataFrame as text, CSV or JSON."""
+    """Print or write a DataFrame as text, CSV or JSON (a file is written whole or not at all)."""
+    from core.output import write_text
     from core.sweep_report import format_frame
 
     if fmt == "csv":
@@ -908,7 +936,7 @@ def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None
     else:
         data = (text if text is not None else format_frame(df)) + "\n"
     if out:
-        Path(out).write_text(data)
+        write_text(out, data)
         click.echo(f"wrote {len(df)} rows to {out}", err=True)
     else:
         click.echo(data, nl=False)
@@ -928,7 +956,7 @@ def _vary_values(vary: tuple[str, ...]) -> dict[str, list]:
 
 format_option = click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table",
                              show_default=True, help="Output format.")
-out_option = click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+out_option = click.option("--out", type=click.Path(), callback=_output_file, default=None,
                           help="Write the table to this file instead of standard output.")
 
 
@@ -1106,7 +1134,7 @@ def _suite_steps(step: str) -> tuple[int, ...]:
 @executor_options
 @with_store_options
 @format_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=click.Path(), callback=_output_folder, default=None,
               help="Write each step's table (CSV and JSON) and charts (SVG and PNG) into this folder.")
 def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
     """The stress suite: request scaling, GPU scaling, bin-count sensitivity (tables, charts, timings)."""
