@@ -980,8 +980,11 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
     """
     from core.sweep import expand
     from core.sweep_report import member_frame
+    from store.models import NAME
     from store.sweep_jobs import grid_plan
 
+    if name is not None and not 0 < len(name) <= NAME.length:  # SQLite would store any length, PostgreSQL not
+        raise click.ClickException(f"--name: 1 to {NAME.length} characters, got {len(name):,}")
     try:
         cfg, spec, _ = build_inputs(config_file, **flags)
         values = _vary_values(vary)
