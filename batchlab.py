@@ -80,6 +80,13 @@ def _field_option(f: dataclasses.Field, seen: set[str]):
     return click.option(flag, f.name, type=ptype, default=None, help=help_text)
 
 
+def _field_range(name: str) -> click.ParamType:
+    """The documented range of a numeric SimConfig or WorkloadSpec setting, as a click type."""
+    f = next(f for f in config_fields() + spec_fields() if f.name == name)
+    low, high = f.metadata["range"]
+    return click.IntRange(low, high) if str(f.type).startswith("int") else click.FloatRange(low, high)
+
+
 def sim_options(func):
     """Attach every SimConfig and WorkloadSpec field as a flag, plus --config."""
     seen: set[str] = set()
@@ -494,21 +501,23 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
 
 
 @cli.command()
-@click.option("--requests", "num_requests", default=1_000_000, show_default=True, help="Requests per run.")
+@click.option("--requests", "num_requests", type=_field_range("num_requests"), default=1_000_000,
+              show_default=True, help="Requests per run.")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated modes.")
 @click.option("--scenarios", default="overload,light", show_default=True,
               help="overload (GPUs always busy, big batches) and/or light (every request its own batch).")
-@click.option("--repeats", default=3, show_default=True, help="Runs per case; the median is reported.")
-@click.option("--gpus", default=4, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Runs per case; the median is reported.")
+@click.option("--gpus", type=_field_range("gpus"), default=4, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
     from core.bench import run_bench
 
     names = _mode_list(modes, "--modes")
-    try:
-        rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",")], repeats, gpus,
-                         echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
+    try:  # run_bench checks every argument before it starts a child process
+        rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",") if s.strip()], repeats,
+                         gpus, echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
     except (ValueError, RuntimeError) as exc:
         _fail(exc)
     if as_json:
@@ -846,9 +855,12 @@ def grids_delete(db, name, yes):
 
 
 @cli.command("bench-store")
-@click.option("--requests", "num_requests", default=1_000_000, show_default=True, help="Requests of the stored run.")
-@click.option("--runs", "num_runs", default=10_000, show_default=True, help="Runs in the store when listing.")
-@click.option("--repeats", default=5, show_default=True, help="Repeats; the median is reported.")
+@click.option("--requests", "num_requests", type=_field_range("num_requests"), default=1_000_000, show_default=True,
+              help="Requests of the stored run.")
+@click.option("--runs", "num_runs", type=click.IntRange(1, 10_000_000), default=10_000, show_default=True,
+              help="Runs in the store when listing.")
+@click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Repeats; the median is reported.")
 @click.option("--scenarios", default="default,overload", show_default=True,
               help="default (default config and workload), overload (1000 req/s), light (0.2 req/s: 1M batches).")
 @click.option("--db", default=None, metavar="URL", help="Benchmark this (empty) store instead of a temporary SQLite file.")
@@ -1012,7 +1024,7 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
               help="Relative accuracy: the search stops when capacity c passes and c x (1 + tolerance/2) fails.")
 @click.option("--replications", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Seeds; more than one gives a confidence interval.")
-@click.option("--start-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--start-rate", type=_field_range("rate"), default=None,
               help="First rate probed [req/s] (default 1).")
 @executor_options
 @with_store_options
