@@ -789,36 +789,36 @@ def _int_list(text: str, label: str) -> list[int]:
 @db_option
 def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, decode_steps, threads, name,
               out, upload, db):
-    """Measure a latency grid (prefill and decode-step time over batch x context) with torch."""
-    from calibration.measure import TorchMissing, default_grid_name, measure_grid, require_torch
+    """Measure a latency grid (prefill and decode-step time over batch x context) with torch.
+
+    Every argument, the --out folder and (with --upload) the store are checked before torch is
+    imported and anything is measured."""
+    from calibration.measure import TorchMissing, check_arguments, default_grid_name, measure_grid, require_torch
     from calibration.resolve import check_grid_name
     from calibration.schema import GridError
+    from core.output import write_bytes
 
+    given = _int_list(batch_sizes, "--batch-sizes"), _int_list(context_lens, "--context-lens")
     try:
+        batch_list, context_list = check_arguments(model, device, dtype, *given, repeats, warmup, threads,
+                                                   decode_steps)
         name = check_grid_name(name or default_grid_name(model, device, dtype))
+        store = _open_store(db) if upload else None
+        if store is not None:
+            store.require_writable(f"store grid {shown(name)}")
         require_torch()
-    except (GridError, TorchMissing) as exc:
-        _fail(exc)
-    try:
-        grid = measure_grid(model, device=device, dtype=dtype,
-                            batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
-                            context_lens=_int_list(context_lens, "--context-lens"), repeats=repeats,
-                            warmup=warmup, threads=threads, decode_steps=decode_steps, name=name)
-        Path(out).write_bytes(grid.to_csv_bytes())
-    except (ValueError, GridError, OSError) as exc:
+        grid = measure_grid(model, device=device, dtype=dtype, batch_sizes=batch_list, context_lens=context_list,
+                            repeats=repeats, warmup=warmup, threads=threads, decode_steps=decode_steps, name=name)
+        write_bytes(out, grid.to_csv_bytes())
+    except (ValueError, GridError, TorchMissing, OSError) as exc:
         _fail(exc)
     measured = int(grid.table["decode_step_s"].notna().sum())
     click.echo(f"wrote {out}: grid {grid.name!r}, {measured} of {len(grid.table)} cells measured on "
                f"{grid.meta.get('device', device)} ({grid.meta.get('dtype', dtype)})")
     for w in grid.warnings:
         click.echo(f"warning: {w}", err=True)
-    if upload:
-        from store import StoreError
-
-        try:
-            row, created = _open_store(db).save_grid(grid)
-        except StoreError as exc:
-            _fail(exc)
+    if store is not None:
+        row, created = store.save_grid(grid)
         click.echo(f"{'stored' if created else 'already stored'} as grid {row.name!r}; "
                    f"simulate with --latency grid:{row.name}")
 
