@@ -264,15 +264,6 @@ def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
-def _discard_stdout() -> None:
-    """Point standard output at /dev/null, so that the interpreter's last flush of what could not
-    be written (a full disk) fails no more; a no-op where it has no file descriptor (tests)."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
 def _output_file(ctx, param, value: str | None) -> str | None:
     """An --out file, checked when the command line is read (before any work): its folder exists
     and is writable, it is not a folder ('-' = standard output)."""
@@ -318,8 +309,7 @@ class _Group(click.Group):
                 raise _error(str(exc)) from None
             if not disk_full(exc):
                 raise
-            if exc.filename is None:  # the writers of files name them: this was standard output
-                _discard_stdout()
+            # the writers of files name them (core.output): a full disk without a name is standard output
             where = "standard output" if exc.filename is None else shown(exc.filename)
             raise _error(f"disk full while writing {where}") from None
         except Exception as exc:
