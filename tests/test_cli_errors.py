@@ -275,7 +275,8 @@ def test_one_line_makes_any_message_one_bounded_line(message):
         assert line == message  # a message already short and on one line is left as it is
 
 
-@given(st.one_of(st.text(max_size=500), st.integers(-10 ** 6000, 10 ** 6000), st.floats(),
+@given(st.one_of(st.text(max_size=500), st.text(min_size=SHOWN_CHARS + 1, max_size=3000),
+                 st.integers(-10 ** 6000, 10 ** 6000), st.floats(),
                  st.lists(st.text(max_size=300), max_size=50), st.dictionaries(st.text(max_size=5), st.integers())))
 def test_shown_quotes_any_value_in_bounded_words(value):
     text = shown(value)
@@ -283,4 +284,5 @@ def test_shown_quotes_any_value_in_bounded_words(value):
     if isinstance(value, str) and len(value) <= SHOWN_CHARS:
         assert text == repr(value)
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
-        assert text.endswith(f"... ({len(value):,} characters)")
+        head = repr(value[:SHOWN_CHARS])  # its first SHOWN_CHARS characters, then the length
+        assert text == f"{head[:-1]}...{head[-1]} ({len(value):,} characters)"
