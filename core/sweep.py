@@ -141,7 +141,8 @@ def _convert(f: dataclasses.Field, text: str) -> Any:
         if base == "float":
             return float(t)
     except ValueError:
-        raise SweepError(f"--vary {f.name}: {shown(t)} is not {'an integer' if base == 'int' else 'a number'}") from None
+        want = "an integer" if base == "int" else "a number"
+        raise SweepError(f"--vary {f.name}: {shown(t)} is not {want}") from None
     if base == "bool":
         if t.lower() in ("true", "1", "yes", "on"):
             return True
