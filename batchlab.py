@@ -496,8 +496,8 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated modes.")
 @click.option("--scenarios", default="overload,light", show_default=True,
               help="overload (GPUs always busy, big batches) and/or light (every request its own batch).")
-@click.option("--repeats", type=click.IntRange(1, 1000), default=3, show_default=True,
-              help="Runs per case; the median is reported.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per case (at most 1,000); the median is reported.")
 @click.option("--gpus", type=_field_range("gpus"), default=4, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench(num_requests, modes, scenarios, repeats, gpus, as_json):

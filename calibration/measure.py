@@ -106,11 +106,11 @@ def check_arguments(model: str, device: str, dtype: str, batch_sizes=None, conte
         raise ValueError(f"device must be cpu, cuda or cuda:N, got {shown(device)}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {shown(dtype)}")
-    values = {"repeats": repeats, "warmup": warmup, "decode_steps": decode_steps, "threads": threads}
+    values = {"repeats": repeats, "warmup": warmup, "decode_steps": decode_steps}
+    if threads is not None:  # None: torch's own choice
+        values["threads"] = threads
     for label, value in values.items():
         low, high = LIMITS[label]
-        if value is None and label == "threads":
-            continue
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{label} must be a whole number from {low:,} to {high:,}, got {shown(value)}")
     return (_sizes(batch_sizes or DEFAULT_BATCH_SIZES, "batch_sizes", MAX_BATCH_SIZE),
