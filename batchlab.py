@@ -742,7 +742,7 @@ def _mode_list(text: str, flag: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in MODES]
     if bad or not names:
-        raise click.BadParameter(f"unknown mode(s) {shown(', '.join(bad)) if bad else '(none)'}; "
+        raise click.BadParameter(f"unknown mode(s) {plain(', '.join(bad)) if bad else '(none)'}; "
                                  f"choose from {', '.join(MODES)}",
                                  param_hint=flag)
     return names
