@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
+import stat
 import sys
 import time
 import tomllib
@@ -23,7 +26,7 @@ from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
 from core.plan_options import DEFAULT_MODES as PLAN_MODES
 from core.plan_options import RULES as PLAN_RULES
 from core.report import format_compare_table, format_summary, to_json
-from workloads.fields import range_text, unused_settings
+from workloads.fields import plain, range_text, shown, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
 
@@ -48,7 +51,7 @@ class _NoneOr(click.ParamType):
         try:
             return self.inner(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not {self.inner.__name__} or 'none'", param, ctx)
+            self.fail(f"{shown(value)} is not {self.inner.__name__} or 'none'", param, ctx)
 
 
 def _field_option(f: dataclasses.Field, seen: set[str]):
@@ -77,6 +80,13 @@ def _field_option(f: dataclasses.Field, seen: set[str]):
     return click.option(flag, f.name, type=ptype, default=None, help=help_text)
 
 
+def _field_range(name: str) -> click.ParamType:
+    """The documented range of a numeric SimConfig or WorkloadSpec setting, as a click type."""
+    f = next(f for f in config_fields() + spec_fields() if f.name == name)
+    low, high = f.metadata["range"]
+    return click.IntRange(low, high) if str(f.type).startswith("int") else click.FloatRange(low, high)
+
+
 def sim_options(func):
     """Attach every SimConfig and WorkloadSpec field as a flag, plus --config."""
     seen: set[str] = set()
@@ -89,6 +99,45 @@ def sim_options(func):
 
 MAX_CONFIG_BYTES = 1 << 20
 TABLES = {"sim": "simulation", "workload": "workload"}
+FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_small_file(path: str, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the regular file ``path``. Opened without waiting (a FIFO
+    with no writer would block for ever) and refused unless it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {shown(path)}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in FILE_KINDS if test(mode)), "not a regular file")
+            raise ConfigError("config", f"{shown(path)} is {kind}, not a config file")
+        return fh.read(limit + 1)
+
+
+def _long_integer_at(text: str) -> str:
+    """' (line L, column C)' of the first integer too long for Python to read, if one is found."""
+    match = re.search(r"\d[\d_]{%d,}" % sys.get_int_max_str_digits(), text)
+    if match is None:
+        return ""
+    start = match.start()
+    line, column = text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
+    return f" (line {line}, column {column})"
+
+
+def _parse_config(path: str, kind: str, text: str):
+    try:
+        return json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError("config", f"{shown(path)}: not valid {kind}: {exc}") from None
+    except RecursionError:
+        raise ConfigError("config", f"{shown(path)}: not valid {kind}: nested too deeply") from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise ConfigError("config", f"{shown(path)}: not valid {kind}: an integer of more than "
+                                    f"{sys.get_int_max_str_digits():,} digits{_long_integer_at(text)}") from None
 
 
 def _read_config_file(path: str | None) -> tuple[dict, dict, dict]:
@@ -100,27 +149,23 @@ def _read_config_file(path: str | None) -> tuple[dict, dict, dict]:
     if not path:
         return {}, {}, {}
     kind = "JSON" if path.endswith(".json") else "TOML"
-    with open(path, "rb") as fh:
-        raw = fh.read(MAX_CONFIG_BYTES + 1)
+    raw = _read_small_file(path, MAX_CONFIG_BYTES)
     if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError("config", f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file")
+        raise ConfigError("config", f"{shown(path)} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError("config", f"{path} is not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError("config", f"{path}: not valid {kind}: {exc}") from None
+        raise ConfigError("config", f"{shown(path)} is not UTF-8 text (byte {exc.start})") from None
+    data = _parse_config(path, kind, text)
     if not isinstance(data, dict):
-        raise ConfigError("config", f"{path}: the top level must be a table of settings, "
+        raise ConfigError("config", f"{shown(path)}: the top level must be a table of settings, "
                                     f"got {type(data).__name__}")
     flat = {k: v for k, v in data.items() if k not in TABLES}
     tables = []
     for name in TABLES:
         table = data.get(name, {})
         if not isinstance(table, dict):
-            raise ConfigError(name, f"in {path} must be a table of settings, got {type(table).__name__}")
+            raise ConfigError(name, f"in {shown(path)} must be a table of settings, got {type(table).__name__}")
         tables.append(dict(table))
     sim, workload = tables
     if "seed" in workload:
@@ -139,18 +184,18 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
     spec_names = {f.name for f in spec_fields()}
     for table, own, other in ((sim_table, sim_names, "[workload]"), (spec_table, spec_names, "[sim]")):
         for key in sorted(set(table) - own):
-            raise ConfigError(key, "unknown setting" if key not in sim_names | spec_names
+            raise ConfigError(plain(key), "unknown setting" if key not in sim_names | spec_names
                               else f"belongs in {other}, not here")
     unknown = sorted(set(flat) - sim_names - spec_names)
     if unknown:
-        raise ConfigError(unknown[0], "unknown setting in the config file")
+        raise ConfigError(plain(unknown[0]), "unknown setting in the config file")
     given = {k: (None if v is EXPLICIT_NONE else v) for k, v in flags.items() if v is not None}
     sim = {k: v for k, v in {**flat, **sim_table, **given}.items() if k in sim_names}
     spec = {k: v for k, v in {**flat, **spec_table, **given}.items() if k in spec_names}
     if "trace" in spec and "workload" not in spec:
         spec["workload"] = "burstgpt"  # a trace is a BurstGPT workload
     elif "trace" in spec and spec["workload"] != "burstgpt":
-        raise ConfigError("trace", f"applies to the burstgpt workload only, but workload is {spec['workload']!r}")
+        raise ConfigError("trace", f"applies to the burstgpt workload only, but workload is {shown(spec['workload'])}")
     return SimConfig(**sim), WorkloadSpec(**spec), set(sim) | set(spec)
 
 
@@ -192,25 +237,89 @@ def _echo_notes(notes: list[str]) -> None:
         click.echo(note, err=True)
 
 
+MAX_TOKEN_CHARS = 200  # a longer run of non-blank characters in an error (input echoed by any code) is cut
+MAX_ERROR_CHARS = 1000  # the longest error line the CLI prints
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of bounded length, whatever it quotes: its lines joined, each run of
+    more than MAX_TOKEN_CHARS non-blank characters cut, then the whole cut at MAX_ERROR_CHARS."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    line = re.sub(r"\S{%d,}" % (MAX_TOKEN_CHARS + 1), lambda m: _cut(m.group(), MAX_TOKEN_CHARS), line)
+    return _cut(line, MAX_ERROR_CHARS)
+
+
+def _error(message: str, exit_code: int = 1) -> click.ClickException:
+    """An error that prints ``message`` as one bounded line (:func:`one_line`)."""
+    exc = click.ClickException(one_line(message))
+    exc.exit_code = exit_code
+    return exc
+
+
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
+def _output_file(ctx, param, value: str | None) -> str | None:
+    """An --out file, checked when the command line is read (before any work): its folder exists
+    and is writable, it is not a folder ('-' = standard output)."""
+    from core.output import check_file
+
+    if value is not None and value != "-":
+        try:
+            check_file(value, param.opts[0])
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
+    return value
+
+
+def _output_folder(ctx, param, value: str | None) -> str | None:
+    """An --out folder, checked when the command line is read: it exists and is writable, or its
+    parent folder does (then it is created)."""
+    from core.output import check_folder
+
+    if value is not None:
+        try:
+            check_folder(value, param.opts[0])
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
+    return value
+
+
 class _Group(click.Group):
-    """Turns a store error or a database error raised mid-command (a read-only store, a lock held
-    too long, a dropped connection) into a one-line message instead of a traceback."""
+    """Prints every error as one bounded line (:func:`one_line`), and turns the errors a command
+    can meet mid-way into such a line instead of a traceback: a full disk, a store error, a database
+    error (a read-only store, a lock held too long, a dropped connection)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:  # a group without its command: the help text
+            raise
+        except click.ClickException as exc:  # a usage error's usage and help lines are left out
+            raise _error(exc.format_message(), exc.exit_code) from None
+        except OSError as exc:
+            from core.output import OutputError, disk_full
+
+            if isinstance(exc, OutputError):
+                raise _error(str(exc)) from None
+            if not disk_full(exc):
+                raise
+            # the writers of files name them (core.output): a full disk without a name is standard output
+            where = "standard output" if exc.filename is None else shown(exc.filename)
+            raise _error(f"disk full while writing {where}") from None
         except Exception as exc:
             if "store.errors" in sys.modules:  # only a command that opened the store can get here
                 from store.errors import StoreError, describe_db_error
 
                 if isinstance(exc, StoreError):
-                    raise click.ClickException(str(exc)) from None
+                    raise _error(str(exc)) from None
                 if type(exc).__module__.startswith("sqlalchemy"):
-                    raise click.ClickException(describe_db_error(exc)) from None
+                    raise _error(describe_db_error(exc)) from None
             raise
 
 
@@ -383,21 +492,23 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
 
 
 @cli.command()
-@click.option("--requests", "num_requests", default=1_000_000, show_default=True, help="Requests per run.")
+@click.option("--requests", "num_requests", type=_field_range("num_requests"), default=1_000_000,
+              show_default=True, help="Requests per run.")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated modes.")
 @click.option("--scenarios", default="overload,light", show_default=True,
               help="overload (GPUs always busy, big batches) and/or light (every request its own batch).")
-@click.option("--repeats", default=3, show_default=True, help="Runs per case; the median is reported.")
-@click.option("--gpus", default=4, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per case (at most 1,000); the median is reported.")
+@click.option("--gpus", type=_field_range("gpus"), default=4, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
     from core.bench import run_bench
 
     names = _mode_list(modes, "--modes")
-    try:
-        rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",")], repeats, gpus,
-                         echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
+    try:  # run_bench checks every argument before it starts a child process
+        rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",") if s.strip()], repeats,
+                         gpus, echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
     except (ValueError, RuntimeError) as exc:
         _fail(exc)
     if as_json:
@@ -459,7 +570,7 @@ def _get_run(store, key: str):
     except StoreError as exc:
         _fail(exc)
     if run is None:
-        raise click.ClickException(f"no run {key!r} in {store.url}")
+        raise click.ClickException(f"no run {shown(key)} in {store.url}")
     return run
 
 
@@ -488,7 +599,7 @@ def runs_show(db, run_key, as_json):
 @db_option
 @click.argument("run_keys", metavar="[RUN]...", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(("csv", "json")), default="csv", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-", show_default=True,
+@click.option("--out", type=click.Path(), callback=_output_file, default="-", show_default=True,
               help="Output file ('-' = standard output).")
 @click.option("--requests", "per_request", is_flag=True,
               help="Export one run's per-request table (CSV) instead of run summaries.")
@@ -530,7 +641,7 @@ def runs_delete(db, run_keys, failed, force, yes):
         for key in run_keys:
             run_id = store.resolve_run(key)
             if run_id is None:
-                raise click.ClickException(f"no run {key!r} in {store.url}")
+                raise click.ClickException(f"no run {shown(key)} in {store.url}")
             ids.append(run_id)
         if failed:
             ids += [r.id for r in store.list_runs(status="failed")] + [r.id for r in store.list_runs(status="stale")]
@@ -581,7 +692,7 @@ def grids_show(db, name, as_csv, as_json):
         store = _open_store(db)
         row = store.grid_info(name)
         if row is None:
-            raise click.ClickException(f"no grid named {name!r} in {store.url} (bundled: {', '.join(bundled)})")
+            raise click.ClickException(f"no grid named {shown(name)} in {store.url} (bundled: {', '.join(bundled)})")
         grid = store.get_grid(name)
     if as_json:
         click.echo(to_json(row.to_dict()))
@@ -632,7 +743,8 @@ def _mode_list(text: str, flag: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in MODES]
     if bad or not names:
-        raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}",
+        raise click.BadParameter(f"unknown mode(s) {plain(', '.join(bad)) if bad else '(none)'}; "
+                                 f"choose from {', '.join(MODES)}",
                                  param_hint=flag)
     return names
 
@@ -641,7 +753,7 @@ def _int_list(text: str, label: str) -> list[int]:
     try:
         values = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=label)
+        raise click.BadParameter(f"{shown(text)} is not a comma-separated list of integers", param_hint=label)
     if not values:
         raise click.BadParameter("needs at least one value", param_hint=label)
     return values
@@ -662,41 +774,42 @@ def _int_list(text: str, label: str) -> list[int]:
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--name", default=None, help="Grid name, written into the file as '# name:' "
                                             "(default: MODEL-DEVICE-DTYPE; not a bundled grid's name).")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="grid.csv", show_default=True)
+@click.option("--out", type=click.Path(), callback=_output_file, default="grid.csv", show_default=True,
+              help="The grid file to write (its folder must exist).")
 @click.option("--upload", is_flag=True, help="Also store the grid in the results store.")
 @db_option
 def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, decode_steps, threads, name,
               out, upload, db):
-    """Measure a latency grid (prefill and decode-step time over batch x context) with torch."""
-    from calibration.measure import TorchMissing, default_grid_name, measure_grid, require_torch
+    """Measure a latency grid (prefill and decode-step time over batch x context) with torch.
+
+    Every argument, the --out folder and (with --upload) the store are checked before torch is
+    imported and anything is measured."""
+    from calibration.measure import TorchMissing, check_arguments, default_grid_name, measure_grid, require_torch
     from calibration.resolve import check_grid_name
     from calibration.schema import GridError
+    from core.output import write_bytes
 
+    given = _int_list(batch_sizes, "--batch-sizes"), _int_list(context_lens, "--context-lens")
     try:
+        batch_list, context_list = check_arguments(model, device, dtype, *given, repeats, warmup, threads,
+                                                   decode_steps)
         name = check_grid_name(name or default_grid_name(model, device, dtype))
+        store = _open_store(db) if upload else None
+        if store is not None:
+            store.require_writable(f"store grid {shown(name)}")
         require_torch()
-    except (GridError, TorchMissing) as exc:
-        _fail(exc)
-    try:
-        grid = measure_grid(model, device=device, dtype=dtype,
-                            batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
-                            context_lens=_int_list(context_lens, "--context-lens"), repeats=repeats,
-                            warmup=warmup, threads=threads, decode_steps=decode_steps, name=name)
-        Path(out).write_bytes(grid.to_csv_bytes())
-    except (ValueError, GridError, OSError) as exc:
+        grid = measure_grid(model, device=device, dtype=dtype, batch_sizes=batch_list, context_lens=context_list,
+                            repeats=repeats, warmup=warmup, threads=threads, decode_steps=decode_steps, name=name)
+        write_bytes(out, grid.to_csv_bytes())
+    except (ValueError, GridError, TorchMissing, OSError) as exc:
         _fail(exc)
     measured = int(grid.table["decode_step_s"].notna().sum())
     click.echo(f"wrote {out}: grid {grid.name!r}, {measured} of {len(grid.table)} cells measured on "
                f"{grid.meta.get('device', device)} ({grid.meta.get('dtype', dtype)})")
     for w in grid.warnings:
         click.echo(f"warning: {w}", err=True)
-    if upload:
-        from store import StoreError
-
-        try:
-            row, created = _open_store(db).save_grid(grid)
-        except StoreError as exc:
-            _fail(exc)
+    if store is not None:
+        row, created = store.save_grid(grid)
         click.echo(f"{'stored' if created else 'already stored'} as grid {row.name!r}; "
                    f"simulate with --latency grid:{row.name}")
 
@@ -737,9 +850,9 @@ def grids_delete(db, name, yes):
     if name in bundled_grids():
         raise click.ClickException(f"{name!r} is a bundled grid: it ships with batchlab and cannot be deleted")
     store = _open_store(db)
-    store.require_writable(f"delete grid {name!r}")
+    store.require_writable(f"delete grid {shown(name)}")
     if store.grid_info(name) is None:
-        raise click.ClickException(f"no grid named {name!r} in {store.url}")
+        raise click.ClickException(f"no grid named {shown(name)} in {store.url}")
     if not yes:
         click.confirm(f"delete grid {name!r} from {store.url}?", abort=True)
     store.delete_grid(name)
@@ -747,9 +860,12 @@ def grids_delete(db, name, yes):
 
 
 @cli.command("bench-store")
-@click.option("--requests", "num_requests", default=1_000_000, show_default=True, help="Requests of the stored run.")
-@click.option("--runs", "num_runs", default=10_000, show_default=True, help="Runs in the store when listing.")
-@click.option("--repeats", default=5, show_default=True, help="Repeats; the median is reported.")
+@click.option("--requests", "num_requests", type=_field_range("num_requests"), default=1_000_000, show_default=True,
+              help="Requests of the stored run.")
+@click.option("--runs", "num_runs", type=click.IntRange(1, 10_000_000), default=10_000, show_default=True,
+              help="Runs in the store when listing.")
+@click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Repeats; the median is reported.")
 @click.option("--scenarios", default="default,overload", show_default=True,
               help="default (default config and workload), overload (1000 req/s), light (0.2 req/s: 1M batches).")
 @click.option("--db", default=None, metavar="URL", help="Benchmark this (empty) store instead of a temporary SQLite file.")
@@ -838,7 +954,8 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
 
 
 def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None:
-    """Print or write a DataFrame as text, CSV or JSON."""
+    """Print or write a DataFrame as text, CSV or JSON (a file is written whole or not at all)."""
+    from core.output import write_text
     from core.sweep_report import format_frame
 
     if fmt == "csv":
@@ -848,7 +965,7 @@ def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None
     else:
         data = (text if text is not None else format_frame(df)) + "\n"
     if out:
-        Path(out).write_text(data)
+        write_text(out, data)
         click.echo(f"wrote {len(df)} rows to {out}", err=True)
     else:
         click.echo(data, nl=False)
@@ -868,7 +985,7 @@ def _vary_values(vary: tuple[str, ...]) -> dict[str, list]:
 
 format_option = click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table",
                              show_default=True, help="Output format.")
-out_option = click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+out_option = click.option("--out", type=click.Path(), callback=_output_file, default=None,
                           help="Write the table to this file instead of standard output.")
 
 
@@ -892,8 +1009,11 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
     """
     from core.sweep import expand
     from core.sweep_report import member_frame
+    from store.models import NAME
     from store.sweep_jobs import grid_plan
 
+    if name is not None and not 0 < len(name) <= NAME.length:  # SQLite would store any length, PostgreSQL not
+        raise click.ClickException(f"--name: 1 to {NAME.length} characters, got {len(name):,}")
     try:
         cfg, spec, _ = build_inputs(config_file, **flags)
         values = _vary_values(vary)
@@ -921,7 +1041,7 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
               help="Relative accuracy: the search stops when capacity c passes and c x (1 + tolerance/2) fails.")
 @click.option("--replications", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Seeds; more than one gives a confidence interval.")
-@click.option("--start-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--start-rate", type=_field_range("rate"), default=None,
               help="First rate probed [req/s] (default 1).")
 @executor_options
 @with_store_options
@@ -1046,7 +1166,7 @@ def _suite_steps(step: str) -> tuple[int, ...]:
 @executor_options
 @with_store_options
 @format_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=click.Path(), callback=_output_folder, default=None,
               help="Write each step's table (CSV and JSON) and charts (SVG and PNG) into this folder.")
 def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
     """The stress suite: request scaling, GPU scaling, bin-count sensitivity (tables, charts, timings)."""

@@ -33,12 +33,15 @@ import contextlib
 import gc
 import os
 import platform
+import re
 import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+
+from workloads.fields import shown
 
 from .archs import bundled_archs, load_arch
 from .schema import MAX_BATCH_SIZE, MAX_CONTEXT_LEN, Grid
@@ -65,15 +68,8 @@ def measure_grid(model: str, device: str = "cpu", dtype: str = "float32",
     Raises ``ValueError`` for bad arguments, :class:`TorchMissing` without torch or
     transformers, :class:`~calibration.schema.GridError` if too few cells could be measured.
     """
-    batch_sizes = _sizes(batch_sizes or DEFAULT_BATCH_SIZES, "batch_sizes", MAX_BATCH_SIZE)
-    context_lens = _sizes(context_lens or DEFAULT_CONTEXT_LENS, "context_lens", MAX_CONTEXT_LEN)
-    for label, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("decode_steps", decode_steps, 1)):
-        if int(value) != value or value < least:
-            raise ValueError(f"{label} must be an integer >= {least}, got {value!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if threads is not None and (int(threads) != threads or threads < 1):
-        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    batch_sizes, context_lens = check_arguments(model, device, dtype, batch_sizes, context_lens, repeats, warmup,
+                                                threads, decode_steps)
     require_torch()
     import torch
 
@@ -94,6 +90,46 @@ def measure_grid(model: str, device: str = "cpu", dtype: str = "float32",
         table = table.drop(columns="peak_mem_gib")
     name = name or default_grid_name(model, dev.type, dtype)
     return grid_from_table(table, {"name": name, **meta}, name)
+
+
+LIMITS = {"repeats": (1, 1000), "warmup": (0, 1000), "decode_steps": (1, 4096), "threads": (1, 1024)}
+DEVICE_RE = re.compile(r"cpu|cuda(:\d{1,3})?")
+
+
+def check_arguments(model: str, device: str, dtype: str, batch_sizes=None, context_lens=None, repeats: int = 3,
+                    warmup: int = 1, threads: int | None = None, decode_steps: int = 8) -> tuple[list, list]:
+    """Check :func:`measure_grid`'s arguments without importing torch (so a typo costs no model
+    load and no measuring); returns the sorted batch sizes and context lengths. ValueError names
+    the first bad argument."""
+    check_model(model)
+    if not isinstance(device, str) or not DEVICE_RE.fullmatch(device):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, got {shown(device)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {shown(dtype)}")
+    values = {"repeats": repeats, "warmup": warmup, "decode_steps": decode_steps}
+    if threads is not None:  # None: torch's own choice
+        values["threads"] = threads
+    for label, value in values.items():
+        low, high = LIMITS[label]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{label} must be a whole number from {low:,} to {high:,}, got {shown(value)}")
+    return (_sizes(batch_sizes or DEFAULT_BATCH_SIZES, "batch_sizes", MAX_BATCH_SIZE),
+            _sizes(context_lens or DEFAULT_CONTEXT_LENS, "context_lens", MAX_CONTEXT_LEN))
+
+
+def check_model(model: str) -> None:
+    """ValueError unless ``model`` is a local directory with config.json or a bundled architecture."""
+    path = Path(model).expanduser()
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # a name too long to be a path
+        is_dir = False
+    if is_dir:
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{shown(str(path))} has no config.json")
+    elif model not in bundled_archs():
+        raise ValueError(f"model {shown(model)} is neither a local directory with config.json nor a bundled "
+                         f"architecture ({', '.join(bundled_archs())})")
 
 
 def default_grid_name(model: str, device: str, dtype: str) -> str:
@@ -127,7 +163,7 @@ def require_torch() -> None:
 
 def _sizes(values, label: str, high: int) -> list[int]:
     if any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
-        raise ValueError(f"{label} must be whole numbers >= 1, got {list(values)!r}")
+        raise ValueError(f"{label} must be whole numbers >= 1, got {shown(list(values))}")
     if max(values) > high:
         raise ValueError(f"{label} must be at most {high:,} (the grid format's limit), got {max(values):,}")
     out = sorted({int(v) for v in values})
@@ -137,14 +173,16 @@ def _sizes(values, label: str, high: int) -> list[int]:
 
 
 def _device(torch, device: str):
+    """The torch device of a checked ``device`` string (:data:`DEVICE_RE`), if this machine has it."""
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False")
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
-    elif dev.type != "cpu":
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+        elif dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device} requested but this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s), numbered from 0")
     return dev
 
 
@@ -163,21 +201,17 @@ def load_model(model: str, device, dtype, seed: int = 0):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    check_model(model)
     path = Path(model).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path} has no config.json")
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         weights = any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))
         source = f"local directory {path}, " + ("weights loaded" if weights else "random weights")
-    elif model in bundled_archs():
+    else:
         fields = load_arch(model)
         config = AutoConfig.for_model(fields.pop("model_type"), **fields)
         weights = False
         source = f"bundled architecture {model}, random weights"
-    else:
-        raise ValueError(f"model {model!r} is neither a local directory with config.json nor a bundled "
-                         f"architecture ({', '.join(bundled_archs())})")
     if weights:
         net = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **{dtype_kw: dtype}).to(device)
     else:

@@ -18,9 +18,12 @@ import time
 from queue import Empty
 from typing import Callable
 
+from workloads.fields import shown
+
 from .lifetime import end_with
 
 SCENARIO_RATES = {"overload": 1000.0, "light": 0.2}  # req/s; 4 default GPUs serve about 2-15 req/s
+MAX_REPEATS = 1000
 
 
 def _measure(mode: str, scenario: str, n: int, gpus: int, queue, show: bool, owner: int) -> None:
@@ -66,12 +69,33 @@ def measure_once(mode: str, scenario: str, n: int, gpus: int, show: bool = False
     return row
 
 
-def run_bench(n: int, modes: list[str], scenarios: list[str], repeats: int, gpus: int,
-              echo: Callable[[str], None] | None = print, show_progress: bool = False) -> list[dict]:
-    """Median over ``repeats`` fresh-process runs of each (scenario, mode)."""
+def check_cases(n: int, modes: list[str], scenarios: list[str], repeats: int, gpus: int) -> None:
+    """Raise ValueError naming the first bad argument, before any child process starts (a child
+    would otherwise die on it with a traceback of its own)."""
+    from workloads.spec import WorkloadSpec
+
+    from .config import SimConfig
+
+    if not modes:
+        raise ValueError("modes: give at least one scheduler mode")
+    if not scenarios:
+        raise ValueError(f"scenarios: give at least one of {', '.join(SCENARIO_RATES)}")
     for s in scenarios:
         if s not in SCENARIO_RATES:
-            raise ValueError(f"scenario: unknown {s!r} (choose from {', '.join(SCENARIO_RATES)})")
+            raise ValueError(f"scenario: unknown {shown(s)} (choose from {', '.join(SCENARIO_RATES)})")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+        raise ValueError(f"repeats: must be a whole number from 1 to {MAX_REPEATS:,}, got {shown(repeats)}")
+    for scenario in scenarios:
+        WorkloadSpec(num_requests=n, arrival="poisson", rate=SCENARIO_RATES[scenario], workload_seed=1)
+    for mode in modes:
+        SimConfig(mode=mode, gpus=gpus)
+
+
+def run_bench(n: int, modes: list[str], scenarios: list[str], repeats: int, gpus: int,
+              echo: Callable[[str], None] | None = print, show_progress: bool = False) -> list[dict]:
+    """Median over ``repeats`` fresh-process runs of each (scenario, mode); the arguments are
+    checked (:func:`check_cases`) before the first run starts."""
+    check_cases(n, modes, scenarios, repeats, gpus)
     rows = []
     if echo:
         echo(f"{'scenario':<9} {'mode':<21} {'requests':>10} {'log rows':>9} {'sim req/s':>12} "

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from workloads.fields import plain, shown
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 
 from .config import ConfigError, SimConfig, config_fields
@@ -124,7 +125,7 @@ def _field(name: str) -> dataclasses.Field:
     f = _SIM_FIELDS.get(name) or _SPEC_FIELDS.get(name)
     if f is None:
         known = sorted(set(_SIM_FIELDS) | set(_SPEC_FIELDS))
-        raise SweepError(f"{name}: unknown setting (known: {', '.join(known)})")
+        raise SweepError(f"{plain(name)}: unknown setting (known: {', '.join(known)})")
     return f
 
 
@@ -140,36 +141,49 @@ def _convert(f: dataclasses.Field, text: str) -> Any:
         if base == "float":
             return float(t)
     except ValueError:
-        raise SweepError(f"--vary {f.name}: {t!r} is not {'an integer' if base == 'int' else 'a number'}") from None
+        want = "an integer" if base == "int" else "a number"
+        raise SweepError(f"--vary {f.name}: {shown(t)} is not {want}") from None
     if base == "bool":
         if t.lower() in ("true", "1", "yes", "on"):
             return True
         if t.lower() in ("false", "0", "no", "off"):
             return False
-        raise SweepError(f"--vary {f.name}: {t!r} is not true or false")
+        raise SweepError(f"--vary {f.name}: {shown(t)} is not true or false")
     return t
 
 
 def _range(f: dataclasses.Field, parts: list[str]) -> list:
+    """The values of an inclusive ``START:STOP:STEP`` range: finite, at most MAX_MEMBERS of them,
+    each distinct (a STEP below the resolution of the values is an error, not a silent merge)."""
     base = str(f.type).replace(" | None", "")
     if base not in ("int", "float"):
         raise SweepError(f"--vary {f.name}: a START:STOP:STEP range needs a numeric setting; list values with commas")
+    where, given = f"--vary {f.name}", shown(":".join(parts))
     start, stop, step = (_convert(f, p) for p in parts)
-    if step is None or start is None or stop is None or not step > 0:
-        raise SweepError(f"--vary {f.name}: STEP must be > 0 in {':'.join(parts)}")
+    if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in (start, stop, step)):
+        raise SweepError(f"{where}: START, STOP and STEP must be finite numbers, got {given}")
+    if not step > 0:
+        raise SweepError(f"{where}: STEP must be > 0 in {given}")
     if stop < start:
-        raise SweepError(f"--vary {f.name}: STOP ({stop}) is below START ({start})")
-    count = math.floor((stop - start) / step + 1e-9) + 1
+        raise SweepError(f"{where}: STOP ({shown(stop)}) is below START ({shown(start)})")
+    if base == "int":
+        count = (stop - start) // step + 1
+    else:
+        span = (stop - start) / step  # inf when the span or the count overflows a float
+        count = math.floor(span + 1e-9) + 1 if span < MAX_MEMBERS else MAX_MEMBERS + 1
     if count > MAX_MEMBERS:
-        raise SweepError(f"--vary {f.name}: {count:,} values (at most {MAX_MEMBERS:,})")
+        raise SweepError(f"{where}: more than {MAX_MEMBERS:,} values in {given}")
     values = [start + i * step for i in range(count)]
-    return [int(v) for v in values] if base == "int" else [round(v, 12) for v in values]
+    values = [int(v) for v in values] if base == "int" else [round(v, 12) for v in values]
+    if len(set(values)) < len(values):
+        raise SweepError(f"{where}: STEP is below the resolution of the values in {given} (they would repeat)")
+    return values
 
 
 def parse_vary(text: str) -> tuple[str, list]:
     """``NAME=START:STOP:STEP`` (inclusive) or ``NAME=V1,V2,...`` -> (field name, values)."""
     if "=" not in str(text):
-        raise SweepError(f"--vary {text!r}: expected NAME=START:STOP:STEP or NAME=V1,V2,...")
+        raise SweepError(f"--vary {shown(text)}: expected NAME=START:STOP:STEP or NAME=V1,V2,...")
     name, _, rhs = str(text).partition("=")
     name = name.strip().replace("-", "_")
     f = _field(name)
@@ -196,7 +210,7 @@ def parse_settings(lines: Iterable[str]) -> tuple[SimConfig, WorkloadSpec]:
         if not line:
             continue
         if "=" not in line:
-            raise SweepError(f"setting {line!r}: expected NAME=VALUE")
+            raise SweepError(f"setting {shown(line)}: expected NAME=VALUE")
         name, _, value = line.partition("=")
         name = name.strip().replace("-", "_")
         f = _field(name)
@@ -248,7 +262,7 @@ def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list
             try:
                 members.append(Member(SimConfig(**sim), WorkloadSpec(**spec), label))
             except (ConfigError, SpecError) as exc:
-                where = ", ".join(f"{k}={v}" for k, v in point.items()) or "the base settings"
+                where = ", ".join(f"{k}={plain(v)}" for k, v in point.items()) or "the base settings"
                 raise SweepError(f"grid point {where}: {exc}") from None
     return members
 

@@ -6,7 +6,8 @@ every config setting as ``config.<name>``. JSON: a list of
 workload and latency identities). Non-finite numbers are written as empty
 cells / ``null`` (strict JSON). A CSV text cell that a spreadsheet would run as a
 formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: a
-trace's file name is user input) is written with a leading ``'``.
+trace's file name is user input) is written with a leading ``'``. A file is written whole or
+not at all: an error or a full disk leaves no half of it.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
+
+from core.output import written
 
 from .models import METRIC_COLUMNS
 from .records import StoredRun
@@ -41,10 +44,11 @@ def strict(value):
 
 @contextmanager
 def _open_text(out: str | Path | IO[str] | None) -> Iterator[IO[str]]:
+    """Standard output, an open text file, or a path written whole or not at all (core.output)."""
     if out is None or out == "-":
         yield sys.stdout
     elif isinstance(out, (str, Path)):
-        with open(out, "w", newline="", encoding="utf-8") as fh:
+        with written(out) as fh:
             yield fh
     else:
         yield out

@@ -11,6 +11,8 @@ from __future__ import annotations
 import textwrap
 from datetime import datetime
 
+from workloads.fields import shown
+
 from .records import GridRow, RunRow, StoredRun
 from .settings import non_default_settings
 
@@ -57,7 +59,7 @@ def arrivals(arrival: str | None, rate: float | None, rps_scaling: float | None)
 def describe_filters(mode: str | None = None, status: str | None = None, search: str | None = None) -> str:
     """The listing's filters in words ('' when there are none)."""
     parts = [f"mode {mode}" if mode else "", f"status {status}" if status else "",
-             f"search {search!r}" if search else ""]
+             f"search {shown(search)}" if search else ""]
     return ", ".join(p for p in parts if p)
 
 

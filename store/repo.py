@@ -58,7 +58,7 @@ from .db import (check_integrity, check_sqlite_file, display_url, make_engine, r
                  resolve_url, sqlite_path, write_connection)
 from .errors import RunDeletedError, StoreError, describe_db_error
 from .grids import GridsMixin
-from .keys import MAX_ID, check_count, could_be_hash_prefix, valid_id
+from .keys import MAX_ID, check_count, check_search, could_be_hash_prefix, valid_id
 from .migrate import require_current, stored_revision, upgrade
 from .migrations import HEAD
 from .models import BIN_COLUMNS, METRIC_COLUMNS, Run, RunBin, RunData, RunSeries, finite_or_none, utcnow
@@ -465,9 +465,7 @@ class Store(SweepsMixin, GridsMixin):
                 raise StoreError(f"status: must be one of {', '.join(STATUSES)}, got {status!r}")
             conds.append(Run.c.status == ("running" if status == "stale" else status))
         if search:
-            s = search.strip()
-            if "\x00" in s:
-                raise StoreError("search: must not contain a NUL character")
+            s = check_search(search)
             conds.append(or_(Run.c.label.icontains(s, autoescape=True), Run.c.mode.icontains(s, autoescape=True),
                              Run.c.hash.startswith(s.lower(), autoescape=True)))
         return conds

@@ -223,3 +223,31 @@ def test_calibrate_without_torch_is_one_line_with_the_install_command(monkeypatc
     res = CliRunner().invoke(cli, ["calibrate", "--model", "tiny", "--out", str(tmp_path / "g.csv")])
     one_line_error(res, "needs torch", "pip install -e '.[calibrate]'")
     assert not (tmp_path / "g.csv").exists()
+
+
+# ------------------------------------------------------- checked before torch --
+@pytest.mark.parametrize("args,words", [
+    (["--device", "tpu"], ["device must be cpu, cuda or cuda:N, got 'tpu'"]),
+    (["--device", "cuda:x"], ["got 'cuda:x'"]),
+    (["--device", ""], ["got ''"]),
+    (["--out", "{tmp}/missing/g.csv"], ["--out: folder", "does not exist"]),
+    (["--out", "{tmp}"], ["--out:", "is a folder, not a file"]),
+    (["--threads", "0"], ["threads must be a whole number from 1 to 1,024, got 0"]),
+    (["--threads", "99999999999"], ["threads must be", "got 99999999999"]),
+    (["--decode-steps", "1000000000"], ["decode_steps must be a whole number from 1 to 4,096"]),
+    (["--repeats", "0"], ["repeats must be"]),
+    (["--warmup", "-1"], ["warmup must be"]),
+    (["--dtype", "int8"], ["dtype must be one of"]),
+    (["--batch-sizes", "0,1"], ["batch_sizes must be whole numbers >= 1"]),
+    (["--model", "gpt-17"], ["model 'gpt-17' is neither a local directory"]),
+    (["--model", "{tmp}"], ["has no config.json"]),
+    (["--upload", "--db", "sqlite:///{tmp}/missing/store.db"], ["directory", "does not exist"]),
+])
+def test_calibrate_checks_every_argument_before_importing_torch(monkeypatch, tmp_path, args, words):
+    """A typo costs no model load and no measuring: each error comes before torch is imported
+    (importing it fails here, so a check made after it would say "needs torch" instead)."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    res = CliRunner().invoke(cli, ["calibrate", "--model", "tiny", "--out", str(tmp_path / "g.csv"), *args])
+    one_line_error(res, *words)
+    assert not (tmp_path / "g.csv").exists() and not (tmp_path / "missing").exists()

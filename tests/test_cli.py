@@ -156,7 +156,10 @@ def test_config_that_is_not_utf8_or_too_big_is_refused_without_reading_it_all(tm
     bad.write_bytes("mode = 'static_fifo' # caf\xe9\n".encode("latin-1"))
     res = CliRunner().invoke(cli, ["run", "--config", str(bad)])
     assert res.exit_code != 0 and "not UTF-8" in res.output
-    res = CliRunner().invoke(cli, ["run", "--config", "/dev/zero"])
+    huge = tmp_path / "huge.toml"
+    with huge.open("wb") as fh:
+        fh.truncate(1 << 30)  # a sparse gigabyte
+    res = CliRunner().invoke(cli, ["run", "--config", str(huge)])
     assert res.exit_code != 0 and "larger than 1024 KiB" in res.output
 
 

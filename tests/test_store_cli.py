@@ -225,3 +225,25 @@ def test_bench_store_runs_at_a_small_size(cli):
     out = json.loads(cli("bench-store", "--requests", 3000, "--runs", 40, "--repeats", 1, "--json").output)
     assert out["list"]["runs"] == 40 and out["save"]["default"]["save_s"] > 0
     assert set(out["save"]) == {"default", "overload"}
+
+
+def test_an_overlong_search_gets_the_same_one_line_answer_on_sqlite_and_postgresql(store_url):
+    """SQLite refuses a LIKE pattern over 50,000 bytes ('LIKE or GLOB pattern too complex') while
+    PostgreSQL looked for 100,000 characters and echoed them back: both now refuse a search longer
+    than any label with the same line, and take one at the limit."""
+    from store.keys import MAX_SEARCH_CHARS
+
+    runner = CliRunner()
+    assert runner.invoke(batchlab.cli, ["run", *SMALL, "--db", store_url]).exit_code == 0
+    for text in ("a" * 100_000, "é" * (MAX_SEARCH_CHARS + 1)):
+        res = runner.invoke(batchlab.cli, ["runs", "list", "--db", store_url, "--search", text])
+        assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.output
+        assert res.stderr.startswith(f"Error: search: at most {MAX_SEARCH_CHARS:,} characters, got {len(text):,}")
+        assert len(res.stderr) < 200
+    at_limit = "é" * MAX_SEARCH_CHARS
+    res = runner.invoke(batchlab.cli, ["runs", "list", "--db", store_url, "--search", at_limit, "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
+    res = runner.invoke(batchlab.cli, ["runs", "list", "--db", store_url, "--search", at_limit])
+    assert res.exit_code == 0 and "no runs match search" in res.stdout and len(res.stdout) < 300
+    listed = runner.invoke(batchlab.cli, ["runs", "list", "--db", store_url, "--search", "synthetic", "--json"])
+    assert len(json.loads(listed.stdout)) == 1

@@ -172,16 +172,21 @@ def export(chart: alt.TopLevelMixin, fmt: str) -> bytes:
 
 
 def save_suite(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
-    """Write each table (CSV, JSON) and chart (SVG, PNG) into ``folder``; returns the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    """Write each table (CSV, JSON) and chart (SVG, PNG) into ``folder`` (created if missing, its
+    parent must exist), each file whole or not at all (:mod:`core.output`); returns the paths."""
+    from core.output import failure, write_bytes
+
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise failure(exc, folder) from None
+    files: dict[Path, bytes] = {}
     for name, df in tables.items():
-        paths.append(folder / f"{name}.csv")
-        df.to_csv(paths[-1], index=False)
-        paths.append(folder / f"{name}.json")
-        paths[-1].write_text(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
+        files[folder / f"{name}.csv"] = df.to_csv(index=False).encode()
+        files[folder / f"{name}.json"] = json.dumps(json.loads(df.to_json(orient="records")), indent=2).encode()
     for stem, chart in suite_charts(tables).items():
         for fmt in ("svg", "png"):
-            paths.append(folder / f"{stem}.{fmt}")
-            paths[-1].write_bytes(export(chart, fmt))
-    return paths
+            files[folder / f"{stem}.{fmt}"] = export(chart, fmt)
+    for path, data in files.items():
+        write_bytes(path, data)
+    return list(files)

@@ -13,7 +13,45 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import reprlib
 from typing import Any, Callable
+
+SHOWN_CHARS = 80  # the most of a user-supplied value an error message quotes
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """How a message quotes a user-supplied value: its repr, cut after ``limit`` characters with
+    the whole length said (``'aaaa...' (100,000 characters)``); an integer too long to print
+    whole is named by its size. Every error that echoes input uses this, so none grows with it."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        head = repr(value[:limit])
+        return f"{head[:-1]}...{head[-1]} ({len(value):,} characters)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) < 10 ** limit:
+            return repr(value)
+        return f"an integer of about {int(math.log10(abs(value))) + 1:,} digits"
+    try:
+        text = _SHORT_REPR.repr(value)
+    except (ValueError, RecursionError):  # e.g. an integer beyond Python's int-to-str limit, deep inside
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else f"{text[:limit]}... ({type(value).__name__})"
+
+
+def plain(value: Any) -> str:
+    """A value as a message writes it unquoted (a setting's name, a grid point's value): as it is
+    when short and printable, else as :func:`shown` quotes it."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except ValueError:  # an integer beyond Python's int-to-str limit
+        return shown(value)
+    return text if 0 < len(text) <= SHOWN_CHARS and text.isprintable() else shown(value)
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 3, SHOWN_CHARS, SHOWN_CHARS
+
 
 class FieldError(ValueError):
     """A bad setting; ``field`` names it and the message starts with it."""
@@ -54,14 +92,22 @@ def coerce_fields(obj: Any, error: Callable[[str, str], Exception]) -> None:
         elif kind == "str" and isinstance(value, str):
             value = value.strip()
         else:
-            raise error(f.name, f"must be {WANT[kind]}{' or none' if optional else ''}, got {value!r}")
+            raise error(f.name, f"must be {WANT[kind]}{' or none' if optional else ''}, got {shown(value)}")
         object.__setattr__(obj, f.name, value)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
-            raise error(f.name, f"must be one of {', '.join(choices)}; got {value!r}")
+            raise error(f.name, f"must be one of {', '.join(choices)}; got {shown(value)}")
         bounds = f.metadata.get("range")
         if bounds and not bounds[0] <= value <= bounds[1]:
-            raise error(f.name, f"must be between {range_text(f)}, got {value:g}")
+            raise error(f.name, f"must be between {range_text(f)}, got {_number(value)}")
+
+
+def _number(value: float | int) -> str:
+    """``value`` as ``%g`` (an integer too large for a float: :func:`shown`)."""
+    try:
+        return f"{value:g}"
+    except OverflowError:
+        return shown(value)
 
 
 def range_text(f: dataclasses.Field, joiner: str = "and") -> str:
