@@ -61,18 +61,28 @@ def test_multi_bin_fixed_serves_formed_batches_first_formed_first_served():
 
 # ------------------------------------------------------ Algorithm 2, replayed --
 def replay_sla(cfg: SimConfig, batches: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(b_SLA, branch) of every batch from one fresh controller per bin fed that bin's batches:
-    the observation is the batch's decode-step time (decode / steps), never prefill included."""
+    """(b_SLA, branch) of every batch from one fresh controller per bin fed that bin's batches as they
+    end: a decision at time t has seen every batch that ended by t (in end order), and no other. The
+    observation is the batch's decode-step time (decode / steps), never prefill included."""
     ctls = {}
     b_sla = np.empty(len(batches["start"]), dtype=np.int64)
     branch = np.empty_like(b_sla)
+    end = batches["start"] + batches["prefill"] + batches["decode"]
+    ended = sorted(range(len(end)), key=lambda i: (end[i], i))
+    seen = 0
+
+    def controller(q):
+        return ctls.setdefault(q, SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
+                                                cfg.b_min, cfg.b_max, cfg.sla_window))
+
     for i in np.argsort(batches["start"], kind="stable"):
-        q = int(batches["bin"][i])
-        c = ctls.setdefault(q, SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
-                                             cfg.b_min, cfg.b_max, cfg.sla_window))
-        b_sla[i], branch[i] = c.cap()
-        n_steps = int(steps(batches)[i])
-        c.observe(batches["decode"][i] / n_steps if n_steps else 0.0, int(batches["size"][i]))
+        while seen < len(ended) and end[ended[seen]] <= batches["start"][i]:
+            j = ended[seen]
+            n_steps = int(steps(batches)[j])
+            controller(int(batches["bin"][j])).observe(batches["decode"][j] / n_steps if n_steps else 0.0,
+                                                       int(batches["size"][j]))
+            seen += 1
+        b_sla[i], branch[i] = controller(int(batches["bin"][i])).cap()
     return b_sla, branch
 
 
