@@ -257,6 +257,10 @@ def test_the_lower_rule_is_stricter_and_its_winners_clear_the_target_with_their_
         assert row["meets"] == (row["ci_low"] >= 0.985)
         assert row["ci_low"] <= row["attainment"] <= row["ci_high"]
     assert "confidence interval from" in lower.sentence
+    # the replications are independent samples (each its own workload seed): wherever attainment is
+    # neither 0 nor 1 they disagree, so every such interval has a width
+    varied = [c for c in lower.cells if c["attainment"] is not None and 0 < c["attainment"] < 1]
+    assert varied and all(c["ci_low"] < c["attainment"] < c["ci_high"] for c in varied)
 
 
 def test_unreachable_target_ranks_at_max_gpus_and_says_so():
