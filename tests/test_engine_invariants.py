@@ -11,6 +11,10 @@ from core.config import BATCH_MODES
 from core.memory import MemoryModel
 from workloads.workload import Workload
 
+# An engine that never re-admits an evicted request the same way twice always ends; a change that makes it
+# run the same out-of-memory batch forever must fail here, not hang the suite.
+pytestmark = pytest.mark.timeout(120)
+
 
 @st.composite
 def workloads(draw, crowded=False):
@@ -289,3 +293,33 @@ def test_evicted_requests_are_back_when_their_batch_ends_whatever_else_was_evict
     assert end[1] < end[0]
     assert b["start"][2] == end[1] and b["gpu"][2] == b["gpu"][1]
     assert q["batch"][5:9].tolist() == [2] * 4
+
+
+def test_an_out_of_memory_step_completes_what_is_done_and_wastes_the_evicted_share():
+    """Five requests of 1,500 prompt tokens predicted at 10 run out of memory at step 26 (after 25 steps):
+    the two whose outputs (20 and exactly 25) are done by then complete in that batch, the three others
+    are evicted, and the wasted GPU time is their three fifths of the batch's time."""
+    output = np.array([20, 25, 100, 100, 100])
+    r = simulate(TIGHT, Workload(np.zeros(5), np.full(5, 1500), output, np.full(5, 10)))
+    b, q = r.batches, r.requests
+    assert b["steps"][0] == 25 and b["evicted"][0] == 3
+    assert q["batch"][:2].tolist() == [0, 0] and q["preemptions"].tolist() == [0, 0, 1, 1, 1]
+    assert q["finish"][1] == b["start"][0] + b["prefill"][0] + b["decode"][0]
+    assert r.summary["wasted_gpu_s"] == pytest.approx((b["prefill"][0] + b["decode"][0]) * 3 / 5, rel=1e-12)
+    assert (r.summary["oom_events"], r.summary["evicted_requests"], r.summary["completed"]) == (1, 3, 5)
+
+
+def test_evicted_requests_waiting_together_go_in_arrival_order():
+    """Three GPUs, batches of up to 5 on 7,629 KV tokens, predictions far below the outputs: request 7
+    (arrived at 0.40 s) is evicted twice, the second time by a batch dispatched after the one that evicted
+    request 12 (arrived at 1.84 s). Both wait at the queue's front when GPU 0 frees at 35.6 s, and the
+    earlier arrival goes first, whatever the order of the evictions."""
+    arrival = [0.0, 0.042, 0.054, 0.218, 0.23, 0.355, 0.367, 0.403, 0.522, 0.708, 0.775, 1.381, 1.84, 1.876]
+    prompt = [1496, 1475, 662, 798, 1173, 1281, 875, 959, 680, 1221, 1014, 856, 848, 1406]
+    output = [244, 683, 357, 754, 140, 651, 410, 735, 452, 331, 352, 568, 447, 707]
+    predicted = [49, 275, 81, 140, 67, 95, 80, 92, 92, 57, 29, 86, 132, 45]
+    w = Workload(np.array(arrival), np.array(prompt), np.array(output), np.array(predicted))
+    q = simulate(TIGHT.replace(gpus=3), w).requests
+    assert q["preemptions"][7] == 2 and q["preemptions"][12] == 1
+    assert q["start"][7] == pytest.approx(35.614, abs=1e-3) and q["batch"][7] == q["batch"][3]
+    assert q["start"][7] < q["start"][12]
