@@ -7,6 +7,8 @@ per bin, or observing the wrong quantity is caught.
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 
@@ -170,11 +172,13 @@ def test_each_bin_policy_serves_the_bins_in_its_order(mode, policy):
 
 # ------------------------------------------------------------ admission --
 @pytest.mark.parametrize("mode,margin", [("static_fifo", "factor"), ("dynamic_no_bins", "factor"),
-                                         ("dynamic_no_bins", "none"), ("multi_bin_dynamic", "factor")])
+                                         ("dynamic_no_bins", "none"), ("dynamic_no_bins", "clt"),
+                                         ("multi_bin_dynamic", "factor")])
 def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, margin):
     """b (max prompt + max prediction) + L0 <= eta for every batch, and one more waiting request of its
-    queue would not have fitted whenever the batch stopped below its cap. Honest predictions: no
-    batch runs out of memory, so every request's batch is the one that admitted it."""
+    queue would not have fitted whenever the batch stopped below its cap. L0 is Algorithm 1's buffer: a
+    share of eta, or with the CLT margin theta sqrt(b Var) from the queue's recent arrivals (window 1,000).
+    Honest predictions: no batch runs out of memory, so every request's batch is the one that admitted it."""
     rng = np.random.default_rng(0)
     n = 1500
     arrival = np.sort(rng.uniform(0, n / 60, n))
@@ -184,7 +188,16 @@ def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, marg
     r = simulate(cfg, w)
     eta, req, b = r.summary["eta_tokens"], r.requests, r.batches
     assert r.summary["oom_events"] == 0
-    l0 = eta * (1 - cfg.mem_factor) if cfg.dynamic and margin == "factor" else 0.0
+    theta = NormalDist().inv_cdf(1 - cfg.mem_eps)
+
+    def buffer(j, size):
+        if not cfg.dynamic or margin == "none":
+            return 0.0
+        if margin == "factor":
+            return eta * (1 - cfg.mem_factor)
+        seen = np.flatnonzero((req["bin"] == b["bin"][j]) & (arrival <= b["start"][j]))[-cfg.stats_window:]
+        return theta * np.sqrt((prompt[seen].var() + output[seen].var()) * size)
+
     members = [[] for _ in range(len(b["size"]))]
     for i in np.argsort(req["arrival"], kind="stable"):
         members[req["batch"][i]].append(i)
@@ -193,15 +206,15 @@ def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, marg
         idx = np.flatnonzero(req["bin"] == q)
         nxt.update(zip(idx[:-1].tolist(), idx[1:].tolist()))
 
-    def reservation(ids):
-        return len(ids) * (prompt[ids].max() + output[ids].max()) + l0
+    def reservation(j, ids):
+        return len(ids) * (prompt[ids].max() + output[ids].max()) + buffer(j, len(ids))
 
     cut = 0
     for j, ids in enumerate(members):
         assert len(ids) == b["size"][j] and b["max_prompt"][j] == prompt[ids].max()
-        assert len(ids) == 1 or reservation(ids) <= eta
+        assert len(ids) == 1 or reservation(j, ids) <= eta
         after = nxt.get(ids[-1])
         if after is not None and arrival[after] <= b["start"][j] and len(ids) < b["b_cap"][j]:
-            assert reservation(ids + [after]) > eta, j   # it waited, and the cap had room: memory kept it out
+            assert reservation(j, ids + [after]) > eta, j   # it waited, and the cap had room: memory kept it out
             cut += 1
     assert cut > 50   # memory, not the cap, ended many batches
