@@ -145,21 +145,54 @@ def test_a_request_arriving_at_a_boundary_is_admitted_there():
     assert_equals_reference(cfg, w)
 
 
-def test_algorithm_1s_statistics_window_acts_as_in_the_reference():
+@pytest.mark.parametrize("margin", ["factor", "clt"])
+def test_algorithm_1s_statistics_window_acts_as_in_the_reference(margin):
     """Long prompts first, short ones later, on a tight GPU: a short window lets Algorithm 1 raise its bound
-    as soon as the short prompts arrive, the whole-history window later; each as the reference does."""
+    as soon as the short prompts arrive, the whole-history window later; each as the reference does (with
+    the CLT margin, from the variance of the window's lengths)."""
     rng = np.random.default_rng(4)
     n = 60
     prompt = np.where(np.arange(n) < 30, 1200, 60)
     output = rng.integers(5, 60, n)
     w = Workload(np.sort(rng.uniform(0, 3, n)), prompt, output, output)
-    base = SimConfig(mode="continuous_dynamic", gpus=2, gpu_mem_gb=16.3, d_sla_tbt=None, b_max=40, sla_window=1)
+    base = SimConfig(mode="continuous_dynamic", gpus=2, gpu_mem_gb=16.3, d_sla_tbt=None, b_max=40, sla_window=1,
+                     mem_margin=margin)
     runs = {}
     for window in (4, 1000):
         cfg = base.replace(stats_window=window)
         assert_equals_reference(cfg, w)
         runs[window] = simulate(cfg, w).batches["b_mem"]
     assert runs[4].max() > runs[1000].max()
+
+
+@pytest.mark.parametrize("window", [32, 1000])
+def test_algorithm_1s_clt_margin_binds_as_in_the_reference(window):
+    """Varied prompts on a GPU where Algorithm 1's bound, not memory, limits the running requests: the
+    CLT margin, from the variance of the window's prompts and predictions, caps them below the factor
+    margin, and the compiled engine admits exactly as the reference does."""
+    rng = np.random.default_rng(6)
+    n = 80
+    output = rng.integers(5, 80, n)
+    w = Workload(np.sort(rng.uniform(0, 0.5, n)), rng.integers(20, 600, n), output, output)
+    base = SimConfig(mode="continuous_dynamic", gpus=1, gpu_mem_gb=17.0, d_sla_tbt=None, b_max=64, sla_window=1,
+                     stats_window=window)
+    clt = base.replace(mem_margin="clt")
+    assert_equals_reference(clt, w)
+    sizes = {m: simulate(base.replace(mem_margin=m), w).batches["size"].max() for m in ("factor", "clt")}
+    assert sizes["clt"] < sizes["factor"] < base.b_max
+
+
+@pytest.mark.parametrize("mode", CONTINUOUS_MODES)
+def test_a_request_that_fills_every_kv_block_is_served(mode):
+    """A GPU of K blocks serves a request needing exactly K blocks (prompt one block, within the watermark);
+    one token more and it is rejected when it arrives."""
+    cfg = SimConfig(mode=mode, gpus=1, gpu_mem_gb=16.3)
+    blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
+    for extra, served in ((0, 1), (1, 0)):
+        w = Workload(np.array([0.0, 1.0]), np.array([16, 16]), np.array([16 * blocks - 16 + extra, 10]),
+                     np.array([10, 10]))
+        s = simulate(cfg, w).summary
+        assert (s["completed"], s["rejected_requests"]) == (1 + served, 1 - served), extra
 
 
 def assert_equals_reference(cfg, w) -> int:
