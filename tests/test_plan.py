@@ -271,6 +271,23 @@ def test_unreachable_target_ranks_at_max_gpus_and_says_so():
     assert res.recommended["gpus"] == 3 and not res.recommended["meets"]
 
 
+def test_each_replication_runs_on_its_own_workload_and_scheduler_seeds():
+    """Replication r of every cell runs workload seed and scheduler seed base + r."""
+    seen = set()
+
+    def job(member):
+        seen.add((member.point["replication"], member.config.seed, member.spec.workload_seed))
+        return simulate_member(member)
+
+    spec = WorkloadSpec(num_requests=2000, rate=20.0, workload_seed=7, **MMC_SPEC)
+    options = PlanOptions(modes=("static_fifo",), batch_values=(1,), max_gpus=4, target=0.9, replications=3,
+                          evidence=False)
+    with ThreadPoolExecutor(2) as pool:
+        res = plan(SimConfig(d_sla_e2e=0.4, seed=5, **MMC), spec, options, executor=pool, job=job, workers=2)
+    assert res.status == "ok"
+    assert seen == {(r, 5 + r, 7 + r) for r in range(3)}
+
+
 def test_a_candidate_whose_runs_fail_is_left_out_with_its_error():
     # 16.001 GB of memory and 16 GB of weights: no request fits; every candidate fails
     res = plan(SimConfig(gpu_mem_gb=16.001), WorkloadSpec(num_requests=300),
