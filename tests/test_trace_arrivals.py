@@ -35,3 +35,15 @@ def test_rps_scaling_multiplies_the_rate_of_re_drawn_arrivals(arrival):
     np.testing.assert_allclose(base, arrivals(arrival=arrival, rate=own), rtol=1e-9)
     drawn = (len(base) - 1) / (base[-1] - base[0])
     assert drawn == pytest.approx(own, rel=0.3)   # one draw of 382 gaps (gamma: CV 1.41, ~7 % per sd)
+
+
+def test_re_drawn_arrivals_and_prediction_noise_follow_the_workload_seed():
+    a, b = (build_workload(WorkloadSpec(workload="burstgpt", trace=TRACE, arrival="poisson", predictor="noisy:0.5",
+                                        workload_seed=seed)) for seed in (0, 1))
+    np.testing.assert_array_equal(a.prompt, b.prompt)           # the trace's own rows, whatever the seed
+    np.testing.assert_array_equal(a.output, b.output)
+    assert not np.array_equal(a.arrival, b.arrival) and not np.array_equal(a.predicted, b.predicted)
+    again = build_workload(WorkloadSpec(workload="burstgpt", trace=TRACE, arrival="poisson", predictor="noisy:0.5",
+                                        workload_seed=1))
+    np.testing.assert_array_equal(again.arrival, b.arrival)
+    np.testing.assert_array_equal(again.predicted, b.predicted)
