@@ -155,6 +155,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
     reserve = _Reserve(eta, mem, cfg.max_new_tokens if cfg.kv_reserve == "max_new_tokens" else None)
 
     heap = [(0.0, gpu) for gpu in range(cfg.gpus)]
+    heappush, heappop = heapq.heappush, heapq.heappop
     clock = 0.0                          # time of the latest decision
     prefill_time = latency.prefill_time
     decode_time = latency.decode_time
@@ -185,7 +186,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         """When queue i can start a batch (INF when it holds nothing more). Evicted requests make it
         ready when they are back (before that they count for nothing: whether a batch runs out of
         memory is only known when it does)."""
-        r = min(e[0] for e in front[i]) if front[i] else INF
+        r = min(front[i])[0] if front[i] else INF   # the earliest back (front is in arrival order)
         h = head[i]
         if h < end[i]:
             if greedy:
@@ -199,7 +200,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         return r
 
     while done < n:
-        f, gpu = heapq.heappop(heap)
+        f, gpu = heappop(heap)
         if f < clock:  # decisions happen in time order: this GPU idled until now
             f = clock
 
@@ -236,7 +237,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
                 elif len(cands) == 1:
                     q = cands[0]
                 else:
-                    back = [[p for r, p in front[i] if r <= t] for i in range(k)]   # evicted and back by t
+                    back = [[p for r, p in fr if r <= t] if fr else fr for fr in front]   # evicted and back by t
                     q = pick_queue(policy, cands, [min(q_arr[back[i][0]] if back[i] else INF,
                                                        q_arr[head[i]] if head[i] < end[i] else INF)
                                                    for i in range(k)],
@@ -245,7 +246,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
 
         # ---- batch size: the cap, then the reservation check -----------------
         while pending and pending[0][0] <= t:   # Algorithm 2 sees the batches that have ended
-            _, _, pq, step, sz = heapq.heappop(pending)
+            _, _, pq, step, sz = heappop(pending)
             sla[pq].observe(step, sz)
         if dynamic:
             mi, mo, vi, vo = stats.moments(off[q], arrived[q])
@@ -261,7 +262,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
             branch = BRANCH_OFF
             var = 0.0
         h = head[q]
-        evicted_here = n_front and any(r <= t for r, _ in front[q])
+        evicted_here = n_front and front[q] and min(front[q])[0] <= t
         if not evicted_here:      # fast path: a slice of the queue
             size = arrived[q] - h
             if size > cap:
@@ -295,11 +296,11 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         pre = prefill_time(size, P)
         dec = decode_time(size, P, steps) if steps > 0 else 0.0
         finish = t + pre + dec
-        heapq.heappush(heap, (finish, gpu))
+        heappush(heap, (finish, gpu))
         clock = t
         bid = len(L_start)
         if observing:
-            heapq.heappush(pending, (finish, bid, q, dec / steps if steps > 0 else 0.0, size))
+            heappush(pending, (finish, bid, q, dec / steps if steps > 0 else 0.0, size))
         if members is None:
             if steps == O:
                 q_batch[h:h + size] = bid
