@@ -39,7 +39,9 @@ decide what happens: if ``b (P + O) > eta`` for the longest true output ``O``,
 the batch runs out of memory at step ``s* = eta // b - P + 1``; the requests
 already complete (output ``<= s* - 1``) finish then, every other one is evicted
 to the front of its queue (recompute: it starts again, keeping its arrival
-time), and the evicted share of the batch's GPU time is counted as wasted.
+time), and the evicted share of the batch's GPU time is counted as wasted. Its
+reservation is then at least ``s*`` tokens, so its next batch runs out of memory,
+if at all, at a later step: a request is evicted at most once per output token.
 """
 from __future__ import annotations
 
@@ -326,6 +328,9 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
                 else:
                     back.append(p)
                     q_evictions[p] += 1
+                    if q_evictions[p] > q_output_l[p]:   # each eviction comes at a later step than the last
+                        raise RuntimeError(f"request {int(order[p])} evicted {int(q_evictions[p])} times with "
+                                           f"{q_output_l[p]} output tokens: the engine is not making progress")
                     if steps + 1 > q_known[p]:
                         q_known[p] = steps + 1
             if back:

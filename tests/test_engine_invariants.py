@@ -11,8 +11,7 @@ from core.config import BATCH_MODES
 from core.memory import MemoryModel
 from workloads.workload import Workload
 
-# An engine that never re-admits an evicted request the same way twice always ends; a change that makes it
-# run the same out-of-memory batch forever must fail here, not hang the suite.
+# Every test here takes seconds: one that stops making progress fails instead of hanging the suite.
 pytestmark = pytest.mark.timeout(120)
 
 
