@@ -16,11 +16,11 @@ requests arriving at 1000 req/s) and capacity at 95 % SLA attainment (20,000
 requests per probe, 2 % tolerance), searched on ``PAPER2_REPLICATIONS`` workload
 seeds: each capacity is their mean with a 95 % Student-t interval, and the
 capacity ratio the mean of the per-seed ratios (the static and the dynamic cap
-see the same workloads, seed by seed) with its interval. The paper reports +8..28 % throughput and
-capacity 5.4 -> 6.6 req/s (+22 %) for LLaMA3-70B on vLLM; batchlab's pair is
-run-to-completion batching (static_fifo with B = 8, 16, 32, 64 vs
-dynamic_no_bins), and the continuous-batching pair too when the build has
-those modes. The paper's ratios are quoted in the README beside these.
+see the same workloads, seed by seed) with its interval. The paper reports
++8..28 % throughput and capacity 5.4 -> 6.6 req/s (+22 %) for LLaMA3-70B on
+vLLM; batchlab's pair is run-to-completion batching (static_fifo with B = 8,
+16, 32, 64 vs dynamic_no_bins), and the continuous-batching pair too when the
+build has those modes. The paper's ratios are quoted in the README beside these.
 """
 from __future__ import annotations
 
