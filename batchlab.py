@@ -1210,7 +1210,7 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
 @click.option("--format", "fmt", type=click.Choice(("table", "csv")), default="table", show_default=True)
 def reproduce(paper, workers, as_json, fmt):
     """Reproduce a paper's figures beside its formulas (paper1: Guldogan et al.; paper2: Pang et al.)."""
-    from core.reproduce import reproduce as run_reproduction
+    from core.reproduce import reproduce as run_reproduction, text_table
     from core.sweep_report import format_frame
 
     try:
@@ -1222,7 +1222,8 @@ def reproduce(paper, workers, as_json, fmt):
         return
     for name, df in tables.items():
         click.echo(f"\n{name}" if fmt == "table" else f"# {name}")
-        click.echo(format_frame(df) if fmt == "table" else df.to_csv(index=False), nl=fmt == "table")
+        click.echo(format_frame(text_table(name, df)) if fmt == "table" else df.to_csv(index=False),
+                   nl=fmt == "table")
 
 
 def main() -> None:

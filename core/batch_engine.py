@@ -13,11 +13,18 @@ with the number of batches, not requests:
 * A heap of GPU free times drives the loop; an idle GPU stays in the heap with
   the time it went idle and is popped once per batch, never once per arrival.
 
+No look-ahead. A decision at time ``t`` uses only what is known at ``t``: each
+bin's SLA controller (Algorithm 2) observes a batch's mean decode-step time when
+the batch *ends* (observations wait in a heap of end times and are delivered,
+in end order, before the next decision at or after it), and requests evicted by
+an out-of-memory event count in their queue's readiness, order and size only
+from the moment they are back.
+
 Decision rule. The earliest-free GPU (free at ``f``) takes the next batch. With
 ``fill="greedy"`` a queue is ready as soon as its head request has arrived; with
 ``fill="full"`` when it holds its target batch size, or when its head has waited
 ``max_wait``, or when the queue's last request of the trace has arrived (the end
-of the trace flushes partial batches), or when evicted requests wait at its
+of the trace flushes partial batches), or when evicted requests are back at its
 front. The batch starts at ``t = max(f, ready time, previous decision time)``;
 among the queues ready by ``t`` the bin policy picks one.
 
@@ -32,7 +39,9 @@ decide what happens: if ``b (P + O) > eta`` for the longest true output ``O``,
 the batch runs out of memory at step ``s* = eta // b - P + 1``; the requests
 already complete (output ``<= s* - 1``) finish then, every other one is evicted
 to the front of its queue (recompute: it starts again, keeping its arrival
-time), and the evicted share of the batch's GPU time is counted as wasted.
+time), and the evicted share of the batch's GPU time is counted as wasted. Its
+reservation is then at least ``s*`` tokens, so its next batch runs out of memory,
+if at all, at a later step: a request is evicted at most once per output token.
 """
 from __future__ import annotations
 
@@ -136,15 +145,19 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         if cfg.memory_control:
             mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps)
         d_sla = cfg.d_sla_tbt if cfg.sla_control else None   # no deadline to steer to: b_SLA = B_max
+        observing = d_sla is not None
         sla = [SlaController(d_sla, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
                              cfg.b_min, cfg.b_max, cfg.sla_window) for _ in range(k)]
         first_cap = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max)
         target = [first_cap] * k         # fill=full: the batch size a queue waits for
     else:
         target = [cfg.batch_size] * k
+        observing = False
+    pending: list[tuple[float, int, int, float, int]] = []   # (end, batch, queue, step time, size) unobserved
     reserve = _Reserve(eta, mem, cfg.max_new_tokens if cfg.kv_reserve == "max_new_tokens" else None)
 
     heap = [(0.0, gpu) for gpu in range(cfg.gpus)]
+    heappush, heappop = heapq.heappush, heapq.heappop
     clock = 0.0                          # time of the latest decision
     prefill_time = latency.prefill_time
     decode_time = latency.decode_time
@@ -172,14 +185,16 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         g = new_g
 
     def queue_ready(i: int) -> float:
-        """When queue i can start a batch (INF when it holds nothing more)."""
-        r = front[i][0][0] if front[i] else INF
+        """When queue i can start a batch (INF when it holds nothing more). Evicted requests make it
+        ready when they are back (before that they count for nothing: whether a batch runs out of
+        memory is only known when it does)."""
+        r = min(front[i])[0] if front[i] else INF   # the earliest back (front is in arrival order)
         h = head[i]
         if h < end[i]:
             if greedy:
                 s = q_arr[h]
             else:
-                last = h + target[i] - len(front[i]) - 1
+                last = h + target[i] - 1
                 s = q_arr[last] if last < end[i] else q_arr[end[i] - 1]
                 w = q_arr[h] + max_wait
                 s = s if s < w else w
@@ -187,7 +202,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         return r
 
     while done < n:
-        f, gpu = heapq.heappop(heap)
+        f, gpu = heappop(heap)
         if f < clock:  # decisions happen in time order: this GPU idled until now
             f = clock
 
@@ -221,14 +236,20 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
                 cands = [i for i in range(k) if ready[i] <= t]
                 if policy == "fcfs" and not greedy:
                     q = ready.index(first)  # Paper 1: the first formed batch is served first
+                elif len(cands) == 1:
+                    q = cands[0]
                 else:
-                    q = cands[0] if len(cands) == 1 else pick_queue(
-                        policy, cands, [min(q_arr[front[i][0][1]] if front[i] else INF,
-                                            q_arr[head[i]] if head[i] < end[i] else INF) for i in range(k)],
-                        [arrived[i] - head[i] + len(front[i]) for i in range(k)], rr, k)
+                    back = [[p for r, p in fr if r <= t] if fr else fr for fr in front]   # evicted and back by t
+                    q = pick_queue(policy, cands, [min(q_arr[back[i][0]] if back[i] else INF,
+                                                       q_arr[head[i]] if head[i] < end[i] else INF)
+                                                   for i in range(k)],
+                                   [arrived[i] - head[i] + len(back[i]) for i in range(k)], rr, k)
         rr = q + 1
 
         # ---- batch size: the cap, then the reservation check -----------------
+        while pending and pending[0][0] <= t:   # Algorithm 2 sees the batches that have ended
+            _, _, pq, step, sz = heappop(pending)
+            sla[pq].observe(step, sz)
         if dynamic:
             mi, mo, vi, vo = stats.moments(off[q], arrived[q])
             b_mem = mem.cap(mi, mo, vi, vo) if mem is not None else cfg.b_max
@@ -243,7 +264,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
             branch = BRANCH_OFF
             var = 0.0
         h = head[q]
-        evicted_here = front[q] and front[q][0][0] <= t
+        evicted_here = n_front and front[q] and min(front[q])[0] <= t
         if not evicted_here:      # fast path: a slice of the queue
             size = arrived[q] - h
             if size > cap:
@@ -277,11 +298,11 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         pre = prefill_time(size, P)
         dec = decode_time(size, P, steps) if steps > 0 else 0.0
         finish = t + pre + dec
-        heapq.heappush(heap, (finish, gpu))
+        heappush(heap, (finish, gpu))
         clock = t
-        if dynamic:
-            ctl.observe(dec / steps if steps > 0 else 0.0, size)
         bid = len(L_start)
+        if observing:
+            heappush(pending, (finish, bid, q, dec / steps if steps > 0 else 0.0, size))
         if members is None:
             if steps == O:
                 q_batch[h:h + size] = bid
@@ -307,6 +328,9 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
                 else:
                     back.append(p)
                     q_evictions[p] += 1
+                    if q_evictions[p] > q_output_l[p]:   # each eviction comes at a later step than the last
+                        raise RuntimeError(f"request {int(order[p])} evicted {int(q_evictions[p])} times with "
+                                           f"{q_output_l[p]} output tokens: the engine is not making progress")
                     if steps + 1 > q_known[p]:
                         q_known[p] = steps + 1
             if back:

@@ -96,7 +96,8 @@ class SlaController:
         self._sum_size = 0
 
     def observe(self, step_time: float, batch_size: int) -> None:
-        """Record a dispatched batch's mean decode-step time and size."""
+        """Record an observation: a batch's (or a run of iterations') mean decode-step time and size,
+        once it has happened (an engine never observes what has not ended yet)."""
         if len(self._steps) < self._window:
             self._steps.append(step_time)
             self._sizes.append(batch_size)

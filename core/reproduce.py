@@ -13,11 +13,14 @@ paper2 (Pang et al., arXiv 2503.05248): static cap vs SLA-aware dynamic cap on
 the default workload and latency model with the paper's 50 ms TBT deadline
 (TTFT 10 s; no end-to-end deadline). Throughput at saturation (100,000
 requests arriving at 1000 req/s) and capacity at 95 % SLA attainment (20,000
-requests per probe, 2 % tolerance). The paper reports +8..28 % throughput and
-capacity 5.4 -> 6.6 req/s (+22 %) for LLaMA3-70B on vLLM; batchlab's pair is
-run-to-completion batching (static_fifo with B = 8, 16, 32, 64 vs
-dynamic_no_bins), and the continuous-batching pair too when the build has
-those modes. The paper's ratios are quoted in the README beside these.
+requests per probe, 2 % tolerance), searched on ``PAPER2_REPLICATIONS`` workload
+seeds: each capacity is their mean with a 95 % Student-t interval, and the
+capacity ratio the mean of the per-seed ratios (the static and the dynamic cap
+see the same workloads, seed by seed) with its interval. The paper reports
++8..28 % throughput and capacity 5.4 -> 6.6 req/s (+22 %) for LLaMA3-70B on
+vLLM; batchlab's pair is run-to-completion batching (static_fifo with B = 8,
+16, 32, 64 vs dynamic_no_bins), and the continuous-batching pair too when the
+build has those modes. The paper's ratios are quoted in the README beside these.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from workloads.spec import WorkloadSpec
 
 from .capacity import search_capacities
 from .config import MODES, SimConfig
+from .stats import mean_ci
 from .sweep import Member, SweepError, default_workers, pool_for, run_members
 
 PAPERS = ("paper1", "paper2")
@@ -40,6 +44,7 @@ PAPER1_SPEC = dict(arrival="poisson", prompt_lengths="fixed:1", output_lengths="
 PAPER2_SLA = dict(d_sla_tbt=0.050, d_sla_ttft=10.0, d_sla_e2e=None)
 PAPER2_STATIC_CAPS = (8, 16, 32, 64)
 PAPER2_PAIRS = (("static_fifo", "dynamic_no_bins"), ("continuous_static", "continuous_dynamic"))
+PAPER2_REPLICATIONS = 3
 
 
 def paper1_service(k: int, B: int = 128, lmin: float = 1.0, lmax: float = 20.0) -> float:
@@ -92,8 +97,10 @@ def reproduce_paper1(executor: Executor | None = None, workers: int | None = Non
 
 def reproduce_paper2(executor: Executor | None = None, workers: int | None = None, n_throughput: int = 100_000,
                      n_capacity: int = 20_000, target: float = 0.95, tolerance: float = 0.02,
-                     static_caps: tuple[int, ...] = PAPER2_STATIC_CAPS) -> dict[str, pd.DataFrame]:
-    """One row per (mode pair, static cap B): throughput and capacity of each side and their ratio."""
+                     static_caps: tuple[int, ...] = PAPER2_STATIC_CAPS,
+                     replications: int = PAPER2_REPLICATIONS) -> dict[str, pd.DataFrame]:
+    """One row per (mode pair, static cap B): throughput and capacity of each side and their ratio, each
+    capacity and the ratio with its interval over the replications (None from a single one)."""
     pairs = [p for p in PAPER2_PAIRS if p[0] in MODES and p[1] in MODES]
     base = SimConfig(**PAPER2_SLA)
     configs = []
@@ -104,22 +111,52 @@ def reproduce_paper2(executor: Executor | None = None, workers: int | None = Non
     with pool_for(executor, workers or default_workers()) as pool:
         summaries = _run(members, pool, workers)
         caps = search_capacities([(c, WorkloadSpec(num_requests=n_capacity)) for c in configs], target, tolerance,
-                                 1, pool, workers=workers or default_workers(), start=2.0)
+                                 replications, pool, workers=workers or default_workers(), start=2.0)
     got = {(c.mode, c.batch_size if not c.dynamic else None): (s, cap) for c, s, cap in zip(configs, summaries, caps)}
     rows = []
     for static, dynamic in pairs:
         s1, c1 = got[(dynamic, None)]
         for b in static_caps:
             s0, c0 = got[(static, b)]
+            ratio, ratio_low, ratio_high = paired_ratio(c0.per_replication, c1.per_replication)
             rows.append({
                 "static": f"{static} B={b}", "dynamic": dynamic,
                 "static_throughput_rps": s0["throughput_rps"], "dynamic_throughput_rps": s1["throughput_rps"],
                 "throughput_ratio": s1["throughput_rps"] / s0["throughput_rps"],
                 "static_tbt_p99_s": s0["tbt_p99_s"], "dynamic_tbt_p99_s": s1["tbt_p99_s"],
-                "static_capacity_rps": c0.capacity_rps, "dynamic_capacity_rps": c1.capacity_rps,
-                "capacity_ratio": (c1.capacity_rps / c0.capacity_rps
-                                   if c0.capacity_rps and c1.capacity_rps is not None else None)})
+                "static_capacity_rps": c0.capacity_rps, "static_capacity_low": c0.ci_low,
+                "static_capacity_high": c0.ci_high,
+                "dynamic_capacity_rps": c1.capacity_rps, "dynamic_capacity_low": c1.ci_low,
+                "dynamic_capacity_high": c1.ci_high,
+                "capacity_ratio": ratio, "capacity_ratio_low": ratio_low, "capacity_ratio_high": ratio_high,
+                "replications": replications})
     return {"paper2": pd.DataFrame(rows)}
+
+
+def paired_ratio(static: list[float | None], dynamic: list[float | None]) -> tuple[float | None, ...]:
+    """(mean, low, high) of dynamic / static capacity over the replications (seed by seed); None where
+    a side has no positive capacity."""
+    pairs = [(s, d) for s, d in zip(static, dynamic) if s and d is not None]
+    if len(pairs) < len(static) or not pairs:
+        return None, None, None
+    return mean_ci([d / s for s, d in pairs])
+
+
+def text_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """The table as ``batchlab reproduce`` prints it: paper2's intervals folded into "mean [low, high]"."""
+    if name != "paper2" or df.empty:
+        return df
+
+    def interval(mean, low, high) -> str:
+        if mean is None or pd.isna(mean):
+            return "-"
+        return f"{mean:.3g}" if low is None or pd.isna(low) else f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+
+    out = df[["static", "dynamic", "static_throughput_rps", "dynamic_throughput_rps", "throughput_ratio"]].copy()
+    for side in ("static_capacity", "dynamic_capacity", "capacity_ratio"):
+        key = side if side.endswith("ratio") else f"{side}_rps"
+        out[key] = [interval(m, lo, hi) for m, lo, hi in zip(df[key], df[f"{side}_low"], df[f"{side}_high"])]
+    return out
 
 
 def reproduce(paper: str, executor: Executor | None = None, workers: int | None = None) -> dict[str, pd.DataFrame]:

@@ -186,3 +186,25 @@ def test_each_configuration_may_have_its_own_start_and_bracketing_step():
         search_capacities([(cfg, spec)], 0.9, factor=[1.5, 2.0])
     with pytest.raises(SweepError, match="need factor > 1"):
         search_capacities([(cfg, spec)], 0.9, factor=[1.0])
+
+
+def test_each_replication_probes_with_its_own_workload_and_scheduler_seeds():
+    """Replication r runs every probe on workload seed and scheduler seed base + r: common random numbers
+    across the rates of one replication, independent samples across replications."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.sweep import simulate_member
+
+    seen = []
+
+    def job(member):
+        seen.append((member.point["replication"], member.config.seed, member.spec.workload_seed))
+        return simulate_member(member)
+
+    cfg = SimConfig(d_sla_e2e=1.0, seed=5, **MM1)
+    spec = WorkloadSpec(num_requests=3000, workload_seed=7, **MM1_SPEC)
+    with ThreadPoolExecutor(2) as pool:
+        res = capacity(cfg, spec, target=0.9, tolerance=0.1, replications=3, executor=pool, job=job, workers=2)
+    assert res.status == "ok" and len(seen) == len(res.probes) > 3
+    assert set(seen) == {(r, 5 + r, 7 + r) for r in range(3)}
+    assert len(set(res.per_replication)) > 1                   # independent samples, not one repeated

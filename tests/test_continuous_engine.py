@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from continuous_reference import simulate_reference
@@ -22,7 +22,8 @@ COMPARED = ("start", "first_token", "finish", "tbt", "tbt_max")
 
 @st.composite
 def small_workloads(draw, max_n=60, crowded=False):
-    """Up to ``max_n`` requests; ``crowded``: at least 20, arriving fast with long outputs (queues form)."""
+    """Up to ``max_n`` requests; ``crowded``: at least 20, arriving fast with long outputs and prompts of
+    at most 600 tokens (queues form; every request fits the tightest GPU, 16.2 GB)."""
     n = draw(st.integers(20 if crowded else 1, max_n))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
@@ -31,7 +32,7 @@ def small_workloads(draw, max_n=60, crowded=False):
     arrival -= arrival[0]
     if draw(st.booleans()):
         arrival = np.round(arrival, 1)  # simultaneous arrivals
-    prompt = rng.integers(1, draw(st.sampled_from([40, 600, 3000])), n)
+    prompt = rng.integers(1, draw(st.sampled_from([40, 600] if crowded else [40, 600, 3000])), n)
     output = rng.integers(0, 600 if crowded else draw(st.sampled_from([3, 120, 600])), n)
     predicted = np.maximum(1, np.rint(output * np.exp(rng.normal(0, 0.5, n)))).astype(np.int64)
     return Workload(arrival, prompt, output, predicted)
@@ -50,8 +51,10 @@ def continuous_configs(draw, modes=("continuous_static", "continuous_dynamic")):
         bin_policy=draw(st.sampled_from(["fcfs", "longest", "round_robin", "short_first"])),
         d_sla_tbt=draw(st.sampled_from([None, 0.032, 0.034, 0.05])),
         sla_window=draw(st.sampled_from([1, 3, 8])),
+        stats_window=draw(st.sampled_from([2, 9, 1000])),
+        memory_control=draw(st.sampled_from([True, True, False])),
         mem_margin=draw(st.sampled_from(["factor", "clt", "none"])),
-        gpu_mem_gb=draw(st.sampled_from([16.2, 16.3, 17.0, 40.0])),  # 16.2 GB: ~1,300 KV tokens
+        gpu_mem_gb=draw(st.sampled_from([16.2, 16.2, 16.3, 17.0, 40.0])),  # 16.2 GB: ~1,300 KV tokens
         block_size=draw(st.sampled_from([1, 4, 16])),
         kv_watermark=draw(st.sampled_from([0.0, 0.01, 0.1])),
         chunk_size=draw(st.sampled_from([None, 32, 256])),
@@ -67,22 +70,47 @@ def fits(cfg, w):
 
 
 # ------------------------------------------------------- against the reference --
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(cfg=continuous_configs(CONTINUOUS_MODES), w=small_workloads())
-def test_event_engine_equals_iteration_by_iteration_reference(cfg, w):
+# Examples a GPU cannot hold (a request beyond its memory) are not compared: the reference serves every
+# request. `assume` leaves them out, and each test states the share of its examples that must preempt, so
+# that a generator drifting towards easy cases turns the test red. The examples are derandomized: the
+# share is a fixed fact of this file, not of the run.
+def preempting_share(check, examples: int) -> float:
+    """Run the hypothesis test ``check`` (it appends True or False, "preempted", per example to the list it
+    is given) and return the share of examples that preempted."""
+    preempted: list[bool] = []
+    check(preempted)
+    assert len(preempted) >= examples
+    return float(np.mean(preempted))
+
+
+def test_event_engine_equals_iteration_by_iteration_reference():
     """Skipping spans of iterations in closed form changes nothing: every request's times, GPU and
-    preemptions equal those of a simulator that steps every iteration of every GPU."""
-    assert_equals_reference(cfg, w)
+    preemptions equal those of a simulator that steps every iteration of every GPU; over a tenth of the
+    examples preempt (16 % measured; the test below is the one for preemption)."""
+    @settings(max_examples=120, derandomize=True)
+    @given(cfg=continuous_configs(CONTINUOUS_MODES), w=st.one_of(small_workloads(), small_workloads(crowded=True)))
+    def check(preempted, cfg, w):
+        assume(fits(cfg, w))
+        preempted.append(assert_equals_reference(cfg, w) > 0)
+
+    assert preempting_share(check, 120) > 0.1
 
 
 @pytest.mark.parametrize("policy", ["fcfs", "longest", "round_robin", "short_first"])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(cfg=continuous_configs(("continuous_multi_bin",)), w=small_workloads(crowded=True),
-       tight=st.sampled_from([16.2, 16.3]))
-def test_multi_bin_equals_the_reference_under_preemption(policy, cfg, w, tight):
-    """Each bin policy on tight memory: preempted requests wait at the front of their own queue and
-    count among its waiting requests."""
-    assert_equals_reference(replace(cfg, bin_policy=policy, gpu_mem_gb=tight, k_bins=max(cfg.k_bins, 2)), w)
+def test_multi_bin_equals_the_reference_under_preemption(policy):
+    """Each bin policy on tight memory, with room under the caps (B_max >= 12) and Algorithm 1 without a
+    margin (or off): preempted requests wait at the front of their own queue and count among its waiting
+    requests. Over two thirds of the examples preempt (85-88 % measured)."""
+    @settings(max_examples=40, derandomize=True)
+    @given(cfg=continuous_configs(("continuous_multi_bin",)), w=small_workloads(crowded=True),
+           tight=st.sampled_from([16.2, 16.3]))
+    def check(preempted, cfg, w, tight):
+        cfg = replace(cfg, bin_policy=policy, gpu_mem_gb=tight, k_bins=max(cfg.k_bins, 2), b_max=max(cfg.b_max, 12),
+                      mem_margin="none")
+        assume(fits(cfg, w))
+        preempted.append(assert_equals_reference(cfg, w) > 0)
+
+    assert preempting_share(check, 40) > 2 / 3
 
 
 @pytest.mark.parametrize("mode", CONTINUOUS_MODES)
@@ -117,9 +145,59 @@ def test_a_request_arriving_at_a_boundary_is_admitted_there():
     assert_equals_reference(cfg, w)
 
 
-def assert_equals_reference(cfg, w):
-    if not fits(cfg, w):
-        return
+@pytest.mark.parametrize("margin", ["factor", "clt"])
+def test_algorithm_1s_statistics_window_acts_as_in_the_reference(margin):
+    """Long prompts first, short ones later, on a tight GPU: a short window lets Algorithm 1 raise its bound
+    as soon as the short prompts arrive, the whole-history window later; each as the reference does (with
+    the CLT margin, from the variance of the window's lengths)."""
+    rng = np.random.default_rng(4)
+    n = 60
+    prompt = np.where(np.arange(n) < 30, 1200, 60)
+    output = rng.integers(5, 60, n)
+    w = Workload(np.sort(rng.uniform(0, 3, n)), prompt, output, output)
+    base = SimConfig(mode="continuous_dynamic", gpus=2, gpu_mem_gb=16.3, d_sla_tbt=None, b_max=40, sla_window=1,
+                     mem_margin=margin)
+    runs = {}
+    for window in (4, 1000):
+        cfg = base.replace(stats_window=window)
+        assert_equals_reference(cfg, w)
+        runs[window] = simulate(cfg, w).batches["b_mem"]
+    assert runs[4].max() > runs[1000].max()
+
+
+@pytest.mark.parametrize("window", [32, 1000])
+def test_algorithm_1s_clt_margin_binds_as_in_the_reference(window):
+    """Varied prompts on a GPU where Algorithm 1's bound, not memory, limits the running requests: the
+    CLT margin, from the variance of the window's prompts and predictions, caps them below the factor
+    margin, and the compiled engine admits exactly as the reference does."""
+    rng = np.random.default_rng(6)
+    n = 80
+    output = rng.integers(5, 80, n)
+    w = Workload(np.sort(rng.uniform(0, 0.5, n)), rng.integers(20, 600, n), output, output)
+    base = SimConfig(mode="continuous_dynamic", gpus=1, gpu_mem_gb=17.0, d_sla_tbt=None, b_max=64, sla_window=1,
+                     stats_window=window)
+    clt = base.replace(mem_margin="clt")
+    assert_equals_reference(clt, w)
+    sizes = {m: simulate(base.replace(mem_margin=m), w).batches["size"].max() for m in ("factor", "clt")}
+    assert sizes["clt"] < sizes["factor"] < base.b_max
+
+
+@pytest.mark.parametrize("mode", CONTINUOUS_MODES)
+def test_a_request_that_fills_every_kv_block_is_served(mode):
+    """A GPU of K blocks serves a request needing exactly K blocks (prompt one block, within the watermark);
+    one token more and it is rejected when it arrives."""
+    cfg = SimConfig(mode=mode, gpus=1, gpu_mem_gb=16.3)
+    blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
+    for extra, served in ((0, 1), (1, 0)):
+        w = Workload(np.array([0.0, 1.0]), np.array([16, 16]), np.array([16 * blocks - 16 + extra, 10]),
+                     np.array([10, 10]))
+        s = simulate(cfg, w).summary
+        assert (s["completed"], s["rejected_requests"]) == (1 + served, 1 - served), extra
+
+
+def assert_equals_reference(cfg, w) -> int:
+    """Every request as in the reference; returns the run's preemptions."""
+    assert fits(cfg, w), "the reference serves every request: the case must fit the GPU"
     r = simulate(cfg, w)
     ref, preemptions, wasted = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"])
     for key in COMPARED:
@@ -128,14 +206,24 @@ def assert_equals_reference(cfg, w):
         np.testing.assert_array_equal(r.requests[key], ref[key], err_msg=key)
     assert r.summary["preemptions"] == preemptions
     assert r.summary["wasted_gpu_s"] == pytest.approx(wasted, rel=1e-9, abs=1e-12)
+    return preemptions
 
 
 # ------------------------------------------------------------------ invariants --
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cfg=continuous_configs(CONTINUOUS_MODES), w=small_workloads(max_n=120))
-def test_invariants_of_every_continuous_mode(cfg, w):
-    if not fits(cfg, w):
-        return
+def test_invariants_of_every_continuous_mode():
+    """Over a fifth of the examples preempt (26 % measured)."""
+    @settings(max_examples=150, derandomize=True)
+    @given(cfg=continuous_configs(CONTINUOUS_MODES),
+           w=st.one_of(small_workloads(max_n=120), small_workloads(max_n=120, crowded=True)))
+    def check(preempted, cfg, w):
+        assume(fits(cfg, w))
+        preempted.append(check_invariants(cfg, w) > 0)
+
+    assert preempting_share(check, 150) > 0.2
+
+
+def check_invariants(cfg, w) -> int:
+    """Assert the continuous engine's invariants on one run; return its preemptions."""
     r = simulate(cfg, w)
     q, log = r.requests, r.batches
     # token conservation: every request decodes exactly its output, preempted ones included
@@ -163,13 +251,13 @@ def test_invariants_of_every_continuous_mode(cfg, w):
     assert r.summary["gpu_utilization"] <= 1.0 + 1e-9
     for key in ("oom_events", "evicted_requests"):
         assert r.summary[key] == 0
+    return r.summary["preemptions"]
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(cfg=continuous_configs(CONTINUOUS_MODES), w=small_workloads())
 def test_same_inputs_same_result(cfg, w):
-    if not fits(cfg, w):
-        return
+    assume(fits(cfg, w))
     a, b = simulate(cfg, w), simulate(cfg, w)
     for key in a.requests:
         np.testing.assert_array_equal(a.requests[key], b.requests[key])

@@ -7,6 +7,8 @@ per bin, or observing the wrong quantity is caught.
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 
@@ -61,18 +63,28 @@ def test_multi_bin_fixed_serves_formed_batches_first_formed_first_served():
 
 # ------------------------------------------------------ Algorithm 2, replayed --
 def replay_sla(cfg: SimConfig, batches: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(b_SLA, branch) of every batch from one fresh controller per bin fed that bin's batches:
-    the observation is the batch's decode-step time (decode / steps), never prefill included."""
+    """(b_SLA, branch) of every batch from one fresh controller per bin fed that bin's batches as they
+    end: a decision at time t has seen every batch that ended by t (in end order), and no other. The
+    observation is the batch's decode-step time (decode / steps), never prefill included."""
     ctls = {}
     b_sla = np.empty(len(batches["start"]), dtype=np.int64)
     branch = np.empty_like(b_sla)
+    end = batches["start"] + batches["prefill"] + batches["decode"]
+    ended = sorted(range(len(end)), key=lambda i: (end[i], i))
+    seen = 0
+
+    def controller(q):
+        return ctls.setdefault(q, SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
+                                                cfg.b_min, cfg.b_max, cfg.sla_window))
+
     for i in np.argsort(batches["start"], kind="stable"):
-        q = int(batches["bin"][i])
-        c = ctls.setdefault(q, SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta,
-                                             cfg.b_min, cfg.b_max, cfg.sla_window))
-        b_sla[i], branch[i] = c.cap()
-        n_steps = int(steps(batches)[i])
-        c.observe(batches["decode"][i] / n_steps if n_steps else 0.0, int(batches["size"][i]))
+        while seen < len(ended) and end[ended[seen]] <= batches["start"][i]:
+            j = ended[seen]
+            n_steps = int(steps(batches)[j])
+            controller(int(batches["bin"][j])).observe(batches["decode"][j] / n_steps if n_steps else 0.0,
+                                                       int(batches["size"][j]))
+            seen += 1
+        b_sla[i], branch[i] = controller(int(batches["bin"][i])).cap()
     return b_sla, branch
 
 
@@ -160,11 +172,13 @@ def test_each_bin_policy_serves_the_bins_in_its_order(mode, policy):
 
 # ------------------------------------------------------------ admission --
 @pytest.mark.parametrize("mode,margin", [("static_fifo", "factor"), ("dynamic_no_bins", "factor"),
-                                         ("dynamic_no_bins", "none"), ("multi_bin_dynamic", "factor")])
+                                         ("dynamic_no_bins", "none"), ("dynamic_no_bins", "clt"),
+                                         ("multi_bin_dynamic", "factor")])
 def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, margin):
     """b (max prompt + max prediction) + L0 <= eta for every batch, and one more waiting request of its
-    queue would not have fitted whenever the batch stopped below its cap. Honest predictions: no
-    batch runs out of memory, so every request's batch is the one that admitted it."""
+    queue would not have fitted whenever the batch stopped below its cap. L0 is Algorithm 1's buffer: a
+    share of eta, or with the CLT margin theta sqrt(b Var) from the queue's recent arrivals (window 1,000).
+    Honest predictions: no batch runs out of memory, so every request's batch is the one that admitted it."""
     rng = np.random.default_rng(0)
     n = 1500
     arrival = np.sort(rng.uniform(0, n / 60, n))
@@ -174,7 +188,16 @@ def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, marg
     r = simulate(cfg, w)
     eta, req, b = r.summary["eta_tokens"], r.requests, r.batches
     assert r.summary["oom_events"] == 0
-    l0 = eta * (1 - cfg.mem_factor) if cfg.dynamic and margin == "factor" else 0.0
+    theta = NormalDist().inv_cdf(1 - cfg.mem_eps)
+
+    def buffer(j, size):
+        if not cfg.dynamic or margin == "none":
+            return 0.0
+        if margin == "factor":
+            return eta * (1 - cfg.mem_factor)
+        seen = np.flatnonzero((req["bin"] == b["bin"][j]) & (arrival <= b["start"][j]))[-cfg.stats_window:]
+        return theta * np.sqrt((prompt[seen].var() + output[seen].var()) * size)
+
     members = [[] for _ in range(len(b["size"]))]
     for i in np.argsort(req["arrival"], kind="stable"):
         members[req["batch"][i]].append(i)
@@ -183,15 +206,15 @@ def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, marg
         idx = np.flatnonzero(req["bin"] == q)
         nxt.update(zip(idx[:-1].tolist(), idx[1:].tolist()))
 
-    def reservation(ids):
-        return len(ids) * (prompt[ids].max() + output[ids].max()) + l0
+    def reservation(j, ids):
+        return len(ids) * (prompt[ids].max() + output[ids].max()) + buffer(j, len(ids))
 
     cut = 0
     for j, ids in enumerate(members):
         assert len(ids) == b["size"][j] and b["max_prompt"][j] == prompt[ids].max()
-        assert len(ids) == 1 or reservation(ids) <= eta
+        assert len(ids) == 1 or reservation(j, ids) <= eta
         after = nxt.get(ids[-1])
         if after is not None and arrival[after] <= b["start"][j] and len(ids) < b["b_cap"][j]:
-            assert reservation(ids + [after]) > eta, j   # it waited, and the cap had room: memory kept it out
+            assert reservation(j, ids + [after]) > eta, j   # it waited, and the cap had room: memory kept it out
             cut += 1
     assert cut > 50   # memory, not the cap, ended many batches

@@ -41,18 +41,33 @@ def test_disabled_deadlines_report_none_and_do_not_count():
     assert s["sla_violation_rate_e2e"] == 1.0 and s["sla_attainment"] == 0.0
 
 
-def test_attainment_is_the_share_meeting_every_enabled_deadline():
+@pytest.mark.parametrize("mode", ["continuous_dynamic", "continuous_multi_bin", "multi_bin_dynamic"])
+def test_attainment_is_the_share_meeting_every_enabled_deadline(mode):
+    """Overall and per bin: attainment, each deadline's violation rate and the bin's latency figures by
+    their definitions."""
     w = build_workload(SMALL)
-    cfg = SimConfig(d_sla_ttft=5.0, d_sla_tbt=0.045, d_sla_e2e=30.0)
+    cfg = SimConfig(mode=mode, k_bins=3, d_sla_ttft=0.1, d_sla_tbt=0.034, d_sla_e2e=10.0, gpu_mem_gb=40.0)
     r = simulate(cfg, w)
     q = r.requests
-    ok = (q["ttft"] <= 5.0) & (q["tbt"] <= 0.045) & (q["e2e"] <= 30.0)
+    miss = {"ttft": q["ttft"] > 0.1, "tbt": q["tbt"] > 0.034, "e2e": q["e2e"] > 10.0}
+    ok = ~(miss["ttft"] | miss["tbt"] | miss["e2e"])
+    assert 0 < ok.mean() < 1 and all(0 < m.mean() for m in miss.values())
     assert r.summary["sla_attainment"] == pytest.approx(ok.mean())
+    for kind, m in miss.items():
+        assert r.summary[f"sla_violation_rate_{kind}"] == pytest.approx(m.mean()), kind
+    assert len(r.summary["bins"]) == cfg.bins
     for b in r.summary["bins"]:
         m = q["bin"] == b["bin"]
-        assert b["requests"] == int(m.sum())
-        if b["requests"]:
-            assert b["sla_attainment"] == pytest.approx(ok[m].mean())
+        assert b["requests"] == int(m.sum()) > 0
+        assert b["sla_attainment"] == pytest.approx(ok[m].mean())
+        for kind, v in miss.items():
+            assert b[f"sla_violation_rate_{kind}"] == pytest.approx(v[m].mean()), (b["bin"], kind)
+        assert b["latency_mean_s"] == pytest.approx(q["e2e"][m].mean())
+        assert b["latency_p99_s"] == pytest.approx(np.percentile(q["e2e"][m], 99))
+        assert b["ttft_mean_s"] == pytest.approx(q["ttft"][m].mean())
+        assert b["tbt_mean_s"] == pytest.approx(q["tbt"][m].mean())
+        assert b["mean_output"] == pytest.approx(w.output[m].mean())
+        assert b["mean_predicted"] == pytest.approx(w.predicted[m].mean())
 
 
 def test_ttft_includes_queueing_and_prefill():
@@ -196,3 +211,104 @@ def test_latency_cdf_is_the_quantiles_of_completed_requests():
         assert part["quantile"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
         done = r.requests[metric][[0, 2, 3, 4]]
         np.testing.assert_allclose(part["seconds"], np.quantile(done, [0, 0.25, 0.5, 0.75, 1]), rtol=1e-12)
+
+
+# ------------------------------------------------------ summary by definitions --
+def served_workload(n=300, seed=2, reject=None):
+    rng = np.random.default_rng(seed)
+    prompt = rng.integers(10, 1500, n)
+    if reject is not None:
+        prompt[reject] = 10**6                     # no GPU holds it: rejected when it arrives
+    output = rng.integers(0, 200, n)
+    return Workload(np.sort(rng.uniform(0, 30, n)), prompt, output, np.maximum(output, 1))
+
+
+@pytest.mark.parametrize("mode", ["static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic"])
+def test_a_rejected_request_leaves_every_summary_figure_finite_and_over_the_served_requests(mode):
+    w = served_workload(reject=17)
+    r = simulate(SimConfig(mode=mode, gpus=2, k_bins=2), w)
+    s, q = r.summary, r.requests
+    served = np.isfinite(q["finish"])
+    assert s["rejected_requests"] == 1 and not served[17] and served.sum() == len(w) - 1
+    for key, value in list(s.items()) + [(f"bins.{b['bin']}.{k}", v) for b in s["bins"] for k, v in b.items()]:
+        if isinstance(value, float):
+            assert np.isfinite(value), key
+    for name, key in (("latency", "e2e"), ("ttft", "ttft")):
+        assert s[f"{name}_mean_s"] == pytest.approx(q[key][served].mean(), rel=1e-12)
+        for p in (50, 95, 99):
+            assert s[f"{name}_p{p}_s"] == pytest.approx(np.percentile(q[key][served], p), rel=1e-12), (name, p)
+    assert s["tbt_p99_s"] == pytest.approx(np.percentile(q["tbt"][served], 99), rel=1e-12)
+    assert s["tbt_max_p99_s"] == pytest.approx(np.percentile(q["tbt_max"][served], 99), rel=1e-12)
+    assert s["queue_delay_p99_s"] == pytest.approx(np.percentile(q["queue_delay"][served], 99), rel=1e-12)
+    assert s["tbt_mean_s"] == pytest.approx(q["tbt"][served].mean(), rel=1e-12)
+    assert s["queue_delay_mean_s"] == pytest.approx(q["queue_delay"][served].mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["static_fifo", "continuous_static"])
+@pytest.mark.parametrize("first", [0.0, 250.0])
+def test_rates_and_utilisation_run_from_the_first_arrival_to_the_last_completion(mode, first):
+    """Two requests 100 s apart, each 0.5 s of prefill and 10 steps of 0.1 s, on 2 GPUs: the horizon is
+    101.5 s wherever the trace starts; throughput counts requests and output tokens (never prompts)."""
+    w = Workload(first + np.array([0.0, 100.0]), np.array([7, 3]), np.array([10, 10]), np.array([10, 10]))
+    cfg = SimConfig(mode=mode, gpus=2, prefill_base=0.5, prefill_per_token=0.0, decode_base=0.1,
+                    decode_per_seq=0.0, decode_per_ctx_token=0.0)
+    r = simulate(cfg, w)
+    s = r.summary
+    assert s["makespan_s"] == pytest.approx(101.5)
+    assert s["gpu_utilization"] == pytest.approx(3.0 / (2 * 101.5))
+    assert s["throughput_rps"] == pytest.approx(2 / 101.5)
+    assert s["throughput_tps"] == pytest.approx(20 / 101.5)
+    series = r.series()["gpu_utilization"]
+    width = 101.5 / len(series)
+    assert series["time_s"].iloc[0] == pytest.approx(first + width / 2)
+    assert (series["utilization"] * width * 2).sum() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("mode", ["static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic"])
+def test_output_throughput_counts_the_served_requests_output_tokens(mode):
+    w = served_workload(reject=5)
+    s = simulate(SimConfig(mode=mode, gpus=2, k_bins=2), w).summary
+    served = np.arange(len(w)) != 5
+    assert s["throughput_tps"] == pytest.approx(w.output[served].sum() / s["makespan_s"], rel=1e-12)
+    assert s["throughput_rps"] == pytest.approx(served.sum() / s["makespan_s"], rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["continuous_static", "continuous_dynamic", "continuous_multi_bin"])
+def test_continuous_mean_batch_size_is_the_mean_over_iterations(mode):
+    """With ample memory and whole-prompt prefills, a request of output o runs in o + 1 iterations (its
+    prefill, then o decode steps), so the running requests summed over iterations are sum(o + 1)."""
+    w = served_workload()
+    s = simulate(SimConfig(mode=mode, gpus=2, batch_size=16, k_bins=2, gpu_mem_gb=40.0), w).summary
+    assert s["preemptions"] == 0
+    assert s["mean_batch_size"] == pytest.approx((w.output + 1).sum() / s["iterations"], rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic"])
+def test_median_batch_size_weighs_each_size_by_its_batches_or_iterations(mode):
+    """batch_size_p50: the smallest size with at least half of the batches (or iterations) at or below it."""
+    r = simulate(SimConfig(mode=mode, gpus=2, batch_size=16, k_bins=2), served_workload())
+    log = r.batches
+    weights = log["iterations"] if "iterations" in log else np.ones(len(log["size"]), dtype=np.int64)
+    every = np.repeat(log["size"], weights)
+    assert r.summary["batch_size_p50"] == np.percentile(every, 50, method="inverted_cdf")
+    assert r.summary["batch_size_max"] == every.max()
+
+
+def test_batch_level_kv_memory_in_use_grows_over_each_decode():
+    """One request of 1,000 prompt tokens and 100 output tokens alone on one GPU: its padded batch holds
+    the prompt's 1,000 tokens from the start and one more token per decode step, 1,050 on average over the
+    decode, so its KV-seconds are 1,000 (prefill + decode) + 50 decode."""
+    cfg = SimConfig(mode="static_fifo", gpus=1, decode_per_ctx_token=0.0)
+    r = simulate(cfg, Workload(np.array([3.0]), np.array([1000]), np.array([100]), np.array([100])))
+    b, s = r.batches, r.summary
+    used = 1000 * (b["prefill"][0] + b["decode"][0]) + 50 * b["decode"][0]
+    assert s["kv_utilization_mean"] == pytest.approx(used / (s["eta_tokens"] * s["makespan_s"]), rel=1e-12)
+    assert s["kv_peak_tokens"] == 1100
+
+
+@pytest.mark.parametrize("mode", ["static_fifo", "multi_bin_dynamic"])
+def test_batch_level_mean_batch_size_is_requests_per_batch(mode):
+    w = served_workload()
+    s = simulate(SimConfig(mode=mode, gpus=2, k_bins=2, gpu_mem_gb=40.0), w).summary
+    assert s["oom_events"] == 0
+    assert s["mean_batch_size"] == pytest.approx(len(w) / s["num_batches"], rel=1e-12)

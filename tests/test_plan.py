@@ -257,6 +257,10 @@ def test_the_lower_rule_is_stricter_and_its_winners_clear_the_target_with_their_
         assert row["meets"] == (row["ci_low"] >= 0.985)
         assert row["ci_low"] <= row["attainment"] <= row["ci_high"]
     assert "confidence interval from" in lower.sentence
+    # the replications are independent samples (each its own workload seed): wherever attainment is
+    # neither 0 nor 1 they disagree, so every such interval has a width
+    varied = [c for c in lower.cells if c["attainment"] is not None and 0 < c["attainment"] < 1]
+    assert varied and all(c["ci_low"] < c["attainment"] < c["ci_high"] for c in varied)
 
 
 def test_unreachable_target_ranks_at_max_gpus_and_says_so():
@@ -265,6 +269,23 @@ def test_unreachable_target_ranks_at_max_gpus_and_says_so():
     assert res.status == "unreachable" and res.gpus is None and res.ranked_at == 3
     assert res.sentence.startswith("No configuration reaches 99.0 % within SLA at 12 req/s with up to 3 GPUs")
     assert res.recommended["gpus"] == 3 and not res.recommended["meets"]
+
+
+def test_each_replication_runs_on_its_own_workload_and_scheduler_seeds():
+    """Replication r of every cell runs workload seed and scheduler seed base + r."""
+    seen = set()
+
+    def job(member):
+        seen.add((member.point["replication"], member.config.seed, member.spec.workload_seed))
+        return simulate_member(member)
+
+    spec = WorkloadSpec(num_requests=2000, rate=20.0, workload_seed=7, **MMC_SPEC)
+    options = PlanOptions(modes=("static_fifo",), batch_values=(1,), max_gpus=4, target=0.9, replications=3,
+                          evidence=False)
+    with ThreadPoolExecutor(2) as pool:
+        res = plan(SimConfig(d_sla_e2e=0.4, seed=5, **MMC), spec, options, executor=pool, job=job, workers=2)
+    assert res.status == "ok"
+    assert seen == {(r, 5 + r, 7 + r) for r in range(3)}
 
 
 def test_a_candidate_whose_runs_fail_is_left_out_with_its_error():

@@ -166,3 +166,14 @@ def test_a_workload_without_identity_is_identified_by_its_content():
     np.testing.assert_allclose(b.bin_edges, equal_mass_edges(long.predicted, 4))
     assert np.bincount(b.requests["bin"], minlength=4).min() > 50
     assert simulate(cfg, same).run_hash == a.run_hash
+
+
+def test_prediction_noise_has_its_own_stream_whatever_draws_the_outputs():
+    """fixed:500 draws no output lengths and uniform:400:600 draws one per request; the predictor's own
+    stream gives request i the same multiplicative error in both (up to rounding to whole tokens)."""
+    a = small(workload_seed=4, output_lengths="fixed:500")
+    b = small(workload_seed=4, output_lengths="uniform:400:600")
+    assert len(np.unique(b.output)) > 100
+    error_a, error_b = np.log(a.predicted / a.output), np.log(b.predicted / b.output)
+    assert np.std(error_a) == pytest.approx(0.5, rel=0.1)          # the default predictor, noisy:0.5
+    np.testing.assert_allclose(error_a, error_b, atol=0.02)         # rounding to whole tokens, each side
