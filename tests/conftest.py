@@ -10,6 +10,21 @@ settings.register_profile("batchlab", deadline=None,
 settings.load_profile("batchlab")
 
 
+def _no_local_constants() -> None:
+    """Hypothesis biases its draws with literals it finds in every loaded local module, so a
+    derandomized test draws other examples when other test files are collected with it. The property
+    tests that state a share of examples (that preempt, that run out of memory) must see the same
+    examples alone and in the whole suite: draw from Hypothesis's own constants only."""
+    from hypothesis.internal.conjecture import providers
+    from hypothesis.internal.constants_ast import Constants
+
+    if hasattr(providers, "_get_local_constants"):
+        providers._get_local_constants = Constants
+
+
+_no_local_constants()
+
+
 def pytest_sessionstart(session):
     """Compile the continuous engine once, before any test runs (its first compile takes tens of
     seconds, which no single test's timeout should pay; later processes load numba's disk cache)."""

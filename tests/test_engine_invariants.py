@@ -150,6 +150,7 @@ def test_invariants_hold_when_batches_run_out_of_memory():
 @settings(max_examples=25, deadline=None)
 @given(cfg=configs(), w=workloads())
 def test_same_seed_same_result(cfg, w):
+    assume(np.any(w.prompt + w.output <= MemoryModel.from_config(cfg).eta))   # settings that serve something
     a, b = simulate(cfg, w), simulate(cfg, w)
     for key in a.requests:
         np.testing.assert_array_equal(a.requests[key], b.requests[key])
