@@ -65,7 +65,7 @@ CHOICE_AUTO = {"fill": "auto", ("arrival", "synthetic"): "auto (gamma)", ("arriv
 EXTRA_HELP = {
     "batch_size": "The most requests in one batch (static_fifo, multi_bin_fixed). It is a cap: with greedy "
                   "fill a free GPU takes whatever is waiting, up to B, so at light load batches stay small "
-                  "(static FIFO with B = 16 at 2 req/s averages about 1.5 requests). For full batches of B "
+                  "(static FIFO with B = 16 at 1 req/s on the default workload averages about 1.7 requests). For full batches of B "
                   "choose Batch fill = full, optionally with a Max wait.",
 }
 SOURCE_LABELS = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",

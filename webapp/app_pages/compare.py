@@ -1,7 +1,7 @@
 """Compare page: scheduler modes on one workload, or any stored runs (``?compare=<h1>,<h2>``)."""
 import streamlit as st
 
-from webapp import forms, pageutil, recover, services, state, views
+from webapp import forms, intro, pageutil, recover, services, state, views
 
 SET_UPS = {"modes": "Scheduler modes on one workload", "runs": "Stored runs"}
 
@@ -51,6 +51,4 @@ if shown:
         state.mark_applied("compare", share)
     views.show_comparison(shown, share=share, note=pageutil.note_for(hashes), of=len(hashes))
 elif not hashes and not st.session_state.get("_job.compare"):
-    st.info("Pick scheduler modes and press **Run comparison** (defaults: static FIFO, dynamic without bins "
-            "and multi-bin dynamic on 10,000 synthetic requests), or compare runs already in the store.",
-            icon=":material/info:")
+    st.info(intro.compare_hint(), icon=":material/info:")

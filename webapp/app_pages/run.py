@@ -1,7 +1,7 @@
 """Run page: the settings form, progress, and one run's result (``?run=<hash>`` reopens it)."""
 import streamlit as st
 
-from webapp import forms, pageutil, recover, services, state, views
+from webapp import forms, intro, pageutil, recover, services, state, views
 
 params = state.read_params(st.query_params)
 if state.COMPARE in params and state.RUN not in params:
@@ -40,5 +40,4 @@ elif missing:
     link_settings = state.settings_from_params(params)[0] if has_settings else None
     recover.run_problem(ref, missing[0][2], link_settings)
 elif not st.session_state.get("_job.run"):
-    st.info("Choose the settings and press **Run simulation**. The defaults simulate 10,000 BurstGPT-like "
-            "requests at 2 req/s on 4 GPUs with the multi-bin dynamic scheduler.", icon=":material/info:")
+    st.info(intro.run_hint(), icon=":material/info:")
