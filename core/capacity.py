@@ -1,6 +1,6 @@
 """Capacity: the highest arrival rate whose SLA attainment stays at or above a target.
 
-Capacity is a search, never a throughput (DESIGN sections 5 and 9). For each
+Capacity is a search, never a throughput (docs/capacity-and-sweeps.md). For each
 replication the search
 
 1. brackets: probes ``start`` and then multiplies (or divides) the rate by

@@ -75,7 +75,7 @@ class LatencyModel(ABC):
 
 @dataclass(frozen=True)
 class ParametricLatency(LatencyModel):
-    """Linear prefill and decode-step model (DESIGN section 3).
+    """Linear prefill and decode-step model (docs/semantics.md#latency-model).
 
     prefill(b, P)      = prefill_base + prefill_per_token * b * P
     decode_step(b, c)  = decode_base + decode_per_seq * b + decode_per_ctx_token * b * c

@@ -1,4 +1,4 @@
-"""Metrics of a run (DESIGN section 5), computed with numpy over whole arrays; one definition for both engines.
+"""Metrics of a run (docs/semantics.md#metrics), computed with numpy over whole arrays; one definition for both engines.
 
 Per request: queueing delay (arrival -> first admission), TTFT (arrival -> first
 token, the end of its prefill; queueing included), TBT (its mean gap between
