@@ -515,11 +515,11 @@ def test_app_exposed_prints_the_banner_first_and_passes_the_clusters(monkeypatch
 def test_docker_binds_all_interfaces_only_with_expose_and_publishes_on_localhost():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["batchlab", "app", "--host", "0.0.0.0", "--port", "8501", "--expose"]' in dockerfile
-    readme = (ROOT / "README.md").read_text()
-    for text in (dockerfile, readme):
+    docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    for text in (dockerfile, docs):
         published = re.findall(r"docker run[^\n`]*?-p (\S+)", text)
         assert published and all(p.startswith("127.0.0.1:") for p in published), published
-    assert "## Security model" in readme
+    assert (ROOT / "docs" / "security.md").read_text().startswith("# Security model")
 
 
 def test_a_cli_sweep_on_a_store_with_a_password_runs_on_the_local_pool(pg_url, monkeypatch):
