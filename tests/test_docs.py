@@ -13,7 +13,7 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 CI_MARKER = "# --- the README's test command"
 # Commands whose output is a measurement: only the first two fields of each quoted line are checked.
@@ -28,7 +28,7 @@ def slug(heading: str) -> str:
 
 def anchors(path: Path) -> set[str]:
     text = FENCE.sub("", path.read_text())
-    return {slug(m.group(1)) for m in re.finditer(r"^#+\s+(.+)$", text, re.M)}
+    return {slug(m.group(1)) for m in re.finditer(r"^#+\s+(.+)$", text, re.MULTILINE)}
 
 
 def links(path: Path) -> list[str]:
@@ -76,7 +76,7 @@ def test_readme_test_command_is_the_one_ci_runs():
     ci_command = ci[ci.index(next(line for line in ci if line.startswith(CI_MARKER))) + 1]
     assert "python3 -m venv .venv" in ci and ". .venv/bin/activate" in ci
     setup = section(README.read_text(), "Set-up")
-    commands = re.findall(r"^```bash\n(.+?)\n```", setup, re.M)
+    commands = re.findall(r"^```bash\n(.+?)\n```", setup, re.MULTILINE)
     assert f"python3 -m venv .venv && . .venv/bin/activate && {ci_command}" in commands
 
 
@@ -100,7 +100,7 @@ def test_code_cites_only_docs_that_exist():
 def readme_commands() -> list[tuple[str, list[str]]]:
     """(command line, lines quoted under it) for every ``$ batchlab ...`` in the Commands section."""
     out: list[tuple[str, list[str]]] = []
-    for block in re.findall(r"^```console\n(.*?)^```", section(README.read_text(), "Commands"), re.M | re.S):
+    for block in re.findall(r"^```console\n(.*?)^```", section(README.read_text(), "Commands"), re.MULTILINE | re.DOTALL):
         for line in block.splitlines():
             if line.startswith("$ "):
                 out.append((line[2:], []))
