@@ -97,14 +97,14 @@ class Metric:
             if style == "card":
                 return units.compact_rate(value, suffix.removesuffix("/s"))
             return units.sig(value, suffix, 4)
-        if self.whole:
+        if self.whole and math.isfinite(float(value)):
             return units.number(int(value), suffix)
         return units.sig(value, suffix) if style == "card" else units.number(value, suffix)
 
     def _bare(self, value: Any) -> str:
         if self.unit == "share":
             return f"{100 * float(value):.1f}"
-        if self.whole:
+        if self.whole and math.isfinite(float(value)):
             return f"{int(value):,}"
         return units.sig(value, "", 4 if self.unit in RATES else 3)
 

@@ -98,6 +98,8 @@ def test_bad_style_and_view_are_refused():
     ("num_requests", 1234, "1,234 req", "1,234 req", "1,234"),
     ("mean_batch_size", 12.345, "12.3 req", "12.3 req", "12.3"),
     ("preemptions", 7, "7", "7", "7"),
+    ("preemptions", 7.0, "7", "7", "7"),
+    ("kv_peak_tokens", float("inf"), "∞ tokens", "∞ tokens", "∞"),
     ("makespan_s", float("nan"), "—", "—", "-"),
 ])
 def test_values_are_written_by_unit_in_each_style(key, value, full, card, bare):
