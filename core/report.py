@@ -1,8 +1,12 @@
-"""Plain-text and JSON renderings of run summaries (for the CLI and logs)."""
+"""Plain-text and JSON renderings of run summaries (for the CLI and logs); values, labels and
+units come from :mod:`core.metric_catalog`."""
 from __future__ import annotations
 
 import json
 import math
+
+from .metric_catalog import BIN_METRICS, format_value, shown_in
+from .units import DASH
 
 
 def _json_default(obj):
@@ -27,56 +31,38 @@ def to_json(obj) -> str:
     return json.dumps(_clean(obj), default=_json_default, indent=2)
 
 
-def pct(v) -> str:
-    return "off" if v is None else f"{100 * v:.1f} %"
-
-
-def fixed(v, digits: int = 1) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def attainment(v) -> str:
-    return "no deadline set" if v is None else pct(v)
-
-
-def secs(v: float) -> str:
-    return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+def _v(s: dict, key: str) -> str:
+    """A summary value as the catalog writes it (its unit included)."""
+    return format_value(key, s.get(key), s)
 
 
 def format_summary(s: dict, workload_label: str, source: str) -> str:
     lines = [
         f"{s['mode']}: {s['gpus']} GPU(s), {s['k_bins']} bin(s) | {workload_label} | {source}",
         f"  latency model    {s.get('latency_model', 'parametric')}",
-        f"  requests         {s['completed']:,} of {s['num_requests']:,} in {s['makespan_s']:,.1f} s"
+        f"  requests         {s['completed']:,} of {s['num_requests']:,} in {_v(s, 'makespan_s')}"
         + (f" ({s['rejected_requests']:,} rejected: more KV than one GPU holds)" if s.get("rejected_requests") else ""),
-        f"  throughput       {s['throughput_rps']:.3f} req/s, {s['throughput_tps']:,.1f} output tok/s",
-        f"  latency (e2e)    mean {secs(s['latency_mean_s'])}, p50 {secs(s['latency_p50_s'])}, "
-        f"p95 {secs(s['latency_p95_s'])}, p99 {secs(s['latency_p99_s'])}",
-        f"  TTFT             mean {secs(s['ttft_mean_s'])}, p99 {secs(s['ttft_p99_s'])}; "
-        f"queueing mean {secs(s['queue_delay_mean_s'])}",
-        f"  TBT              mean {secs(s['tbt_mean_s'])}, p99 {secs(s['tbt_p99_s'])}; largest gap p99 "
-        f"{secs(s['tbt_max_p99_s'])} (deadline on the {s['tbt_sla']})",
-        f"  SLA attainment   {attainment(s['sla_attainment'])} (violations: TTFT "
-        f"{pct(s['sla_violation_rate_ttft'])}, TBT {pct(s['sla_violation_rate_tbt'])}, "
-        f"E2E {pct(s['sla_violation_rate_e2e'])})",
-        f"  GPU utilisation  {pct(s['gpu_utilization'])} over the whole horizon",
+        f"  throughput       {_v(s, 'throughput_rps')}; output {_v(s, 'throughput_tps')}",
+        f"  latency (e2e)    mean {_v(s, 'latency_mean_s')}, p50 {_v(s, 'latency_p50_s')}, "
+        f"p95 {_v(s, 'latency_p95_s')}, p99 {_v(s, 'latency_p99_s')}",
+        f"  TTFT             mean {_v(s, 'ttft_mean_s')}, p99 {_v(s, 'ttft_p99_s')}; "
+        f"queueing mean {_v(s, 'queue_delay_mean_s')}",
+        f"  TBT              mean {_v(s, 'tbt_mean_s')}, p99 {_v(s, 'tbt_p99_s')}; largest gap p99 "
+        f"{_v(s, 'tbt_max_p99_s')} (deadline on the {s['tbt_sla']})",
+        f"  SLA attainment   {_v(s, 'sla_attainment')} (violations: TTFT "
+        f"{_v(s, 'sla_violation_rate_ttft')}, TBT {_v(s, 'sla_violation_rate_tbt')}, "
+        f"E2E {_v(s, 'sla_violation_rate_e2e')})",
+        f"  GPU utilisation  {_v(s, 'gpu_utilization')} over the whole horizon",
         batch_line(s),
-        f"  KV memory        mean {pct(s['kv_utilization_mean'])} in use, peak {s['kv_peak_tokens']:,} of "
-        f"{s['eta_tokens']:,} tokens per GPU; " + memory_events(s),
+        f"  KV memory        mean {_v(s, 'kv_utilization_mean')} in use, peak {s['kv_peak_tokens']:,} of "
+        f"{_v(s, 'eta_tokens')} per GPU; " + memory_events(s),
     ]
     if "sla_branch_counts" in s:
         c = s["sla_branch_counts"]
-        lines.append(f"  controllers      mean b_mem {s['b_mem_mean']:.1f}, mean b_SLA {s['b_sla_mean']:.1f}; "
+        lines.append(f"  controllers      mean b_mem {_v(s, 'b_mem_mean')}, mean b_SLA {_v(s, 'b_sla_mean')}; "
                      f"Algorithm 2 branches over {c['over']}, under {c['under']}, within {c['within']}")
     if len(s["bins"]) > 1:
-        lines.append("  bin  predicted len     requests  mean b  latency mean   p99      SLA")
-        for b in s["bins"]:
-            if not b["requests"]:
-                lines.append(f"  {b['bin']:>3}  {b['pred_lo']:>6.0f}-{b['pred_hi']:<8.0f}  {0:>9}")
-                continue
-            lines.append(f"  {b['bin']:>3}  {b['pred_lo']:>6.0f}-{b['pred_hi']:<8.0f}  {b['requests']:>9,}"
-                         f"  {fixed(b['mean_batch_size']):>6}  {secs(b['latency_mean_s']):>10}  "
-                         f"{secs(b['latency_p99_s']):>8}  {attainment(b['sla_attainment']):>7}")
+        lines += ["  " + line for line in bins_text(s).splitlines()]
     notes = s.get("latency_notes") or {}
     if notes.get("extrapolated_queries"):
         lines.append(f"  note: {notes['extrapolated_queries']:,} latency queries were extrapolated "
@@ -84,53 +70,40 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
     return "\n".join(lines)
 
 
+def bins_text(s: dict) -> str:
+    """The per-bin table of a run: bin, predicted output range, the catalog's per-bin ``text`` metrics."""
+    shown = shown_in("text", BIN_METRICS)
+    head = ["bin", "predicted len", *(m.label for m in shown)]
+    rows = [[str(b["bin"]), f"{b['pred_lo']:.0f}-{b['pred_hi']:.0f}",
+             *(m.format(b[m.key], s) if m.key in b else DASH for m in shown)] for b in s["bins"]]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows])
+
+
 def batch_line(s: dict) -> str:
     if s.get("engine") == "continuous":
-        return (f"  running batch    {s['iterations']:,} iterations, mean {s['mean_batch_size']:.1f} running, "
-                f"max {s['batch_size_max']}")
-    return f"  batches          {s['num_batches']:,}, mean size {s['mean_batch_size']:.1f}, max {s['batch_size_max']}"
+        return (f"  running batch    {_v(s, 'iterations')}, mean {_v(s, 'mean_batch_size')} running, "
+                f"max {_v(s, 'batch_size_max')}")
+    return (f"  batches          {_v(s, 'num_batches')}, mean size {_v(s, 'mean_batch_size')}, "
+            f"max {_v(s, 'batch_size_max')}")
 
 
 def memory_events(s: dict) -> str:
     if s.get("engine") == "continuous":
-        return f"{s['preemptions']:,} preemptions, {secs(s['wasted_gpu_s'])} GPU time recomputed"
-    return (f"{s['oom_events']:,} out-of-memory batches evicted {s['evicted_requests']:,} requests, "
-            f"{secs(s['wasted_gpu_s'])} GPU time wasted")
+        return f"{_v(s, 'preemptions')} preemptions, {_v(s, 'wasted_gpu_s')} GPU time recomputed"
+    return (f"{_v(s, 'oom_events')} out-of-memory batches evicted {_v(s, 'evicted_requests')}, "
+            f"{_v(s, 'wasted_gpu_s')} GPU time wasted")
 
 
 def format_compare_table(rows: list[dict]) -> str:
-    metrics = [
-        ("throughput (req/s)", "throughput_rps", "{:.3f}"),
-        ("throughput (tok/s)", "throughput_tps", "{:,.1f}"),
-        ("latency mean (s)", "latency_mean_s", "{:.2f}"),
-        ("latency p99 (s)", "latency_p99_s", "{:.2f}"),
-        ("TTFT p99 (s)", "ttft_p99_s", "{:.2f}"),
-        ("TBT mean (ms)", "tbt_mean_s", "ms"),
-        ("SLA attainment", "sla_attainment", "pct"),
-        ("TTFT violations", "sla_violation_rate_ttft", "pct"),
-        ("TBT violations", "sla_violation_rate_tbt", "pct"),
-        ("E2E violations", "sla_violation_rate_e2e", "pct"),
-        ("GPU utilisation", "gpu_utilization", "pct"),
-        ("mean batch size", "mean_batch_size", "{:.1f}"),
-        ("preemptions", "preemptions", "{:,}"),
-        ("OOM evictions", "evicted_requests", "{:,}"),
-        ("KV in use (mean)", "kv_utilization_mean", "pct"),
-        ("source", "source", "{}"),
-        ("run id", "run_id", "{}"),
-    ]
-    width = max(18, *(len(r["mode"]) for r in rows)) + 2
-    out = ["metric".ljust(20) + "".join(r["mode"].rjust(width) for r in rows)]
-    for label, key, fmt in metrics:
-        cells = []
-        for r in rows:
-            v = r.get(key)
-            if fmt == "pct":
-                cells.append(pct(v))
-            elif v is None:
-                cells.append("-")
-            elif fmt == "ms":
-                cells.append(f"{v * 1000:.1f}")
-            else:
-                cells.append(fmt.format(v))
-        out.append(label.ljust(20) + "".join(c.rjust(width) for c in cells))
+    """The catalog's ``compare`` metrics (rows, by label) of several runs (columns, by mode), then
+    where each run came from."""
+    metrics = shown_in("compare")
+    label_width = max(len(m.label) for m in metrics) + 2
+    table = [(m.label, [m.format(r.get(m.key), r) for r in rows]) for m in metrics]
+    table += [("source", [str(r.get("source") or "-") for r in rows]),
+              ("run id", ["-" if r.get("run_id") is None else str(r["run_id"]) for r in rows])]
+    width = max(18, *(len(r["mode"]) for r in rows), *(len(c) for _, cells in table for c in cells)) + 2
+    out = ["metric".ljust(label_width) + "".join(r["mode"].rjust(width) for r in rows)]
+    out += [label.ljust(label_width) + "".join(c.rjust(width) for c in cells) for label, cells in table]
     return "\n".join(out)

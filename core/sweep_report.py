@@ -6,10 +6,10 @@ import math
 import pandas as pd
 
 from .capacity import CapacityResult
+from .metric_catalog import keys
 from .sweep import MemberResult
 
-MEMBER_METRICS = ("sla_attainment", "throughput_rps", "throughput_tps", "latency_mean_s", "latency_p99_s",
-                  "ttft_p99_s", "tbt_mean_s", "gpu_utilization", "mean_batch_size")
+MEMBER_METRICS = keys("sweep")  # the catalog's sweep view, in catalog order
 
 
 def member_frame(results: list[MemberResult]) -> pd.DataFrame:

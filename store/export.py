@@ -1,7 +1,9 @@
 """Writing runs out: CSV (one row per run, config flattened) and JSON (full records).
 
-CSV columns: the run's identity and status, the summary-metric columns, then
-every config setting as ``config.<name>``. JSON: a list of
+CSV columns: the run's identity and status, every other metric of the catalog
+(:data:`core.metric_catalog.EXPORT_COLUMNS`, in catalog order; empty where a run
+lacks it), the first line of a failed run's error, then every config setting as
+``config.<name>``. JSON: a list of
 :meth:`StoredRun.to_dict` records (summary with per-bin metrics, config,
 workload and latency identities). Non-finite numbers are written as empty
 cells / ``null`` (strict JSON). A CSV text cell that a spreadsheet would run as a
@@ -19,14 +21,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from core.metric_catalog import EXPORT_COLUMNS
 from core.output import written
 
-from .models import METRIC_COLUMNS
 from .records import StoredRun
 
 FORMATS = ("csv", "json")
 BASE_COLUMNS = ("id", "hash", "status", "state", "created_at", "finished_at", "duration_s", "code_version",
                 "label", "mode", "gpus", "k_bins", "num_requests", "stored_requests", "sampled")
+METRIC_COLUMNS = tuple(k for k in EXPORT_COLUMNS if k not in BASE_COLUMNS)  # num_requests is the run's own
 
 
 def strict(value):
@@ -103,4 +106,4 @@ def requests_csv(run: StoredRun, out: str | Path | IO[str] | None) -> int:
     return len(frame)
 
 
-__all__ = ["FORMATS", "csv_cell", "requests_csv", "strict", "write_runs"]
+__all__ = ["BASE_COLUMNS", "FORMATS", "METRIC_COLUMNS", "csv_cell", "requests_csv", "strict", "write_runs"]

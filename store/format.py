@@ -2,7 +2,7 @@
 
 The runs table fits a terminal: one line per run with the settings that tell
 runs apart (mode, GPUs, bins, arrivals, SLA deadlines TTFT/TBT/E2E, latency
-model), the key metrics, and the workload label cut to the width left (a run
+model), the key metrics (the catalog's ``list`` view), and the workload label cut to the width left (a run
 that is not done says its state there). Typical rows need about 100 columns
 plus the label; ``--json`` has every field.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import textwrap
 from datetime import datetime
 
+from core.metric_catalog import shown_in
 from workloads.fields import shown
 
 from .records import GridRow, RunRow, StoredRun
@@ -23,10 +24,6 @@ SHOWN_IN_HEADER = frozenset({"mode", "gpus", "k_bins", "d_sla_ttft", "d_sla_tbt"
 
 def _when(t: datetime | None) -> str:
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t else "-"
-
-
-def _num(v, fmt: str) -> str:
-    return "-" if v is None else fmt.format(v)
 
 
 def _cut(text: str | None, width: int) -> str:
@@ -83,9 +80,8 @@ _COLUMNS = (
     ("arrivals", False, lambda r: arrivals(r.arrival, r.arrival_rate, r.rps_scaling)),
     ("deadlines", False, lambda r: deadlines(r.d_sla_ttft, r.d_sla_tbt, r.d_sla_e2e)),
     ("latency", False, lambda r: _cut(r.latency or "-", 22)),
-    ("req/s", True, lambda r: _num(r.throughput_rps, "{:.3f}")),
-    ("p99 s", True, lambda r: _num(r.latency_p99_s, "{:.2f}")),
-    ("SLA ok", True, lambda r: "-" if r.sla_attainment is None else f"{100 * r.sla_attainment:.1f}%"),
+    # the catalog's list metrics: headed by their short label, which names the unit of the bare number
+    *((m.short, True, lambda r, m=m: m.format(getattr(r, m.key), style="bare")) for m in shown_in("list")),
 )
 
 

@@ -35,6 +35,8 @@ from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, 
                         LargeBinary, MetaData, String, Table, Text)
 from sqlalchemy.types import TypeDecorator
 
+from core.metric_catalog import STORED_BIN_COLUMNS, STORED_COLUMNS
+
 RUN_STATUSES = ("running", "done", "failed")
 
 NAMING = {
@@ -108,18 +110,10 @@ def finite_or_none(v: Any) -> float | None:
 
 metadata = MetaData(naming_convention=NAMING)
 
-# Summary metrics kept as real columns (filter and sort in SQL); the rest stays in ``summary``.
-METRIC_COLUMNS = (
-    "throughput_rps", "throughput_tps", "latency_mean_s", "latency_p50_s", "latency_p95_s",
-    "latency_p99_s", "ttft_mean_s", "ttft_p99_s", "tbt_mean_s", "queue_delay_mean_s",
-    "sla_attainment", "sla_violation_rate_ttft", "sla_violation_rate_tbt", "sla_violation_rate_e2e",
-    "gpu_utilization", "mean_batch_size", "makespan_s",
-)
-BIN_COLUMNS = (
-    "pred_lo", "pred_hi", "mean_batch_size", "latency_mean_s", "latency_p99_s", "ttft_mean_s",
-    "tbt_mean_s", "sla_attainment", "sla_violation_rate_ttft", "sla_violation_rate_tbt",
-    "sla_violation_rate_e2e",
-)
+# Summary metrics kept as real columns (filter and sort in SQL; the rest stays in ``summary``) and the
+# per-bin ones: the catalog's ``column`` view (core.metric_catalog). The migrations create exactly these.
+METRIC_COLUMNS = STORED_COLUMNS
+BIN_COLUMNS = STORED_BIN_COLUMNS
 NAME = String(200)
 
 

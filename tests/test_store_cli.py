@@ -126,8 +126,8 @@ def test_runs_list_and_show_tell_runs_apart_within_the_terminal(cli):
     for width in (120, 160):
         listing = CliRunner(env={"COLUMNS": str(width)}).invoke(batchlab.cli, ["runs", "list", "--db", cli.db]).output
         lines = listing.splitlines()
-        assert lines[0].split() == ["id", "mode", "gpus", "bins", "arrivals", "deadlines", "latency", "req/s", "p99",
-                                    "s", "SLA", "ok", "workload"]
+        assert lines[0].split() == ["id", "mode", "gpus", "bins", "arrivals", "deadlines", "latency", "req/s", "SLA",
+                                    "%", "p99", "s", "workload"]
         assert max(map(len, lines)) <= width
     by_id = {int(line.split()[0]): line for line in lines[1:]}
     assert by_id[1].split()[1:7] == ["static_fifo", "4", "1", "gamma", "3/s", "10s/off/60s"]
@@ -174,7 +174,7 @@ def test_runs_table_states_and_long_cells_fit_the_width():
     assert all(len(line) <= 140 for line in lines) and lines[-1] == "(4 of 40 runs shown; use --limit/--offset)"
     assert "RUNNING: LLL" in lines[1] and "grid:xxxxxxxxxxxxxxxx…" in lines[1] and "poisson 1234.5/s" in lines[1]
     assert "STALE: LLL" in lines[2] and "off/50ms/off" in lines[2] and "FAILED: ValueError: yyy" in lines[3]
-    assert lines[4].split()[7:10] == ["12.346", "1.50", "50.0%"] and lines[4].endswith("…")
+    assert lines[4].split()[7:10] == ["12.35", "50.0", "1.50"] and lines[4].endswith("…")
 
 
 GRID = """# model: tiny-llama

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import metric_catalog as catalog
 from core.config import ConfigError, SimConfig, config_fields
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
-from webapp import catalog, charts, fmt, forms, labels, launch, services, state, tables
+from webapp import charts, fmt, forms, labels, launch, services, state, tables
 
 
 # ------------------------------------------------------------------ state --
@@ -253,19 +254,21 @@ def test_formatting_carries_units():
     assert fmt.compact_seconds(36_000) == "10.0 h"
 
 
-@pytest.mark.parametrize("kind, values", [
-    ("rate", [0.0, 3.3e-4, 0.0102, 0.1, 0.5, 2.0354, 99.95, 4321.0, 98_765.4, 3.2e6, float("inf")]),
-    ("seconds", [0.0, 1e-7, 3.3e-4, 0.0312, 0.999, 4.5678, 95.23, 4321.0, 98_765.4, 3.2e6, float("inf")]),
+@pytest.mark.parametrize("unit, values", [
+    ("req/s", [0.0, 3.3e-4, 0.0102, 0.1, 0.5, 2.0354, 99.95, 4321.0, 98_765.4, 3.2e6, float("inf")]),
+    ("tok/s", [0.0, 3.3e-4, 0.0102, 0.1, 0.5, 2.0354, 99.95, 4321.0, 98_765.4, 3.2e6, float("inf")]),
+    ("s", [0.0, 1e-7, 3.3e-4, 0.0312, 0.999, 4.5678, 95.23, 4321.0, 98_765.4, 3.2e6, float("inf")]),
     ("share", [0.0, 0.0004, 0.5, 0.9995, 1.0]),
-    ("attainment", [0.0, 0.833, 1.0]),
 ])
-def test_card_values_stay_short(kind, values):
+def test_card_values_stay_short(unit, values):
     """A card shows at most 11 characters at any realistic magnitude (what keeps it untruncated;
     the browser test checks the rendered cards)."""
     summary = {"sla_violation_rate_ttft": 0.1}
-    for m in (m for m in catalog.CARDS if m.kind == kind):
+    cards = [m for m in catalog.CARDS if m.unit == unit]
+    assert cards, unit
+    for m in cards:
         for v in values:
-            text = m.format(v, summary, compact=True)
+            text = m.format(v, summary, style="card")
             assert len(text) <= 11, (m.key, v, text)
     assert fmt.compact_rate(0.0102) == "36.7 req/h" and fmt.compact_rate(98_765.4, "tok") == "98.8k tok/s"
 
@@ -276,15 +279,15 @@ def test_catalog_is_one_line_per_key_and_knows_what_wins():
     assert [m.key for m in catalog.CARDS] == ["throughput_rps", "throughput_tps", "sla_attainment",
                                               "latency_p99_s", "ttft_p99_s", "gpu_utilization"]
     assert catalog.BY_KEY["latency_p99_s"].better == "lower" and catalog.BY_KEY["throughput_rps"].better == "higher"
-    with pytest.raises(ValueError, match="kind"):
-        catalog.Metric("x", "X", "weird")
+    with pytest.raises(ValueError, match="unit"):
+        catalog.Metric("x", "X", "weird", "A metric.")
 
 
 def test_attainment_without_any_deadline_says_so():
     off = {"sla_attainment": 1.0, "sla_violation_rate_ttft": None, "sla_violation_rate_tbt": None,
            "sla_violation_rate_e2e": None}
     m = catalog.BY_KEY["sla_attainment"]
-    assert m.format(1.0, off) == m.format(1.0, off, compact=True) == "no deadline set"
+    assert m.format(1.0, off) == m.format(1.0, off, style="card") == "no deadline set"
     assert m.format(0.5, {**off, "sla_violation_rate_tbt": 0.5}) == "50.0 %"
 
 
@@ -326,7 +329,7 @@ def test_bins_table_says_dash_for_what_a_mode_lacks():
         {"bin": 0, "pred_lo": 1.0, "pred_hi": 20.0, "requests": 1200, "batches": 300, "sla_attainment": 0.9},
         {"bin": 1, "pred_lo": 20.0, "pred_hi": 900.0, "requests": 800, "batches": None, "sla_attainment": 0.8}]}
     table = tables.bins_table(summary).set_index("Bin")
-    assert table.loc[0, "Requests"] == "1,200" and table.loc[0, "Batches"] == "300"
+    assert table.loc[0, "Requests"] == "1,200 req" and table.loc[0, "Batches"] == "300 batches"
     assert table.loc[1, "Batches"] == fmt.DASH and table.loc[1, "SLA attainment"] == "80.0 %"
 
 

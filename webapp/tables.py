@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import catalog, fmt
+from core import metric_catalog as catalog
+
+from . import fmt
 
 BEST_STYLE = "background-color: #dcfce7; font-weight: 600"
 
@@ -13,7 +15,7 @@ def metrics_table(views: list[dict], labels: list[str]) -> tuple[pd.DataFrame, p
     same-shaped mask of the best value per metric (see :func:`catalog.best_runs`; runs whose shown
     value equals the best's share it, and a row where every run ties marks none)."""
     summaries = [v["summary"] for v in views]
-    rows = [m for m in catalog.METRICS if any(m.key in s for s in summaries)]
+    rows = [m for m in catalog.shown_in("table") if any(m.key in s for s in summaries)]
     index = pd.Index([m.label for m in rows], name="Metric")
     values = pd.DataFrame({lab: [m.format(s[m.key], s) if m.key in s else fmt.DASH for m in rows]
                            for lab, s in zip(labels, summaries)}, index=index)
@@ -36,21 +38,14 @@ def styled(values: pd.DataFrame, best: pd.DataFrame):
 
 
 def bins_table(summary: dict) -> pd.DataFrame:
-    """One row per bin; a value a mode does not have (batches in a continuous mode) reads "—"."""
+    """One row per bin: its predicted-output range, then the catalog's per-bin ``table`` metrics;
+    a value a mode does not have (batches in a continuous mode) reads "—"."""
+    shown = catalog.shown_in("table", catalog.BIN_METRICS)
     rows = []
     for b in summary.get("bins", []):
         lo, hi = b.get("pred_lo"), b.get("pred_hi")
-        rows.append({
-            "Bin": b["bin"],
-            "Predicted output (tokens)": fmt.DASH if lo is None or hi is None else f"{lo:,.0f} – {hi:,.0f}",
-            "Requests": fmt.number(b.get("requests")),
-            "Batches": fmt.number(b.get("batches")),  # none in continuous modes: requests join and leave
-            "Mean batch (req)": fmt.number(b.get("mean_batch_size")),
-            "Mean output (tokens)": fmt.number(b.get("mean_output"), digits=0),
-            "Latency mean": fmt.seconds(b.get("latency_mean_s")),
-            "Latency p99": fmt.seconds(b.get("latency_p99_s")),
-            "TBT mean": fmt.seconds(b.get("tbt_mean_s")),
-            "SLA attainment": catalog.NO_DEADLINE if catalog.no_deadline(summary)
-            else fmt.pct(b.get("sla_attainment"), off=fmt.DASH),
-        })
+        row = {"Bin": b["bin"],
+               "Predicted output (tokens)": fmt.DASH if lo is None or hi is None else f"{lo:,.0f} – {hi:,.0f}"}
+        row.update({m.label: m.format(b[m.key], summary) if m.key in b else fmt.DASH for m in shown})
+        rows.append(row)
     return pd.DataFrame(rows)

@@ -13,9 +13,10 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
+from core import metric_catalog as catalog
 from core.config import DYNAMIC_MODES, ConfigError, SimConfig
 
-from . import catalog, charts, fmt, labels, services, state, tables
+from . import charts, fmt, labels, services, state, tables
 from .charts import LATENCY_METRICS
 
 CARDS_PER_ROW = 3
@@ -74,7 +75,8 @@ def cards(summary: dict) -> None:
     shown = [m for m in catalog.CARDS if m.key in summary]
     for i in range(0, len(shown), CARDS_PER_ROW):
         for col, m in zip(st.columns(CARDS_PER_ROW), shown[i:i + CARDS_PER_ROW]):
-            col.metric(m.label, m.format(summary[m.key], summary, compact=True), border=True)
+            col.metric(m.label, m.format(summary[m.key], summary, style="card"), border=True,
+                      help=m.description)
 
 
 def _latency_cdf(views: list[dict], cdf: pd.DataFrame, key: str) -> None:
