@@ -181,17 +181,12 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
     Also returns the names of the settings the user gave (for :func:`unused_notes`).
     A trace implies the BurstGPT workload.
     """
-    flat, sim_table, spec_table = _read_config_file(config_file)
+    flat, sim_table, spec_table = (parse_mapping(t) for t in _read_config_file(config_file))
     sim_names = {f.name for f in config_fields()}
     spec_names = {f.name for f in spec_fields()}
     for table, own, other in ((sim_table, sim_names, "[workload]"), (spec_table, spec_names, "[sim]")):
         for key in sorted(set(table) - own):
-            raise ConfigError(plain(key), "unknown setting" if key not in sim_names | spec_names
-                              else f"belongs in {other}, not here")
-    unknown = sorted(set(flat) - sim_names - spec_names)
-    if unknown:
-        raise ConfigError(plain(unknown[0]), "unknown setting in the config file")
-    flat, sim_table, spec_table = (parse_mapping(t) for t in (flat, sim_table, spec_table))
+            raise ConfigError(key, f"belongs in {other}, not here")
     given = {k: (None if v is EXPLICIT_NONE else v) for k, v in flags.items() if v is not None}
     sim = {k: v for k, v in {**flat, **sim_table, **given}.items() if k in sim_names}
     spec = {k: v for k, v in {**flat, **spec_table, **given}.items() if k in spec_names}

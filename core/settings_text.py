@@ -56,7 +56,7 @@ def setting_field(name: str) -> dataclasses.Field:
     if f is not None:
         return f
     known = sorted(SIM_FIELDS.keys() | SPEC_FIELDS.keys())
-    close = difflib.get_close_matches(key, known, n=1)
+    close = difflib.get_close_matches(key, known, n=1) if len(key) <= 40 else []
     hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
     raise SettingError(plain(name) if key else "setting", f"unknown setting ({hint})")
 
@@ -172,7 +172,7 @@ def split_assignment(text: str, expected: str = "NAME=VALUE") -> tuple[str, str]
     """``NAME=VALUE`` -> (the setting's field name, the value text); the name must be known."""
     text = str(text)
     if "=" not in text:
-        raise SettingError(plain(text.strip()) if text.strip() else "setting", f"expected {expected}")
+        raise SettingError(shown(text.strip()) if text.strip() else "setting", f"expected {expected}")
     name, _, rhs = text.partition("=")
     return setting_field(name).name, rhs
 
@@ -204,6 +204,8 @@ def parse_values(name: str, text: str) -> list:
     """``V1,V2,...`` or, for a number, an inclusive ``START:STOP:STEP`` -> distinct values in order."""
     f = setting_field(name)
     rhs = str(text).strip()
+    if not rhs:  # one empty value: None for an optional setting, as everywhere
+        return [parse_setting(f.name, rhs)]
     parts = rhs.split(":")
     if len(parts) == 3 and "," not in rhs and _base(f)[0] in ("int", "float"):
         values = [check_setting(f.name, v) for v in _range(f, parts)]

@@ -26,7 +26,7 @@ import json
 from typing import Any, Mapping
 
 from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
-from core.settings_text import SettingError, parse_setting, setting_text
+from core.settings_text import SettingError, parse_setting, setting_field, setting_text
 from workloads.burstgpt import bundled_traces
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
@@ -56,6 +56,15 @@ def refused(f: dataclasses.Field, value: Any) -> str | None:
     if f.name == "latency":
         return latency_problem(value)
     return None
+
+
+def _param_field(key: str) -> dataclasses.Field:
+    """The field a query key names (its name, dashes allowed, or a spec's ``workload_`` key)."""
+    return _SIM_BY_PARAM.get(key) or _SPEC_BY_PARAM.get(key) or setting_field(key)
+
+
+def _is_sim(f: dataclasses.Field) -> bool:
+    return _SIM_BY_PARAM.get(f.name) is f
 
 
 def _link_value(f: dataclasses.Field, text: str) -> tuple[Any, str | None]:
@@ -97,13 +106,12 @@ def settings_from_params(params: Mapping[str, Any]) -> tuple[dict, list[str]]:
                 problems.append(f"modes: unknown mode(s) {', '.join(bad)}")
             settings["modes"] = [m for m in modes if m in MODES] or list(DEFAULT_COMPARE)
             continue
-        if key in _SIM_BY_PARAM:
-            f, target = _SIM_BY_PARAM[key], settings["sim"]
-        elif key in _SPEC_BY_PARAM:
-            f, target = _SPEC_BY_PARAM[key], settings["spec"]
-        else:
-            problems.append(f"{key}: unknown setting, ignored")
+        try:
+            f = _param_field(key)
+        except SettingError as exc:
+            problems.append(f"{exc}; ignored")
             continue
+        target = settings["sim"] if _is_sim(f) else settings["spec"]
         value, problem = _link_value(f, text)
         if problem:
             problems.append(problem)
@@ -203,13 +211,14 @@ def members_from_params(params: Mapping[str, Any]) -> tuple[list[dict] | None, l
         values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
         if len(values) < 2 or key in (RUN, COMPARE, MODES_KEY):
             continue
-        f = _SIM_BY_PARAM.get(key) or _SPEC_BY_PARAM.get(key)
-        if f is None:
+        try:
+            f = _param_field(key)
+        except SettingError:
             continue  # reported by settings_from_params
         if len(values) != n:
             problems.append(f"{key}: {len(values)} values for {n} runs; the first is used for all")
             continue
-        target = "sim" if key in _SIM_BY_PARAM else "spec"
+        target = "sim" if _is_sim(f) else "spec"
         for m, text in zip(members, values):
             value, problem = _link_value(f, str(text))
             if problem:
