@@ -22,7 +22,8 @@ import dataclasses
 import difflib
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from workloads.fields import NONE_WORDS, plain, range_text, shown
 from workloads.spec import SpecError, spec_fields
@@ -100,7 +101,7 @@ def check_setting(name: str, value: Any) -> Any:
     return value
 
 
-def _number(value: float | int) -> str:
+def _number(value: float) -> str:
     try:
         return f"{value:g}"
     except OverflowError:  # an integer too large for a float

@@ -30,7 +30,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from workloads.fields import plain
 from workloads.spec import SpecError, WorkloadSpec
