@@ -2,7 +2,8 @@
 
 Nothing imports this module. Every SimConfig and WorkloadSpec field is a flag
 (``--k-bins``, ``--d-sla-tbt none``, ...); ``--config FILE`` (TOML or JSON, flat
-or with [sim]/[workload] tables) supplies defaults that flags override.
+or with [sim]/[workload] tables) supplies defaults that flags override; its values, like
+``--vary``'s, are read by :mod:`core.settings_text`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
 from core.plan_options import DEFAULT_MODES as PLAN_MODES
 from core.plan_options import RULES as PLAN_RULES
 from core.report import format_compare_table, format_summary, to_json
+from core.settings_text import parse_mapping
 from workloads.fields import plain, range_text, shown, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
@@ -179,16 +181,12 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
     Also returns the names of the settings the user gave (for :func:`unused_notes`).
     A trace implies the BurstGPT workload.
     """
-    flat, sim_table, spec_table = _read_config_file(config_file)
+    flat, sim_table, spec_table = (parse_mapping(t) for t in _read_config_file(config_file))
     sim_names = {f.name for f in config_fields()}
     spec_names = {f.name for f in spec_fields()}
     for table, own, other in ((sim_table, sim_names, "[workload]"), (spec_table, spec_names, "[sim]")):
         for key in sorted(set(table) - own):
-            raise ConfigError(plain(key), "unknown setting" if key not in sim_names | spec_names
-                              else f"belongs in {other}, not here")
-    unknown = sorted(set(flat) - sim_names - spec_names)
-    if unknown:
-        raise ConfigError(plain(unknown[0]), "unknown setting in the config file")
+            raise ConfigError(key, f"belongs in {other}, not here")
     given = {k: (None if v is EXPLICIT_NONE else v) for k, v in flags.items() if v is not None}
     sim = {k: v for k, v in {**flat, **sim_table, **given}.items() if k in sim_names}
     spec = {k: v for k, v in {**flat, **spec_table, **given}.items() if k in spec_names}
@@ -972,11 +970,15 @@ def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None
 
 
 def _vary_values(vary: tuple[str, ...]) -> dict[str, list]:
+    from core.settings_text import SettingError
     from core.sweep import parse_vary
 
     out: dict[str, list] = {}
     for text in vary:
-        name, values = parse_vary(text)
+        try:
+            name, values = parse_vary(text)
+        except SettingError as exc:
+            raise _error(f"--vary {exc}") from None
         if name in out:
             raise click.BadParameter(f"{name} is varied twice", param_hint="--vary")
         out[name] = values

@@ -30,20 +30,21 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from workloads.fields import plain, shown
-from workloads.spec import SpecError, WorkloadSpec, spec_fields
+from workloads.fields import plain
+from workloads.spec import SpecError, WorkloadSpec
 
-from .config import ConfigError, SimConfig, config_fields
+from .config import ConfigError, SimConfig
+from .settings_text import (is_sim, parse_lines, parse_values, setting_field, setting_text, split_assignment,
+                            split_settings)
 
 MAX_MEMBERS = 100_000
-_SIM_FIELDS = {f.name: f for f in config_fields()}
-_SPEC_FIELDS = {f.name: f for f in spec_fields()}
 
 
 class SweepError(ValueError):
-    """A sweep that cannot be built (a bad --vary, an invalid grid point); the message says which."""
+    """A sweep that cannot be built (an invalid grid point, too many members); the message says which.
+    Settings text that cannot be read is a :class:`core.settings_text.SettingError`."""
 
 
 # ------------------------------------------------------------------ members --
@@ -121,108 +122,17 @@ def simulate_member(member: Member) -> MemberResult:
 
 
 # ------------------------------------------------------------------ the grid --
-def _field(name: str) -> dataclasses.Field:
-    f = _SIM_FIELDS.get(name) or _SPEC_FIELDS.get(name)
-    if f is None:
-        known = sorted(set(_SIM_FIELDS) | set(_SPEC_FIELDS))
-        raise SweepError(f"{plain(name)}: unknown setting (known: {', '.join(known)})")
-    return f
-
-
-def _convert(f: dataclasses.Field, text: str) -> Any:
-    kind = str(f.type)
-    base = kind.replace(" | None", "")
-    t = text.strip()
-    if kind.endswith("| None") and t.lower() in ("none", "auto", "off"):
-        return None
-    try:
-        if base == "int":
-            return int(t)
-        if base == "float":
-            return float(t)
-    except ValueError:
-        want = "an integer" if base == "int" else "a number"
-        raise SweepError(f"--vary {f.name}: {shown(t)} is not {want}") from None
-    if base == "bool":
-        if t.lower() in ("true", "1", "yes", "on"):
-            return True
-        if t.lower() in ("false", "0", "no", "off"):
-            return False
-        raise SweepError(f"--vary {f.name}: {shown(t)} is not true or false")
-    return t
-
-
-def _range(f: dataclasses.Field, parts: list[str]) -> list:
-    """The values of an inclusive ``START:STOP:STEP`` range: finite, at most MAX_MEMBERS of them,
-    each distinct (a STEP below the resolution of the values is an error, not a silent merge)."""
-    base = str(f.type).replace(" | None", "")
-    if base not in ("int", "float"):
-        raise SweepError(f"--vary {f.name}: a START:STOP:STEP range needs a numeric setting; list values with commas")
-    where, given = f"--vary {f.name}", shown(":".join(parts))
-    start, stop, step = (_convert(f, p) for p in parts)
-    if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in (start, stop, step)):
-        raise SweepError(f"{where}: START, STOP and STEP must be finite numbers, got {given}")
-    if not step > 0:
-        raise SweepError(f"{where}: STEP must be > 0 in {given}")
-    if stop < start:
-        raise SweepError(f"{where}: STOP ({shown(stop)}) is below START ({shown(start)})")
-    if base == "int":
-        count = (stop - start) // step + 1
-    else:
-        span = (stop - start) / step  # inf when the span or the count overflows a float
-        count = math.floor(span + 1e-9) + 1 if span < MAX_MEMBERS else MAX_MEMBERS + 1
-    if count > MAX_MEMBERS:
-        raise SweepError(f"{where}: more than {MAX_MEMBERS:,} values in {given}")
-    values = [start + i * step for i in range(count)]
-    values = [int(v) for v in values] if base == "int" else [round(v, 12) for v in values]
-    if len(set(values)) < len(values):
-        raise SweepError(f"{where}: STEP is below the resolution of the values in {given} (they would repeat)")
-    return values
-
-
 def parse_vary(text: str) -> tuple[str, list]:
-    """``NAME=START:STOP:STEP`` (inclusive) or ``NAME=V1,V2,...`` -> (field name, values)."""
-    if "=" not in str(text):
-        raise SweepError(f"--vary {shown(text)}: expected NAME=START:STOP:STEP or NAME=V1,V2,...")
-    name, _, rhs = str(text).partition("=")
-    name = name.strip().replace("-", "_")
-    f = _field(name)
-    rhs = rhs.strip()
-    if not rhs:
-        raise SweepError(f"--vary {name}: no values given")
-    parts = rhs.split(":")
-    numeric = str(f.type).replace(" | None", "") in ("int", "float")
-    if len(parts) == 3 and numeric and "," not in rhs:
-        values = _range(f, parts)
-    else:
-        values = [_convert(f, v) for v in rhs.split(",") if v.strip()]
-    if not values:
-        raise SweepError(f"--vary {name}: no values given")
-    return name, list(dict.fromkeys(values))
+    """``NAME=START:STOP:STEP`` (inclusive) or ``NAME=V1,V2,...`` -> (field name, values)
+    (:func:`core.settings_text.parse_values`; a SettingError names what is wrong)."""
+    name, rhs = split_assignment(text, "NAME=START:STOP:STEP or NAME=V1,V2,...")
+    return name, parse_values(name, rhs)
 
 
 def parse_settings(lines: Iterable[str]) -> tuple[SimConfig, WorkloadSpec]:
     """Base settings from ``NAME=VALUE`` lines (blank lines and ``#`` comments skipped)."""
-    sim: dict[str, Any] = {}
-    spec: dict[str, Any] = {}
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if "=" not in line:
-            raise SweepError(f"setting {shown(line)}: expected NAME=VALUE")
-        name, _, value = line.partition("=")
-        name = name.strip().replace("-", "_")
-        f = _field(name)
-        v = _convert(f, value)
-        if name in _SIM_FIELDS:
-            sim[name] = v
-        if name in _SPEC_FIELDS:
-            spec[name] = v
-    try:
-        return SimConfig(**sim), WorkloadSpec(**spec)
-    except (ConfigError, SpecError) as exc:
-        raise SweepError(str(exc)) from None
+    sim, spec = split_settings(parse_lines(lines))
+    return SimConfig(**sim), WorkloadSpec(**spec)
 
 
 def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list] | None = None,
@@ -236,7 +146,7 @@ def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list
     if replications < 1:
         raise SweepError(f"replications: must be >= 1, got {replications}")
     for name in vary:
-        _field(name)
+        setting_field(name)
     names = list(vary)
     total = math.prod(len(v) for v in vary.values()) * replications if vary else replications
     if total > MAX_MEMBERS:
@@ -251,10 +161,7 @@ def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list
         for rep in range(replications):
             sim, spec = dict(sim_base), dict(spec_base)
             for name, value in point.items():
-                if name in _SIM_FIELDS:
-                    sim[name] = value
-                if name in _SPEC_FIELDS:
-                    spec[name] = value
+                (sim if is_sim(name) else spec)[name] = value
             if replications > 1:
                 spec["workload_seed"] = int(spec["workload_seed"]) + rep
                 sim["seed"] = int(sim["seed"]) + rep
@@ -262,7 +169,7 @@ def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list
             try:
                 members.append(Member(SimConfig(**sim), WorkloadSpec(**spec), label))
             except (ConfigError, SpecError) as exc:
-                where = ", ".join(f"{k}={plain(v)}" for k, v in point.items()) or "the base settings"
+                where = ", ".join(f"{k}={plain(setting_text(v))}" for k, v in point.items()) or "the base settings"
                 raise SweepError(f"grid point {where}: {exc}") from None
     return members
 

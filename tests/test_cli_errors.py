@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchlab import MAX_ERROR_CHARS, MAX_TOKEN_CHARS, cli, one_line
-from core.sweep import MAX_MEMBERS, SweepError, parse_vary
+from core.settings_text import MAX_VALUES, SettingError
+from core.sweep import parse_vary
 from workloads.fields import SHOWN_CHARS, shown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,15 +107,15 @@ PART = st.one_of(st.floats(), st.floats(-10, 10), st.sampled_from(["0", "1", "1e
 
 
 @given(PART, PART, PART)
-def test_a_vary_range_is_distinct_finite_values_from_start_to_stop_or_a_sweep_error(start, stop, step):
+def test_a_vary_range_is_distinct_finite_values_from_start_to_stop_or_a_setting_error(start, stop, step):
     text = f"rate={start}:{stop}:{step}"
     try:
         _, values = parse_vary(text)
-    except SweepError as exc:
+    except SettingError as exc:
         assert len(str(exc)) < 300
         return
     lo, hi = float(start), float(stop)
-    assert 1 <= len(values) <= MAX_MEMBERS and len(set(values)) == len(values)
+    assert 1 <= len(values) <= MAX_VALUES and len(set(values)) == len(values)
     assert all(math.isfinite(v) for v in values) and values == sorted(values)
     assert values[0] == round(lo, 12) and values[-1] <= round(hi, 12) + abs(float(step)) * 1e-6
 

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from core import SimConfig
+from core.settings_text import SettingError
 from core.sweep import Member, SweepError, expand, parse_vary, run_members
 from store import open_store
 from store.sweep_jobs import grid_plan, open_plan, run_plan
@@ -39,7 +40,7 @@ def test_parse_vary_ranges_include_stop_and_lists_convert_types():
     ("gpus=a,b", "'a' is not an integer"),
 ])
 def test_parse_vary_errors_name_the_problem(text, message):
-    with pytest.raises(SweepError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SettingError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_vary(text)
 
 
@@ -185,7 +186,7 @@ def test_sweep_cli_writes_csv_and_json_and_rejects_bad_input(tmp_path):
     r = runner.invoke(cli, base + ["--format", "json"])
     assert r.exit_code == 0 and '"sla_attainment"' in r.stdout
     r = runner.invoke(cli, ["sweep", "--no-store", "--vary", "gpus=0,1"])
-    assert r.exit_code != 0 and "grid point gpus=0: gpus: must be between 1 and 1000" in r.output
+    assert r.exit_code == 1 and "--vary gpus: must be between 1 and 1000, got 0" in r.output
     assert "Traceback" not in r.output
     r = runner.invoke(cli, ["sweep", "--no-store", "--cluster", "nowhere"])
     assert r.exit_code != 0 and "--cluster: expected 'local' or a scheduler address" in r.output

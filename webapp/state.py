@@ -6,7 +6,8 @@ URLs the app understands (every result page writes one):
 * ``/compare?compare=<h1>,<h2>,...&modes=<m1>,<m2>,...&<settings>`` opens a comparison;
 * any page: settings that differ from the defaults, by field name
   (``?mode=static_fifo&gpus=8&d_sla_tbt=none``), the workload's ``seed`` as
-  ``workload_seed``. ``none`` is a disabled deadline or an auto setting.
+  ``workload_seed``. Values are read and written as :mod:`core.settings_text` says (``none``
+  is a disabled deadline or an auto setting); a value it refuses is reported and the default used.
 
 A link carries enough to recompute every run it names, even on a store that has none of
 them: a run link has the run's settings; a comparison link has one mode per run in
@@ -25,6 +26,7 @@ import json
 from typing import Any, Mapping
 
 from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
+from core.settings_text import SettingError, parse_setting, setting_field, setting_text
 from workloads.burstgpt import bundled_traces
 from workloads.spec import SpecError, WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
@@ -47,16 +49,6 @@ _SIM_BY_PARAM = {f.name: f for f in config_fields()}
 
 
 # ------------------------------------------------------------------ values --
-def encode(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def refused(f: dataclasses.Field, value: Any) -> str | None:
     """Why a link cannot carry ``value`` for ``f`` (it names a file), else None."""
     if f.name == "trace":
@@ -66,32 +58,23 @@ def refused(f: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
-def decode(f: dataclasses.Field, text: str) -> Any:
-    """Parse query text for ``f`` by its annotated type; ValueError names what was expected."""
-    kind = str(f.type)
-    optional = kind.endswith("| None")
-    base = kind.replace(" | None", "")
-    text = text.strip()
-    if optional and text.lower() in ("none", "auto", "off", ""):
-        return None
-    if base == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
-    if base == "float":
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-    if base == "bool":
-        low = text.lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        raise ValueError(f"{text!r} is not true or false")
-    return text
+def _param_field(key: str) -> dataclasses.Field:
+    """The field a query key names (its name, dashes allowed, or a spec's ``workload_`` key)."""
+    return _SIM_BY_PARAM.get(key) or _SPEC_BY_PARAM.get(key) or setting_field(key)
+
+
+def _is_sim(f: dataclasses.Field) -> bool:
+    return _SIM_BY_PARAM.get(f.name) is f
+
+
+def _link_value(f: dataclasses.Field, text: str) -> tuple[Any, str | None]:
+    """(the value of ``f`` a link's ``text`` gives, None) or (None, the problem: the default is used)."""
+    try:
+        value = parse_setting(f.name, text)
+    except SettingError as exc:
+        return None, f"{exc}; the default is used"
+    problem = refused(f, value)
+    return (None, f"{problem}; the default is used") if problem else (value, None)
 
 
 # ---------------------------------------------------------------- settings --
@@ -123,21 +106,15 @@ def settings_from_params(params: Mapping[str, Any]) -> tuple[dict, list[str]]:
                 problems.append(f"modes: unknown mode(s) {', '.join(bad)}")
             settings["modes"] = [m for m in modes if m in MODES] or list(DEFAULT_COMPARE)
             continue
-        if key in _SIM_BY_PARAM:
-            f, target = _SIM_BY_PARAM[key], settings["sim"]
-        elif key in _SPEC_BY_PARAM:
-            f, target = _SPEC_BY_PARAM[key], settings["spec"]
-        else:
-            problems.append(f"{key}: unknown setting, ignored")
-            continue
         try:
-            value = decode(f, text)
-        except ValueError as exc:
-            problems.append(f"{key}: {exc}; the default is used")
+            f = _param_field(key)
+        except SettingError as exc:
+            problems.append(f"{exc}; ignored")
             continue
-        problem = refused(f, value)
+        target = settings["sim"] if _is_sim(f) else settings["spec"]
+        value, problem = _link_value(f, text)
         if problem:
-            problems.append(f"{problem}; the default is used")
+            problems.append(problem)
             continue
         target[f.name] = value
     settings["source"] = source_of(settings["spec"])
@@ -175,7 +152,7 @@ def _setting_params(sim: SimConfig | Mapping, spec: WorkloadSpec | Mapping | Non
         if f.name == "fill" and v == mode_fill:
             continue  # the mode's own default fill
         if v != default:
-            out[f.name] = encode(v)
+            out[f.name] = setting_text(v)
     if spec is None:
         return out
     spec_obj = spec if isinstance(spec, WorkloadSpec) else _spec_or_none(spec)
@@ -184,15 +161,15 @@ def _setting_params(sim: SimConfig | Mapping, spec: WorkloadSpec | Mapping | Non
         v = spec_d.get(f.name, f.default)
         if v == f.default or (spec_obj is not None and _same_workload(spec_obj, f.name, f.default)):
             continue
-        out[spec_param(f.name)] = encode(v)
+        out[spec_param(f.name)] = setting_text(v)
     return out
 
 
 def _default_text(key: str) -> str:
     """The query text of a setting's default (what a run that omits ``key`` has)."""
     if key in _SIM_BY_PARAM:
-        return encode(None if key == "fill" else _SIM_BY_PARAM[key].default)
-    return encode(_SPEC_BY_PARAM[key].default)
+        return setting_text(None if key == "fill" else _SIM_BY_PARAM[key].default)
+    return setting_text(_SPEC_BY_PARAM[key].default)
 
 
 def run_params(run_hash: str, settings: Mapping) -> dict[str, str]:
@@ -234,22 +211,18 @@ def members_from_params(params: Mapping[str, Any]) -> tuple[list[dict] | None, l
         values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
         if len(values) < 2 or key in (RUN, COMPARE, MODES_KEY):
             continue
-        f = _SIM_BY_PARAM.get(key) or _SPEC_BY_PARAM.get(key)
-        if f is None:
+        try:
+            f = _param_field(key)
+        except SettingError:
             continue  # reported by settings_from_params
         if len(values) != n:
             problems.append(f"{key}: {len(values)} values for {n} runs; the first is used for all")
             continue
-        target = "sim" if key in _SIM_BY_PARAM else "spec"
+        target = "sim" if _is_sim(f) else "spec"
         for m, text in zip(members, values):
-            try:
-                value = decode(f, str(text))
-            except ValueError as exc:
-                problems.append(f"{key}: {exc}; the default is used")
-                continue
-            problem = refused(f, value)
+            value, problem = _link_value(f, str(text))
             if problem:
-                problems.append(f"{problem}; the default is used")
+                problems.append(problem)
                 value = f.default
             m[target][f.name] = value
     for m in members:
