@@ -50,6 +50,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from core.extras import MissingExtra, require
+
 from .errors import StoreError
 from .paths import DB_FILENAME, VERSION_TABLE, data_home, default_url  # noqa: F401  (re-exported)
 
@@ -201,6 +203,11 @@ def make_engine(url: URL, *, read_only: bool = False, immutable: bool = False) -
     backend = url.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url, read_only, immutable)
+    if backend == "postgresql" and url.get_driver_name() == "psycopg":
+        try:
+            require("postgres", f"the store {display_url(url)}")
+        except MissingExtra as exc:
+            raise StoreError(str(exc)) from None
     kwargs: dict = {"pool_pre_ping": True}
     if backend == "postgresql" and "connect_timeout" not in url.query:
         kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
