@@ -39,6 +39,8 @@ def test_the_lock_pins_every_requirement_of_the_image_within_its_range():
         assert name in pinned, f"{req.name} is required but not in requirements.lock: run make lock"
         assert req.specifier.contains(pinned[name], prereleases=True), f"{name}=={pinned[name]} is not {req}"
     assert "batchlab" not in pinned and "torch" not in pinned
+    header = (REPO / "requirements.lock").read_text().splitlines()[0]
+    assert re.search(r"Python 3\.11\.\d+, linux x86_64", header), f"not resolved as the image's platform: {header}"
 
 
 def report(*packages: tuple[str, str]) -> dict:
