@@ -5,7 +5,7 @@ SQLite file ``$BATCHLAB_HOME/batchlab.db``, where ``BATCHLAB_HOME`` defaults to
 ``$XDG_DATA_HOME/batchlab`` or ``~/.local/share/batchlab``.
 
 ``postgresql://`` and ``postgres://`` URLs are routed to the psycopg 3 driver
-(``postgresql+psycopg://``), the one batchlab ships with.
+(``postgresql+psycopg://``), which the ``postgres`` extra installs.
 
 SQLite connections get: WAL journal (readers never block the writer),
 ``foreign_keys=ON`` (run children are deleted by cascade), a 30 s busy timeout,
