@@ -157,8 +157,8 @@ def require_torch() -> None:
         except ImportError:
             missing.append(module)
     if missing:
-        raise TorchMissing(f"the calibration tool needs {' and '.join(missing)}, not installed in this Python: "
-                           f"run {INSTALL_HINT} in the batchlab checkout (or pip install torch transformers)")
+        raise TorchMissing(f"the calibration tool needs {' and '.join(missing)} (batchlab[calibrate]), not installed "
+                           f"in this Python: pip install 'batchlab[calibrate]' (in a checkout: {INSTALL_HINT})")
 
 
 def _sizes(values, label: str, high: int) -> list[int]:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import urlsplit
 
+from .extras import MissingExtra, require
 from .sweep import SweepError, default_workers, pool_for
 
 CLUSTER_HELP = ("Where the runs go: omit for a local process pool; 'local' for a Dask LocalCluster "
@@ -80,9 +81,11 @@ def open_executor(cluster: str | None = None, workers: int | None = None,
             yield pool, n
         return
     try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise SweepError(f"--cluster needs dask distributed ({exc}); pip install 'dask[distributed]'") from None
+        require("dask", f"--cluster {cluster}")
+    except MissingExtra as exc:
+        raise SweepError(str(exc)) from None
+    from distributed import Client, LocalCluster
+
     if cluster.startswith("tls://") and not _tls_ready():
         raise SweepError(f"--cluster {cluster}: TLS needs a CA file and a client certificate and key in dask's "
                          "configuration (distributed.comm.tls.ca-file, .client.cert, .client.key)")

@@ -5,7 +5,7 @@ SQLite file ``$BATCHLAB_HOME/batchlab.db``, where ``BATCHLAB_HOME`` defaults to
 ``$XDG_DATA_HOME/batchlab`` or ``~/.local/share/batchlab``.
 
 ``postgresql://`` and ``postgres://`` URLs are routed to the psycopg 3 driver
-(``postgresql+psycopg://``), the one batchlab ships with.
+(``postgresql+psycopg://``), which the ``postgres`` extra installs.
 
 SQLite connections get: WAL journal (readers never block the writer),
 ``foreign_keys=ON`` (run children are deleted by cascade), a 30 s busy timeout,
@@ -49,6 +49,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
+
+from core.extras import MissingExtra, require
 
 from .errors import StoreError
 from .paths import DB_FILENAME, VERSION_TABLE, data_home, default_url  # noqa: F401  (re-exported)
@@ -201,6 +203,11 @@ def make_engine(url: URL, *, read_only: bool = False, immutable: bool = False) -
     backend = url.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url, read_only, immutable)
+    if backend == "postgresql" and url.get_driver_name() == "psycopg":
+        try:
+            require("postgres", f"the store {display_url(url)}")
+        except MissingExtra as exc:
+            raise StoreError(str(exc)) from None
     kwargs: dict = {"pool_pre_ping": True}
     if backend == "postgresql" and "connect_timeout" not in url.query:
         kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}

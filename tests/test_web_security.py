@@ -493,7 +493,7 @@ def test_any_other_address_needs_expose_and_then_says_what_it_exposes(host, monk
 def test_app_refuses_bad_bindings_in_one_line(args, fragment, monkeypatch):
     from webapp import launch
 
-    monkeypatch.setattr(launch.subprocess, "call", lambda *a, **k: pytest.fail("the app must not start"))
+    monkeypatch.setattr(launch, "serve", lambda *a, **k: pytest.fail("the app must not start"))
     monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: pytest.fail("the app must not start"))
     r = CliRunner().invoke(cli, ["app", *args])
     assert r.exit_code == 1 and fragment in r.output and r.output.count("\n") == 1, r.output
@@ -504,7 +504,7 @@ def test_app_exposed_prints_the_banner_first_and_passes_the_clusters(monkeypatch
 
     seen = {}
     monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: None)
-    monkeypatch.setattr(launch.subprocess, "call", lambda cmd, env: seen.update(cmd=cmd, env=env) or 0)
+    monkeypatch.setattr(launch, "serve", lambda cmd, env: seen.update(cmd=cmd, env=env) or 0)
     r = CliRunner().invoke(cli, ["app", "--host", "0.0.0.0", "--expose", "--cluster", "farm=tls://sched:8786"])
     assert r.exit_code == 0, r.output
     assert "exposed on 0.0.0.0:8501" in r.stderr and "farm (tls://sched:8786)" in r.stderr

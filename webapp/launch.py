@@ -7,22 +7,33 @@ the pages are the operator's (``--cluster NAME=ADDRESS``, :mod:`webapp.clusters`
 
 Beside it, a short-lived process compiles the continuous engine (or loads it from numba's cache),
 so the first continuous run a user starts does not wait for the compiler.
+
+Stopping: SIGTERM, SIGINT and SIGHUP sent to this process are passed on to streamlit, which runs in
+its own process group (so a terminal's Ctrl-C reaches it once, through here); it then has
+:data:`STOP_GRACE_S` seconds to end before it is killed. As a container's process 1 (where the
+kernel drops signals a process does not handle) ``docker stop`` therefore ends the app at once.
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
+from core.extras import MissingExtra, require
 from core.sweep import SweepError
 
 from . import clusters as cluster_config
 
 APP = Path(__file__).resolve().parent / "app.py"
 WARM_UP = [sys.executable, "-c", "from core.continuous_engine import warm_up; warm_up()"]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_GRACE_S = 10.0
 
 
 class LaunchError(ValueError):
@@ -81,12 +92,22 @@ def launch(host: str = "127.0.0.1", port: int = 8501, db_url: str | None = None,
            echo: Callable[[str], None] = print) -> int:
     """Serve the app until interrupted; ``db_url`` becomes BATCHLAB_DB_URL, ``clusters`` (name -> address)
     BATCHLAB_CLUSTERS (default: that variable's own value, checked here). Raises LaunchError (see
-    :func:`preflight`); returns streamlit's exit code."""
+    :func:`preflight`, and when the ``web`` extra, or with clusters the ``dask`` extra, is missing);
+    returns streamlit's exit code (0 after a stop it was passed, see the module doc)."""
+    try:
+        require("web", "the web app")
+    except MissingExtra as exc:
+        raise LaunchError(str(exc)) from None
     if clusters is None:
         try:
             clusters = cluster_config.parse(os.environ.get(cluster_config.ENV, "").split())
         except SweepError as exc:
             raise LaunchError(f"{cluster_config.ENV}: {exc}") from None
+    if clusters:
+        try:
+            require("dask", "offering Dask clusters (--cluster, BATCHLAB_CLUSTERS)")
+        except MissingExtra as exc:
+            raise LaunchError(str(exc)) from None
     for line in preflight(host, port, expose, clusters, db_url):
         echo(line)
     env = dict(os.environ)
@@ -96,7 +117,40 @@ def launch(host: str = "127.0.0.1", port: int = 8501, db_url: str | None = None,
     env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
     subprocess.Popen(WARM_UP, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+    return serve(command(host, port, headless), env)
+
+
+def serve(cmd: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S) -> int:
+    """Run ``cmd`` in its own process group until it ends, passing it :data:`STOP_SIGNALS` (module doc).
+    Returns its exit code (128 + N when signal N ended it), 0 when it ended within ``grace_s`` of a
+    stop signal passed on."""
+    stops: list[tuple[float, int]] = []
+    child: subprocess.Popen | None = None
+
+    def forward(signum, _frame):
+        stops.append((time.monotonic(), signum))
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
-        return subprocess.call(command(host, port, headless), env=env)
-    except KeyboardInterrupt:
+        child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, process_group=0)
+        if stops:  # a stop that came while it was being started
+            child.send_signal(stops[0][1])
+        while True:
+            try:
+                code = child.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if stops and time.monotonic() - stops[0][0] > grace_s:
+                    child.kill()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child is not None and child.poll() is None:  # left by an exception: never leave the server behind
+            child.kill()
+            child.wait()
+    if stops and code in (0, *(-s for s in STOP_SIGNALS)):
         return 0
+    return 128 - code if code < 0 else code

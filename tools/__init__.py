@@ -1,0 +1,1 @@
+"""Maintenance scripts (not installed with batchlab): lock.py writes requirements.lock."""
