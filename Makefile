@@ -27,7 +27,7 @@ lint:
 
 lock:  ## requirements.lock from pyproject.toml: what the Docker image installs
 	$(PYTHON) -m pip install --dry-run --ignore-installed --quiet --report .lock-report.json '.[web,postgres,dask]'
-	$(PYTHON) tools/lock.py .lock-report.json requirements.lock
+	$(PYTHON) .ci/lock.py .lock-report.json requirements.lock
 	rm -f .lock-report.json
 
 docker:  ## the web image, and the calibration image (torch CPU wheels)

@@ -1,7 +1,8 @@
-"""requirements.lock (what the Docker image installs) against pyproject.toml, tools/lock.py, and the
+"""requirements.lock (what the Docker image installs) against pyproject.toml, .ci/lock.py, and the
 Dockerfile's use of them."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -13,9 +14,19 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tools.lock import LockError, lock_text, pins
-
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_lock_tool():
+    """.ci/lock.py, the script ``make lock`` runs (CI tooling, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("lock_tool", REPO / ".ci" / "lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_lock = _load_lock_tool()
+LockError, lock_text, pins = _lock.LockError, _lock.lock_text, _lock.pins
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 IMAGE_EXTRAS = ("web", "postgres", "dask")
 

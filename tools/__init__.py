@@ -1,1 +1,0 @@
-"""Maintenance scripts (not installed with batchlab): lock.py writes requirements.lock."""
