@@ -9,6 +9,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core import metric_catalog
+
 from . import fmt
 
 LATENCY_METRICS = {
@@ -135,15 +137,16 @@ def bars_height(n: int) -> int:
     return 110 + 36 * max(n, 1)
 
 
-THROUGHPUT = {"throughput_rps": ("Throughput", "Requests per second (req/s)", ".3f"),
-              "throughput_tps": ("Output throughput", "Output tokens per second (tok/s)", ",.1f")}
+# axis number formats of the throughput bars; titles and units come from the metric catalog
+THROUGHPUT = {"throughput_rps": ".3f", "throughput_tps": ",.1f"}
 
 
 def throughput(summaries: dict[str, dict], key: str = "throughput_rps") -> alt.Chart:
     """Horizontal bars of one throughput metric (``throughput_rps`` or ``throughput_tps``) per run."""
     df = throughput_frame(summaries)
     runs = list(summaries)
-    title, axis, f = THROUGHPUT[key]
+    f, metric = THROUGHPUT[key], metric_catalog.BY_KEY[key]
+    title, axis = metric.label, f"{metric.label} ({metric.unit})"
     bars = alt.Chart(df).mark_bar().encode(
         y=alt.Y("run:N", title=None, sort=runs, axis=alt.Axis(labelLimit=260)),
         x=alt.X(f"{key}:Q", title=axis),

@@ -6,17 +6,26 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from core import metric_catalog
 from core.config import MODES
 
 from workloads.spec import SYNTHETIC_RATE
 
 from . import services, state
 
-SORTS = {"created_at": "Created", "throughput_rps": "Throughput", "latency_p99_s": "Latency p99",
-         "sla_attainment": "SLA attainment", "gpu_utilization": "GPU utilisation", "num_requests": "Requests",
+# the stored metric columns a page sorts by, labelled as the catalog labels them
+SORTS = {"created_at": "Created",
+         **{k: metric_catalog.BY_KEY[k].label for k in ("throughput_rps", "latency_p99_s", "sla_attainment",
+                                                         "gpu_utilization", "num_requests")},
          "duration_s": "Compute time", "mode": "Mode"}
 STATUSES = ("done", "failed", "running", "stale")
 PAGE_SIZE = 50
+
+
+def _describe(key: str) -> str:
+    """A runs-table column's hover text: the catalog's label and description of its metric."""
+    m = metric_catalog.BY_KEY[key]
+    return f"{m.label}: {m.description}"
 
 
 @dataclass
@@ -120,9 +129,9 @@ def runs_table(f: Filters) -> pd.DataFrame | None:
             "latency": st.column_config.TextColumn(width=76, help="Latency model: parametric or grid:NAME"),
             "arrivals": st.column_config.TextColumn(width=58, help="Mean arrival rate set for the run, or "
                                                                    "'trace': the trace's own times (×N: compressed)"),
-            "req/s": st.column_config.NumberColumn(format="%.3g", width=46, help="Throughput (requests/s)"),
-            "p99 (s)": st.column_config.NumberColumn(format="%.3g", width=50, help="End-to-end latency p99"),
-            "SLA %": st.column_config.NumberColumn(format="%.1f", width=46, help="SLA attainment"),
+            "req/s": st.column_config.NumberColumn(format="%.3g", width=46, help=_describe("throughput_rps")),
+            "p99 (s)": st.column_config.NumberColumn(format="%.3g", width=50, help=_describe("latency_p99_s")),
+            "SLA %": st.column_config.NumberColumn(format="%.1f", width=46, help=_describe("sla_attainment")),
             "workload": st.column_config.TextColumn(width=70, help="The workload (number of requests, "
                                                                    "arrivals, lengths, predictor)"),
         })
