@@ -27,7 +27,7 @@ from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
 from core.plan_options import DEFAULT_MODES as PLAN_MODES
 from core.plan_options import RULES as PLAN_RULES
 from core.report import format_compare_table, format_summary, to_json
-from core.settings_text import parse_mapping
+from core.settings_text import SettingError, parse_mapping, parse_setting
 from workloads.fields import plain, range_text, shown, unused_settings
 from workloads.spec import WorkloadSpec, spec_fields
 from workloads.workload import WorkloadError
@@ -38,22 +38,26 @@ from workloads.workload import WorkloadError
 EXPLICIT_NONE = type("ExplicitNone", (), {"__repr__": lambda self: "none"})()  # a flag given as 'none'
 
 
-class _NoneOr(click.ParamType):
-    """A number that may also be 'none' (a disabled deadline, no limit) or 'auto'."""
+class _Setting(click.ParamType):
+    """A setting's flag, read by the one settings parser (as in URLs, --vary and config files)."""
 
-    def __init__(self, inner: type):
-        self.inner = inner
-        self.name = f"{inner.__name__}|none"
+    def __init__(self, f: dataclasses.Field):
+        self.field = f.name
+        choices = f.metadata.get("choices")
+        kind = str(f.type)
+        self.name = f"[{'|'.join(choices)}]" if choices else kind.replace(" | None", "|none").replace("str|", "text|")
+
+    def get_metavar(self, param, ctx=None):
+        return self.name
 
     def convert(self, value, param, ctx):
         if value is None or value is EXPLICIT_NONE:
             return value
-        if isinstance(value, str) and value.strip().lower() in ("none", "off", "auto", ""):
-            return EXPLICIT_NONE
         try:
-            return self.inner(value)
-        except (TypeError, ValueError):
-            self.fail(f"{shown(value)} is not {self.inner.__name__} or 'none'", param, ctx)
+            parsed = parse_setting(self.field, value)
+        except SettingError as e:
+            raise click.ClickException(str(e)) from None  # 'Error: NAME: ...', as from a config file
+        return EXPLICIT_NONE if parsed is None else parsed
 
 
 def _field_option(f: dataclasses.Field, seen: set[str]):
@@ -72,14 +76,7 @@ def _field_option(f: dataclasses.Field, seen: set[str]):
     help_text += f" (default: {none_word if f.default is None else f.default})"
     if kind.startswith("bool"):
         return click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
-    choices = f.metadata.get("choices")
-    if choices:
-        ptype: Any = click.Choice(choices)
-    elif kind.endswith("| None"):
-        ptype = _NoneOr(int if kind.startswith("int") else float if kind.startswith("float") else str)
-    else:
-        ptype = {"int": int, "float": float}.get(kind, str)
-    return click.option(flag, f.name, type=ptype, default=None, help=help_text)
+    return click.option(flag, f.name, type=_Setting(f), default=None, help=help_text)
 
 
 def _field_range(name: str) -> click.ParamType:

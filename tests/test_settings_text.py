@@ -1,4 +1,4 @@
-"""Settings text has one reader: every entry point (URL, --vary, settings box, TOML, JSON) accepts
+"""Settings text has one reader: every entry point (URL, --vary, settings box, TOML, JSON, a flag) accepts
 and refuses the same text the same way, values survive value -> text -> value, and a refusal
 names the setting and quotes the text (issue 16, part 3b)."""
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
@@ -123,11 +124,21 @@ def json_file(tmp_path, name: str, text: str):
     return config_file(tmp_path, ".json", json.dumps({name: text}))
 
 
+def flag(name: str, text: str):
+    """``batchlab run --NAME TEXT`` as the command line reads it (up to the settings it would run)."""
+    ctx = cli.commands["run"].make_context("run", [f"--{name}", text])
+    settings = {k: v for k, v in ctx.params.items() if k in SIM_FIELDS or k in SPEC_FIELDS}
+    cfg, spec, _ = build_inputs(None, **settings)
+    return cfg, spec
+
+
 def outcome(read, *args):
     try:
         return read(*args)
     except (ConfigError, SpecError) as exc:
         return "refused", str(exc)
+    except click.ClickException as exc:
+        return "refused", exc.message
 
 
 CASES = [
@@ -151,6 +162,8 @@ CASES = [
 def test_the_same_text_is_read_the_same_by_every_entry_point(tmp_path, name, text):
     seen = {"url": outcome(url, name, text), "vary": outcome(vary, name, text), "box": outcome(box, name, text),
             "toml": outcome(toml, tmp_path, name, text), "json": outcome(json_file, tmp_path, name, text)}
+    if name in SIM_FIELDS | SPEC_FIELDS and not str(setting_field(name).type).startswith("bool"):
+        seen["flag"] = outcome(flag, name.replace("_", "-"), text)  # a flag (booleans are --x/--no-x)
     assert len({repr(v) for v in seen.values()}) == 1, seen
     first = seen["url"]
     if first[0] == "refused":
