@@ -233,15 +233,15 @@ class SimConfig:
             drop |= {"fill", "max_wait", "kv_reserve", "max_new_tokens"}
         else:
             drop |= {"block_size", "kv_watermark", "chunk_size", "preempt_policy", "queue_policy"}
+            if self.kv_reserve != "max_new_tokens":
+                drop.add("max_new_tokens")
+            if self.fill == "greedy":
+                drop.add("max_wait")
         # at their defaults the policies are what every run did before they were settings: same hash
         if self.preempt_policy == "newest":
             drop.add("preempt_policy")
         if self.queue_policy == "fcfs":
             drop.add("queue_policy")
-            if self.kv_reserve != "max_new_tokens":
-                drop.add("max_new_tokens")
-            if self.fill == "greedy":
-                drop.add("max_wait")
         if self.d_sla_tbt is None:
             drop.add("tbt_sla")
         if self.latency != "parametric":

@@ -20,6 +20,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .config import PREEMPT_POLICIES, QUEUE_POLICIES
 from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRANCH_WITHIN
 from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
 
@@ -31,10 +32,10 @@ POLICIES = ("fcfs", "longest", "round_robin", "short_first")
 FCFS, LONGEST, ROUND_ROBIN, SHORT_FIRST = range(4)
 MARGINS = ("factor", "clt", "none")
 FACTOR, CLT = 0, 1
-PREEMPT_POLICIES = ("newest", "priority")   # which running request a preemption takes (_victim)
-NEWEST, PRIORITY_VICTIM = range(2)
-QUEUE_POLICIES = ("fcfs", "priority")       # the order of a waiting queue (_queue_key)
-ARRIVAL_ORDER, PRIORITY_ORDER = range(2)
+# the policies by their index in the settings' choices: which running request a preemption takes
+# (_victim), the order of a waiting queue (_queue_key)
+NEWEST = PREEMPT_POLICIES.index("newest")    # any other: priority
+ARRIVAL_ORDER, PRIORITY_ORDER = QUEUE_POLICIES.index("fcfs"), QUEUE_POLICIES.index("priority")
 # one row per span (core.continuous_engine turns it into the run's log columns)
 LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it started, how long it ran
                 ("kv_blocks", np.int64),                          # KV blocks in use at its end
