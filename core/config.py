@@ -23,6 +23,8 @@ BIN_POLICIES = ("fcfs", "longest", "round_robin", "short_first")
 MEM_MARGINS = ("factor", "clt", "none")
 KV_RESERVES = ("predicted", "max_new_tokens")
 TBT_STATS = ("mean", "max")
+PREEMPT_POLICIES = ("newest", "priority")   # core.continuous_kernel._victim
+QUEUE_POLICIES = ("fcfs", "priority")       # core.continuous_kernel._queue_key
 # What each mode does, in two sentences (CLI help, the web form's mode picker, the README).
 MODE_HELP = {
     "static_fifo": "One FIFO queue; a free GPU takes up to B waiting requests as one padded batch that runs "
@@ -83,6 +85,13 @@ class SimConfig:
     bin_policy: str = _f("fcfs", "Which ready bin a free GPU serves (or, in continuous_multi_bin, admits "
                          "from): fcfs (oldest head / first formed), longest (most waiting), round_robin, "
                          "short_first (lowest bin).", choices=BIN_POLICIES)
+    preempt_policy: str = _f("newest", "Continuous modes: which running request a preemption takes when KV "
+                             "blocks run out: newest (the latest admitted, vLLM's FCFS scheduler) or priority "
+                             "(the largest priority value, then the latest arrival: vLLM's priority "
+                             "scheduler). Requests without a priority have 0.", choices=PREEMPT_POLICIES)
+    queue_policy: str = _f("fcfs", "Continuous modes: the order of a waiting queue: fcfs (arrival order, "
+                           "preempted requests first) or priority (smallest priority value first, then "
+                           "arrival: vLLM's priority scheduler).", choices=QUEUE_POLICIES)
     # --- cluster ---------------------------------------------------------
     gpus: int = _f(4, "Number of identical GPUs, each running one batch at a time.", group="cluster",
                    range=(1, MAX_GPUS))
@@ -223,11 +232,16 @@ class SimConfig:
         if self.continuous:
             drop |= {"fill", "max_wait", "kv_reserve", "max_new_tokens"}
         else:
-            drop |= {"block_size", "kv_watermark", "chunk_size"}
+            drop |= {"block_size", "kv_watermark", "chunk_size", "preempt_policy", "queue_policy"}
             if self.kv_reserve != "max_new_tokens":
                 drop.add("max_new_tokens")
             if self.fill == "greedy":
                 drop.add("max_wait")
+        # at their defaults the policies are what every run did before they were settings: same hash
+        if self.preempt_policy == "newest":
+            drop.add("preempt_policy")
+        if self.queue_policy == "fcfs":
+            drop.add("queue_policy")
         if self.d_sla_tbt is None:
             drop.add("tbt_sla")
         if self.latency != "parametric":

@@ -79,16 +79,15 @@ from .latency import LatencyModel
 from .queues import QueueStats, queue_layout
 from .validity import beyond_horizon
 
-LOG_COLUMNS = ("start", "duration", "kv_blocks", "gpu", "size", "iterations", "kv_tokens", "b_mem", "b_sla", "b_cap",
-               "branch", "preempted")
-LOG_FLOATS = ("start", "duration")
 POLL_S = 0.25  # how often a run with a progress callback reports
 
 
 def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
                           predicted: np.ndarray, bins: np.ndarray, latency: LatencyModel, eta: int,
-                          progress: Callable[[float], None] | None = None) -> EngineOutput:
+                          progress: Callable[[float], None] | None = None,
+                          priority: np.ndarray | None = None) -> EngineOutput:
     """Simulate the whole workload with continuous batching; return per-request times and the span log.
+    ``priority``: each request's priority (smaller first; None: all 0), read by the priority policies.
 
     The event loop is compiled (:mod:`core.continuous_kernel`; numba loads on the first continuous
     run). With ``progress``, it runs in a worker thread while this one reports the fraction done;
@@ -100,7 +99,6 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     n, k = len(arrival), cfg.bins
     order, off = queue_layout(bins, k)
     arrival = _array(arrival, np.float64)
-    ticks = (arrival * TICKS + 0.5).astype(np.int64)   # continuous_kernel.tick of each arrival
     mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps)
     if cfg.dynamic:
         stats = QueueStats(prompt[order], predicted[order], cfg.stats_window)
@@ -110,9 +108,10 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     packed = pack(latency, cfg.b_max if cfg.dynamic else cfg.batch_size)
 
     s = settings(cfg, n, eta, mem.theta)
-    records = request_records(prompt[order], output[order], arrival[order], bins[order])
+    priority = np.zeros(n, np.int64) if priority is None else priority
+    records = request_records(prompt[order], output[order], arrival[order], bins[order], priority[order])
     gpu_state = gpu_records(s)
-    args = (s, arrival, ticks, _array(bins, np.int64), records, gpu_state, _array(off, np.int64), sums, packed)
+    args = (s, arrival, _array(bins, np.int64), records, gpu_state, _array(off, np.int64), sums, packed)
     try:
         rows, counts, wasted = _run(simulate, args, progress, n)
     except OverflowError:    # the kernel's clock ran out (continuous_kernel.tick)
@@ -132,8 +131,7 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     tbt = np.where(steps > 0, (finish - first) / np.maximum(steps, 1), 0.0)
     requests = {"gpu": gpu, "start": start, "first_token": first, "finish": finish, "tbt": tbt, "tbt_max": gap,
                 "preemptions": pre, "decode_steps": steps}
-    log = {name: (rows[:, i].copy() if name in LOG_FLOATS else rows[:, i].astype(np.int64))
-           for i, name in enumerate(LOG_COLUMNS)}
+    log = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names}
     blocks = eta // cfg.block_size
     log["kv_util"] = log.pop("kv_blocks") / blocks   # blocks in use at each span's end
     preemptions, kv_peak = counts.tolist()

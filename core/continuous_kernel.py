@@ -20,6 +20,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .config import PREEMPT_POLICIES, QUEUE_POLICIES
 from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRANCH_WITHIN
 from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
 
@@ -31,22 +32,34 @@ POLICIES = ("fcfs", "longest", "round_robin", "short_first")
 FCFS, LONGEST, ROUND_ROBIN, SHORT_FIRST = range(4)
 MARGINS = ("factor", "clt", "none")
 FACTOR, CLT = 0, 1
-LOG_WIDTH = 12             # columns of a span's log row (core.continuous_engine.LOG_COLUMNS)
+# the policies by their index in the settings' choices: which running request a preemption takes
+# (_victim), the order of a waiting queue (_queue_key)
+NEWEST = PREEMPT_POLICIES.index("newest")    # any other: priority
+ARRIVAL_ORDER, PRIORITY_ORDER = QUEUE_POLICIES.index("fcfs"), QUEUE_POLICIES.index("priority")
+# one row per span (core.continuous_engine turns it into the run's log columns)
+LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it started, how long it ran
+                ("kv_blocks", np.int64),                          # KV blocks in use at its end
+                ("gpu", np.int64), ("size", np.int64),            # its GPU; requests running in it
+                ("iterations", np.int64), ("kv_tokens", np.int64),  # iterations; context tokens at its end
+                ("b_mem", np.int64), ("b_sla", np.int64), ("b_cap", np.int64),  # the caps it was planned with
+                ("branch", np.int64),                             # Algorithm 2's branch at its start
+                ("preempted", np.int64)])                         # requests preempted at its start
 
 # the run's settings (plain numbers and flags)
 Settings = namedtuple("Settings", "n k gpus B K watermark chunk policy window batch_size dynamic adaptive "
                                   "memory_control b_max b_min d_sla sla_eps alpha delta eta margin "
-                                  "mem_factor theta stats_window b_start")
+                                  "mem_factor theta stats_window b_start preempt queue")
 # one record per request, by queue position (inputs, then state: see core.continuous_engine)
 REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.float64), ("q_bin", np.int64),
                     ("state", np.int64), ("start", np.float64), ("first", np.float64), ("finish", np.float64),
                     ("gap", np.float64), ("last", np.float64), ("pre", np.int64), ("gpu", np.int64),
                     ("gen", np.int64), ("tdec", np.int64), ("ver", np.int64), ("share", np.float64),
-                    ("steps", np.int64)], align=True)
+                    ("steps", np.int64), ("prio", np.int64)], align=True)
 # arrivals in arrival order (times, clock ticks, queues), and the request records
 Requests = namedtuple("Requests", "arr arr_k bins r")
-# the queues: slices [off[q], off[q+1]) of the queue positions; waiting = [head, arrived) + front
-# (preempted requests, ascending); prefix sums of prompts and predictions feed Algorithm 1
+# the queues: slices [off[q], off[q+1]) of the queue positions; waiting = front + [head, arrived):
+# front is a heap of (_queue_key, position) holding preempted requests and, unless the queue is in
+# arrival order, every arrival (then head == arrived); prefix sums of prompts and predictions feed Algorithm 1
 Queues = namedtuple("Queues", "off head arrived front sums blocked")
 # global counters (ints: waiting, next arrival, done, round-robin queue, preemptions, KV peak,
 # roomy GPUs, calm GPUs; float: wasted GPU-seconds), the event heaps and the log
@@ -92,13 +105,14 @@ def settings(cfg, n: int, eta: int, theta: float) -> Settings:
         alpha=int(cfg.sla_alpha), delta=int(cfg.sla_delta), eta=int(eta), margin=MARGINS.index(cfg.mem_margin),
         mem_factor=float(cfg.mem_factor), theta=float(theta), stats_window=int(cfg.stats_window),
         b_start=int(min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive
-                    else (cfg.b_max if cfg.dynamic else cfg.batch_size)))
+                    else (cfg.b_max if cfg.dynamic else cfg.batch_size)),
+        preempt=PREEMPT_POLICIES.index(cfg.preempt_policy), queue=QUEUE_POLICIES.index(cfg.queue_policy))
 
 
-def request_records(prompt, output, q_arrival, q_bin) -> np.ndarray:
+def request_records(prompt, output, q_arrival, q_bin, priority) -> np.ndarray:
     """The request records (by queue position) before the run."""
     r = np.zeros(len(prompt), dtype=REQUEST)
-    r["prompt"], r["output"], r["q_arr"], r["q_bin"] = prompt, output, q_arrival, q_bin
+    r["prompt"], r["output"], r["q_arr"], r["q_bin"], r["prio"] = prompt, output, q_arrival, q_bin, priority
     for name in ("start", "first", "finish", "last"):
         r[name] = np.nan
     r["gpu"] = -1
@@ -132,37 +146,41 @@ def ceil_div(a, b):
 
 # ------------------------------------------------------------ the run
 @njit(cache=True, nogil=True)
-def simulate(s, arrival, arrival_ticks, bins, r, gs, off, sums, L, progress):
-    """Run the workload: arrivals (times, clock ticks, queues) in arrival order; the request records
+def simulate(s, arrival, bins, r, gs, off, sums, L, progress):
+    """Run the workload: arrivals (times, queues) in arrival order; the request records
     (:func:`request_records`) and GPU records (:func:`gpu_records`), updated in place; queue offsets and ``sums``,
     the prefix sums of prompts, their squares, predictions and their squares by queue position (as
     QueueStats keeps them).
 
-    Returns (the span log, ``LOG_WIDTH`` floats a row; counters: preemptions, KV peak tokens;
+    Returns (the span log, a :data:`LOG` record a span; counters: preemptions, KV peak tokens;
     wasted GPU-seconds). ``progress[0]`` follows the requests done; ``progress[1] = 1`` stops the run.
     """
     n, G = s.n, s.gpus
+    arrival_ticks = np.empty(n, np.int64)
+    for i in range(n):
+        arrival_ticks[i] = tick(arrival[i])
     rq = Requests(arrival, arrival_ticks, bins, r)
-    front = [[0] for _ in range(s.k)]
+    front = [[(0, 0)] for _ in range(s.k)]
     for f in front:
         f.pop()
     qs = Queues(off, off[:-1].copy(), off[:-1].copy(), front, sums, np.zeros(s.k, np.bool_))
     heap = [(0, 0, 0)]
     heap.pop()
-    log = [(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)]
+    log = [(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
     log.pop()
     w = World(np.zeros(8, np.int64), np.zeros(1), heap, list(range(G)), log)
     gl = _gpu_lists(s)
-    single = s.k == 1
+    # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
+    lazy = s.k == 1 and s.queue == ARRIVAL_ORDER
     c = w.c
     while c[DONE_] < n:
         top = w.heap[0][0] if len(w.heap) else BIG
         nxt = c[NEXT_]
         if nxt < n and rq.arr_k[nxt] <= top and (len(w.idle) > 0 or len(w.heap) == 0
-                                                 or not (single and c[WAITING_] > 0)):
+                                                 or not (lazy and c[WAITING_] > 0)):
             at = rq.arr_k[nxt]
-            # arrivals matter now if they may start or end a span: they come to an empty queue
-            fresh = c[WAITING_] == 0 or (not single and _opens_queue(s, rq, qs, w, at))
+            # arrivals matter now if they may start or end a span: they come to the head of a queue
+            fresh = c[WAITING_] == 0 or (not lazy and _opens_queue(s, rq, qs, w, at))
             _advance(s, rq, qs, w, at)
             if fresh or len(w.idle) > 0:
                 _route(s, rq, qs, w, gs, gl, L, rq.arr[nxt], -1)
@@ -179,11 +197,18 @@ def simulate(s, arrival, arrival_ticks, bins, r, gs, off, sums, L, progress):
         progress[0] = c[DONE_]
         if progress[1]:             # the caller gave up on this run
             break
-    rows = np.empty((len(w.log), LOG_WIDTH))
-    for i in range(len(w.log)):
-        for j in range(LOG_WIDTH):
-            rows[i, j] = w.log[i][j]
-    return rows, np.array([c[PREEMPTIONS_], c[KV_PEAK_]], np.int64), w.wasted[0]
+    return _log_records(w.log), np.array([c[PREEMPTIONS_], c[KV_PEAK_]], np.int64), w.wasted[0]
+
+
+@njit(cache=True)
+def _log_records(log):
+    """The span log as :data:`LOG` records."""
+    rows = np.empty(len(log), LOG)
+    for i in range(len(log)):
+        e, row = log[i], rows[i]
+        row.start, row.duration, row.kv_blocks, row.gpu, row.size, row.iterations = e[0], e[1], e[2], e[3], e[4], e[5]
+        row.kv_tokens, row.b_mem, row.b_sla, row.b_cap, row.branch, row.preempted = e[6], e[7], e[8], e[9], e[10], e[11]
+    return rows
 
 
 @njit(cache=True)
@@ -215,7 +240,13 @@ def _advance(s, rq, qs, w, at):
     if g >= s.n or rq.arr_k[g] > at:
         return
     new_g = bisect_right(rq.arr_k, g, s.n, at)
-    if s.k == 1:
+    if s.queue != ARRIVAL_ORDER:      # each arrival takes its place in its queue's heap
+        for i in range(g, new_g):
+            q = rq.bins[i]
+            p = qs.arrived[q]
+            heapq.heappush(qs.front[q], (_queue_key(s, rq.r, p), p))
+            qs.arrived[q] = qs.head[q] = p + 1
+    elif s.k == 1:
         qs.arrived[0] += new_g - g
     else:
         for i in range(g, new_g):
@@ -225,20 +256,40 @@ def _advance(s, rq, qs, w, at):
 
 
 @njit(cache=True)
+def _queue_key(s, r, p):
+    """The queue policy: waiting requests are admitted by ascending (key, queue position), the position
+    being arrival order within a queue. fcfs: arrival order (preempted requests, which arrived before
+    any request not yet admitted, come first); priority (vLLM's): smallest priority value first."""
+    if s.queue == PRIORITY_ORDER:
+        return r[p].prio
+    return 0
+
+
+@njit(cache=True)
 def _opens_queue(s, rq, qs, w, at):
-    """Whether some request arriving at clock tick ``at`` comes to a queue with nobody waiting."""
+    """Whether some request arriving at clock tick ``at`` would be its queue's head: it comes to a
+    queue with nobody waiting, or ahead of the head in the queue order."""
     g = w.c[NEXT_]
+    in_order = s.queue == ARRIVAL_ORDER   # then an arrival queues behind any head
+    nxt = qs.arrived if in_order else qs.arrived.copy()   # the queue position of each queue's next arrival
     for i in range(g, bisect_right(rq.arr_k, g, s.n, at)):
-        if _queue_head(qs, rq.bins[i]) == NONE:
+        q = rq.bins[i]
+        h = _queue_head(qs, q)
+        if h == NONE:
             return True
+        if not in_order:
+            p = nxt[q]
+            nxt[q] += 1
+            if (_queue_key(s, rq.r, p), p) < (_queue_key(s, rq.r, h), h):
+                return True
     return False
 
 
 @njit(cache=True)
 def _queue_head(qs, q):
-    """The request queue ``q`` would admit next (preempted ones first), or NONE."""
+    """The request queue ``q`` would admit next (the front's first), or NONE."""
     if len(qs.front[q]):
-        return qs.front[q][0]
+        return qs.front[q][0][1]
     h = qs.head[q]
     return h if h < qs.arrived[q] else NONE
 
@@ -253,7 +304,7 @@ def _choose(s, rq, qs, w):
             continue
         fq = qs.front[q]
         if len(fq):
-            p = fq[0]
+            p = fq[0][1]
         elif qs.head[q] < qs.arrived[q]:
             p = qs.head[q]
         else:
@@ -274,8 +325,8 @@ def _choose(s, rq, qs, w):
 @njit(cache=True)
 def _take(qs, w, q, p):
     fq = qs.front[q]
-    if len(fq) and fq[0] == p:
-        fq.pop(0)
+    if len(fq) and fq[0][1] == p:
+        heapq.heappop(fq)
     else:
         qs.head[q] += 1
     w.c[WAITING_] -= 1
@@ -574,20 +625,38 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
     c = w.c
     if ctx > c[KV_PEAK_]:
         c[KV_PEAK_] = ctx
-    w.log.append((span_t, duration, float(U_end), float(gi), float(n2 + len(pref)), float(1 + x), float(ctx),
-                  float(g.bmem), float(g.b_sla), float(g.span_cap), float(g.span_branch),
-                  float(g.span_pre)))
+    w.log.append((span_t, duration, U_end, gi, n2 + len(pref), 1 + x, ctx, g.bmem, g.b_sla, g.span_cap,
+                  g.span_branch, g.span_pre))
 
 
 @njit(cache=True)
 def _boundary(s, rq, qs, w, gs, gl, L, gi):
-    """Between iterations: completions, the controllers, preemptions, admissions; then plan the next span."""
-    g, r, bbase = gs[gi], rq.r, gl.bbase[gi]
-    E, t, B, K = g.T, g.t, s.B, s.K
-    c = w.c
+    """Between iterations: completions, the controllers, preemptions, prefill chunks, admissions; then
+    plan the next span (or idle)."""
+    g = gs[gi]
     g.blocked = NONE
-    H = gl.H[gi]
-    # ---- requests whose last token came at the end of iteration E-1 leave
+    _complete(s, rq, w, g, gl, gi)
+    branch = _update_controllers(s, qs, w, g, gl, gi)
+    need, pre = _make_room(s, rq, qs, w, g, gl, gi)
+    joiners = [0]
+    joiners.pop()
+    budget, seqs, tok = _continue_prefills(s, gl.pref[gi], joiners)
+    running = g.n + len(gl.pref[gi]) + len(joiners)
+    if w.c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
+        running, budget, seqs, tok = _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners)
+    if running == 0:   # nothing to run: the GPU idles until a request comes
+        g.ver += 1
+        heapq.heappush(w.idle, gi)
+        _roomy(w.c, g, False)
+        _calm(w.c, g, False)
+        return
+    _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, joiners, branch)
+
+
+@njit(cache=True)
+def _complete(s, rq, w, g, gl, gi):
+    """Requests whose last token came at the end of iteration T-1 leave GPU ``gi`` (record ``g``)."""
+    r, E, B, H = rq.r, g.T, s.B, gl.H[gi]
     comp = gl.comp[gi]
     while len(comp) and comp[0][0] < E:
         _, ver, p = heapq.heappop(comp)
@@ -604,45 +673,83 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
             if gap > r[p].gap:
                 r[p].gap = gap
         r[p].steps += out - gen
-        r[p].finish = t
+        r[p].finish = g.t
         r[p].state = DONE
-        c[DONE_] += 1
-    # ---- the controllers, once a window of iterations has passed while requests wait
+        w.c[DONE_] += 1
+
+
+@njit(cache=True)
+def _update_controllers(s, qs, w, g, gl, gi):
+    """Algorithms 1 and 2, once a window of iterations has passed while requests wait; the span's
+    branch code."""
     branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
-    pref = gl.pref[gi]
-    running = g.n + len(pref)
-    if s.dynamic and c[WAITING_] > 0 and g.since_it >= s.window:
+    if s.dynamic and w.c[WAITING_] > 0 and g.since_it >= s.window:
+        bbase = gl.bbase[gi]
         for q in range(s.k):
             bbase[q] = _memory_cap(s, qs, q) if s.memory_control else s.b_max
         if s.adaptive and g.since_dec:
             g.ctl_step = g.since_step / g.since_dec
             g.ctl_size = g.since_n / g.since_dec
-            g.b_sla, branch = _sla_update(s, g, running)
+            g.b_sla, branch = _sla_update(s, g, g.n + len(gl.pref[gi]))
         elif not s.adaptive:
             branch = BRANCH_OFF   # an update with Algorithm 2 switched off (or no TBT deadline)
         g.since_it = g.since_dec = g.since_n = 0
         g.since_step = 0.0
-    # ---- decode growth of this iteration must fit: preempt the newest running requests
-    need = H[E % B]
+    return branch
+
+
+@njit(cache=True)
+def _make_room(s, rq, qs, w, g, gl, gi):
+    """This iteration's decode growth must fit: preempt (:func:`_victim`) until it does.
+    Returns (blocks the growth takes, requests preempted)."""
+    r, E, B = rq.r, g.T, s.B
+    need = gl.H[gi, E % B]
     pre = 0
-    stack = gl.stack[gi]
-    while g.U + need > K:
-        p = stack.pop()
-        if r[p].state != RUNNING or r[p].gpu != gi:
-            continue
+    pref = gl.pref[gi]
+    while g.U + need > s.K:
+        p = _victim(s, r, gl.stack[gi], gi)
         decoding = True
         for e in pref:
             if e[0] == p:
                 decoding = False
         if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % B == E % B:
             need -= 1
-        _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding)
+        _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
         pre += 1
-    # ---- prefill work: chunks of admitted prompts, then new admissions
+    return need, pre
+
+
+@njit(cache=True)
+def _victim(s, r, stack, gi):
+    """The preemption policy: the running request of GPU ``gi`` a preemption takes, removed from
+    ``stack`` (its running requests in admission order, with finished ones not yet dropped).
+    newest: the latest admitted (vLLM's FCFS recompute victim); priority (vLLM's): the largest
+    priority value, then the latest arrival, then the earliest admitted."""
+    if s.preempt == NEWEST:
+        while True:
+            p = stack.pop()
+            if r[p].state == RUNNING and r[p].gpu == gi:
+                return p
+    best, keep = -1, 0
+    for j in range(len(stack)):
+        p = stack[j]
+        if r[p].state != RUNNING or r[p].gpu != gi:
+            continue                 # finished: dropped
+        stack[keep] = p
+        if best < 0 or (r[p].prio, r[p].q_arr) > (r[stack[best]].prio, r[stack[best]].q_arr):
+            best = keep
+        keep += 1
+    while len(stack) > keep:
+        stack.pop()
+    return stack.pop(best)
+
+
+@njit(cache=True)
+def _continue_prefills(s, pref, joiners):
+    """Chunks of admitted prompts, oldest first, within the chunk budget; requests whose prefill ends
+    in this iteration join ``joiners``. Returns (budget left, sequences prefilled, their tokens)."""
     budget = s.chunk
     seqs = tok = 0
-    joiners = [0]
-    joiners.pop()
     if len(pref):
         keep = 0
         for j in range(len(pref)):
@@ -662,57 +769,68 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
                 keep += 1
         while len(pref) > keep:
             pref.pop()
-    running = g.n + len(pref) + len(joiners)
-    if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
-        room = K - s.watermark - need - g.U      # blocks admissions may take
-        single = s.k == 1
-        if not single:
-            qs.blocked[:] = False
-        ceiling = g.b_sla if s.dynamic else s.batch_size   # no queue's cap is above it
-        while c[WAITING_] > 0 and budget > 0 and running < ceiling:
+    return budget, seqs, tok
+
+
+@njit(cache=True)
+def _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners):
+    """Admissions from the queues (the bin policy picks the queue, the queue policy its head) under the
+    caps and the blocks free after this iteration's growth (``need``) and the watermark.
+    Returns (running, budget, seqs, tok) updated."""
+    r, B, c = rq.r, s.B, w.c
+    bbase, stack, pref = gl.bbase[gi], gl.stack[gi], gl.pref[gi]
+    room = s.K - s.watermark - need - g.U      # blocks admissions may take
+    single = s.k == 1
+    if not single:
+        qs.blocked[:] = False
+    ceiling = g.b_sla if s.dynamic else s.batch_size   # no queue's cap is above it
+    while c[WAITING_] > 0 and budget > 0 and running < ceiling:
+        if single:
+            q = 0
+            p = _queue_head(qs, 0)
+            if p == NONE:
+                break
+        else:
+            q, p = _choose(s, rq, qs, w)
+            if p == NONE:
+                break
+        blocks = ceil_div(r[p].prompt + r[p].gen, B)
+        if running >= _cap(s, g, bbase, q, running) or blocks > room:
             if single:
-                q = 0
-                p = _queue_head(qs, 0)
-                if p == NONE:
-                    break
-            else:
-                q, p = _choose(s, rq, qs, w)
-                if p == NONE:
-                    break
-            blocks = ceil_div(r[p].prompt + r[p].gen, B)
-            if running >= _cap(s, g, bbase, q, running) or blocks > room:
-                if single:
-                    if blocks > room:   # memory only shrinks until the next event: p stays out
-                        g.blocked = p
-                    break
-                qs.blocked[q] = True
-                continue
-            _take(qs, w, q, p)
-            c[RR_] = q + 1
-            room -= blocks
-            g.U += blocks
-            r[p].state = RUNNING
-            r[p].gpu = gi
-            r[p].share = g.share
-            if r[p].start != r[p].start:  # NaN: first admission
-                r[p].start = t
-            stack.append(p)
-            running += 1
-            tokens = r[p].prompt + r[p].gen
-            take = tokens if tokens <= budget else budget
-            budget -= take
-            seqs += 1
-            tok += take
-            if take == tokens:
-                joiners.append(p)
-            else:
-                pref.append((p, tokens - take))
-    if running == 0:   # nothing to run: the GPU idles until a request comes
-        g.ver += 1
-        heapq.heappush(w.idle, gi)
-        _roomy(c, g, False)
-        _calm(c, g, False)
-        return
+                if blocks > room:   # memory only shrinks until the next event: p stays out
+                    g.blocked = p
+                break
+            qs.blocked[q] = True
+            continue
+        _take(qs, w, q, p)
+        c[RR_] = q + 1
+        room -= blocks
+        g.U += blocks
+        r[p].state = RUNNING
+        r[p].gpu = gi
+        r[p].share = g.share
+        if r[p].start != r[p].start:  # NaN: first admission
+            r[p].start = g.t
+        stack.append(p)
+        running += 1
+        tokens = r[p].prompt + r[p].gen
+        take = tokens if tokens <= budget else budget
+        budget -= take
+        seqs += 1
+        tok += take
+        if take == tokens:
+            joiners.append(p)
+        else:
+            pref.append((p, tokens - take))
+    return running, budget, seqs, tok
+
+
+@njit(cache=True)
+def _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, joiners, branch):
+    """The next span of GPU ``gi``: its first iteration (this iteration's prefill plus one decode step),
+    then decode iterations until the next event on this GPU; its end goes on the event heap."""
+    r, E, t, B, K, c = rq.r, g.T, g.t, s.B, s.K, w.c
+    H, comp, pref = gl.H[gi], gl.comp[gi], gl.pref[gi]
     # ---- the first iteration: prefill of this iteration's prompt tokens plus one decode step
     n, ctx = g.n, g.ctx
     d_dec0 = decode_step_time(L, n, ctx / n) if n else 0.0
@@ -758,6 +876,7 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
     g.d_first, g.d_dec0, g.n2, g.c2, g.U1 = d_first, d_dec0, n2, c2, U1
     g.served0 = n + seqs
     g.n0 = n
+    bbase = gl.bbase[gi]
     if not s.dynamic:
         cap = s.batch_size
     else:
@@ -824,13 +943,5 @@ def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
     w.c[PREEMPTIONS_] += 1
     r[p].state = WAITING
     r[p].ver += 1
-    fq = qs.front[r[p].q_bin]
-    lo, hi = 0, len(fq)
-    while lo < hi:                         # insort (bisect_right)
-        mid = (lo + hi) // 2
-        if p < fq[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    fq.insert(lo, p)
+    heapq.heappush(qs.front[r[p].q_bin], (_queue_key(s, r, p), p))
     w.c[WAITING_] += 1

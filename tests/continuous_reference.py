@@ -5,6 +5,12 @@ plain per-request state and no closed forms, so that the event-driven engine
 (which skips whole spans of iterations) can be checked against it request by
 request. Multi-bin mode takes the bins the engine assigned (bin assignment is
 tested on its own) and keeps one queue per bin; slow, for small workloads.
+
+A boundary runs the kernel's steps under the kernel's names (``complete``,
+``update_controllers``, ``make_room`` with ``victim``, ``continue_prefills``,
+``admit``, ``plan_span``: here a span is one iteration), and the two policies
+have their twins here: ``victim`` (preempt_policy) and ``queue_key`` (queue_policy).
+Times are ordered with the kernel's own :func:`core.continuous_kernel.tick`.
 """
 from __future__ import annotations
 
@@ -13,17 +19,33 @@ import math
 
 import numpy as np
 
+from core.continuous_kernel import tick
 from core.controllers import MemoryBound, SlaController
 from core.memory import MemoryModel
 from core.queues import QueueStats
 
+WAITING, RUNNING, DONE = "waiting", "running", "done"
+
+
+def victim(policy, running):
+    """The preemption policy's twin: the request a preemption takes from ``running`` (admission order)."""
+    if policy == "newest":
+        return running[-1]
+    return max(running, key=lambda r: (r.priority, r.arrival))   # the first of equals: earliest admitted
+
+
+def queue_key(policy, r):
+    """The queue policy's twin: waiting requests are admitted by ascending (key, arrival index)."""
+    return r.priority if policy == "priority" else 0
+
 
 class Req:
-    __slots__ = ("i", "arrival", "prompt", "output", "gen", "blocks", "prefill_left", "first", "finish",
-                 "start", "last_token", "gaps", "preemptions", "gpu", "share0")
+    __slots__ = ("i", "arrival", "prompt", "output", "priority", "state", "gen", "blocks", "prefill_left", "first",
+                 "finish", "start", "last_token", "gaps", "preemptions", "gpu", "share0")
 
-    def __init__(self, i, arrival, prompt, output):
-        self.i, self.arrival, self.prompt, self.output = i, arrival, prompt, output
+    def __init__(self, i, arrival, prompt, output, priority=0):
+        self.i, self.arrival, self.prompt, self.output, self.priority = i, arrival, prompt, output, priority
+        self.state = WAITING       # once arrived: waiting in its queue
         self.gen = 0               # decode steps done (tokens generated after the first)
         self.blocks = 0
         self.prefill_left = 0
@@ -33,11 +55,6 @@ class Req:
         self.preemptions = 0
         self.gpu = -1
         self.share0 = 0.0          # its GPU's share count at its latest admission
-
-
-def tick(t):
-    """Times are compared on a 1 ns clock (the engine's documented resolution): closer is simultaneous."""
-    return int(t * 1e9 + 0.5)
 
 
 def simulate_reference(cfg, workload, latency, bins=None):
@@ -51,8 +68,9 @@ def simulate_reference(cfg, workload, latency, bins=None):
     chunk = cfg.chunk_size if cfg.chunk_size is not None else math.inf
     dynamic = cfg.dynamic
     adaptive = dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
-    reqs = [Req(i, float(a), int(p), int(o)) for i, (a, p, o) in
-            enumerate(zip(workload.arrival, workload.prompt, workload.output))]
+    priority = workload.priority if workload.priority is not None else np.zeros(len(workload), np.int64)
+    reqs = [Req(i, float(a), int(p), int(o), int(c)) for i, (a, p, o, c) in
+            enumerate(zip(workload.arrival, workload.prompt, workload.output, priority))]
     n = len(reqs)
     k = cfg.bins
     bins = [0] * n if k == 1 else [int(b) for b in bins]
@@ -69,9 +87,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
         b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max
         gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": [None] * k, "share": 0.0,
                      "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False})
-    fronts: list[list[Req]] = [[] for _ in range(k)]  # preempted, by arrival order, per queue
     next_arrival = 0                # requests [0, next_arrival) have arrived
-    taken = [0] * k                 # a queue's first `taken` members were admitted at least once
     done = 0
     events = []                     # (tick, 1, gpu, time) of each GPU's next boundary
     preemptions = 0
@@ -81,16 +97,17 @@ def simulate_reference(cfg, workload, latency, bins=None):
     def arrived(q):
         return sum(1 for r in members[q] if r.i < next_arrival)
 
+    def waiting_in(q):
+        return [r for r in members[q] if r.i < next_arrival and r.state == WAITING]
+
     def queue_waiting(q):
-        return len(fronts[q]) + arrived(q) - taken[q]
+        return len(waiting_in(q))
 
     def waiting_count():
         return sum(queue_waiting(q) for q in range(k))
 
     def queue_head(q):
-        if fronts[q]:
-            return fronts[q][0]
-        return members[q][taken[q]] if arrived(q) > taken[q] else None
+        return min(waiting_in(q), key=lambda r: (queue_key(cfg.queue_policy, r), r.i), default=None)
 
     def pick(blocked):
         """The queue the bin policy admits from next among unblocked queues with a head; None if none."""
@@ -101,30 +118,37 @@ def simulate_reference(cfg, workload, latency, bins=None):
                "round_robin": lambda q: (q - rr) % k, "short_first": lambda q: q}[cfg.bin_policy]
         return min(open_, key=lambda q: (key(q), q))
 
-    def boundary(g, t):
-        nonlocal done, preemptions, wasted, rr
-        st = gpus[g]
+    def complete(st, t):
+        """Requests with every decode step done leave."""
+        nonlocal done
         running = st["running"]
-        # completions: every decode step done
         for r in [r for r in running if r.prefill_left == 0 and r.gen == r.output]:
             r.finish = t
+            r.state = DONE
             running.remove(r)
             st["used"] -= r.blocks
             done += 1
+
+    def update_controllers(st):
         if dynamic and waiting_count() and st["since_it"] >= cfg.sla_window:
             for q in range(k):
                 lo = start_of[q]
                 st["b"][q] = mem.cap(*stats.moments(lo, lo + arrived(q))) if cfg.memory_control else cfg.b_max
             if adaptive and st["since_dec"]:
                 st["ctl"].observe(st["since_step"] / st["since_dec"], st["since_n"] / st["since_dec"])
-                st["b_sla"], _ = st["ctl"].cap(len(running))
+                st["b_sla"], _ = st["ctl"].cap(len(st["running"]))
             st["since_it"] = st["since_dec"] = st["since_n"] = 0
             st["since_step"] = 0.0
-        decoding = [r for r in running if r.prefill_left == 0]
-        need = sum(1 for r in decoding if (r.prompt + r.gen) % B == 0)
+
+    def make_room(st):
+        """Preempt until this iteration's decode growth fits; returns (growth blocks, preemptions)."""
+        nonlocal preemptions, wasted
+        running = st["running"]
+        need = sum(1 for r in running if r.prefill_left == 0 and (r.prompt + r.gen) % B == 0)
         preempted = 0
         while st["used"] + need > K:
-            r = running.pop()               # the newest admission
+            r = victim(cfg.preempt_policy, running)
+            running.remove(r)
             preempted += 1
             if r.prefill_left == 0 and (r.prompt + r.gen) % B == 0:
                 need -= 1
@@ -134,14 +158,14 @@ def simulate_reference(cfg, workload, latency, bins=None):
             preemptions += 1
             wasted += st["share"] - r.share0
             r.prefill_left = 0
-            front = fronts[bins[r.i]]
-            front.append(r)
-            front.sort(key=lambda x: x.i)
-        decoding = [r for r in running if r.prefill_left == 0]
+            r.state = WAITING
+        return need, preempted
+
+    def continue_prefills(st, joined):
+        """Prompt chunks of admitted requests, oldest first; returns (budget left, sequences, tokens)."""
         budget = chunk
         seqs = tok = 0
-        joined = []
-        for r in running:
+        for r in st["running"]:
             if r.prefill_left > 0 and budget > 0:
                 take = min(r.prefill_left, budget)
                 budget -= take
@@ -150,9 +174,13 @@ def simulate_reference(cfg, workload, latency, bins=None):
                 r.prefill_left -= take
                 if r.prefill_left == 0:
                     joined.append(r)
-        preempted_now = preempted > 0      # an iteration that preempted admits nobody
+        return budget, seqs, tok
+
+    def admit(g, st, t, need, budget, seqs, tok, joined):
+        nonlocal rr
+        running = st["running"]
         blocked = set()                    # queues whose head cannot be admitted here now
-        while waiting_count() and budget > 0 and not preempted_now:
+        while waiting_count() and budget > 0:
             q = pick(blocked)
             if q is None:
                 break
@@ -165,10 +193,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
             if len(running) >= cap or st["used"] + blocks > K - watermark - need:
                 blocked.add(q)
                 continue
-            if fronts[q]:
-                fronts[q].pop(0)
-            else:
-                taken[q] += 1
+            r.state = RUNNING
             rr = q + 1
             st["used"] += blocks
             r.blocks = blocks
@@ -185,9 +210,10 @@ def simulate_reference(cfg, workload, latency, bins=None):
             r.prefill_left = tokens - take
             if r.prefill_left == 0:
                 joined.append(r)
-        if not running:
-            st["busy"] = False
-            return
+        return seqs, tok
+
+    def plan_span(g, st, t, decoding, seqs, tok, joined):
+        """Run the iteration (a span of one here) and put its end on the event heap."""
         d_pre = latency.prefill_time(seqs, tok / seqs) if seqs else 0.0
         ctx = sum(r.prompt + r.gen for r in decoding)
         d_dec = latency.decode_step_time(len(decoding), ctx / len(decoding)) if decoding else 0.0
@@ -213,6 +239,21 @@ def simulate_reference(cfg, workload, latency, bins=None):
             st["since_n"] += len(decoding)
         st["busy"] = True
         heapq.heappush(events, (tick(end), 1, g, end))
+
+    def boundary(g, t):
+        st = gpus[g]
+        complete(st, t)
+        update_controllers(st)
+        need, preempted = make_room(st)
+        decoding = [r for r in st["running"] if r.prefill_left == 0]
+        joined = []
+        budget, seqs, tok = continue_prefills(st, joined)
+        if not preempted:                  # an iteration that preempted admits nobody
+            seqs, tok = admit(g, st, t, need, budget, seqs, tok, joined)
+        if not st["running"]:
+            st["busy"] = False
+            return
+        plan_span(g, st, t, decoding, seqs, tok, joined)
 
     arrivals = [tick(r.arrival) for r in reqs]
     while done < n:

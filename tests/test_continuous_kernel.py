@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from numba import njit
 
 from calibration.data import load_bundled
 from core import SimConfig, simulate
 from core import continuous_engine
-from core.continuous_kernel import BIG, TICKS, memory_bound, settings, tick
-from core.controllers import MemoryBound
+from core.continuous_kernel import BIG, TICKS, _sla_update, gpu_records, memory_bound, settings, tick
+from core.controllers import MemoryBound, SlaController
 from core.latency import LatencyModel, ParametricLatency
 from core.latency_grid import GridLatency
 from core.latency_kernel import decode_step_time, decode_time, pack, prefill_time, steps_until, unpack
@@ -168,3 +169,36 @@ def test_a_run_past_the_clock_stops_in_the_thread_too():
     w = Workload(np.array([0.0, MAX_TIME_S - 1.0]), np.full(2, 100), np.full(2, 50), np.full(2, 50))
     with pytest.raises(SimulationError, match="ran out of time"):
         simulate(SimConfig(mode="continuous_static"), w, progress=lambda fraction: None)
+
+
+@njit
+def _sla_steps(s, gs, observations, running):
+    """The compiled Algorithm 2 over a sequence of (mean step time, mean batch size) observations."""
+    g = gs[0]
+    out = np.empty((len(observations), 4))
+    for i in range(len(observations)):
+        g.ctl_step, g.ctl_size = observations[i, 0], observations[i, 1]
+        b, branch = _sla_update(s, g, running[i])
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = b, branch, g.b_low, g.b_high
+    return out
+
+
+step_times = st.one_of(st.floats(0.0, 0.2), st.sampled_from([0.04, 0.05, 0.06]))   # near and on the band edges
+
+
+@given(b_min=st.integers(1, 64), width=st.integers(0, 512), alpha=st.integers(1, 64), delta=st.integers(0, 32),
+       d_sla=st.sampled_from([0.02, 0.05, 0.1]), eps=st.sampled_from([0.0, 0.01]),
+       steps=st.lists(st.tuples(step_times, st.floats(0.0, 600.0), st.integers(0, 600)), min_size=1, max_size=30))
+def test_compiled_algorithm_2_is_sla_controller_cap_bit_for_bit(b_min, width, alpha, delta, d_sla, eps, steps):
+    """Each update of the compiled controller (one observation: the window's means, as the engine makes
+    them) gives the Python controller's b_SLA, branch and interval, to the last bit."""
+    cfg = SimConfig(mode="continuous_dynamic", b_min=b_min, b_max=b_min + width, sla_alpha=alpha, sla_delta=delta,
+                    d_sla_tbt=d_sla, sla_eps=eps)
+    s = settings(cfg, 1, 100_000, 1.0)
+    python = SlaController(d_sla, eps, alpha, delta, cfg.b_min, cfg.b_max, 1)
+    compiled = _sla_steps(s, gpu_records(s), np.array([(t, b) for t, b, _ in steps]),
+                          np.array([n for _, _, n in steps], np.int64))
+    for (tau, size, running), row in zip(steps, compiled):
+        python.observe(tau, size)
+        b, branch = python.cap(running)
+        assert (row[0], row[1], row[2], row[3]) == (b, branch, python.b_low, python.b_high)

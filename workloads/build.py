@@ -22,7 +22,9 @@ from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX
 from .workload import Workload, WorkloadError
 
 GENERATOR = "batchlab-workloads/2"  # bump when the same spec would build different arrays (2: 16K/4K clips)
-NAMESPACE = "workload-v2"   # bump when a spec that built arrays may now be refused (2: workloads.limits)
+# bump when a spec that built arrays may now be refused or build more (2: workloads.limits; 3: a trace's
+# optional Priority column)
+NAMESPACE = "workload-v3"
 _sha_memo: dict[tuple[str, int, int], str] = {}
 
 
@@ -66,10 +68,13 @@ def _path_sha256(path: Path) -> str:
     return _sha_memo[key]
 
 
-def _parts(arrival, prompt, output, predicted, confusion_p, identity) -> dict:
-    return {"arrival": np.asarray(arrival, dtype=np.float64), "prompt": np.asarray(prompt, dtype=np.int64),
-            "output": np.asarray(output, dtype=np.int64), "predicted": predicted,
-            "identity": identity, "confusion_p": float(confusion_p)}
+def _parts(arrival, prompt, output, predicted, confusion_p, identity, priority=None) -> dict:
+    parts = {"arrival": np.asarray(arrival, dtype=np.float64), "prompt": np.asarray(prompt, dtype=np.int64),
+             "output": np.asarray(output, dtype=np.int64), "predicted": predicted,
+             "identity": identity, "confusion_p": float(confusion_p)}
+    if priority is not None:
+        parts["priority"] = priority
+    return parts
 
 
 def _synthetic(spec: WorkloadSpec) -> dict:
@@ -132,4 +137,4 @@ def _from_trace(spec: WorkloadSpec, source, sha: str) -> dict:
                 "trace_sha256": sha, "label": label, "trace_rows": data.total_rows,
                 "window_rows": data.window_rows, "failed_dropped": data.failed_dropped,
                 "failed_kept": data.failed_kept, "resorted": data.resorted, "layout": data.layout}
-    return _parts(arrival, data.prompt, data.output, predicted, p, identity)
+    return _parts(arrival, data.prompt, data.output, predicted, p, identity, data.priority)

@@ -5,7 +5,8 @@ layouts work: the 6-column ``BurstGPT_1/_2``
 (``Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type``) and
 the 8-column ``BurstGPT_3`` (adds ``Session ID`` and ``Elapsed time``). Only
 ``Timestamp``, ``Request tokens`` and ``Response tokens`` are used; each must
-appear once in the header.
+appear once in the header. An optional ``Priority`` column (whole numbers, smaller
+served first by the continuous engine's priority policies) is read when present.
 
 Rules, in order:
 1. Blank lines are skipped; no row may hold more fields than the header. Every
@@ -39,12 +40,13 @@ from typing import BinaryIO, Union
 import numpy as np
 
 from .limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
-from .workload import WorkloadError
+from .workload import MAX_PRIORITY, WorkloadError
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TIMESTAMP, REQUEST, RESPONSE = "Timestamp", "Request tokens", "Response tokens"
 NEEDED = (TIMESTAMP, REQUEST, RESPONSE)
+PRIORITY = "Priority"    # optional
 MAX_EXCERPT = 40   # characters of a bad value an error quotes
 MAX_LISTED = 10    # header names listed when a column is missing
 _LONGER_ROW = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")   # pandas' C parser
@@ -66,6 +68,7 @@ class TraceData:
     failed_dropped: int   # of which dropped (0 with keep_failed)
     resorted: bool        # the file was not in time order
     layout: str           # "6-column", "8-column" or "N-column"
+    priority: np.ndarray | None = None   # int64 Priority, when the trace has the column
 
     @property
     def failed_kept(self) -> int:
@@ -173,6 +176,12 @@ def _find_columns(header: list[str]) -> dict[str, int]:
             raise WorkloadError(f"trace: line 1, columns {where[0] + 1} and {where[1] + 1}: both are the "
                                 f"{name} column (a column may appear once)")
         found[name] = where[0]
+    where = at.get(_norm(PRIORITY), [])
+    if len(where) > 1:
+        raise WorkloadError(f"trace: line 1, columns {where[0] + 1} and {where[1] + 1}: both are the "
+                            f"{PRIORITY} column (a column may appear once)")
+    if where:
+        found[PRIORITY] = where[0]
     return found
 
 
@@ -235,6 +244,19 @@ def _numbers(df, column: int, name: str, lines: np.ndarray, src, tokens: bool) -
     raise WorkloadError(f"trace: line {lines[i]}, column {name}: {problem}")
 
 
+def _priorities(df, column: int, lines: np.ndarray, src) -> np.ndarray:
+    """The Priority column as int64; a value that is not a whole number within MAX_PRIORITY is an error
+    naming its CSV line."""
+    values = _numbers(df, column, PRIORITY, lines, src, tokens=False)
+    bad = ~((values == np.floor(values)) & (np.abs(values) <= MAX_PRIORITY))
+    if bad.any():
+        i = int(np.argmax(bad))
+        shown = repr(_excerpt(_cell(src, int(lines[i]), column)))
+        raise WorkloadError(f"trace: line {lines[i]}, column {PRIORITY}: {shown} is not a whole number in "
+                            f"[-{MAX_PRIORITY}, {MAX_PRIORITY}]")
+    return values.astype(np.int64)
+
+
 def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src) -> None:
     """Every timestamp lies less than MAX_TIME_S after the earliest (else the latest row is named)."""
     first, last = int(np.argmin(t)), int(np.argmax(t))
@@ -267,11 +289,13 @@ def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None =
     _check_span(t, cols[TIMESTAMP], lines, src)
     prompt = _numbers(df, cols[REQUEST], REQUEST, lines, src, tokens=True).astype(np.int64)
     output = _numbers(df, cols[RESPONSE], RESPONSE, lines, src, tokens=True).astype(np.int64)
+    priority = _priorities(df, cols[PRIORITY], lines, src) if PRIORITY in cols else None
 
     resorted = bool(np.any(np.diff(t) < 0))
     if resorted:
         order = np.argsort(t, kind="stable")
         t, prompt, output = t[order], prompt[order], output[order]
+        priority = priority[order] if priority is not None else None
 
     total = len(t)
     if offset >= total:
@@ -282,6 +306,7 @@ def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None =
         raise WorkloadError(f"num_requests: rows {offset}..{end - 1} run past the end of the trace "
                             f"({total} data rows); use at most {total - offset} or none for all")
     t, prompt, output = t[offset:end], prompt[offset:end], output[offset:end]
+    priority = priority[offset:end] if priority is not None else None
     failed_mask = output == 0
     failed = int(failed_mask.sum())
     if not keep_failed and failed:
@@ -290,8 +315,9 @@ def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None =
                                 "(Response tokens = 0); move the window or set keep_failed")
         keep = ~failed_mask
         t, prompt, output = t[keep], prompt[keep], output[keep]
+        priority = priority[keep] if priority is not None else None
     return TraceData(
         arrival=t - t[0], prompt=prompt, output=output, total_rows=total, offset=offset,
         window_rows=end - offset, failed=failed, failed_dropped=0 if keep_failed else failed,
-        resorted=resorted, layout=f"{len(header)}-column",
+        resorted=resorted, layout=f"{len(header)}-column", priority=priority,
     )

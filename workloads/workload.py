@@ -20,11 +20,13 @@ class Workload:
     prompt     int64 prompt tokens (>= 0)
     output     int64 true output tokens (>= 0; 0 only for kept failed trace rows)
     predicted  int64 predicted output tokens (>= 1); bins are assigned from these
+    priority   optional int64 priority of each request (smaller is served first by the
+               continuous engine's priority policies); None: every request has 0
     confusion_p  probability that a request's bin is swapped with each
                neighbouring bin (the ``confusion:P`` predictor of Paper 1, Fig. 8)
     identity   JSON-able description of how the workload was built; hashed
                into every run's identity. Left empty, it is derived from the
-               content (a sha256 of the four arrays and confusion_p), so two
+               content (a sha256 of the four arrays, confusion_p and any priority), so two
                different workloads never share cached bins or a run hash.
     """
 
@@ -34,6 +36,7 @@ class Workload:
     predicted: np.ndarray
     identity: dict = field(default_factory=dict)
     confusion_p: float = 0.0
+    priority: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.arrival)
@@ -60,20 +63,27 @@ class Workload:
             if arr.min() < low:
                 raise WorkloadError(f"{name} lengths must be >= {low} (found {int(arr.min())})")
             object.__setattr__(self, name, arr)
+        if self.priority is not None:
+            object.__setattr__(self, "priority", _priorities(self.priority, n))
         if not 0.0 <= self.confusion_p <= 0.5:
             raise WorkloadError("confusion_p must be in [0, 0.5]")
-        for arr in (self.arrival, self.prompt, self.output, self.predicted):
-            arr.flags.writeable = False
+        for arr in (self.arrival, self.prompt, self.output, self.predicted, self.priority):
+            if arr is not None:
+                arr.flags.writeable = False
         if not self.identity:
             object.__setattr__(self, "identity", {"kind": "arrays", "sha256": self.content_sha256(),
                                                   "label": f"{n:,} requests given as arrays"})
 
     def content_sha256(self) -> str:
-        """sha256 of the request arrays and the predictor's confusion probability."""
+        """sha256 of the request arrays, the predictor's confusion probability and the priorities
+        (when given: without them the hash is what it was before priorities existed)."""
         h = hashlib.sha256()
         for arr in (self.arrival, self.prompt, self.output, self.predicted):
             h.update(arr.tobytes())
         h.update(repr(float(self.confusion_p)).encode())
+        if self.priority is not None:
+            h.update(b"priority")
+            h.update(self.priority.tobytes())
         return h.hexdigest()
 
     def __len__(self) -> int:
@@ -106,3 +116,22 @@ class Workload:
             "predicted_mean": float(self.predicted.mean()),
             **{k: self.identity[k] for k in ("label", "failed_dropped", "failed_kept") if k in self.identity},
         }
+
+
+MAX_PRIORITY = 2**31 - 1   # priorities are whole numbers in [-MAX_PRIORITY, MAX_PRIORITY]
+
+
+def _priorities(values, n: int) -> np.ndarray:
+    """Request priorities as int64; not whole, out of range or the wrong length is an error."""
+    raw = np.asarray(values)
+    if raw.ndim != 1 or len(raw) != n:
+        raise WorkloadError(f"priority has {raw.size} entries, arrival has {n}")
+    if raw.dtype.kind not in "biuf":
+        raise WorkloadError(f"priority must hold numbers, got {raw.dtype}")
+    as_float = raw.astype(np.float64)
+    bad = ~(np.isfinite(as_float) & (as_float == np.floor(as_float)) & (np.abs(as_float) <= MAX_PRIORITY))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise WorkloadError(f"priority of request {i} is {raw[i]!r}: priorities are whole numbers in "
+                            f"[-{MAX_PRIORITY}, {MAX_PRIORITY}]")
+    return np.ascontiguousarray(raw, dtype=np.int64)
