@@ -154,7 +154,7 @@ def test_a_job_whose_runner_died_reads_stopped_and_resumes():
 def test_the_standby_runner_exits_when_the_server_does():
     from webapp import jobs
 
-    jobs.prepare()
+    jobs.prepare(now=True)
     standby = jobs._standby
     assert standby is not None and standby.poll() is None
     jobs.shutdown()

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from store import claims
@@ -37,10 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 STANDBY = [sys.executable, "-m", "store.sweep_jobs", "--standby"]
 LIVE = ("new", "starting", "running")
 JOB = "job"
+NEXT_AFTER_S = 2.0  # the next standby starts this long after a launch: its warm-up would take the CPU that
+# the job and the page drawing its result need
 
 _lock = threading.Lock()
 _standby: subprocess.Popen | None = None
 _handed: list[subprocess.Popen] = []  # runners handed a job, reaped once they end
+_next_at = 0.0  # no standby starts on its own before this time (time.monotonic)
 
 
 # ------------------------------------------------------------------ state --
@@ -128,30 +132,32 @@ def launch(plan: dict, cluster_address: str | None = None, workers: int | None =
         except OSError as exc:  # it died since we looked: the job reads stopped, and can be resumed
             log.warning("could not hand job %s to runner %s: %s", job_id, runner.pid, exc)
         _handed.append(runner)
-        prepare_locked()
+        _later(runner)
     return job_id
 
 
 def cancel(job_id: int) -> None:
-    """Ask the job to stop: its ``cancel`` flag (seen by its runner wherever it runs) and, when its
-    runner is on this machine, SIGTERM to it."""
+    """Ask the job to stop: its ``cancel`` flag, which its runner reads when it starts and each time it
+    reports progress (wherever it runs), and SIGTERM to a running runner on this machine (at once)."""
     store = services.get_store()
     params = store.update_sweep(job_id, cancel=True)
     runner = params.get("runner") or {}
-    if runner.get("host") == socket.gethostname() and runner_alive(params):
+    if params.get("status") == "running" and runner.get("host") == socket.gethostname() and runner_alive(params):
         try:
             os.kill(int(runner["pid"]), signal.SIGTERM)
         except OSError:
             pass  # it ended since we looked
-    elif params.get("status") in ("new", "starting") and not runner_alive(params):
-        store.update_sweep(job_id, status="cancelled", runner=None)
+    elif params.get("status") == "new" or (params.get("status") == "starting" and not runner_alive(params)):
+        store.update_sweep(job_id, status="cancelled", runner=None)  # nothing runs it
 
 
 # ----------------------------------------------------------------- standby --
-def prepare() -> None:
-    """Start a standby runner now if none waits, so the next job starts at once."""
+def prepare(now: bool = False) -> None:
+    """Start a standby runner if none waits (and, unless ``now``, none is due to start soon), so the next
+    job starts at once."""
     with _lock:
-        prepare_locked()
+        if now or time.monotonic() >= _next_at:
+            prepare_locked()
 
 
 def prepare_locked() -> None:
@@ -162,9 +168,23 @@ def prepare_locked() -> None:
                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
+def _later(runner: subprocess.Popen) -> None:
+    """Start the next standby :data:`NEXT_AFTER_S` from now (reaping ``runner`` if it ended by then)."""
+    global _next_at
+    _next_at = time.monotonic() + NEXT_AFTER_S
+
+    def start() -> None:
+        with _lock:
+            prepare_locked()
+
+    timer = threading.Timer(NEXT_AFTER_S, start)
+    timer.daemon = True
+    timer.start()
+
+
 def _take_standby() -> subprocess.Popen:
     global _standby
-    prepare_locked()
+    prepare_locked()  # a job launched before the next standby is due starts a cold runner
     runner, _standby = _standby, None
     return runner
 
