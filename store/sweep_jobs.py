@@ -73,8 +73,12 @@ def _user_errors() -> tuple:
     return (ConfigError, WorkloadError, GridError, StoreError, SweepError, SimulationError)
 
 
+STOPPED = "the job computing it was cancelled or its runner was stopped"
+
+
 class Cancelled(KeyboardInterrupt):
-    """The job was cancelled (its ``cancel`` flag or SIGTERM): it stops like an interrupt."""
+    """The job was cancelled (its ``cancel`` flag) or its runner got SIGTERM: it stops like an interrupt,
+    and a run it was simulating is left failed with this reason."""
 
 Event = Callable[[int, int | None, str], None]  # (done, total or None, what)
 
@@ -314,7 +318,7 @@ class _Reporter:
             params = self.store.update_sweep(self.sweep_id, progress={
                 "done": self.done, "failed": self.failed, "total": self.total, "phase": self.phase, **self.extra})
             if check and params.get("cancel"):
-                raise Cancelled("cancelled")
+                raise Cancelled(STOPPED)
 
     def fraction(self, frac: float, phase: str, hashes: list) -> None:
         """A runs job's progress: the fraction done, what it does, the hashes of its runs."""
@@ -389,7 +393,7 @@ def _record_end(store, sweep_id: int, rep: _Reporter, exc: BaseException) -> Non
         log.warning("could not save the progress of job %s", sweep_id, exc_info=True)
         cancel = False
     if isinstance(exc, KeyboardInterrupt):
-        status = "cancelled" if cancel or isinstance(exc, Cancelled) else "interrupted"
+        status = "cancelled" if cancel else "interrupted"
         store.update_sweep(sweep_id, status=status, finished_at=_now(), error=None, runner=None)
         return
     user = isinstance(exc, _user_errors())
@@ -540,7 +544,7 @@ def log_to(sweep_id: int) -> None:
 
 
 def _terminated(signum, frame) -> None:
-    raise KeyboardInterrupt("terminated")  # cancelled when the job's flag says so, else interrupted
+    raise Cancelled(STOPPED)  # the job ends cancelled when its flag says so, else interrupted
 
 
 def run_job(sweep_id: int, db: str | None = None, cluster: str | None = None, workers: int | None = None) -> None:

@@ -18,7 +18,7 @@ from core.config import SimConfig
 from core.identity import run_identity
 from core.latency import build_latency_model
 from store import StoreError, job_runs, open_store
-from store.sweep_jobs import Cancelled, open_plan, run_plan
+from store.sweep_jobs import STOPPED, Cancelled, open_plan, run_plan
 from workloads import WorkloadSpec, build_workload, bundled_traces
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,8 +132,8 @@ def test_the_same_plan_joins_the_running_job_and_cancel_ends_it():
     jobs.cancel(job_id)
     params = until(job_id, ("cancelled",), 60)
     assert params["runner"] is None
-    rows = store().list_runs()
-    assert all(r.status != "running" for r in rows)  # no claim left for others to wait on
+    for row in store().list_runs():  # no claim left for others to wait on; the reason in one line
+        assert row.status == "failed" and STOPPED in store().get_run(row.hash).error.split("\n", 1)[0]
 
 
 def test_a_job_whose_runner_died_reads_stopped_and_resumes():
