@@ -164,7 +164,7 @@ def job_of(page: str, params: dict) -> int | None:
 
 def wait(job_id: int, message: str | None = None, key: str = "job") -> dict:
     """Draw the job's progress, with a Cancel button, until it ends (a page switch stops the
-    drawing, not the job); its params then."""
+    drawing, not the job); its params then (a failure when the job was deleted meanwhile)."""
     holder = st.empty()
     with holder.container():
         if message:
@@ -173,13 +173,14 @@ def wait(job_id: int, message: str | None = None, key: str = "job") -> dict:
         bar = row.empty()
         if row.button("Cancel", icon=":material/cancel:", key=f"cancel.{key}.{job_id}"):
             jobs.cancel(job_id)
-    params = jobs.get(job_id).params
-    while jobs.live(params):
-        bar.progress(*jobs.progress_of(params))
+    row = jobs.get(job_id)
+    while row is not None and jobs.live(row.params):
+        bar.progress(*jobs.progress_of(row.params))
         time.sleep(POLL_S)
-        params = jobs.get(job_id).params
+        row = jobs.get(job_id)
     holder.empty()
-    return params
+    return row.params if row is not None else {"status": "failed", "error": "the job was deleted",
+                                                "user_error": True}
 
 
 def follow(page: str, job_id: int | None) -> list[str] | None:
