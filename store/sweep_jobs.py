@@ -6,6 +6,8 @@ A *plan* is a JSON-able dict, kept in the sweep's params:
 * ``{"kind": "capacity", "config", "spec", "modes", "target", "tolerance", "replications", "start"}``
 * ``{"kind": "suite", "suite": SuitePlan.to_dict()}``
 * ``{"kind": "plan", "config", "spec", "options": PlanOptions.to_dict()}`` (a capacity plan, core.plan)
+* ``{"kind": "runs", "members": [{"config", "spec", "upload"}], "upload"}`` (a run or a comparison)
+* ``{"kind": "reproduce", "paper"}`` (a paper's tables, core.reproduce)
 
 :func:`open_plan` finds the sweep holding the same plan (its ``key``) or creates
 it; :func:`run_plan` runs it on an executor. Where results are stored: each
@@ -22,7 +24,11 @@ task carries a password (:class:`StoreJob`): a remote worker gets the store's
 password from ``BATCHLAB_DB_URL`` in its own environment.
 
 ``python -m store.sweep_jobs --sweep ID [--db URL] [--cluster ...]`` runs a
-stored plan (the web app starts sweeps this way, detached from the page).
+stored plan. ``--standby`` starts the same runner warm (modules imported, the
+engine compiled) and waits for one line on its stdin naming the job: how the web
+app runs every background job (:mod:`webapp.jobs`). A stored job is cancelled by
+setting ``cancel`` in its params (the runner sees it when it reports progress)
+or by SIGTERM to its runner; it then ends ``cancelled``.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -47,14 +54,31 @@ from core.plan_options import PlanOptions
 from core.suite import SuitePlan, tables
 from core.sweep import Member, MemberResult, SweepError, error_text, expand, light_summary, member_key, run_members
 from core.sweep import simulate_member
+from core.validity import SimulationError
+from workloads import WorkloadError
 from workloads.spec import WorkloadSpec
 
-from . import claims
+from . import claims, job_runs
 from .errors import StoreError
 
 log = logging.getLogger(__name__)
-KINDS = ("grid", "capacity", "suite", "plan")
+KINDS = ("grid", "capacity", "suite", "plan", "runs", "reproduce")
 PROGRESS_EVERY_S = 0.5
+UPLOADS = "uploads"  # the data home's folder of uploaded traces, each named by its content
+
+
+def _user_errors() -> tuple:
+    from calibration import GridError
+
+    return (ConfigError, WorkloadError, GridError, StoreError, SweepError, SimulationError)
+
+
+STOPPED = "the job computing it was cancelled or its runner was stopped"
+
+
+class Cancelled(KeyboardInterrupt):
+    """The job was cancelled (its ``cancel`` flag) or its runner got SIGTERM: it stops like an interrupt,
+    and a run it was simulating is left failed with this reason."""
 
 Event = Callable[[int, int | None, str], None]  # (done, total or None, what)
 
@@ -224,6 +248,10 @@ def plan_title(plan: dict) -> str:
     if kind == "plan":
         o = plan["options"]
         return f"plan for {100 * o['target']:g} % with up to {o['max_gpus']} GPUs: {', '.join(o['modes'])}"
+    if kind == "runs":
+        return job_runs.runs_title(plan)
+    if kind == "reproduce":
+        return f"reproduction of {plan['paper']}"
     return str(kind)
 
 
@@ -246,7 +274,7 @@ def open_plan(store, plan: dict, name: str | None = None) -> int:
 @dataclass
 class PlanOutcome:
     """What a plan produced: member results, capacity results, suite tables, per-step seconds, and
-    a capacity plan's answer (``PlanResult.to_dict()``)."""
+    a capacity plan's answer (``PlanResult.to_dict()``), a runs job's outcomes."""
 
     kind: str
     members: list[MemberResult] = field(default_factory=list)
@@ -255,6 +283,7 @@ class PlanOutcome:
     step_seconds: dict = field(default_factory=dict)
     skipped: int = 0
     answer: dict | None = None
+    outcomes: list[dict] = field(default_factory=list)
 
     @property
     def failed(self) -> list[MemberResult]:
@@ -262,13 +291,15 @@ class PlanOutcome:
 
 
 class _Reporter:
-    """Progress to the caller (every event) and to the sweep's params (at most twice a second)."""
+    """Progress to the caller (every event) and to the sweep's params (at most twice a second);
+    raises :class:`Cancelled` when a save finds the job's ``cancel`` flag set."""
 
     def __init__(self, store, sweep_id: int | None, on_event: Event | None):
         self.store, self.sweep_id, self.on_event = store, sweep_id, on_event
         self.done = self.failed = 0
         self.total: int | None = 0
         self.phase = ""
+        self.extra: dict = {}  # a runs job's fraction done and run hashes
         self._last = 0.0
 
     def event(self, ok: bool | None = None, force: bool = False) -> None:
@@ -280,12 +311,19 @@ class _Reporter:
         if self.on_event is not None:
             self.on_event(self.done, self.total, self.phase)
 
-    def save(self) -> None:
+    def save(self, check: bool = True) -> None:
         """Write the progress into the sweep's params."""
         self._last = time.monotonic()
         if self.store is not None and self.sweep_id is not None:
-            self.store.update_sweep(self.sweep_id, progress={"done": self.done, "failed": self.failed,
-                                                             "total": self.total, "phase": self.phase})
+            params = self.store.update_sweep(self.sweep_id, progress={
+                "done": self.done, "failed": self.failed, "total": self.total, "phase": self.phase, **self.extra})
+            if check and params.get("cancel"):
+                raise Cancelled(STOPPED)
+
+    def fraction(self, frac: float, phase: str, hashes: list) -> None:
+        """A runs job's progress: the fraction done, what it does, the hashes of its runs."""
+        self.phase, self.extra = phase, {"fraction": frac, "hashes": list(hashes)}
+        self.event()
 
 
 def _now() -> str:
@@ -293,11 +331,12 @@ def _now() -> str:
 
 
 def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, sweep_id: int | None = None,
-             on_event: Event | None = None) -> PlanOutcome:
+             on_event: Event | None = None, launched: bool = False) -> PlanOutcome:
     """Run ``plan`` (through ``store`` and linked to ``sweep_id`` when given; plain simulations otherwise).
 
-    The sweep's params record ``status`` (running, done, interrupted, failed), ``progress``,
-    the runner's host and pid while it runs, and the ``result`` at the end.
+    The sweep's params record ``status`` (running, done, interrupted, cancelled, failed), ``progress``,
+    the runner's host and pid while it runs, and the ``result`` at the end. ``launched``: a web
+    launch started this run, so a ``cancel`` set since then stands (otherwise an old one is cleared).
     """
     if (store is None) != (sweep_id is None):
         raise ValueError("run_plan: give both store and sweep_id, or neither")
@@ -307,10 +346,13 @@ def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, 
         stored = _stored_members(store, sweep_id)
         me = claims.this_process()
         store.update_sweep(sweep_id, status="running", started_at=_now(), finished_at=None, error=None,
-                           runner={"host": me.host, "pid": me.pid, "proc_start": me.proc_start})
+                           runner={"host": me.host, "pid": me.pid, "proc_start": me.proc_start},
+                           **({} if launched else {"cancel": False}))
     rep = _Reporter(store, sweep_id, on_event)
     out = PlanOutcome(plan["kind"])
     try:
+        if store is not None:
+            rep.save()  # a job cancelled before it started stops here
         if plan["kind"] == "grid":
             cfg, spec = _config(plan)
             members = expand(cfg, spec, plan["vary"], plan["replications"])
@@ -321,14 +363,19 @@ def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, 
             _run_suite(out, rep, SuitePlan.from_dict(plan["suite"]), stored, job, executor, workers)
         elif plan["kind"] == "plan":
             _run_gpu_plan(out, rep, plan, job, executor, workers)
+        elif plan["kind"] == "runs":
+            if store is None:
+                raise SweepError("a runs job stores its runs: it needs a store")
+            out.outcomes = job_runs.run_runs(plan, store, sweep_id, rep.fraction)
+        elif plan["kind"] == "reproduce":
+            rep.phase, rep.total = "simulating the paper's tables", None
+            rep.event(force=True)
+            out.tables = job_runs.run_reproduce(plan, executor, workers)
         else:
             raise SweepError(f"plan: unknown kind {plan['kind']!r}")
     except BaseException as exc:
         if store is not None:
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            rep.save()
-            store.update_sweep(sweep_id, status="interrupted" if interrupted else "failed", finished_at=_now(),
-                               error=None if interrupted else error_text(exc), runner=None)
+            _record_end(store, sweep_id, rep, exc)
         raise
     if store is not None:
         rep.save()
@@ -336,12 +383,34 @@ def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, 
     return out
 
 
+def _record_end(store, sweep_id: int, rep: _Reporter, exc: BaseException) -> None:
+    """The job's end state after ``exc``: cancelled (its flag is set), interrupted or failed; a
+    failure records its one-line error and whether a user can act on it (``user_error``)."""
+    try:
+        rep.save(check=False)
+        cancel = bool(store.get_sweep(sweep_id).params.get("cancel"))
+    except Exception:  # noqa: BLE001 - the store itself may be what failed; say what we can
+        log.warning("could not save the progress of job %s", sweep_id, exc_info=True)
+        cancel = False
+    if isinstance(exc, KeyboardInterrupt):
+        status = "cancelled" if cancel else "interrupted"
+        store.update_sweep(sweep_id, status=status, finished_at=_now(), error=None, runner=None)
+        return
+    user = isinstance(exc, _user_errors())
+    if not user:
+        log.error("job %s failed", sweep_id, exc_info=exc)
+    store.update_sweep(sweep_id, status="failed", finished_at=_now(), error=error_text(exc), user_error=user,
+                       runner=None)
+
+
 def result_record(out: PlanOutcome) -> dict:
-    """The JSON kept in the sweep's params at the end (capacities, suite tables, step times, counts)."""
+    """The JSON kept in the sweep's params at the end (capacities, suite tables with their column
+    order, step times, counts, a runs job's outcomes)."""
     return {"capacities": [c.to_dict() for c in out.capacities],
             "tables": {k: json.loads(v.to_json(orient="records")) for k, v in out.tables.items()},
+            "columns": {k: [str(c) for c in v.columns] for k, v in out.tables.items()},
             "step_seconds": out.step_seconds, "skipped": out.skipped,
-            "failed": len(out.failed), "runs": len(out.members), "answer": out.answer}
+            "failed": len(out.failed), "runs": len(out.members), "answer": out.answer, "outcomes": out.outcomes}
 
 
 def _stored_members(store, sweep_id: int) -> dict[str, dict]:
@@ -419,26 +488,105 @@ def _run_suite(out: PlanOutcome, rep: _Reporter, plan: SuitePlan, stored: dict[s
 
 
 # ---------------------------------------------------------------- entry point --
-def main(argv: list[str] | None = None) -> int:
-    """Run a stored plan: ``python -m store.sweep_jobs --sweep ID [--db URL] [--cluster C] [--workers N]``."""
+ENV_PREFIX = "BATCHLAB_"
+NO_EXECUTOR = ("runs",)  # kinds that run in the runner itself
+
+
+def _store_url(db: str | None) -> str:
+    from .db import resolve_url
+
+    return resolve_url(db)[0].render_as_string(hide_password=False)
+
+
+def _warm() -> None:
+    """What every job needs, loaded before its order comes: the simulator, the engine, and the store
+    this process's environment names (most orders name it too)."""
+    import core.simulation  # noqa: F401
+    import workloads.build  # noqa: F401
+    from core.continuous_engine import warm_up
+
+    warm_up()
+    try:
+        _store(_store_url(None)).get_sweep(1)
+    except StoreError:
+        pass  # the order names the store to use; opening that one reports the problem
+
+
+def read_order(stream) -> dict | None:
+    """A standby runner's order: one JSON line ``{"sweep": ID, "env": {...}, "cluster", "workers"}``
+    (None at end of input: whoever started it is gone). ``env`` replaces every ``BATCHLAB_*``
+    variable, so one warm runner serves any store and data home."""
+    line = stream.readline()
+    if not line.strip():
+        return None
+    order = json.loads(line)
+    if not isinstance(order, dict) or not isinstance(order.get("sweep"), int):
+        raise SweepError("standby: the order names no job")
+    env = {str(k): str(v) for k, v in (order.get("env") or {}).items() if str(k).startswith(ENV_PREFIX)}
+    for k in [k for k in os.environ if k.startswith(ENV_PREFIX) and k not in env]:
+        del os.environ[k]
+    os.environ.update(env)
+    return order
+
+
+def log_to(sweep_id: int) -> None:
+    """Send this process's output to the job's log (``BATCHLAB_HOME/sweep-logs/sweep-ID.log``)."""
+    from .paths import data_home
+
+    logs = data_home() / "sweep-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    fd = os.open(logs / f"sweep-{sweep_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _terminated(signum, frame) -> None:
+    raise Cancelled(STOPPED)  # the job ends cancelled when its flag says so, else interrupted
+
+
+def run_job(sweep_id: int, db: str | None = None, cluster: str | None = None, workers: int | None = None) -> None:
+    """Run the stored job ``sweep_id`` (a web launch: a ``cancel`` set since then stands)."""
     from core.executors import open_executor
 
-    from .repo import open_store
+    store = _store(_store_url(db))
+    row = store.get_sweep(sweep_id)
+    if row is None:
+        raise StoreError(f"no job {sweep_id} in {store.url}")
+    plan = row.params.get("plan") or {}
+    if plan.get("kind") in NO_EXECUTOR:
+        run_plan(plan, None, None, store, row.id, launched=True)
+        return
+    with open_executor(cluster, workers, worker_env(store)) as (executor, n):
+        run_plan(plan, executor, n, store, row.id, launched=True)
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a stored job: ``python -m store.sweep_jobs --sweep ID [--db URL] [--cluster C] [--workers N]``,
+    or ``--standby``: warm up, then run the job named on stdin (:func:`read_order`)."""
     ap = argparse.ArgumentParser(prog="python -m store.sweep_jobs", description=main.__doc__)
-    ap.add_argument("--sweep", type=int, required=True)
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sweep", type=int)
+    which.add_argument("--standby", action="store_true")
     ap.add_argument("--db", default=None)
     ap.add_argument("--cluster", default=None)
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminated)
     try:
-        store = open_store(args.db)
-        row = store.get_sweep(args.sweep)
-        if row is None:
-            raise StoreError(f"no sweep {args.sweep} in {store.url}")
-        with open_executor(args.cluster, args.workers, worker_env(store)) as (executor, n):
-            run_plan(row.params["plan"], executor, n, store, row.id)
+        sweep_id, cluster, workers = args.sweep, args.cluster, args.workers
+        if args.standby:
+            _warm()
+            order = read_order(sys.stdin)
+            if order is None:
+                return 0
+            sys.stdin.close()
+            sweep_id, cluster, workers = order["sweep"], order.get("cluster"), order.get("workers")
+            log_to(sweep_id)
+        run_job(sweep_id, args.db, cluster, workers)
     except (SweepError, StoreError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -450,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
 def runner_alive(params: dict) -> bool:
     """Whether the process running this sweep (on this host) is still there."""
     runner = params.get("runner") or {}
-    if params.get("status") != "running" or not runner:
+    if params.get("status") not in ("starting", "running") or not runner:
         return False
     if runner.get("host") != socket.gethostname():
         return True  # cannot tell from here

@@ -159,12 +159,19 @@ def store():
 
 @pytest.fixture
 def launched(monkeypatch):
-    """The runner command lines the web started (none really start)."""
-    from webapp import sweeps
+    """The jobs the web stored and would hand to a runner, as the runner's orders (none really run)."""
+    from store.sweep_jobs import open_plan
+    from webapp import jobs
 
-    cmds: list[list[str]] = []
-    monkeypatch.setattr(sweeps.subprocess, "Popen", lambda cmd, **kwargs: cmds.append(cmd))
-    return cmds
+    orders: list[dict] = []
+
+    def launch(plan, cluster_address=None, workers=None, again=False):
+        job_id = open_plan(store(), plan)
+        orders.append({"sweep": job_id, "cluster": cluster_address, "workers": workers})
+        return job_id
+
+    monkeypatch.setattr(jobs, "launch", launch)
+    return orders
 
 
 def hostile_settings(tmp_path) -> list[tuple[str, str]]:
@@ -260,7 +267,7 @@ def test_a_plan_may_name_the_upload_this_session_saved_and_no_other(reads, launc
     at.multiselect(key="plan.modes").set_value(["continuous_dynamic"])
     click(at, "Plan")
     assert not at.error and len(launched) == 1
-    plan = store().get_sweep(int(launched[0][launched[0].index("--sweep") + 1])).params["plan"]
+    plan = store().get_sweep(launched[0]["sweep"]).params["plan"]
     saved = plan["spec"]["trace"]
     assert "/uploads/" in saved and Path(saved).read_bytes() == GOOD_CSV
     # a user who types the saved path in another session (or any other upload's path) is refused
@@ -303,7 +310,7 @@ def test_pages_offer_only_the_clusters_the_operator_configured(monkeypatch, laun
     at.selectbox(key="cap.cluster").set_value("farm")
     at.multiselect(key="cap.modes").set_value(["static_fifo"])
     click(at, "Find capacity")
-    assert launched and launched[-1][-2:] == ["--cluster", "tls://10.1.2.3:8786"]
+    assert launched and launched[-1]["cluster"] == "tls://10.1.2.3:8786"
     plan_page = page("plan")
     assert not [t for t in plan_page.text_input if "cluster" in (t.key or "")]
     assert plan_page.selectbox(key="plan.cluster").options == [clusters.LOCAL_POOL, "farm", "cpu"]

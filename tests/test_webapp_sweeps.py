@@ -139,13 +139,58 @@ def test_bad_sweep_input_is_named_on_the_page():
     assert store().list_sweeps() == []
 
 
+def _job_param(at: AppTest, name: str) -> int:
+    raw = at.query_params[name]
+    return int(raw[0] if isinstance(raw, list) else raw)
+
+
+def _until_ended(job_id: int, timeout: float = 280) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        params = store().get_sweep(job_id).params
+        if params.get("status") not in ("new", "starting", "running"):
+            return params
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {params.get('status')}")
+
+
 def test_reproduce_page_shows_formula_beside_simulation():
     at = page("reproduce")
     [b for b in at.button if b.label == "Reproduce"][0].click().run()
     assert not at.exception, at.exception
+    job_id = _job_param(at, "job")
+    assert store().get_sweep(job_id).params["plan"] == {"kind": "reproduce", "paper": "paper1"}
+    assert _until_ended(job_id)["status"] == "done"
+    at = page("reproduce", job=str(job_id))  # a reload, or the link in another tab
     ch = charts(at)
     thr = ch["Eq. 4: throughput vs bins"]
     assert set(thr["source"]) == {"formula", "simulated"} and set(thr["k"]) == {1, 2, 3, 4, 5}
     wide = thr.pivot_table(index="k", columns="source", values="value")
     assert ((wide["simulated"] / wide["formula"] - 1).abs() < 0.03).all()
     assert "Lemma 5.1: latency vs bins" in ch
+    assert list(at.dataframe[0].value.columns)[:2] == ["k", "formula_rps"]  # the table keeps its columns' order
+    [b for b in at.button if b.label == "Reproduce"][0].click().run()
+    assert _job_param(at, "job") == job_id  # a finished reproduction is reused, not run again
+    assert store().get_sweep(job_id).params["status"] == "done"
+
+
+def test_a_sweep_is_cancelled_from_its_page_and_resumed():
+    """Cancel on a running job's page: its runner ends it cancelled; Resume runs it again to the end."""
+    at = page("sweeps")
+    at.text_area(key="grid.vary").set_value("rate=0.5:8:0.5\ngpus=1,2")
+    at.text_area(key="grid.settings").set_value("num_requests=20000")
+    at.number_input(key="grid.workers").set_value(1)
+    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    job_id = _job_param(at, "sweep")
+    [b for b in at.button if b.label == "Cancel"][0].click().run()
+    assert not at.exception, at.exception
+    params = _until_ended(job_id, 60)
+    assert params["status"] == "cancelled" and params["cancel"] is True
+    done = params["progress"]["done"]
+    assert done < 32  # it stopped before the end
+    at = page("sweeps", sweep=str(job_id))
+    assert "cancelled" in " ".join(m.value for m in at.markdown)
+    [b for b in at.button if b.label == "Resume"][0].click().run()
+    assert _until_ended(job_id)["status"] == "done"
+    params = store().get_sweep(job_id).params
+    assert params["result"]["runs"] == 32 and params["result"]["failed"] == 0 and not params["cancel"]

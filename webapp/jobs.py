@@ -1,156 +1,203 @@
-"""Runs computed outside the Streamlit script thread, so leaving a page never stops them.
+"""Every background job the pages start: one stored job, run by one runner process.
 
-A page validates its settings, then :func:`submit` starts a daemon thread that builds the
-workload(s) and runs each member through ``Store.get_or_run`` (the store's claim protocol:
-one row per run hash, written in one transaction when the run is done). The script thread
-only polls :class:`Job` for progress; when the user switches page, Streamlit stops the
-script (``StopException`` in the polling loop) and the job goes on. Nothing here calls
-Streamlit, so no script-control exception can reach the simulation or the store.
+A run, a comparison, a sweep, a capacity search, the stress suite, a capacity plan and a
+paper's reproduction are each a stored plan (a sweep row, :mod:`store.sweep_jobs`): its
+params hold the plan, its ``status`` (starting, running, done, failed, cancelled,
+interrupted), its ``progress`` and its ``result``. The same plan reopens the same job, so
+submitting work that runs already joins it; ``?job=ID`` (or ``?sweep=ID``, ``?plan=ID``) finds
+it from another tab or after a reload.
 
-Jobs live in a module-level registry keyed by what they compute; submitting the same work
-while it runs joins the running job. A process that dies mid-run leaves a ``running`` claim
-that the store reports as stale and the next request takes over, never a ``failed`` row.
+:func:`launch` hands the job to a warm standby runner (``python -m store.sweep_jobs --standby``:
+modules imported, the engine compiled, waiting on its stdin), then starts the next standby, so
+a click does not wait for a Python process to start. The runner is detached from the server:
+closing the browser or restarting the server does not stop it. A job whose runner is gone
+(killed, or its machine restarted) reads ``stopped`` and can be resumed; :func:`cancel` sets
+the job's ``cancel`` flag and signals its runner, which ends it ``cancelled``.
 """
 from __future__ import annotations
 
-import hashlib
+import atexit
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-from core.config import SimConfig
-from core.identity import run_identity
-from core.latency import build_latency_model
-from store import StoreError
-from workloads import WorkloadSpec
+from store import claims
+from store.sweep_jobs import ENV_PREFIX, open_plan, runner_alive, worker_env
 
-from .services import USER_ERRORS, Outcome, Upload, make_workload, user_message
+from . import fmt, services
 
 log = logging.getLogger("batchlab.webapp.jobs")
-KEEP_S = 1800.0  # finished jobs are kept this long for the page that started them
-KEEP_MAX = 64
-
-
-@dataclass(frozen=True)
-class Member:
-    """One run of a job: its validated settings and, for ``grid:NAME``, the grid to use."""
-
-    config: SimConfig
-    spec: WorkloadSpec
-    grid: Any = None
-
-
-@dataclass(eq=False)
-class Job:
-    """Progress and result of one background computation (read by any script thread)."""
-
-    key: str
-    modes: list[str]
-    fraction: float = 0.0
-    phase: str = "Building the workload…"
-    hashes: list[str] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
-    error: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    done: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return not self.done.is_set()
-
-    def text(self) -> str:
-        """What the progress bar says now."""
-        n = len(self.modes)
-        if n == 1 or not self.hashes or not self.running:
-            return self.phase
-        return f"{self.phase} (run {min(len(self.outcomes) + 1, n)} of {n})"
-
+ROOT = Path(__file__).resolve().parents[1]
+STANDBY = [sys.executable, "-m", "store.sweep_jobs", "--standby"]
+LIVE = ("new", "starting", "running")
+JOB = "job"
+NEXT_AFTER_S = 2.0  # the next standby starts this long after a launch: its warm-up would take the CPU that
+# the job and the page drawing its result need
 
 _lock = threading.Lock()
-_jobs: dict[str, Job] = {}
+_standby: subprocess.Popen | None = None
+_handed: list[subprocess.Popen] = []  # runners handed a job, reaped once they end
+_next_at = 0.0  # no standby starts on its own before this time (time.monotonic)
 
 
-def job_key(members: list[Member], upload: Upload | None) -> str:
-    """What a job computes: the members' settings and the uploaded trace's bytes."""
-    blob = json.dumps([[m.config.to_dict(), m.spec.to_dict()] for m in members], sort_keys=True, default=str)
-    h = hashlib.sha256(blob.encode())
-    if upload is not None:
-        h.update(upload.name.encode() + b"\0" + hashlib.sha256(upload.data).digest())
-    return h.hexdigest()
+# ------------------------------------------------------------------ state --
+def state_of(params: dict) -> str:
+    """The job's status, with ``stopped`` for a live one whose runner process is gone."""
+    status = params.get("status", "new")
+    if status in ("starting", "running") and not runner_alive(params):
+        return "stopped"
+    return status
 
 
-def submit(store, members: list[Member], upload: Upload | None = None) -> Job:
-    """Start computing ``members`` in the background (or join the same running job)."""
-    key = job_key(members, upload)
+def live(params: dict) -> bool:
+    return state_of(params) in LIVE
+
+
+def get(job_id: int | None):
+    """The job's row (None when there is none)."""
+    return services.get_store().get_sweep(job_id) if job_id is not None else None
+
+
+def error_of(params: dict) -> str:
+    """A failed job's error as a page shows it: a user's mistake in its own words (one line),
+    anything else by its kind only (the details are in the runner's log)."""
+    text = (params.get("error") or "").strip()
+    if not text:
+        return "no reason was recorded"
+    if params.get("user_error"):
+        return fmt.clip(text.split(": ", 1)[1] if ": " in text.split("\n", 1)[0] else text)
+    kind = text.split(":", 1)[0].strip().rsplit(".", 1)[-1] or "error"
+    return f"unexpected {kind}; the details are in the server's job log"
+
+
+def progress_of(params: dict) -> tuple[float, str]:
+    """(fraction done, what the job does now) for a progress bar."""
+    prog = params.get("progress") or {}
+    done, total, failed = prog.get("done", 0), prog.get("total"), prog.get("failed", 0)
+    if "fraction" in prog:
+        return min(max(float(prog["fraction"]), 0.0), 1.0), prog.get("phase") or "Starting…"
+    if params.get("status", "new") in ("new", "starting") and not prog:
+        return 0.0, "Starting…"
+    frac = min(done / total, 1.0) if total else 0.0
+    text = f"{prog.get('phase', '')} · {done}" + (f" of {total}" if total else "") + " finished" + \
+           (f", {failed} failed" if failed else "")
+    return frac, text
+
+
+def computing(run_hash: str) -> int | None:
+    """The live job computing the run ``run_hash``, if any."""
+    for row in services.get_store().list_sweeps():
+        plan = row.params.get("plan") or {}
+        if plan.get("kind") == "runs" and live(row.params) and \
+                run_hash in (row.params.get("progress") or {}).get("hashes", []):
+            return row.id
+    return None
+
+
+def job_param(params) -> int | None:
+    raw = params.get(JOB)
+    text = (raw[-1] if isinstance(raw, list) else raw) or ""
+    return int(text) if str(text).strip().isdigit() else None
+
+
+# ----------------------------------------------------------------- launch --
+def launch(plan: dict, cluster_address: str | None = None, workers: int | None = None, again: bool = False) -> int:
+    """Store ``plan`` as a job (the same plan reopens its job) and run it unless it runs already or
+    (unless ``again``) it finished. ``cluster_address``: a Dask scheduler the operator offers."""
+    store = services.get_store()
+    job_id = open_plan(store, plan)
     with _lock:
-        _prune()
-        job = _jobs.get(key)
-        if job is not None and job.running:
-            return job
-        job = Job(key, [m.config.mode for m in members])
-        _jobs[key] = job
-    threading.Thread(target=_work, args=(job, store, members, upload), name=f"batchlab-job-{key[:8]}",
-                     daemon=True).start()
-    return job
+        params = store.get_sweep(job_id).params
+        if state_of(params) in ("starting", "running"):
+            return job_id
+        if not again and params.get("status") == "done" and params.get("result") is not None:
+            return job_id
+        runner = _take_standby()
+        me = claims.this_process()
+        store.update_sweep(job_id, status="starting", cancel=False, error=None, user_error=None, result=None,
+                           progress={}, started_at=None, finished_at=None,
+                           runner={"host": me.host, "pid": runner.pid, "proc_start": claims.process_start(runner.pid)})
+        order = {"sweep": job_id, "cluster": cluster_address, "workers": workers,
+                 "env": {k: v for k, v in {**os.environ, **worker_env(store)}.items() if k.startswith(ENV_PREFIX)}}
+        try:
+            runner.stdin.write(json.dumps(order) + "\n")
+            runner.stdin.close()
+        except OSError as exc:  # it died since we looked: the job reads stopped, and can be resumed
+            log.warning("could not hand job %s to runner %s: %s", job_id, runner.pid, exc)
+        _handed.append(runner)
+        _later(runner)
+    return job_id
 
 
-def get(key: str | None) -> Job | None:
+def cancel(job_id: int) -> None:
+    """Ask the job to stop: its ``cancel`` flag, which its runner reads when it starts and each time it
+    reports progress (wherever it runs), and SIGTERM to a running runner on this machine (at once)."""
+    store = services.get_store()
+    params = store.update_sweep(job_id, cancel=True)
+    runner = params.get("runner") or {}
+    if params.get("status") == "running" and runner.get("host") == socket.gethostname() and runner_alive(params):
+        try:
+            os.kill(int(runner["pid"]), signal.SIGTERM)
+        except OSError:
+            pass  # it ended since we looked
+    elif params.get("status") == "new" or (params.get("status") == "starting" and not runner_alive(params)):
+        store.update_sweep(job_id, status="cancelled", runner=None)  # nothing runs it
+
+
+# ----------------------------------------------------------------- standby --
+def prepare(now: bool = False) -> None:
+    """Start a standby runner if none waits (and, unless ``now``, none is due to start soon), so the next
+    job starts at once."""
     with _lock:
-        return _jobs.get(key) if key else None
+        if now or time.monotonic() >= _next_at:
+            prepare_locked()
 
 
-def computing(run_hash: str) -> Job | None:
-    """The running job that is computing the run ``run_hash``, if any (in this process)."""
+def prepare_locked() -> None:
+    global _standby
+    _handed[:] = [p for p in _handed if p.poll() is None]
+    if _standby is None or _standby.poll() is not None:
+        _standby = subprocess.Popen(STANDBY, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+
+
+def _later(runner: subprocess.Popen) -> None:
+    """Start the next standby :data:`NEXT_AFTER_S` from now (reaping ``runner`` if it ended by then)."""
+    global _next_at
+    _next_at = time.monotonic() + NEXT_AFTER_S
+
+    def start() -> None:
+        with _lock:
+            prepare_locked()
+
+    timer = threading.Timer(NEXT_AFTER_S, start)
+    timer.daemon = True
+    timer.start()
+
+
+def _take_standby() -> subprocess.Popen:
+    global _standby
+    prepare_locked()  # a job launched before the next standby is due starts a cold runner
+    runner, _standby = _standby, None
+    return runner
+
+
+@atexit.register
+def shutdown() -> None:
+    """Let the waiting standby go (it exits at the end of its input); jobs handed out run on."""
+    global _standby
     with _lock:
-        return next((j for j in _jobs.values() if j.running and run_hash in j.hashes), None)
-
-
-def _prune() -> None:
-    now = time.monotonic()
-    old = [k for k, j in _jobs.items() if j.finished is not None and now - j.finished > KEEP_S]
-    for k in old:
-        del _jobs[k]
-    finished = sorted((j.finished, k) for k, j in _jobs.items() if j.finished is not None)
-    for _, k in finished[:max(0, len(_jobs) - KEEP_MAX)]:
-        del _jobs[k]
-
-
-def _work(job: Job, store, members: list[Member], upload: Upload | None) -> None:
-    n = len(members)
-    try:
-        workloads: dict[str, Any] = {}
-        for m in members:
-            k = json.dumps(m.spec.to_dict(), sort_keys=True, default=str)
-            if k not in workloads:
-                workloads[k] = make_workload(m.spec, upload)
-        runs = [(m, workloads[json.dumps(m.spec.to_dict(), sort_keys=True, default=str)]) for m in members]
-        job.hashes = [run_identity(m.config, w, build_latency_model(m.config, m.grid)) for m, w in runs]
-        for i, (m, w) in enumerate(runs):
-            mode = m.config.mode
-
-            def step(frac: float, i=i, mode=mode) -> None:
-                frac = min(max(frac, 0.0), 1.0)
-                job.fraction = (i + frac) / n
-                job.phase = (f"Saving {mode} to the store…" if frac >= 1.0 else
-                             f"Simulating {mode}… {frac:.0%}")
-
-            step(0.0)
-            t0 = time.perf_counter()
-            run, cached = store.get_or_run(m.config, w, grid=m.grid, progress=step)
-            if run.status != "done":
-                raise StoreError(f"run {run.hash[:12]} of {mode} is {run.status}: {run.error or 'no result'}")
-            job.outcomes.append(Outcome(run.hash, mode, cached, time.perf_counter() - t0, run.created_at))
-        job.fraction, job.phase = 1.0, "Done"
-    except USER_ERRORS as exc:
-        log.info("job %s: %s", job.key[:12], exc)
-        job.error = user_message(exc)
-    except Exception as exc:  # noqa: BLE001 - a one-line message for the page, the traceback for the log
-        log.exception("job %s failed", job.key[:12])
-        job.error = user_message(exc)
-    finally:
-        job.finished = time.monotonic()
-        job.done.set()
+        if _standby is not None:
+            try:
+                _standby.stdin.close()
+                _standby.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            _standby = None

@@ -1,19 +1,22 @@
 """Steps shared by the Run and Compare pages: apply a URL to the form, take a trace upload,
 start runs in the background and follow them, and remember how each result was obtained.
 
-A submitted form (or a "recompute" button) validates its settings here, starts a
-:mod:`webapp.jobs` job, folds the settings panel and reruns; :func:`follow` then shows the
-job's progress where the results will appear, and returns the run hashes when it is done.
-The job belongs to the session, not to the script run: a user who switches page and comes
-back finds the progress (or the result) again.
+A submitted form (or a "recompute" button) validates its settings here, starts a stored
+``runs`` job (:mod:`webapp.jobs`), folds the settings panel and reruns; :func:`follow` then
+shows the job's progress where the results will appear, and returns the run hashes when it
+is done. The job is stored, not kept by the script run: a user who switches page and comes
+back, reloads, or opens the ``?job=ID`` link in another tab finds the progress (or the
+result) again.
 """
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 import streamlit as st
 
 from core.config import ConfigError
+from store.job_runs import runs_plan, upload_ref
 from workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
 
 from . import fmt, forms, guard, jobs, services, state, views
@@ -21,6 +24,7 @@ from . import fmt, forms, guard, jobs, services, state, views
 OUTCOMES = "_outcomes"
 UPLOAD = "_upload"  # the last valid trace upload of this session
 CONTEXT = {"run": "Could not run the simulation", "compare": "Could not run the comparison"}
+POLL_S = 0.1  # how often a page reads a running job's progress
 
 
 def apply_url(page: str, params: Mapping, refs: list[str]) -> None:
@@ -102,20 +106,21 @@ def form_members(values: forms.FormValues, source: str, modes: list[str]) -> lis
 def start(page: str, members: list[dict], upload: services.Upload | None = None,
           slots: list[str | None] | None = None, every: list[dict] | None = None, url: dict | None = None,
           remember: bool = False, expect: list[str] | None = None) -> None:
-    """Validate ``members`` (settings dicts), start computing them in the background, fold the
-    settings panel and rerun. Errors a user can fix are shown here and nothing starts.
+    """Validate ``members`` (settings dicts), start computing them as a stored job (:mod:`webapp.jobs`),
+    fold the settings panel and rerun. Errors a user can fix are shown here and nothing starts.
 
     ``slots``: the hashes of the result, None where a member's run is still to come (default:
     all of them); ``every``: the settings of every slot (default: ``members``), for the link
-    written when the job is done. ``url``: query parameters to show while the job runs.
-    ``remember``: these are the settings the form submitted (reseed it with them later).
-    ``expect``: the hashes a link named, when this recomputes them.
-    Every member passes the web's policy (:mod:`webapp.guard`): its trace is bundled or ``upload``.
+    written when the job is done. ``url``: query parameters to show while the job runs (with
+    ``job=ID``, so a reload or another tab finds it). ``remember``: these are the settings the
+    form submitted (reseed it with them later). ``expect``: the hashes a link named, when this
+    recomputes them. Every member passes the web's policy (:mod:`webapp.guard`): its trace is
+    bundled or ``upload``.
     """
     with services.shown_errors(CONTEXT[page]) as box:
         if not members:
             raise ConfigError("mode", "pick at least one scheduler mode")
-        built, grids = [], {}
+        built = []
         for m in members:
             if m["source"] == "upload":
                 if upload is None:
@@ -123,73 +128,129 @@ def start(page: str, members: list[dict], upload: services.Upload | None = None,
                 m["spec"]["trace"] = upload.name
             cfg, spec = forms.build(m["sim"], m["spec"])
             guard.check(cfg, spec, guard.session_uploads() | ({upload.name} if m["source"] == "upload" else set()))
-            if cfg.latency not in grids:
-                grids[cfg.latency] = services.resolve_grid(cfg.latency)
-            built.append(jobs.Member(cfg, spec, grids[cfg.latency]))
-        uses_upload = any(m["source"] == "upload" for m in members)
-        job = jobs.submit(services.get_store(), built, upload if uses_upload else None)
+            services.resolve_grid(cfg.latency)  # an unknown grid is named here, not in the background
+            built.append((cfg, spec, m["source"] == "upload"))
+        uses_upload = any(uses for _, _, uses in built)
+        ref = upload_ref(upload.name, upload.data) if uses_upload else None
+        job_id = jobs.launch(runs_plan(built, ref), again=True)
     if box.failed:
         return
     slots = list(slots) if slots is not None else [None] * len(members)
-    st.session_state[f"_job.{page}"] = {"key": job.key, "slots": slots, "members": every or members,
+    st.session_state[f"_job.{page}"] = {"id": job_id, "slots": slots, "members": every or members,
                                         "expect": list(expect or [])}
     if remember:
         modes = [m["sim"]["mode"] for m in members] if page == "compare" else \
             (st.session_state.get("settings") or state.default_settings())["modes"]
         st.session_state["settings"] = {**members[0], "sim": dict(members[0]["sim"]), "modes": list(modes)}
     if url is not None:
-        st.query_params.from_dict(url)
+        st.query_params.from_dict({**url, jobs.JOB: str(job_id)})
         state.mark_applied(page, url)
     st.session_state[f"_fold.{page}"] = True
     st.rerun()
 
 
-def wait(job: jobs.Job, message: str | None = None) -> None:
-    """Draw ``job``'s progress until it is done (a page switch stops the drawing, not the job)."""
+def job_of(page: str, params: dict) -> int | None:
+    """The job this page follows: the session's, else the one the URL names (``?job=ID``, taken
+    out of ``params``)."""
+    from_url = jobs.job_param(params)
+    params.pop(jobs.JOB, None)
+    mine = st.session_state.get(f"_job.{page}")
+    if mine:
+        return mine["id"]
+    if from_url is not None:
+        st.session_state[f"_job.{page}"] = {"id": from_url, "slots": None, "members": None, "expect": []}
+    return from_url
+
+
+def wait(job_id: int, message: str | None = None, key: str = "job") -> dict:
+    """Draw the job's progress, with a Cancel button, until it ends (a page switch stops the
+    drawing, not the job); its params then (a failure when the job was deleted meanwhile)."""
     holder = st.empty()
     with holder.container():
         if message:
             st.info(message, icon=":material/hourglass_top:")
-        bar = st.progress(min(job.fraction, 1.0), text=job.text())
-    while not job.done.wait(0.15):
-        bar.progress(min(job.fraction, 1.0), text=job.text())
+        row = st.container(horizontal=True, vertical_alignment="center")
+        bar = row.empty()
+        if row.button("Cancel", icon=":material/cancel:", key=f"cancel.{key}.{job_id}"):
+            jobs.cancel(job_id)
+    row = jobs.get(job_id)
+    while row is not None and jobs.live(row.params):
+        bar.progress(*jobs.progress_of(row.params))
+        time.sleep(POLL_S)
+        row = jobs.get(job_id)
     holder.empty()
+    return row.params if row is not None else {"status": "failed", "error": "the job was deleted",
+                                                "user_error": True}
 
 
-def follow(page: str) -> list[str] | None:
-    """The session's job on this page: its progress while it runs; its run hashes once done
-    (the URL then names them), None when there is none or it failed (the reason is shown)."""
+def follow(page: str, job_id: int | None) -> list[str] | None:
+    """The page's job: its progress while it runs; its run hashes once done (the URL then names
+    them), None when there is none or it did not finish (the reason is shown)."""
     plan = st.session_state.get(f"_job.{page}")
-    if not plan:
+    if job_id is None or not plan:
         return None
-    job = jobs.get(plan["key"])
-    if job is None:
+    row = jobs.get(job_id)
+    if row is None or (row.params.get("plan") or {}).get("kind") != "runs":
         st.session_state.pop(f"_job.{page}", None)
-        st.warning("The computation started earlier is no longer followed here (the server restarted, or it "
-                   "finished long ago): a finished run is in History; otherwise press the button again.",
-                   icon=":material/warning:")
+        st.warning(f"There is no run job {job_id} in this store: a finished run is in History; otherwise "
+                   "press the button again.", icon=":material/warning:")
         return None
-    if job.running:
-        wait(job, "Computing in the background: you may switch pages; the result is stored when it is "
-                  "done and shown here when you come back.")
+    params = row.params
+    if jobs.live(params):
+        params = wait(job_id, "Computing in the background: you may switch pages or close this tab; the result "
+                              "is stored when it is done and shown here when you come back.", page)
     st.session_state.pop(f"_job.{page}", None)
-    if job.error:
-        st.error(f"{CONTEXT[page]}: {fmt.md(job.error)}", icon=":material/error:")
-        st.caption("Open the settings to change them.")
+    status = jobs.state_of(params)
+    if status != "done":
+        _not_done(page, job_id, status, params)
         return None
-    computed = iter(job.outcomes)
+    outcomes = [services.Outcome(o["hash"], o["mode"], o["cached"], o["seconds"], _when(o.get("created_at")))
+                for o in (params.get("result") or {}).get("outcomes", [])]
+    notes = st.session_state.setdefault(OUTCOMES, {})
+    for o in outcomes:
+        notes[o.hash] = o
+    if plan["slots"] is None:  # found by its link: the page draws the stored runs and their share link
+        qp = {state.RUN: outcomes[0].hash} if page == "run" else \
+            {state.COMPARE: ",".join(o.hash for o in outcomes)}
+        st.query_params.from_dict(qp)
+        st.rerun()
+    computed = iter(outcomes)
     hashes = [h or next(computed).hash for h in plan["slots"]]
     if plan.get("expect") and hashes != plan["expect"]:
         st.info("Recomputed with this version of batchlab, the runs got new identities (the simulator or "
                 "its bundled data differ from the link's); the address now names them.", icon=":material/info:")
-    notes = st.session_state.setdefault(OUTCOMES, {})
-    for o in job.outcomes:
-        notes[o.hash] = o
     members = plan["members"]
     qp = state.run_params(hashes[0], members[0]) if page == "run" else state.comparison_params(hashes, members)
     st.query_params.from_dict(qp)
     state.mark_applied(page, qp)
     return hashes
+
+
+def _not_done(page: str, job_id: int, status: str, params: dict) -> None:
+    """Say why the job has no result: it failed (its error), was cancelled, or its runner is gone."""
+    if status == "failed":
+        st.error(f"{CONTEXT[page]}: {fmt.md(jobs.error_of(params))}", icon=":material/error:")
+        st.caption("Open the settings to change them.")
+    elif status == "cancelled":
+        st.warning("Cancelled: nothing more was computed. Press the button again to compute it.",
+                   icon=":material/cancel:")
+    else:
+        st.warning("The computation stopped before it finished (its runner process is gone, or it was "
+                   "interrupted): runs it finished are stored.", icon=":material/warning:")
+        if st.button("Resume", icon=":material/play_arrow:", key=f"resume.{page}.{job_id}"):
+            with services.shown_errors(CONTEXT[page]) as box:
+                plan = jobs.get(job_id).params["plan"]
+                jobs.launch(plan, again=True)
+            if not box.failed:
+                st.session_state[f"_job.{page}"] = {"id": job_id, "slots": None, "members": None, "expect": []}
+                st.query_params[jobs.JOB] = str(job_id)
+                st.rerun()
+
+
+def _when(text: str | None):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text) if text else None
 
 
 def note_for(hashes: list[str]) -> str | None:

@@ -1,7 +1,7 @@
 """Plan page helpers: the form, launching a capacity plan in the background, and its answer and evidence.
 
-A plan is stored as a sweep of kind ``plan`` (``store.sweep_jobs``) and runs in
-its own process (``webapp.sweeps.launch``), so ``/plan?plan=ID`` shows it, its
+A plan is stored as a job of kind ``plan`` (``store.sweep_jobs``) and runs in
+its own runner process (:mod:`webapp.jobs`), so ``/plan?plan=ID`` shows it, its
 progress and its answer from anywhere. An uploaded trace is saved under
 ``BATCHLAB_HOME/uploads`` (named by its sha256), so the runner can read it; the
 session remembers the path, the only file besides the bundled traces that its
@@ -9,9 +9,6 @@ settings may name (:mod:`webapp.guard`).
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +22,12 @@ from core.plan_options import PlanOptions
 from core.plan_report import counts_text, gpus_text, rule_text
 from core.sweep import SweepError
 from core.sweep_report import capacity_frame, probes_frame
-from store import data_home
+from store import job_runs
 from store.sweep_jobs import gpu_plan
 from workloads import MAX_UPLOAD_BYTES, build_workload
 from workloads.burstgpt import bundled_traces
 
-from . import fmt, guard, services, state, sweeps
+from . import fmt, guard, jobs, services, state, sweeps
 from . import sweep_charts as charts
 
 PLAN = "plan"
@@ -133,18 +130,9 @@ class Launch:
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Keep an uploaded trace where the plan's runner can read it (named by content); this session
-    may name it in its settings from now on."""
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise SweepError(f"trace: the upload is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
-    folder = data_home() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "trace"
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}.csv"
-    if not path.exists():  # written whole, then renamed: a runner never reads half a file
-        part = path.with_suffix(f".{os.getpid()}.part")
-        part.write_bytes(data)
-        part.replace(path)
+    """Keep an uploaded trace where the plan's runner can read it (named by content,
+    :func:`store.job_runs.save_upload`); this session may name it in its settings from now on."""
+    path = job_runs.save_upload(name, data)
     guard.remember_upload(str(path))
     return path
 
@@ -265,7 +253,7 @@ def show_plan(plan_id: int) -> None:
     link = plan_link(row.id)
     st.caption(f"Plan {row.id}: {fmt.md(row.name)} · shareable link: [{link}]({link}) · "
                f"created {row.created_at:%Y-%m-%d %H:%M}")
-    live = sweeps.state_of(row.params) in ("running", "starting", "new")
+    live = jobs.state_of(row.params) in jobs.LIVE
     st.fragment(sweeps.progress, run_every=1.5 if live else None)(plan_id)
     params = store.get_sweep(plan_id).params
     answer = (params.get("result") or {}).get("answer")

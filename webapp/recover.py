@@ -29,11 +29,11 @@ def _settings(view: dict | None, fallback: dict | None) -> dict | None:
 
 
 def _follow_running(refs: list[str]) -> bool:
-    """Show the progress of a job in this process computing one of ``refs``, then rerun."""
-    job = next((j for j in (jobs.computing(r) for r in refs) if j is not None), None)
-    if job is None:
+    """Show the progress of a stored job computing one of ``refs``, then rerun."""
+    job_id = next((j for j in (jobs.computing(r) for r in refs) if j is not None), None)
+    if job_id is None:
         return False
-    pageutil.wait(job, "Being computed in the background; it appears here when it is stored.")
+    pageutil.wait(job_id, "Being computed in the background; it appears here when it is stored.", "recover")
     st.rerun()
     return True
 

@@ -1,11 +1,13 @@
-"""Reproduce page helpers: compute the papers' tables once per session store, draw them with their formulas."""
+"""Reproduce page helpers: a paper's tables as a stored job (kind ``reproduce``, run by the job
+runner, :mod:`webapp.jobs`), and their drawing beside the formulas."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from core.reproduce import reproduce as run_reproduction
+from store.job_runs import reproduce_plan
 
+from . import jobs
 from . import sweep_charts as charts
 from .sweeps import download_row
 
@@ -22,14 +24,18 @@ ABOUT = {
 }
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def tables(paper: str) -> dict[str, pd.DataFrame]:
-    """The paper's tables, simulated in this process (a few seconds): the server's threads make
-    forking unsafe, and the `batchlab reproduce` command is the parallel way."""
-    from concurrent.futures import ThreadPoolExecutor
+def start(paper: str) -> int:
+    """The paper's reproduction job (a finished one is reused: its tables depend on the code only)."""
+    return jobs.launch(reproduce_plan(paper))
 
-    with ThreadPoolExecutor(max_workers=1) as one:
-        return run_reproduction(paper, executor=one, workers=1)
+
+def tables(params: dict) -> dict[str, pd.DataFrame] | None:
+    """A finished reproduction's tables from its job's result (None until it is done)."""
+    result = params.get("result") if params.get("status") == "done" else None
+    if not result:
+        return None
+    columns = result.get("columns") or {}
+    return {name: pd.DataFrame(rows, columns=columns.get(name)) for name, rows in result["tables"].items()}
 
 
 def show(paper: str, result: dict[str, pd.DataFrame]) -> None:

@@ -1,7 +1,7 @@
 """Sweeps page helpers: forms for plans, launching them in the background, progress, results.
 
-A plan launched here runs in its own process (``python -m store.sweep_jobs``),
-detached from the page: closing the browser does not stop it, and the store
+A plan launched here is a stored job (:mod:`webapp.jobs`) run by its own runner
+process, detached from the page: closing the browser does not stop it, and the store
 holds its progress and results, so ``/sweeps?sweep=ID`` shows it from anywhere.
 Every plan passes the web's policy (:mod:`webapp.guard`) before it is stored or
 launched, and runs on the local process pool or a cluster the operator offers
@@ -9,10 +9,6 @@ launched, and runs on the local process pool or a cluster the operator offers
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,12 +19,10 @@ from core.config import MODES, config_fields
 from core.suite import DISPLAY, STEPS, SuitePlan
 from core.sweep import parse_settings, parse_vary
 from core.sweep_report import capacity_frame, probes_frame
-from store import data_home
-from store.sweep_jobs import capacity_plan, grid_plan, open_plan, runner_alive, suite_plan, worker_env
+from store.sweep_jobs import capacity_plan, grid_plan, suite_plan
 
-from . import clusters, fmt, guard, services, sweep_charts as charts
+from . import clusters, fmt, guard, jobs, services, sweep_charts as charts
 
-ROOT = Path(__file__).resolve().parents[1]
 SWEEP = "sweep"
 KINDS = {"grid": "Sweep", "capacity": "Capacity comparison", "suite": "Stress suite", "plan": "Capacity plan"}
 _SIM = {f.name for f in config_fields()}
@@ -44,39 +38,12 @@ def sweep_param(params) -> int | None:
     return int(text) if str(text).strip().isdigit() else None
 
 
-def state_of(params: dict) -> str:
-    """The sweep's status, with ``stopped`` for a running sweep whose runner process is gone."""
-    status = params.get("status", "new")
-    if status == "running" and not runner_alive(params):
-        return "stopped"
-    return status
-
-
 def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -> int:
-    """Store the plan as a sweep (the same plan reopens its sweep) and start its runner unless it runs.
-    ``cluster``: the name of a cluster the operator offers (None: the local process pool)."""
+    """Store the plan as a job (the same plan reopens its job) and run it unless it runs or finished
+    (:func:`webapp.jobs.launch`). ``cluster``: the name of a cluster the operator offers (None: the
+    local process pool)."""
     guard.check_plan(plan, guard.session_uploads())
-    address = clusters.address(cluster)
-    store = services.get_store()
-    sweep_id = open_plan(store, plan)
-    row = store.get_sweep(sweep_id)
-    if state_of(row.params) == "running":
-        return sweep_id
-    if row.params.get("status") == "done" and row.params.get("result") is not None:
-        return sweep_id  # finished earlier: the store holds every result
-    cmd = [sys.executable, "-m", "store.sweep_jobs", "--sweep", str(sweep_id)]
-    env = dict(os.environ, **worker_env(store))  # not on the command line: it may hold a password
-    if address:
-        cmd += ["--cluster", address]
-    if workers:
-        cmd += ["--workers", str(workers)]
-    logs = data_home() / "sweep-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"sweep-{sweep_id}.log", "ab") as log_file:
-        subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                         start_new_session=True)
-    store.update_sweep(sweep_id, status="starting")
-    return sweep_id
+    return jobs.launch(plan, clusters.address(cluster), workers)
 
 
 def sweep_link(sweep_id: int) -> str:
@@ -182,10 +149,11 @@ def _open_link(row) -> str:
 
 
 def sweeps_table() -> pd.DataFrame:
-    rows = services.get_store().list_sweeps()
+    """The stored sweeps, capacity searches, suites and plans (not the pages' run and reproduction jobs)."""
+    rows = [r for r in services.get_store().list_sweeps() if (r.params.get("plan") or {}).get("kind") in KINDS]
     return pd.DataFrame([{
         "open": _open_link(r), "id": r.id, "what": r.name,
-        "kind": KINDS.get((r.params.get("plan") or {}).get("kind"), "?"), "status": state_of(r.params),
+        "kind": KINDS.get((r.params.get("plan") or {}).get("kind"), "?"), "status": jobs.state_of(r.params),
         "runs": r.runs, "created": r.created_at} for r in rows])
 
 
@@ -235,7 +203,7 @@ def show_sweep(sweep_id: int) -> None:
     st.subheader(f"{KINDS.get(plan.get('kind'), 'Sweep')} {row.id}: {fmt.md(row.name)}")
     link = sweep_link(row.id)
     st.caption(f"Shareable link: [{link}]({link}) · created {row.created_at:%Y-%m-%d %H:%M}")
-    live = state_of(row.params) in ("running", "starting", "new")
+    live = jobs.state_of(row.params) in jobs.LIVE
     st.fragment(progress, run_every=1.5 if live else None)(sweep_id)
     params = store.get_sweep(sweep_id).params
     if plan.get("kind") == "grid":
@@ -252,34 +220,45 @@ def show_sweep(sweep_id: int) -> None:
 
 
 def progress(sweep_id: int) -> None:
-    """A sweep's progress while it runs; its end state (and a Resume button) after."""
+    """A job's progress while it runs (with a Cancel button); its end state (and a Resume button) after.
+    Drawn in a fragment that reruns the page when the job's state changes."""
     params = services.get_store().get_sweep(sweep_id).params
-    state = state_of(params)
+    state = jobs.state_of(params)
     prog = params.get("progress") or {}
-    done, total, failed = prog.get("done", 0), prog.get("total"), prog.get("failed", 0)
-    phase = prog.get("phase", "")
-    if state in ("running", "starting", "new"):
-        frac = min(done / total, 1.0) if total else 0.0
-        text = f"{state}: {phase} · {done}" + (f" of {total}" if total else "") + " finished" + \
-               (f", {failed} failed" if failed else "")
-        st.progress(frac, text=text)
+    done, failed = prog.get("done", 0), prog.get("failed", 0)
+    if state in jobs.LIVE:
+        frac, text = jobs.progress_of(params)
+        row = st.container(horizontal=True, vertical_alignment="center")
+        row.progress(frac, text=f"{state}: {text}")
+        if row.button("Cancel", icon=":material/cancel:", key=f"cancel.{sweep_id}"):
+            jobs.cancel(sweep_id)
+            st.rerun(scope="app")
         if st.session_state.get(f"_sweep_state.{sweep_id}") not in (None, state):
             st.rerun(scope="app")
     else:
         msg = {"done": ":material/check_circle: finished", "interrupted": ":material/pause_circle: interrupted",
-               "failed": ":material/error: failed", "stopped": ":material/pause_circle: stopped (its runner is gone)"}
+               "cancelled": ":material/cancel: cancelled", "failed": ":material/error: failed",
+               "stopped": ":material/pause_circle: stopped (its runner is gone)"}
+        error = f" · error: {fmt.md(jobs.error_of(params))}" if state == "failed" else ""
         st.markdown(f"{msg.get(state, fmt.md(state))} · {done} runs" + (f", {failed} failed" if failed else "")
-                    + (f" · error: {fmt.md(fmt.clip(params['error']))}" if params.get("error") else ""))
-        if state in ("interrupted", "stopped", "failed"):
+                    + error)
+        if state in ("interrupted", "stopped", "failed", "cancelled"):
             if st.button("Resume", icon=":material/play_arrow:", key=f"resume.{sweep_id}"):
                 with services.shown_errors("Cannot resume") as box:
-                    launch(params["plan"])
+                    resume(params["plan"])
                 if not box.failed:
                     st.rerun(scope="app")
-        if st.session_state.get(f"_sweep_state.{sweep_id}") in ("running", "starting", "new"):
+        if st.session_state.get(f"_sweep_state.{sweep_id}") in jobs.LIVE:
             st.session_state[f"_sweep_state.{sweep_id}"] = state
             st.rerun(scope="app")
     st.session_state[f"_sweep_state.{sweep_id}"] = state
+
+
+def resume(plan: dict) -> int:
+    """Run a stored job again: a sweep's kinds pass the web's policy again (:func:`launch`)."""
+    if plan.get("kind") in KINDS:
+        return launch(plan)
+    return jobs.launch(plan, again=True)
 
 
 def _show_grid(members: list[dict], plan: dict) -> None:

@@ -1,18 +1,20 @@
 """Compare page: scheduler modes on one workload, or any stored runs (``?compare=<h1>,<h2>``)."""
 import streamlit as st
 
-from webapp import forms, intro, pageutil, recover, services, state, views
+from webapp import forms, intro, jobs, pageutil, recover, services, state, views
 
 SET_UPS = {"modes": "Scheduler modes on one workload", "runs": "Stored runs"}
 
 st.title("Compare schedulers")
+jobs.prepare()  # a warm runner waits for the next job
 params = state.read_params(st.query_params)
+job_id = pageutil.job_of("compare", params)
 hashes = state.compare_param(params)
 pageutil.apply_url("compare", params, hashes)
 members, member_problems = state.members_from_params(params) if hashes else (None, [])
 
 # a shared comparison opens with the set-up folded and not even drawn (60 widgets), so it loads fast
-busy = bool(st.session_state.get("_job.compare"))
+busy = job_id is not None
 panel = pageutil.settings_panel("compare", "Set up a comparison", default_open=not (hashes or busy))
 if panel.open:
     # a choice, not st.tabs: tabs inside a foldable expander sometimes open with their content hidden
@@ -37,7 +39,7 @@ if panel.open:
         state.mark_applied("compare", qp)
 
 pageutil.link_warnings(member_problems)
-done = pageutil.follow("compare")
+done = pageutil.follow("compare", job_id)
 if done:
     hashes, members = done, None
 shown, missing = views.load_views(hashes) if hashes else ([], [])
@@ -50,5 +52,5 @@ if shown:
         st.query_params.from_dict(share)  # the address bar holds the full, shareable link
         state.mark_applied("compare", share)
     views.show_comparison(shown, share=share, note=pageutil.note_for(hashes), of=len(hashes))
-elif not hashes and not st.session_state.get("_job.compare"):
+elif not hashes and not busy:
     st.info(intro.compare_hint(), icon=":material/info:")

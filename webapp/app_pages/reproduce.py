@@ -1,14 +1,30 @@
-"""Reproduce page: the papers' figures simulated beside their formulas (``batchlab reproduce``)."""
+"""Reproduce page: the papers' figures simulated beside their formulas (``batchlab reproduce``);
+``?job=ID`` reopens a reproduction."""
 import streamlit as st
 
-from webapp import reproduce, services
+from webapp import jobs, reproduce, services, sweeps
 
+jobs.prepare()  # a warm runner waits for the next job
 st.title("Reproduce the papers")
+job_id = jobs.job_param(st.query_params)
+row = jobs.get(job_id) if job_id is not None else None
+plan = (row.params.get("plan") or {}) if row is not None else {}
+if plan.get("kind") == "reproduce":
+    st.session_state.setdefault("repro.paper", plan["paper"])
 paper = st.segmented_control("Paper", list(reproduce.PAPERS), default="paper1", key="repro.paper",
                              format_func=reproduce.PAPERS.get) or "paper1"
 st.caption(reproduce.ABOUT[paper])
 if st.button("Reproduce", icon=":material/science:", type="primary", key="repro.go"):
-    st.session_state[f"repro.{paper}"] = True
-if st.session_state.get(f"repro.{paper}"):
-    with services.shown_errors(f"Cannot reproduce {paper}"), st.spinner("Simulating…"):
-        reproduce.show(paper, reproduce.tables(paper))
+    with services.shown_errors(f"Cannot reproduce {paper}") as box:
+        job_id = reproduce.start(paper)
+    if not box.failed:
+        st.query_params.from_dict({jobs.JOB: str(job_id)})
+        st.rerun()
+if job_id is not None and plan.get("kind") != "reproduce":
+    st.warning(f"There is no reproduction job {job_id} in this store.", icon=":material/warning:")
+elif plan.get("paper") == paper:
+    st.fragment(sweeps.progress, run_every=1.0 if jobs.live(row.params) else None)(job_id)
+    result = reproduce.tables(jobs.get(job_id).params)
+    if result is not None:
+        with services.shown_errors(f"Cannot show {paper}"):
+            reproduce.show(paper, result)

@@ -1,9 +1,11 @@
 """Run page: the settings form, progress, and one run's result (``?run=<hash>`` reopens it)."""
 import streamlit as st
 
-from webapp import forms, intro, pageutil, recover, services, state, views
+from webapp import forms, intro, jobs, pageutil, recover, services, state, views
 
+jobs.prepare()  # a warm runner waits for the next job
 params = state.read_params(st.query_params)
+job_id = pageutil.job_of("run", params)
 if state.COMPARE in params and state.RUN not in params:
     st.switch_page("app_pages/compare.py", query_params=params)  # /?compare=... is a comparison
 
@@ -12,7 +14,7 @@ ref = state.run_param(params)
 pageutil.apply_url("run", params, [ref] if ref else [])
 
 # a result's link opens with the settings folded and not even drawn (60 widgets), so it loads fast
-busy = bool(st.session_state.get("_job.run"))
+busy = job_id is not None
 panel = pageutil.settings_panel("run", "Settings", default_open=not (ref or busy))
 if panel.open:
     with panel:
@@ -24,7 +26,7 @@ if panel.open:
         pageutil.start("run", members, upload, url=state.settings_to_params(values.sim, values.spec),
                        remember=True)
 
-done = pageutil.follow("run")
+done = pageutil.follow("run", job_id)
 if done:
     ref = done[0]
 shown, missing = views.load_views([ref]) if ref else ([], [])
@@ -39,5 +41,5 @@ elif missing:
     has_settings = any(k != state.RUN for k in params)
     link_settings = state.settings_from_params(params)[0] if has_settings else None
     recover.run_problem(ref, missing[0][2], link_settings)
-elif not st.session_state.get("_job.run"):
+elif not busy:
     st.info(intro.run_hint(), icon=":material/info:")
