@@ -195,3 +195,16 @@ def test_exports_follow_catalog_order(summaries, tmp_path):
     assert header[:len(BASE_COLUMNS) + len(metrics) + 1] == [*BASE_COLUMNS, *metrics, "error"]
     assert [c for c in header if c in catalog.BY_KEY] == list(catalog.EXPORT_COLUMNS)
     assert all(c.startswith("config.") for c in header[len(BASE_COLUMNS) + len(metrics) + 1:])
+
+
+def test_web_result_tables_head_metric_columns_with_catalog_labels():
+    """Sweep, capacity, suite and plan tables on the web keep the keys (their CSV) and show the labels."""
+    import pandas as pd
+    from webapp.sweeps import metric_columns
+
+    df = pd.DataFrame({"rate": [1.0], "sla_attainment": [0.9], "latency_p99_s": [2.0], "run": ["abc"]})
+    cols = metric_columns(df)
+    assert set(cols) == {"sla_attainment", "latency_p99_s"}  # varied values and ids keep their names
+    assert cols["latency_p99_s"]["label"] == "Latency p99 (s)"
+    assert cols["sla_attainment"]["label"] == "SLA attainment"
+    assert cols["sla_attainment"]["help"] == catalog.BY_KEY["sla_attainment"].description

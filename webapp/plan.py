@@ -311,7 +311,7 @@ def show_answer(answer: dict) -> None:
     st.caption("Ranked: meeting the target first (" + rule_text(answer) + "), then by attainment, then by p99 "
                "end-to-end latency.")
     ranking = ranking_frame(answer)
-    st.dataframe(ranking, hide_index=True, width="stretch")
+    st.dataframe(ranking, hide_index=True, width="stretch", column_config=sweeps.metric_columns(ranking))
     sweeps.download_row(ranking, None, "plan-ranking", "plan-ranking")
     for name, err in (answer.get("errors") or {}).items():
         st.caption(f"Left out: {fmt.md(name)}: {fmt.md(fmt.clip(err))}")

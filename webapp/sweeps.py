@@ -14,11 +14,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core import metric_catalog
 from core.capacity import CapacityResult
 from core.config import MODES, config_fields
 from core.suite import DISPLAY, STEPS, SuitePlan
 from core.sweep import parse_settings, parse_vary
-from core.sweep_report import capacity_frame, probes_frame
+from core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
 from store.sweep_jobs import capacity_plan, grid_plan, suite_plan
 
 from . import clusters, fmt, guard, jobs, services, sweep_charts as charts
@@ -168,9 +169,7 @@ def grid_frame(members: list[dict], plan: dict) -> pd.DataFrame:
         row: dict[str, Any] = {n: cfg.get(n) if n in _SIM else spec.get(n) for n in names}
         if plan.get("replications", 1) > 1:
             row["replication"] = int(spec.get("workload_seed", base_seed)) - base_seed
-        row.update({"status": m["status"], "sla_attainment": s.get("sla_attainment"),
-                    "throughput_rps": s.get("throughput_rps"), "latency_p99_s": s.get("latency_p99_s"),
-                    "ttft_p99_s": s.get("ttft_p99_s"), "gpu_utilization": s.get("gpu_utilization"),
+        row.update({"status": m["status"], **{k: s.get(k) for k in MEMBER_METRICS},
                     "run": m["hash"][:12], "error": m["error"]})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -277,8 +276,15 @@ def _show_grid(members: list[dict], plan: dict) -> None:
             chart_block(charts.metric_vs_rate(agg, "sla_attainment"), agg, "sweep-attainment")
         with c[1]:
             chart_block(charts.metric_vs_rate(agg, "latency_p99_s"), agg, "sweep-p99")
-    st.dataframe(df, hide_index=True, width="stretch")
+    st.dataframe(df, hide_index=True, width="stretch", column_config=metric_columns(df))
     download_row(df, None, "sweep-runs", "sweep-runs")
+
+
+def metric_columns(df: pd.DataFrame) -> dict:
+    """Headers and hover text of a table's metric columns, from the metric catalog (the CSV keeps the keys)."""
+    return {k: st.column_config.Column(f"{m.label} ({m.unit})" if m.unit not in ("count", "share") else m.label,
+                                       help=m.description)
+            for k in df.columns if (m := metric_catalog.BY_KEY.get(k)) is not None}
 
 
 def _show_capacity(params: dict) -> None:
@@ -303,9 +309,9 @@ def _show_capacity(params: dict) -> None:
                     "capacity-attainment")
     with c[1]:
         chart_block(charts.metric_vs_rate(agg, "latency_p99_s", capacities=cf), agg, "capacity-p99")
-    st.dataframe(cf.drop(columns=["series"]), hide_index=True, width="stretch")
+    st.dataframe(cf.drop(columns=["series"]), hide_index=True, width="stretch", column_config=metric_columns(cf))
     with st.expander(f"All {len(pf)} probes"):
-        st.dataframe(pf.drop(columns=["series"]), hide_index=True, width="stretch")
+        st.dataframe(pf.drop(columns=["series"]), hide_index=True, width="stretch", column_config=metric_columns(pf))
         download_row(pf, None, "capacity-probes", "capacity-probes")
 
 
@@ -330,8 +336,8 @@ def _show_suite(params: dict) -> None:
         for col, stem in zip(cols, stems):
             with col:
                 chart_block(figures[stem], df, stem)
-        st.dataframe(df[[c for c in DISPLAY.get(name, df.columns) if c in df.columns]], hide_index=True,
-                     width="stretch")
+        shown = df[[c for c in DISPLAY.get(name, df.columns) if c in df.columns]]
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=metric_columns(shown))
         if not stems:
             download_row(df, None, name, name)
 
