@@ -33,7 +33,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
-COPY pyproject.toml README.md batchlab.py ./
+COPY pyproject.toml README.md __init__.py __main__.py cli.py ./
 COPY core ./core
 COPY workloads ./workloads
 COPY calibration ./calibration
@@ -43,7 +43,7 @@ COPY webapp ./webapp
 # the continuous engine is compiled here, once, into NUMBA_CACHE_DIR (its first run would take tens of seconds)
 RUN pip install --no-deps -e . \
  && pip check \
- && python -c "from core.continuous_engine import warm_up; warm_up()" \
+ && python -c "from batchlab.core.continuous_engine import warm_up; warm_up()" \
  && useradd --create-home --uid 1000 batchlab \
  && mkdir -p /data && chown batchlab:batchlab /data && chown -R batchlab:batchlab /app/.numba-cache
 USER batchlab

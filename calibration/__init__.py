@@ -5,7 +5,7 @@ measuring tool.
 ``calibration.measure`` imports torch lazily; nothing else here needs it. The names below are
 imported on first use.
 """
-from workloads.lazy import lazy_exports
+from batchlab.workloads.lazy import lazy_exports
 
 _EXPORTS = {
     "bundled_grids": ".data", "load_bundled": ".data", "check_grid_name": ".resolve", "named": ".resolve",

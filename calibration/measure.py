@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workloads.fields import shown
+from batchlab.workloads.fields import shown
 
 from .archs import bundled_archs, load_arch
 from .schema import MAX_BATCH_SIZE, MAX_CONTEXT_LEN, Grid

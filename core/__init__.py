@@ -3,7 +3,7 @@
 The names below are imported on first use, so a command that only needs the
 configuration does not pay for the engines.
 """
-from workloads.lazy import lazy_exports
+from batchlab.workloads.lazy import lazy_exports
 
 _EXPORTS = {"MODES": ".config", "ConfigError": ".config", "SimConfig": ".config", "RunResult": ".result",
             "build_latency_model": ".latency", "run_identity": ".identity", "simulate": ".simulation"}

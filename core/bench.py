@@ -18,7 +18,7 @@ import time
 from queue import Empty
 from typing import Callable
 
-from workloads.fields import shown
+from batchlab.workloads.fields import shown
 
 from .lifetime import end_with
 
@@ -29,8 +29,8 @@ MAX_REPEATS = 1000
 def _measure(mode: str, scenario: str, n: int, gpus: int, queue, show: bool, owner: int) -> None:
     end_with(owner)  # no measurement outlives the benchmark
     os.environ["BATCHLAB_CACHE"] = "off"
-    from core import SimConfig, simulate
-    from workloads import WorkloadSpec, build_workload
+    from batchlab.core import SimConfig, simulate
+    from batchlab.workloads import WorkloadSpec, build_workload
 
     def progress(fraction: float) -> None:   # within a case, on the parent's terminal
         sys.stderr.write(f"\r    {scenario} {mode}: {100 * fraction:5.1f} % simulated")
@@ -72,7 +72,7 @@ def measure_once(mode: str, scenario: str, n: int, gpus: int, show: bool = False
 def check_cases(n: int, modes: list[str], scenarios: list[str], repeats: int, gpus: int) -> None:
     """Raise ValueError naming the first bad argument, before any child process starts (a child
     would otherwise die on it with a traceback of its own)."""
-    from workloads.spec import WorkloadSpec
+    from batchlab.workloads.spec import WorkloadSpec
 
     from .config import SimConfig
 

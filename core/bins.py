@@ -19,7 +19,7 @@ def equal_mass_edges(predicted: np.ndarray, k: int) -> np.ndarray:
 
 def cached_edges(workload, k: int) -> np.ndarray:
     """equal_mass_edges memoized on the workload identity (diskcache)."""
-    from workloads.cache import memoize
+    from batchlab.workloads.cache import memoize
 
     return memoize("bin_edges", {"workload": workload.key, "k": k},
                    lambda: equal_mass_edges(workload.predicted, k))

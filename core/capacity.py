@@ -42,7 +42,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from workloads.spec import WorkloadSpec
+from batchlab.workloads.spec import WorkloadSpec
 
 from .config import SimConfig
 from .stats import mean_ci

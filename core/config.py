@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from workloads.fields import FieldError, coerce_fields, described
+from batchlab.workloads.fields import FieldError, coerce_fields, described
 
 MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "multi_bin_fixed",
          "continuous_static", "continuous_dynamic", "continuous_multi_bin")

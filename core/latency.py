@@ -138,7 +138,7 @@ def build_latency_model(config, grid=None) -> LatencyModel:
     if config.latency == "parametric":
         return ParametricLatency(config.prefill_base, config.prefill_per_token, config.decode_base,
                                  config.decode_per_seq, config.decode_per_ctx_token)
-    from calibration.data import bundled_grids, load_bundled
+    from batchlab.calibration.data import bundled_grids, load_bundled
 
     from .config import ConfigError
     from .latency_grid import GridLatency

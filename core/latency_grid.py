@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from calibration.schema import Grid, TIME_COLUMNS
+from batchlab.calibration.schema import Grid, TIME_COLUMNS
 
 from .latency import LatencyModel
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-from workloads.fields import shown
+from batchlab.workloads.fields import shown
 
 FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
 

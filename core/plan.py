@@ -64,8 +64,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from workloads.spec import SpecError, WorkloadSpec
-from workloads.workload import WorkloadError
+from batchlab.workloads.spec import SpecError, WorkloadSpec
+from batchlab.workloads.workload import WorkloadError
 
 from .capacity import DEFAULT_FACTOR, check_capacity_inputs, search_capacities
 from .config import BINNED_MODES, DYNAMIC_MODES, MAX_BATCH, MAX_BINS, MAX_GPUS, MODES, ConfigError, SimConfig
@@ -172,7 +172,7 @@ def offered_rate(spec: WorkloadSpec) -> float:
     r = spec.resolved()
     if r.workload == "synthetic" or r.rate is not None:
         return float(r.rate)
-    from workloads.build import build_workload
+    from batchlab.workloads.build import build_workload
 
     rate = build_workload(spec).mean_rate
     if not math.isfinite(rate):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import shlex
 
-from workloads.spec import SpecError, WorkloadSpec, spec_fields
-from workloads.workload import WorkloadError
+from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
+from batchlab.workloads.workload import WorkloadError
 
 from .config import SimConfig, config_fields
 

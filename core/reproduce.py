@@ -28,7 +28,7 @@ from concurrent.futures import Executor
 
 import pandas as pd
 
-from workloads.spec import WorkloadSpec
+from batchlab.workloads.spec import WorkloadSpec
 
 from .capacity import search_capacities
 from .config import MODES, SimConfig

@@ -25,8 +25,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from workloads.fields import NONE_WORDS, plain, range_text, shown
-from workloads.spec import SpecError, spec_fields
+from batchlab.workloads.fields import NONE_WORDS, plain, range_text, shown
+from batchlab.workloads.spec import SpecError, spec_fields
 
 from .config import ConfigError, config_fields
 

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from workloads.workload import Workload
+from batchlab.workloads.workload import Workload
 
 from . import metrics
 from .bins import assign_bins, cached_edges

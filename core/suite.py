@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from workloads.spec import WorkloadSpec
+from batchlab.workloads.spec import WorkloadSpec
 
 from .capacity import CapacityResult
 from .config import SimConfig

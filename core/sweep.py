@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from workloads.fields import plain
-from workloads.spec import SpecError, WorkloadSpec
+from batchlab.workloads.fields import plain
+from batchlab.workloads.spec import SpecError, WorkloadSpec
 
 from .config import ConfigError, SimConfig
 from .settings_text import (is_sim, parse_lines, parse_values, setting_field, setting_text, split_assignment,
@@ -107,7 +107,7 @@ def error_text(exc: BaseException) -> str:
 
 def simulate_member(member: Member) -> MemberResult:
     """The default job: build the workload, simulate, return the summary (nothing is stored)."""
-    from workloads.build import build_workload
+    from batchlab.workloads.build import build_workload
 
     from .simulation import simulate
 

@@ -21,8 +21,8 @@ import numbers
 
 import numpy as np
 
-from workloads.limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
-from workloads.workload import Workload, WorkloadError
+from batchlab.workloads.limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
+from batchlab.workloads.workload import Workload, WorkloadError
 
 TIMES = ("arrival", "start", "first_token", "finish")   # in the order a served request passes them
 LATENCIES = ("queue_delay", "ttft", "tbt", "tbt_max", "e2e")

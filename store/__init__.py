@@ -6,7 +6,7 @@ for the schema and :mod:`store.payload` for how per-request data is kept. Import
 the package and reading an up-to-date store loads neither Alembic nor pandas, and
 :mod:`store.quick` reads a stored run's summary without SQLAlchemy.
 """
-from workloads.lazy import lazy_exports
+from batchlab.workloads.lazy import lazy_exports
 
 _EXPORTS = {"data_home": ".paths", "default_url": ".paths", "RunDeletedError": ".errors", "StoreError": ".errors",
             "REQUEST_CAP": ".payload", "GridRow": ".records", "RunRow": ".records", "StoredRun": ".records",

@@ -81,8 +81,8 @@ def run_store_bench(num_requests: int = 1_000_000, num_runs: int = 10_000, repea
 
 
 def _run(num_requests, num_runs, repeats, scenarios, db, echo) -> dict:
-    from core import SimConfig, simulate
-    from workloads import WorkloadSpec, build_workload
+    from batchlab.core import SimConfig, simulate
+    from batchlab.workloads import WorkloadSpec, build_workload
 
     from .errors import StoreError
     from .repo import open_store

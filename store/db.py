@@ -50,7 +50,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from core.extras import MissingExtra, require
+from batchlab.core.extras import MissingExtra, require
 
 from .errors import StoreError
 from .paths import DB_FILENAME, VERSION_TABLE, data_home, default_url  # noqa: F401  (re-exported)

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-from core.metric_catalog import EXPORT_COLUMNS
-from core.output import written
+from batchlab.core.metric_catalog import EXPORT_COLUMNS
+from batchlab.core.output import written
 
 from .records import StoredRun
 

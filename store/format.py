@@ -11,8 +11,8 @@ from __future__ import annotations
 import textwrap
 from datetime import datetime
 
-from core.metric_catalog import shown_in
-from workloads.fields import shown
+from batchlab.core.metric_catalog import shown_in
+from batchlab.workloads.fields import shown
 
 from .records import GridRow, RunRow, StoredRun
 from .settings import non_default_settings
@@ -119,7 +119,7 @@ def format_runs_table(rows: list[RunRow], total: int | None = None, *, width: in
 
 def _other_settings(run: StoredRun) -> dict:
     """Settings of the run that differ from its mode's defaults (only those that matter to the mode)."""
-    from core.config import SimConfig, config_fields
+    from batchlab.core.config import SimConfig, config_fields
 
     cfg = run.config
     if cfg is not None:

@@ -18,7 +18,7 @@ from .records import GridRow
 
 def bundled_grid_rows() -> list[GridRow]:
     """The grids that ship with batchlab (``grid:NAME`` finds them without a store), as rows."""
-    from calibration import bundled_grids, load_bundled
+    from batchlab.calibration import bundled_grids, load_bundled
 
     rows = []
     for name in sorted(bundled_grids()):
@@ -90,7 +90,7 @@ class GridsMixin:
                              .where(GridRecord.c.name == name)).first()
         if r is None:
             return None
-        from calibration.schema import parse_grid
+        from batchlab.calibration.schema import parse_grid
 
         grid = parse_grid(bytes(r.csv), name=name)
         return dc_replace(grid, sha256=r.sha256, warnings=list(r.warnings))

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from core.config import ConfigError, SimConfig
-from core.sweep import SweepError
-from workloads import MAX_UPLOAD_BYTES, WorkloadSpec
+from batchlab.core.config import ConfigError, SimConfig
+from batchlab.core.sweep import SweepError
+from batchlab.workloads import MAX_UPLOAD_BYTES, WorkloadSpec
 
 from .errors import StoreError
 from .paths import data_home
@@ -82,7 +82,7 @@ def runs_plan(members: list[tuple[SimConfig, WorkloadSpec, bool]], upload: dict 
 
 
 def reproduce_plan(paper: str) -> dict:
-    from core.reproduce import PAPERS
+    from batchlab.core.reproduce import PAPERS
 
     if paper not in PAPERS:
         raise SweepError(f"paper: choose from {', '.join(PAPERS)}, not {paper!r}")
@@ -106,10 +106,10 @@ def _members(plan: dict) -> list[tuple[SimConfig, WorkloadSpec, bool]]:
 def run_runs(plan: dict, store, sweep_id: int | None, report: Report) -> list[dict]:
     """Compute and store every member (served from the store when it holds it); one outcome per
     member: hash, mode, whether the store served it, seconds, when it was computed."""
-    from calibration import resolve_grid
-    from core.identity import run_identity
-    from core.latency import build_latency_model
-    from workloads import build_workload, load_trace_bytes
+    from batchlab.calibration import resolve_grid
+    from batchlab.core.identity import run_identity
+    from batchlab.core.latency import build_latency_model
+    from batchlab.workloads import build_workload, load_trace_bytes
 
     members = _members(plan)
     data = read_upload(plan["upload"]) if plan.get("upload") else None
@@ -144,6 +144,6 @@ def run_runs(plan: dict, store, sweep_id: int | None, report: Report) -> list[di
 
 def run_reproduce(plan: dict, executor, workers: int | None) -> dict:
     """The paper's tables (core.reproduce) on ``executor``."""
-    from core.reproduce import reproduce
+    from batchlab.core.reproduce import reproduce
 
     return reproduce(plan["paper"], executor=executor, workers=workers)

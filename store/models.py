@@ -35,7 +35,7 @@ from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, 
                         LargeBinary, MetaData, String, Table, Text)
 from sqlalchemy.types import TypeDecorator
 
-from core.metric_catalog import STORED_BIN_COLUMNS, STORED_COLUMNS
+from batchlab.core.metric_catalog import STORED_BIN_COLUMNS, STORED_COLUMNS
 
 RUN_STATUSES = ("running", "done", "failed")
 

@@ -77,7 +77,7 @@ def decode(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], n
 
 def derive(stored: dict, batches: dict) -> dict[str, np.ndarray]:
     """The full per-request dict (RunResult order) from the stored fields and the batch log."""
-    from core.metrics import derive_request_arrays, with_delays
+    from batchlab.core.metrics import derive_request_arrays, with_delays
 
     req = {k: stored[k] for k in BASE_FIELDS}
     if "batch" in stored:

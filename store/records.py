@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from core.config import SimConfig
+    from batchlab.core.config import SimConfig
 
     from .repo import Store
 
@@ -137,7 +137,7 @@ class StoredRun:
     @cached_property
     def config(self) -> SimConfig | None:
         """The run's SimConfig (settings unknown to this version are dropped with a warning)."""
-        from core.config import ConfigError, SimConfig, config_fields
+        from batchlab.core.config import ConfigError, SimConfig, config_fields
 
         names = {f.name for f in config_fields()}
         known = {k: v for k, v in self.config_dict.items() if k in names}

@@ -66,9 +66,9 @@ from .records import RUN_ROW_COLUMNS, RunRow, StoredRun
 from .sweeps import SweepsMixin
 
 if TYPE_CHECKING:
-    from core.config import SimConfig
-    from core.result import RunResult
-    from workloads.workload import Workload
+    from batchlab.core.config import SimConfig
+    from batchlab.core.result import RunResult
+    from batchlab.workloads.workload import Workload
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def code_version() -> str:
     """The batchlab package version and the simulator's result version."""
     import importlib.metadata
 
-    from core.identity import SIM_VERSION
+    from batchlab.core.identity import SIM_VERSION
 
     try:
         version = importlib.metadata.version("batchlab")
@@ -203,9 +203,9 @@ class Store(SweepsMixin, GridsMixin):
         signature). ``wait=False`` raises StoreError instead of waiting for another
         live claim of the same run. ``sweep_id`` links the run to a sweep.
         """
-        from core.identity import run_identity
-        from core.latency import build_latency_model
-        from core.simulation import simulate
+        from batchlab.core.identity import run_identity
+        from batchlab.core.latency import build_latency_model
+        from batchlab.core.simulation import simulate
 
         if sweep_id is not None:
             self.require_sweep(sweep_id)

@@ -45,18 +45,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from core.capacity import CapacityResult, search_capacities
-from core.config import MODES, ConfigError, SimConfig
-from core.identity import SIM_VERSION
-from core.plan import check_plan_inputs
-from core.plan import plan as plan_capacity
-from core.plan_options import PlanOptions
-from core.suite import SuitePlan, tables
-from core.sweep import Member, MemberResult, SweepError, error_text, expand, light_summary, member_key, run_members
-from core.sweep import simulate_member
-from core.validity import SimulationError
-from workloads import WorkloadError
-from workloads.spec import WorkloadSpec
+from batchlab.core.capacity import CapacityResult, search_capacities
+from batchlab.core.config import MODES, ConfigError, SimConfig
+from batchlab.core.identity import SIM_VERSION
+from batchlab.core.plan import check_plan_inputs
+from batchlab.core.plan import plan as plan_capacity
+from batchlab.core.plan_options import PlanOptions
+from batchlab.core.suite import SuitePlan, tables
+from batchlab.core.sweep import Member, MemberResult, SweepError, error_text, expand, light_summary, member_key, run_members
+from batchlab.core.sweep import simulate_member
+from batchlab.core.validity import SimulationError
+from batchlab.workloads import WorkloadError
+from batchlab.workloads.spec import WorkloadSpec
 
 from . import claims, job_runs
 from .errors import StoreError
@@ -68,7 +68,7 @@ UPLOADS = "uploads"  # the data home's folder of uploaded traces, each named by 
 
 
 def _user_errors() -> tuple:
-    from calibration import GridError
+    from batchlab.calibration import GridError
 
     return (ConfigError, WorkloadError, GridError, StoreError, SweepError, SimulationError)
 
@@ -150,9 +150,9 @@ class StoreJob:
                          "with its password, in the worker's environment")
 
     def __call__(self, member: Member) -> MemberResult:
-        from core.identity import run_identity
-        from core.latency import build_latency_model
-        from workloads.build import build_workload
+        from batchlab.core.identity import run_identity
+        from batchlab.core.latency import build_latency_model
+        from batchlab.workloads.build import build_workload
 
         t0 = time.perf_counter()
         run_hash = None
@@ -217,7 +217,7 @@ def capacity_plan(config: SimConfig, spec: WorkloadSpec, modes: list[str], targe
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise SweepError(f"--mode: unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
-    from core.capacity import check_capacity_inputs
+    from batchlab.core.capacity import check_capacity_inputs
 
     for m in modes:
         check_capacity_inputs(config.replace(mode=m), spec, target, tolerance, replications)
@@ -501,9 +501,11 @@ def _store_url(db: str | None) -> str:
 def _warm() -> None:
     """What every job needs, loaded before its order comes: the simulator, the engine, and the store
     this process's environment names (most orders name it too)."""
-    import core.simulation  # noqa: F401
-    import workloads.build  # noqa: F401
-    from core.continuous_engine import warm_up
+    import batchlab.core.simulation
+    from batchlab import core# noqa: F401
+    import batchlab.workloads.build
+    from batchlab import workloads# noqa: F401
+    from batchlab.core.continuous_engine import warm_up
 
     warm_up()
     try:
@@ -549,7 +551,7 @@ def _terminated(signum, frame) -> None:
 
 def run_job(sweep_id: int, db: str | None = None, cluster: str | None = None, workers: int | None = None) -> None:
     """Run the stored job ``sweep_id`` (a web launch: a ``cancel`` set since then stands)."""
-    from core.executors import open_executor
+    from batchlab.core.executors import open_executor
 
     store = _store(_store_url(db))
     row = store.get_sweep(sweep_id)

@@ -28,7 +28,7 @@ _no_local_constants()
 def pytest_sessionstart(session):
     """Compile the continuous engine once, before any test runs (its first compile takes tens of
     seconds, which no single test's timeout should pay; later processes load numba's disk cache)."""
-    from core.continuous_engine import warm_up
+    from batchlab.core.continuous_engine import warm_up
 
     warm_up()
 
@@ -36,7 +36,7 @@ def pytest_sessionstart(session):
 @pytest.fixture(autouse=True)
 def batchlab_cache_dir(tmp_path_factory, monkeypatch):
     """Every test gets a fresh, private diskcache directory (never the user's cache)."""
-    from workloads.cache import close_caches
+    from batchlab.workloads.cache import close_caches
 
     directory = tmp_path_factory.mktemp("batchlab-cache")
     monkeypatch.setenv("BATCHLAB_CACHE_DIR", str(directory))

@@ -19,10 +19,10 @@ import math
 
 import numpy as np
 
-from core.continuous_kernel import tick
-from core.controllers import MemoryBound, SlaController
-from core.memory import MemoryModel
-from core.queues import QueueStats
+from batchlab.core.continuous_kernel import tick
+from batchlab.core.controllers import MemoryBound, SlaController
+from batchlab.core.memory import MemoryModel
+from batchlab.core.queues import QueueStats
 
 WAITING, RUNNING, DONE = "waiting", "running", "done"
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import SimConfig, simulate
-from core.bins import assign_bins, equal_mass_edges
-from workloads.workload import Workload
+from batchlab.core import SimConfig, simulate
+from batchlab.core.bins import assign_bins, equal_mass_edges
+from batchlab.workloads.workload import Workload
 
 
 # ------------------------------------------------------------------ edges --

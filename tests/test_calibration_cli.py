@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from batchlab import cli
-from calibration.schema import parse_grid
-from core.latency_grid import GridLatency
+from batchlab.cli import cli
+from batchlab.calibration.schema import parse_grid
+from batchlab.core.latency_grid import GridLatency
 
 HEADER = "batch_size,context_len,prefill_s,decode_step_s"
 ROWS = ["1,64,0.010,0.0050", "1,512,0.030,0.0060", "4,64,0.020,0.0070", "4,512,0.080,0.0090"]
@@ -57,7 +57,7 @@ def test_grids_list_and_show_include_the_bundled_grids():
 def test_calibrate_upload_and_simulate_with_the_grid(tmp_path, monkeypatch):
     pytest.importorskip("torch", reason="the calibration tool needs torch")
     pytest.importorskip("transformers", reason="the calibration tool needs transformers")
-    from store import open_store
+    from batchlab.store import open_store
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "grid.csv"
@@ -199,7 +199,7 @@ LEGACY = ("batch_size,max_seq_len,mean_latency_sec", "1,128,0.96", "1,256,2.112"
     ("generated:10", [74, 138], 0.96 / 128),  # G = 128, context 10 + 64
 ])
 def test_upload_legacy_file_with_a_split(tmp_path, split, contexts, first_step):
-    from store import open_store
+    from batchlab.store import open_store
 
     path = write(tmp_path / "old.csv", *LEGACY)
     res = invoke("grids", "upload", str(path), "--name", "old", *(["--legacy-split", split] if split else []))

@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 
-from calibration import GridError, check_grid_name, load_bundled, named, parse_grid, resolve_grid, upload_name
-from calibration.resolve import is_grid_path
+from batchlab.calibration import GridError, check_grid_name, load_bundled, named, parse_grid, resolve_grid, upload_name
+from batchlab.calibration.resolve import is_grid_path
 
 GRID = b"batch_size,context_len,prefill_s,decode_step_s\n1,8,0.1,0.01\n1,16,0.2,0.02\n2,8,0.3,0.03\n2,16,0.4,0.04\n"
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from calibration import GridError, bundled_grids, load_bundled, nonmonotone_cells, parse_grid
-from calibration.schema import MAX_GRID_BYTES
+from batchlab.calibration import GridError, bundled_grids, load_bundled, nonmonotone_cells, parse_grid
+from batchlab.calibration.schema import MAX_GRID_BYTES
 
 BUNDLED_SHA = "fce29792e4bf45e91722297cc423c5a5b9c16c845e331b246e6bb546f960b580"
 HEADER = "batch_size,context_len,prefill_s,decode_step_s"

@@ -42,7 +42,7 @@ def save_button(at: AppTest):
 
 
 def stored():
-    from webapp import services
+    from batchlab.webapp import services
 
     return services.get_store()
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from core import SimConfig, simulate
-from core.capacity import BisectionSearch, capacity, check_capacity_inputs
-from core.stats import mean_ci, t_quantile
-from core.sweep import SweepError
-from workloads import WorkloadSpec, build_workload
-from workloads.synthetic import arrival_times, parse_length_spec, sample_lengths
-from workloads.workload import WorkloadError
+from batchlab.core import SimConfig, simulate
+from batchlab.core.capacity import BisectionSearch, capacity, check_capacity_inputs
+from batchlab.core.stats import mean_ci, t_quantile
+from batchlab.core.sweep import SweepError
+from batchlab.workloads import WorkloadSpec, build_workload
+from batchlab.workloads.synthetic import arrival_times, parse_length_spec, sample_lengths
+from batchlab.workloads.workload import WorkloadError
 
 # M/M/1 with batch size 1: service = geometric output tokens x a constant decode step, mean 0.1 s (mu = 10/s)
 MU = 10.0
@@ -140,7 +140,7 @@ def test_capacity_is_not_throughput():
 
 
 def test_capacity_cli_json_is_within_tolerance_and_compares_modes(tmp_path):
-    from batchlab import cli
+    from batchlab.cli import cli
 
     db = f"sqlite:///{tmp_path / 'store.db'}"
     flags = ["--mode", "static_fifo", "--batch-size", "1", "--gpus", "1", "--prefill-base", "0",
@@ -173,7 +173,7 @@ def test_each_configuration_may_have_its_own_start_and_bracketing_step():
     """Per-base start and factor: a search started at a passing rate with step 1.25 probes 1.25x above it first."""
     cfg = SimConfig(d_sla_e2e=1.0, **MM1)
     spec = WorkloadSpec(num_requests=20_000, **MM1_SPEC)
-    from core.capacity import search_capacities
+    from batchlab.core.capacity import search_capacities
 
     res = search_capacities([(cfg, spec), (cfg.replace(gpus=2), spec)], 0.9, 0.04, workers=2, start=[6.0, None],
                             factor=[1.25, 4.0])
@@ -193,7 +193,7 @@ def test_each_replication_probes_with_its_own_workload_and_scheduler_seeds():
     across the rates of one replication, independent samples across replications."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.sweep import simulate_member
+    from batchlab.core.sweep import simulate_member
 
     seen = []
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from store import open_store
-from store.claims import pid_alive, process_start
-from store.models import Run
+from batchlab.store import open_store
+from batchlab.store.claims import pid_alive, process_start
+from batchlab.store.models import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 5.0  # generous: they go within a fraction of a second; a benchmark's measurement would take 10 s
@@ -134,7 +134,7 @@ ENDS_WITH = """
 import os, sys, time
 if sys.argv[2] == "poll":
     del os.pidfd_open  # as on a system without pidfds
-from core.lifetime import end_with
+from batchlab.core.lifetime import end_with
 end_with(int(sys.argv[1]))
 print("watching", flush=True)
 time.sleep(120)
@@ -143,7 +143,7 @@ time.sleep(120)
 
 @pytest.mark.parametrize("how", ["pidfd", "poll"])
 def test_a_process_ends_when_the_owner_it_watches_ends(how):
-    from core.lifetime import EXIT_CODE
+    from batchlab.core.lifetime import EXIT_CODE
 
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     child = subprocess.Popen([sys.executable, "-c", ENDS_WITH, str(owner.pid), how], cwd=ROOT,

@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from batchlab import cli
+from batchlab.cli import cli
 
 REQUIRED_KEYS = ("num_requests completed makespan_s throughput_rps throughput_tps latency_mean_s latency_p50_s "
                  "latency_p95_s latency_p99_s ttft_mean_s ttft_p99_s tbt_mean_s queue_delay_mean_s "
@@ -192,7 +192,7 @@ def test_config_that_is_not_utf8_or_too_big_is_refused_without_reading_it_all(tm
 def test_toml_can_switch_a_deadline_off_and_keeps_both_seeds(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[sim]\nd_sla_tbt = "none"\nseed = 5\n[workload]\nseed = 9\nnum_requests = 300\n')
-    from batchlab import build_inputs
+    from batchlab.cli import build_inputs
 
     cfg, spec, _ = build_inputs(str(path))
     assert cfg.d_sla_tbt is None and cfg.seed == 5 and spec.workload_seed == 9
@@ -205,7 +205,7 @@ def test_toml_can_switch_a_deadline_off_and_keeps_both_seeds(tmp_path):
 
 
 def test_the_two_seeds_are_distinct_flags():
-    from batchlab import build_inputs
+    from batchlab.cli import build_inputs
 
     cfg, spec, _ = build_inputs(None, seed=3, workload_seed=8)
     assert (cfg.seed, spec.workload_seed) == (3, 8)
@@ -257,7 +257,7 @@ def test_help_says_auto_not_none_and_shows_ranges():
 
 
 def test_bench_shows_progress_within_and_across_cases(capfd):
-    from core.bench import run_bench
+    from batchlab.core.bench import run_bench
 
     rows = run_bench(2000, ["static_fifo", "continuous_static"], ["overload"], 1, 2, echo=None, show_progress=True)
     err = capfd.readouterr().err

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchlab import MAX_ERROR_CHARS, MAX_TOKEN_CHARS, cli, one_line
-from core.settings_text import MAX_VALUES, SettingError
-from core.sweep import parse_vary
-from workloads.fields import SHOWN_CHARS, shown
+from batchlab.cli import MAX_ERROR_CHARS, MAX_TOKEN_CHARS, cli, one_line
+from batchlab.core.settings_text import MAX_VALUES, SettingError
+from batchlab.core.sweep import parse_vary
+from batchlab.workloads.fields import SHOWN_CHARS, shown
 
 REPO = Path(__file__).resolve().parents[1]
 LONG = "a" * 100_000
@@ -173,7 +173,8 @@ def test_a_full_disk_under_standard_output_is_one_line():
 
 
 def test_an_export_the_disk_cannot_hold_leaves_the_old_file_whole(tmp_path, monkeypatch):
-    import store.export
+    import batchlab.store.export
+    from batchlab import store
 
     for seed in (1, 2):
         CliRunner().invoke(cli, ["run", *SMALL, "--seed", str(seed)])
@@ -207,7 +208,7 @@ def _postgresql_full():
 def test_a_full_disk_under_the_store_is_one_line_and_no_run_is_done(monkeypatch, driver_error):
     from sqlalchemy.exc import OperationalError
 
-    from store.repo import Store
+    from batchlab.store.repo import Store
 
     def full(self, *args, **kwargs):
         raise OperationalError("INSERT INTO run_data ...", {}, driver_error())
@@ -231,7 +232,7 @@ BENCH = ["bench", "--requests", "100", "--modes", "static_fifo", "--scenarios", 
     (["--scenarios", "heavy"], "scenario: unknown 'heavy'"),
 ])
 def test_bench_checks_every_argument_before_a_child_starts(monkeypatch, args, words):
-    monkeypatch.setattr("core.bench.measure_once", lambda *a, **k: pytest.fail("a measurement started"))
+    monkeypatch.setattr("batchlab.core.bench.measure_once", lambda *a, **k: pytest.fail("a measurement started"))
     refused([*BENCH, *args], words)
 
 
@@ -243,9 +244,9 @@ def test_bench_checks_every_argument_before_a_child_starts(monkeypatch, args, wo
     ((100, ["warp"], ["overload"], 1, 4), "mode"),
 ])
 def test_run_bench_refuses_bad_arguments_in_the_parent(monkeypatch, args, words):
-    from core.bench import run_bench
+    from batchlab.core.bench import run_bench
 
-    monkeypatch.setattr("core.bench.measure_once", lambda *a, **k: pytest.fail("a measurement started"))
+    monkeypatch.setattr("batchlab.core.bench.measure_once", lambda *a, **k: pytest.fail("a measurement started"))
     with pytest.raises(ValueError, match=words):
         run_bench(*args, echo=None)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import SimConfig, simulate
-from workloads.workload import Workload
+from batchlab.core import SimConfig, simulate
+from batchlab.workloads.workload import Workload
 
 # service time = output tokens x 10 ms: output U{100..2000} tokens is U[1, 20] s, Paper 1's setting
 PER_TOKEN = dict(latency="parametric", prefill_base=0.0, prefill_per_token=0.0, decode_base=0.01,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from core import ConfigError, SimConfig
+from batchlab.core import ConfigError, SimConfig
 
 
 @pytest.mark.parametrize("changes,field", [
@@ -52,8 +52,8 @@ def test_defaults_are_valid_and_frozen():
 def test_a_disabled_deadline_decides_nothing():
     """With only the TBT deadline on, attainment is exactly the share meeting it; with none on there is
     no attainment to report (not a vacuous 100 %)."""
-    from core import simulate
-    from workloads import WorkloadSpec, build_workload
+    from batchlab.core import simulate
+    from batchlab.workloads import WorkloadSpec, build_workload
 
     w = build_workload(WorkloadSpec(num_requests=600, rate=6.0))
     only_tbt = simulate(SimConfig(mode="static_fifo", batch_size=64, gpu_mem_gb=40.0, d_sla_ttft=None, d_sla_e2e=None,

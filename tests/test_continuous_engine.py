@@ -11,11 +11,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from continuous_reference import simulate_reference
-from core import SimConfig, simulate
-from core.config import CONTINUOUS_MODES
-from core.memory import MemoryModel
-from core.latency import build_latency_model
-from workloads.workload import Workload
+from batchlab.core import SimConfig, simulate
+from batchlab.core.config import CONTINUOUS_MODES
+from batchlab.core.memory import MemoryModel
+from batchlab.core.latency import build_latency_model
+from batchlab.workloads.workload import Workload
 
 COMPARED = ("start", "first_token", "finish", "tbt", "tbt_max")
 
@@ -333,7 +333,7 @@ def test_unbounded_cap_and_memory_with_constant_steps_is_an_infinite_server_queu
 
 def memory_tight(mode: str, margin: str, gpu_mem_gb: float = 20.0) -> dict:
     """BurstGPT-like requests in overload on two GPUs with ~13,700 KV tokens each (Algorithm 1 alone)."""
-    from workloads import WorkloadSpec, build_workload
+    from batchlab.workloads import WorkloadSpec, build_workload
 
     w = build_workload(WorkloadSpec(num_requests=4000, rate=50.0, arrival="poisson", workload_seed=3))
     cfg = SimConfig(mode=mode, gpus=2, gpu_mem_gb=gpu_mem_gb, b_max=256, mem_margin=margin, d_sla_tbt=None)

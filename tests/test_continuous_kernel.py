@@ -16,16 +16,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numba import njit
 
-from calibration.data import load_bundled
-from core import SimConfig, simulate
-from core import continuous_engine
-from core.continuous_kernel import BIG, TICKS, _sla_update, gpu_records, memory_bound, settings, tick
-from core.controllers import MemoryBound, SlaController
-from core.latency import LatencyModel, ParametricLatency
-from core.latency_grid import GridLatency
-from core.latency_kernel import decode_step_time, decode_time, pack, prefill_time, steps_until, unpack
-from workloads import WorkloadSpec, build_workload
-from workloads.limits import MAX_TIME_S
+from batchlab.calibration.data import load_bundled
+from batchlab.core import SimConfig, simulate
+from batchlab.core import continuous_engine
+from batchlab.core.continuous_kernel import BIG, TICKS, _sla_update, gpu_records, memory_bound, settings, tick
+from batchlab.core.controllers import MemoryBound, SlaController
+from batchlab.core.latency import LatencyModel, ParametricLatency
+from batchlab.core.latency_grid import GridLatency
+from batchlab.core.latency_kernel import decode_step_time, decode_time, pack, prefill_time, steps_until, unpack
+from batchlab.workloads import WorkloadSpec, build_workload
+from batchlab.workloads.limits import MAX_TIME_S
 
 GRID = "qwen3-4b-sglang"
 MAX_BATCH = 300          # beyond the grid's measured batch sizes: extrapolated queries included
@@ -163,8 +163,8 @@ def test_the_clock_stops_at_2_to_the_62_ns_rather_than_wrap(t):
 
 def test_a_run_past_the_clock_stops_in_the_thread_too():
     """With a progress callback the kernel runs in a worker thread: its clock error still arrives."""
-    from core.validity import SimulationError
-    from workloads.workload import Workload
+    from batchlab.core.validity import SimulationError
+    from batchlab.workloads.workload import Workload
 
     w = Workload(np.array([0.0, MAX_TIME_S - 1.0]), np.full(2, 100), np.full(2, 50), np.full(2, 50))
     with pytest.raises(SimulationError, match="ran out of time"):

@@ -8,10 +8,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import SimConfig, simulate
-from core.controllers import (BRANCH_OFF, BRANCH_OVER, BRANCH_START, BRANCH_UNDER, BRANCH_WITHIN,
+from batchlab.core import SimConfig, simulate
+from batchlab.core.controllers import (BRANCH_OFF, BRANCH_OVER, BRANCH_START, BRANCH_UNDER, BRANCH_WITHIN,
                               MemoryBound, SlaController)
-from workloads.workload import Workload
+from batchlab.workloads.workload import Workload
 
 
 # ------------------------------------------------------------ Algorithm 1 --

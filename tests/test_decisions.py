@@ -12,11 +12,11 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from core import SimConfig, simulate
-from core.bins import assign_bins, equal_mass_edges
-from core.controllers import MemoryBound, SlaController
-from core.memory import MemoryModel
-from workloads.workload import Workload
+from batchlab.core import SimConfig, simulate
+from batchlab.core.bins import assign_bins, equal_mass_edges
+from batchlab.core.controllers import MemoryBound, SlaController
+from batchlab.core.memory import MemoryModel
+from batchlab.workloads.workload import Workload
 
 
 def skewed(n=1500, seed=0, rate=60.0):

@@ -130,7 +130,7 @@ def test_a_quoted_line_matches_only_what_was_printed():
 def test_readme_commands_run_and_print_what_is_quoted():
     """Run in order on the fresh store every test has; ``batchlab app`` serves forever, so only its
     ``--help`` runs."""
-    from batchlab import cli
+    from batchlab.cli import cli
 
     commands = readme_commands()
     assert len(commands) >= 12

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from core import ConfigError, SimConfig, simulate
-from core.config import BATCH_MODES
-from core.memory import MemoryModel
-from workloads.workload import Workload
+from batchlab.core import ConfigError, SimConfig, simulate
+from batchlab.core.config import BATCH_MODES
+from batchlab.core.memory import MemoryModel
+from batchlab.workloads.workload import Workload
 
 # Every test here takes seconds: one that stops making progress fails instead of hanging the suite.
 pytestmark = pytest.mark.timeout(120)

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batchlab import cli
-from core import extras
-from core.executors import open_executor
-from core.sweep import SweepError
-from store.db import make_engine, resolve_url
-from store.errors import StoreError
-from webapp import launch
+from batchlab.cli import cli
+from batchlab.core import extras
+from batchlab.core.executors import open_executor
+from batchlab.core.sweep import SweepError
+from batchlab.store.db import make_engine, resolve_url
+from batchlab.store.errors import StoreError
+from batchlab.webapp import launch
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -103,7 +103,7 @@ def test_a_postgresql_store_without_psycopg_names_the_postgres_extra(monkeypatch
 
 # -- the command line with every extra's modules hidden ----------------------------------------------
 HIDE = ("import sys\nfor m in {mods!r}: sys.modules[m] = None\n"
-        "import batchlab\nsys.argv[0] = 'batchlab'\nbatchlab.main()\n")
+        "import batchlab.cli as batchlab\nsys.argv[0] = 'batchlab'\nbatchlab.main()\n")
 
 
 def hidden_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

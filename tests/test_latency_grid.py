@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calibration import load_bundled, parse_grid
-from core.latency import LatencyModel
-from core.latency_grid import FLOOR, GridLatency, PiecewiseLinear, maximum
+from batchlab.calibration import load_bundled, parse_grid
+from batchlab.core.latency import LatencyModel
+from batchlab.core.latency_grid import FLOOR, GridLatency, PiecewiseLinear, maximum
 
 BUNDLED = load_bundled("qwen3-4b-sglang")
 TABLE = BUNDLED.table

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calibration import load_bundled
-from core.latency import ParametricLatency
-from core.latency_grid import GridLatency
+from batchlab.calibration import load_bundled
+from batchlab.core.latency import ParametricLatency
+from batchlab.core.latency_grid import GridLatency
 
 MODELS = {
     "parametric": ParametricLatency(),

@@ -80,7 +80,7 @@ def test_a_server_that_ignores_the_stop_is_killed_after_the_grace_period(tmp_pat
 
 
 def test_a_server_that_ends_by_itself_gives_its_exit_code(tmp_path):
-    from webapp.launch import serve
+    from batchlab.webapp.launch import serve
 
     assert serve([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ)) == 3
     assert serve([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"],

@@ -9,17 +9,17 @@ import io
 import pytest
 from sqlalchemy import Float, inspect
 
-from core import SimConfig, metric_catalog as catalog, simulate
-from core.config import MODES
-from core.report import bins_text, format_compare_table
-from core.sweep import MemberResult
-from core.sweep_report import member_frame
-from store import open_store
-from store.export import BASE_COLUMNS
-from store.format import format_runs_table
-from store.models import BIN_COLUMNS, METRIC_COLUMNS
-from webapp import tables
-from workloads import WorkloadSpec, build_workload
+from batchlab.core import SimConfig, metric_catalog as catalog, simulate
+from batchlab.core.config import MODES
+from batchlab.core.report import bins_text, format_compare_table
+from batchlab.core.sweep import MemberResult
+from batchlab.core.sweep_report import member_frame
+from batchlab.store import open_store
+from batchlab.store.export import BASE_COLUMNS
+from batchlab.store.format import format_runs_table
+from batchlab.store.models import BIN_COLUMNS, METRIC_COLUMNS
+from batchlab.webapp import tables
+from batchlab.workloads import WorkloadSpec, build_workload
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_cli_compare_and_run_text_use_catalog_labels(summaries):
 def test_runs_list_heads_its_metrics_with_catalog_short_labels():
     from datetime import datetime, timezone
 
-    from store import RunRow
+    from batchlab.store import RunRow
 
     row = RunRow(id=1, hash="0" * 64, status="done", stale=False, created_at=datetime.now(timezone.utc),
                  finished_at=None, duration_s=None, mode="static_fifo", gpus=1, k_bins=1, num_requests=10,
@@ -200,7 +200,7 @@ def test_exports_follow_catalog_order(summaries, tmp_path):
 def test_web_result_tables_head_metric_columns_with_catalog_labels():
     """Sweep, capacity, suite and plan tables on the web keep the keys (their CSV) and show the labels."""
     import pandas as pd
-    from webapp.sweeps import metric_columns
+    from batchlab.webapp.sweeps import metric_columns
 
     df = pd.DataFrame({"rate": [1.0], "sla_attainment": [0.9], "latency_p99_s": [2.0], "run": ["abc"]})
     cols = metric_columns(df)

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import SimConfig, simulate
-from core.controllers import BRANCH_HOLD, BRANCH_NAMES
-from core.metrics import batch_timeline, gpu_utilization_series, latency_cdf, occupancy_series
-from workloads import WorkloadSpec, build_workload
-from workloads.workload import Workload
+from batchlab.core import SimConfig, simulate
+from batchlab.core.controllers import BRANCH_HOLD, BRANCH_NAMES
+from batchlab.core.metrics import batch_timeline, gpu_utilization_series, latency_cdf, occupancy_series
+from batchlab.workloads import WorkloadSpec, build_workload
+from batchlab.workloads.workload import Workload
 
 SMALL = WorkloadSpec(num_requests=1500, rate=3.0, workload_seed=4)
 BATCH = SimConfig(mode="multi_bin_dynamic", gpu_mem_gb=40.0)  # the batch-level engine with ample memory

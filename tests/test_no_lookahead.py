@@ -14,11 +14,11 @@ import pytest
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
-from core import SimConfig, simulate
-from core.config import BATCH_MODES
-from core.controllers import BRANCH_START
-from core.memory import MemoryModel
-from workloads.workload import Workload
+from batchlab.core import SimConfig, simulate
+from batchlab.core.config import BATCH_MODES
+from batchlab.core.controllers import BRANCH_START
+from batchlab.core.memory import MemoryModel
+from batchlab.workloads.workload import Workload
 
 DYNAMIC = ("dynamic_no_bins", "multi_bin_dynamic")
 DECISIONS = ("start", "gpu", "bin", "size", "max_prompt", "b_mem", "b_sla", "b_cap", "branch")

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
-import core.reproduce as reproduce
+import batchlab.core.reproduce as reproduce
 
 TOLERANCE = 0.04
 

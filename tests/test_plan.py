@@ -11,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from click.testing import CliRunner
 
-from core import SimConfig
-from core.plan import candidates, check_plan_inputs, offered_rate, plan
-from core.plan_options import PlanOptions
-from core.plan_report import changed_settings, pct, plan_sentence, run_command, toml_config
-from core.sweep import Member, MemberResult, SweepError, run_members, simulate_member
-from store import open_store
-from store.sweep_jobs import gpu_plan, open_plan, run_plan
-from workloads import WorkloadSpec, build_workload
+from batchlab.core import SimConfig
+from batchlab.core.plan import candidates, check_plan_inputs, offered_rate, plan
+from batchlab.core.plan_options import PlanOptions
+from batchlab.core.plan_report import changed_settings, pct, plan_sentence, run_command, toml_config
+from batchlab.core.sweep import Member, MemberResult, SweepError, run_members, simulate_member
+from batchlab.store import open_store
+from batchlab.store.sweep_jobs import gpu_plan, open_plan, run_plan
+from batchlab.workloads import WorkloadSpec, build_workload
 
 # M/M/c with batch size 1: service = geometric output tokens x a constant decode step, mean 1/MU = 0.1 s
 MU = 10.0
@@ -384,7 +384,7 @@ PLAN_FLAGS = ["--modes", "static_fifo,continuous_dynamic", "--batch-candidates",
 
 
 def test_plan_json_names_a_configuration_whose_own_run_meets_the_target(tmp_path):
-    from batchlab import cli
+    from batchlab.cli import cli
 
     db = f"sqlite:///{tmp_path / 'store.db'}"
     r = CliRunner().invoke(cli, ["plan", "--db", db, "--workers", "2", "--json", *PLAN_FLAGS])
@@ -417,14 +417,14 @@ def test_plan_json_names_a_configuration_whose_own_run_meets_the_target(tmp_path
     (["--d-sla-ttft", "none", "--d-sla-tbt", "none", "--d-sla-e2e", "none"], "every SLA deadline is off"),
 ])
 def test_plan_cli_errors_are_one_line(args, message):
-    from batchlab import cli
+    from batchlab.cli import cli
 
     r = CliRunner().invoke(cli, ["plan", "--no-store", *args])
     assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output
 
 
 def test_plan_cli_refuses_a_config_file_that_sets_what_the_plan_chooses(tmp_path):
-    from batchlab import cli
+    from batchlab.cli import cli
 
     (tmp_path / "c.toml").write_text("[sim]\ngpus = 4\n")
     r = CliRunner().invoke(cli, ["plan", "--no-store", "--config", str(tmp_path / "c.toml")])
@@ -433,7 +433,7 @@ def test_plan_cli_refuses_a_config_file_that_sets_what_the_plan_chooses(tmp_path
 
 def test_unreachable_plan_exits_1_and_a_dask_cluster_runs_it(tmp_path):
     pytest.importorskip("distributed")
-    from batchlab import cli
+    from batchlab.cli import cli
 
     db = f"sqlite:///{tmp_path / 'store.db'}"
     r = CliRunner().invoke(cli, ["plan", "--db", db, "--cluster", "local", "--workers", "2", "--json", "--modes",

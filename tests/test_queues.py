@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.queues import INF, QueueStats, pick_queue
+from batchlab.core.queues import INF, QueueStats, pick_queue
 
 
 @given(lengths=st.lists(st.tuples(st.integers(1, 20_000), st.integers(1, 4_000)), min_size=1, max_size=80),

@@ -17,15 +17,16 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import core.simulation
-from batchlab import cli
-from core import SimConfig, simulate
-from core.config import MODES
-from core.continuous_engine import run_continuous_engine
-from core.validity import SimulationError, check_result
-from workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
-from workloads.limits import MAX_TIME_S
-from workloads.workload import Workload
+import batchlab.core.simulation
+from batchlab import core
+from batchlab.cli import cli
+from batchlab.core import SimConfig, simulate
+from batchlab.core.config import MODES
+from batchlab.core.continuous_engine import run_continuous_engine
+from batchlab.core.validity import SimulationError, check_result
+from batchlab.workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
+from batchlab.workloads.limits import MAX_TIME_S
+from batchlab.workloads.workload import Workload
 
 CONTINUOUS = [m for m in MODES if m.startswith("continuous")]
 HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"
@@ -53,7 +54,7 @@ def workload(arrival, prompt=100, output=50):
 
 
 def done_runs(url):
-    from store import open_store
+    from batchlab.store import open_store
 
     with open_store(url) as store:
         return store.count_runs(status="done"), store.list_runs(status="failed")
@@ -257,10 +258,10 @@ def test_an_impossible_result_is_stored_failed_never_done(negative_latency, stor
     assert msg.startswith("impossible result, refused: request 0 has start -")
     done, failed = done_runs(store_url)
     assert done == 0 and len(failed) == 1
-    from store import open_store
+    from batchlab.store import open_store
 
     with open_store(store_url) as store:
-        assert store.get_run(failed[0].id).error.splitlines()[0] == f"core.validity.SimulationError: {msg}"
+        assert store.get_run(failed[0].id).error.splitlines()[0] == f"batchlab.core.validity.SimulationError: {msg}"
 
 
 # ------------------------------------------------------------ every representable run is possible
@@ -310,7 +311,7 @@ def web_errors(at) -> list[str]:
 def test_the_web_says_what_is_wrong_and_stores_nothing_done():
     from streamlit.testing.v1 import AppTest
 
-    from webapp import services
+    from batchlab.webapp import services
 
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()

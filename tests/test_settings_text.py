@@ -12,14 +12,14 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchlab import build_inputs, cli
-from core.config import ConfigError, SimConfig, config_fields
-from core.settings_text import (EMPTY_WORDS, FALSE_WORDS, SIM_FIELDS, SPEC_FIELDS, TRUE_WORDS, SettingError,
+from batchlab.cli import build_inputs, cli
+from batchlab.core.config import ConfigError, SimConfig, config_fields
+from batchlab.core.settings_text import (EMPTY_WORDS, FALSE_WORDS, SIM_FIELDS, SPEC_FIELDS, TRUE_WORDS, SettingError,
                                 check_setting, parse_lines, parse_setting, parse_values, setting_field,
                                 setting_text, split_settings)
-from core.sweep import parse_settings, parse_vary
-from webapp import state
-from workloads.spec import SpecError, WorkloadSpec, spec_fields
+from batchlab.core.sweep import parse_settings, parse_vary
+from batchlab.webapp import state
+from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
 
 ALL_FIELDS = config_fields() + spec_fields()
 SAFE_TEXT = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789_:./-"), min_size=1, max_size=30)

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from core import SimConfig, simulate
-from store import StoreError, open_store
-from store.db import write_connection
-from store.models import Run, utcnow
-from workloads import WorkloadSpec, build_workload
+from batchlab.core import SimConfig, simulate
+from batchlab.store import StoreError, open_store
+from batchlab.store.db import write_connection
+from batchlab.store.models import Run, utcnow
+from batchlab.workloads import WorkloadSpec, build_workload
 
 
 class CountingSimulate:
@@ -169,9 +169,9 @@ def test_claims_go_stale_by_dead_process_or_timeout_and_are_taken_over(store, w)
 
 
 def test_grid_latency_is_resolved_from_the_stored_grids(store, w):
-    schema = pytest.importorskip("calibration.schema")
-    pytest.importorskip("core.latency_grid")
-    from core.config import ConfigError
+    schema = pytest.importorskip("batchlab.calibration.schema")
+    pytest.importorskip("batchlab.core.latency_grid")
+    from batchlab.core.config import ConfigError
     from test_store_roundtrip import GRID_CSV
 
     grid = schema.parse_grid(GRID_CSV, name="tiny")

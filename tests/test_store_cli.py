@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import batchlab
-from store import open_store
+import batchlab.cli as batchlab
+from batchlab.store import open_store
 
 SMALL = ["--num-requests", "150", "--seed", "3"]
 
@@ -105,8 +105,8 @@ def test_runs_list_show_export_delete(cli, tmp_path):
 
 
 def test_failed_runs_show_and_can_be_cleaned_up(cli):
-    from core import SimConfig
-    from workloads import WorkloadSpec, build_workload
+    from batchlab.core import SimConfig
+    from batchlab.workloads import WorkloadSpec, build_workload
 
     with open_store(cli.db) as store:
         with pytest.raises(ValueError):
@@ -155,8 +155,8 @@ def test_runs_list_and_show_tell_runs_apart_within_the_terminal(cli):
 def test_runs_table_states_and_long_cells_fit_the_width():
     from datetime import datetime, timezone
 
-    from store import RunRow
-    from store.format import format_runs_table
+    from batchlab.store import RunRow
+    from batchlab.store.format import format_runs_table
 
     def row(i, status, stale=False, error=None, config=None, spec=None, **metrics):
         sources = (json.dumps(config or {}), json.dumps({"spec": spec or {}}))
@@ -189,7 +189,7 @@ batch_size,context_len,prefill_s,decode_step_s
 
 
 def test_grids_upload_list_show_delete(cli, tmp_path):
-    pytest.importorskip("calibration.schema")
+    pytest.importorskip("batchlab.calibration.schema")
     path = tmp_path / "tiny.csv"
     path.write_text(GRID)
     assert "stored grid 'tiny'" in cli("grids", "upload", path, "--db", cli.db).output
@@ -231,7 +231,7 @@ def test_an_overlong_search_gets_the_same_one_line_answer_on_sqlite_and_postgres
     """SQLite refuses a LIKE pattern over 50,000 bytes ('LIKE or GLOB pattern too complex') while
     PostgreSQL looked for 100,000 characters and echoed them back: both now refuse a search longer
     than any label with the same line, and take one at the limit."""
-    from store.keys import MAX_SEARCH_CHARS
+    from batchlab.store.keys import MAX_SEARCH_CHARS
 
     runner = CliRunner()
     assert runner.invoke(batchlab.cli, ["run", *SMALL, "--db", store_url]).exit_code == 0

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from core import SimConfig, simulate
-from store import open_store
-from store.models import Run, RunBin, RunData, RunSeries, SweepRun
-from workloads import WorkloadSpec, build_workload
+from batchlab.core import SimConfig, simulate
+from batchlab.store import open_store
+from batchlab.store.models import Run, RunBin, RunData, RunSeries, SweepRun
+from batchlab.workloads import WorkloadSpec, build_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,9 +88,9 @@ def test_eight_threads_store_every_run_once(store_url):
 WORKER = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, {root!r})
-    from store import open_store
-    from core import SimConfig, simulate
-    from workloads import WorkloadSpec, build_workload
+    from batchlab.store import open_store
+    from batchlab.core import SimConfig, simulate
+    from batchlab.workloads import WorkloadSpec, build_workload
     url, go, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
     shared = [SimConfig(mode=m, gpus=g) for m in ("static_fifo", "multi_bin_dynamic") for g in (2, 3)]
     configs = shared + [SimConfig(mode="dynamic_no_bins", gpus=10 + worker)]
@@ -137,9 +137,9 @@ KILLED = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
     from sqlalchemy import event, text
-    from store import open_store
-    from core import SimConfig
-    from workloads import WorkloadSpec, build_workload
+    from batchlab.store import open_store
+    from batchlab.core import SimConfig
+    from batchlab.workloads import WorkloadSpec, build_workload
     url, marker, phase = sys.argv[1], sys.argv[2], sys.argv[3]
     store = open_store(url)
     w = build_workload(WorkloadSpec(num_requests=150, workload_seed=9))
@@ -194,8 +194,8 @@ def test_a_writer_killed_mid_run_leaves_the_store_consistent(store_url, tmp_path
 
 # ------------------------------------------------------ deleted while being read --
 def test_a_run_deleted_while_a_reader_holds_it_is_reported_never_empty(store_url, tmp_path):
-    from store import RunDeletedError, StoreError
-    from store.export import requests_csv
+    from batchlab.store import RunDeletedError, StoreError
+    from batchlab.store.export import requests_csv
 
     w = build_workload(WorkloadSpec(num_requests=120, workload_seed=6))
     reader, writer = open_store(store_url), open_store(store_url)
@@ -230,7 +230,7 @@ def test_a_run_deleted_while_a_reader_holds_it_is_reported_never_empty(store_url
 def test_a_run_deleted_between_the_reads_of_get_run_is_never_half_read(store_url):
     from sqlalchemy import event
 
-    from store import RunDeletedError
+    from batchlab.store import RunDeletedError
 
     w = build_workload(WorkloadSpec(num_requests=120, workload_seed=7))
     reader, writer = open_store(store_url), open_store(store_url)
@@ -259,8 +259,8 @@ def test_a_run_deleted_between_the_reads_of_get_run_is_never_half_read(store_url
 def test_cli_export_of_a_run_deleted_meanwhile_is_an_error(store_url, tmp_path, monkeypatch, what):
     from click.testing import CliRunner
 
-    import batchlab
-    from store.repo import Store
+    import batchlab.cli as batchlab
+    from batchlab.store.repo import Store
 
     w = build_workload(WorkloadSpec(num_requests=80, workload_seed=3))
     with open_store(store_url) as store:
@@ -316,7 +316,7 @@ def run_threads(count: int, target) -> list:
 
 
 def test_linking_runs_from_many_writers_at_once_links_each_once_at_distinct_positions(store_url):
-    from store import StoreError
+    from batchlab.store import StoreError
 
     w = build_workload(WorkloadSpec(num_requests=40, workload_seed=2))
     with open_store(store_url) as store:
@@ -346,7 +346,7 @@ def test_linking_runs_from_many_writers_at_once_links_each_once_at_distinct_posi
 
 
 def test_processes_opening_one_plan_at_once_get_one_sweep(store_url):
-    from store.models import Sweep
+    from batchlab.store.models import Sweep
 
     openers = [open_store(store_url) for _ in range(6)]
     try:

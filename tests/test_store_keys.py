@@ -6,11 +6,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import batchlab
-from core import SimConfig
-from store import StoreError, open_store
-from store.keys import MAX_ID, MAX_ROWS
-from workloads import WorkloadSpec, build_workload
+import batchlab.cli as batchlab
+from batchlab.core import SimConfig
+from batchlab.store import StoreError, open_store
+from batchlab.store.keys import MAX_ID, MAX_ROWS
+from batchlab.workloads import WorkloadSpec, build_workload
 
 HUGE = 99999999999999999999  # beyond 64 bits
 

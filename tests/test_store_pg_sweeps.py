@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from store import open_store
-from store.models import Run, SweepRun
+from batchlab.store import open_store
+from batchlab.store.models import Run, SweepRun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # four processes leave the starting line together when the test creates the go file.
 AT_ONCE = textwrap.dedent("""
     import os, sys, time
-    import batchlab, core.sweep, store.repo, store.sweep_jobs
+    import batchlab.cli, batchlab.core.sweep, batchlab.store.repo, batchlab.store.sweep_jobs
     go = sys.argv[1]
     print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.002)
-    batchlab.cli(sys.argv[2:], prog_name="batchlab")
+    batchlab.cli.cli(sys.argv[2:], prog_name="batchlab")
 """)
 # two plans, two processes each; the plans share the runs at rates 7..12
 GRIDS = {"low": "rate=1:12:1", "high": "rate=7:18:1"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from core import SimConfig
-from store import open_store
-from store.quick import done_summary, sqlite_file
-from workloads import WorkloadSpec, build_workload
+from batchlab.core import SimConfig
+from batchlab.store import open_store
+from batchlab.store.quick import done_summary, sqlite_file
+from batchlab.workloads import WorkloadSpec, build_workload
 
 
 def test_the_fast_read_equals_the_stores_and_declines_what_it_cannot_read(tmp_path):
@@ -32,7 +32,7 @@ def test_the_fast_read_equals_the_stores_and_declines_what_it_cannot_read(tmp_pa
 
 def test_a_store_hit_on_the_command_line_does_not_load_the_database_library(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHLAB_HOME", str(tmp_path))
-    code = ("import sys; sys.argv = ['batchlab', 'run', '--num-requests', '200']; import batchlab\n"
+    code = ("import sys; sys.argv = ['batchlab', 'run', '--num-requests', '200']; import batchlab.cli as batchlab\n"
             "try:\n    batchlab.main()\nexcept SystemExit:\n    pass\n"
             "print('SQLALCHEMY' if 'sqlalchemy' in sys.modules else 'LIGHT')")
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import batchlab
-from core import SimConfig
+import batchlab.cli as batchlab
+from batchlab.core import SimConfig
 from sqlalchemy.engine import make_url
 
-from store import StoreError, open_store
-from store.db import VERSION_TABLE, make_engine
-from store.migrate import upgrade
-from workloads import WorkloadSpec, build_workload
+from batchlab.store import StoreError, open_store
+from batchlab.store.db import VERSION_TABLE, make_engine
+from batchlab.store.migrate import upgrade
+from batchlab.workloads import WorkloadSpec, build_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--num-requests", "120", "--seed", "5"]
@@ -86,7 +86,7 @@ def test_mode_ro_serves_reads_and_refuses_writes(tmp_path):
 
 
 def run_result(w):
-    from core import simulate
+    from batchlab.core import simulate
 
     return simulate(SimConfig(gpus=3), w)
 
@@ -140,8 +140,8 @@ def read_only_runner(directory: Path):
 CHILD = textwrap.dedent("""
     import json, sys
     from click.testing import CliRunner
-    import batchlab
-    from store import open_store
+    import batchlab.cli as batchlab
+    from batchlab.store import open_store
     commands = json.loads(sys.argv[1])
     out = []
     for args in commands:

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from core import SimConfig, simulate
-from store import StoreError, open_store
-from store.codec import CodecError, pack, pack_frame, unpack, unpack_frame
-from store.models import RunBin, RunData, RunSeries, SweepRun
-from workloads import WorkloadSpec, build_workload
+from batchlab.core import SimConfig, simulate
+from batchlab.store import StoreError, open_store
+from batchlab.store.codec import CodecError, pack, pack_frame, unpack, unpack_frame
+from batchlab.store.models import RunBin, RunData, RunSeries, SweepRun
+from batchlab.workloads import WorkloadSpec, build_workload
 
 
 def workload(n=200, seed=1):
@@ -241,7 +241,7 @@ batch_size,context_len,prefill_s,decode_step_s
 
 
 def test_grids_are_deduplicated_and_round_trip(store):
-    schema = pytest.importorskip("calibration.schema")
+    schema = pytest.importorskip("batchlab.calibration.schema")
     grid = schema.parse_grid(GRID_CSV, name="tiny")
     row, created = store.save_grid(grid)
     assert created and (row.name, row.model, row.device, row.dtype, row.source, row.rows) == \

@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import MetaData, insert, text
 from sqlalchemy.engine import make_url
 
-from core import SimConfig, simulate
-from store import StoreError, data_home, open_store
-from store.codec import pack_frame
-from store.db import VERSION_TABLE, make_engine, write_connection
-from store.migrate import MIGRATIONS_DIR, alembic_config, current_revision, upgrade
-from store.migrations import HEAD
-from store.models import metadata
-from store.payload import CODEC, encode
-from workloads import WorkloadSpec, build_workload
+from batchlab.core import SimConfig, simulate
+from batchlab.store import StoreError, data_home, open_store
+from batchlab.store.codec import pack_frame
+from batchlab.store.db import VERSION_TABLE, make_engine, write_connection
+from batchlab.store.migrate import MIGRATIONS_DIR, alembic_config, current_revision, upgrade
+from batchlab.store.migrations import HEAD
+from batchlab.store.models import metadata
+from batchlab.store.payload import CODEC, encode
+from batchlab.workloads import WorkloadSpec, build_workload
 
 
 # --------------------------------------------------------------- locations --
@@ -320,13 +320,13 @@ def test_opening_is_idempotent_and_concurrent_opens_migrate_once(tmp_path):
 
 IMPORTS = """
 import sys
-from store import open_store
-from store.format import format_runs_table
+from batchlab.store import open_store
+from batchlab.store.format import format_runs_table
 with open_store(sys.argv[1]) as store:
     rows = store.list_runs()
     run = store.get_run(rows[0].id) if rows else None
     format_runs_table(rows, store.count_runs())
-light = ("core", "core.metric_catalog", "core.units")  # the metric catalog the store's columns come from
+light = ("core", "batchlab.core.metric_catalog", "batchlab.core.units")  # the metric catalog the store's columns come from
 print(" ".join(m for m in ("alembic", "pandas", "sqlalchemy.orm", "streamlit", "calibration")
                if m in sys.modules), *(m for m in sys.modules if m.split(".")[0] == "core" and m not in light))
 """

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from core.suite import SuitePlan, tables
-from core.sweep import SweepError
-from store import open_store
-from store.sweep_jobs import open_plan, run_plan, suite_plan
+from batchlab.core.suite import SuitePlan, tables
+from batchlab.core.sweep import SweepError
+from batchlab.store import open_store
+from batchlab.store.sweep_jobs import open_plan, run_plan, suite_plan
 
 
 def test_step3_on_small_sizes_through_the_store(tmp_path):
@@ -46,7 +46,7 @@ def test_steps_1_and_2_plans_and_tables():
     assert [m.config.gpus for m in sorted(s2, key=lambda m: m.config.gpus)] == [1, 2, 4, 8, 16, 32, 64, 100]
     assert all(m.spec.rate == pytest.approx(0.5 * m.config.gpus) for m in s2)
     assert SuitePlan().members(2)[0].spec.num_requests == 1_000_000
-    from core.sweep import MemberResult
+    from batchlab.core.sweep import MemberResult
 
     fake = [MemberResult(m.key, m.point, "done", {"throughput_rps": 0.5 * m.config.gpus * (1 if m.config.gpus < 50 else 0.8),
                                                    "num_requests": 500, "sla_attainment": 0.9})
@@ -59,7 +59,7 @@ def test_steps_1_and_2_plans_and_tables():
 
 
 def test_suite_cli_json_and_files(tmp_path):
-    from batchlab import cli
+    from batchlab.cli import cli
 
     r = CliRunner().invoke(cli, ["suite", "--step", "3", "--max-requests", "600", "--no-store", "--workers", "2",
                                  "--format", "json", "--out", str(tmp_path / "out")])
@@ -75,7 +75,7 @@ def test_suite_cli_json_and_files(tmp_path):
 
 
 def test_reproduce_paper1_cli_matches_the_formulas():
-    from batchlab import cli
+    from batchlab.cli import cli
 
     r = CliRunner().invoke(cli, ["reproduce", "paper1", "--json", "--workers", "2"])
     assert r.exit_code == 0, r.output

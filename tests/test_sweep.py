@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from core import SimConfig
-from core.settings_text import SettingError
-from core.sweep import Member, SweepError, expand, parse_vary, run_members
-from store import open_store
-from store.sweep_jobs import grid_plan, open_plan, run_plan
-from workloads import WorkloadSpec
+from batchlab.core import SimConfig
+from batchlab.core.settings_text import SettingError
+from batchlab.core.sweep import Member, SweepError, expand, parse_vary, run_members
+from batchlab.store import open_store
+from batchlab.store.sweep_jobs import grid_plan, open_plan, run_plan
+from batchlab.workloads import WorkloadSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = WorkloadSpec(num_requests=1500)
@@ -101,7 +101,7 @@ def test_a_member_the_store_already_held_counts_as_already_stored(tmp_path):
     served, not simulated again, and counted with the sweep's own stored members."""
     from dataclasses import replace
 
-    from workloads import build_workload
+    from batchlab.workloads import build_workload
 
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     plan = grid_plan(SimConfig(mode="static_fifo"), SMALL, {"rate": [1.0, 2.0]})
@@ -170,7 +170,7 @@ def test_killed_sweep_process_resumes_and_takes_over_its_claims(tmp_path):
 
 
 def test_sweep_cli_writes_csv_and_json_and_rejects_bad_input(tmp_path):
-    from batchlab import cli
+    from batchlab.cli import cli
 
     runner = CliRunner()
     base = ["sweep", "--no-store", "--workers", "2", "--num-requests", "800", "--vary", "mode=static_fifo,dynamic_no_bins",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workloads import WorkloadSpec, build_workload
+from batchlab.workloads import WorkloadSpec, build_workload
 
 TRACE = "BurstGPT_1_first400"
 

@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-from batchlab import cli
-from core import SimConfig
-from core.sweep import SweepError
-from workloads import WorkloadSpec, bundled_traces
+from batchlab.cli import cli
+from batchlab.core import SimConfig
+from batchlab.core.sweep import SweepError
+from batchlab.workloads import WorkloadSpec, bundled_traces
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "webapp" / "app.py")
@@ -51,8 +51,10 @@ def assert_clean_one_line(message: str, setting: str) -> None:
 @pytest.fixture
 def reads(monkeypatch):
     """Every path the server was asked to read as a trace or a grid file (bundled files included)."""
-    import calibration.resolve
-    import workloads.build
+    import batchlab.calibration.resolve
+    from batchlab import calibration
+    import batchlab.workloads.build
+    from batchlab import workloads
 
     seen: list[str] = []
     real_trace, real_grid = workloads.build.resolve_trace, calibration.resolve.parse_grid
@@ -77,7 +79,7 @@ def no_hostile_read(seen: list[str]) -> None:
 
 # ------------------------------------------------------------------ policy --
 def test_the_policy_allows_bundled_traces_session_uploads_and_grid_names_only():
-    from webapp import guard
+    from batchlab.webapp import guard
 
     assert guard.trace_problem(BUNDLED) is None and guard.trace_problem(f"{BUNDLED}.csv") is None
     assert guard.trace_problem("/data/uploads/ab12-t.csv", {"/data/uploads/ab12-t.csv"}) is None
@@ -94,7 +96,7 @@ def test_the_policy_allows_bundled_traces_session_uploads_and_grid_names_only():
 
 @given(st.text(max_size=300))
 def test_a_refusal_quotes_at_most_a_short_prefix_of_any_value(value):
-    from webapp import guard
+    from batchlab.webapp import guard
 
     for problem in (guard.trace_problem(value), guard.latency_problem("grid:" + value),
                     guard.link_trace_problem(value)):
@@ -104,8 +106,8 @@ def test_a_refusal_quotes_at_most_a_short_prefix_of_any_value(value):
 
 
 def test_the_web_resolves_grids_by_name_and_never_reads_a_file(reads):
-    from calibration import GridError
-    from webapp import services
+    from batchlab.calibration import GridError
+    from batchlab.webapp import services
 
     for value in HOSTILE_GRIDS:
         with pytest.raises(GridError) as exc:
@@ -116,9 +118,9 @@ def test_the_web_resolves_grids_by_name_and_never_reads_a_file(reads):
 
 
 def test_loader_errors_quote_only_a_short_excerpt_of_a_file(tmp_path):
-    from calibration import GridError, parse_grid
-    from workloads import WorkloadError
-    from workloads.burstgpt import load_burstgpt
+    from batchlab.calibration import GridError, parse_grid
+    from batchlab.workloads import WorkloadError
+    from batchlab.workloads.burstgpt import load_burstgpt
 
     secret = "SECRET-" + "x" * 5000
     bad = tmp_path / "t.csv"
@@ -152,7 +154,7 @@ def click(at: AppTest, label: str) -> AppTest:
 
 
 def store():
-    from webapp import services
+    from batchlab.webapp import services
 
     return services.get_store()
 
@@ -160,8 +162,8 @@ def store():
 @pytest.fixture
 def launched(monkeypatch):
     """The jobs the web stored and would hand to a runner, as the runner's orders (none really run)."""
-    from store.sweep_jobs import open_plan
-    from webapp import jobs
+    from batchlab.store.sweep_jobs import open_plan
+    from batchlab.webapp import jobs
 
     orders: list[dict] = []
 
@@ -245,7 +247,7 @@ def test_a_comparison_link_naming_a_file_for_one_run_is_refused(reads):
 @pytest.mark.usefixtures("isolated_app")
 @pytest.mark.timeout(300)
 def test_the_run_form_refuses_a_grid_path_that_reached_it(reads, monkeypatch):
-    from webapp import state
+    from batchlab.webapp import state
 
     monkeypatch.setattr(state, "refused", lambda f, value: None)  # as if a link got past the link check
     at = page(latency="grid:/etc/passwd")
@@ -259,7 +261,7 @@ def test_the_run_form_refuses_a_grid_path_that_reached_it(reads, monkeypatch):
 @pytest.mark.usefixtures("isolated_app")
 @pytest.mark.timeout(300)
 def test_a_plan_may_name_the_upload_this_session_saved_and_no_other(reads, launched):
-    from webapp.plan import save_upload
+    from batchlab.webapp.plan import save_upload
 
     at = page("plan")
     at.radio(key="plan.source").set_value("upload").run()
@@ -283,7 +285,7 @@ def test_a_plan_may_name_the_upload_this_session_saved_and_no_other(reads, launc
 @pytest.mark.usefixtures("isolated_app")
 @pytest.mark.timeout(300)
 def test_resume_applies_the_policy_to_a_stored_plan(reads, launched):
-    from store.sweep_jobs import grid_plan, open_plan
+    from batchlab.store.sweep_jobs import grid_plan, open_plan
 
     plan = grid_plan(SimConfig(), WorkloadSpec(workload="burstgpt", trace="/etc/passwd", num_requests=50),
                      {"rate": [1.0]})
@@ -298,7 +300,7 @@ def test_resume_applies_the_policy_to_a_stored_plan(reads, launched):
 @pytest.mark.usefixtures("isolated_app")
 @pytest.mark.timeout(300)
 def test_pages_offer_only_the_clusters_the_operator_configured(monkeypatch, launched):
-    from webapp import clusters
+    from batchlab.webapp import clusters
 
     monkeypatch.delenv(clusters.ENV, raising=False)
     at = page("sweeps")
@@ -319,7 +321,7 @@ def test_pages_offer_only_the_clusters_the_operator_configured(monkeypatch, laun
 
 
 def test_cluster_settings_are_checked():
-    from webapp import clusters
+    from batchlab.webapp import clusters
 
     assert clusters.parse(["a=local", "b=tls://h:1"]) == {"a": "local", "b": "tls://h:1"}
     assert clusters.parse(clusters.to_env({"x": "tcp://h:2"}).split()) == {"x": "tcp://h:2"}
@@ -331,8 +333,8 @@ def test_cluster_settings_are_checked():
 @pytest.mark.usefixtures("isolated_app")
 @pytest.mark.timeout(300)
 def test_markdown_in_sweep_and_plan_names_is_text():
-    from core.plan_options import PlanOptions
-    from store.sweep_jobs import gpu_plan, grid_plan, open_plan
+    from batchlab.core.plan_options import PlanOptions
+    from batchlab.store.sweep_jobs import gpu_plan, grid_plan, open_plan
 
     name = "[x](https://evil.example)"
     sid = open_plan(store(), grid_plan(SimConfig(), WorkloadSpec(num_requests=50), {"rate": [1.0]}), name=name)
@@ -345,7 +347,7 @@ def test_markdown_in_sweep_and_plan_names_is_text():
 @pytest.mark.usefixtures("isolated_app")
 @pytest.mark.timeout(300)
 def test_a_huge_value_gives_a_short_message():
-    from webapp.fmt import MAX_SHOWN
+    from batchlab.webapp.fmt import MAX_SHOWN
 
     huge = "A" * 100_000
     at = page("sweeps")
@@ -372,7 +374,7 @@ def test_bad_cluster_addresses_are_one_line_errors_before_anything_is_stored(tmp
 def test_an_unreachable_cluster_is_a_one_line_error(monkeypatch):
     import socket
 
-    from core import executors
+    from batchlab.core import executors
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -390,9 +392,9 @@ def test_tls_cluster_through_dasks_security_settings(tmp_path):
     from distributed import LocalCluster
     from distributed.security import Security
 
-    from core.executors import open_executor
-    from store import open_store
-    from store.sweep_jobs import grid_plan, open_plan, run_plan
+    from batchlab.core.executors import open_executor
+    from batchlab.store import open_store
+    from batchlab.store.sweep_jobs import grid_plan, open_plan, run_plan
 
     sec = Security.temporary()
     files = {}
@@ -426,8 +428,8 @@ def with_password(url: str) -> str:
 
 
 def test_no_task_carries_the_password_and_workers_find_it_in_their_environment(pg_url, monkeypatch):
-    from store import open_store
-    from store.sweep_jobs import StoreJob, grid_plan, open_plan, run_plan, worker_env
+    from batchlab.store import open_store
+    from batchlab.store.sweep_jobs import StoreJob, grid_plan, open_plan, run_plan, worker_env
 
     secret_url = with_password(pg_url)  # the test server trusts local connections: any password opens it
     s = open_store(secret_url)
@@ -445,7 +447,7 @@ def test_no_task_carries_the_password_and_workers_find_it_in_their_environment(p
         copy.store_url()
     monkeypatch.delenv("BATCHLAB_DB_URL")
     # real sweeps on worker processes: with the store in their environment, and without it
-    from core.executors import open_executor
+    from batchlab.core.executors import open_executor
 
     plan = grid_plan(SimConfig(mode="static_fifo"), WorkloadSpec(num_requests=100), {"rate": [1.0, 2.0]})
     with open_executor(None, 1, worker_env(s)) as (executor, n):
@@ -460,8 +462,8 @@ def test_no_task_carries_the_password_and_workers_find_it_in_their_environment(p
 
 
 def test_a_store_without_a_password_needs_no_worker_configuration(tmp_path):
-    from store import open_store
-    from store.sweep_jobs import StoreJob
+    from batchlab.store import open_store
+    from batchlab.store.sweep_jobs import StoreJob
 
     s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     copy = pickle.loads(pickle.dumps(StoreJob.for_store(s)))
@@ -472,14 +474,14 @@ def test_a_store_without_a_password_needs_no_worker_configuration(tmp_path):
 # --------------------------------------------------------------------- the app --
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_loopback_needs_no_flag_and_prints_nothing(host):
-    from webapp.launch import preflight
+    from batchlab.webapp.launch import preflight
 
     assert preflight(host, 8501) == []
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "myhost.example"])
 def test_any_other_address_needs_expose_and_then_says_what_it_exposes(host, monkeypatch):
-    from webapp.launch import LaunchError, preflight
+    from batchlab.webapp.launch import LaunchError, preflight
 
     with pytest.raises(LaunchError, match=rf"^--host {re.escape(host)}: .*--expose"):
         preflight(host, 8501)
@@ -498,7 +500,7 @@ def test_any_other_address_needs_expose_and_then_says_what_it_exposes(host, monk
     (["--cluster", "farm=tcp://h"], "--cluster tcp://h: the port"), (["--cluster", "farm"], "expected NAME=ADDRESS"),
 ])
 def test_app_refuses_bad_bindings_in_one_line(args, fragment, monkeypatch):
-    from webapp import launch
+    from batchlab.webapp import launch
 
     monkeypatch.setattr(launch, "serve", lambda *a, **k: pytest.fail("the app must not start"))
     monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: pytest.fail("the app must not start"))
@@ -507,7 +509,7 @@ def test_app_refuses_bad_bindings_in_one_line(args, fragment, monkeypatch):
 
 
 def test_app_exposed_prints_the_banner_first_and_passes_the_clusters(monkeypatch):
-    from webapp import clusters, launch
+    from batchlab.webapp import clusters, launch
 
     seen = {}
     monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: None)
@@ -534,8 +536,8 @@ def test_a_cli_sweep_on_a_store_with_a_password_runs_on_the_local_pool(pg_url, m
     environment (never from the task), so every member is stored."""
     from click.testing import CliRunner
 
-    from batchlab import cli
-    from store import open_store
+    from batchlab.cli import cli
+    from batchlab.store import open_store
 
     monkeypatch.delenv("BATCHLAB_DB_URL", raising=False)
     url = with_password(pg_url)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from calibration import bundled_grids
-from core.config import COMPARE_MODES, SimConfig
+from batchlab.calibration import bundled_grids
+from batchlab.core.config import COMPARE_MODES, SimConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "webapp" / "app.py"
@@ -88,7 +88,7 @@ class Server:
             time.sleep(0.25)
 
     def store(self):
-        from store import open_store
+        from batchlab.store import open_store
 
         return open_store(f"sqlite:///{self.home / 'batchlab.db'}")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.config import MODES, SimConfig
-from core.simulation import simulate
-from webapp import forms, intro
-from webapp.state import DEFAULT_COMPARE, default_settings
-from workloads import WorkloadSpec, build_workload
-from workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS
+from batchlab.core.config import MODES, SimConfig
+from batchlab.core.simulation import simulate
+from batchlab.webapp import forms, intro
+from batchlab.webapp.state import DEFAULT_COMPARE, default_settings
+from batchlab.workloads import WorkloadSpec, build_workload
+from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.config import SimConfig
-from core.identity import run_identity
-from core.latency import build_latency_model
-from store import StoreError, job_runs, open_store
-from store.sweep_jobs import STOPPED, Cancelled, open_plan, run_plan
-from workloads import WorkloadSpec, build_workload, bundled_traces
+from batchlab.core.config import SimConfig
+from batchlab.core.identity import run_identity
+from batchlab.core.latency import build_latency_model
+from batchlab.store import StoreError, job_runs, open_store
+from batchlab.store.sweep_jobs import STOPPED, Cancelled, open_plan, run_plan
+from batchlab.workloads import WorkloadSpec, build_workload, bundled_traces
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "webapp" / "app.py")
@@ -29,14 +29,14 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("isolated_app")]
 
 
 def store():
-    from webapp import services
+    from batchlab.webapp import services
 
     return services.get_store()
 
 
 def until(job_id: int, states: tuple[str, ...], timeout: float = 120) -> dict:
     """The job's params once its state (webapp.jobs.state_of) is one of ``states``."""
-    from webapp import jobs
+    from batchlab.webapp import jobs
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -89,12 +89,12 @@ def test_a_cancelled_job_stops_before_it_simulates():
     (StoreError("the disk is full"), "the disk is full"),
 ])
 def test_a_failed_job_records_one_line_and_only_a_users_error_in_its_words(monkeypatch, caplog, exc, shown):
-    from webapp import jobs
+    from batchlab.webapp import jobs
 
     def broken(*a, **k):
         raise exc
 
-    caplog.set_level(logging.ERROR, logger="store.sweep_jobs")
+    caplog.set_level(logging.ERROR, logger="batchlab.store.sweep_jobs")
     monkeypatch.setattr(job_runs, "_members", broken)
     s = store()
     plan = runs_plan("multi_bin_fixed")
@@ -121,7 +121,7 @@ def test_an_upload_is_read_back_only_when_unchanged(tmp_path):
 
 # ------------------------------------------------------ through the runner --
 def test_the_same_plan_joins_the_running_job_and_cancel_ends_it():
-    from webapp import jobs
+    from batchlab.webapp import jobs
 
     plan = runs_plan("static_fifo", spec=LONG)
     job_id = jobs.launch(plan, again=True)
@@ -137,7 +137,7 @@ def test_the_same_plan_joins_the_running_job_and_cancel_ends_it():
 
 
 def test_a_job_whose_runner_died_reads_stopped_and_resumes():
-    from webapp import jobs
+    from batchlab.webapp import jobs
 
     plan = runs_plan("static_fifo", spec=WorkloadSpec(num_requests=100_000, rate=50.0))
     job_id = jobs.launch(plan, again=True)
@@ -152,7 +152,7 @@ def test_a_job_whose_runner_died_reads_stopped_and_resumes():
 
 
 def test_the_standby_runner_exits_when_the_server_does():
-    from webapp import jobs
+    from batchlab.webapp import jobs
 
     jobs.prepare(now=True)
     standby = jobs._standby
@@ -172,7 +172,7 @@ def test_a_web_run_is_stored_exactly_as_the_command_line_stores_it(tmp_path):
     assert not at.exception, at.exception
     web = store().get_run(at.query_params["run"])
     cli_db = f"sqlite:///{tmp_path / 'cli.db'}"
-    subprocess.run([sys.executable, "batchlab.py", "run", "--mode", "static_fifo", "--gpus", "3",
+    subprocess.run([sys.executable, "-m", "batchlab", "run", "--mode", "static_fifo", "--gpus", "3",
                     "--num-requests", "700", "--db", cli_db, "--json"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, env=dict(os.environ, BATCHLAB_DB_URL=cli_db))
     with open_store(cli_db) as cli_store:
@@ -185,7 +185,7 @@ def test_a_web_run_is_stored_exactly_as_the_command_line_stores_it(tmp_path):
 
 def test_a_reload_finds_the_running_job_by_its_link():
     """Another tab (or a reload, or a restarted server) opens ?job=ID: it follows the job to its result."""
-    from webapp import jobs
+    from batchlab.webapp import jobs
 
     plan = job_runs.runs_plan([(SimConfig(mode="static_fifo", gpus=5), WorkloadSpec(num_requests=20_000), False)])
     job_id = jobs.launch(plan, again=True)
@@ -199,7 +199,7 @@ def test_a_reload_finds_the_running_job_by_its_link():
 
 
 def test_a_failed_or_cancelled_job_is_said_on_its_page():
-    from webapp import jobs
+    from batchlab.webapp import jobs
 
     s = store()
     failed = open_plan(s, runs_plan("static_fifo"))

@@ -13,9 +13,9 @@ import streamlit as st
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from calibration import bundled_grids
-from core.config import COMPARE_MODES, SimConfig
-from workloads import WorkloadSpec, build_workload, bundled_traces
+from batchlab.calibration import bundled_grids
+from batchlab.core.config import COMPARE_MODES, SimConfig
+from batchlab.workloads import WorkloadSpec, build_workload, bundled_traces
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
 HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -36,7 +36,7 @@ def app(page: str | None = None, **params) -> AppTest:
 
 
 def store():
-    from webapp import services
+    from batchlab.webapp import services
 
     return services.get_store()
 
@@ -383,7 +383,7 @@ def test_history_selection_open_compare_and_delete():
 
 
 def test_history_export_csv_and_json():
-    from webapp import services
+    from batchlab.webapp import services
 
     runs = _default_runs()
     csv = services.export_runs([runs[0].hash], "csv").decode()
@@ -405,7 +405,7 @@ def test_a_linked_run_missing_from_the_store_can_be_computed_from_the_link():
     button(first, "Run simulation").click().run()
     params = dict(first.query_params)
     store().delete_run(params["run"])
-    from webapp import services
+    from batchlab.webapp import services
     services.forget_runs()
 
     at = app(**params)
@@ -420,7 +420,7 @@ def test_a_linked_run_missing_from_the_store_can_be_computed_from_the_link():
 
 
 def test_a_page_that_breaks_shows_a_message_not_a_traceback(monkeypatch, caplog):
-    from webapp import views
+    from batchlab.webapp import views
 
     def broken(*a, **k):
         raise KeyError("summary field gone 0xF00D")
@@ -483,7 +483,7 @@ def test_typed_requests_and_rate_take_effect_and_the_header_says_so():
 
 
 def test_the_mode_picker_explains_every_mode():
-    from core.config import MODE_HELP, MODES
+    from batchlab.core.config import MODE_HELP, MODES
 
     at = app()
     panel = [e for e in at.expander if e.label == "What each mode does"]
@@ -495,8 +495,8 @@ def test_the_mode_picker_explains_every_mode():
 
 def test_a_finished_job_is_shown_when_the_user_comes_back():
     """The job outlives the page: a session that left during the run finds the result on return."""
-    from store.job_runs import runs_plan
-    from webapp import jobs
+    from batchlab.store.job_runs import runs_plan
+    from batchlab.webapp import jobs
 
     settings = state_settings(gpus=5)
     plan = runs_plan([(SimConfig(**settings["sim"]), WorkloadSpec(**settings["spec"]), False)])
@@ -514,7 +514,7 @@ def test_a_finished_job_is_shown_when_the_user_comes_back():
 
 
 def state_settings(**sim) -> dict:
-    from webapp import state
+    from batchlab.webapp import state
 
     s = state.default_settings()
     s["sim"].update(sim)

@@ -14,17 +14,17 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from core import SimConfig
-from core.plan_options import PlanOptions
-from store.sweep_jobs import gpu_plan, open_plan, run_plan
-from workloads import WorkloadSpec
+from batchlab.core import SimConfig
+from batchlab.core.plan_options import PlanOptions
+from batchlab.store.sweep_jobs import gpu_plan, open_plan, run_plan
+from batchlab.workloads import WorkloadSpec
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("isolated_app")]
 
 
 def store():
-    from webapp import services
+    from batchlab.webapp import services
 
     return services.get_store()
 
@@ -105,7 +105,7 @@ def test_stored_plan_shows_the_sentence_evidence_and_the_recommended_run():
     run.run()
     assert not run.exception
     # the Sweeps page lists the plan with a link to this page
-    from webapp import sweeps
+    from batchlab.webapp import sweeps
 
     assert f"./plan?plan={plan_id}" in set(sweeps.sweeps_table()["open"])
 
@@ -156,7 +156,7 @@ def test_a_bundled_trace_is_planned_at_its_compressed_arrivals():
     params = store().get_sweep(plan_id).params
     spec = params["plan"]["spec"]
     assert spec["workload"] == "burstgpt" and spec["rps_scaling"] == 4.0 and spec["rate"] is None
-    from workloads import build_workload
+    from batchlab.workloads import build_workload
 
     answer = params["result"]["answer"]
     assert answer["rate_rps"] == pytest.approx(build_workload(WorkloadSpec.from_dict(spec)).mean_rate)
@@ -164,7 +164,7 @@ def test_a_bundled_trace_is_planned_at_its_compressed_arrivals():
 
 
 def test_an_uploaded_trace_is_kept_for_the_runner(tmp_path):
-    from webapp.plan import save_upload
+    from batchlab.webapp.plan import save_upload
 
     data = (Path(__file__).resolve().parents[1] / "workloads" / "data" / "BurstGPT_1_first400.csv").read_bytes()
     path = save_upload("my trace!.csv", data)

@@ -13,10 +13,10 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from core import SimConfig
-from core.suite import SuitePlan
-from store.sweep_jobs import capacity_plan, grid_plan, open_plan, run_plan, suite_plan
-from workloads import WorkloadSpec
+from batchlab.core import SimConfig
+from batchlab.core.suite import SuitePlan
+from batchlab.store.sweep_jobs import capacity_plan, grid_plan, open_plan, run_plan, suite_plan
+from batchlab.workloads import WorkloadSpec
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("isolated_app")]
@@ -28,7 +28,7 @@ def threads():
 
 
 def store():
-    from webapp import services
+    from batchlab.webapp import services
 
     return services.get_store()
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import metric_catalog as catalog
-from core.config import ConfigError, SimConfig, config_fields
-from workloads.spec import SpecError, WorkloadSpec, spec_fields
-from webapp import charts, fmt, forms, labels, launch, services, state, tables
+from batchlab.core import metric_catalog as catalog
+from batchlab.core.config import ConfigError, SimConfig, config_fields
+from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
+from batchlab.webapp import charts, fmt, forms, labels, launch, services, state, tables
 
 
 # ------------------------------------------------------------------ state --
@@ -136,7 +136,7 @@ def test_empty_boxes_say_what_they_mean_per_source():
 
 
 def test_mode_help_covers_every_mode_and_only_those():
-    from core.config import MODE_HELP, MODES
+    from batchlab.core.config import MODE_HELP, MODES
 
     text = forms.mode_help()
     assert all(f"**{m}**" in text and MODE_HELP[m] in text for m in MODES)
@@ -382,7 +382,7 @@ def test_markdown_escape_keeps_user_text_literal():
 
 
 def test_csv_cells_that_look_like_formulas_are_quoted():
-    from store.export import csv_cell
+    from batchlab.store.export import csv_cell
 
     assert csv_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
     assert [csv_cell(v) for v in ("+1", "-2", "@a", "\tx")] == ["'+1", "'-2", "'@a", "'\tx"]
@@ -429,7 +429,7 @@ def test_unexpected_errors_hide_their_details():
     assert services.user_message(ConfigError("gpus", "must be >= 1")) == "gpus: must be >= 1"
     msg = services.user_message(RuntimeError("secret internals at 0xdead"))
     assert "RuntimeError" in msg and "0xdead" not in msg and "log" in msg
-    from core.validity import SimulationError
+    from batchlab.core.validity import SimulationError
 
     reason = "the simulation ran past the clock; the engines represent less than 146 years"
     assert services.user_message(SimulationError(reason)) == reason  # the user's to fix: shown

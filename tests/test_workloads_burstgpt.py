@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import workloads.burstgpt as bg
-from workloads import (SpecError, WorkloadError, WorkloadSpec, build_workload, bundled_traces,
+import batchlab.workloads.burstgpt as bg
+from batchlab.workloads import (SpecError, WorkloadError, WorkloadSpec, build_workload, bundled_traces,
                        load_burstgpt, load_trace_bytes)
 
 SHA = {"BurstGPT_1_first400": "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0",
@@ -276,7 +276,7 @@ def test_upload_size_limit(monkeypatch):
     monkeypatch.setattr(bg, "MAX_UPLOAD_BYTES", 100)
     with pytest.raises(WorkloadError, match=r"^trace: upload is larger than"):
         load_burstgpt(io.BytesIO(csv(*["1,A,5,6,11,x"] * 20)))
-    monkeypatch.setattr("workloads.build.MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr("batchlab.workloads.build.MAX_UPLOAD_BYTES", 100)
     with pytest.raises(WorkloadError, match=r"^trace: upload is larger than"):
         load_trace_bytes(csv(*["1,A,5,6,11,x"] * 20))
 

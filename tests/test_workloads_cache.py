@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import workloads.build as build_mod
-import workloads.cache as cache
-from workloads import WorkloadError, WorkloadSpec, build_workload, cache_stats, clear_cache, memoize
+import batchlab.workloads.build as build_mod
+import batchlab.workloads.cache as cache
+from batchlab.workloads import WorkloadError, WorkloadSpec, build_workload, cache_stats, clear_cache, memoize
 
 
 class Counter:
@@ -86,7 +86,7 @@ def test_corrupt_value_file_is_recomputed(batchlab_cache_dir, caplog):
     assert files, "the large value should live in its own file"
     for f in files:
         f.write_bytes(b"\x80\x05not a pickle at all")
-    with caplog.at_level(logging.WARNING, logger="workloads.cache"):
+    with caplog.at_level(logging.WARNING, logger="batchlab.workloads.cache"):
         again = memoize("big", {"n": 2}, compute)
     assert compute.calls == 2 and np.array_equal(again, value)
     assert "recomputing" in caplog.text
@@ -99,7 +99,7 @@ def test_corrupt_inline_entry_is_recomputed(batchlab_cache_dir, caplog):
     memoize("small", {"n": 3}, compute)
     with sqlite3.connect(Path(batchlab_cache_dir) / "cache.db") as db:
         assert db.execute("UPDATE Cache SET value = ?", (b"garbage",)).rowcount >= 1
-    with caplog.at_level(logging.WARNING, logger="workloads.cache"):
+    with caplog.at_level(logging.WARNING, logger="batchlab.workloads.cache"):
         assert memoize("small", {"n": 3}, compute) == {"small": 1}
     assert compute.calls == 2 and "recomputing" in caplog.text
 
@@ -109,7 +109,7 @@ def test_corrupt_database_is_not_a_crash(batchlab_cache_dir, caplog):
     memoize("ns", {"a": 1}, compute)
     cache.close_caches()
     (Path(batchlab_cache_dir) / "cache.db").write_bytes(b"this is not sqlite" * 100)
-    with caplog.at_level(logging.WARNING, logger="workloads.cache"):
+    with caplog.at_level(logging.WARNING, logger="batchlab.workloads.cache"):
         assert memoize("ns", {"a": 1}, compute) == 5
     assert compute.calls == 2 and caplog.records
 
@@ -119,7 +119,7 @@ def test_unusable_directory_computes(tmp_path, monkeypatch, caplog):
     blocker.write_text("not a directory")
     monkeypatch.setenv("BATCHLAB_CACHE_DIR", str(blocker))
     compute = Counter([1, 2])
-    with caplog.at_level(logging.WARNING, logger="workloads.cache"):
+    with caplog.at_level(logging.WARNING, logger="batchlab.workloads.cache"):
         assert memoize("ns", {}, compute) == [1, 2] and memoize("ns", {}, compute) == [1, 2]
     assert compute.calls == 2 and "unusable" in caplog.text
     assert cache_stats()["entries"] is None
@@ -136,7 +136,7 @@ def test_directory_and_size_settings(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("BATCHLAB_CACHE_SIZE_MB", "2")
     assert cache.cache_size_limit() == 2 * 2**20
     monkeypatch.setenv("BATCHLAB_CACHE_SIZE_MB", "-5")
-    with caplog.at_level(logging.WARNING, logger="workloads.cache"):
+    with caplog.at_level(logging.WARNING, logger="batchlab.workloads.cache"):
         assert cache.cache_size_limit() == 1024 * 2**20
     assert "BATCHLAB_CACHE_SIZE_MB" in caplog.text
 
@@ -183,7 +183,7 @@ KILLED_WRITER = """
 import sys, time
 from pathlib import Path
 import diskcache, numpy as np
-from workloads.cache import memoize
+from batchlab.workloads.cache import memoize
 marker = Path(sys.argv[1])
 write_value_file = diskcache.Disk.store
 

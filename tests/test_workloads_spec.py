@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads import SpecError, WorkloadError, WorkloadSpec, spec_fields
+from batchlab.workloads import SpecError, WorkloadError, WorkloadSpec, spec_fields
 
 
 def test_defaults_resolve_per_workload():

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads import WorkloadSpec, build_workload
-from workloads.predictors import parse_predictor, predict
-from workloads.synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX, arrival_times,
+from batchlab.workloads import WorkloadSpec, build_workload
+from batchlab.workloads.predictors import parse_predictor, predict
+from batchlab.workloads.synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX, arrival_times,
                                  lognormal_params, parse_length_spec, sample_lengths)
 
 N = 200_000
@@ -149,9 +149,9 @@ def test_workload_arrays_are_read_only_and_labelled():
 
 def test_a_workload_without_identity_is_identified_by_its_content():
     """Two different array workloads never share cached bin edges or a run hash (issue: identity = {})."""
-    from core import SimConfig, simulate
-    from core.bins import equal_mass_edges
-    from workloads.workload import Workload
+    from batchlab.core import SimConfig, simulate
+    from batchlab.core.bins import equal_mass_edges
+    from batchlab.workloads.workload import Workload
 
     n = 400
     rng = np.random.default_rng(0)

@@ -10,8 +10,8 @@ if str(ROOT.parent) not in sys.path:  # running from a checkout without an insta
 
 import streamlit as st  # noqa: E402
 
-from webapp.favicon import favicon  # noqa: E402
-from webapp.services import log, user_message  # noqa: E402
+from batchlab.webapp.favicon import favicon  # noqa: E402
+from batchlab.webapp.services import log, user_message  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("batchlab").setLevel(logging.INFO)

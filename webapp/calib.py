@@ -6,9 +6,9 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from calibration import MAX_GRID_BYTES, named, parse_grid, upload_name
-from calibration.legacy import SPLIT_HELP
-from store.grids import bundled_grid_rows
+from batchlab.calibration import MAX_GRID_BYTES, named, parse_grid, upload_name
+from batchlab.calibration.legacy import SPLIT_HELP
+from batchlab.store.grids import bundled_grid_rows
 
 from . import charts, fmt, services
 

@@ -9,7 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core import metric_catalog
+from batchlab.core import metric_catalog
 
 from . import fmt
 

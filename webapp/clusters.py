@@ -13,8 +13,8 @@ import os
 import re
 from typing import Iterable
 
-from core.executors import check_cluster
-from core.sweep import SweepError
+from batchlab.core.executors import check_cluster
+from batchlab.core.sweep import SweepError
 
 log = logging.getLogger("batchlab.webapp")
 ENV = "BATCHLAB_CLUSTERS"

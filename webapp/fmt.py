@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from core.units import DASH, compact_rate, compact_seconds, missing, number, pct, seconds, sig
+from batchlab.core.units import DASH, compact_rate, compact_seconds, missing, number, pct, seconds, sig
 
 __all__ = ["DASH", "clip", "compact_rate", "compact_seconds", "md", "number", "pct", "seconds", "short_seconds", "sig"]
 

@@ -17,9 +17,9 @@ from typing import Any, Iterable
 
 import streamlit as st
 
-from core.config import MODE_HELP, MODES, SimConfig, config_fields
-from workloads.burstgpt import bundled_traces
-from workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
+from batchlab.core.config import MODE_HELP, MODES, SimConfig, config_fields
+from batchlab.workloads.burstgpt import bundled_traces
+from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
 
 SIM, WL = "sim.", "wl."
 MODES_KEY = "cmp.modes"

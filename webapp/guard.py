@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from typing import Collection, Iterator
 
-from calibration.resolve import NAME_RE, is_grid_path
-from calibration.schema import excerpt
-from core.config import ConfigError, SimConfig
-from core.suite import SuitePlan
-from core.sweep import expand
-from workloads.burstgpt import bundled_traces
-from workloads.spec import SpecError, WorkloadSpec
+from batchlab.calibration.resolve import NAME_RE, is_grid_path
+from batchlab.calibration.schema import excerpt
+from batchlab.core.config import ConfigError, SimConfig
+from batchlab.core.suite import SuitePlan
+from batchlab.core.sweep import expand
+from batchlab.workloads.burstgpt import bundled_traces
+from batchlab.workloads.spec import SpecError, WorkloadSpec
 
 UPLOADS = "_uploaded_traces"  # session state: the paths of the traces this session saved
 SHOWN = 40  # characters of a refused value a message quotes

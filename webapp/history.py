@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core import metric_catalog
-from core.config import MODES
+from batchlab.core import metric_catalog
+from batchlab.core.config import MODES
 
-from workloads.spec import SYNTHETIC_RATE
+from batchlab.workloads.spec import SYNTHETIC_RATE
 
 from . import services, state
 

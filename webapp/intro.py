@@ -1,9 +1,9 @@
 """The Run and Compare pages' opening hints, read from the configuration so they name the real defaults."""
 from __future__ import annotations
 
-from core.config import SimConfig
-from webapp.state import DEFAULT_COMPARE
-from workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS
+from batchlab.core.config import SimConfig
+from batchlab.webapp.state import DEFAULT_COMPARE
+from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS
 
 
 def _modes(modes) -> str:

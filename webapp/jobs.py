@@ -28,14 +28,14 @@ import threading
 import time
 from pathlib import Path
 
-from store import claims
-from store.sweep_jobs import ENV_PREFIX, open_plan, runner_alive, worker_env
+from batchlab.store import claims
+from batchlab.store.sweep_jobs import ENV_PREFIX, open_plan, runner_alive, worker_env
 
 from . import fmt, services
 
 log = logging.getLogger("batchlab.webapp.jobs")
 ROOT = Path(__file__).resolve().parents[1]
-STANDBY = [sys.executable, "-m", "store.sweep_jobs", "--standby"]
+STANDBY = [sys.executable, "-m", "batchlab.store.sweep_jobs", "--standby"]
 LIVE = ("new", "starting", "running")
 JOB = "job"
 NEXT_AFTER_S = 2.0  # the next standby starts this long after a launch: its warm-up would take the CPU that

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.config import ConfigError, SimConfig
+from batchlab.core.config import ConfigError, SimConfig
 
 MAX_PARTS = 3
 # how a differing setting reads in a label: "<text> <value>" unless a function is given

@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from core.extras import MissingExtra, require
-from core.sweep import SweepError
+from batchlab.core.extras import MissingExtra, require
+from batchlab.core.sweep import SweepError
 
 from . import clusters as cluster_config
 
 APP = Path(__file__).resolve().parent / "app.py"
-WARM_UP = [sys.executable, "-c", "from core.continuous_engine import warm_up; warm_up()"]
+WARM_UP = [sys.executable, "-c", "from batchlab.core.continuous_engine import warm_up; warm_up()"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOP_GRACE_S = 10.0
 
@@ -54,8 +54,8 @@ def preflight(host: str, port: int, expose: bool = False, clusters: dict[str, st
               db_url: str | None = None) -> list[str]:
     """Check where the app is to be served; the lines to print before serving it (none on loopback).
     LaunchError when ``port`` is out of range or ``host`` is not loopback without ``expose``."""
-    from store.db import display_url, resolve_url
-    from store.errors import StoreError
+    from batchlab.store.db import display_url, resolve_url
+    from batchlab.store.errors import StoreError
 
     if not 1 <= int(port) <= 65535:
         raise LaunchError(f"--port: must be from 1 to 65535, got {port}")

@@ -15,9 +15,9 @@ from typing import Mapping
 
 import streamlit as st
 
-from core.config import ConfigError
-from store.job_runs import runs_plan, upload_ref
-from workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
+from batchlab.core.config import ConfigError
+from batchlab.store.job_runs import runs_plan, upload_ref
+from batchlab.workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
 
 from . import fmt, forms, guard, jobs, services, state, views
 

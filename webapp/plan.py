@@ -16,16 +16,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.config import MODE_HELP, MODES, SimConfig
-from core.plan_options import B_MAX_VALUES, BATCH_VALUES, DEFAULT_MAX_GPUS, DEFAULT_MODES, K_VALUES, PLANNED, RULES
-from core.plan_options import PlanOptions
-from core.plan_report import counts_text, gpus_text, rule_text
-from core.sweep import SweepError
-from core.sweep_report import capacity_frame, probes_frame
-from store import job_runs
-from store.sweep_jobs import gpu_plan
-from workloads import MAX_UPLOAD_BYTES, build_workload
-from workloads.burstgpt import bundled_traces
+from batchlab.core.config import MODE_HELP, MODES, SimConfig
+from batchlab.core.plan_options import B_MAX_VALUES, BATCH_VALUES, DEFAULT_MAX_GPUS, DEFAULT_MODES, K_VALUES, PLANNED, RULES
+from batchlab.core.plan_options import PlanOptions
+from batchlab.core.plan_report import counts_text, gpus_text, rule_text
+from batchlab.core.sweep import SweepError
+from batchlab.core.sweep_report import capacity_frame, probes_frame
+from batchlab.store import job_runs
+from batchlab.store.sweep_jobs import gpu_plan
+from batchlab.workloads import MAX_UPLOAD_BYTES, build_workload
+from batchlab.workloads.burstgpt import bundled_traces
 
 from . import fmt, guard, jobs, services, state, sweeps
 from . import sweep_charts as charts
@@ -286,7 +286,7 @@ def show_answer(answer: dict) -> None:
     st.markdown(f"#### Evidence at {gpus_text(at)}")
     caps = answer["capacities"]
     if caps:
-        from core.capacity import CapacityResult
+        from batchlab.core.capacity import CapacityResult
 
         results = [CapacityResult.from_dict(c) for c in caps]
         cf, pf = capacity_frame(results), probes_frame(results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.config import ConfigError
+from batchlab.core.config import ConfigError
 
 from . import fmt, jobs, pageutil, views
 

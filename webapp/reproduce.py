@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from store.job_runs import reproduce_plan
+from batchlab.store.job_runs import reproduce_plan
 
 from . import jobs
 from . import sweep_charts as charts

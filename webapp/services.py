@@ -15,13 +15,13 @@ from typing import Any, Iterator
 import pandas as pd
 import streamlit as st
 
-from calibration import GridError, bundled_grids, parse_grid
-from calibration import resolve_grid as calibration_resolve_grid
-from core.config import ConfigError
-from core.sweep import SweepError
-from core.validity import SimulationError
-from store import StoreError, open_store
-from workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
+from batchlab.calibration import GridError, bundled_grids, parse_grid
+from batchlab.calibration import resolve_grid as calibration_resolve_grid
+from batchlab.core.config import ConfigError
+from batchlab.core.sweep import SweepError
+from batchlab.core.validity import SimulationError
+from batchlab.store import StoreError, open_store
+from batchlab.workloads import WorkloadError, WorkloadSpec, build_workload, load_trace_bytes
 
 from . import fmt
 

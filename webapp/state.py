@@ -25,11 +25,11 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
-from core.settings_text import SettingError, parse_setting, setting_field, setting_text
-from workloads.burstgpt import bundled_traces
-from workloads.spec import SpecError, WorkloadSpec, spec_fields
-from workloads.workload import WorkloadError
+from batchlab.core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
+from batchlab.core.settings_text import SettingError, parse_setting, setting_field, setting_text
+from batchlab.workloads.burstgpt import bundled_traces
+from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
+from batchlab.workloads.workload import WorkloadError
 
 from .guard import latency_problem, link_trace_problem
 

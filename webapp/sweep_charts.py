@@ -174,7 +174,7 @@ def export(chart: alt.TopLevelMixin, fmt: str) -> bytes:
 def save_suite(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
     """Write each table (CSV, JSON) and chart (SVG, PNG) into ``folder`` (created if missing, its
     parent must exist), each file whole or not at all (:mod:`core.output`); returns the paths."""
-    from core.output import failure, write_bytes
+    from batchlab.core.output import failure, write_bytes
 
     try:
         folder.mkdir(exist_ok=True)

@@ -14,13 +14,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import metric_catalog
-from core.capacity import CapacityResult
-from core.config import MODES, config_fields
-from core.suite import DISPLAY, STEPS, SuitePlan
-from core.sweep import parse_settings, parse_vary
-from core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
-from store.sweep_jobs import capacity_plan, grid_plan, suite_plan
+from batchlab.core import metric_catalog
+from batchlab.core.capacity import CapacityResult
+from batchlab.core.config import MODES, config_fields
+from batchlab.core.suite import DISPLAY, STEPS, SuitePlan
+from batchlab.core.sweep import parse_settings, parse_vary
+from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
+from batchlab.store.sweep_jobs import capacity_plan, grid_plan, suite_plan
 
 from . import clusters, fmt, guard, jobs, services, sweep_charts as charts
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core import metric_catalog as catalog
+from batchlab.core import metric_catalog as catalog
 
 from . import fmt
 

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from core import metric_catalog as catalog
-from core.config import DYNAMIC_MODES, ConfigError, SimConfig
+from batchlab.core import metric_catalog as catalog
+from batchlab.core.config import DYNAMIC_MODES, ConfigError, SimConfig
 
 from . import charts, fmt, labels, services, state, tables
 from .charts import LATENCY_METRICS

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from store.db import VERSION_TABLE
-from store.models import metadata
+from batchlab.store.db import VERSION_TABLE
+from batchlab.store.models import metadata
 
 
 def _migrate(connection) -> None:
@@ -27,7 +27,7 @@ connection = context.config.attributes.get("connection")
 if connection is not None:
     _migrate(connection)
 else:
-    from store.db import make_engine, resolve_url, write_connection
+    from batchlab.store.db import make_engine, resolve_url, write_connection
 
     engine = make_engine(resolve_url(None)[0])
     with write_connection(engine) as conn:

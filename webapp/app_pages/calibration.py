@@ -1,7 +1,7 @@
 """Calibration page: upload a latency-grid CSV, see it as heatmaps, store it for runs."""
 import streamlit as st
 
-from webapp import calib
+from batchlab.webapp import calib
 
 st.title("Calibration grids")
 st.caption("A grid holds measured prefill and decode-step times over batch size × context length; a run with "

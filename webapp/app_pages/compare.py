@@ -1,7 +1,7 @@
 """Compare page: scheduler modes on one workload, or any stored runs (``?compare=<h1>,<h2>``)."""
 import streamlit as st
 
-from webapp import forms, intro, jobs, pageutil, recover, services, state, views
+from batchlab.webapp import forms, intro, jobs, pageutil, recover, services, state, views
 
 SET_UPS = {"modes": "Scheduler modes on one workload", "runs": "Stored runs"}
 

@@ -1,7 +1,7 @@
 """History page: stored runs, filterable and sortable; open, compare, export or delete them."""
 import streamlit as st
 
-from webapp import history
+from batchlab.webapp import history
 
 st.title("Run history")
 filters = history.filter_bar()

@@ -1,7 +1,7 @@
 """Plan page: the fewest GPUs and the batching configuration that meet an SLA target; ``?plan=ID`` reopens one."""
 import streamlit as st
 
-from webapp import plan, services
+from batchlab.webapp import plan, services
 
 st.title("Plan capacity")
 plan_id = plan.plan_param(st.query_params)

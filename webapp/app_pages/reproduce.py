@@ -2,7 +2,7 @@
 ``?job=ID`` reopens a reproduction."""
 import streamlit as st
 
-from webapp import jobs, reproduce, services, sweeps
+from batchlab.webapp import jobs, reproduce, services, sweeps
 
 jobs.prepare()  # a warm runner waits for the next job
 st.title("Reproduce the papers")

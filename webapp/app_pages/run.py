@@ -1,7 +1,7 @@
 """Run page: the settings form, progress, and one run's result (``?run=<hash>`` reopens it)."""
 import streamlit as st
 
-from webapp import forms, intro, jobs, pageutil, recover, services, state, views
+from batchlab.webapp import forms, intro, jobs, pageutil, recover, services, state, views
 
 jobs.prepare()  # a warm runner waits for the next job
 params = state.read_params(st.query_params)

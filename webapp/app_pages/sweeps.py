@@ -1,7 +1,7 @@
 """Sweeps page: launch a sweep, a capacity comparison or the stress suite; follow it; ``?sweep=ID`` reopens it."""
 import streamlit as st
 
-from webapp import services, sweeps
+from batchlab.webapp import services, sweeps
 
 st.title("Sweeps and capacity")
 sweep_id = sweeps.sweep_param(st.query_params)

@@ -21,16 +21,16 @@ from typing import Any
 
 import click
 
-from core.config import COMPARE_MODES, MAX_GPUS, MODES, ConfigError, SimConfig, config_fields
-from core.plan_options import B_MAX_VALUES, BATCH_VALUES, K_VALUES
-from core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
-from core.plan_options import DEFAULT_MODES as PLAN_MODES
-from core.plan_options import RULES as PLAN_RULES
-from core.report import format_compare_table, format_summary, to_json
-from core.settings_text import SettingError, parse_mapping, parse_setting
-from workloads.fields import plain, range_text, shown, unused_settings
-from workloads.spec import WorkloadSpec, spec_fields
-from workloads.workload import WorkloadError
+from batchlab.core.config import COMPARE_MODES, MAX_GPUS, MODES, ConfigError, SimConfig, config_fields
+from batchlab.core.plan_options import B_MAX_VALUES, BATCH_VALUES, K_VALUES
+from batchlab.core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
+from batchlab.core.plan_options import DEFAULT_MODES as PLAN_MODES
+from batchlab.core.plan_options import RULES as PLAN_RULES
+from batchlab.core.report import format_compare_table, format_summary, to_json
+from batchlab.core.settings_text import SettingError, parse_mapping, parse_setting
+from batchlab.workloads.fields import plain, range_text, shown, unused_settings
+from batchlab.workloads.spec import WorkloadSpec, spec_fields
+from batchlab.workloads.workload import WorkloadError
 
 
 
@@ -262,7 +262,7 @@ def _fail(exc: Exception) -> None:
 def _output_file(ctx, param, value: str | None) -> str | None:
     """An --out file, checked when the command line is read (before any work): its folder exists
     and is writable, it is not a folder ('-' = standard output)."""
-    from core.output import check_file
+    from batchlab.core.output import check_file
 
     if value is not None and value != "-":
         try:
@@ -275,7 +275,7 @@ def _output_file(ctx, param, value: str | None) -> str | None:
 def _output_folder(ctx, param, value: str | None) -> str | None:
     """An --out folder, checked when the command line is read: it exists and is writable, or its
     parent folder does (then it is created)."""
-    from core.output import check_folder
+    from batchlab.core.output import check_folder
 
     if value is not None:
         try:
@@ -298,7 +298,7 @@ class _Group(click.Group):
         except click.ClickException as exc:  # a usage error's usage and help lines are left out
             raise _error(exc.format_message(), exc.exit_code) from None
         except OSError as exc:
-            from core.output import OutputError, disk_full
+            from batchlab.core.output import OutputError, disk_full
 
             if isinstance(exc, OutputError):
                 raise _error(str(exc)) from None
@@ -308,8 +308,8 @@ class _Group(click.Group):
             where = "standard output" if exc.filename is None else shown(exc.filename)
             raise _error(f"disk full while writing {where}") from None
         except Exception as exc:
-            if "store.errors" in sys.modules:  # only a command that opened the store can get here
-                from store.errors import StoreError, describe_db_error
+            if "batchlab.store.errors" in sys.modules:  # only a command that opened the store can get here
+                from batchlab.store.errors import StoreError, describe_db_error
 
                 if isinstance(exc, StoreError):
                     raise _error(str(exc)) from None
@@ -328,15 +328,15 @@ def cli(verbose: bool) -> None:
 
 
 def _store_errors() -> tuple:
-    from core.validity import SimulationError
-    from store import StoreError
+    from batchlab.core.validity import SimulationError
+    from batchlab.store import StoreError
 
     return (ConfigError, WorkloadError, SimulationError, OSError, StoreError)
 
 
 def _open_store(db: str | None):
     """The results store (``--db`` > BATCHLAB_DB_URL > default); errors become one-line messages."""
-    from store import StoreError, open_store
+    from batchlab.store import StoreError, open_store
 
     try:
         store = open_store(db)
@@ -351,8 +351,8 @@ def _latency_grid(latency: str, db: str | None, store):
     stored one (calibration.resolve), read from ``store`` or, under --no-store, from the store at ``db``."""
     if not latency.startswith("grid:"):
         return None
-    from calibration.resolve import resolve_grid
-    from calibration.schema import GridError
+    from batchlab.calibration.resolve import resolve_grid
+    from batchlab.calibration.schema import GridError
 
     try:
         return resolve_grid(latency, stored=lambda name: _stored_grid(name, db, store))
@@ -364,7 +364,7 @@ def _stored_grid(name: str, db: str | None, store):
     """A stored grid from ``store``, or (--no-store) from the store at ``db`` if there is one:
     looking for a grid never creates a SQLite store."""
     if store is None:
-        from store.db import resolve_url, sqlite_path
+        from batchlab.store.db import resolve_url, sqlite_path
 
         path = sqlite_path(resolve_url(db)[0])
         if path is not None and not path.exists():
@@ -378,10 +378,10 @@ def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):
     done, read without opening the store (:mod:`store.quick`); else None."""
     if cfg.latency != "parametric":
         return None
-    from core.identity import run_identity
-    from core.latency import build_latency_model
-    from store.quick import done_summary
-    from workloads import build_workload
+    from batchlab.core.identity import run_identity
+    from batchlab.core.latency import build_latency_model
+    from batchlab.store.quick import done_summary
+    from batchlab.workloads import build_workload
 
     workload = build_workload(spec)
     found = done_summary(db, run_identity(cfg, workload, build_latency_model(cfg)))
@@ -390,8 +390,8 @@ def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):
 
 def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None, grid=None):
     """(workload, summary, source, run_id): through the store unless it is None (--no-store)."""
-    from core import simulate
-    from workloads import build_workload
+    from batchlab.core import simulate
+    from batchlab.workloads import build_workload
 
     workload = workload or build_workload(spec)
     bar = _Progress(label)
@@ -498,7 +498,7 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
 @click.option("--json", "as_json", is_flag=True)
 def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
-    from core.bench import run_bench
+    from batchlab.core.bench import run_bench
 
     names = _mode_list(modes, "--modes")
     try:  # run_bench checks every argument before it starts a child process
@@ -535,9 +535,9 @@ def runs_list(db, mode, status, search, order_by, asc, limit, offset, as_json):
     """List stored runs, newest first: settings that tell them apart, key metrics, workload."""
     import shutil
 
-    from store import StoreError
-    from store.format import DEFAULT_WIDTH, describe_filters, format_runs_table
-    from store.keys import check_count
+    from batchlab.store import StoreError
+    from batchlab.store.format import DEFAULT_WIDTH, describe_filters, format_runs_table
+    from batchlab.store.keys import check_count
 
     store = _open_store(db)
     try:
@@ -558,7 +558,7 @@ def runs_list(db, mode, status, search, order_by, asc, limit, offset, as_json):
 
 
 def _get_run(store, key: str):
-    from store import StoreError
+    from batchlab.store import StoreError
 
     try:
         run = store.get_run(key)
@@ -577,7 +577,7 @@ def runs_show(db, run_key, as_json):
     """Show one run (RUN: its id or a hash prefix of at least 4 characters) with its settings."""
     import shutil
 
-    from store.format import DEFAULT_WIDTH, format_run_header
+    from batchlab.store.format import DEFAULT_WIDTH, format_run_header
 
     run = _get_run(_open_store(db), run_key)
     if as_json:
@@ -600,8 +600,8 @@ def runs_show(db, run_key, as_json):
               help="Export one run's per-request table (CSV) instead of run summaries.")
 def runs_export(db, run_keys, fmt, out, per_request):
     """Export runs (all, or the given ids / hash prefixes) as CSV or JSON."""
-    from store import StoreError
-    from store.export import requests_csv
+    from batchlab.store import StoreError
+    from batchlab.store.export import requests_csv
 
     store = _open_store(db)
     try:
@@ -627,7 +627,7 @@ def runs_export(db, run_keys, fmt, out, per_request):
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def runs_delete(db, run_keys, failed, force, yes):
     """Delete runs (by id or hash prefix) and everything stored with them."""
-    from store import StoreError
+    from batchlab.store import StoreError
 
     store = _open_store(db)
     try:
@@ -662,8 +662,8 @@ def grids():
 @click.option("--json", "as_json", is_flag=True)
 def grids_list(db, as_json):
     """List the calibration grids --latency grid:NAME can name: the bundled ones, then the stored ones."""
-    from store.format import format_grids_table
-    from store.grids import bundled_grid_rows
+    from batchlab.store.format import format_grids_table
+    from batchlab.store.grids import bundled_grid_rows
 
     rows = bundled_grid_rows() + _open_store(db).list_grids()
     click.echo(to_json([g.to_dict() for g in rows]) if as_json else format_grids_table(rows))
@@ -676,9 +676,9 @@ def grids_list(db, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def grids_show(db, name, as_csv, as_json):
     """Show a bundled or stored grid's metadata, warnings and table."""
-    from calibration import load_bundled
-    from store.format import format_grid
-    from store.grids import bundled_grid_rows
+    from batchlab.calibration import load_bundled
+    from batchlab.store.format import format_grid
+    from batchlab.store.grids import bundled_grid_rows
 
     bundled = {r.name: r for r in bundled_grid_rows()}
     if name in bundled:
@@ -710,9 +710,9 @@ def grids_show(db, name, as_csv, as_json):
                    "'total:P' or 'generated:P' (README, Calibration).")
 def grids_upload(db, path, name, replace, legacy_split):
     """Validate a calibration grid CSV and store it (latency = grid:NAME then uses it)."""
-    from calibration.resolve import named, upload_name
-    from calibration.schema import GridError, parse_grid
-    from store import StoreError
+    from batchlab.calibration.resolve import named, upload_name
+    from batchlab.calibration.schema import GridError, parse_grid
+    from batchlab.store import StoreError
 
     try:
         store = _open_store(db)
@@ -779,10 +779,10 @@ def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, 
 
     Every argument, the --out folder and (with --upload) the store are checked before torch is
     imported and anything is measured."""
-    from calibration.measure import TorchMissing, check_arguments, default_grid_name, measure_grid, require_torch
-    from calibration.resolve import check_grid_name
-    from calibration.schema import GridError
-    from core.output import write_bytes
+    from batchlab.calibration.measure import TorchMissing, check_arguments, default_grid_name, measure_grid, require_torch
+    from batchlab.calibration.resolve import check_grid_name
+    from batchlab.calibration.schema import GridError
+    from batchlab.core.output import write_bytes
 
     given = _int_list(batch_sizes, "--batch-sizes"), _int_list(context_lens, "--context-lens")
     try:
@@ -821,9 +821,9 @@ def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, 
 @db_option
 def app(host, port, expose, clusters, db):
     """Start the web explorer (Streamlit)."""
-    from core.sweep import SweepError
-    from webapp.clusters import parse
-    from webapp.launch import LaunchError, launch
+    from batchlab.core.sweep import SweepError
+    from batchlab.webapp.clusters import parse
+    from batchlab.webapp.launch import LaunchError, launch
 
     try:
         offered = parse(clusters) if clusters else None
@@ -840,7 +840,7 @@ def app(host, port, expose, clusters, db):
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def grids_delete(db, name, yes):
     """Delete a stored calibration grid (runs made with it stay stored)."""
-    from calibration import bundled_grids
+    from batchlab.calibration import bundled_grids
 
     if name in bundled_grids():
         raise click.ClickException(f"{name!r} is a bundled grid: it ships with batchlab and cannot be deleted")
@@ -867,8 +867,8 @@ def grids_delete(db, name, yes):
 @click.option("--json", "as_json", is_flag=True)
 def bench_store(num_requests, num_runs, repeats, scenarios, db, as_json):
     """Measure storing a large run and listing many runs (store/bench.py)."""
-    from store import StoreError
-    from store.bench import run_store_bench
+    from batchlab.store import StoreError
+    from batchlab.store.bench import run_store_bench
 
     try:
         out = run_store_bench(num_requests, num_runs, repeats, tuple(s.strip() for s in scenarios.split(",")),
@@ -894,8 +894,8 @@ def sim_options_without(*names: str):
 
 def _cluster_address(ctx, param, value):
     """--cluster checked before anything is stored: a one-line error naming it."""
-    from core.executors import check_cluster
-    from core.sweep import SweepError
+    from batchlab.core.executors import check_cluster
+    from batchlab.core.sweep import SweepError
 
     try:
         return check_cluster(value)
@@ -904,7 +904,7 @@ def _cluster_address(ctx, param, value):
 
 
 def executor_options(func):
-    from core.executors import CLUSTER_HELP
+    from batchlab.core.executors import CLUSTER_HELP
 
     func = click.option("--workers", type=click.IntRange(1, 4096), default=None,
                         help="Worker processes (default: the CPU count; with --cluster local, its workers).")(func)
@@ -913,7 +913,7 @@ def executor_options(func):
 
 
 def _sweep_errors() -> tuple:
-    from core.sweep import SweepError
+    from batchlab.core.sweep import SweepError
 
     return _store_errors() + (SweepError,)
 
@@ -922,8 +922,8 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
     """Run a plan with a progress bar: through the store (a sweep) unless --no-store."""
     from tqdm import tqdm
 
-    from core.executors import open_executor
-    from store.sweep_jobs import open_plan, run_plan, worker_env
+    from batchlab.core.executors import open_executor
+    from batchlab.store.sweep_jobs import open_plan, run_plan, worker_env
 
     store = None if no_store else _open_store(db)
     sweep_id = open_plan(store, plan, name) if store is not None else None
@@ -950,8 +950,8 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
 
 def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None:
     """Print or write a DataFrame as text, CSV or JSON (a file is written whole or not at all)."""
-    from core.output import write_text
-    from core.sweep_report import format_frame
+    from batchlab.core.output import write_text
+    from batchlab.core.sweep_report import format_frame
 
     if fmt == "csv":
         data = df.to_csv(index=False)
@@ -967,8 +967,8 @@ def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None
 
 
 def _vary_values(vary: tuple[str, ...]) -> dict[str, list]:
-    from core.settings_text import SettingError
-    from core.sweep import parse_vary
+    from batchlab.core.settings_text import SettingError
+    from batchlab.core.sweep import parse_vary
 
     out: dict[str, list] = {}
     for text in vary:
@@ -1006,10 +1006,10 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
     failed ones retried. Example: batchlab sweep --vary rate=0.5:8:0.5
     --vary mode=static_fifo,multi_bin_dynamic --replications 3 --format csv
     """
-    from core.sweep import expand
-    from core.sweep_report import member_frame
-    from store.models import NAME
-    from store.sweep_jobs import grid_plan
+    from batchlab.core.sweep import expand
+    from batchlab.core.sweep_report import member_frame
+    from batchlab.store.models import NAME
+    from batchlab.store.sweep_jobs import grid_plan
 
     if name is not None and not 0 < len(name) <= NAME.length:  # SQLite would store any length, PostgreSQL not
         raise click.ClickException(f"--name: 1 to {NAME.length} characters, got {len(name):,}")
@@ -1052,9 +1052,9 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
     Brackets, then bisects on the rate with the same seeds at every rate (common
     random numbers). Capacity is a search, never a throughput.
     """
-    from core.capacity import CapacityResult
-    from core.sweep_report import format_capacities
-    from store.sweep_jobs import capacity_plan
+    from batchlab.core.capacity import CapacityResult
+    from batchlab.core.sweep_report import format_capacities
+    from batchlab.store.sweep_jobs import capacity_plan
 
     names = _mode_list(modes, "--mode")
     try:
@@ -1122,9 +1122,9 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     (e.g. with a tighter target) reuses them. Exit status 1 when no configuration meets the
     target with --max-gpus GPUs.
     """
-    from core.plan_options import PlanOptions
-    from core.plan_report import format_plan
-    from store.sweep_jobs import gpu_plan
+    from batchlab.core.plan_options import PlanOptions
+    from batchlab.core.plan_report import format_plan
+    from batchlab.store.sweep_jobs import gpu_plan
 
     names = [m.strip() for m in modes.split(",") if m.strip()]
     try:
@@ -1169,9 +1169,9 @@ def _suite_steps(step: str) -> tuple[int, ...]:
               help="Write each step's table (CSV and JSON) and charts (SVG and PNG) into this folder.")
 def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
     """The stress suite: request scaling, GPU scaling, bin-count sensitivity (tables, charts, timings)."""
-    from core.suite import DISPLAY, SuitePlan
-    from core.sweep_report import format_frame
-    from store.sweep_jobs import suite_plan
+    from batchlab.core.suite import DISPLAY, SuitePlan
+    from batchlab.core.sweep_report import format_frame
+    from batchlab.store.sweep_jobs import suite_plan
 
     t0 = time.perf_counter()
     try:
@@ -1194,7 +1194,7 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
                    f"{sum(len(c.probes) for c in result.capacities)} capacity probes, {result.skipped} already stored"
                    + (f"; sweep {sweep_id}" if sweep_id is not None else ""), err=fmt != "table")
     if out_dir:
-        from webapp.sweep_charts import save_suite
+        from batchlab.webapp.sweep_charts import save_suite
 
         for path in save_suite(tables, Path(out_dir)):
             click.echo(f"wrote {path}", err=True)
@@ -1209,8 +1209,8 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
 @click.option("--format", "fmt", type=click.Choice(("table", "csv")), default="table", show_default=True)
 def reproduce(paper, workers, as_json, fmt):
     """Reproduce a paper's figures beside its formulas (paper1: Guldogan et al.; paper2: Pang et al.)."""
-    from core.reproduce import reproduce as run_reproduction, text_table
-    from core.sweep_report import format_frame
+    from batchlab.core.reproduce import reproduce as run_reproduction, text_table
+    from batchlab.core.sweep_report import format_frame
 
     try:
         tables = run_reproduction(paper, workers=workers)

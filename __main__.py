@@ -1,0 +1,4 @@
+"""``python -m batchlab``: the command line."""
+from batchlab.cli import main
+
+main()
