@@ -17,7 +17,6 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,8 +30,6 @@ from batchlab.core.settings_text import SettingError, parse_mapping, parse_setti
 from batchlab.workloads.fields import plain, range_text, shown, unused_settings
 from batchlab.workloads.spec import WorkloadSpec, spec_fields
 from batchlab.workloads.workload import WorkloadError
-
-
 
 # ----------------------------------------------------------- flag builders --
 EXPLICIT_NONE = type("ExplicitNone", (), {"__repr__": lambda self: "none"})()  # a flag given as 'none'
@@ -119,7 +116,7 @@ def _read_small_file(path: str, limit: int) -> bytes:
 
 def _long_integer_at(text: str) -> str:
     """' (line L, column C)' of the first integer too long for Python to read, if one is found."""
-    match = re.search(r"\d[\d_]{%d,}" % sys.get_int_max_str_digits(), text)
+    match = re.search(rf"\d[\d_]{{{sys.get_int_max_str_digits()},}}", text)
     if match is None:
         return ""
     start = match.start()
@@ -244,7 +241,7 @@ def one_line(message: str) -> str:
     """``message`` as one line of bounded length, whatever it quotes: its lines joined, each run of
     more than MAX_TOKEN_CHARS non-blank characters cut, then the whole cut at MAX_ERROR_CHARS."""
     line = " ".join(part.strip() for part in message.splitlines() if part.strip())
-    line = re.sub(r"\S{%d,}" % (MAX_TOKEN_CHARS + 1), lambda m: _cut(m.group(), MAX_TOKEN_CHARS), line)
+    line = re.sub(rf"\S{{{MAX_TOKEN_CHARS + 1},}}", lambda m: _cut(m.group(), MAX_TOKEN_CHARS), line)
     return _cut(line, MAX_ERROR_CHARS)
 
 
@@ -748,7 +745,7 @@ def _int_list(text: str, label: str) -> list[int]:
     try:
         values = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise click.BadParameter(f"{shown(text)} is not a comma-separated list of integers", param_hint=label)
+        raise click.BadParameter(f"{shown(text)} is not a comma-separated list of integers", param_hint=label) from None
     if not values:
         raise click.BadParameter("needs at least one value", param_hint=label)
     return values
@@ -779,7 +776,13 @@ def calibrate(model, device, dtype, batch_sizes, context_lens, repeats, warmup, 
 
     Every argument, the --out folder and (with --upload) the store are checked before torch is
     imported and anything is measured."""
-    from batchlab.calibration.measure import TorchMissing, check_arguments, default_grid_name, measure_grid, require_torch
+    from batchlab.calibration.measure import (
+        TorchMissing,
+        check_arguments,
+        default_grid_name,
+        measure_grid,
+        require_torch,
+    )
     from batchlab.calibration.resolve import check_grid_name
     from batchlab.calibration.schema import GridError
     from batchlab.core.output import write_bytes
@@ -863,7 +866,8 @@ def grids_delete(db, name, yes):
               help="Repeats; the median is reported.")
 @click.option("--scenarios", default="default,overload", show_default=True,
               help="default (default config and workload), overload (1000 req/s), light (0.2 req/s: 1M batches).")
-@click.option("--db", default=None, metavar="URL", help="Benchmark this (empty) store instead of a temporary SQLite file.")
+@click.option("--db", default=None, metavar="URL",
+              help="Benchmark this (empty) store instead of a temporary SQLite file.")
 @click.option("--json", "as_json", is_flag=True)
 def bench_store(num_requests, num_runs, repeats, scenarios, db, as_json):
     """Measure storing a large run and listing many runs (store/bench.py)."""
@@ -1209,7 +1213,8 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
 @click.option("--format", "fmt", type=click.Choice(("table", "csv")), default="table", show_default=True)
 def reproduce(paper, workers, as_json, fmt):
     """Reproduce a paper's figures beside its formulas (paper1: Guldogan et al.; paper2: Pang et al.)."""
-    from batchlab.core.reproduce import reproduce as run_reproduction, text_table
+    from batchlab.core.reproduce import reproduce as run_reproduction
+    from batchlab.core.reproduce import text_table
     from batchlab.core.sweep_report import format_frame
 
     try:

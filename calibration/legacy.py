@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .schema import MAX_CONTEXT_LEN, MAX_SECONDS, MIN_SECONDS, Column, GridError, GRID_COLUMNS
+from .schema import GRID_COLUMNS, MAX_CONTEXT_LEN, MAX_SECONDS, MIN_SECONDS, Column, GridError
 
 MAX_CALL_SECONDS = 86_400.0  # one generate() call: at most a day
 LEGACY_COLUMNS = {

@@ -36,7 +36,7 @@ import platform
 import re
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -368,7 +368,7 @@ def _meta(torch, model, dev, dtype, repeats, warmup, decode_steps, info, failed,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "threads": str(torch.get_num_threads()) if dev.type == "cpu" else "n/a",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "repeats": str(repeats),
         "warmup": str(warmup),
         "decode_steps": str(decode_steps),

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from .data import bundled_grids, load_bundled
 from .schema import Grid, GridError, excerpt

@@ -12,8 +12,20 @@ import pandas as pd
 
 from . import legacy
 from .schema import (
-    ALL_COLUMNS, GRID_COLUMNS, KEY_COLUMNS, MAX_GRID_BYTES, META_KEY_RE, MIN_BATCH_SIZES, MIN_CONTEXTS_PER_ROW,
-    REQUIRED_COLUMNS, TIME_COLUMNS, Column, Grid, GridError, excerpt, format_grid_csv,
+    ALL_COLUMNS,
+    GRID_COLUMNS,
+    KEY_COLUMNS,
+    MAX_GRID_BYTES,
+    META_KEY_RE,
+    MIN_BATCH_SIZES,
+    MIN_CONTEXTS_PER_ROW,
+    REQUIRED_COLUMNS,
+    TIME_COLUMNS,
+    Column,
+    Grid,
+    GridError,
+    excerpt,
+    format_grid_csv,
 )
 
 

@@ -48,8 +48,8 @@ from __future__ import annotations
 import bisect
 import heapq
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -342,9 +342,18 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
                 n_front += evicted
         done += done_here
 
-        L_start.append(t); L_pre.append(pre); L_dec.append(dec); L_gpu.append(gpu)
-        L_q.append(q); L_size.append(size); L_P.append(P); L_steps.append(steps)
-        L_bmem.append(b_mem); L_bsla.append(b_sla); L_cap.append(cap); L_branch.append(branch)
+        L_start.append(t)
+        L_pre.append(pre)
+        L_dec.append(dec)
+        L_gpu.append(gpu)
+        L_q.append(q)
+        L_size.append(size)
+        L_P.append(P)
+        L_steps.append(steps)
+        L_bmem.append(b_mem)
+        L_bsla.append(b_sla)
+        L_cap.append(cap)
+        L_branch.append(branch)
         L_evicted.append(evicted)
 
         if progress is not None and done >= next_tick:

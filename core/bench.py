@@ -15,8 +15,8 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from queue import Empty
-from typing import Callable
 
 from batchlab.workloads.fields import shown
 

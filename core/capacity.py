@@ -38,9 +38,9 @@ at once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from batchlab.workloads.spec import WorkloadSpec
 
@@ -98,7 +98,7 @@ class CapacityResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CapacityResult":
+    def from_dict(cls, d: dict) -> CapacityResult:
         d = dict(d)
         d["probes"] = [Probe(**p) for p in d.get("probes", [])]
         d["brackets"] = [tuple(b) for b in d.get("brackets", [])]
@@ -230,7 +230,7 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
     # on which run happened to finish first
     m = max(1, workers // (len(bases) * replications))
     searches = []
-    for b, (cfg, spec) in enumerate(bases):
+    for b, (_, spec) in enumerate(bases):
         first = starts[b] or spec.rate or 1.0
         for rep in range(replications):
             searches.append((b, rep, BisectionSearch(target, tolerance, min(max(first, min_rate), max_rate),

@@ -248,13 +248,13 @@ class SimConfig:
             drop |= {"prefill_base", "prefill_per_token", "decode_base", "decode_per_seq", "decode_per_ctx_token"}
         return {k: v for k, v in d.items() if k not in drop}
 
-    def replace(self, **changes: Any) -> "SimConfig":
+    def replace(self, **changes: Any) -> SimConfig:
         if "mode" in changes and "fill" not in changes:
             changes["fill"] = None  # re-derive the mode's default fill
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SimConfig":
+    def from_dict(cls, data: dict) -> SimConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

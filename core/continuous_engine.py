@@ -27,8 +27,9 @@ after a preemption, the tokens it had generated) when it is admitted and one
 block more each time a decode step crosses a block boundary. Admission (between
 iterations, oldest first, at most the cap of running requests, within the chunk
 budget) needs those blocks plus the watermark ``kv_watermark * K`` free after this
-iteration's decode growth; an iteration that preempted admits nobody (as vLLM). When the growth finds no free block, the newest running request is
-preempted: its blocks are freed and it goes back to the front of its queue, to be
+iteration's decode growth; an iteration that preempted admits nobody (as vLLM). When the growth
+finds no free block, the preemption policy's victim (``preempt_policy``: the newest running request
+by default) is preempted: its blocks are freed and it goes back to the front of its queue, to be
 prefilled again later over its prompt and the tokens it had generated (recompute,
 as vLLM does); its share of the GPU time spent on it so far is counted as wasted.
 
@@ -68,7 +69,7 @@ compiles it (tens of seconds, :func:`warm_up`); numba keeps the result on disk f
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

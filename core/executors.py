@@ -18,9 +18,9 @@ their own configuration.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from typing import Iterator
 from urllib.parse import urlsplit
 
 from .extras import MissingExtra, require

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from batchlab.calibration.schema import Grid, TIME_COLUMNS
+from batchlab.calibration.schema import TIME_COLUMNS, Grid
 
 from .latency import LatencyModel
 

@@ -23,7 +23,7 @@ class MemoryModel:
     dtype_bytes: int
 
     @classmethod
-    def from_config(cls, cfg) -> "MemoryModel":
+    def from_config(cls, cfg) -> MemoryModel:
         return cls(cfg.gpu_mem_gb, cfg.weights_gb, cfg.mem_reserve_frac, cfg.kv_layers,
                    cfg.kv_heads, cfg.head_dim, cfg.kv_dtype_bytes)
 

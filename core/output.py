@@ -16,9 +16,10 @@ import fcntl
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from batchlab.workloads.fields import shown
 

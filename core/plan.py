@@ -60,9 +60,10 @@ import dataclasses
 import math
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from batchlab.workloads.spec import SpecError, WorkloadSpec
 from batchlab.workloads.workload import WorkloadError
@@ -515,7 +516,8 @@ def _result(s: _Search, g: int | None, at: int, ranked: list[Cell], capacities: 
     probes = sum(len(c.get("probes", [])) for c in capacities)
     p_runs, p_sim = (pilot.runs, pilot.simulated) if pilot is not None else (0, 0)
     counts = {"candidates": len(s.cands), "grid_cells": len(s.cands) * o.max_gpus, "cells": len(s.cells),
-              "runs": s.runs + p_runs, "simulated": s.simulated + p_sim, "reused": s.runs + p_runs - s.simulated - p_sim,
+              "runs": s.runs + p_runs, "simulated": s.simulated + p_sim,
+              "reused": s.runs + p_runs - s.simulated - p_sim,
               "capacity_probes": probes, "pilot_requests": pilot.spec.num_requests if pilot is not None else None,
               "pilot_cells": len(pilot.cells) if pilot is not None else 0, "pilot_guess": guess}
     result = PlanResult(status, o.target, o.rule, o.confidence, o.replications, rate, o.max_gpus, g,

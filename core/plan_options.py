@@ -54,7 +54,7 @@ class PlanOptions:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PlanOptions":
+    def from_dict(cls, data: dict) -> PlanOptions:
         """Options from ``to_dict``'s shape; ValueError names an unknown one."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)

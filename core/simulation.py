@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from batchlab.workloads.workload import Workload
 
 from . import metrics
-from .bins import assign_bins, cached_edges
 from .batch_engine import run_batch_engine
+from .bins import assign_bins, cached_edges
 from .config import ConfigError, SimConfig
 from .continuous_engine import run_continuous_engine
 from .identity import SIM_VERSION, run_identity

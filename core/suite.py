@@ -83,7 +83,7 @@ class SuitePlan:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SuitePlan":
+    def from_dict(cls, d: dict) -> SuitePlan:
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(names))
         if unknown:

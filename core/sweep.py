@@ -27,17 +27,24 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 from batchlab.workloads.fields import plain
 from batchlab.workloads.spec import SpecError, WorkloadSpec
 
 from .config import ConfigError, SimConfig
-from .settings_text import (is_sim, parse_lines, parse_values, setting_field, setting_text, split_assignment,
-                            split_settings)
+from .settings_text import (
+    is_sim,
+    parse_lines,
+    parse_values,
+    setting_field,
+    setting_text,
+    split_assignment,
+    split_settings,
+)
 
 MAX_MEMBERS = 100_000
 

@@ -22,8 +22,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 from sqlalchemy import delete, insert, select
 

@@ -17,9 +17,10 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from batchlab.core.metric_catalog import EXPORT_COLUMNS
 from batchlab.core.output import written

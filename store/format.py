@@ -167,7 +167,8 @@ def format_grids_table(rows: list[GridRow]) -> str:
              "uploaded"]
     for g in rows:
         lines.append(f"{_cut(g.name, 24):<24}  {g.where:<7}  {_cut(g.model or '-', 24):<24}  "
-                     f"{_cut(g.device or '-', 20):<20}  {_cut(g.dtype or '-', 9):<9}  {g.rows:>5}  {g.sha256[:12]:<12}  "
+                     f"{_cut(g.device or '-', 20):<20}  {_cut(g.dtype or '-', 9):<9}  {g.rows:>5}  "
+                     f"{g.sha256[:12]:<12}  "
                      f"{_when(g.uploaded_at)}")
     return "\n".join(lines)
 

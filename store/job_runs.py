@@ -14,8 +14,8 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from batchlab.core.config import ConfigError, SimConfig
 from batchlab.core.sweep import SweepError

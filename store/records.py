@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .models import METRIC_COLUMNS
@@ -126,7 +126,7 @@ class StoredRun:
     stored_requests: int | None
     sampled: bool
     summary: dict | None
-    _store: "Store" = field(repr=False, default=None)
+    _store: Store = field(repr=False, default=None)
     _arrays: tuple | None = field(repr=False, default=None)
     _series: dict | None = field(repr=False, default=None)
 

@@ -44,9 +44,10 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterable
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Text, delete, func, insert, or_, select, type_coerce, update
 from sqlalchemy.engine import URL
@@ -54,8 +55,17 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import claims, payload
 from .codec import pack_frame, unpack_frame
-from .db import (check_integrity, check_sqlite_file, display_url, make_engine, read_only_reason, read_only_requested,
-                 resolve_url, sqlite_path, write_connection)
+from .db import (
+    check_integrity,
+    check_sqlite_file,
+    display_url,
+    make_engine,
+    read_only_reason,
+    read_only_requested,
+    resolve_url,
+    sqlite_path,
+    write_connection,
+)
 from .errors import RunDeletedError, StoreError, describe_db_error
 from .grids import GridsMixin
 from .keys import MAX_ID, check_count, check_search, could_be_hash_prefix, valid_id
@@ -96,7 +106,7 @@ def code_version() -> str:
 
 
 def open_store(url: str | None = None, *, request_cap: int = payload.REQUEST_CAP,
-               stale_after_s: float | None = None) -> "Store":
+               stale_after_s: float | None = None) -> Store:
     """Open (creating or upgrading as needed) the store at ``url`` > ``BATCHLAB_DB_URL`` > default.
 
     Raises :class:`StoreError` for a non-database or corrupt file (left untouched),
@@ -182,7 +192,7 @@ class Store(SweepsMixin, GridsMixin):
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -192,7 +202,7 @@ class Store(SweepsMixin, GridsMixin):
         return f"Store({self.url!r})"
 
     # ------------------------------------------------------------ runs: write
-    def get_or_run(self, config: "SimConfig", workload: "Workload", grid=None,
+    def get_or_run(self, config: SimConfig, workload: Workload, grid=None,
                    progress: Callable[[float], None] | None = None, simulate_fn: Callable | None = None, *,
                    sweep_id: int | None = None, wait: bool = True) -> tuple[StoredRun, bool]:
         """The stored run for (config, workload), simulating and storing it if needed.
@@ -232,7 +242,7 @@ class Store(SweepsMixin, GridsMixin):
             self._mark_failed(run_id, token, exc, time.perf_counter() - started)
             raise
 
-    def save_result(self, result: "RunResult", workload: "Workload | None" = None, *,
+    def save_result(self, result: RunResult, workload: Workload | None = None, *,
                     sweep_id: int | None = None) -> StoredRun:
         """Store a finished result (one transaction); an identical ``done`` run is kept and returned."""
         self.require_writable(f"store run {result.run_hash[:12]}")
@@ -307,7 +317,7 @@ class Store(SweepsMixin, GridsMixin):
         except Exception:  # the original error matters more; the claim goes stale when we exit
             log.exception("could not mark run %s failed", run_id)
 
-    def _store_done(self, result: "RunResult", workload_identity: dict, sweep_id: int | None) -> StoredRun:
+    def _store_done(self, result: RunResult, workload_identity: dict, sweep_id: int | None) -> StoredRun:
         run_hash = result.run_hash
         summary = dict(result.summary)
         bins = summary.pop("bins", [])

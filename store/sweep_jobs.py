@@ -41,9 +41,9 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from batchlab.core.capacity import CapacityResult, search_capacities
 from batchlab.core.config import MODES, ConfigError, SimConfig
@@ -52,8 +52,17 @@ from batchlab.core.plan import check_plan_inputs
 from batchlab.core.plan import plan as plan_capacity
 from batchlab.core.plan_options import PlanOptions
 from batchlab.core.suite import SuitePlan, tables
-from batchlab.core.sweep import Member, MemberResult, SweepError, error_text, expand, light_summary, member_key, run_members
-from batchlab.core.sweep import simulate_member
+from batchlab.core.sweep import (
+    Member,
+    MemberResult,
+    SweepError,
+    error_text,
+    expand,
+    light_summary,
+    member_key,
+    run_members,
+    simulate_member,
+)
 from batchlab.core.validity import SimulationError
 from batchlab.workloads import WorkloadError
 from batchlab.workloads.spec import WorkloadSpec
@@ -125,7 +134,7 @@ class StoreJob:
     real_url: str | None = field(default=None, repr=False, compare=False)  # left out when pickled
 
     @classmethod
-    def for_store(cls, store, sweep_id: int | None = None) -> "StoreJob":
+    def for_store(cls, store, sweep_id: int | None = None) -> StoreJob:
         real = worker_url(store)
         public = public_url(store.engine.url)
         return cls(public, sweep_id, secret=real != public, real_url=real)
@@ -327,7 +336,7 @@ class _Reporter:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, sweep_id: int | None = None,
@@ -501,10 +510,8 @@ def _store_url(db: str | None) -> str:
 def _warm() -> None:
     """What every job needs, loaded before its order comes: the simulator, the engine, and the store
     this process's environment names (most orders name it too)."""
-    import batchlab.core.simulation
-    from batchlab import core# noqa: F401
-    import batchlab.workloads.build
-    from batchlab import workloads# noqa: F401
+    import batchlab.core.simulation  # noqa: F401 (imported for what it loads)
+    import batchlab.workloads.build  # noqa: F401
     from batchlab.core.continuous_engine import warm_up
 
     warm_up()

@@ -81,7 +81,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
              if dynamic else None)
     mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps) if dynamic else None
     gpus = []
-    for g in range(cfg.gpus):
+    for _ in range(cfg.gpus):
         ctl = (SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, cfg.b_min, cfg.b_max, 1)
                if adaptive else None)
         b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from batchlab.cli import cli
 from batchlab.calibration.schema import parse_grid
+from batchlab.cli import cli
 from batchlab.core.latency_grid import GridLatency
 
 HEADER = "batch_size,context_len,prefill_s,decode_step_s"

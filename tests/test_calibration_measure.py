@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from batchlab.calibration import parse_grid
+from batchlab.calibration import measure, parse_grid
 from batchlab.calibration.archs import bundled_archs, load_arch
-from batchlab.calibration import measure
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(batch_sizes=[1, 2], context_lens=[8, 16], repeats=2, warmup=1, decode_steps=3, progress=False)

@@ -173,8 +173,7 @@ def test_a_full_disk_under_standard_output_is_one_line():
 
 
 def test_an_export_the_disk_cannot_hold_leaves_the_old_file_whole(tmp_path, monkeypatch):
-    import batchlab.store.export
-    from batchlab import store
+    from batchlab.store import export
 
     for seed in (1, 2):
         CliRunner().invoke(cli, ["run", *SMALL, "--seed", str(seed)])
@@ -187,7 +186,7 @@ def test_an_export_the_disk_cannot_hold_leaves_the_old_file_whole(tmp_path, monk
             raise OSError(errno.ENOSPC, "No space left on device")
         return value
 
-    monkeypatch.setattr(store.export, "csv_cell", fills_up)
+    monkeypatch.setattr(export, "csv_cell", fills_up)
     refused(["runs", "export", "--out", out], f"disk full while writing {shown(str(out))}")
     assert out.read_text() == "last week's export\n" and os.listdir(tmp_path) == ["runs.csv"]
 

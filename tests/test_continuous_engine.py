@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from continuous_reference import simulate_reference
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from continuous_reference import simulate_reference
 from batchlab.core import SimConfig, simulate
 from batchlab.core.config import CONTINUOUS_MODES
-from batchlab.core.memory import MemoryModel
 from batchlab.core.latency import build_latency_model
+from batchlab.core.memory import MemoryModel
 from batchlab.workloads.workload import Workload
 
 COMPARED = ("start", "first_token", "finish", "tbt", "tbt_max")

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from numba import njit
 
 from batchlab.calibration.data import load_bundled
-from batchlab.core import SimConfig, simulate
-from batchlab.core import continuous_engine
+from batchlab.core import SimConfig, continuous_engine, simulate
 from batchlab.core.continuous_kernel import BIG, TICKS, _sla_update, gpu_records, memory_bound, settings, tick
 from batchlab.core.controllers import MemoryBound, SlaController
 from batchlab.core.latency import LatencyModel, ParametricLatency

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from test_continuous_engine import assert_equals_reference, continuous_configs, fits, preempting_share, small_workloads
 
 from batchlab.core import SimConfig, simulate
 from batchlab.core.config import CONTINUOUS_MODES, MODES, PREEMPT_POLICIES, QUEUE_POLICIES, ConfigError
 from batchlab.core.identity import run_hash, run_identity
 from batchlab.core.latency import ParametricLatency
-from test_continuous_engine import assert_equals_reference, continuous_configs, fits, preempting_share, small_workloads
 from batchlab.workloads.build import load_trace_bytes
 from batchlab.workloads.workload import Workload, WorkloadError
 

@@ -9,8 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchlab.core import SimConfig, simulate
-from batchlab.core.controllers import (BRANCH_OFF, BRANCH_OVER, BRANCH_START, BRANCH_UNDER, BRANCH_WITHIN,
-                              MemoryBound, SlaController)
+from batchlab.core.controllers import (
+    BRANCH_OFF,
+    BRANCH_OVER,
+    BRANCH_START,
+    BRANCH_UNDER,
+    BRANCH_WITHIN,
+    MemoryBound,
+    SlaController,
+)
 from batchlab.workloads.workload import Workload
 
 

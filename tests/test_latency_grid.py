@@ -2,7 +2,6 @@
 closed-form decode_time equal to the summed steps."""
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

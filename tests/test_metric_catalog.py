@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC
 
 import pytest
 from sqlalchemy import Float, inspect
 
-from batchlab.core import SimConfig, metric_catalog as catalog, simulate
+from batchlab.core import SimConfig, simulate
+from batchlab.core import metric_catalog as catalog
 from batchlab.core.config import MODES
 from batchlab.core.report import bins_text, format_compare_table
 from batchlab.core.sweep import MemberResult
@@ -161,11 +163,11 @@ def test_cli_compare_and_run_text_use_catalog_labels(summaries):
 
 
 def test_runs_list_heads_its_metrics_with_catalog_short_labels():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from batchlab.store import RunRow
 
-    row = RunRow(id=1, hash="0" * 64, status="done", stale=False, created_at=datetime.now(timezone.utc),
+    row = RunRow(id=1, hash="0" * 64, status="done", stale=False, created_at=datetime.now(UTC),
                  finished_at=None, duration_s=None, mode="static_fifo", gpus=1, k_bins=1, num_requests=10,
                  label="w", error=None, throughput_rps=2.5, latency_p99_s=1.25, sla_attainment=None)
     head, line = format_runs_table([row], width=200).splitlines()
@@ -200,6 +202,7 @@ def test_exports_follow_catalog_order(summaries, tmp_path):
 def test_web_result_tables_head_metric_columns_with_catalog_labels():
     """Sweep, capacity, suite and plan tables on the web keep the keys (their CSV) and show the labels."""
     import pandas as pd
+
     from batchlab.webapp.sweeps import metric_columns
 
     df = pd.DataFrame({"rate": [1.0], "sla_attainment": [0.9], "latency_p99_s": [2.0], "run": ["abc"]})

@@ -17,10 +17,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import batchlab.core.simulation
-from batchlab import core
 from batchlab.cli import cli
-from batchlab.core import SimConfig, simulate
+from batchlab.core import SimConfig, simulate, simulation
 from batchlab.core.config import MODES
 from batchlab.core.continuous_engine import run_continuous_engine
 from batchlab.core.validity import SimulationError, check_result
@@ -241,7 +239,7 @@ def negative_latency(monkeypatch):
             out.requests[key][0] -= 1e6
         return out
 
-    monkeypatch.setattr(core.simulation, "run_continuous_engine", engine)
+    monkeypatch.setattr(simulation, "run_continuous_engine", engine)
 
 
 SMALL = ["--num-requests", "50", "--rate", "2"]

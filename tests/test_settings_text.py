@@ -14,9 +14,21 @@ from hypothesis import strategies as st
 
 from batchlab.cli import build_inputs, cli
 from batchlab.core.config import ConfigError, SimConfig, config_fields
-from batchlab.core.settings_text import (EMPTY_WORDS, FALSE_WORDS, SIM_FIELDS, SPEC_FIELDS, TRUE_WORDS, SettingError,
-                                check_setting, parse_lines, parse_setting, parse_values, setting_field,
-                                setting_text, split_settings)
+from batchlab.core.settings_text import (
+    EMPTY_WORDS,
+    FALSE_WORDS,
+    SIM_FIELDS,
+    SPEC_FIELDS,
+    TRUE_WORDS,
+    SettingError,
+    check_setting,
+    parse_lines,
+    parse_setting,
+    parse_values,
+    setting_field,
+    setting_text,
+    split_settings,
+)
 from batchlab.core.sweep import parse_settings, parse_vary
 from batchlab.webapp import state
 from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields

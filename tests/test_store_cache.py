@@ -171,8 +171,9 @@ def test_claims_go_stale_by_dead_process_or_timeout_and_are_taken_over(store, w)
 def test_grid_latency_is_resolved_from_the_stored_grids(store, w):
     schema = pytest.importorskip("batchlab.calibration.schema")
     pytest.importorskip("batchlab.core.latency_grid")
-    from batchlab.core.config import ConfigError
     from test_store_roundtrip import GRID_CSV
+
+    from batchlab.core.config import ConfigError
 
     grid = schema.parse_grid(GRID_CSV, name="tiny")
     store.save_grid(grid)

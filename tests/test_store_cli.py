@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC
 
 import pytest
 from click.testing import CliRunner
@@ -153,14 +154,14 @@ def test_runs_list_and_show_tell_runs_apart_within_the_terminal(cli):
 
 
 def test_runs_table_states_and_long_cells_fit_the_width():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from batchlab.store import RunRow
     from batchlab.store.format import format_runs_table
 
     def row(i, status, stale=False, error=None, config=None, spec=None, **metrics):
         sources = (json.dumps(config or {}), json.dumps({"spec": spec or {}}))
-        return RunRow(id=i, hash=f"{i:064x}", status=status, stale=stale, created_at=datetime.now(timezone.utc),
+        return RunRow(id=i, hash=f"{i:064x}", status=status, stale=stale, created_at=datetime.now(UTC),
                       finished_at=None, duration_s=None, mode="multi_bin_fixed", gpus=64, k_bins=16,
                       num_requests=10, label="L" * 300, error=error, _sources=sources, **metrics)
 

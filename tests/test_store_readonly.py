@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.engine import make_url
 
 import batchlab.cli as batchlab
 from batchlab.core import SimConfig
-from sqlalchemy.engine import make_url
-
 from batchlab.store import StoreError, open_store
 from batchlab.store.db import VERSION_TABLE, make_engine
 from batchlab.store.migrate import upgrade
@@ -40,7 +39,7 @@ batch_size,context_len,prefill_s,decode_step_s
 """
 
 
-def cli(*args) -> "CliRunner.Result":
+def cli(*args) -> CliRunner.Result:
     return CliRunner().invoke(batchlab.cli, [str(a) for a in args])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +184,7 @@ def _write_run_as_release_0001(engine, result, workload):
     assert "label" not in md.tables["runs"].c  # really the old schema
     summary = dict(result.summary)
     bins = summary.pop("bins")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     blob, facts = encode(result.requests, result.batches, result.bin_edges, result.run_hash)
     metrics = {c.name: summary[c.name] for c in md.tables["runs"].c if c.name in summary and c.name != "mode"
                and c.name not in ("gpus", "k_bins", "num_requests")}
@@ -238,7 +238,7 @@ def _write_sweeps_as_release_0002(engine) -> dict[str, int]:
         md.reflect(conn)
     runs, sweeps, links = md.tables["runs"], md.tables["sweeps"], md.tables["sweep_runs"]
     assert "key" not in sweeps.c  # really the old schema
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ids = {}
     with write_connection(engine) as conn:
         for i in range(3):
@@ -326,9 +326,11 @@ with open_store(sys.argv[1]) as store:
     rows = store.list_runs()
     run = store.get_run(rows[0].id) if rows else None
     format_runs_table(rows, store.count_runs())
-light = ("core", "batchlab.core.metric_catalog", "batchlab.core.units")  # the metric catalog the store's columns come from
-print(" ".join(m for m in ("alembic", "pandas", "sqlalchemy.orm", "streamlit", "calibration")
-               if m in sys.modules), *(m for m in sys.modules if m.split(".")[0] == "core" and m not in light))
+# the metric catalog the store's columns come from; the missing-extra messages (a postgresql:// URL)
+light = ("batchlab.core", "batchlab.core.metric_catalog", "batchlab.core.units", "batchlab.core.extras")
+print(" ".join(m for m in ("alembic", "pandas", "sqlalchemy.orm", "streamlit", "batchlab.calibration")
+               if m in sys.modules),
+      *(m for m in sys.modules if m.split(".")[:2] == ["batchlab", "core"] and m not in light))
 """
 
 

@@ -51,13 +51,11 @@ def assert_clean_one_line(message: str, setting: str) -> None:
 @pytest.fixture
 def reads(monkeypatch):
     """Every path the server was asked to read as a trace or a grid file (bundled files included)."""
-    import batchlab.calibration.resolve
-    from batchlab import calibration
-    import batchlab.workloads.build
-    from batchlab import workloads
+    from batchlab.calibration import resolve
+    from batchlab.workloads import build
 
     seen: list[str] = []
-    real_trace, real_grid = workloads.build.resolve_trace, calibration.resolve.parse_grid
+    real_trace, real_grid = build.resolve_trace, resolve.parse_grid
 
     def trace(name):
         seen.append(str(name))
@@ -67,8 +65,8 @@ def reads(monkeypatch):
         seen.append(str(data))
         return real_grid(data, *args, **kwargs)
 
-    monkeypatch.setattr(workloads.build, "resolve_trace", trace)
-    monkeypatch.setattr(calibration.resolve, "parse_grid", grid)
+    monkeypatch.setattr(build, "resolve_trace", trace)
+    monkeypatch.setattr(resolve, "parse_grid", grid)
     return seen
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from batchlab.core import metric_catalog as catalog
 from batchlab.core.config import ConfigError, SimConfig, config_fields
-from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
 from batchlab.webapp import charts, fmt, forms, labels, launch, services, state, tables
+from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
 
 
 # ------------------------------------------------------------------ state --

@@ -10,8 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import batchlab.workloads.burstgpt as bg
-from batchlab.workloads import (SpecError, WorkloadError, WorkloadSpec, build_workload, bundled_traces,
-                       load_burstgpt, load_trace_bytes)
+from batchlab.workloads import (
+    SpecError,
+    WorkloadError,
+    WorkloadSpec,
+    build_workload,
+    bundled_traces,
+    load_burstgpt,
+    load_trace_bytes,
+)
 
 SHA = {"BurstGPT_1_first400": "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0",
        "BurstGPT_3_first400": "5465fc4c38b0815b8f75d126a120c229ae93632d62e3adf1792f5e8401a73559"}

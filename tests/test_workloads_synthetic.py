@@ -10,8 +10,16 @@ from hypothesis import strategies as st
 
 from batchlab.workloads import WorkloadSpec, build_workload
 from batchlab.workloads.predictors import parse_predictor, predict
-from batchlab.workloads.synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX, arrival_times,
-                                 lognormal_params, parse_length_spec, sample_lengths)
+from batchlab.workloads.synthetic import (
+    BURSTGPT_OUTPUT,
+    BURSTGPT_PROMPT,
+    OUTPUT_MAX,
+    PROMPT_MAX,
+    arrival_times,
+    lognormal_params,
+    parse_length_spec,
+    sample_lengths,
+)
 
 N = 200_000
 

@@ -174,7 +174,8 @@ def occupancy(occ: pd.DataFrame, column: str) -> alt.Chart:
     ``occupancy`` series)."""
     runs = list(dict.fromkeys(occ["run"]))
     if column == "kv_utilization":
-        df, title, axis, fmt_ = occ.assign(value=100.0 * occ[column]), "KV cache in use over time", "KV in use (%)", ".1f"
+        df, title = occ.assign(value=100.0 * occ[column]), "KV cache in use over time"
+        axis, fmt_ = "KV in use (%)", ".1f"
     else:
         df, title, axis, fmt_ = occ.assign(value=occ[column]), "Running requests per GPU over time", "Requests", ".1f"
     return alt.Chart(df, title=title).mark_line().encode(

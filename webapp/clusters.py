@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from batchlab.core.executors import check_cluster
 from batchlab.core.sweep import SweepError

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import streamlit as st
 
@@ -65,7 +66,8 @@ CHOICE_AUTO = {"fill": "auto", ("arrival", "synthetic"): "auto (gamma)", ("arriv
 EXTRA_HELP = {
     "batch_size": "The most requests in one batch (static_fifo, multi_bin_fixed). It is a cap: with greedy "
                   "fill a free GPU takes whatever is waiting, up to B, so at light load batches stay small "
-                  "(static FIFO with B = 16 at 1 req/s on the default workload averages about 1.7 requests). For full batches of B "
+                  "(static FIFO with B = 16 at 1 req/s on the default workload averages about 1.7 requests). "
+                  "For full batches of B "
                   "choose Batch fill = full, optionally with a Max wait.",
 }
 SOURCE_LABELS = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",

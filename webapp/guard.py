@@ -16,7 +16,7 @@ most a short prefix of the value, and nothing is read.
 """
 from __future__ import annotations
 
-from typing import Collection, Iterator
+from collections.abc import Collection, Iterator
 
 from batchlab.calibration.resolve import NAME_RE, is_grid_path
 from batchlab.calibration.schema import excerpt

@@ -8,7 +8,6 @@ import streamlit as st
 
 from batchlab.core import metric_catalog
 from batchlab.core.config import MODES
-
 from batchlab.workloads.spec import SYNTHETIC_RATE
 
 from . import services, state

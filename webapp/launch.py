@@ -22,8 +22,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from batchlab.core.extras import MissingExtra, require
 from batchlab.core.sweep import SweepError

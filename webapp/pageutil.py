@@ -11,7 +11,7 @@ result) again.
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import streamlit as st
 

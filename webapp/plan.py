@@ -17,8 +17,16 @@ import pandas as pd
 import streamlit as st
 
 from batchlab.core.config import MODE_HELP, MODES, SimConfig
-from batchlab.core.plan_options import B_MAX_VALUES, BATCH_VALUES, DEFAULT_MAX_GPUS, DEFAULT_MODES, K_VALUES, PLANNED, RULES
-from batchlab.core.plan_options import PlanOptions
+from batchlab.core.plan_options import (
+    B_MAX_VALUES,
+    BATCH_VALUES,
+    DEFAULT_MAX_GPUS,
+    DEFAULT_MODES,
+    K_VALUES,
+    PLANNED,
+    RULES,
+    PlanOptions,
+)
 from batchlab.core.plan_report import counts_text, gpus_text, rule_text
 from batchlab.core.sweep import SweepError
 from batchlab.core.sweep_report import capacity_frame, probes_frame
@@ -293,7 +301,8 @@ def show_answer(answer: dict) -> None:
         cf["series"], pf["series"] = cf["configuration"], pf["configuration"]
         agg = pf.dropna(subset=["attainment"]).groupby(["series", "rate"], as_index=False)[
             ["attainment", "latency_p99_s"]].mean()
-        st.caption(f"Capacity = the highest arrival rate whose attainment stays at or above {100 * answer['target']:g} %"
+        st.caption("Capacity = the highest arrival rate whose attainment stays at or above "
+                   f"{100 * answer['target']:g} %"
                    f" with {gpus_text(at)}, for each mode's best configuration (relative tolerance "
                    f"{100 * results[0].tolerance:g} %" + (f", {100 * answer['confidence']:g} % confidence interval "
                    f"over {answer['replications']} seeds)" if answer["replications"] > 1 else ")") + ".")

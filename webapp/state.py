@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from batchlab.core.config import COMPARE_MODES, MODES, ConfigError, SimConfig, config_fields
 from batchlab.core.settings_text import SettingError, parse_setting, setting_field, setting_text

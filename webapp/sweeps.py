@@ -22,7 +22,8 @@ from batchlab.core.sweep import parse_settings, parse_vary
 from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
 from batchlab.store.sweep_jobs import capacity_plan, grid_plan, suite_plan
 
-from . import clusters, fmt, guard, jobs, services, sweep_charts as charts
+from . import clusters, fmt, guard, jobs, services
+from . import sweep_charts as charts
 
 SWEEP = "sweep"
 KINDS = {"grid": "Sweep", "capacity": "Capacity comparison", "suite": "Stress suite", "plan": "Capacity plan"}

@@ -16,9 +16,17 @@ from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, file_sha256, 
 from .cache import memoize
 from .limits import check_span
 from .predictors import parse_predictor, predict
-from .spec import WorkloadSpec, SpecError
-from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, OUTPUT_MAX, PROMPT_MAX, arrival_times,
-                        parse_length_spec, sample_lengths, streams)
+from .spec import SpecError, WorkloadSpec
+from .synthetic import (
+    BURSTGPT_OUTPUT,
+    BURSTGPT_PROMPT,
+    OUTPUT_MAX,
+    PROMPT_MAX,
+    arrival_times,
+    parse_length_spec,
+    sample_lengths,
+    streams,
+)
 from .workload import Workload, WorkloadError
 
 GENERATOR = "batchlab-workloads/2"  # bump when the same spec would build different arrays (2: 16K/4K clips)

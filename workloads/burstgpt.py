@@ -35,7 +35,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 
@@ -51,7 +51,7 @@ MAX_EXCERPT = 40   # characters of a bad value an error quotes
 MAX_LISTED = 10    # header names listed when a column is missing
 _LONGER_ROW = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")   # pandas' C parser
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 
 @dataclass(frozen=True, eq=False)

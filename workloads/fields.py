@@ -14,7 +14,8 @@ import dataclasses
 import math
 import numbers
 import reprlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SHOWN_CHARS = 80  # the most of a user-supplied value an error message quotes
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .synthetic import split_spec, spec_number
+from .synthetic import spec_number, split_spec
 from .workload import WorkloadError
 
 PREDICTOR_FORMS = "oracle, noisy:SIGMA (0 <= SIGMA <= 3), confusion:P (0 <= P <= 0.5)"

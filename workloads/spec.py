@@ -35,8 +35,7 @@ from typing import Any
 from .burstgpt import bundled_traces
 from .fields import FieldError, coerce_fields, described
 from .predictors import PREDICTOR_FORMS, parse_predictor
-from .synthetic import (BURSTGPT_OUTPUT, BURSTGPT_PROMPT, LENGTH_FORMS, OUTPUT_MAX, PROMPT_MAX,
-                        parse_length_spec)
+from .synthetic import BURSTGPT_OUTPUT, BURSTGPT_PROMPT, LENGTH_FORMS, OUTPUT_MAX, PROMPT_MAX, parse_length_spec
 from .workload import WorkloadError
 
 WORKLOADS = ("synthetic", "burstgpt")
@@ -149,7 +148,7 @@ class WorkloadSpec:
         object.__setattr__(self, name, str(parsed))
 
     # ------------------------------------------------------------------
-    def resolved(self) -> "WorkloadSpec":
+    def resolved(self) -> WorkloadSpec:
         """A copy with every auto (None) field set to what it means for this workload."""
         if self.workload == "synthetic":
             return dataclasses.replace(
@@ -173,14 +172,14 @@ class WorkloadSpec:
             drop.add("gamma_shape")
         return {k: v for k, v in d.items() if k not in drop}
 
-    def replace(self, **changes: Any) -> "WorkloadSpec":
+    def replace(self, **changes: Any) -> WorkloadSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WorkloadSpec":
+    def from_dict(cls, data: dict) -> WorkloadSpec:
         if not isinstance(data, dict):
             raise WorkloadError(f"workload spec: expected a mapping of settings, got {type(data).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
