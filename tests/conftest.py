@@ -1,7 +1,14 @@
 """Fixtures shared by the whole test suite."""
 from __future__ import annotations
 
-import pytest
+import os
+
+if "MUTANT_UNDER_TEST" in os.environ:  # mutmut (make mutate) runs the suite in its copy, mutants/
+    from mutants_alias import import_the_copy_as_batchlab
+
+    import_the_copy_as_batchlab(os.getcwd())
+
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 # A busy CI machine is slow, never wrong: no property test fails on how long an example takes.
