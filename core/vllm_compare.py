@@ -156,6 +156,10 @@ def _max_abs(values: np.ndarray) -> float:
     return float(np.max(np.abs(values))) if len(values) else 0.0
 
 
+def _or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
 def comparison_json(c: Comparison) -> dict:
     """The comparison as a JSON-able dict (seconds; per-request rows only for the worst requests)."""
     rows = [{"request": int(i), "arrival": float(c.arrival[i]), "prompt": int(c.prompt[i]),
@@ -172,6 +176,8 @@ def comparison_json(c: Comparison) -> dict:
             "tolerance_s": TOLERANCE_S,
             "preemptions": {"batchlab": int(c.preemptions[0].sum()), "vllm": int(c.preemptions[1].sum())},
             "iterations": {"batchlab": c.iterations[0], "vllm": c.iterations[1]},
+            "first_preemption_s": {"batchlab": _or_none(c.first_preemption[0]),
+                                   "vllm": _or_none(c.first_preemption[1])},
             "vllm_settings": {"block_size": s.block_size, "num_gpu_blocks": s.num_blocks + 1,
                               "max_num_seqs": s.max_num_seqs, "max_num_batched_tokens": s.max_num_batched_tokens,
                               "enable_chunked_prefill": s.enable_chunked_prefill,
@@ -196,6 +202,11 @@ def format_comparison(c: Comparison) -> str:
              f"{j['requests_differing']} of {j['requests']} requests differ by more than {TOLERANCE_S:g} s",
              f"preemptions: batchlab {j['preemptions']['batchlab']}, vLLM {j['preemptions']['vllm']}; "
              f"iterations: batchlab {j['iterations']['batchlab']}, vLLM {j['iterations']['vllm']}"]
+    first = j["first_preemption_s"]
+    if first["batchlab"] is not None or first["vllm"] is not None:
+        lines.append("first preemption at: " + ", ".join(
+            f"{side} {'never' if first[key] is None else f'{first[key]:.6f} s'}"
+            for side, key in (("batchlab", "batchlab"), ("vLLM", "vllm"))))
     if j["worst"]:
         lines.append("worst requests (seconds; batchlab / vLLM):")
         lines.append(f"  {'request':>8} {'arrival':>10} {'prompt':>7} {'output':>7} {'TTFT':>23} {'E2E':>23} "

@@ -155,14 +155,14 @@ def _requests(arrival, prompt, max_tokens, block_size: int):
     """vLLM Requests: request i's prompt starts with token i, so no two requests share a cached
     block (a preempted request can still find its own blocks while prefix caching keeps them)."""
     from vllm.sampling_params import SamplingParams
+    from vllm.utils.hashing import sha256
     from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
     from vllm.v1.request import Request
-    from vllm.utils.hashing import sha256
 
     init_none_hash(sha256)
     hasher = get_request_block_hasher(block_size, sha256)
     out = []
-    for i, (a, p, m) in enumerate(zip(arrival.tolist(), prompt.tolist(), max_tokens.tolist())):
+    for i, (a, p, m) in enumerate(zip(arrival.tolist(), prompt.tolist(), max_tokens.tolist(), strict=True)):
         params = SamplingParams(max_tokens=int(m), ignore_eos=True, temperature=0.0)
         tokens = [i] + [1] * (int(p) - 1)
         out.append(Request(request_id=str(i), prompt_token_ids=tokens, sampling_params=params,
@@ -236,7 +236,7 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
         runner = ModelRunnerOutput(req_ids=ids, req_id_to_index={rid: j for j, rid in enumerate(ids)},
                                    sampled_token_ids=sampled)
         sched.update_from_output(out, runner)
-        for rid, tokens in zip(ids, sampled):
+        for rid, tokens in zip(ids, sampled, strict=True):
             i = index[rid]
             if tokens and math.isnan(first[i]):
                 first[i] = t_end
