@@ -483,6 +483,49 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
         click.echo(f"{hits} served from store, {len(rows) - hits} simulated and stored")
 
 
+VALIDATE_REQUESTS = 1000  # validate's workload size unless --num-requests says otherwise
+
+
+@cli.group()
+def validate():
+    """Compare batchlab's engine with the real systems it models, request by request."""
+
+
+@validate.command("vllm")
+@sim_options
+@click.option("--prefix-caching/--no-prefix-caching", default=True, show_default=True,
+              help="vLLM's prefix caching (batchlab has none; it matters after a preemption).")
+@click.option("--policy", type=click.Choice(("fcfs", "priority")), default="fcfs", show_default=True,
+              help="vLLM's scheduling policy (every request has the same priority).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
+def validate_vllm(config_file, prefix_caching, policy, as_json, **flags):
+    """Run one workload through batchlab's continuous_static engine and vLLM 0.33's own scheduler
+    (batchlab[vllm]) on one GPU, each step timed by the same latency model, and print per-request
+    differences of TTFT and E2E, preemptions, iterations, the worst requests and the known
+    differences that apply. Settings map to vLLM: batch_size -> max_num_seqs, chunk_size ->
+    max_num_batched_tokens, block_size, kv_watermark -> watermark, KV capacity -> its blocks.
+    The mode defaults to continuous_static, gpus to 1 and num_requests to 1000. Exit code 0 for a
+    completed comparison, whatever it found."""
+    from core.latency import build_latency_model
+    from core.vllm_compare import check_config, compare, comparison_json, format_comparison
+    from core.vllm_reference import VllmUnavailable, check_vllm
+    from workloads import build_workload
+
+    try:
+        cfg, spec, given = build_inputs(config_file, **flags)
+        cfg = cfg.replace(**{k: v for k, v in (("mode", "continuous_static"), ("gpus", 1)) if k not in given})
+        if "num_requests" not in given:
+            spec = spec.replace(num_requests=VALIDATE_REQUESTS)
+        _echo_notes(unused_notes([cfg], spec, given))
+        check_config(cfg)
+        check_vllm()
+        latency = build_latency_model(cfg, _latency_grid(cfg.latency, None, None))
+        result = compare(cfg, build_workload(spec), latency, prefix_caching=prefix_caching, policy=policy)
+    except (*_store_errors(), VllmUnavailable) as exc:
+        _fail(exc)
+    click.echo(to_json(comparison_json(result)) if as_json else format_comparison(result))
+
+
 @cli.command()
 @click.option("--requests", "num_requests", type=_field_range("num_requests"), default=1_000_000,
               show_default=True, help="Requests per run.")
