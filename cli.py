@@ -495,21 +495,20 @@ def validate():
 @sim_options
 @click.option("--prefix-caching/--no-prefix-caching", default=True, show_default=True,
               help="vLLM's prefix caching (batchlab has none; it matters after a preemption).")
-@click.option("--policy", type=click.Choice(("fcfs", "priority")), default="fcfs", show_default=True,
-              help="vLLM's scheduling policy (every request has the same priority).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
-def validate_vllm(config_file, prefix_caching, policy, as_json, **flags):
+def validate_vllm(config_file, prefix_caching, as_json, **flags):
     """Run one workload through batchlab's continuous_static engine and vLLM 0.33's own scheduler
     (batchlab[vllm]) on one GPU, each step timed by the same latency model, and print per-request
     differences of TTFT and E2E, preemptions, iterations, the worst requests and the known
     differences that apply. Settings map to vLLM: batch_size -> max_num_seqs, chunk_size ->
-    max_num_batched_tokens, block_size, kv_watermark -> watermark, KV capacity -> its blocks.
+    max_num_batched_tokens, block_size, kv_watermark -> watermark, KV capacity -> its blocks,
+    queue_policy and preempt_policy (both fcfs/newest or both priority) -> its scheduling policy.
     The mode defaults to continuous_static, gpus to 1 and num_requests to 1000. Exit code 0 for a
     completed comparison, whatever it found."""
-    from core.latency import build_latency_model
-    from core.vllm_compare import check_config, compare, comparison_json, format_comparison
-    from core.vllm_reference import VllmUnavailable, check_vllm
-    from workloads import build_workload
+    from batchlab.core.latency import build_latency_model
+    from batchlab.core.vllm_compare import check_config, compare, comparison_json, format_comparison
+    from batchlab.core.vllm_reference import VllmUnavailable, check_vllm
+    from batchlab.workloads import build_workload
 
     try:
         cfg, spec, given = build_inputs(config_file, **flags)
@@ -520,7 +519,7 @@ def validate_vllm(config_file, prefix_caching, policy, as_json, **flags):
         check_config(cfg)
         check_vllm()
         latency = build_latency_model(cfg, _latency_grid(cfg.latency, None, None))
-        result = compare(cfg, build_workload(spec), latency, prefix_caching=prefix_caching, policy=policy)
+        result = compare(cfg, build_workload(spec), latency, prefix_caching=prefix_caching)
     except (*_store_errors(), VllmUnavailable) as exc:
         _fail(exc)
     click.echo(to_json(comparison_json(result)) if as_json else format_comparison(result))

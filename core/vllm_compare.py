@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.workload import Workload
+from batchlab.workloads.workload import Workload
 
 from .config import ConfigError, SimConfig
 from .latency import LatencyModel
@@ -83,14 +83,30 @@ def check_config(cfg: SimConfig) -> None:
         raise ConfigError("gpus", f"the vLLM comparison runs one GPU (one vLLM engine), got {cfg.gpus}")
 
 
-def vllm_settings(cfg: SimConfig, prefix_caching: bool = True, policy: str = "fcfs") -> VllmSettings:
+# (queue_policy, preempt_policy) -> vLLM's scheduling policy, which sets both
+VLLM_POLICIES = {("fcfs", "newest"): "fcfs", ("priority", "priority"): "priority"}
+
+
+def vllm_policy(cfg: SimConfig) -> str:
+    """vLLM's scheduling policy for ``cfg``'s queue and preemption policies (vLLM's one setting orders
+    the waiting queue and picks the victim together)."""
+    policy = VLLM_POLICIES.get((cfg.queue_policy, cfg.preempt_policy))
+    if policy is None:
+        raise ConfigError("queue_policy", f"vLLM has no scheduling policy with queue_policy "
+                                          f"{cfg.queue_policy} and preempt_policy {cfg.preempt_policy}: set both "
+                                          f"to priority (vLLM's priority policy), or fcfs and newest (its fcfs)")
+    return policy
+
+
+def vllm_settings(cfg: SimConfig, prefix_caching: bool = True) -> VllmSettings:
     """vLLM's settings for ``cfg``: its KV blocks (eta // block_size), block size, max_num_seqs =
     batch_size, the token budget max_num_batched_tokens = chunk_size (none: no limit), the watermark,
-    chunked prefill on (vLLM's default), prefix caching and the scheduling policy as given."""
+    chunked prefill on (vLLM's default), prefix caching as given and the scheduling policy of
+    ``cfg``'s queue and preemption policies (:func:`vllm_policy`)."""
     blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
     return VllmSettings(block_size=cfg.block_size, num_blocks=blocks, max_num_seqs=cfg.batch_size,
                         max_num_batched_tokens=cfg.chunk_size, enable_chunked_prefill=True,
-                        enable_prefix_caching=prefix_caching, watermark=cfg.kv_watermark, policy=policy)
+                        enable_prefix_caching=prefix_caching, watermark=cfg.kv_watermark, policy=vllm_policy(cfg))
 
 
 def known_differences(cfg: SimConfig, settings: VllmSettings, preempted: bool) -> list[str]:
@@ -113,13 +129,10 @@ def known_differences(cfg: SimConfig, settings: VllmSettings, preempted: bool) -
                      "token in that step" + (", reusing its own blocks still in the prefix cache"
                                              if settings.enable_prefix_caching else "")
                      + "; batchlab re-prefills prompt + generated tokens and emits no token in that iteration")
-    if settings.policy == "priority":
-        notes.append("policy priority: vLLM preempts the latest arrival, batchlab the latest admitted")
     return notes
 
 
-def compare(cfg: SimConfig, workload: Workload, latency: LatencyModel, prefix_caching: bool = True,
-            policy: str = "fcfs") -> Comparison:
+def compare(cfg: SimConfig, workload: Workload, latency: LatencyModel, prefix_caching: bool = True) -> Comparison:
     """Run ``workload`` through batchlab's engine and vLLM's scheduler under ``cfg`` (continuous_static,
     one GPU). Requests one GPU can never serve, or with an empty prompt (vLLM needs a token), are left
     out of both runs."""
@@ -131,11 +144,14 @@ def compare(cfg: SimConfig, workload: Workload, latency: LatencyModel, prefix_ca
     if not keep.any():
         raise ConfigError("gpu_mem_gb", "no request can be compared: none fits one GPU's KV cache with a "
                                         "prompt of at least one token")
-    sub = Workload(workload.arrival[keep], workload.prompt[keep], workload.output[keep], workload.predicted[keep])
+    priority = None if workload.priority is None else workload.priority[keep]
+    sub = Workload(workload.arrival[keep], workload.prompt[keep], workload.output[keep], workload.predicted[keep],
+                   priority=priority)
     result = simulate(cfg, sub, latency=latency)
     req = result.requests
-    settings = vllm_settings(cfg, prefix_caching, policy)
-    trace: VllmTrace = run_vllm(settings, sub.arrival, sub.prompt, sub.output + EXTRA_TOKENS, latency)
+    settings = vllm_settings(cfg, prefix_caching)
+    trace: VllmTrace = run_vllm(settings, sub.arrival, sub.prompt, sub.output + EXTRA_TOKENS, latency,
+                                priority=sub.priority)
     pre_b = np.asarray(req["preemptions"], dtype=np.int64)
     log = result.batches
     starts = log["start"][log["preempted"] > 0]

@@ -151,7 +151,7 @@ def make_scheduler(settings: VllmSettings, max_model_len: int, unlimited_budget:
                      structured_output_manager=StructuredOutputManager(config), log_stats=False)
 
 
-def _requests(arrival, prompt, max_tokens, block_size: int):
+def _requests(arrival, prompt, max_tokens, block_size: int, priority=None):
     """vLLM Requests: request i's prompt starts with token i, so no two requests share a cached
     block (a preempted request can still find its own blocks while prefix caching keeps them)."""
     from vllm.sampling_params import SamplingParams
@@ -162,16 +162,19 @@ def _requests(arrival, prompt, max_tokens, block_size: int):
     init_none_hash(sha256)
     hasher = get_request_block_hasher(block_size, sha256)
     out = []
-    for i, (a, p, m) in enumerate(zip(arrival.tolist(), prompt.tolist(), max_tokens.tolist(), strict=True)):
+    levels = [0] * len(arrival) if priority is None else np.asarray(priority).tolist()
+    for i, (a, p, m, level) in enumerate(zip(arrival.tolist(), prompt.tolist(), max_tokens.tolist(), levels,
+                                             strict=True)):
         params = SamplingParams(max_tokens=int(m), ignore_eos=True, temperature=0.0)
         tokens = [i] + [1] * (int(p) - 1)
         out.append(Request(request_id=str(i), prompt_token_ids=tokens, sampling_params=params,
-                           pooling_params=None, arrival_time=float(a), block_hasher=hasher))
+                           pooling_params=None, arrival_time=float(a), block_hasher=hasher,
+                           priority=int(level)))
     return out
 
 
 def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, max_tokens: np.ndarray,
-             latency: LatencyModel) -> VllmTrace:
+             latency: LatencyModel, priority: np.ndarray | None = None) -> VllmTrace:
     """Serve the requests (sorted by ``arrival``; prompts of at least one token; ``max_tokens`` =
     tokens each emits, the first at the end of its prefill) with vLLM's scheduler on one GPU.
 
@@ -195,7 +198,7 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
     sched = make_scheduler(settings, max_model_len, int((prompt + max_tokens).sum()) + settings.max_num_seqs)
     from vllm.v1.outputs import ModelRunnerOutput
 
-    reqs = _requests(arrival, prompt, max_tokens, settings.block_size)
+    reqs = _requests(arrival, prompt, max_tokens, settings.block_size, priority)
     ticks = [tick(a) for a in arrival.tolist()]
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)

@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from batchlab import cli
-from core.config import ConfigError, SimConfig
-from core.latency import ParametricLatency
-from core.memory import MemoryModel
-from core.vllm_compare import TOLERANCE_S, check_config, known_differences, vllm_settings
-from core.vllm_reference import VllmSettings, VllmUnavailable, check_vllm, iteration_time, run_vllm
-from workloads import build_workload
-from workloads.spec import WorkloadSpec
-from workloads.workload import Workload
+from batchlab.cli import cli
+from batchlab.core.config import ConfigError, SimConfig
+from batchlab.core.latency import ParametricLatency
+from batchlab.core.memory import MemoryModel
+from batchlab.core.vllm_compare import TOLERANCE_S, check_config, known_differences, vllm_settings
+from batchlab.core.vllm_reference import VllmSettings, VllmUnavailable, check_vllm, iteration_time, run_vllm
+from batchlab.workloads import build_workload
+from batchlab.workloads.spec import WorkloadSpec
+from batchlab.workloads.workload import Workload
 
 needs_vllm = pytest.mark.skipif(find_spec("vllm") is None,
                                 reason="vLLM is not installed (batchlab[vllm]; vllm itself with --no-deps)")
@@ -40,7 +40,7 @@ def config(**changes) -> SimConfig:
 
 
 def both(cfg: SimConfig, workload: dict, **options):
-    from core.vllm_compare import compare
+    from batchlab.core.vllm_compare import compare
 
     return compare(cfg, build_workload(WorkloadSpec(**workload)), LAT, **options)
 
@@ -86,13 +86,17 @@ def test_bad_requests_are_refused_before_vllm_is_touched(arrays, message):
 
 
 def test_the_settings_map_to_vllms_names():
-    cfg = config(batch_size=12, chunk_size=512, block_size=32, kv_watermark=0.02)
-    s = vllm_settings(cfg, prefix_caching=False, policy="priority")
+    cfg = config(batch_size=12, chunk_size=512, block_size=32, kv_watermark=0.02, queue_policy="priority",
+                 preempt_policy="priority")
+    s = vllm_settings(cfg, prefix_caching=False)
     blocks = MemoryModel.from_config(cfg).eta // 32
     assert (s.block_size, s.num_blocks, s.max_num_seqs, s.max_num_batched_tokens) == (32, blocks, 12, 512)
     assert (s.watermark, s.enable_prefix_caching, s.enable_chunked_prefill, s.policy) == (0.02, False, True,
                                                                                          "priority")
     assert vllm_settings(config()).max_num_batched_tokens is None      # no chunk_size: no budget
+    assert vllm_settings(config()).policy == "fcfs"
+    with pytest.raises(ConfigError, match="vLLM has no scheduling policy with queue_policy priority"):
+        vllm_settings(config(queue_policy="priority"))                   # vLLM's one policy sets both
 
 
 @pytest.mark.parametrize("changes, field", [(dict(mode="continuous_dynamic"), "mode"), (dict(gpus=2), "gpus")])
@@ -145,6 +149,21 @@ def test_one_request_runs_its_prefill_then_max_tokens_minus_one_decode_steps():
 @pytest.mark.parametrize("prefix_caching", [True, False])
 def test_with_the_cap_binding_every_request_agrees(prefix_caching):
     assert_agree(both(config(batch_size=4), BASE, prefix_caching=prefix_caching))
+
+
+@needs_vllm
+def test_priority_scheduling_with_the_cap_binding_agrees():
+    """vLLM's priority policy against queue_policy = preempt_policy = priority, requests of 3 levels:
+    the waiting queue is served by priority, so the order differs from arrival order and still agrees."""
+    from batchlab.core.vllm_compare import compare
+
+    w = build_workload(WorkloadSpec(**BASE))
+    levels = np.random.default_rng(7).integers(0, 3, len(w))
+    w = Workload(w.arrival, w.prompt, w.output, w.predicted, priority=levels)
+    c = compare(config(batch_size=4, queue_policy="priority", preempt_policy="priority"), w, LAT)
+    assert_agree(c)
+    fcfs = compare(config(batch_size=4), w, LAT)
+    assert np.abs(fcfs.ttft[0] - c.ttft[0]).max() > 1.0     # the priorities reordered the queue
 
 
 @needs_vllm
@@ -219,7 +238,7 @@ def test_validate_reports_differences_with_exit_code_zero():
 
 @needs_vllm
 def test_compare_leaves_out_what_one_gpu_never_serves():
-    from core.vllm_compare import compare
+    from batchlab.core.vllm_compare import compare
 
     w = Workload(np.array([0.0, 0.1, 0.2]), np.array([10, 0, 50]), np.array([3, 2, 4]), np.array([3, 2, 4]))
     c = compare(config(batch_size=2), w, LAT)
