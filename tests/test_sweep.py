@@ -160,7 +160,9 @@ def test_killed_sweep_process_resumes_and_takes_over_its_claims(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     done_before = {r.hash for r in store.list_runs() if r.status == "done"}
     assert 2 <= len(done_before) < 8, "the sweep should have been killed midway"
-    result = CliRunner().invoke(__import__("batchlab").cli, args[3:] + ["--format", "csv"])
+    from batchlab.cli import cli
+
+    result = CliRunner().invoke(cli, args[3:] + ["--format", "csv"])
     assert result.exit_code == 0, result.output
     assert f"{len(done_before)} already stored" in result.stderr
     runs = store.list_runs()
