@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from batchlab.workloads.fields import NONE_WORDS, plain, range_text, shown
+from batchlab.workloads.fields import NONE_WORDS, check_allowed, plain, shown
 from batchlab.workloads.spec import SpecError, spec_fields
 
 from .config import ConfigError, config_fields
@@ -92,20 +92,10 @@ def check_setting(name: str, value: Any) -> Any:
     f = setting_field(name)
     if value is None:
         return value
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise SettingError(f.name, f"must be one of {', '.join(choices)}; got {shown(value)}")
-    bounds = f.metadata.get("range")
-    if bounds and not bounds[0] <= value <= bounds[1]:
-        raise SettingError(f.name, f"must be between {range_text(f)}, got {_number(value)}")
+    check_allowed(f, value, SettingError)
     return value
 
 
-def _number(value: float) -> str:
-    try:
-        return f"{value:g}"
-    except OverflowError:  # an integer too large for a float
-        return shown(value)
 
 
 def _scalar_text(f: dataclasses.Field, value: Any) -> str:

@@ -95,15 +95,20 @@ def coerce_fields(obj: Any, error: Callable[[str, str], Exception]) -> None:
         else:
             raise error(f.name, f"must be {WANT[kind]}{' or none' if optional else ''}, got {shown(value)}")
         object.__setattr__(obj, f.name, value)
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise error(f.name, f"must be one of {', '.join(choices)}; got {shown(value)}")
-        bounds = f.metadata.get("range")
-        if bounds and not bounds[0] <= value <= bounds[1]:
-            raise error(f.name, f"must be between {range_text(f)}, got {_number(value)}")
+        check_allowed(f, value, error)
 
 
-def _number(value: float | int) -> str:
+def check_allowed(f: dataclasses.Field, value: Any, error: Callable[[str, str], Exception]) -> None:
+    """Raise ``error`` unless ``value`` is one of field ``f``'s choices and within its documented range."""
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise error(f.name, f"must be one of {', '.join(choices)}; got {shown(value)}")
+    bounds = f.metadata.get("range")
+    if bounds and not bounds[0] <= value <= bounds[1]:
+        raise error(f.name, f"must be between {range_text(f)}, got {number_text(value)}")
+
+
+def number_text(value: float | int) -> str:
     """``value`` as ``%g`` (an integer too large for a float: :func:`shown`)."""
     try:
         return f"{value:g}"
