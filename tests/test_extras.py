@@ -171,3 +171,13 @@ def test_a_base_install_gives_a_working_cli_and_no_extra(tmp_path):
     assert json.loads(run.stdout)["num_requests"] == 300
     app = batchlab("app")
     assert app.returncode == 1 and "pip install 'batchlab[web]'" in app.stderr, app.stderr
+    # one namespace: nothing of a generic name at the top level, the version and python -m batchlab
+    probe = ("import importlib.util, json, batchlab; print(json.dumps([batchlab.__version__, "
+             "[m for m in ('core', 'store', 'workloads', 'calibration', 'webapp', 'cli') "
+             "if importlib.util.find_spec(m)]]))")
+    version, generic = json.loads(subprocess.run([bindir / "python", "-c", probe], cwd=tmp_path, env=env, check=True,
+                                                 capture_output=True, text=True).stdout)
+    assert version == PYPROJECT["project"]["version"] and generic == []
+    as_module = subprocess.run([bindir / "python", "-m", "batchlab", "--help"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert as_module.returncode == 0 and "Commands:" in as_module.stdout
