@@ -224,6 +224,11 @@ class _Progress:
             self.bar.close()
 
 
+def _compile_echo(text: str) -> None:
+    """Say on stderr that the continuous engine compiles, and when it has (core.continuous_engine.ensure_compiled)."""
+    click.echo(text, err=True)
+
+
 def _echo_notes(notes: list[str]) -> None:
     for note in notes:
         click.echo(note, err=True)
@@ -388,16 +393,18 @@ def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):
 def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None, grid=None):
     """(workload, summary, source, run_id): through the store unless it is None (--no-store)."""
     from batchlab.core import simulate
+    from batchlab.core.continuous_engine import compile_watch
     from batchlab.workloads import build_workload
 
     workload = workload or build_workload(spec)
     bar = _Progress(label)
     try:
-        if store is None:
-            result = simulate(cfg, workload, grid=grid, progress=bar)
-            return workload, result.summary, "simulated", None
-        run, hit = store.get_or_run(cfg, workload, grid=grid, progress=bar)
-        return workload, run.summary, "store" if hit else "simulated", run.id
+        with compile_watch(_compile_echo):  # a first continuous run says it compiles the engine, first
+            if store is None:
+                result = simulate(cfg, workload, grid=grid, progress=bar)
+                return workload, result.summary, "simulated", None
+            run, hit = store.get_or_run(cfg, workload, grid=grid, progress=bar)
+            return workload, run.summary, "store" if hit else "simulated", run.id
     finally:
         bar.close()
 
@@ -964,6 +971,17 @@ def _sweep_errors() -> tuple:
     return _store_errors() + (SweepError,)
 
 
+def _compile_before(plan: dict, cluster: str | None) -> None:
+    """Compile the continuous engine here, saying so, before a plan that names a continuous mode runs on
+    this machine's processes (each would otherwise compile it at once, silently)."""
+    from batchlab.core.config import CONTINUOUS_MODES
+    from batchlab.core.continuous_engine import ensure_compiled
+
+    text = json.dumps(plan, default=str)
+    if cluster is None and any(mode in text for mode in CONTINUOUS_MODES):
+        ensure_compiled(_compile_echo)
+
+
 def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str | None = None):
     """Run a plan with a progress bar: through the store (a sweep) unless --no-store."""
     from tqdm import tqdm
@@ -973,6 +991,7 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
 
     store = None if no_store else _open_store(db)
     sweep_id = open_plan(store, plan, name) if store is not None else None
+    _compile_before(plan, cluster)
     bar = tqdm(total=None, desc=label, unit="run", file=sys.stderr, delay=0.5, leave=False, disable=None)
 
     def event(done: int, total: int | None, phase: str) -> None:

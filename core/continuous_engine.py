@@ -65,11 +65,19 @@ token. The engine's log has one row per span. The event loop is compiled with nu
 (:mod:`core.continuous_kernel`, latency queries in :mod:`core.latency_kernel`): this module
 prepares its inputs and turns its records into the engine's output. The first run after an install
 compiles it (tens of seconds, :func:`warm_up`); numba keeps the result on disk for every later process.
+:func:`compiling` tells, at no cost, whether a run here would compile it first; :func:`ensure_compiled`
+compiles it apart from any run, saying so first (:data:`COMPILE_NOTICE`), to whoever
+:func:`compile_watch` names.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -81,6 +89,8 @@ from .queues import QueueStats, queue_layout
 from .validity import beyond_horizon
 
 POLL_S = 0.25  # how often a run with a progress callback reports
+LOCK_FILE = "batchlab-compile.lock"  # in numba's cache folder (:func:`_compile_lock`)
+COMPILE_NOTICE = "compiling the continuous engine: once after an install or an upgrade, usually 20-60 s"
 
 
 def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
@@ -155,6 +165,100 @@ def warm_up() -> None:
     lengths = np.full(n, 64, dtype=np.int64)
     run_continuous_engine(cfg, np.linspace(0.0, 1.0, n), lengths, lengths, lengths, np.zeros(n, dtype=np.int64),
                           ParametricLatency(), MemoryModel.from_config(cfg).eta)
+
+
+@dataclass
+class CompileWatch:
+    """Who hears of a compile of the kernel (``notify``, :func:`ensure_compiled`) and the seconds spent compiling."""
+
+    notify: Callable[[str], None] | None = None
+    seconds: float = 0.0
+
+
+_watch: ContextVar[CompileWatch | None] = ContextVar("batchlab_compile_watch", default=None)
+
+
+@contextlib.contextmanager
+def compile_watch(notify: Callable[[str], None] | None = None) -> Iterator[CompileWatch]:
+    """Within the block, :func:`ensure_compiled` called without ``notify`` (as ``core.simulate`` does before
+    a continuous run) tells ``notify`` and adds its compile seconds to the watch it yields."""
+    watch = CompileWatch(notify)
+    token = _watch.set(watch)
+    try:
+        yield watch
+    finally:
+        _watch.reset(token)
+
+
+def compiling() -> bool:
+    """Whether a continuous run in this process would compile the kernel first: it has no compiled form
+    here and numba's cache on disk holds none this process can load (none yet, or one made from other
+    source, by another numba or for another CPU)."""
+    from .continuous_kernel import simulate
+
+    return not simulate.signatures and not _cached(simulate)
+
+
+def _cached(dispatcher) -> bool:
+    """Whether numba's disk cache holds a compiled form of ``dispatcher`` that this process would load:
+    an index entry for the current source stamp and numba version (``_load_index`` checks both) whose
+    key matches this machine's code generator and the function's bytecode."""
+    try:
+        cache = dispatcher._cache
+        codegen = dispatcher.targetctx.codegen()
+        return any(cache._index_key(key[0], codegen) == key for key in cache._cache_file._load_index())
+    except Exception:  # noqa: BLE001 - no cache (NullCache), an unreadable index, or numba's internals
+        return False   # changed: say it compiles (at worst a notice for a load of a second)
+
+
+def compiled_line(seconds: float) -> str:
+    return f"compiled the continuous engine in {seconds:.0f} s"
+
+
+def ensure_compiled(notify: Callable[[str], None] | None = None) -> float:
+    """Compile the kernel now if a run would (:func:`compiling`): ``notify(COMPILE_NOTICE)`` first, then
+    :func:`warm_up` (one process of this machine at a time: another waits for it, then finds it compiled),
+    then ``notify(compiled_line(seconds))``. ``notify`` defaults to the active
+    :func:`compile_watch`'s, which also gets the seconds. Returns the seconds spent compiling (0.0: none
+    was needed; a compiled form on disk is left to load with the next run, in about a second)."""
+    watch = _watch.get()
+    notify = notify if notify is not None else (watch.notify if watch is not None else None)
+    if not compiling():
+        return 0.0
+    if notify is not None:
+        notify(COMPILE_NOTICE)
+    t0 = time.perf_counter()
+    with _compile_lock():
+        if compiling():   # not compiled by another process while this one waited for the lock
+            warm_up()
+    seconds = time.perf_counter() - t0
+    if watch is not None:
+        watch.seconds += seconds
+    if notify is not None:
+        notify(compiled_line(seconds))
+    return seconds
+
+
+@contextlib.contextmanager
+def _compile_lock() -> Iterator[None]:
+    """Hold an exclusive lock on a file in numba's cache folder for the block (no lock where that file
+    cannot be opened, or without ``fcntl``): processes started together compile the kernel once."""
+    from .continuous_kernel import simulate
+
+    try:
+        import fcntl
+
+        folder = simulate._cache.cache_path
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    except Exception:  # noqa: BLE001 - no cache folder to share (NullCache, read-only, another OS)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # releases the lock
 
 
 def _not_before(times: np.ndarray, floor: np.ndarray, tick_s: float) -> np.ndarray:

@@ -25,6 +25,7 @@ from .errors import StoreError
 from .paths import data_home
 
 UPLOADS = "uploads"
+COMPILING = "Compiling the continuous engine (once after an install, usually 20-60 s)…"
 Report = Callable[[float, str, list], None]  # (fraction done, phase, run hashes)
 
 
@@ -105,8 +106,10 @@ def _members(plan: dict) -> list[tuple[SimConfig, WorkloadSpec, bool]]:
 
 def run_runs(plan: dict, store, sweep_id: int | None, report: Report) -> list[dict]:
     """Compute and store every member (served from the store when it holds it); one outcome per
-    member: hash, mode, whether the store served it, seconds, when it was computed."""
+    member: hash, mode, whether the store served it, seconds (a compile of the continuous engine left
+    out: ``compile_s``, while it compiles the phase says :data:`COMPILING`), when it was computed."""
     from batchlab.calibration import resolve_grid
+    from batchlab.core.continuous_engine import COMPILE_NOTICE, compile_watch
     from batchlab.core.identity import run_identity
     from batchlab.core.latency import build_latency_model
     from batchlab.workloads import build_workload, load_trace_bytes
@@ -130,14 +133,20 @@ def run_runs(plan: dict, store, sweep_id: int | None, report: Report) -> list[di
             phase = f"Saving {mode} to the store…" if frac >= 1.0 else f"Simulating {mode}… {frac:.0%}"
             report((i + frac) / n, phase + (f" (run {i + 1} of {n})" if n > 1 else ""), hashes)
 
+        def on_compile(text: str, i=i) -> None:
+            if text == COMPILE_NOTICE:
+                report(i / n, COMPILING, hashes)
+
         step(0.0)
         t0 = time.perf_counter()
-        run, cached = store.get_or_run(cfg, workload, grid=grid, progress=step, sweep_id=sweep_id)
+        with compile_watch(on_compile) as watch:
+            run, cached = store.get_or_run(cfg, workload, grid=grid, progress=step, sweep_id=sweep_id)
         if run.status != "done":
             raise StoreError(f"run {run.hash[:12]} of {cfg.mode} is {run.status}: {run.error or 'no result'}")
         created = run.created_at.isoformat() if run.created_at is not None else None
         outcomes.append({"hash": run.hash, "mode": cfg.mode, "cached": bool(cached),
-                         "seconds": time.perf_counter() - t0, "created_at": created})
+                         "seconds": time.perf_counter() - t0 - watch.seconds, "compile_s": watch.seconds,
+                         "created_at": created})
     report(1.0, "Done", hashes)
     return outcomes
 

@@ -512,9 +512,10 @@ def _warm() -> None:
     this process's environment names (most orders name it too)."""
     import batchlab.core.simulation  # noqa: F401 (imported for what it loads)
     import batchlab.workloads.build  # noqa: F401
-    from batchlab.core.continuous_engine import warm_up
+    from batchlab.core.continuous_engine import ensure_compiled, warm_up
 
-    warm_up()
+    ensure_compiled()  # waits for a compile another process (the app's launch) has under way
+    warm_up()          # loads it
     try:
         _store(_store_url(None)).get_sweep(1)
     except StoreError:

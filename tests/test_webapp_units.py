@@ -448,7 +448,7 @@ def test_launch_runs_streamlit_with_the_store_url_and_warms_the_engine_beside_it
     monkeypatch.setattr(launch, "serve", fake_call)
     monkeypatch.setattr(launch.subprocess, "Popen", fake_popen)
     assert launch.launch(host="0.0.0.0", port=9999, db_url="sqlite:////tmp/x.db", expose=True, echo=lambda _: None) == 0
-    assert "warm_up()" in seen["warm"][-1] and seen["warm_env"]["BATCHLAB_DB_URL"] == "sqlite:////tmp/x.db"
+    assert "ensure_compiled(" in seen["warm"][-1] and seen["warm_env"]["BATCHLAB_DB_URL"] == "sqlite:////tmp/x.db"
     cmd = seen["cmd"]
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("webapp/app.py")
     joined = " ".join(cmd)

@@ -5,8 +5,9 @@ this machine, with no login, so it takes ``expose=True`` (``batchlab app --expos
 :func:`preflight` says what that exposes before anything is served. Dask clusters offered to
 the pages are the operator's (``--cluster NAME=ADDRESS``, :mod:`webapp.clusters`).
 
-Beside it, a short-lived process compiles the continuous engine (or loads it from numba's cache),
-so the first continuous run a user starts does not wait for the compiler.
+Beside it, a short-lived process compiles the continuous engine when numba's cache holds none,
+saying so on stderr, so the first continuous run a user starts does not wait for the compiler (a
+runner that needs it meanwhile waits for that compile, and its page says it compiles).
 
 Stopping: SIGTERM, SIGINT and SIGHUP sent to this process are passed on to streamlit, which runs in
 its own process group (so a terminal's Ctrl-C reaches it once, through here); it then has
@@ -31,7 +32,8 @@ from batchlab.core.sweep import SweepError
 from . import clusters as cluster_config
 
 APP = Path(__file__).resolve().parent / "app.py"
-WARM_UP = [sys.executable, "-c", "from batchlab.core.continuous_engine import warm_up; warm_up()"]
+WARM_UP = [sys.executable, "-c", "import sys; from batchlab.core.continuous_engine import ensure_compiled; "
+           "ensure_compiled(lambda text: print('batchlab app:', text, file=sys.stderr, flush=True))"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOP_GRACE_S = 10.0
 
@@ -116,7 +118,7 @@ def launch(host: str = "127.0.0.1", port: int = 8501, db_url: str | None = None,
     env[cluster_config.ENV] = cluster_config.to_env(clusters)
     env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
     subprocess.Popen(WARM_UP, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+                     cwd=Path(__file__).resolve().parents[1])  # its notice (if it compiles) goes to our stderr
     return serve(command(host, port, headless), env)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import streamlit as st
 
 from batchlab.core.config import ConfigError
-from batchlab.store.job_runs import runs_plan, upload_ref
+from batchlab.store.job_runs import COMPILING, runs_plan, upload_ref
 from batchlab.workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
 
 from . import fmt, forms, guard, jobs, services, state, views
@@ -25,6 +25,7 @@ OUTCOMES = "_outcomes"
 UPLOAD = "_upload"  # the last valid trace upload of this session
 CONTEXT = {"run": "Could not run the simulation", "compare": "Could not run the comparison"}
 POLL_S = 0.1  # how often a page reads a running job's progress
+_compiled: list[bool] = []  # [True] once this server found the continuous engine compiled on disk
 
 
 def apply_url(page: str, params: Mapping, refs: list[str]) -> None:
@@ -175,12 +176,34 @@ def wait(job_id: int, message: str | None = None, key: str = "job") -> dict:
             jobs.cancel(job_id)
     row = jobs.get(job_id)
     while row is not None and jobs.live(row.params):
-        bar.progress(*jobs.progress_of(row.params))
+        bar.progress(*progress_of(row.params))
         time.sleep(POLL_S)
         row = jobs.get(job_id)
     holder.empty()
     return row.params if row is not None else {"status": "failed", "error": "the job was deleted",
                                                 "user_error": True}
+
+
+def progress_of(params: dict) -> tuple[float, str]:
+    """(fraction done, text) of a job (:func:`webapp.jobs.progress_of`); a job not started yet while the
+    continuous engine is not compiled on this machine waits for its runner to compile it, and says so."""
+    frac, text = jobs.progress_of(params)
+    if params.get("status", "new") in ("new", "starting") and not params.get("progress") and engine_compiling():
+        return frac, COMPILING
+    return frac, text
+
+
+def engine_compiling() -> bool:
+    """Whether the continuous engine still needs compiling on this machine (numba's disk cache, read by
+    :func:`core.continuous_engine.compiling`; once compiled, it is not read again)."""
+    if _compiled:
+        return False
+    from batchlab.core.continuous_engine import compiling
+
+    if compiling():
+        return True
+    _compiled.append(True)
+    return False
 
 
 def follow(page: str, job_id: int | None) -> list[str] | None:
@@ -204,7 +227,8 @@ def follow(page: str, job_id: int | None) -> list[str] | None:
     if status != "done":
         _not_done(page, job_id, status, params)
         return None
-    outcomes = [services.Outcome(o["hash"], o["mode"], o["cached"], o["seconds"], _when(o.get("created_at")))
+    outcomes = [services.Outcome(o["hash"], o["mode"], o["cached"], o["seconds"], _when(o.get("created_at")),
+                                 o.get("compile_s", 0.0))
                 for o in (params.get("result") or {}).get("outcomes", [])]
     notes = st.session_state.setdefault(OUTCOMES, {})
     for o in outcomes:
@@ -264,15 +288,21 @@ def note_for(hashes: list[str]) -> str | None:
         if o.cached:
             return (f"Served from the store: this exact run was computed on {views.when(o.created_at)}; "
                     f"not recomputed (loaded in {fmt.seconds(o.seconds)}).")
-        return f"Simulated in {fmt.seconds(o.seconds)} and saved to the store."
+        return f"Simulated in {fmt.seconds(o.seconds)}{_compile_part(known)} and saved to the store."
     cached = [o for o in known if o.cached]
     fresh = [o for o in known if not o.cached]
     parts = []
     if fresh:
-        parts.append(f"{len(fresh)} simulated ({fmt.seconds(sum(o.seconds for o in fresh))})")
+        parts.append(f"{len(fresh)} simulated ({fmt.seconds(sum(o.seconds for o in fresh))}{_compile_part(fresh)})")
     if cached:
         parts.append(f"{len(cached)} served from the store, not recomputed ({', '.join(o.mode for o in cached)})")
     return f"{len(known)} runs: " + "; ".join(parts) + "."
+
+
+def _compile_part(outcomes: list) -> str:
+    """", plus N s compiling the continuous engine" when these runs compiled it first ("" otherwise)."""
+    seconds = sum(o.compile_s for o in outcomes)
+    return f", plus {fmt.seconds(seconds)} compiling the continuous engine (once after an install)" if seconds else ""
 
 
 def stored_run_picker(limit: int = 300) -> list[str]:

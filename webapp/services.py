@@ -129,13 +129,15 @@ def make_workload(spec: WorkloadSpec, upload: Upload | None = None):
 # -------------------------------------------------------------------- runs --
 @dataclass
 class Outcome:
-    """One finished (or stored) run: its hash, whether the store served it, seconds it took here."""
+    """One finished (or stored) run: its hash, whether the store served it, seconds it took here (and,
+    apart, seconds it spent compiling the continuous engine first)."""
 
     hash: str
     mode: str
     cached: bool
     seconds: float
     created_at: Any = None
+    compile_s: float = 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
