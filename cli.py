@@ -393,20 +393,27 @@ def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):
 def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None, grid=None):
     """(workload, summary, source, run_id): through the store unless it is None (--no-store)."""
     from batchlab.core import simulate
-    from batchlab.core.continuous_engine import compile_watch
+    from batchlab.core.config import CONTINUOUS_MODES
+    from batchlab.core.continuous_engine import announce_if_uncompiled, compile_watch
     from batchlab.workloads import build_workload
 
-    workload = workload or build_workload(spec)
-    bar = _Progress(label)
-    try:
-        with compile_watch(_compile_echo):  # a first continuous run says it compiles the engine, first
+    with compile_watch(_compile_echo) as watch:  # a first continuous run says it compiles the engine, first
+        if cfg.mode in CONTINUOUS_MODES:
+            announce_if_uncompiled(watch)  # at once: the workload and numba take a second to load
+        workload = workload or build_workload(spec)
+        bar = _Progress(label)
+        try:
             if store is None:
                 result = simulate(cfg, workload, grid=grid, progress=bar)
-                return workload, result.summary, "simulated", None
-            run, hit = store.get_or_run(cfg, workload, grid=grid, progress=bar)
-            return workload, run.summary, "store" if hit else "simulated", run.id
-    finally:
-        bar.close()
+                out = workload, result.summary, "simulated", None
+            else:
+                run, hit = store.get_or_run(cfg, workload, grid=grid, progress=bar)
+                out = workload, run.summary, "store" if hit else "simulated", run.id
+        finally:
+            bar.close()
+    if watch.announced and not watch.seconds:  # served from the store, or a compiled form found elsewhere
+        _compile_echo("no compile was needed after all")
+    return out
 
 
 def _source_text(source: str, run_id: int | None) -> str:

@@ -78,6 +78,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -169,10 +170,12 @@ def warm_up() -> None:
 
 @dataclass
 class CompileWatch:
-    """Who hears of a compile of the kernel (``notify``, :func:`ensure_compiled`) and the seconds spent compiling."""
+    """Who hears of a compile of the kernel (``notify``, :func:`ensure_compiled`) and the seconds spent
+    compiling; ``announced``: the notice was given already (:func:`announce_if_uncompiled`)."""
 
     notify: Callable[[str], None] | None = None
     seconds: float = 0.0
+    announced: bool = False
 
 
 _watch: ContextVar[CompileWatch | None] = ContextVar("batchlab_compile_watch", default=None)
@@ -211,6 +214,27 @@ def _cached(dispatcher) -> bool:
         return False   # changed: say it compiles (at worst a notice for a load of a second)
 
 
+def never_compiled() -> bool:
+    """True when no disk cache of the kernel exists where numba keeps it for these sources (next to
+    them, or its user-wide folder when they are read-only): a fresh install. Decided from file names
+    alone, without importing numba (about a second), so a command can say it compiles at once."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return False          # numba's own layout there: left to :func:`compiling`
+    pattern = "continuous_kernel.simulate-*.nbi"
+    if any((Path(__file__).parent / "__pycache__").glob(pattern)):
+        return False
+    user_wide = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numba"
+    return not (user_wide.is_dir() and any(user_wide.rglob(pattern)))
+
+
+def announce_if_uncompiled(watch: CompileWatch) -> None:
+    """Give ``watch`` the compile notice now if the kernel was never compiled here (:func:`never_compiled`);
+    the compile itself then reports only when it is done."""
+    if watch.notify is not None and not watch.announced and never_compiled():
+        watch.notify(COMPILE_NOTICE)
+        watch.announced = True
+
+
 def compiled_line(seconds: float) -> str:
     return f"compiled the continuous engine in {seconds:.0f} s"
 
@@ -225,7 +249,7 @@ def ensure_compiled(notify: Callable[[str], None] | None = None) -> float:
     notify = notify if notify is not None else (watch.notify if watch is not None else None)
     if not compiling():
         return 0.0
-    if notify is not None:
+    if notify is not None and not (watch is not None and watch.announced and notify is watch.notify):
         notify(COMPILE_NOTICE)
     t0 = time.perf_counter()
     with _compile_lock():

@@ -187,3 +187,65 @@ def test_the_result_note_counts_the_compile_apart():
     assert pageutil._compile_part([Outcome("h", "continuous_static", False, 2.0)]) == ""
     text = pageutil._compile_part([Outcome("h", "continuous_static", False, 2.0, None, 41.0)])
     assert text.startswith(", plus ") and "compiling the continuous engine" in text
+
+
+# ------------------------------------------------ a fresh install, at once --
+def test_never_compiled_reads_file_names_only(tmp_path, monkeypatch):
+    """No index of the kernel next to the sources nor in numba's user-wide folder: a fresh install."""
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    sources = tmp_path / "core"
+    (sources / "__pycache__").mkdir(parents=True)
+    monkeypatch.setattr(ce, "__file__", str(sources / "continuous_engine.py"))
+    assert ce.never_compiled()
+    user_wide = tmp_path / "xdg" / "numba" / "somewhere"
+    user_wide.mkdir(parents=True)
+    (user_wide / "continuous_kernel.simulate-140.py311.nbi").write_bytes(b"")
+    assert not ce.never_compiled()                      # numba's fallback folder holds one
+    (user_wide / "continuous_kernel.simulate-140.py311.nbi").unlink()
+    (sources / "__pycache__" / "continuous_kernel.simulate-140.py311.nbi").write_bytes(b"")
+    assert not ce.never_compiled()                      # next to the sources
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert not ce.never_compiled()                      # numba's own layout: left to compiling()
+
+
+def test_a_fresh_install_says_it_compiles_before_the_workload_is_built(force_compile, monkeypatch, capsys):
+    """The notice comes before anything slow (the workload, numba's import), and only once."""
+    import batchlab.workloads as workloads
+    from batchlab.cli import cli
+
+    monkeypatch.setattr(ce, "never_compiled", lambda: True)
+    build = workloads.build_workload
+    at_build = []
+
+    def watched(spec):
+        at_build.append(capsys.readouterr().err)
+        return build(spec)
+
+    monkeypatch.setattr(workloads, "build_workload", watched)
+    with pytest.raises(SystemExit) as end:
+        cli(["run", "--mode", "continuous_static", "--num-requests", "50", "--no-store"], prog_name="batchlab")
+    assert end.value.code == 0
+    assert ce.COMPILE_NOTICE in at_build[0]
+    rest = capsys.readouterr().err
+    assert ce.COMPILE_NOTICE not in rest and "compiled the continuous engine in" in rest
+
+
+def test_an_early_notice_with_nothing_to_compile_says_so(monkeypatch, capsys):
+    from batchlab.cli import cli
+
+    monkeypatch.setattr(ce, "never_compiled", lambda: True)
+    monkeypatch.setattr(ce, "compiling", lambda: False)
+    with pytest.raises(SystemExit):
+        cli(["run", "--mode", "continuous_static", "--num-requests", "50", "--no-store"], prog_name="batchlab")
+    err = capsys.readouterr().err
+    assert err.index(ce.COMPILE_NOTICE) < err.index("no compile was needed after all")
+
+
+def test_a_batch_mode_run_gives_no_early_notice(monkeypatch, capsys):
+    from batchlab.cli import cli
+
+    monkeypatch.setattr(ce, "never_compiled", lambda: True)
+    with pytest.raises(SystemExit):
+        cli(["run", "--mode", "static_fifo", "--num-requests", "50", "--no-store"], prog_name="batchlab")
+    assert ce.COMPILE_NOTICE not in capsys.readouterr().err
