@@ -653,7 +653,7 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
     _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, joiners, branch)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _complete(s, rq, w, g, gl, gi):
     """Requests whose last token came at the end of iteration T-1 leave GPU ``gi`` (record ``g``)."""
     r, E, B, H = rq.r, g.T, s.B, gl.H[gi]
@@ -678,7 +678,7 @@ def _complete(s, rq, w, g, gl, gi):
         w.c[DONE_] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _update_controllers(s, qs, w, g, gl, gi):
     """Algorithms 1 and 2, once a window of iterations has passed while requests wait; the span's
     branch code."""
@@ -698,7 +698,7 @@ def _update_controllers(s, qs, w, g, gl, gi):
     return branch
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _make_room(s, rq, qs, w, g, gl, gi):
     """This iteration's decode growth must fit: preempt (:func:`_victim`) until it does.
     Returns (blocks the growth takes, requests preempted)."""
@@ -744,7 +744,7 @@ def _victim(s, r, stack, gi):
     return stack.pop(best)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _continue_prefills(s, pref, joiners):
     """Chunks of admitted prompts, oldest first, within the chunk budget; requests whose prefill ends
     in this iteration join ``joiners``. Returns (budget left, sequences prefilled, their tokens)."""
@@ -772,7 +772,7 @@ def _continue_prefills(s, pref, joiners):
     return budget, seqs, tok
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners):
     """Admissions from the queues (the bin policy picks the queue, the queue policy its head) under the
     caps and the blocks free after this iteration's growth (``need``) and the watermark.
@@ -825,7 +825,7 @@ def _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners):
     return running, budget, seqs, tok
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, joiners, branch):
     """The next span of GPU ``gi``: its first iteration (this iteration's prefill plus one decode step),
     then decode iterations until the next event on this GPU; its end goes on the event heap."""
