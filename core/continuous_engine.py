@@ -210,8 +210,29 @@ def _cached(dispatcher) -> bool:
         cache = dispatcher._cache
         codegen = dispatcher.targetctx.codegen()
         return any(cache._index_key(key[0], codegen) == key for key in cache._cache_file._load_index())
+    except ModuleNotFoundError:   # an index written under the old top-level names (core.*), before
+        drop_stale_indexes(dispatcher._cache.cache_path)   # batchlab.core: numba would fail on it
+        return False
     except Exception:  # noqa: BLE001 - no cache (NullCache), an unreadable index, or numba's internals
         return False   # changed: say it compiles (at worst a notice for a load of a second)
+
+
+KERNEL_MODULES = ("continuous_kernel", "latency_kernel")   # the modules whose functions numba caches
+
+
+def drop_stale_indexes(folder: str) -> int:
+    """Remove the kernels' cache files (index and data) from numba's cache ``folder``: an index that
+    names modules this install no longer has makes numba fail instead of compiling. Returns how many
+    files went."""
+    gone = 0
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        if name.split(".")[0] in KERNEL_MODULES and name.endswith((".nbi", ".nbc")):
+            try:
+                os.remove(os.path.join(folder, name))
+                gone += 1
+            except OSError:
+                pass   # another process removed it, or the folder is read-only: numba then fails as before
+    return gone
 
 
 def never_compiled() -> bool:

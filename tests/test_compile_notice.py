@@ -249,3 +249,38 @@ def test_a_batch_mode_run_gives_no_early_notice(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli(["run", "--mode", "static_fifo", "--num-requests", "50", "--no-store"], prog_name="batchlab")
     assert ce.COMPILE_NOTICE not in capsys.readouterr().err
+
+
+# ------------------------------------------- a cache from before the namespace --
+def test_stale_kernel_indexes_are_dropped_and_nothing_else(tmp_path):
+    for name in ("continuous_kernel.simulate-140.py311.nbi", "continuous_kernel.simulate-140.py311.1.nbc",
+                 "latency_kernel.decode_time-220.py311.nbi", "metrics.summary-10.py311.nbi", "compile.lock"):
+        (tmp_path / name).write_bytes(b"")
+    assert ce.drop_stale_indexes(str(tmp_path)) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compile.lock", "metrics.summary-10.py311.nbi"]
+    assert ce.drop_stale_indexes(str(tmp_path / "missing")) == 0
+
+
+def test_an_index_naming_modules_gone_reads_as_needing_a_compile_and_is_dropped(monkeypatch):
+    """A checkout upgraded in place keeps numba's index of the old names (core.*): unpickling it raises
+    ModuleNotFoundError, which numba would let through instead of compiling."""
+    dropped = []
+
+    class Stale:
+        cache_path = "/nonexistent/numba-cache"
+
+        class _cache_file:
+            @staticmethod
+            def _load_index():
+                raise ModuleNotFoundError("No module named 'core'")
+
+        def _index_key(self, *args):
+            raise AssertionError("no key is compared when the index cannot be read")
+
+    class Dispatcher:
+        _cache = Stale()
+        targetctx = type("Ctx", (), {"codegen": staticmethod(lambda: None)})()
+
+    monkeypatch.setattr(ce, "drop_stale_indexes", dropped.append)
+    assert ce._cached(Dispatcher()) is False
+    assert dropped == ["/nonexistent/numba-cache"]
