@@ -217,6 +217,19 @@ def _cached(dispatcher) -> bool:
         return False   # changed: say it compiles (at worst a notice for a load of a second)
 
 
+def _compile_afresh_if_stale() -> None:
+    """:func:`warm_up`; where numba's cache holds indexes that name modules gone (a checkout upgraded in
+    place from the old top-level names), drop them and compile afresh."""
+    try:
+        warm_up()
+    except ModuleNotFoundError:
+        from .continuous_kernel import simulate
+
+        if not drop_stale_indexes(simulate._cache.cache_path):
+            raise
+        warm_up()
+
+
 KERNEL_MODULES = ("continuous_kernel", "latency_kernel")   # the modules whose functions numba caches
 
 
@@ -275,7 +288,7 @@ def ensure_compiled(notify: Callable[[str], None] | None = None) -> float:
     t0 = time.perf_counter()
     with _compile_lock():
         if compiling():   # not compiled by another process while this one waited for the lock
-            warm_up()
+            _compile_afresh_if_stale()
     seconds = time.perf_counter() - t0
     if watch is not None:
         watch.seconds += seconds

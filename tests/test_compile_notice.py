@@ -284,3 +284,23 @@ def test_an_index_naming_modules_gone_reads_as_needing_a_compile_and_is_dropped(
     monkeypatch.setattr(ce, "drop_stale_indexes", dropped.append)
     assert ce._cached(Dispatcher()) is False
     assert dropped == ["/nonexistent/numba-cache"]
+
+
+@pytest.mark.parametrize("dropped, ends", [(3, "compiled"), (0, "raised")])
+def test_a_compile_that_meets_a_stale_index_drops_the_indexes_and_compiles_afresh(monkeypatch, dropped, ends):
+    calls = []
+
+    def warm_up():
+        calls.append("warm_up")
+        if len(calls) == 1:
+            raise ModuleNotFoundError("No module named 'core'")
+
+    monkeypatch.setattr(ce, "warm_up", warm_up)
+    monkeypatch.setattr(ce, "drop_stale_indexes", lambda folder: dropped)
+    if ends == "raised":   # nothing stale to drop: the error is not ours to hide
+        with pytest.raises(ModuleNotFoundError):
+            ce._compile_afresh_if_stale()
+        assert calls == ["warm_up"]
+    else:
+        ce._compile_afresh_if_stale()
+        assert calls == ["warm_up", "warm_up"]
