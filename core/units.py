@@ -17,16 +17,22 @@ def missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def seconds(v) -> str:
-    """A duration: ``850 µs``, ``31.2 ms``, ``4.56 s``, ``1,234 s``."""
+def _no_scale(v) -> str | None:
+    """How a duration with no unit to pick reads (missing, infinite, zero); None for any other."""
     if missing(v):
         return DASH
     v = float(v)
     if math.isinf(v):
         return "∞ s"
+    return "0 s" if v == 0 else None
+
+
+def seconds(v) -> str:
+    """A duration: ``850 µs``, ``31.2 ms``, ``4.56 s``, ``1,234 s``."""
+    if (text := _no_scale(v)) is not None:
+        return text
+    v = float(v)
     a = abs(v)
-    if a == 0:
-        return "0 s"
     if a < 1e-3:
         return f"{v * 1e6:.0f} µs"
     if a < 1:
@@ -92,14 +98,10 @@ def compact_rate(v, unit: str = "req", digits: int = 3) -> str:
 def compact_seconds(v, digits: int = 3) -> str:
     """A duration in the unit that keeps it short: ``850 µs``, ``31.2 ms``, ``4.57 s``, ``95.2 s``,
     ``1,234 s``, ``3.47 h``."""
-    if missing(v):
-        return DASH
+    if (text := _no_scale(v)) is not None:
+        return text
     v = float(v)
-    if math.isinf(v):
-        return "∞ s"
     a = abs(v)
-    if a == 0:
-        return "0 s"
     if a < 1e-3:
         return sig(v * 1e6, "µs", digits)
     if a < 1:
