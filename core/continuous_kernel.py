@@ -45,13 +45,18 @@ LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it sta
                 ("branch", np.int64),                             # Algorithm 2's branch at its start
                 ("preempted", np.int64)])                         # requests preempted at its start
 
-# the run's settings (plain numbers and flags)
-Settings = namedtuple("Settings", "n k gpus B K watermark chunk policy window batch_size dynamic adaptive "
-                                  "memory_control b_max b_min d_sla sla_eps alpha delta eta margin "
-                                  "mem_factor theta stats_window b_start orders")
-# Both scheduling policies in one field, orders = preempt * len(QUEUE_POLICIES) + queue (read with
-# _preempt_policy and _queue_policy): numba compiles the kernel about twice as slow under light
-# load once Settings has more than 26 fields (measured: 27 fields, 0.90 s against 0.40 s).
+# the run's settings (plain numbers and flags), one record: compiled code reaches it by one pointer,
+# however many fields it has (a tuple would be passed field by field to every function)
+SETTINGS = np.dtype([
+    ("n", np.int64), ("k", np.int64), ("gpus", np.int64),      # requests, queues (bins), GPUs
+    ("B", np.int64), ("K", np.int64),                          # block size (tokens), KV blocks per GPU
+    ("watermark", np.int64), ("chunk", np.int64),              # blocks kept free by admissions; chunk budget
+    ("policy", np.int64), ("window", np.int64),                # bin policy (POLICIES); controller window
+    ("batch_size", np.int64), ("dynamic", np.bool_), ("adaptive", np.bool_), ("memory_control", np.bool_),
+    ("b_max", np.int64), ("b_min", np.int64), ("d_sla", np.float64), ("sla_eps", np.float64),
+    ("alpha", np.int64), ("delta", np.int64), ("eta", np.int64), ("margin", np.int64),
+    ("mem_factor", np.float64), ("theta", np.float64), ("stats_window", np.int64), ("b_start", np.int64),
+    ("preempt", np.int64), ("queue", np.int64)], align=True)   # the policies (PREEMPT_POLICIES, QUEUE_POLICIES)
 # one record per request, by queue position (inputs, then state: see core.continuous_engine)
 REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.float64), ("q_bin", np.int64),
                     ("state", np.int64), ("start", np.float64), ("first", np.float64), ("finish", np.float64),
@@ -93,24 +98,25 @@ GPU = np.dtype([
 GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d await_gap")
 
 
-def settings(cfg, n: int, eta: int, theta: float) -> Settings:
-    """The kernel's settings for ``cfg`` (``theta``: Algorithm 1's CLT quantile)."""
+def settings(cfg, n: int, eta: int, theta: float) -> np.record:
+    """The kernel's settings for ``cfg`` (``theta``: Algorithm 1's CLT quantile), a :data:`SETTINGS` record."""
     adaptive = cfg.dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
     K = eta // cfg.block_size
-    return Settings(
-        n=int(n), k=int(cfg.bins), gpus=int(cfg.gpus), B=int(cfg.block_size), K=int(K),
-        watermark=int(math.ceil(cfg.kv_watermark * K)),
-        chunk=int(cfg.chunk_size) if cfg.chunk_size is not None else BIG,
-        policy=POLICIES.index(cfg.bin_policy), window=int(cfg.sla_window), batch_size=int(cfg.batch_size),
-        dynamic=bool(cfg.dynamic), adaptive=bool(adaptive), memory_control=bool(cfg.memory_control),
-        b_max=int(cfg.b_max), b_min=int(cfg.b_min),
-        d_sla=float(cfg.d_sla_tbt) if cfg.d_sla_tbt is not None else 0.0, sla_eps=float(cfg.sla_eps),
-        alpha=int(cfg.sla_alpha), delta=int(cfg.sla_delta), eta=int(eta), margin=MARGINS.index(cfg.mem_margin),
-        mem_factor=float(cfg.mem_factor), theta=float(theta), stats_window=int(cfg.stats_window),
-        b_start=int(min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive
-                    else (cfg.b_max if cfg.dynamic else cfg.batch_size)),
-        orders=PREEMPT_POLICIES.index(cfg.preempt_policy) * len(QUEUE_POLICIES)
-        + QUEUE_POLICIES.index(cfg.queue_policy))
+    s = np.zeros(1, SETTINGS).view(np.recarray)[0]
+    s.n, s.k, s.gpus, s.B, s.K = n, cfg.bins, cfg.gpus, cfg.block_size, K
+    s.watermark = math.ceil(cfg.kv_watermark * K)
+    s.chunk = cfg.chunk_size if cfg.chunk_size is not None else BIG
+    s.policy, s.window, s.batch_size = POLICIES.index(cfg.bin_policy), cfg.sla_window, cfg.batch_size
+    s.dynamic, s.adaptive, s.memory_control = cfg.dynamic, adaptive, cfg.memory_control
+    s.b_max, s.b_min = cfg.b_max, cfg.b_min
+    s.d_sla = cfg.d_sla_tbt if cfg.d_sla_tbt is not None else 0.0
+    s.sla_eps, s.alpha, s.delta, s.eta = cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, eta
+    s.margin, s.mem_factor, s.theta = MARGINS.index(cfg.mem_margin), cfg.mem_factor, theta
+    s.stats_window = cfg.stats_window
+    s.b_start = (min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive
+                 else (cfg.b_max if cfg.dynamic else cfg.batch_size))
+    s.preempt, s.queue = PREEMPT_POLICIES.index(cfg.preempt_policy), QUEUE_POLICIES.index(cfg.queue_policy)
+    return s
 
 
 def request_records(prompt, output, q_arrival, q_bin, priority) -> np.ndarray:
@@ -123,7 +129,7 @@ def request_records(prompt, output, q_arrival, q_bin, priority) -> np.ndarray:
     return r
 
 
-def gpu_records(s: Settings) -> np.ndarray:
+def gpu_records(s: np.record) -> np.ndarray:
     """The GPU records before the run."""
     g = np.zeros(s.gpus, dtype=GPU)
     g["b_sla"] = g["bmem"] = s.b_start
@@ -141,18 +147,6 @@ def tick(t):
     if not x < BIG:
         raise OverflowError("simulated time beyond the continuous engine's clock")
     return int(x)
-
-
-@njit(cache=True)
-def _preempt_policy(s):
-    """The index in PREEMPT_POLICIES of the run's preemption policy."""
-    return s.orders // len(QUEUE_POLICIES)
-
-
-@njit(cache=True)
-def _queue_policy(s):
-    """The index in QUEUE_POLICIES of the run's queue policy."""
-    return s.orders % len(QUEUE_POLICIES)
 
 
 @njit(cache=True)
@@ -187,7 +181,7 @@ def simulate(s, arrival, bins, r, gs, off, sums, L, progress):
     w = World(np.zeros(8, np.int64), np.zeros(1), heap, list(range(G)), log)
     gl = _gpu_lists(s)
     # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
-    lazy = s.k == 1 and _queue_policy(s) == ARRIVAL_ORDER
+    lazy = s.k == 1 and s.queue == ARRIVAL_ORDER
     c = w.c
     while c[DONE_] < n:
         top = w.heap[0][0] if len(w.heap) else BIG
@@ -256,7 +250,7 @@ def _advance(s, rq, qs, w, at):
     if g >= s.n or rq.arr_k[g] > at:
         return
     new_g = bisect_right(rq.arr_k, g, s.n, at)
-    if _queue_policy(s) != ARRIVAL_ORDER:      # each arrival takes its place in its queue's heap
+    if s.queue != ARRIVAL_ORDER:      # each arrival takes its place in its queue's heap
         for i in range(g, new_g):
             q = rq.bins[i]
             p = qs.arrived[q]
@@ -276,7 +270,7 @@ def _queue_key(s, r, p):
     """The queue policy: waiting requests are admitted by ascending (key, queue position), the position
     being arrival order within a queue. fcfs: arrival order (preempted requests, which arrived before
     any request not yet admitted, come first); priority (vLLM's): smallest priority value first."""
-    if _queue_policy(s) == PRIORITY_ORDER:
+    if s.queue == PRIORITY_ORDER:
         return r[p].prio
     return 0
 
@@ -286,7 +280,7 @@ def _opens_queue(s, rq, qs, w, at):
     """Whether some request arriving at clock tick ``at`` would be its queue's head: it comes to a
     queue with nobody waiting, or ahead of the head in the queue order."""
     g = w.c[NEXT_]
-    in_order = _queue_policy(s) == ARRIVAL_ORDER   # then an arrival queues behind any head
+    in_order = s.queue == ARRIVAL_ORDER   # then an arrival queues behind any head
     nxt = qs.arrived if in_order else qs.arrived.copy()   # the queue position of each queue's next arrival
     for i in range(g, bisect_right(rq.arr_k, g, s.n, at)):
         q = rq.bins[i]
@@ -311,10 +305,11 @@ def _queue_head(qs, q):
 
 
 @njit(cache=True)
-def _choose(s, rq, qs, w):
-    """(queue, request) the bin policy admits next among queues not blocked, or (-1, NONE)."""
+def _choose(s, r, qs, rr):
+    """(queue, request) the bin policy admits next among queues not blocked, or (-1, NONE) (``rr``: the
+    round-robin policy's next queue)."""
     best_q, best_p, best_key = -1, NONE, 0.0
-    rr, k = w.c[RR_], s.k
+    k = s.k
     for q in range(k):
         if qs.blocked[q]:
             continue
@@ -328,7 +323,7 @@ def _choose(s, rq, qs, w):
         if s.policy == SHORT_FIRST:
             return q, p
         if s.policy == FCFS:
-            key = rq.r[p].q_arr
+            key = r[p].q_arr
         elif s.policy == LONGEST:
             key = float(qs.head[q] - qs.arrived[q] - len(fq))
         else:
@@ -339,13 +334,13 @@ def _choose(s, rq, qs, w):
 
 
 @njit(cache=True)
-def _take(qs, w, q, p):
+def _take(qs, c, q, p):
     fq = qs.front[q]
     if len(fq) and fq[0][1] == p:
         heapq.heappop(fq)
     else:
         qs.head[q] += 1
-    w.c[WAITING_] -= 1
+    c[WAITING_] -= 1
 
 
 # ------------------------------------------------------------ the controllers
@@ -649,31 +644,40 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
 def _boundary(s, rq, qs, w, gs, gl, L, gi):
     """Between iterations: completions, the controllers, preemptions, prefill chunks, admissions; then
     plan the next span (or idle)."""
-    g = gs[gi]
+    # The steps are inlined and take only what they use: each list or array a step is handed
+    # costs a reference count in and out, which with whole tuples took more time than the steps.
+    g, r, c = gs[gi], rq.r, w.c
+    H, comp, pref, bbase = gl.H[gi], gl.comp[gi], gl.pref[gi], gl.bbase[gi]
     g.blocked = NONE
-    _complete(s, rq, w, g, gl, gi)
-    branch = _update_controllers(s, qs, w, g, gl, gi)
-    need, pre = _make_room(s, rq, qs, w, g, gl, gi)
+    _complete(s, r, c, g, H, comp, gl.mono_i[gi], gl.mono_d[gi])
+    branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
+    if s.dynamic and c[WAITING_] > 0 and g.since_it >= s.window:   # the controllers are due
+        branch = _update_controllers(s, qs, g, bbase, len(pref))
+    need, pre = H[g.T % s.B], 0
+    if g.U + need > s.K:
+        need, pre = _make_room(s, rq, qs, w, g, gl, gi, need)
     joiners = [0]
     joiners.pop()
-    budget, seqs, tok = _continue_prefills(s, gl.pref[gi], joiners)
-    running = g.n + len(gl.pref[gi]) + len(joiners)
-    if w.c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
-        running, budget, seqs, tok = _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners)
+    budget, seqs, tok = _continue_prefills(s, pref, joiners)
+    running = g.n + len(pref) + len(joiners)
+    if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
+        running, budget, seqs, tok = _admit(s, r, qs, c, g, bbase, gl.stack[gi], pref, gi, need, running,
+                                            budget, seqs, tok, joiners)
     if running == 0:   # nothing to run: the GPU idles until a request comes
         g.ver += 1
         heapq.heappush(w.idle, gi)
-        _roomy(w.c, g, False)
-        _calm(w.c, g, False)
+        _roomy(c, g, False)
+        _calm(c, g, False)
         return
-    _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, joiners, branch)
+    _plan_span(s, r, c, w.heap, g, H, comp, pref, gl.await_gap[gi], bbase, L, gi, need, pre, running, budget,
+               seqs, tok, joiners, branch)
 
 
 @njit(cache=True, inline="always")
-def _complete(s, rq, w, g, gl, gi):
-    """Requests whose last token came at the end of iteration T-1 leave GPU ``gi`` (record ``g``)."""
-    r, E, B, H = rq.r, g.T, s.B, gl.H[gi]
-    comp = gl.comp[gi]
+def _complete(s, r, c, g, H, comp, mono_i, mono_d):
+    """Requests whose last token came at the end of iteration T-1 leave GPU ``g`` (its decoding requests
+    by block phase ``H``, heap of completions ``comp``, suffix maximum of iteration durations)."""
+    E, B = g.T, s.B
     while len(comp) and comp[0][0] < E:
         _, ver, p = heapq.heappop(comp)
         if ver != r[p].ver or r[p].state != RUNNING:
@@ -685,41 +689,38 @@ def _complete(s, rq, w, g, gl, gi):
         g.ctx -= tokens
         H[(r[p].tdec - prompt - gen) % B] -= 1
         if out > gen:
-            gap = _max_since(gl.mono_i[gi], gl.mono_d[gi], r[p].tdec)
+            gap = _max_since(mono_i, mono_d, r[p].tdec)
             if gap > r[p].gap:
                 r[p].gap = gap
         r[p].steps += out - gen
         r[p].finish = g.t
         r[p].state = DONE
-        w.c[DONE_] += 1
+        c[DONE_] += 1
 
 
-@njit(cache=True, inline="always")
-def _update_controllers(s, qs, w, g, gl, gi):
-    """Algorithms 1 and 2, once a window of iterations has passed while requests wait; the span's
-    branch code."""
-    branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
-    if s.dynamic and w.c[WAITING_] > 0 and g.since_it >= s.window:
-        bbase = gl.bbase[gi]
-        for q in range(s.k):
-            bbase[q] = _memory_cap(s, qs, q) if s.memory_control else s.b_max
-        if s.adaptive and g.since_dec:
-            g.ctl_step = g.since_step / g.since_dec
-            g.ctl_size = g.since_n / g.since_dec
-            g.b_sla, branch = _sla_update(s, g, g.n + len(gl.pref[gi]))
-        elif not s.adaptive:
-            branch = BRANCH_OFF   # an update with Algorithm 2 switched off (or no TBT deadline)
-        g.since_it = g.since_dec = g.since_n = 0
-        g.since_step = 0.0
+@njit(cache=True)
+def _update_controllers(s, qs, g, bbase, prefilling):
+    """Algorithms 1 and 2 (into ``bbase`` and ``g``), due once a window of iterations has passed while
+    requests wait; the span's branch code."""
+    branch = BRANCH_HOLD
+    for q in range(s.k):
+        bbase[q] = _memory_cap(s, qs, q) if s.memory_control else s.b_max
+    if s.adaptive and g.since_dec:
+        g.ctl_step = g.since_step / g.since_dec
+        g.ctl_size = g.since_n / g.since_dec
+        g.b_sla, branch = _sla_update(s, g, g.n + prefilling)
+    elif not s.adaptive:
+        branch = BRANCH_OFF   # an update with Algorithm 2 switched off (or no TBT deadline)
+    g.since_it = g.since_dec = g.since_n = 0
+    g.since_step = 0.0
     return branch
 
 
-@njit(cache=True, inline="always")
-def _make_room(s, rq, qs, w, g, gl, gi):
-    """This iteration's decode growth must fit: preempt (:func:`_victim`) until it does.
+@njit(cache=True)
+def _make_room(s, rq, qs, w, g, gl, gi, need):
+    """This iteration's decode growth (``need`` blocks) must fit: preempt (:func:`_victim`) until it does.
     Returns (blocks the growth takes, requests preempted)."""
     r, E, B = rq.r, g.T, s.B
-    need = gl.H[gi, E % B]
     pre = 0
     pref = gl.pref[gi]
     while g.U + need > s.K:
@@ -741,7 +742,7 @@ def _victim(s, r, stack, gi):
     ``stack`` (its running requests in admission order, with finished ones not yet dropped).
     newest: the latest admitted (vLLM's FCFS recompute victim); priority (vLLM's): the largest
     priority value, then the latest arrival, then the earliest admitted."""
-    if _preempt_policy(s) == NEWEST:
+    if s.preempt == NEWEST:
         while True:
             p = stack.pop()
             if r[p].state == RUNNING and r[p].gpu == gi:
@@ -789,12 +790,12 @@ def _continue_prefills(s, pref, joiners):
 
 
 @njit(cache=True, inline="always")
-def _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners):
-    """Admissions from the queues (the bin policy picks the queue, the queue policy its head) under the
-    caps and the blocks free after this iteration's growth (``need``) and the watermark.
+def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, tok, joiners):
+    """Admissions to GPU ``gi`` from the queues (the bin policy picks the queue, the queue policy its
+    head) under the caps and the blocks free after this iteration's growth (``need``) and the
+    watermark; admitted requests join ``stack`` and, while their prompt is prefilled, ``pref``.
     Returns (running, budget, seqs, tok) updated."""
-    r, B, c = rq.r, s.B, w.c
-    bbase, stack, pref = gl.bbase[gi], gl.stack[gi], gl.pref[gi]
+    B = s.B
     room = s.K - s.watermark - need - g.U      # blocks admissions may take
     single = s.k == 1
     if not single:
@@ -807,7 +808,7 @@ def _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners):
             if p == NONE:
                 break
         else:
-            q, p = _choose(s, rq, qs, w)
+            q, p = _choose(s, r, qs, c[RR_])
             if p == NONE:
                 break
         blocks = ceil_div(r[p].prompt + r[p].gen, B)
@@ -818,7 +819,7 @@ def _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners):
                 break
             qs.blocked[q] = True
             continue
-        _take(qs, w, q, p)
+        _take(qs, c, q, p)
         c[RR_] = q + 1
         room -= blocks
         g.U += blocks
@@ -842,11 +843,12 @@ def _admit(s, rq, qs, w, g, gl, gi, need, running, budget, seqs, tok, joiners):
 
 
 @njit(cache=True, inline="always")
-def _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, joiners, branch):
-    """The next span of GPU ``gi``: its first iteration (this iteration's prefill plus one decode step),
-    then decode iterations until the next event on this GPU; its end goes on the event heap."""
-    r, E, t, B, K, c = rq.r, g.T, g.t, s.B, s.K, w.c
-    H, comp, pref = gl.H[gi], gl.comp[gi], gl.pref[gi]
+def _plan_span(s, r, c, heap, g, H, comp, pref, await_gap, bbase, L, gi, need, pre, running, budget, seqs, tok,
+               joiners, branch):
+    """The next span of GPU ``gi`` (record ``g``): its first iteration (this iteration's prefill plus
+    one decode step), then decode iterations until the next event on this GPU; its end goes on the
+    event ``heap``."""
+    E, t, B, K = g.T, g.t, s.B, s.K
     # ---- the first iteration: prefill of this iteration's prompt tokens plus one decode step
     n, ctx = g.n, g.ctx
     d_dec0 = decode_step_time(L, n, ctx / n) if n else 0.0
@@ -863,7 +865,7 @@ def _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, jo
         if r[p].first != r[p].first:
             r[p].first = first_end
         else:      # re-admitted: its next gap runs from its last token to its next decode step
-            gl.await_gap[gi].append((p, E + 1, first_end - r[p].last))
+            await_gap.append((p, E + 1, first_end - r[p].last))
     U1 = g.U + need
     # ---- the span lasts until the next event on this GPU
     while len(comp) and (comp[0][1] != r[comp[0][2]].ver or r[comp[0][2]].state != RUNNING):
@@ -892,7 +894,6 @@ def _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, jo
     g.d_first, g.d_dec0, g.n2, g.c2, g.U1 = d_first, d_dec0, n2, c2, U1
     g.served0 = n + seqs
     g.n0 = n
-    bbase = gl.bbase[gi]
     if not s.dynamic:
         cap = s.batch_size
     else:
@@ -905,7 +906,7 @@ def _plan_span(s, rq, w, g, gl, L, gi, need, pre, running, budget, seqs, tok, jo
     g.ver += 1
     dec = decode_time(L, n2, c2 / n2, x) if x > 0 else 0.0
     g.span_dec = dec
-    heapq.heappush(w.heap, (tick(first_end + dec), gi, g.ver))
+    heapq.heappush(heap, (tick(first_end + dec), gi, g.ver))
     _roomy(c, g, running < cap)   # a request that comes might be admitted before the span ends
 
 
