@@ -1196,7 +1196,7 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     """
     from batchlab.core.plan_options import PlanOptions
     from batchlab.core.plan_report import format_plan
-    from batchlab.store.sweep_jobs import gpu_plan
+    from batchlab.store.sweep_jobs import gpu_plan, plan_key
 
     names = [m.strip() for m in modes.split(",") if m.strip()]
     try:
@@ -1209,7 +1209,8 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
                               batch_values=tuple(_int_list(batch_candidates, "--batch-candidates")),
                               replications=replications, rule=rule, confidence=confidence, evidence=evidence,
                               tolerance=tolerance, pilot=pilot)
-        result, sweep_id = _run_plan(gpu_plan(cfg, spec, options), db, no_store, cluster, workers, "plan")
+        planned = gpu_plan(cfg, spec, options)
+        result, sweep_id = _run_plan(planned, db, no_store, cluster, workers, "plan")
     except _sweep_errors() as exc:
         _fail(exc)
     answer = dict(result.answer, sweep_id=sweep_id)
@@ -1218,7 +1219,7 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     else:
         click.echo(format_plan(answer))
         if sweep_id is not None:
-            click.echo(f"stored as plan {sweep_id}: the web app shows it at /plan?plan={sweep_id}", err=True)
+            click.echo(f"stored as plan {sweep_id}: the web app shows it at /plan?plan={plan_key(planned)}", err=True)
     if answer["status"] != "ok":
         raise SystemExit(1)
 

@@ -233,3 +233,4 @@ class SweepRow:
     params: dict
     created_at: datetime
     runs: int
+    key: str | None = None  # the identity of the plan it runs (store.sweep_jobs.plan_key); None: made by hand

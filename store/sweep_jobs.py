@@ -245,6 +245,35 @@ def gpu_plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions) -> dic
     return {"kind": "plan", "config": config.to_dict(), "spec": spec.to_dict(), "options": options.to_dict()}
 
 
+LINKED = ("grid", "capacity", "suite", "plan")  # the kinds a Sweeps or Plan page's link names
+
+
+def plan_from_link(plan: object) -> dict:
+    """The plan a shared link carries, rebuilt through its kind's builder: every value is checked as when
+    the plan was made, and a setting this version added takes its default. SweepError says why it cannot
+    be (an unknown kind or setting, a value out of range)."""
+    kind = plan.get("kind") if isinstance(plan, dict) else None
+    if kind not in LINKED:
+        raise SweepError(f"the link's definition names no sweep or plan (kind {kind!r})")
+    try:
+        if kind == "suite":
+            return suite_plan(SuitePlan.from_dict(dict(plan["suite"])))
+        cfg, spec = SimConfig.from_dict(dict(plan["config"])), WorkloadSpec.from_dict(dict(plan["spec"]))
+        if kind == "grid":
+            vary = {str(name): list(values) for name, values in dict(plan["vary"]).items()}
+            return grid_plan(cfg, spec, vary, int(plan["replications"]))
+        if kind == "capacity":
+            return capacity_plan(cfg, spec, [str(m) for m in plan["modes"]], float(plan["target"]),
+                                 float(plan["tolerance"]), int(plan["replications"]),
+                                 None if plan.get("start") is None else float(plan["start"]))
+        return gpu_plan(cfg, spec, PlanOptions.from_dict(dict(plan["options"])))
+    except SweepError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        why = f"{exc.args[0]!r} is missing" if isinstance(exc, KeyError) else str(exc)
+        raise SweepError(f"the link's {kind} does not fit this version of batchlab: {why}") from None
+
+
 def plan_title(plan: dict) -> str:
     kind = plan.get("kind")
     if kind == "grid":

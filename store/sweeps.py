@@ -89,7 +89,8 @@ class SweepsMixin:
 
     def list_sweeps(self) -> list[SweepRow]:
         members = (select(SweepRun.c.sweep_id, func.count().label("n")).group_by(SweepRun.c.sweep_id).subquery())
-        q = (select(Sweep.c.id, Sweep.c.name, Sweep.c.params, Sweep.c.created_at, func.coalesce(members.c.n, 0))
+        q = (select(Sweep.c.id, Sweep.c.name, Sweep.c.params, Sweep.c.created_at, func.coalesce(members.c.n, 0),
+                    Sweep.c.key)
              .outerjoin(members, members.c.sweep_id == Sweep.c.id).order_by(Sweep.c.id.desc()))
         with self.engine.connect() as conn:
             return [SweepRow(*r) for r in conn.execute(q).all()]
@@ -114,7 +115,8 @@ class SweepsMixin:
         if not valid_id(sweep_id):
             return None
         members = select(func.count()).where(SweepRun.c.sweep_id == sweep_id).scalar_subquery()
-        q = select(Sweep.c.id, Sweep.c.name, Sweep.c.params, Sweep.c.created_at, members).where(Sweep.c.id == sweep_id)
+        q = (select(Sweep.c.id, Sweep.c.name, Sweep.c.params, Sweep.c.created_at, members, Sweep.c.key)
+             .where(Sweep.c.id == sweep_id))
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         return SweepRow(*row) if row is not None else None

@@ -289,7 +289,7 @@ def test_resume_applies_the_policy_to_a_stored_plan(reads, launched):
                      {"rate": [1.0]})
     sweep_id = open_plan(store(), plan, name="made on the command line")
     store().update_sweep(sweep_id, status="interrupted")
-    at = page("sweeps", sweep=str(sweep_id))
+    at = page("sweeps", sweep=store().get_sweep(sweep_id).key)
     click(at, "Resume")
     assert_clean_one_line(at.error[0].value.split(": ", 1)[1], "trace")
     assert launched == [] and reads == []
@@ -337,7 +337,7 @@ def test_markdown_in_sweep_and_plan_names_is_text():
     name = "[x](https://evil.example)"
     sid = open_plan(store(), grid_plan(SimConfig(), WorkloadSpec(num_requests=50), {"rate": [1.0]}), name=name)
     pid = open_plan(store(), gpu_plan(SimConfig(), WorkloadSpec(num_requests=50), PlanOptions()), name=name)
-    for at in (page("sweeps", sweep=str(sid)), page("plan", plan=str(pid))):
+    for at in (page("sweeps", sweep=store().get_sweep(sid).key), page("plan", plan=store().get_sweep(pid).key)):
         shown = " ".join(str(e.value) for e in [*at.subheader, *at.caption, *at.markdown])
         assert "](https://evil" not in shown and r"\[x\]\(https" in shown
 

@@ -70,7 +70,8 @@ def stored_plan() -> tuple[int, dict]:
 def test_stored_plan_shows_the_sentence_evidence_and_the_recommended_run():
     plan_id, answer = stored_plan()
     assert answer["status"] == "ok"
-    at = page(plan=str(plan_id))
+    key = store().get_sweep(plan_id).key
+    at = page(plan=key)
     assert [s.value for s in at.success] == [f"**{answer['sentence']}**"]
     ch = charts(at)
     bars = ch["Capacity per configuration"].dropna(subset=["capacity_rps"])
@@ -97,7 +98,7 @@ def test_stored_plan_shows_the_sentence_evidence_and_the_recommended_run():
     table = at.dataframe[0].value
     assert list(table["configuration"]) == [r["configuration"] for r in answer["ranking"]]
     captions = " ".join(c.value for c in at.caption)
-    assert f"plan?plan={plan_id}" in captions and "simulated" in captions
+    assert f"plan?plan={key}&spec=" in captions and "simulated" in captions
     # the run itself opens on the Run page
     run = page()
     run.switch_page("app_pages/run.py")
@@ -107,7 +108,7 @@ def test_stored_plan_shows_the_sentence_evidence_and_the_recommended_run():
     # the Sweeps page lists the plan with a link to this page
     from batchlab.webapp import sweeps
 
-    assert f"./plan?plan={plan_id}" in set(sweeps.sweeps_table()["open"])
+    assert f"./plan?plan={key}" in set(sweeps.sweeps_table()["open"])
 
 
 def test_plan_form_launches_a_detached_runner_and_the_page_follows_it():
@@ -122,8 +123,8 @@ def test_plan_form_launches_a_detached_runner_and_the_page_follows_it():
     at.checkbox(key="plan.evidence").set_value(False)
     [b for b in at.button if b.label == "Plan"][0].click().run()
     assert not at.exception, at.exception
-    raw = at.query_params["plan"]
-    plan_id = int(raw[0] if isinstance(raw, list) else raw)
+    key = at.query_params["plan"]
+    plan_id = store().find_sweep(key).id
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline and store().get_sweep(plan_id).params.get("status") != "done":
         time.sleep(0.3)
@@ -132,7 +133,7 @@ def test_plan_form_launches_a_detached_runner_and_the_page_follows_it():
     answer = params["result"]["answer"]
     assert params["plan"]["spec"]["rate"] == 2.0 and params["plan"]["options"]["target"] == 0.9
     assert answer["counts"]["capacity_probes"] == 0 and answer["ranking"]
-    at = page(plan=str(plan_id))
+    at = page(plan=key)
     shown = [s.value for s in at.success] + [w.value for w in at.warning]
     assert f"**{answer['sentence']}**" in shown
 
@@ -148,8 +149,8 @@ def test_a_bundled_trace_is_planned_at_its_compressed_arrivals():
     at.number_input(key="plan.workers").set_value(1)
     [b for b in at.button if b.label == "Plan"][0].click().run()
     assert not at.exception, at.exception
-    raw = at.query_params["plan"]
-    plan_id = int(raw[0] if isinstance(raw, list) else raw)
+    key = at.query_params["plan"]
+    plan_id = store().find_sweep(key).id
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline and store().get_sweep(plan_id).params.get("status") != "done":
         time.sleep(0.3)
@@ -186,6 +187,6 @@ def test_bad_plan_input_is_named_on_the_page():
     at.text_input(key="plan.k").set_value("x")
     [b for b in at.button if b.label == "Plan"][0].click().run()
     assert "K: 'x' is not a comma-separated list of whole numbers" in errors_text(at)
-    at = page(plan="999")
-    assert "There is no plan 999 in this store." in " ".join(w.value for w in at.warning)
+    at = page(plan="0123456789abcdef")
+    assert "There is no plan 0123456789abcdef in this store" in " ".join(w.value for w in at.warning)
     assert store().list_sweeps() == []

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from batchlab.core import SimConfig
 from batchlab.core.suite import SuitePlan
-from batchlab.store.sweep_jobs import capacity_plan, grid_plan, open_plan, run_plan, suite_plan
+from batchlab.store.sweep_jobs import capacity_plan, grid_plan, open_plan, plan_key, run_plan, suite_plan
 from batchlab.workloads import WorkloadSpec
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
@@ -69,7 +69,7 @@ def test_capacity_comparison_page_draws_target_capacities_and_intervals():
                          0.9, 0.05, replications=2)
     sweep_id = open_plan(s, plan)
     out = run_plan(plan, threads(), 2, s, sweep_id)
-    at = page("sweeps", sweep=str(sweep_id))
+    at = page("sweeps", sweep=plan_key(plan))
     assert "Traceback" not in errors_text(at)
     ch = charts(at)
     bars = ch["Capacity per configuration"]
@@ -85,7 +85,7 @@ def test_capacity_comparison_page_draws_target_capacities_and_intervals():
     assert "p99 end-to-end latency vs arrival rate" in ch
     labels = downloads(at)
     assert labels.count("CSV") >= 3 and labels.count("SVG") >= 3 and labels.count("PNG") >= 3
-    assert f"sweeps?sweep={sweep_id}" in " ".join(e.value for e in at.caption)
+    assert f"sweeps?sweep={plan_key(plan)}&spec=" in " ".join(e.value for e in at.caption)
 
 
 def test_suite_and_grid_pages(tmp_path):
@@ -93,13 +93,13 @@ def test_suite_and_grid_pages(tmp_path):
     plan = suite_plan(SuitePlan(steps=(3,), max_requests=1200, step3_k=(1, 2, 4)))
     sid = open_plan(s, plan)
     run_plan(plan, threads(), 2, s, sid)
-    at = page("sweeps", sweep=str(sid))
+    at = page("sweeps", sweep=plan_key(plan))
     k = charts(at)["Throughput and capacity vs bins"]
     assert set(k["k_bins"]) == {1, 2, 4} and set(k["metric"]) == {"saturation throughput", "capacity at the SLA"}
     gplan = grid_plan(SimConfig(), WorkloadSpec(num_requests=800), {"rate": [0.5, 1.0], "gpus": [1, 2]})
     gid = open_plan(s, gplan)
     run_plan(gplan, threads(), 2, s, gid)
-    at = page("sweeps", sweep=str(gid))
+    at = page("sweeps", sweep=plan_key(gplan))
     att = charts(at)["SLA attainment vs arrival rate"]
     assert set(att["series"]) == {"gpus=1", "gpus=2"} and set(att["rate"]) == {0.5, 1.0}
     table = at.dataframe[0].value
@@ -115,15 +115,14 @@ def test_capacity_form_launches_a_detached_runner_and_the_page_follows_it():
     at.number_input(key="cap.workers").set_value(1)
     [b for b in at.button if b.label == "Find capacity"][0].click().run()
     assert not at.exception, at.exception
-    sweep_id = int(at.query_params["sweep"][0] if isinstance(at.query_params["sweep"], list)
-                   else at.query_params["sweep"])
+    sweep_id = store().find_sweep(at.query_params["sweep"]).id
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and store().get_sweep(sweep_id).params.get("status") != "done":
         time.sleep(0.3)
     params = store().get_sweep(sweep_id).params
     assert params["status"] == "done", params
     assert params["plan"]["config"]["gpus"] == 2 and params["result"]["capacities"][0]["capacity_rps"] > 0
-    at = page("sweeps", sweep=str(sweep_id))
+    at = page("sweeps", sweep=at.query_params["sweep"])
     assert "Capacity per configuration" in charts(at)
 
 
@@ -141,7 +140,7 @@ def test_bad_sweep_input_is_named_on_the_page():
 
 def _job_param(at: AppTest, name: str) -> int:
     raw = at.query_params[name]
-    return int(raw[0] if isinstance(raw, list) else raw)
+    return int(raw) if name == "job" else store().find_sweep(raw).id  # Sweeps and Plan links name a key
 
 
 def _until_ended(job_id: int, timeout: float = 280) -> dict:
@@ -188,7 +187,7 @@ def test_a_sweep_is_cancelled_from_its_page_and_resumed():
     assert params["status"] == "cancelled" and params["cancel"] is True
     done = params["progress"]["done"]
     assert done < 32  # it stopped before the end
-    at = page("sweeps", sweep=str(job_id))
+    at = page("sweeps", sweep=store().get_sweep(job_id).key)
     assert "cancelled" in " ".join(m.value for m in at.markdown)
     [b for b in at.button if b.label == "Resume"][0].click().run()
     assert _until_ended(job_id)["status"] == "done"

@@ -4,8 +4,9 @@ A run, a comparison, a sweep, a capacity search, the stress suite, a capacity pl
 paper's reproduction are each a stored plan (a sweep row, :mod:`store.sweep_jobs`): its
 params hold the plan, its ``status`` (starting, running, done, failed, cancelled,
 interrupted), its ``progress`` and its ``result``. The same plan reopens the same job, so
-submitting work that runs already joins it; ``?job=ID`` (or ``?sweep=ID``, ``?plan=ID``) finds
-it from another tab or after a reload.
+submitting work that runs already joins it; ``?job=ID`` (on the Sweeps and Plan pages, the job's
+link, ``?sweep=<key>`` or ``?plan=<key>``: :mod:`webapp.sweeps`) finds it from another tab or after
+a reload.
 
 :func:`launch` hands the job to a warm standby runner (``python -m store.sweep_jobs --standby``:
 modules imported, the engine compiled, waiting on its stdin), then starts the next standby, so

@@ -10,6 +10,7 @@ result) again.
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 
@@ -53,6 +54,25 @@ def apply_url(page: str, params: Mapping, refs: list[str]) -> None:
     link_warnings(problems)
     forms.seed_settings(settings, overwrite=True)
     st.session_state["settings"] = settings
+
+
+@functools.cache
+def default_run_hash() -> str:
+    """The hash of the run the Run form's defaults make here: a bare ``?run=<hash>`` link (written
+    before run links named the mode) with this hash is the default run, which any store can recompute."""
+    from batchlab.core.identity import run_identity
+    from batchlab.core.latency import build_latency_model
+
+    defaults = state.default_settings()
+    cfg, spec = forms.build(defaults["sim"], defaults["spec"])
+    return run_identity(cfg, services.make_workload(spec), build_latency_model(cfg))
+
+
+def run_link_settings(ref: str, params: Mapping) -> dict | None:
+    """The settings a run link carries (None: it names only a hash, and not the default run's)."""
+    if any(k != state.RUN for k in params):
+        return state.settings_from_params(params)[0]
+    return state.default_settings() if ref == default_run_hash() else None
 
 
 def link_warnings(problems: list[str]) -> None:

@@ -1,8 +1,9 @@
 """Plan page helpers: the form, launching a capacity plan in the background, and its answer and evidence.
 
 A plan is stored as a job of kind ``plan`` (``store.sweep_jobs``) and runs in
-its own runner process (:mod:`webapp.jobs`), so ``/plan?plan=ID`` shows it, its
-progress and its answer from anywhere. An uploaded trace is saved under
+its own runner process (:mod:`webapp.jobs`), so its link, ``/plan?plan=<key>&spec=...``
+(:func:`webapp.sweeps.open_link`), shows it, its progress and its answer from anywhere,
+and runs it again on a store without it. An uploaded trace is saved under
 ``BATCHLAB_HOME/uploads`` (named by its sha256), so the runner can read it; the
 session remembers the path, the only file besides the bundled traces that its
 settings may name (:mod:`webapp.guard`).
@@ -38,7 +39,6 @@ from batchlab.workloads.burstgpt import bundled_traces
 from . import fmt, guard, jobs, services, state, sweeps
 from . import sweep_charts as charts
 
-PLAN = "plan"
 SOURCES = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
            "upload": "Upload a BurstGPT CSV"}
 SETTINGS_HELP = ("Any other `batchlab run` setting, one NAME=VALUE per line (gpu_mem_gb=40, "
@@ -104,23 +104,6 @@ def ranking_frame(answer: dict) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ links --
-def plan_param(params) -> int | None:
-    raw = params.get(PLAN)
-    text = (raw[-1] if isinstance(raw, list) else raw) or ""
-    return int(text) if str(text).strip().isdigit() else None
-
-
-def plan_link(plan_id: int) -> str:
-    """An absolute link to the plan when the server's URL is known, else a relative one."""
-    try:
-        base = (st.context.url or "").split("?", 1)[0].rstrip("/")
-    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
-        base = ""
-    for page in ("/plan", "/sweeps", "/reproduce", "/compare", "/calibration", "/history"):
-        base = base.removesuffix(page)
-    return f"{base or '.'}/plan?{PLAN}={plan_id}"
-
-
 def run_link_params(rec: dict) -> dict[str, str]:
     """Query parameters of the Run page for the recommended run (its hash and the settings that recompute it)."""
     return state.run_params(rec["run_hash"], {"sim": rec["config"], "spec": rec["spec"]})
@@ -246,9 +229,7 @@ def plan_form(source: str) -> Launch | None:
 
 
 def start(launch: Launch) -> None:
-    plan_id = sweeps.launch(launch.plan, launch.cluster, launch.workers)
-    st.query_params.from_dict({PLAN: str(plan_id)})
-    st.rerun()
+    sweeps.open_sweep(sweeps.launch(launch.plan, launch.cluster, launch.workers))
 
 
 # ------------------------------------------------------------------ answer --
@@ -258,8 +239,7 @@ def show_plan(plan_id: int) -> None:
     if row is None or (row.params.get("plan") or {}).get("kind") != "plan":
         st.warning(f"There is no plan {plan_id} in this store.", icon=":material/warning:")
         return
-    link = plan_link(row.id)
-    st.caption(f"Plan {row.id}: {fmt.md(row.name)} · shareable link: [{link}]({link}) · "
+    st.caption(f"Plan {row.id}: {fmt.md(row.name)} · {sweeps.share_caption(row)} · "
                f"created {row.created_at:%Y-%m-%d %H:%M}")
     live = jobs.state_of(row.params) in jobs.LIVE
     st.fragment(sweeps.progress, run_every=1.5 if live else None)(plan_id)

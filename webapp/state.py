@@ -1,28 +1,45 @@
-"""Query-parameter round trips: settings, a stored run, a comparison.
+"""Query-parameter round trips: settings, a stored run, a comparison, a sweep or a plan.
 
 URLs the app understands (every result page writes one):
 
-* ``/?run=<hash>&<settings>`` opens a stored run on the Run page;
+* ``/?run=<hash>&mode=<mode>&<settings>`` opens a stored run on the Run page;
 * ``/compare?compare=<h1>,<h2>,...&modes=<m1>,<m2>,...&<settings>`` opens a comparison;
+* ``/sweeps?sweep=<key>&spec=<definition>`` opens a sweep, a capacity comparison or the suite,
+  ``/plan?plan=<key>&spec=<definition>`` a capacity plan;
 * any page: settings that differ from the defaults, by field name
   (``?mode=static_fifo&gpus=8&d_sla_tbt=none``), the workload's ``seed`` as
   ``workload_seed``. Values are read and written as :mod:`core.settings_text` says (``none``
   is a disabled deadline or an auto setting); a value it refuses is reported and the default used.
 
-A link carries enough to recompute every run it names, even on a store that has none of
-them: a run link has the run's settings; a comparison link has one mode per run in
-``modes`` (always, defaults included), every setting the runs share once, and a setting
-whose value differs between the runs repeated once per run, in run order
-(``gpus=4&gpus=8``). Only an uploaded trace's bytes cannot travel: the link names the file.
-A link never names a server file: a ``trace`` that is a path, or a ``latency`` of
-``grid:PATH``, is reported and the default used (:mod:`webapp.guard`).
+A link carries enough to recompute every result it names, even on a store that has none of
+them, and never opens another result under the same link:
+
+* a run link has the run's settings, its mode always (so the default run's link is not a bare
+  hash); a bare ``?run=<hash>`` (links before the mode was written) is the default settings'
+  run only when the hash is theirs;
+* a comparison link has one mode per run in ``modes`` (always, defaults included), every
+  setting the runs share once, and a setting whose value differs between the runs repeated
+  once per run, in run order (``gpus=4&gpus=8``);
+* a sweep or plan link names the job by its content, the key of its plan
+  (:func:`store.sweep_jobs.plan_key`: a hash of the plan and the simulator version, never a
+  store's row number), and carries the plan itself in ``spec`` (compressed JSON, base64url,
+  :func:`encode_plan`), which a store without that key can run again. An old row-number link
+  (``?sweep=3``) is not opened: a row number names a row of one store, not a sweep.
+
+Only an uploaded trace's bytes cannot travel: the link names the file. A link never names a
+server file: a ``trace`` that is a path, or a ``latency`` of ``grid:PATH``, is reported and the
+default used (:mod:`webapp.guard`); a sweep's or plan's uploaded trace travels as its file name.
 
 Functions here are pure (no Streamlit calls) except :func:`applied_once` and :func:`mark_applied`.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
+import re
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,9 +49,13 @@ from batchlab.workloads.burstgpt import bundled_traces
 from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
 from batchlab.workloads.workload import WorkloadError
 
-from .guard import latency_problem, link_trace_problem
+from .guard import bundled_trace, latency_problem, link_trace_problem
 
 RUN, COMPARE, MODES_KEY = "run", "compare", "modes"
+SPEC = "spec"  # a sweep or plan link's definition of its job
+SPEC_MAX_CHARS = 16_384  # a longer definition is refused unread
+PLAN_MAX_BYTES = 1 << 20  # what a definition may inflate to
+_KEY = re.compile(r"[0-9a-f]{16}")
 SOURCES = ("synthetic", "bundled", "upload")
 DEFAULT_COMPARE = COMPARE_MODES
 _SIM_NAMES = {f.name for f in config_fields()}
@@ -174,8 +195,10 @@ def _default_text(key: str) -> str:
 
 
 def run_params(run_hash: str, settings: Mapping) -> dict[str, str]:
-    """The link of one run: its hash and the settings that recompute it."""
-    return {RUN: run_hash} | settings_to_params(settings["sim"], settings["spec"])
+    """The link of one run: its hash and the settings that recompute it, its mode always (the default
+    run's link would otherwise be its hash alone, which another store cannot recompute)."""
+    mode = settings["sim"].get("mode", SimConfig().mode)
+    return {RUN: run_hash, "mode": setting_text(mode)} | settings_to_params(settings["sim"], settings["spec"])
 
 
 def comparison_params(hashes: list[str], members: list[Mapping]) -> dict[str, str | list[str]]:
@@ -230,6 +253,67 @@ def members_from_params(params: Mapping[str, Any]) -> tuple[list[dict] | None, l
         m["source"] = source_of(m["spec"])
         m["modes"] = list(modes)
     return members, problems
+
+
+# ------------------------------------------------------------- sweeps, plans --
+def encode_plan(plan: Mapping) -> str:
+    """A stored job's plan as a link carries it: canonical JSON, zlib-compressed, base64url without padding."""
+    blob = json.dumps(plan, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(zlib.compress(blob, 9)).decode().rstrip("=")
+
+
+def decode_plan(text: Any) -> dict:
+    """The plan :func:`encode_plan` wrote; ValueError says why ``text`` is not one (too long, not base64url,
+    not compressed JSON, inflating past :data:`PLAN_MAX_BYTES`, not a mapping). Its values are checked
+    by :func:`store.sweep_jobs.plan_from_link`, not here."""
+    text = _first(text).strip()
+    if len(text) > SPEC_MAX_CHARS:
+        raise ValueError(f"its definition is longer than {SPEC_MAX_CHARS:,} characters")
+    try:
+        packed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        inflate = zlib.decompressobj()
+        blob = inflate.decompress(packed, PLAN_MAX_BYTES)
+        if inflate.unconsumed_tail or not inflate.eof:
+            raise ValueError("its definition is cut short or inflates past 1 MiB")
+        plan = json.loads(blob)
+    except (binascii.Error, zlib.error, UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("its definition is not one batchlab wrote (the link may be cut short)") from None
+    if not isinstance(plan, dict):
+        raise ValueError("its definition is not a sweep or a plan")
+    return plan
+
+
+def link_trace(trace: Any) -> str:
+    """What a link says of a plan's trace: a bundled excerpt's name, else only the file's name (an upload
+    kept on the server is a path, which a link never carries)."""
+    text = str(trace)
+    return text if bundled_trace(text) else text.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def link_plan(plan: Mapping) -> dict:
+    """``plan`` as its link carries it: every trace it names reduced by :func:`link_trace`."""
+    out = json.loads(json.dumps(plan, default=str))  # a deep copy of plain data
+    if isinstance(out.get("spec"), dict) and "trace" in out["spec"]:
+        out["spec"]["trace"] = link_trace(out["spec"]["trace"])
+    vary = out.get("vary")
+    if isinstance(vary, dict) and isinstance(vary.get("trace"), list):
+        vary["trace"] = [link_trace(t) for t in vary["trace"]]
+    return out
+
+
+def job_params(name: str, key: str, plan: Mapping) -> dict[str, str]:
+    """The link of a stored sweep (``name`` = ``sweep``) or plan (``plan``): its key and its definition."""
+    return {name: key, SPEC: encode_plan(link_plan(plan))}
+
+
+def job_ref(raw: Any) -> str | int | None:
+    """What a sweep or plan link names: a key (16 hex digits), an old link's row number (an int), or None."""
+    text = _first(raw).strip().lower()
+    if _KEY.fullmatch(text):
+        return text
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None
 
 
 def _spec_or_none(d: Mapping) -> WorkloadSpec | None:

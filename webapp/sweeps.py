@@ -1,10 +1,13 @@
-"""Sweeps page helpers: forms for plans, launching them in the background, progress, results.
+"""Sweeps page helpers: forms for plans, launching them in the background, progress, results, links.
 
 A plan launched here is a stored job (:mod:`webapp.jobs`) run by its own runner
 process, detached from the page: closing the browser does not stop it, and the store
-holds its progress and results, so ``/sweeps?sweep=ID`` shows it from anywhere.
-Every plan passes the web's policy (:mod:`webapp.guard`) before it is stored or
-launched, and runs on the local process pool or a cluster the operator offers
+holds its progress and results. Its link, ``/sweeps?sweep=<key>&spec=<definition>``
+(``/plan?plan=...`` for a capacity plan, :mod:`webapp.state`), names it by its content
+and carries its plan, so it opens from anywhere: :func:`open_link` finds the job by its
+key, or offers to run the plan on a store that lacks it, and never shows a job the link
+does not define. Every plan passes the web's policy (:mod:`webapp.guard`) before it is
+stored or launched, and runs on the local process pool or a cluster the operator offers
 (:mod:`webapp.clusters`).
 """
 from __future__ import annotations
@@ -16,30 +19,26 @@ import streamlit as st
 
 from batchlab.core import metric_catalog
 from batchlab.core.capacity import CapacityResult
-from batchlab.core.config import MODES, config_fields
+from batchlab.core.config import MODES, ConfigError, config_fields
 from batchlab.core.suite import DISPLAY, STEPS, SuitePlan
 from batchlab.core.sweep import parse_settings, parse_vary
 from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
-from batchlab.store.sweep_jobs import capacity_plan, grid_plan, suite_plan
+from batchlab.store.sweep_jobs import capacity_plan, grid_plan, plan_from_link, plan_key, plan_title, suite_plan
+from batchlab.workloads.spec import SpecError
 
-from . import clusters, fmt, guard, jobs, services
+from . import clusters, fmt, guard, jobs, services, state, views
 from . import sweep_charts as charts
 
-SWEEP = "sweep"
+SWEEP, PLAN = "sweep", "plan"  # the query keys of the Sweeps and Plan pages' links
 KINDS = {"grid": "Sweep", "capacity": "Capacity comparison", "suite": "Stress suite", "plan": "Capacity plan"}
 _SIM = {f.name for f in config_fields()}
+_NEW_KEY = "_job_new_key"  # session state: keys that a rebuilt link's plan got (shown once)
 SETTINGS_HELP = ("Base settings, one NAME=VALUE per line: any `batchlab run` setting by its field name "
                  "(gpus=8, d_sla_tbt=none, output_lengths=uniform:1:500, num_requests=20000). "
                  "Everything else keeps its default.")
 
 
 # ------------------------------------------------------------------ launch --
-def sweep_param(params) -> int | None:
-    raw = params.get(SWEEP)
-    text = (raw[-1] if isinstance(raw, list) else raw) or ""
-    return int(text) if str(text).strip().isdigit() else None
-
-
 def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -> int:
     """Store the plan as a job (the same plan reopens its job) and run it unless it runs or finished
     (:func:`webapp.jobs.launch`). ``cluster``: the name of a cluster the operator offers (None: the
@@ -48,20 +47,141 @@ def launch(plan: dict, cluster: str | None = None, workers: int | None = None) -
     return jobs.launch(plan, clusters.address(cluster), workers)
 
 
-def sweep_link(sweep_id: int) -> str:
-    """An absolute link to the sweep when the server's URL is known, else a relative one."""
-    try:
-        base = (st.context.url or "").split("?", 1)[0].rstrip("/")
-    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
-        base = ""
-    for page in ("/sweeps", "/reproduce", "/compare", "/calibration", "/history"):
-        base = base.removesuffix(page)
-    return f"{base or '.'}/sweeps?{SWEEP}={sweep_id}"
-
-
 def open_sweep(sweep_id: int) -> None:
-    st.query_params.from_dict({SWEEP: str(sweep_id)})
+    """Show the job ``sweep_id`` under its link (the Plan page's for a capacity plan)."""
+    st.query_params.from_dict(share_params(services.get_store().get_sweep(sweep_id)) or {})
     st.rerun()
+
+
+# ------------------------------------------------------------------- links --
+def _query_key(plan: dict) -> str:
+    return PLAN if plan.get("kind") == "plan" else SWEEP
+
+
+def _page(plan: dict) -> str:
+    return "plan" if plan.get("kind") == "plan" else "sweeps"
+
+
+def share_params(row) -> dict | None:
+    """The link of a stored job: its key and its plan (:func:`webapp.state.job_params`); None for a job with
+    no key (made by hand, not from a plan) or no plan."""
+    plan = (row.params.get("plan") or {}) if row is not None else {}
+    if row is None or row.key is None or not plan:
+        return None
+    return state.job_params(_query_key(plan), row.key, plan)
+
+
+def share_caption(row) -> str:
+    """The Markdown of a job's shareable link, saying what it carries."""
+    params = share_params(row)
+    if params is None:
+        return "no shareable link (this job was not made from a plan)"
+    plan = row.params["plan"]
+    link = views.share_link(params, _page(plan))
+    trace = (plan.get("spec") or {}).get("trace")
+    uploaded = (plan.get("spec") or {}).get("workload") == "burstgpt" and not guard.bundled_trace(str(trace))
+    what = (f"elsewhere, running it again needs the uploaded trace {fmt.md(state.link_trace(trace))}" if uploaded
+            else "it names this job by its content and carries its definition, so any batchlab store can run it")
+    return f"[Shareable link]({link}) ({what})"
+
+
+def open_link(name: str, params: dict) -> int | None:
+    """The stored job a Sweeps (``name`` = ``sweep``) or Plan (``plan``) link names, by its key; the address
+    then holds its full link. None when this store has no such job, after saying why and offering what can
+    be done: run the plan the link carries, or (an old row-number link) open this store's row under its own
+    link. Never shows a job other than the one the link defines."""
+    what = "plan" if name == PLAN else "sweep"
+    raw = params.get(name)
+    ref = state.job_ref(raw)
+    if ref is None:
+        st.warning(f"Link: {fmt.md(fmt.clip(str(raw)))} names no {what} (a {what} link names its key, "
+                   "16 hexadecimal digits).", icon=":material/link_off:")
+        return None
+    if isinstance(ref, int):
+        _old_link(name, ref)
+        return None
+    row = services.get_store().find_sweep(ref)
+    if row is not None and (name == SWEEP or (row.params.get("plan") or {}).get("kind") == "plan"):
+        if st.session_state.get(_NEW_KEY, {}).pop(ref, False):
+            st.info(f"Run again with this version of batchlab, the {what} got a new identity (the simulator or "
+                    "its settings differ from the link's); the address now names it.", icon=":material/info:")
+        share = share_params(row)
+        if share and state.read_params(st.query_params) != share:
+            st.query_params.from_dict(share)  # the address bar holds the full, shareable link
+        return row.id
+    _rebuild(name, ref, params.get(state.SPEC))
+    return None
+
+
+def _old_link(name: str, row_id: int) -> None:
+    """An old link names a store's row, which on another store holds another job: say so, and offer to open
+    this store's row under its own link."""
+    what = "plan" if name == PLAN else "sweep"
+    st.warning(f"This is an old link: it names row {row_id} of the results store it was made on, not a {what}, "
+               f"and another store's row {row_id} may hold another job, so it is not opened. Links made now name "
+               f"a {what} by its content and carry its definition.", icon=":material/link_off:")
+    row = services.get_store().get_sweep(row_id)
+    plan = (row.params.get("plan") or {}) if row is not None else {}
+    share = share_params(row)
+    if share is None or (name == PLAN) != (plan.get("kind") == "plan"):
+        st.caption(f"This store has no {what} in row {row_id}.")
+        return
+    st.caption(f"Row {row_id} of this store: {KINDS.get(plan.get('kind'), 'job').lower()} "
+               f"**{fmt.md(row.name)}**, created {row.created_at:%Y-%m-%d %H:%M}.")
+    if st.button(f"Open this store's row {row_id}", icon=":material/open_in_new:", key=f"old_link.{row_id}"):
+        st.query_params.from_dict(share)
+        st.rerun()
+
+
+def _rebuild(name: str, key: str, spec) -> None:
+    """A link whose job this store lacks: run the plan it carries here (a button), if it carries one that
+    this version and the web's policy accept; otherwise say why not."""
+    what = "plan" if name == PLAN else "sweep"
+    store = services.get_store()
+    if not spec:
+        st.warning(f"There is no {what} {key} in this store, and this link names only its key, not its "
+                   "definition, so it cannot be run here (links batchlab writes carry both).",
+                   icon=":material/link_off:")
+        return
+    try:
+        plan = plan_from_link(state.decode_plan(spec))
+    except ValueError as exc:
+        st.warning(f"There is no {what} {key} in this store, and this link's definition cannot be used: "
+                   f"{fmt.md(fmt.clip(str(exc)))}.", icon=":material/link_off:")
+        return
+    if (plan["kind"] == "plan") != (name == PLAN):
+        other = "a capacity plan" if plan["kind"] == "plan" else "a sweep"
+        st.warning(f"This link defines {other}, not a {what}: open it on the "
+                   f"{'Plan' if plan['kind'] == 'plan' else 'Sweeps'} page.", icon=":material/link_off:")
+        return
+    rebuilt = plan_key(plan)
+    row = store.find_sweep(rebuilt) if rebuilt != key else None
+    if row is not None:  # stored already, under the key this version gives it
+        st.session_state.setdefault(_NEW_KEY, {})[rebuilt] = True
+        st.query_params.from_dict(share_params(row))
+        st.rerun()
+    st.warning(f"This {what} is not in this store. The link carries its definition: it can be run here.",
+               icon=":material/warning:")
+    st.markdown(f"**{fmt.md(KINDS[plan['kind']])}: {fmt.md(plan_title(plan))}**")
+    with st.expander("Its definition", icon=":material/description:"):
+        st.json(plan, expanded=False)
+    try:
+        guard.check_plan(plan, guard.session_uploads())
+    except (ConfigError, SpecError) as exc:
+        trace = (plan.get("spec") or {}).get("trace")
+        if isinstance(exc, SpecError) and exc.field == "trace":
+            st.info(f"It ran on the uploaded trace **{fmt.md(str(trace))}**: a link cannot carry the file. Upload "
+                    "it on the Plan page and plan again.", icon=":material/upload_file:")
+        else:
+            st.error(f"It cannot run here: {fmt.md(fmt.clip(str(exc)))}", icon=":material/error:")
+        return
+    if st.button(f"Run this {what} here", type="primary", icon=":material/play_arrow:", key=f"rebuild.{key}"):
+        with services.shown_errors(f"Cannot start the {what}") as box:
+            job_id = launch(plan)
+        if not box.failed:
+            if rebuilt != key:
+                st.session_state.setdefault(_NEW_KEY, {})[rebuilt] = True
+            open_sweep(job_id)
 
 
 # ------------------------------------------------------------------- forms --
@@ -143,11 +263,12 @@ def _where(prefix: str) -> tuple[str | None, int | None]:
     return cluster, (int(workers) or None)
 
 
-def _open_link(row) -> str:
-    """A plan opens on the Plan page, every other kind here."""
-    if (row.params.get("plan") or {}).get("kind") == "plan":
-        return f"./plan?plan={row.id}"
-    return f"./sweeps?{SWEEP}={row.id}"
+def _open_link(row) -> str | None:
+    """A plan opens on the Plan page, every other kind here, by its key (the page writes the full link)."""
+    if row.key is None:
+        return None
+    plan = row.params.get("plan") or {}
+    return f"./{_page(plan)}?{_query_key(plan)}={row.key}"
 
 
 def sweeps_table() -> pd.DataFrame:
@@ -201,8 +322,7 @@ def show_sweep(sweep_id: int) -> None:
         return
     plan = row.params.get("plan") or {}
     st.subheader(f"{KINDS.get(plan.get('kind'), 'Sweep')} {row.id}: {fmt.md(row.name)}")
-    link = sweep_link(row.id)
-    st.caption(f"Shareable link: [{link}]({link}) · created {row.created_at:%Y-%m-%d %H:%M}")
+    st.caption(f"{share_caption(row)} · created {row.created_at:%Y-%m-%d %H:%M}")
     live = jobs.state_of(row.params) in jobs.LIVE
     st.fragment(progress, run_every=1.5 if live else None)(sweep_id)
     params = store.get_sweep(sweep_id).params
@@ -214,7 +334,7 @@ def show_sweep(sweep_id: int) -> None:
         _show_suite(params)
     elif plan.get("kind") == "plan":
         st.page_link("app_pages/plan.py", label="Open this capacity plan on the Plan page",
-                     icon=":material/calculate:", query_params={"plan": str(sweep_id)})
+                     icon=":material/calculate:", query_params=share_params(row) or {})
     with st.expander("Plan", icon=":material/description:"):
         st.json(plan, expanded=False)
 

@@ -57,7 +57,7 @@ def share_link(params: dict, page: str = "") -> str:
     try:
         url = st.context.url or ""
         base = url.split("?", 1)[0].rstrip("/")
-        for suffix in ("/compare", "/calibration", "/history", "/run"):
+        for suffix in ("/compare", "/calibration", "/history", "/run", "/sweeps", "/plan", "/reproduce"):
             base = base.removesuffix(suffix)
     except Exception:  # noqa: BLE001 - outside a browser session there is no URL
         base = ""

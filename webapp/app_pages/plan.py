@@ -1,15 +1,18 @@
-"""Plan page: the fewest GPUs and the batching configuration that meet an SLA target; ``?plan=ID`` reopens one."""
+"""Plan page: the fewest GPUs and the batching configuration that meet an SLA target; ``?plan=<key>&spec=...``
+reopens one (or runs it again on a store without it)."""
 import streamlit as st
 
-from batchlab.webapp import plan, services
+from batchlab.webapp import plan, services, state, sweeps
 
 st.title("Plan capacity")
-plan_id = plan.plan_param(st.query_params)
-if plan_id is not None:
+params = state.read_params(st.query_params)
+if sweeps.PLAN in params:
     if st.button("New plan", icon=":material/add:"):
         st.query_params.clear()
         st.rerun()
-    plan.show_plan(plan_id)
+    plan_id = sweeps.open_link(sweeps.PLAN, params)
+    if plan_id is not None:
+        plan.show_plan(plan_id)
 else:
     st.caption("How few GPUs, and which batching policy, serve this traffic within this SLA? The plan bisects on "
                "the GPU count, tries each mode with its K, B_max or B, and backs the answer with each mode's "

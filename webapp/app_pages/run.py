@@ -1,4 +1,5 @@
-"""Run page: the settings form, progress, and one run's result (``?run=<hash>`` reopens it)."""
+"""Run page: the settings form, progress, and one run's result (``?run=<hash>&mode=...`` reopens it, and
+recomputes it on a store without it)."""
 import streamlit as st
 
 from batchlab.webapp import forms, intro, jobs, pageutil, recover, services, state, views
@@ -38,8 +39,6 @@ if shown:
         state.mark_applied("run", share)
     views.show_run(view, note=pageutil.note_for([ref]), share=share)
 elif missing:
-    has_settings = any(k != state.RUN for k in params)
-    link_settings = state.settings_from_params(params)[0] if has_settings else None
-    recover.run_problem(ref, missing[0][2], link_settings)
+    recover.run_problem(ref, missing[0][2], pageutil.run_link_settings(ref, params))
 elif not busy:
     st.info(intro.run_hint(), icon=":material/info:")

@@ -1,15 +1,18 @@
-"""Sweeps page: launch a sweep, a capacity comparison or the stress suite; follow it; ``?sweep=ID`` reopens it."""
+"""Sweeps page: launch a sweep, a capacity comparison or the stress suite; follow it; ``?sweep=<key>&spec=...``
+reopens it (or runs it again on a store without it)."""
 import streamlit as st
 
-from batchlab.webapp import services, sweeps
+from batchlab.webapp import services, state, sweeps
 
 st.title("Sweeps and capacity")
-sweep_id = sweeps.sweep_param(st.query_params)
-if sweep_id is not None:
+params = state.read_params(st.query_params)
+if sweeps.SWEEP in params:
     if st.button("New sweep", icon=":material/add:"):
         st.query_params.clear()
         st.rerun()
-    sweeps.show_sweep(sweep_id)
+    sweep_id = sweeps.open_link(sweeps.SWEEP, params)
+    if sweep_id is not None:
+        sweeps.show_sweep(sweep_id)
 else:
     cap, grid, suite, stored = st.tabs(["Capacity comparison", "Sweep", "Stress suite", "Stored sweeps"])
     launched = None
