@@ -49,6 +49,7 @@ def charts(at: AppTest) -> dict[str, pd.DataFrame]:
         frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in c.proto.datasets]
         title = spec.get("title")
         title = title.get("text") if isinstance(title, dict) else title
+        title = " ".join(title) if isinstance(title, list) else title  # a title on several lines
         out[title] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
 

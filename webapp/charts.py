@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from batchlab.core import metric_catalog
+from batchlab.core.config import CONTINUOUS_MODES
 
-from . import fmt
+from . import fmt, palette
 
 LATENCY_METRICS = {
     "e2e": "End-to-end latency",
@@ -25,16 +26,24 @@ VIOLATION_KINDS = {"sla_violation_rate_ttft": "TTFT", "sla_violation_rate_tbt": 
 CONTROLLER_SERIES = {"b_cap": "chosen b = min(b_mem, b_SLA)", "size": "actual batch size",
                      "b_mem": "b_mem (memory cap)", "b_sla": "b_SLA (SLA cap)"}  # drawn in this order
 BUCKETS = 120
-RUN_SCHEME = "tableau10"
-HEIGHT = 340  # total height: title, axes and legend included (Streamlit fits the spec)
+HEIGHT = palette.PLOT_AND_AXES  # total height without a legend (Streamlit fits title, axes and legend in it)
 
 
 def _run_color(runs: list[str]) -> alt.Color:
-    """Runs by colour; the legend sits under the plot (the plot keeps the width on narrow screens)
-    and is left out for a single run, whose name is the page's heading."""
-    legend = None if len(runs) <= 1 else alt.Legend(orient="bottom", direction="horizontal", columns=2,
-                                                    labelLimit=320, title=None)
-    return alt.Color("run:N", title="Run", sort=runs, scale=alt.Scale(scheme=RUN_SCHEME), legend=legend)
+    """Runs by colour, each in its mode's colour (:mod:`webapp.palette`; a run's label starts with its
+    mode). The legend sits under the plot and is left out for a single run, whose name is the heading."""
+    return palette.series_color("run", runs, show_legend=len(runs) > 1)
+
+
+def _run_dash(runs: list[str]) -> dict:
+    """A ``strokeDash`` encoding when two runs share a mode (so their lines differ by more than shade)."""
+    if not palette.repeats(runs):
+        return {}
+    return {"strokeDash": palette.series_dash("run", runs, show_legend=len(runs) > 1)}
+
+
+def _modes(runs: list[str]) -> set[str | None]:
+    return {palette.key_of(r) for r in runs}
 
 
 # ------------------------------------------------------------------ shaping --
@@ -102,19 +111,19 @@ def latency_cdf(cdf: pd.DataFrame, metric: str = "e2e", log_x: bool = True,
     line = alt.Chart(df).mark_line(interpolate="step-after").encode(
         x=x,
         y=alt.Y("percent:Q", title="Requests at or below (%)", scale=alt.Scale(domain=[0, 100])),
-        color=_run_color(runs),
+        color=_run_color(runs), **_run_dash(runs),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("seconds:Q", title="Latency (s)", format=".3f"),
                  alt.Tooltip("percent:Q", title="Requests (%)", format=".1f")],
     )
     chart_title = f"{LATENCY_METRICS.get(metric, metric)}: CDF"
     if not len(deadlines):
-        return line.properties(title=chart_title, height=HEIGHT)
+        return line.properties(title=chart_title, height=palette.height(runs, HEIGHT))
     rules = deadline_frame(list(deadlines))
     rule = alt.Chart(rules).mark_rule(color=DEADLINE_COLOR, strokeDash=[5, 3], strokeWidth=1.5).encode(
         x=alt.X("seconds:Q"), tooltip=[alt.Tooltip("label:N", title="SLA")])
     text = alt.Chart(rules).mark_text(align="left", baseline="top", dx=4, dy=4, color=DEADLINE_COLOR).encode(
         x=alt.X("seconds:Q"), y=alt.value(0), text="label:N")
-    return alt.layer(line, rule, text).properties(title=chart_title, height=HEIGHT)
+    return alt.layer(line, rule, text).properties(title=chart_title, height=palette.height(runs, HEIGHT))
 
 
 def violation_rates(summaries: dict[str, dict]) -> alt.Chart:
@@ -128,7 +137,7 @@ def violation_rates(summaries: dict[str, dict]) -> alt.Chart:
         color=_run_color(runs),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("kind:N", title="Deadline"),
                  alt.Tooltip("rate_pct:Q", title="Violating (%)", format=".2f")],
-    ).properties(height=HEIGHT)
+    ).properties(height=palette.height(runs, HEIGHT))
 
 
 def bars_height(n: int) -> int:
@@ -137,6 +146,7 @@ def bars_height(n: int) -> int:
     return 110 + 36 * max(n, 1)
 
 
+VALUE_ROOM = 1.3  # a bar chart's value axis runs to this times its longest bar
 # axis number formats of the throughput bars; titles and units come from the metric catalog
 THROUGHPUT = {"throughput_rps": ".3f", "throughput_tps": ",.1f"}
 
@@ -147,10 +157,12 @@ def throughput(summaries: dict[str, dict], key: str = "throughput_rps") -> alt.C
     runs = list(summaries)
     f, metric = THROUGHPUT[key], metric_catalog.BY_KEY[key]
     title, axis = metric.label, f"{metric.label} ({metric.unit})"
+    top = float(df[key].max()) if len(df) else 0.0
     bars = alt.Chart(df).mark_bar().encode(
-        y=alt.Y("run:N", title=None, sort=runs, axis=alt.Axis(labelLimit=260)),
-        x=alt.X(f"{key}:Q", title=axis),
-        color=alt.Color("run:N", sort=runs, legend=None, scale=alt.Scale(scheme=RUN_SCHEME)),
+        y=alt.Y("run:N", title=None, sort=runs, axis=alt.Axis(labelLimit=0)),
+        # room right of the longest bar for its value label (at 900 px it ran off the chart)
+        x=alt.X(f"{key}:Q", title=axis, scale=alt.Scale(domain=[0, VALUE_ROOM * top] if top > 0 else [0, 1])),
+        color=palette.series_color("run", runs, show_legend=False),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip(f"{key}:Q", title=axis, format=f)])
     text = bars.mark_text(align="left", dx=4).encode(text=alt.Text(f"{key}:Q", format=f), color=alt.value("#31333f"))
     return alt.layer(bars, text).properties(title=title, height=bars_height(len(runs)))
@@ -163,10 +175,10 @@ def gpu_utilization(util: pd.DataFrame) -> alt.Chart:
     return alt.Chart(df, title="GPU utilisation over time").mark_line().encode(
         x=alt.X("time_s:Q", title="Time (s)"),
         y=alt.Y("percent:Q", title="GPUs busy (%)", scale=alt.Scale(domain=[0, 100])),
-        color=_run_color(runs),
+        color=_run_color(runs), **_run_dash(runs),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
                  alt.Tooltip("percent:Q", title="Busy (%)", format=".1f")],
-    ).properties(height=HEIGHT)
+    ).properties(height=palette.height(runs, HEIGHT))
 
 
 def occupancy(occ: pd.DataFrame, column: str) -> alt.Chart:
@@ -181,10 +193,10 @@ def occupancy(occ: pd.DataFrame, column: str) -> alt.Chart:
     return alt.Chart(df, title=title).mark_line().encode(
         x=alt.X("time_s:Q", title="Time (s)"),
         y=alt.Y("value:Q", title=axis),
-        color=_run_color(runs),
+        color=_run_color(runs), **_run_dash(runs),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
                  alt.Tooltip("value:Q", title=axis, format=fmt_)],
-    ).properties(height=HEIGHT)
+    ).properties(height=palette.height(runs, HEIGHT))
 
 
 def batch_size_over_time(timeline: pd.DataFrame, title: str = "Batch size over time") -> alt.Chart:
@@ -210,15 +222,19 @@ def controller_frame(timeline: pd.DataFrame, bin_: int | None = None) -> pd.Data
 
 
 def controller_trace(timeline: pd.DataFrame, bin_: int | None = None, title: str = "Controller trace") -> alt.Chart:
-    """b_mem (Algorithm 1), b_SLA (Algorithm 2), the chosen cap and the actual batch size over time."""
+    """b_mem (Algorithm 1), b_SLA (Algorithm 2), the chosen cap and the actual batch size over time.
+    A title ``Controller trace: <run>`` is drawn on two lines, split after the ": " (one line was cut
+    to ``Controller trace: multi_bi…`` in a narrow chart)."""
     df = controller_frame(timeline, bin_)
     order = list(CONTROLLER_SERIES.values())
-    return alt.Chart(df, title=title).mark_line().encode(
+    head, sep, rest = title.partition(": ")
+    heading = [head + ":", rest] if sep else title
+    return alt.Chart(df, title=heading).mark_line().encode(
         x=alt.X("time_s:Q", title="Time (s)"),
         y=alt.Y("value:Q", title="Batch size (requests)"),
         color=alt.Color("series:N", title=None, sort=order,
                         scale=alt.Scale(domain=order, range=["#2563eb", "#7f7f7f", "#9467bd", "#d62728"]),
-                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=260)),
+                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0)),
         strokeDash=alt.StrokeDash("series:N", sort=order, legend=None,
                                   scale=alt.Scale(domain=order, range=[[1, 0], [2, 2], [6, 3], [6, 3]])),
         strokeWidth=alt.StrokeWidth("series:N", sort=order, legend=None,
@@ -239,21 +255,35 @@ def size_distribution(sizes: pd.DataFrame, max_groups: int = 16) -> pd.DataFrame
     return df
 
 
+def histogram_words(runs: list[str]) -> tuple[str, str, str]:
+    """Title, x-axis and y-axis titles of the batch-size histogram for the engines of ``runs`` (a batch-level
+    run has batches; a continuous one has iterations, whose size is the running requests)."""
+    modes = _modes(runs)
+    continuous = {m in CONTINUOUS_MODES for m in modes if m is not None}
+    if continuous == {True}:
+        return ("Batch size distribution (running requests per iteration)", "Running requests per iteration",
+                "Iterations (% of the run's iterations)")
+    if continuous == {False}:
+        return "Batch size distribution", "Batch size (requests)", "Batches (% of the run's batches)"
+    return ("Batch size distribution (continuous modes: running requests per iteration)",
+            "Batch size (requests)", "Batches or iterations (% of the run's)")
+
+
 def batch_size_histogram(sizes: pd.DataFrame) -> alt.Chart:
     """Share of batches by batch size, per run (stacked ``batch_sizes`` series), as grouped bars."""
     runs = list(dict.fromkeys(sizes["run"]))
     df = size_distribution(sizes)
     order = [r for _, r in sorted(set(zip(df["lo"], df["range"])))]
-    return alt.Chart(df, title="Batch size distribution (continuous modes: running requests per iteration)"
-                     ).mark_bar().encode(
-        x=alt.X("range:O", title="Batch size (requests)", sort=order, axis=alt.Axis(labelAngle=0)),
+    title, x_title, y_title = histogram_words(runs)
+    return alt.Chart(df, title=title).mark_bar().encode(
+        x=alt.X("range:O", title=x_title, sort=order, axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("run:N", sort=runs),
-        y=alt.Y("share_pct:Q", title="Batches (% of the run's)"),
+        y=alt.Y("share_pct:Q", title=y_title),
         color=_run_color(runs),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("range:O", title="Batch size (req)"),
                  alt.Tooltip("batches:Q", title="Batches"),
                  alt.Tooltip("share_pct:Q", title="Share (%)", format=".1f")],
-    ).properties(height=HEIGHT)
+    ).properties(height=palette.height(runs, HEIGHT))
 
 
 def grid_heatmap(table: pd.DataFrame, column: str, title: str) -> alt.Chart:

@@ -9,7 +9,8 @@ import re
 
 from batchlab.core.units import DASH, compact_rate, compact_seconds, missing, number, pct, seconds, sig
 
-__all__ = ["DASH", "clip", "compact_rate", "compact_seconds", "md", "number", "pct", "seconds", "short_seconds", "sig"]
+__all__ = ["DASH", "clip", "compact_rate", "compact_seconds", "md", "number", "pct", "rate", "seconds", "short_seconds",
+           "sig"]
 
 
 def short_seconds(v) -> str:
@@ -18,6 +19,16 @@ def short_seconds(v) -> str:
         return DASH
     v = float(v)
     return f"{v * 1000:g} ms" if 0 < abs(v) < 1 else f"{v:g} s"
+
+
+def rate(v, unit: str = "req/s") -> str:
+    """A rate as a setting reads, to 3 significant digits without trailing zeros: ``12 req/s``,
+    ``2.12 req/s`` (not ``2.12109``), ``0.05 req/s``, ``1,234 req/s``."""
+    if missing(v):
+        return DASH
+    v = float(v)
+    text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    return f"{text} {unit}".strip()
 
 
 MAX_SHOWN = 1000  # characters: the most of any message the web shows (a 100,000-character value echoes no more)

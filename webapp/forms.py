@@ -38,7 +38,7 @@ LABELS = {
     "decode_per_seq": "Decode per sequence t1", "decode_per_ctx_token": "Decode per context token t2",
     "tbt_sla": "TBT deadline applies to", "kv_reserve": "KV reservation (batch-level)",
     "max_new_tokens": "Max new tokens", "block_size": "KV block size", "kv_watermark": "KV watermark",
-    "chunk_size": "Prefill chunk per iteration", "sla_control": "Algorithm 2 (SLA controller) on",
+    "chunk_size": "Prefill chunk per iteration", "sla_control": "Algorithm 2 on",
     "memory_control": "Algorithm 1 (memory bound) on",
     # workload
     "trace": "Trace excerpt", "workload_seed": "Workload seed", "num_requests": "Requests", "offset": "Window offset",
@@ -245,13 +245,13 @@ def settings_form(form_key: str, source: str, latency_options: list[str], submit
     spec: dict[str, Any] = {}
     modes: list[str] = []
     with st.form(form_key, border=True):
+        if compare:  # the whole width: four chips fit a 900 px window, all seven a 1400 px one
+            modes = st.multiselect("Scheduler modes", list(MODES), key=MODES_KEY,
+                                   help="Each mode runs on the same workload with the settings below.")
         c1, c2, c3 = st.columns(3, gap="large")
         with c1:
             st.markdown("##### Scheduler")
-            if compare:
-                modes = st.multiselect("Scheduler modes", list(MODES), key=MODES_KEY,
-                                       help="Each mode runs on the same workload with the settings below.")
-            else:
+            if not compare:
                 sim["mode"] = render_field(_field("mode"), SIM + "mode")
             with st.expander("What each mode does", icon=":material/help:"):
                 st.markdown(mode_help())

@@ -72,15 +72,18 @@ def describe(name: str, value: Any) -> str:
 
 def run_labels(views: list[dict]) -> list[str]:
     """Short unique labels: the mode, then what differs between the runs (``static_fifo · rate 2``
-    vs ``static_fifo · rate 5``); a hash prefix only when nothing else tells two runs apart."""
+    vs ``static_fifo · rate 5``); a hash prefix only when nothing else tells two runs apart. Up to
+    ``MAX_PARTS + 1`` settings are all named ("+1 more" would hide a setting in the room it takes);
+    beyond that the first ``MAX_PARTS`` and how many more."""
     modes = [v["summary"]["mode"] for v in views]
     names = [k for k in differing(views) if k not in ("sim.mode", "wl.trace_sha256")]
     flat = [settings_of(v) for v in views]
+    shown = names if len(names) <= MAX_PARTS + 1 else names[:MAX_PARTS]
     labels = []
     for mode, f in zip(modes, flat):
-        parts = [describe(k, f[k]) for k in names[:MAX_PARTS]]
-        if len(names) > MAX_PARTS:
-            parts.append(f"+{len(names) - MAX_PARTS} more")
+        parts = [describe(k, f[k]) for k in shown]
+        if len(names) > len(shown):
+            parts.append(f"+{len(names) - len(shown)} more")
         labels.append(" · ".join([mode, *parts]))
     if len(set(labels)) < len(labels):
         labels = [f"{lab} · {v['hash'][:6]}" for lab, v in zip(labels, views)]

@@ -36,7 +36,7 @@ from batchlab.store.sweep_jobs import gpu_plan
 from batchlab.workloads import MAX_UPLOAD_BYTES, build_workload
 from batchlab.workloads.burstgpt import bundled_traces
 
-from . import fmt, guard, jobs, services, state, sweeps
+from . import fmt, guard, jobs, palette, services, state, sweeps
 from . import sweep_charts as charts
 
 SOURCES = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
@@ -61,8 +61,7 @@ def attainment_vs_gpus(cells: pd.DataFrame, target: float) -> alt.LayerChart:
     line = alt.Chart(d).mark_line(point=True).encode(
         x=alt.X("gpus:Q", title="GPUs", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("missing:Q", title="Requests missing the SLA (%, log scale)", scale=alt.Scale(type="log")),
-        color=alt.Color("mode:N", title="Mode", sort=order, scale=alt.Scale(scheme=charts.SCHEME),
-                        legend=alt.Legend(orient="top")),
+        color=palette.mode_color("mode", order),
         tooltip=[alt.Tooltip("mode:N", title="Mode"), alt.Tooltip("configuration:N", title="Best configuration"),
                  alt.Tooltip("gpus:Q", title="GPUs"), alt.Tooltip("within:Q", title="Within SLA (%)", format=".2f")])
     allowed = max(100.0 * (1.0 - target), MISSING_FLOOR)
@@ -71,16 +70,16 @@ def attainment_vs_gpus(cells: pd.DataFrame, target: float) -> alt.LayerChart:
                      rule.mark_text(align="left", dx=4, dy=-6, color="#d62728").encode(
                          y="allowed:Q", x=alt.value(0), text="label:N")) \
         .properties(title="Missing the SLA vs GPUs (each mode's best, every count the search ran)",
-                    height=charts.HEIGHT)
+                    height=charts.height(order, titled=True))
 
 
 def capacity_at_gpus(caps: pd.DataFrame, rate: float) -> alt.LayerChart:
     """Each mode's capacity at the chosen GPU count (with its interval) and the planned rate as a rule."""
-    bars = charts.capacity_bars(caps)
+    bars = charts.capacity_bars(caps, reach=rate)
     rule = alt.Chart(pd.DataFrame({"rate": [rate], "label": [f"planned rate {rate:.3g} req/s"]}))
     return alt.layer(bars, rule.mark_rule(strokeDash=[6, 4], color="#d62728").encode(x="rate:Q"),
-                     rule.mark_text(align="left", dx=4, dy=-6, color="#d62728", baseline="bottom")
-                     .encode(x="rate:Q", y=alt.value(0), text="label:N"))
+                     rule.mark_text(align="right", dx=-4, dy=-6, color="#d62728", baseline="bottom")
+                     .encode(x="rate:Q", y=alt.value(0), text="label:N"))  # left of the rule: the axis ends there
 
 
 def cells_frame(answer: dict) -> pd.DataFrame:
@@ -188,13 +187,14 @@ def plan_form(source: str) -> Launch | None:
                      f"d_sla_tbt={'none' if tbt is None else repr(tbt)}",
                      f"d_sla_e2e={'none' if e2e is None else repr(e2e)}"]
         st.markdown("**Search**")
-        c = st.columns([3, 1, 1, 1])
-        modes = c[0].multiselect("Modes", MODES, default=list(DEFAULT_MODES), key="plan.modes",
-                                 help="\n\n".join(f"**{m}**: {h}" for m, h in MODE_HELP.items()))
-        max_gpus = c[1].number_input("Max GPUs", 1, 1000, DEFAULT_MAX_GPUS, key="plan.max_gpus")
-        reps = c[2].number_input("Seeds", 1, 100, 1, key="plan.reps",
+        # the modes take the whole width: four chips fit a 900 px window
+        modes = st.multiselect("Modes", MODES, default=list(DEFAULT_MODES), key="plan.modes",
+                               help="\n\n".join(f"**{m}**: {h}" for m, h in MODE_HELP.items()))
+        c = st.columns(3)
+        max_gpus = c[0].number_input("Max GPUs", 1, 1000, DEFAULT_MAX_GPUS, key="plan.max_gpus")
+        reps = c[1].number_input("Seeds", 1, 100, 1, key="plan.reps",
                                  help="Replications: each configuration runs with this many seeds.")
-        rule = c[3].selectbox("Meets the target when", RULES, key="plan.rule",
+        rule = c[2].selectbox("Meets the target when", RULES, key="plan.rule",
                               format_func={"mean": "mean ≥ target", "lower": "CI low ≥ target"}.get,
                               help="mean: the mean attainment over the seeds; lower: the lower end of its 95 % "
                                    "confidence interval (needs 2 or more seeds).")
@@ -279,8 +279,7 @@ def show_answer(answer: dict) -> None:
         results = [CapacityResult.from_dict(c) for c in caps]
         cf, pf = capacity_frame(results), probes_frame(results)
         cf["series"], pf["series"] = cf["configuration"], pf["configuration"]
-        agg = pf.dropna(subset=["attainment"]).groupby(["series", "rate"], as_index=False)[
-            ["attainment", "latency_p99_s"]].mean()
+        agg = charts.over_seeds(pf.dropna(subset=["attainment"]), ["series", "rate"], ["attainment", "latency_p99_s"])
         st.caption("Capacity = the highest arrival rate whose attainment stays at or above "
                    f"{100 * answer['target']:g} %"
                    f" with {gpus_text(at)}, for each mode's best configuration (relative tolerance "

@@ -12,13 +12,36 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-HEIGHT = 320
-SCHEME = "tableau10"
+from . import palette
+
+HEIGHT = palette.PLOT_AND_AXES  # a chart without a legend; :func:`height` adds the legend's rows
 
 
-def _color(field: str, title: str, order: list | None = None) -> alt.Color:
-    return alt.Color(f"{field}:N", title=title, sort=order, scale=alt.Scale(scheme=SCHEME),
-                     legend=alt.Legend(orient="top", labelLimit=260))
+def height(labels: list, titled: bool = False) -> int:
+    """Total height of a chart with a legend of ``labels``: the plot keeps >= 260 px however long the legend."""
+    return palette.height([str(x) for x in labels], titled=titled)
+
+
+def _color(field: str, title: str | None, order: list) -> alt.Color:
+    """Colour by a series label: each in its scheduler mode's colour (:mod:`webapp.palette`)."""
+    return palette.series_color(field, order, title)
+
+
+def _dash(field: str, title: str | None, order: list) -> dict:
+    """Dashes for lines whose series share a mode (they share its hue too)."""
+    return {"strokeDash": palette.series_dash(field, order, title)} if palette.repeats(order) else {}
+
+
+def over_seeds(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean of each of ``metrics`` per ``by`` group over the seeds (replications), with the spread:
+    ``<metric>_min``, ``<metric>_max`` and ``seeds`` (how many values each mean has)."""
+    g = df.groupby(by, as_index=False, sort=False)
+    out = g[metrics].mean()
+    for m in metrics:
+        out[f"{m}_min"] = g[m].min()[m].to_numpy()
+        out[f"{m}_max"] = g[m].max()[m].to_numpy()
+    out["seeds"] = g[metrics[0]].count()[metrics[0]].to_numpy()
+    return out
 
 
 def series_label(df: pd.DataFrame, names: list[str]) -> pd.Series:
@@ -32,27 +55,42 @@ def series_label(df: pd.DataFrame, names: list[str]) -> pd.Series:
     return out.astype(str)
 
 
+VALUE_ROOM = 1.3  # a bar chart's value axis runs to this times its longest bar (room for the value label)
+
+
 # ---------------------------------------------------------- rate curves --
 def metric_vs_rate(df: pd.DataFrame, metric: str = "attainment", series: str = "series",
                    target: float | None = None, capacities: pd.DataFrame | None = None) -> alt.LayerChart:
-    """``metric`` against the arrival rate, one line per ``series``; the SLA target as a dashed rule
-    and each capacity (``capacities``: series, capacity_rps) as a vertical rule of its series' colour."""
+    """``metric`` against the arrival rate, one line per ``series``; the SLA target as a dashed rule,
+    each capacity (``capacities``: series, capacity_rps) as a vertical rule of its series' colour, and
+    where ``df`` has ``<metric>_min`` / ``_max`` (:func:`over_seeds`) the spread across seeds as a band."""
     pct = metric in ("attainment", "sla_attainment")
     d = df.dropna(subset=[metric]).copy()
-    d["value"] = 100.0 * d[metric] if pct else d[metric]
+    scale = 100.0 if pct else 1.0
+    d["value"] = scale * d[metric]
+    spread = f"{metric}_min" in d and f"{metric}_max" in d and (d.get("seeds", pd.Series([1])) > 1).any()
+    if spread:
+        d["low"], d["high"] = scale * d[f"{metric}_min"], scale * d[f"{metric}_max"]
     order = list(dict.fromkeys(d[series]))
     if pct:
         title, y_title = "SLA attainment vs arrival rate", "Requests meeting the SLA (%)"
     else:
         title, y_title = "p99 end-to-end latency vs arrival rate", "p99 latency (s, log scale)"
         d = d[d["value"] > 0]
+        if spread:
+            d = d[d["low"] > 0]
     y = alt.Y("value:Q", title=y_title, scale=alt.Scale(type="log") if not pct else alt.Scale(zero=False))
+    tips = [alt.Tooltip(f"{series}:N", title="Series"), alt.Tooltip("rate:Q", title="Rate (req/s)", format=".4g"),
+            alt.Tooltip("value:Q", title=y_title + (", mean over seeds" if spread else ""), format=".4g")]
+    if spread:
+        tips += [alt.Tooltip("low:Q", title="Lowest seed", format=".4g"),
+                 alt.Tooltip("high:Q", title="Highest seed", format=".4g"), alt.Tooltip("seeds:Q", title="Seeds")]
     base = alt.Chart(d).encode(x=alt.X("rate:Q", title="Arrival rate (req/s)"), y=y,
-                               color=_color(series, "Series", order),
-                               tooltip=[alt.Tooltip(f"{series}:N", title="Series"),
-                                        alt.Tooltip("rate:Q", title="Rate (req/s)", format=".4g"),
-                                        alt.Tooltip("value:Q", title=y_title, format=".4g")])
-    layers = [base.mark_line(point=True)]
+                               color=_color(series, None, order), tooltip=tips)
+    layers = []
+    if spread:  # the spread across seeds: a band from the lowest to the highest seed at each rate
+        layers.append(base.mark_area(opacity=0.18).encode(y="low:Q", y2="high:Q"))
+    layers.append(base.mark_line(point=True).encode(**_dash(series, None, order)))
     if pct and target is not None:
         rule = pd.DataFrame({"target": [100.0 * target], "label": [f"target {100 * target:g} %"]})
         layers.append(alt.Chart(rule).mark_rule(strokeDash=[6, 4], color="#d62728").encode(y="target:Q"))
@@ -61,20 +99,25 @@ def metric_vs_rate(df: pd.DataFrame, metric: str = "attainment", series: str = "
     if capacities is not None and len(capacities):
         caps = capacities.dropna(subset=["capacity_rps"])
         layers.append(alt.Chart(caps).mark_rule(strokeDash=[2, 2], size=2).encode(
-            x="capacity_rps:Q", color=_color(series, "Series", order),
+            x="capacity_rps:Q", color=_color(series, None, order),
             tooltip=[alt.Tooltip(f"{series}:N", title="Series"),
                      alt.Tooltip("capacity_rps:Q", title="Capacity (req/s)", format=".4g")]))
-    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+    return alt.layer(*layers).properties(title=title, height=height(order))
 
 
-def capacity_bars(caps: pd.DataFrame, series: str = "series") -> alt.LayerChart:
-    """Capacity per configuration with its confidence interval (when there are replications)."""
+def capacity_bars(caps: pd.DataFrame, series: str = "series", reach: float = 0.0) -> alt.LayerChart:
+    """Capacity per configuration with its confidence interval (when there are replications); the
+    axis runs past the longest bar (its value label fits) and to ``reach`` (a rule drawn over it)."""
     d = caps.copy()
     order = list(dict.fromkeys(d[series]))
+    top = max([float(v) for v in pd.concat([d["capacity_rps"], d.get("ci_high", d["capacity_rps"])])
+               if pd.notna(v)] or [0.0])
+    end = max(VALUE_ROOM * top, 1.05 * reach)
+    x_scale = alt.Scale(domain=[0, end]) if end > 0 else alt.Scale()
     bars = alt.Chart(d).mark_bar().encode(
-        y=alt.Y(f"{series}:N", title=None, sort=order, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("capacity_rps:Q", title="Capacity (req/s at the SLA target)"),
-        color=alt.Color(f"{series}:N", sort=order, legend=None, scale=alt.Scale(scheme=SCHEME)),
+        y=alt.Y(f"{series}:N", title=None, sort=order, axis=alt.Axis(labelLimit=0)),
+        x=alt.X("capacity_rps:Q", title="Capacity (req/s)", scale=x_scale),
+        color=palette.series_color(series, order, show_legend=False),
         tooltip=[alt.Tooltip(f"{series}:N", title="Series"),
                  alt.Tooltip("capacity_rps:Q", title="Capacity (req/s)", format=".4g"),
                  alt.Tooltip("ci_low:Q", title="CI low", format=".4g"),
@@ -84,7 +127,7 @@ def capacity_bars(caps: pd.DataFrame, series: str = "series") -> alt.LayerChart:
     ci = d.dropna(subset=["ci_low", "ci_high"])
     if len(ci):
         layers.append(alt.Chart(ci).mark_errorbar(ticks=True).encode(
-            y=alt.Y(f"{series}:N", sort=order), x=alt.X("ci_low:Q", title="Capacity (req/s at the SLA target)"),
+            y=alt.Y(f"{series}:N", sort=order), x=alt.X("ci_low:Q", title="Capacity (req/s)"),
             x2="ci_high:Q"))
     return alt.layer(*layers).properties(title="Capacity per configuration", height=max(120, 45 * len(d) + 60))
 
@@ -98,14 +141,15 @@ def suite_step1(df: pd.DataFrame, metric: str) -> alt.Chart:
     d["value"] = 100.0 * d[metric] if pct else d[metric]
     if not pct:
         d = d[d["value"] > 0]
+    order = list(dict.fromkeys(d["series"]))
     title = "SLA violations vs requests" if pct else "p99 latency vs requests"
     y_title = "Requests violating the SLA (%)" if pct else "p99 end-to-end latency (s, log scale)"
     return alt.Chart(d, title=title).mark_line(point=True).encode(
         x=alt.X("requests:Q", title="Requests (log scale)", scale=alt.Scale(type="log")),
         y=alt.Y("value:Q", title=y_title, scale=alt.Scale(type="log") if not pct else alt.Scale()),
-        color=_color("series", "Scheduler · GPUs"),
+        color=_color("series", "Scheduler · GPUs", order), **_dash("series", "Scheduler · GPUs", order),
         tooltip=["series:N", alt.Tooltip("requests:Q", format=","), alt.Tooltip("value:Q", format=".4g")],
-    ).properties(height=HEIGHT)
+    ).properties(height=height(order, titled=True))
 
 
 def suite_step2(df: pd.DataFrame) -> alt.Chart:
@@ -116,9 +160,9 @@ def suite_step2(df: pd.DataFrame) -> alt.Chart:
     return alt.Chart(d, title="GPU scaling (rate proportional to GPUs)").mark_line(point=True).encode(
         x=alt.X("gpus:Q", title="GPUs (log scale)", scale=alt.Scale(type="log")),
         y=alt.Y("percent:Q", title="Percent"),
-        color=_color("metric", "Metric"),
+        color=_color("metric", "Metric", list(dict.fromkeys(d["metric"]))),
         tooltip=["metric:N", "gpus:Q", alt.Tooltip("percent:Q", format=".1f")],
-    ).properties(height=HEIGHT)
+    ).properties(height=height(list(dict.fromkeys(d["metric"])), titled=True))
 
 
 def suite_step3(df: pd.DataFrame) -> alt.Chart:
@@ -129,9 +173,9 @@ def suite_step3(df: pd.DataFrame) -> alt.Chart:
     return alt.Chart(d, title="Throughput and capacity vs bins").mark_line(point=True).encode(
         x=alt.X("k_bins:Q", title="Bins K (log scale)", scale=alt.Scale(type="log", base=2)),
         y=alt.Y("rps:Q", title="Requests per second"),
-        color=_color("metric", "Metric"),
+        color=_color("metric", "Metric", list(dict.fromkeys(d["metric"]))),
         tooltip=["metric:N", "k_bins:Q", alt.Tooltip("rps:Q", format=".4g")],
-    ).properties(height=HEIGHT)
+    ).properties(height=height(list(dict.fromkeys(d["metric"])), titled=True))
 
 
 def suite_charts(tables: dict[str, pd.DataFrame]) -> dict[str, alt.TopLevelMixin]:
@@ -153,9 +197,9 @@ def formula_vs_simulated(df: pd.DataFrame, formula: str, simulated: str, title: 
     d["source"] = d["source"].map({formula: "formula", simulated: "simulated"})
     return alt.Chart(d, title=title).mark_line(point=True).encode(
         x=alt.X("k:O", title="Bins k", axis=alt.Axis(labelAngle=0)), y=alt.Y("value:Q", title=y_title),
-        color=_color("source", "Source"), strokeDash=alt.StrokeDash("source:N", legend=None),
+        color=_color("source", "Source", ["formula", "simulated"]), strokeDash=alt.StrokeDash("source:N", legend=None),
         tooltip=["source:N", "k:O", alt.Tooltip("value:Q", format=".4g")],
-    ).properties(height=HEIGHT)
+    ).properties(height=height(["formula", "simulated"], titled=True))
 
 
 # ----------------------------------------------------------------- export --

@@ -391,7 +391,7 @@ def _show_grid(members: list[dict], plan: dict) -> None:
         d = df[df["status"] == "done"].copy()
         others = [n for n in names if n != "rate"]
         d["series"] = charts.series_label(d, others)
-        agg = d.groupby(["series", "rate"], as_index=False)[["sla_attainment", "latency_p99_s"]].mean()
+        agg = charts.over_seeds(d, ["series", "rate"], ["sla_attainment", "latency_p99_s"])
         c = st.columns(2)
         with c[0]:
             chart_block(charts.metric_vs_rate(agg, "sla_attainment"), agg, "sweep-attainment")
@@ -417,8 +417,7 @@ def _show_capacity(params: dict) -> None:
     caps = [CapacityResult.from_dict(c) for c in result["capacities"]]
     cf, pf = capacity_frame(caps), probes_frame(caps)
     cf["series"], pf["series"] = cf["mode"], pf["mode"]
-    agg = pf.dropna(subset=["attainment"]).groupby(["series", "rate"], as_index=False)[
-        ["attainment", "latency_p99_s"]].mean()
+    agg = charts.over_seeds(pf.dropna(subset=["attainment"]), ["series", "rate"], ["attainment", "latency_p99_s"])
     target = caps[0].target
     st.markdown(f"**Capacity** = the highest arrival rate whose SLA attainment stays at or above "
                 f"**{100 * target:g} %**, found by bracketing and bisection with the same seeds at every rate "

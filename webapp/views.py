@@ -262,7 +262,8 @@ def show_comparison(views: list[dict], share: dict | None = None, note: str | No
         _per_run([v for v, _ in batched], [lab for _, lab in batched], lambda v, lab: _chart(
             charts.batch_size_over_time(v["series"]["batch_timeline"], title=lab)))
     st.markdown("##### Controller traces (b_mem, b_SLA, chosen b)")
-    _per_run(views, run_labels, lambda v, lab: _controller(v, lab, key=f"cmp_ctl_{v['hash'][:12]}"))
+    # two to a row: a third leaves a 900 px window's chart too narrow for its legend
+    _per_run(views, run_labels, lambda v, lab: _controller(v, lab, key=f"cmp_ctl_{v['hash'][:12]}"), per_row=2)
     _chart(charts.batch_size_histogram(stacked["batch_sizes"]))
     _details(views, run_labels)
 
