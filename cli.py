@@ -1020,6 +1020,16 @@ def _run_plan(plan: dict, db, no_store, cluster, workers, label: str, name: str 
     return out, sweep_id
 
 
+def _echo_link(plan: dict, sweep_id: int | None) -> None:
+    """Say where the web app shows a stored sweep, capacity search, suite or plan (standard error)."""
+    from batchlab.store.sweep_jobs import plan_key
+
+    if sweep_id is None:
+        return
+    what, page = ("plan", "plan") if plan["kind"] == "plan" else ("sweep", "sweeps")
+    click.echo(f"stored as {what} {sweep_id}: the web app shows it at /{page}?{what}={plan_key(plan)}", err=True)
+
+
 def _write_table(df, fmt: str, out: str | None, text: str | None = None) -> None:
     """Print or write a DataFrame as text, CSV or JSON (a file is written whole or not at all)."""
     from batchlab.core.output import write_text
@@ -1098,6 +1108,7 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
     where = f"sweep {sweep_id}: " if sweep_id is not None else ""
     click.echo(f"{where}{len(result.members)} runs, {result.skipped} already stored, "
                f"{len(result.failed)} failed", err=True)
+    _echo_link(plan, sweep_id)
     if result.failed:
         raise SystemExit(1)
 
@@ -1132,7 +1143,7 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
     try:
         cfg, spec, _ = build_inputs(config_file, mode=names[0], **flags)
         plan = capacity_plan(cfg, spec, names, target, tolerance, replications, start_rate)
-        result, _ = _run_plan(plan, db, no_store, cluster, workers, "capacity")
+        result, sweep_id = _run_plan(plan, db, no_store, cluster, workers, "capacity")
     except _sweep_errors() as exc:
         _fail(exc)
     caps: list[CapacityResult] = result.capacities
@@ -1141,6 +1152,7 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
         click.echo(to_json(objs[0] if len(objs) == 1 else objs))
     else:
         click.echo(format_capacities(caps))
+        _echo_link(plan, sweep_id)
     if any(c.status == "failed" for c in caps):
         raise SystemExit(1)
 
@@ -1196,7 +1208,7 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     """
     from batchlab.core.plan_options import PlanOptions
     from batchlab.core.plan_report import format_plan
-    from batchlab.store.sweep_jobs import gpu_plan, plan_key
+    from batchlab.store.sweep_jobs import gpu_plan
 
     names = [m.strip() for m in modes.split(",") if m.strip()]
     try:
@@ -1218,10 +1230,15 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
         click.echo(to_json(answer))
     else:
         click.echo(format_plan(answer))
-        if sweep_id is not None:
-            click.echo(f"stored as plan {sweep_id}: the web app shows it at /plan?plan={plan_key(planned)}", err=True)
+        _echo_link(planned, sweep_id)
     if answer["status"] != "ok":
         raise SystemExit(1)
+
+
+def _suite_titles() -> dict[int, str]:
+    from batchlab.core.suite import step_titles
+
+    return step_titles()
 
 
 def _suite_steps(step: str) -> tuple[int, ...]:
@@ -1232,7 +1249,7 @@ def _suite_steps(step: str) -> tuple[int, ...]:
 
 @cli.command()
 @click.option("--step", type=click.Choice(("1", "2", "3", "all")), default="all", show_default=True,
-              help="1: request scaling 1K-1M; 2: GPU scaling 1-100 at 1M requests; 3: bin-count sensitivity.")
+              help="; ".join(f"{n}: {text}" for n, text in _suite_titles().items()) + ".")
 @click.option("--max-requests", type=click.IntRange(min=1), default=None,
               help="Cap every run's request count (a small suite).")
 @executor_options
@@ -1266,6 +1283,7 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
         click.echo(f"\nsuite: {wall:.1f} s ({split}); {len(result.members)} runs + "
                    f"{sum(len(c.probes) for c in result.capacities)} capacity probes, {result.skipped} already stored"
                    + (f"; sweep {sweep_id}" if sweep_id is not None else ""), err=fmt != "table")
+        _echo_link(suite_plan(plan), sweep_id)
     if out_dir:
         from batchlab.webapp.sweep_charts import save_suite
 

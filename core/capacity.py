@@ -171,6 +171,20 @@ class BisectionSearch:
     def fail(self, error: str) -> None:
         self.status, self.error = "failed", error
 
+    def probes_left(self, m: int = 1) -> int:
+        """About how many probes this search still runs at ``m`` per round, those in flight included (0 once
+        it has ended): a bracketing round for each side not found yet, then the bisection rounds that
+        shrink the bracket (``factor - 1`` of ``lo`` while a side is missing) to the tolerance. An
+        estimate: a bracketing step may miss, and a round near the end may propose fewer rates."""
+        if self.status != "searching":
+            return 0
+        lo, hi = self.lo, self.hi
+        missing = (lo is None) + (hi is None)
+        width = self.factor - 1 if missing else (hi - lo) / lo
+        goal = 0.5 * self.tol
+        rounds = math.ceil(math.log(width / goal) / math.log(m + 1) - 1e-9) if width > goal else 0
+        return m * (missing + rounds)
+
 
 def probe_member(config: SimConfig, spec: WorkloadSpec, rate: float, replication: int,
                  label: dict | None = None) -> Member:
@@ -204,7 +218,8 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
                       factor: float | list[float] = DEFAULT_FACTOR,
                       min_rate: float = MIN_RATE, max_rate: float = MAX_RATE, confidence: float = 0.95,
                       labels: list[dict] | None = None,
-                      on_probe: Callable[[int, Probe, BisectionSearch], None] | None = None) -> list[CapacityResult]:
+                      on_probe: Callable[[int, Probe, BisectionSearch], None] | None = None,
+                      on_left: Callable[[int], None] | None = None) -> list[CapacityResult]:
     """One capacity search per base (config, spec), all sharing ``executor`` (see the module doc).
 
     ``workers``: how many probes may run at once (default: the CPU count); each round a
@@ -212,7 +227,8 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
     count but never on timing. ``start`` (the first rate probed; default the spec's rate) and
     ``factor`` (the bracketing step) are one value for every base or a list of one per base. ``labels``: a dict
     per base merged into its members' labels (e.g. ``{"mode": ...}``). ``on_probe(base index,
-    probe, search)`` is called in this thread after every probe.
+    probe, search)`` is called in this thread after every probe; ``on_left(n)`` at the start and after every
+    probe, with about how many probes are left (:meth:`BisectionSearch.probes_left`, summed).
     """
     if not bases:
         raise SweepError("capacity: nothing to search")
@@ -237,6 +253,12 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
                                                      factors[b], min_rate, max_rate)))
     probes: list[list[Probe]] = [[] for _ in bases]
     in_flight: dict[Future, tuple[int, float, Member]] = {}
+
+    def left() -> None:
+        if on_left is not None:
+            on_left(sum(s.probes_left(m) for _, _, s in searches))
+
+    left()
     with pool_for(executor, workers) as pool:
         try:
             while True:
@@ -270,6 +292,7 @@ def search_capacities(bases: list[tuple[SimConfig, WorkloadSpec]], target: float
                             s.observe(rate, probe.passed)
                     else:
                         s.fail(res.error or "the run failed")
+                    left()
                     if on_probe is not None:
                         on_probe(b, probe, s)
         except BaseException:

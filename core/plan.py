@@ -68,7 +68,7 @@ from typing import Any
 from batchlab.workloads.spec import SpecError, WorkloadSpec
 from batchlab.workloads.workload import WorkloadError
 
-from .capacity import DEFAULT_FACTOR, check_capacity_inputs, search_capacities
+from .capacity import DEFAULT_FACTOR, BisectionSearch, check_capacity_inputs, search_capacities
 from .config import BINNED_MODES, DYNAMIC_MODES, MAX_BATCH, MAX_BINS, MAX_GPUS, MODES, ConfigError, SimConfig
 from .plan_options import PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
 from .plan_report import label_of, plan_sentence, run_command, toml_config
@@ -78,6 +78,7 @@ from .sweep import Member, MemberResult, SweepError, default_workers, pool_for, 
 WINNER_FACTOR = 1.25  # the smallest bracketing step of a capacity search from a rate known to pass
 
 OnRun = Callable[[str, bool], None]  # (phase, the run succeeded)
+OnLeft = Callable[[int], None]  # about how many runs are left
 
 
 # ----------------------------------------------------------------- inputs --
@@ -270,6 +271,10 @@ class _Search:
         self.broken: dict[int, str] = {}
         self.results: dict[str, MemberResult] = {}
         self.runs = self.simulated = 0
+        self.bounds = (1, options.max_gpus)  # the GPU counts the answer still lies between
+        self.on_left: OnLeft | None = None
+        self.after = 0  # runs expected after this search (a pilot's: the full-size search's)
+        self.in_evidence = False
 
     # -- running -------------------------------------------------------
     def member(self, ci: int, gpus: int, rep: int) -> Member:
@@ -290,9 +295,13 @@ class _Search:
             return
         reps = self.o.replications
         members = [self.member(ci, g, r) for ci, g in pairs for r in range(reps)]
+        before, todo = self.runs_left(), [len(members)]  # the estimate at the start of this round
 
         def done(member: Member, res: MemberResult) -> None:
             self.count(res)
+            todo[0] -= 1
+            if self.on_left is not None:
+                self.on_left(max(before - (len(members) - todo[0]), todo[0]))
             if self.on_run is not None:
                 self.on_run(phase, res.ok)
 
@@ -323,6 +332,26 @@ class _Search:
         return Cell(ci, g, score is not None and score >= self.o.target, mean, low, high,
                     _mean([r.summary.get("latency_p99_s") for r in results]),
                     _mean([r.summary.get("throughput_rps") for r in results]), runs, ids, reused)
+
+    def runs_left(self, at: int | None = None) -> int:
+        """About how many runs the plan still makes from here (``at``: where the GPU search is assumed to
+        end): what the bisection on the GPU count has left, each probe running every candidate not known
+        to fail, then the ranking at the answer and each mode's capacity search (the check one GPU below
+        left out). An estimate that shrinks as the search learns."""
+        reps, alive = self.o.replications, self.usable()
+        lo, hi = self.bounds if at is None else (at, at)
+        rounds = math.ceil(math.log2(hi - lo + 1)) if hi > lo else 0
+        ranking = sum((ci, hi) not in self.cells for ci in alive)
+        return (rounds * len(alive) + ranking) * reps + self.evidence_guess() + self.after
+
+    def evidence_guess(self) -> int:
+        """The capacity searches' probes, as a search that starts from nothing needs them."""
+        if not self.o.evidence or self.in_evidence:
+            return 0
+        modes = len({self.cands[ci].mode for ci in self.usable()})
+        m = max(1, self.workers // max(1, modes * self.o.replications))
+        one = BisectionSearch(self.o.target, self.o.tolerance, 1.0, DEFAULT_FACTOR).probes_left(m)
+        return modes * self.o.replications * one
 
     # -- monotone knowledge ----------------------------------------------
     def usable(self) -> list[int]:
@@ -365,8 +394,10 @@ class _Search:
                 hi, hi_ok = g, True
             else:
                 lo = g + 1
+            self.bounds = (min(lo, hi), hi)
 
         if guess is not None and 1 <= guess <= G:
+            self.bounds = (max(1, guess - 1), guess)  # two GPU counts when the guess is right
             probe(guess)  # then gallop away from it, 1, 2, 4, ... GPUs, until the answer is bracketed
             step = 1
             while self.usable() and lo < hi and hi_ok:
@@ -428,6 +459,8 @@ class _Search:
         known = {k: v for k, v in self.results.items()
                  if (v.point.get("candidate"), v.point.get("gpus")) in {(c.candidate, g) for c in chosen}}
 
+        self.in_evidence = True
+
         def probed(b: int, probe, search) -> None:
             self.runs += 1
             self.simulated += 0 if probe.cached else 1
@@ -439,18 +472,20 @@ class _Search:
         factors = [max(WINNER_FACTOR, g / (g - 1)) if c.meets and g > 1 else DEFAULT_FACTOR for c in chosen]
         caps = search_capacities(bases, self.o.target, self.o.tolerance, self.o.replications, self.executor,
                                  _Reuse(self.job, known), self.workers, start=rate, factor=factors,
-                                 confidence=self.o.confidence, labels=labels, on_probe=probed)
+                                 confidence=self.o.confidence, labels=labels, on_probe=probed,
+                                 on_left=self.on_left)
         return [c.to_dict() for c in caps]
 
 
 def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = None, executor: Executor | None = None,
          job: Callable[[Member], MemberResult] = simulate_member, workers: int | None = None,
-         on_run: OnRun | None = None) -> PlanResult:
+         on_run: OnRun | None = None, on_left: OnLeft | None = None) -> PlanResult:
     """The fewest GPUs and the best configuration meeting ``options.target`` on ``spec`` (module doc).
 
     ``config``: every setting but the planned ones (mode, gpus, k_bins, b_max, batch_size).
     ``executor`` None: a local process pool of ``workers`` processes. ``on_run(phase, ok)`` is
-    called in this thread after every run.
+    called in this thread after every run, then ``on_left(n)`` with about how many runs are left
+    (:meth:`_Search.runs_left`: an estimate, since the search learns where to look as it runs).
     """
     t0 = time.perf_counter()
     o = options or PlanOptions()
@@ -465,9 +500,13 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
         if size:
             pilot = _Search(config, spec.replace(num_requests=size), o, pool, job, workers,
                             None if on_run is None else lambda phase, ok: on_run(f"pilot, {phase}", ok))
+            pilot.on_left = on_left
+            pilot.after = 2 * len(pilot.cands) * o.replications  # the full-size search at the pilot's answer
+            # (the pilot's own estimate already counts a ranking and the evidence: the full-size ones)
             guess = pilot.fewest_gpus()
         tp = time.perf_counter()
         s = _Search(config, spec, o, pool, job, workers, on_run)
+        s.on_left = on_left
         g = s.fewest_gpus(guess)
         t1 = time.perf_counter()
         if g is not None:

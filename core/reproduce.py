@@ -24,13 +24,14 @@ build has those modes. The paper's ratios are quoted in the README beside these.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import pandas as pd
 
 from batchlab.workloads.spec import WorkloadSpec
 
-from .capacity import search_capacities
+from .capacity import BisectionSearch, search_capacities
 from .config import MODES, SimConfig
 from .stats import mean_ci
 from .sweep import Member, SweepError, default_workers, pool_for, run_members
@@ -45,6 +46,35 @@ PAPER2_SLA = dict(d_sla_tbt=0.050, d_sla_ttft=10.0, d_sla_e2e=None)
 PAPER2_STATIC_CAPS = (8, 16, 32, 64)
 PAPER2_PAIRS = (("static_fifo", "dynamic_no_bins"), ("continuous_static", "continuous_dynamic"))
 PAPER2_REPLICATIONS = 3
+OnRun = Callable[[str, bool], None]  # (phase, the run succeeded), after every run
+OnLeft = Callable[[int], None]  # about how many runs are left
+
+
+class _Progress:
+    """Counts a reproduction's runs for ``on_run`` and ``on_left`` (either may be None): ``later`` runs
+    are still to come after the current batch of members."""
+
+    def __init__(self, on_run: OnRun | None, on_left: OnLeft | None, later: int = 0):
+        self.on_run, self.on_left, self.later, self.todo = on_run, on_left, later, 0
+
+    def batch(self, n: int, later: int) -> Callable[[Member, object], None]:
+        self.todo, self.later = n, later
+        self.left()
+        return self.ran
+
+    def ran(self, member: Member, res) -> None:
+        self.todo -= 1
+        self.left()
+        if self.on_run is not None:
+            self.on_run(self.phase(member), res.ok)
+
+    def left(self, n: int | None = None) -> None:
+        if self.on_left is not None:
+            self.on_left(self.todo + self.later if n is None else n)
+
+    @staticmethod
+    def phase(member: Member) -> str:
+        return f"simulating the {member.point.get('table', 'throughput')} runs"
 
 
 def paper1_service(k: int, B: int = 128, lmin: float = 1.0, lmax: float = 20.0) -> float:
@@ -63,8 +93,8 @@ def paper1_latency(k: int, B: int, lam: float, lmin: float = 1.0, lmax: float = 
     return paper1_service(k, B, lmin, lmax) + (B - 1) * k / (2 * lam)
 
 
-def _run(members: list[Member], executor: Executor | None, workers: int | None) -> list[dict]:
-    results = run_members(members, executor=executor, workers=workers)
+def _run(members: list[Member], executor: Executor | None, workers: int | None, on_result=None) -> list[dict]:
+    results = run_members(members, executor=executor, workers=workers, on_result=on_result)
     bad = [r for r in results if not r.ok]
     if bad:
         raise SweepError(f"reproduction run {bad[0].point} failed: {bad[0].error}")
@@ -72,7 +102,8 @@ def _run(members: list[Member], executor: Executor | None, workers: int | None) 
 
 
 def reproduce_paper1(executor: Executor | None = None, workers: int | None = None, ks=(1, 2, 3, 4, 5),
-                     n_throughput: int = 128_000, n_latency: int = 120_000) -> dict[str, pd.DataFrame]:
+                     n_throughput: int = 128_000, n_latency: int = 120_000, on_run: OnRun | None = None,
+                     on_left: OnLeft | None = None) -> dict[str, pd.DataFrame]:
     members = []
     for k in ks:
         members.append(Member(SimConfig(mode="multi_bin_fixed", k_bins=k, batch_size=128, gpus=1, **PER_TOKEN),
@@ -81,7 +112,7 @@ def reproduce_paper1(executor: Executor | None = None, workers: int | None = Non
         members.append(Member(SimConfig(mode="multi_bin_fixed", k_bins=k, batch_size=8, gpus=1000, **PER_TOKEN),
                               WorkloadSpec(num_requests=n_latency, rate=10.0, workload_seed=100 + k, **PAPER1_SPEC),
                               {"table": "latency", "k": k}))
-    summaries = _run(members, executor, workers)
+    summaries = _run(members, executor, workers, _Progress(on_run, on_left).batch(len(members), 0))
     thr, lat = [], []
     for m, s in zip(members, summaries):
         k = m.point["k"]
@@ -98,9 +129,12 @@ def reproduce_paper1(executor: Executor | None = None, workers: int | None = Non
 def reproduce_paper2(executor: Executor | None = None, workers: int | None = None, n_throughput: int = 100_000,
                      n_capacity: int = 20_000, target: float = 0.95, tolerance: float = 0.02,
                      static_caps: tuple[int, ...] = PAPER2_STATIC_CAPS,
-                     replications: int = PAPER2_REPLICATIONS) -> dict[str, pd.DataFrame]:
+                     replications: int = PAPER2_REPLICATIONS, on_run: OnRun | None = None,
+                     on_left: OnLeft | None = None) -> dict[str, pd.DataFrame]:
     """One row per (mode pair, static cap B): throughput and capacity of each side and their ratio, each
-    capacity and the ratio with its interval over the replications (None from a single one)."""
+    capacity and the ratio with its interval over the replications (None from a single one).
+    ``on_run(phase, ok)`` after every run and ``on_left(n)`` with about how many are left (the capacity
+    searches' probes estimated, :meth:`core.capacity.BisectionSearch.probes_left`)."""
     pairs = [p for p in PAPER2_PAIRS if p[0] in MODES and p[1] in MODES]
     base = SimConfig(**PAPER2_SLA)
     configs = []
@@ -108,10 +142,20 @@ def reproduce_paper2(executor: Executor | None = None, workers: int | None = Non
         configs += [base.replace(mode=static, batch_size=b) for b in static_caps] + [base.replace(mode=dynamic)]
     sat = WorkloadSpec(num_requests=n_throughput, rate=1000.0, arrival="poisson")
     members = [Member(c, sat, {"mode": c.mode, "B": c.batch_size}) for c in configs]
-    with pool_for(executor, workers or default_workers()) as pool:
-        summaries = _run(members, pool, workers)
+    n_workers = workers or default_workers()
+    m = max(1, n_workers // (len(configs) * replications))
+    probes = len(configs) * replications * BisectionSearch(target, tolerance, 2.0).probes_left(m)
+    progress = _Progress(on_run, on_left)
+    with pool_for(executor, n_workers) as pool:
+        summaries = _run(members, pool, workers, progress.batch(len(members), probes))
+
+        def probed(b: int, probe, search) -> None:
+            if on_run is not None:
+                on_run("capacity probes", probe.error is None)
+
         caps = search_capacities([(c, WorkloadSpec(num_requests=n_capacity)) for c in configs], target, tolerance,
-                                 replications, pool, workers=workers or default_workers(), start=2.0)
+                                 replications, pool, workers=n_workers, start=2.0, on_probe=probed,
+                                 on_left=progress.left)
     got = {(c.mode, c.batch_size if not c.dynamic else None): (s, cap) for c, s, cap in zip(configs, summaries, caps)}
     rows = []
     for static, dynamic in pairs:
@@ -159,10 +203,11 @@ def text_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def reproduce(paper: str, executor: Executor | None = None, workers: int | None = None) -> dict[str, pd.DataFrame]:
-    """The named paper's tables (see the module doc)."""
+def reproduce(paper: str, executor: Executor | None = None, workers: int | None = None,
+              on_run: OnRun | None = None, on_left: OnLeft | None = None) -> dict[str, pd.DataFrame]:
+    """The named paper's tables (see the module doc); progress as :func:`reproduce_paper2` reports it."""
     if paper == "paper1":
-        return reproduce_paper1(executor, workers)
+        return reproduce_paper1(executor, workers, on_run=on_run, on_left=on_left)
     if paper == "paper2":
-        return reproduce_paper2(executor, workers)
+        return reproduce_paper2(executor, workers, on_run=on_run, on_left=on_left)
     raise SweepError(f"reproduce: unknown paper {paper!r} (choose from {', '.join(PAPERS)})")

@@ -18,20 +18,23 @@ Step 3, bin-count sensitivity: K = 1, 2, 4, 8, 16, 32 for multi_bin_dynamic on
 capacity at 95 % SLA attainment (a search, 20K requests per probe, 5 %
 tolerance).
 
-``max_requests`` caps every run's request count (a small suite for tests).
+``max_requests`` caps every run's request count (a small suite for tests); sizes the cap
+makes equal run once.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from batchlab.workloads.spec import WorkloadSpec
 
 from .capacity import CapacityResult
 from .config import SimConfig
 from .sweep import Member, MemberResult, SweepError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STEPS = (1, 2, 3)
 # the columns a text table shows (CSV and JSON carry all)
@@ -99,9 +102,9 @@ class SuitePlan:
             runs = [(m, self.step1_gpus) for m in self.step1_modes]
             runs += [("multi_bin_dynamic", g) for g in self.step1_multibin_gpus
                      if ("multi_bin_dynamic", g) not in runs]
+            sizes = dict.fromkeys(self.n(size) for size in self.step1_sizes)  # a cap can make sizes equal
             for mode, gpus in runs:
-                for size in self.step1_sizes:
-                    n = self.n(size)
+                for n in sizes:
                     out.append(Member(base.replace(mode=mode, gpus=gpus),
                                       spec.replace(num_requests=n, rate=self.step1_rate),
                                       {"step": 1, "mode": mode, "gpus": gpus, "requests": n}))
@@ -128,6 +131,22 @@ class SuitePlan:
         return bases, [{"step": 3, "mode": self.step3_mode, "k_bins": k} for k in self.step3_k]
 
 
+def _count(n: int) -> str:
+    """1000 as 1K, 1000000 as 1M (other counts with thousands separators)."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "K")):
+        if n >= size and n % size == 0:
+            return f"{n // size}{suffix}"
+    return f"{n:,}"
+
+
+def step_titles(plan: SuitePlan | None = None) -> dict[int, str]:
+    """What each step runs, in a few words read from the plan (default: the suite's own sizes)."""
+    p = plan or SuitePlan()
+    return {1: f"request scaling {_count(min(p.step1_sizes))}-{_count(max(p.step1_sizes))}",
+            2: f"GPU scaling {min(p.step2_gpus)}-{max(p.step2_gpus)} at {_count(p.step2_requests)} requests",
+            3: f"bin-count sensitivity K = {min(p.step3_k)}-{max(p.step3_k)}"}
+
+
 # -------------------------------------------------------------------- tables --
 def _row(res: MemberResult) -> dict:
     s = res.summary or {}
@@ -144,6 +163,8 @@ def _row(res: MemberResult) -> dict:
 
 def tables(results: list[MemberResult], capacities: list[CapacityResult] | None = None) -> dict[str, pd.DataFrame]:
     """``step1``, ``step2``, ``step3`` tables from the members' results and step 3's capacities."""
+    import pandas as pd  # here, not at the top: the command line reads the step titles at start-up
+
     rows = [_row(r) for r in results]
     out: dict[str, pd.DataFrame] = {}
     s1 = [r for r in rows if r["step"] == 1]

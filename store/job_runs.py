@@ -151,8 +151,8 @@ def run_runs(plan: dict, store, sweep_id: int | None, report: Report) -> list[di
     return outcomes
 
 
-def run_reproduce(plan: dict, executor, workers: int | None) -> dict:
-    """The paper's tables (core.reproduce) on ``executor``."""
+def run_reproduce(plan: dict, executor, workers: int | None, on_run=None, on_left=None) -> dict:
+    """The paper's tables (core.reproduce) on ``executor``, with its progress callbacks."""
     from batchlab.core.reproduce import reproduce
 
-    return reproduce(plan["paper"], executor=executor, workers=workers)
+    return reproduce(plan["paper"], executor=executor, workers=workers, on_run=on_run, on_left=on_left)

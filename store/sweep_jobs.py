@@ -338,6 +338,7 @@ class _Reporter:
         self.total: int | None = 0
         self.phase = ""
         self.extra: dict = {}  # a runs job's fraction done and run hashes
+        self.left: int | None = None  # about how many runs are left, where the total is not known beforehand
         self._last = 0.0
 
     def event(self, ok: bool | None = None, force: bool = False) -> None:
@@ -354,9 +355,17 @@ class _Reporter:
         self._last = time.monotonic()
         if self.store is not None and self.sweep_id is not None:
             params = self.store.update_sweep(self.sweep_id, progress={
-                "done": self.done, "failed": self.failed, "total": self.total, "phase": self.phase, **self.extra})
+                "done": self.done, "failed": self.failed, "total": self.total, "phase": self.phase, "left": self.left,
+                **self.extra})
             if check and params.get("cancel"):
                 raise Cancelled(STOPPED)
+
+    def estimate(self, left: int) -> None:
+        """About how many runs are left (a search's estimate, :func:`core.capacity.search_capacities`);
+        saved with the next event (the first one at once)."""
+        first, self.left = self.left is None, int(left)
+        if first:
+            self.save()
 
     def fraction(self, frac: float, phase: str, hashes: list) -> None:
         """A runs job's progress: the fraction done, what it does, the hashes of its runs."""
@@ -408,7 +417,12 @@ def run_plan(plan: dict, executor=None, workers: int | None = None, store=None, 
         elif plan["kind"] == "reproduce":
             rep.phase, rep.total = "simulating the paper's tables", None
             rep.event(force=True)
-            out.tables = job_runs.run_reproduce(plan, executor, workers)
+
+            def ran(phase: str, ok: bool) -> None:
+                rep.phase = phase
+                rep.event(ok)
+
+            out.tables = job_runs.run_reproduce(plan, executor, workers, ran, rep.estimate)
         else:
             raise SweepError(f"plan: unknown kind {plan['kind']!r}")
     except BaseException as exc:
@@ -492,7 +506,7 @@ def _run_capacity(out: PlanOutcome, rep: _Reporter, plan: dict, job, executor, w
     rep.event(force=True)
     out.capacities = search_capacities(bases, plan["target"], plan["tolerance"], plan["replications"], executor,
                                        job, workers, start=plan.get("start"),
-                                       on_probe=lambda b, p, s: rep.event(p.error is None))
+                                       on_probe=lambda b, p, s: rep.event(p.error is None), on_left=rep.estimate)
 
 
 def _run_gpu_plan(out: PlanOutcome, rep: _Reporter, plan: dict, job, executor, workers) -> None:
@@ -507,7 +521,7 @@ def _run_gpu_plan(out: PlanOutcome, rep: _Reporter, plan: dict, job, executor, w
         rep.phase = phase
         rep.event(ok)
 
-    out.answer = plan_capacity(cfg, spec, options, executor, job, workers, on_run).to_dict()
+    out.answer = plan_capacity(cfg, spec, options, executor, job, workers, on_run, rep.estimate).to_dict()
 
 
 def _run_suite(out: PlanOutcome, rep: _Reporter, plan: SuitePlan, stored: dict[str, dict], job, executor,
@@ -520,7 +534,8 @@ def _run_suite(out: PlanOutcome, rep: _Reporter, plan: SuitePlan, stored: dict[s
             rep.phase = "step 3 capacity"
             out.capacities = search_capacities(bases, plan.capacity_target, plan.capacity_tolerance, 1, executor,
                                                job, workers, labels=labels,
-                                               on_probe=lambda b, p, s: rep.event(p.error is None))
+                                               on_probe=lambda b, p, s: rep.event(p.error is None),
+                                               on_left=rep.estimate)
         out.step_seconds[str(step)] = time.perf_counter() - t0
     out.tables = tables(out.members, out.capacities)
 

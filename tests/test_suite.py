@@ -38,7 +38,9 @@ def test_step3_on_small_sizes_through_the_store(tmp_path):
 def test_steps_1_and_2_plans_and_tables():
     plan = SuitePlan(max_requests=500)
     s1, s2 = plan.members(1), plan.members(2)
-    assert len(s1) == 4 * 6  # 4 sizes x (4 modes at 4 GPUs + multi-bin at 1 and 2 GPUs)
+    assert len(s1) == 6  # 4 modes at 4 GPUs + multi-bin at 1 and 2 GPUs; the cap makes the 4 sizes one
+    assert len(SuitePlan(max_requests=5000).members(1)) == 2 * 6  # 1,000 and 5,000 requests
+    assert len(SuitePlan().members(1)) == 4 * 6
     assert {m.point["mode"] for m in s1} == {"static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "continuous_dynamic"}
     assert {(m.point["mode"], m.point["gpus"]) for m in s1 if m.point["mode"] == "multi_bin_dynamic"} == \
         {("multi_bin_dynamic", g) for g in (1, 2, 4)}

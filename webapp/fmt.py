@@ -10,7 +10,7 @@ import re
 from batchlab.core.units import DASH, compact_rate, compact_seconds, missing, number, pct, seconds, sig
 
 __all__ = ["DASH", "clip", "compact_rate", "compact_seconds", "md", "number", "pct", "rate", "seconds", "short_seconds",
-           "sig"]
+           "sig", "upload_limit"]
 
 
 def short_seconds(v) -> str:
@@ -48,3 +48,11 @@ def md(text) -> str:
     ``:emoji:`` and ``$math$`` directives) could read as syntax is backslash-escaped, so a
     file name like ``[x](http://y).csv`` stays text."""
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def upload_limit(limit_bytes: int) -> str:
+    """What an uploader's size limit means to a user: the browser refuses a larger file before it is sent,
+    and marks it with only a red "!"."""
+    return (f"Up to {limit_bytes // 2**20} MB. A larger file is refused before it is sent (the uploader then "
+            "shows only a red !): upload a window of the trace, or run the whole file from the command line "
+            "(`batchlab run --trace FILE`).")

@@ -79,17 +79,25 @@ def error_of(params: dict) -> str:
 
 
 def progress_of(params: dict) -> tuple[float, str]:
-    """(fraction done, what the job does now) for a progress bar."""
+    """(fraction done, what the job does now) for a progress bar. A job that knows its runs beforehand
+    counts them (``3 of 12 runs done``); a search that learns how many it needs as it goes (a capacity
+    search, a plan, a reproduction) records its estimate (``left``), and the bar is the share of the
+    runs done and estimated left, said as an estimate."""
     prog = params.get("progress") or {}
-    done, total, failed = prog.get("done", 0), prog.get("total"), prog.get("failed", 0)
+    done, total, failed, left = prog.get("done", 0), prog.get("total"), prog.get("failed", 0), prog.get("left")
     if "fraction" in prog:
         return min(max(float(prog["fraction"]), 0.0), 1.0), prog.get("phase") or "Starting…"
     if params.get("status", "new") in ("new", "starting") and not prog:
         return 0.0, "Starting…"
-    frac = min(done / total, 1.0) if total else 0.0
-    text = f"{prog.get('phase', '')} · {done}" + (f" of {total}" if total else "") + " finished" + \
-           (f", {failed} failed" if failed else "")
-    return frac, text
+    phase = f"{prog['phase']} · " if prog.get("phase") else ""
+    bad = f", {failed:,} failed" if failed else ""
+    if left is not None:
+        planned = done + left
+        frac = done / planned if planned else 1.0
+        return frac, f"{phase}{done:,} of about {planned:,} runs done{bad}, about {left:,} left"
+    if total:
+        return min(done / total, 1.0), f"{phase}{done:,} of {total:,} runs done{bad}"
+    return 0.0, f"{phase}{done:,} runs done{bad}; how many it needs is not known yet"
 
 
 def computing(run_hash: str) -> int | None:

@@ -24,6 +24,7 @@ from . import fmt, forms, guard, jobs, services, state, views
 
 OUTCOMES = "_outcomes"
 UPLOAD = "_upload"  # the last valid trace upload of this session
+BAD_UPLOAD = "_upload_bad"  # the name of an uploaded file that could not be read (while it stays uploaded)
 CONTEXT = {"run": "Could not run the simulation", "compare": "Could not run the comparison"}
 POLL_S = 0.1  # how often a page reads a running job's progress
 _compiled: list[bool] = []  # [True] once this server found the continuous engine compiled on disk
@@ -100,16 +101,21 @@ def trace_uploader(source: str) -> services.Upload | None:
                               "Request tokens and Response tokens are read; failed rows are dropped "
                               "unless 'Keep failed rows' is set.")
     if f is None:
+        st.session_state.pop(BAD_UPLOAD, None)
         kept = st.session_state.get(UPLOAD)
         if kept is not None:  # the uploader is not drawn while the settings are folded
             st.caption(f"Using **{fmt.md(kept.name)}**, uploaded earlier; upload another file to replace it.")
+        else:
+            st.caption(fmt.upload_limit(MAX_UPLOAD_BYTES))
         return kept
     upload = services.Upload(f.name, f.getvalue())
     with services.shown_errors(f"Cannot read {fmt.md(f.name)}") as box:
         w = services.make_workload(WorkloadSpec(workload="burstgpt", trace=f.name), upload)
     if box.failed:
         st.session_state.pop(UPLOAD, None)
+        st.session_state[BAD_UPLOAD] = f.name
         return None
+    st.session_state.pop(BAD_UPLOAD, None)
     st.session_state[UPLOAD] = upload
     d = w.describe()
     st.caption(f"{fmt.md(f.name)}: {d['requests']:,} requests over {fmt.seconds(d['duration_s'])} "
@@ -119,6 +125,15 @@ def trace_uploader(source: str) -> services.Upload | None:
 
 
 # ------------------------------------------------------------ background runs --
+def missing_upload() -> str:
+    """Why a run that reads an upload cannot start: no file yet, or the uploaded one could not be read."""
+    bad = st.session_state.get(BAD_UPLOAD)
+    if bad:
+        return (f"trace: the uploaded file {bad} could not be read (the reason is under the uploader); "
+                "upload a BurstGPT CSV file that can be")
+    return "trace: upload a BurstGPT CSV file first"
+
+
 def form_members(values: forms.FormValues, source: str, modes: list[str]) -> list[dict]:
     """One settings dict per mode from a submitted form."""
     return [{"sim": {**values.sim, "mode": m}, "spec": dict(values.spec), "source": source} for m in modes]
@@ -145,7 +160,7 @@ def start(page: str, members: list[dict], upload: services.Upload | None = None,
         for m in members:
             if m["source"] == "upload":
                 if upload is None:
-                    raise WorkloadError("trace: upload a BurstGPT CSV file first")
+                    raise WorkloadError(missing_upload())
                 m["spec"]["trace"] = upload.name
             cfg, spec = forms.build(m["sim"], m["spec"])
             guard.check(cfg, spec, guard.session_uploads() | ({upload.name} if m["source"] == "upload" else set()))

@@ -35,6 +35,7 @@ from batchlab.store import job_runs
 from batchlab.store.sweep_jobs import gpu_plan
 from batchlab.workloads import MAX_UPLOAD_BYTES, build_workload
 from batchlab.workloads.burstgpt import bundled_traces
+from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS
 
 from . import fmt, guard, jobs, palette, services, state, sweeps
 from . import sweep_charts as charts
@@ -154,12 +155,15 @@ def plan_form(source: str) -> Launch | None:
     if source == "upload":
         upload = st.file_uploader("BurstGPT trace CSV", type=["csv"], key="plan.upload",
                                   max_upload_size=MAX_UPLOAD_BYTES // 2**20)
+        if upload is None:
+            st.caption(fmt.upload_limit(MAX_UPLOAD_BYTES))
     with st.form("plan_form"):
         spec_lines: list[str] = []
         c = st.columns(3)
         if source == "synthetic":
-            n = c[0].number_input("Requests", 100, 10_000_000, 10_000, 1000, key="plan.requests")
-            rate = c[1].number_input("Arrival rate (req/s)", 0.001, 1e6, 12.0, 1.0, format="%g", key="plan.rate")
+            n = c[0].number_input("Requests", 100, 10_000_000, SYNTHETIC_REQUESTS, 1000, key="plan.requests")
+            rate = c[1].number_input("Arrival rate (req/s)", 0.001, 1e6, SYNTHETIC_RATE, 1.0, format="%g",
+                                     key="plan.rate")
             arrival = c[2].selectbox("Arrivals", ["gamma", "poisson"], key="plan.arrival",
                                      help="gamma: bursty, CV 1.41 as in BurstGPT; poisson: CV 1.")
             spec_lines += [f"num_requests={n}", f"rate={rate!r}", f"arrival={arrival}"]
@@ -174,15 +178,16 @@ def plan_form(source: str) -> Launch | None:
                                      help="Rescale the trace's timestamps to this mean rate instead.")
             spec_lines += [f"rate={rate!r}"] if rate is not None else [f"rps_scaling={scale!r}"]
         st.markdown("**SLA**")
-        c = st.columns(4)
-        ttft = c[0].number_input("TTFT deadline (s)", min_value=0.001, value=10.0, step=1.0, format="%g",
+        c, sla = st.columns(4), SimConfig()
+        ttft = c[0].number_input("TTFT deadline (s)", min_value=0.001, value=sla.d_sla_ttft, step=1.0, format="%g",
                                  key="plan.ttft", placeholder="off",
                                  help="Time to first token, queueing included. Empty = off.")
-        tbt = c[1].number_input("TBT deadline (s)", min_value=0.0001, value=0.05, step=0.01, format="%g",
+        tbt = c[1].number_input("TBT deadline (s)", min_value=0.0001, value=sla.d_sla_tbt, step=0.01, format="%g",
                                 key="plan.tbt", placeholder="off", help="Mean time between tokens. Empty = off.")
-        e2e = c[2].number_input("End-to-end deadline (s)", min_value=0.001, value=60.0, step=1.0, format="%g",
+        e2e = c[2].number_input("End-to-end deadline (s)", min_value=0.001, value=sla.d_sla_e2e, step=1.0, format="%g",
                                 key="plan.e2e", placeholder="off", help="Empty = off.")
-        target = c[3].number_input("Target (% within SLA)", 1.0, 100.0, 99.0, 0.5, key="plan.target") / 100
+        target = c[3].number_input("Target (% within SLA)", 1.0, 100.0, 100 * PlanOptions().target, 0.5,
+                                   key="plan.target") / 100
         sim_lines = [f"d_sla_ttft={'none' if ttft is None else repr(ttft)}",
                      f"d_sla_tbt={'none' if tbt is None else repr(tbt)}",
                      f"d_sla_e2e={'none' if e2e is None else repr(e2e)}"]

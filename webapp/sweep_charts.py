@@ -133,6 +133,18 @@ def capacity_bars(caps: pd.DataFrame, series: str = "series", reach: float = 0.0
 
 
 # ------------------------------------------------------------------ suite --
+def log_x(values, field: str, title: str, base: int = 10) -> alt.X:
+    """A log-scale x axis whose ticks are the measured values, each labelled once (a log axis left to
+    itself labels every power of ``base`` and its steps, which collide on a short span); one value
+    gets a span around it, a bare point has none to draw."""
+    ticks = sorted({float(v) for v in values if pd.notna(v) and float(v) > 0})
+    scale = alt.Scale(type="log", base=base)
+    if len(ticks) == 1:
+        scale = alt.Scale(type="log", base=base, domain=[ticks[0] / base, ticks[0] * base])
+    return alt.X(f"{field}:Q", title=title, scale=scale,
+                 axis=alt.Axis(values=ticks, format="~s", labelOverlap="greedy", labelAngle=0))
+
+
 def suite_step1(df: pd.DataFrame, metric: str) -> alt.Chart:
     """Step 1: SLA violations (``sla_violation_rate``) or p99 latency against the request count."""
     d = df.dropna(subset=[metric]).copy()
@@ -145,7 +157,7 @@ def suite_step1(df: pd.DataFrame, metric: str) -> alt.Chart:
     title = "SLA violations vs requests" if pct else "p99 latency vs requests"
     y_title = "Requests violating the SLA (%)" if pct else "p99 end-to-end latency (s, log scale)"
     return alt.Chart(d, title=title).mark_line(point=True).encode(
-        x=alt.X("requests:Q", title="Requests (log scale)", scale=alt.Scale(type="log")),
+        x=log_x(d["requests"], "requests", "Requests (log scale)"),
         y=alt.Y("value:Q", title=y_title, scale=alt.Scale(type="log") if not pct else alt.Scale()),
         color=_color("series", "Scheduler · GPUs", order), **_dash("series", "Scheduler · GPUs", order),
         tooltip=["series:N", alt.Tooltip("requests:Q", format=","), alt.Tooltip("value:Q", format=".4g")],
@@ -158,7 +170,7 @@ def suite_step2(df: pd.DataFrame) -> alt.Chart:
     d["metric"] = d["metric"].map({"efficiency": "scaling efficiency", "sla_attainment": "SLA attainment"})
     d["percent"] = 100.0 * d["v"]
     return alt.Chart(d, title="GPU scaling (rate proportional to GPUs)").mark_line(point=True).encode(
-        x=alt.X("gpus:Q", title="GPUs (log scale)", scale=alt.Scale(type="log")),
+        x=log_x(d["gpus"], "gpus", "GPUs (log scale)"),
         y=alt.Y("percent:Q", title="Percent"),
         color=_color("metric", "Metric", list(dict.fromkeys(d["metric"]))),
         tooltip=["metric:N", "gpus:Q", alt.Tooltip("percent:Q", format=".1f")],
@@ -171,7 +183,7 @@ def suite_step3(df: pd.DataFrame) -> alt.Chart:
                 value_name="rps").dropna(subset=["rps"])
     d["metric"] = d["metric"].map({"throughput_rps": "saturation throughput", "capacity_rps": "capacity at the SLA"})
     return alt.Chart(d, title="Throughput and capacity vs bins").mark_line(point=True).encode(
-        x=alt.X("k_bins:Q", title="Bins K (log scale)", scale=alt.Scale(type="log", base=2)),
+        x=log_x(d["k_bins"], "k_bins", "Bins K (log scale)", base=2),
         y=alt.Y("rps:Q", title="Requests per second"),
         color=_color("metric", "Metric", list(dict.fromkeys(d["metric"]))),
         tooltip=["metric:N", "k_bins:Q", alt.Tooltip("rps:Q", format=".4g")],

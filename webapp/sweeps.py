@@ -20,7 +20,7 @@ import streamlit as st
 from batchlab.core import metric_catalog
 from batchlab.core.capacity import CapacityResult
 from batchlab.core.config import MODES, ConfigError, config_fields
-from batchlab.core.suite import DISPLAY, STEPS, SuitePlan
+from batchlab.core.suite import DISPLAY, STEPS, SuitePlan, step_titles
 from batchlab.core.sweep import parse_settings, parse_vary
 from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
 from batchlab.store.sweep_jobs import capacity_plan, grid_plan, plan_from_link, plan_key, plan_title, suite_plan
@@ -232,12 +232,17 @@ def grid_form() -> dict | None:
     return {"plan": grid_plan(cfg, spec, values, int(reps)), "cluster": cluster, "workers": workers}
 
 
+def suite_caption() -> str:
+    """The Stress suite tab's line: what each step runs, from the suite's own sizes."""
+    text = ", ".join(step_titles().values())
+    return text[0].upper() + text[1:] + "."
+
+
 def suite_form() -> dict | None:
     with st.form("suite_form"):
         c = st.columns([2, 2])
         steps = c[0].multiselect("Steps", STEPS, default=list(STEPS), key="suite.steps",
-                                 format_func={1: "1 · request scaling", 2: "2 · GPU scaling",
-                                              3: "3 · bin count"}.get)
+                                 format_func=lambda s: f"{s} · {step_titles()[s]}")
         cap = c[1].number_input("Cap on requests per run (0 = the suite's sizes, up to 1M)", 0, 1_000_000, 0,
                                 key="suite.cap")
         cluster, workers = _where("suite")

@@ -25,7 +25,7 @@ else:
         with services.shown_errors("Cannot start the sweep"):
             launched = sweeps.grid_form() or launched
     with suite:
-        st.caption("Request scaling 1K-1M, GPU scaling 1-100 at 1M requests, bin-count sensitivity K = 1-32.")
+        st.caption(sweeps.suite_caption())
         with services.shown_errors("Cannot start the suite"):
             launched = sweeps.suite_form() or launched
     with stored:
