@@ -119,7 +119,7 @@ def test_reproduce_keeps_a_papers_result_and_draws_it_beside_a_readable_table():
                            "columns": {"paper2": list(PAPER2.columns)}})
     at = app("reproduce")
     at.segmented_control(key="repro.paper").set_value("paper2").run()
-    for visit in range(2):  # the page opened, then again after another page: no link, no new job
+    for _visit in range(2):  # the page opened, then again after another page: no link, no new job
         assert not at.exception, at.exception
         [chart] = at.get("vega_lite_chart")
         assert json.loads(chart.proto.spec)["title"] == "Capacity per configuration"
