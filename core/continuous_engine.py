@@ -3,9 +3,12 @@
 Each GPU runs iterations. An iteration *prefills* the requests admitted at its
 start (their whole prompt, or with ``chunk_size`` at most that many prompt tokens
 per iteration, oldest first) and *decodes* one token for every running request
-whose prefill is done. A request with output length ``o`` needs its prefill (whose
-end is its first token) and then ``o`` decode iterations, as in the batch-level
-engine; it leaves on its own last token, freeing its KV blocks.
+whose prefill is done. A request with output length ``o`` emits ``o`` tokens, as
+vLLM's ``max_tokens`` and BurstGPT's response tokens count them: the first at the end
+of the iteration that completes its prefill, then one per decode iteration (``o - 1``;
+none for ``o = 1``). It leaves on its own last token, freeing its KV blocks; its last
+token is never fed back, so it holds the KV of its prompt and ``o - 1`` tokens at most.
+Its mean time between tokens is over its ``o - 1`` gaps; a one-token request has none.
 
 Iteration time (how prefill and decode compose). With ``a`` sequences receiving
 ``x`` prompt tokens in all, and ``n`` decoding sequences holding ``C`` context
@@ -30,8 +33,9 @@ budget) needs those blocks plus the watermark ``kv_watermark * K`` free after th
 iteration's decode growth; an iteration that preempted admits nobody (as vLLM). When the growth
 finds no free block, the preemption policy's victim (``preempt_policy``: the newest running request
 by default) is preempted: its blocks are freed and it goes back to the front of its queue, to be
-prefilled again later over its prompt and the tokens it had generated (recompute,
-as vLLM does); its share of the GPU time spent on it so far is counted as wasted.
+prefilled again later over its prompt and every token it had generated, with blocks for all of
+them (recompute, as vLLM does); that prefill's iteration gives its next token, as a first prefill
+gives the first. Its share of the GPU time spent on it so far is counted as wasted.
 
 Caps. ``continuous_static``: ``batch_size`` running requests. The dynamic modes:
 ``min(b_mem, b_SLA)``. The controllers of a GPU update at a boundary where a
@@ -140,7 +144,10 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     start = _not_before(start, arrival, 1 / TICKS)
     first = _not_before(first, start, 1 / TICKS)
     finish = _not_before(finish, first, 1 / TICKS)
-    tbt = np.where(steps > 0, (finish - first) / np.maximum(steps, 1), 0.0)
+    # the o - 1 gaps between a request's o tokens (none for a one-token request)
+    gaps = np.asarray(output) - 1
+    tbt = np.where(gaps > 0, (finish - first) / np.maximum(gaps, 1), np.nan)
+    gap = np.where(gaps > 0, gap, np.nan)
     requests = {"gpu": gpu, "start": start, "first_token": first, "finish": finish, "tbt": tbt, "tbt_max": gap,
                 "preemptions": pre, "decode_steps": steps}
     log = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names}

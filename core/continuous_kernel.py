@@ -87,15 +87,15 @@ GPU = np.dtype([
     ("span_T", np.int64), ("span_E", np.int64), ("span_t", np.float64), ("d_first", np.float64),
     ("d_dec0", np.float64), ("n2", np.int64), ("c2", np.int64), ("U1", np.int64), ("served0", np.int64),
     ("n0", np.int64), ("span_cap", np.int64), ("span_branch", np.int64), ("span_pre", np.int64),
+    ("held_n", np.int64), ("held_ctx", np.int64),  # requests whose last token ends its first iteration; their KV
     ("span_since", np.int64), ("span_dec", np.float64),
     ("b_low", np.float64), ("b_high", np.float64),  # Algorithm 2's interval
     ("ctl_step", np.float64), ("ctl_size", np.float64),  # ... and its latest observation
     ("roomy", np.bool_), ("calm", np.bool_),       # in the sets of GPUs with room / planned with nobody waiting
     ("soon", np.int64)], align=True)               # routing scratch: tick of its next boundary (-1: none)
 # per GPU: decoding requests by block phase, Algorithm 1's bound per queue, the heap of completions,
-# running requests (newest last), prefill chunks, the suffix maximum of iteration durations, and
-# re-admitted requests' first gaps
-GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d await_gap")
+# running requests (newest last), prefill chunks, and the suffix maximum of iteration durations
+GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d")
 
 
 def settings(cfg, n: int, eta: int, theta: float) -> np.record:
@@ -229,16 +229,14 @@ def _gpu_lists(s):
     pref = [[(0, 0)] for _ in range(G)]
     mono_i = [[0] for _ in range(G)]
     mono_d = [[0.0] for _ in range(G)]
-    await_gap = [[(0, 0, 0.0)] for _ in range(G)]
     for gi in range(G):
         comp[gi].pop()
         stack[gi].pop()
         pref[gi].pop()
         mono_i[gi].pop()
         mono_d[gi].pop()
-        await_gap[gi].pop()
     return GpuLists(np.zeros((G, s.B), np.int64), np.full((G, s.k), s.b_start, np.int64), comp, stack, pref,
-                        mono_i, mono_d, await_gap)
+                    mono_i, mono_d)
 
 
 # ------------------------------------------------------------ arrivals and queues
@@ -616,28 +614,15 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
         g.share += (d_first / served0 if served0 else 0.0) + dec / n2
     elif served0:
         g.share += d_first / served0
-    waits = gl.await_gap[gi]
-    if len(waits):
-        keep = 0
-        for j in range(len(waits)):
-            p, it, before = waits[j]
-            if it < E:   # its first decode iteration after re-admission ran in this span
-                d = d_first if it == T0 else decode_step_time(L, n2, mean + (it - T0 - 1))
-                if before + d > r[p].gap:
-                    r[p].gap = before + d
-            else:
-                waits[keep] = waits[j]
-                keep += 1
-        while len(waits) > keep:
-            waits.pop()
     pref = gl.pref[gi]
+    ctx += g.held_ctx
     for p, rem in pref:
         ctx += r[p].prompt + r[p].gen - rem
     c = w.c
     if ctx > c[KV_PEAK_]:
         c[KV_PEAK_] = ctx
-    w.log.append((span_t, duration, U_end, gi, n2 + len(pref), 1 + x, ctx, g.bmem, g.b_sla, g.span_cap,
-                  g.span_branch, g.span_pre))
+    w.log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
+                  g.span_cap, g.span_branch, g.span_pre))
 
 
 @njit(cache=True)
@@ -669,30 +654,32 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
         _roomy(c, g, False)
         _calm(c, g, False)
         return
-    _plan_span(s, r, c, w.heap, g, H, comp, pref, gl.await_gap[gi], bbase, L, gi, need, pre, running, budget,
-               seqs, tok, joiners, branch)
+    _plan_span(s, r, c, w.heap, g, H, comp, pref, bbase, L, gi, need, pre, running, budget, seqs, tok, joiners,
+               branch)
 
 
 @njit(cache=True, inline="always")
 def _complete(s, r, c, g, H, comp, mono_i, mono_d):
     """Requests whose last token came at the end of iteration T-1 leave GPU ``g`` (its decoding requests
-    by block phase ``H``, heap of completions ``comp``, suffix maximum of iteration durations)."""
+    by block phase ``H``, heap of completions ``comp``, suffix maximum of iteration durations). A request
+    of output ``o`` leaves with the KV of its prompt and ``o - 1`` tokens: its last token is never fed back."""
     E, B = g.T, s.B
     while len(comp) and comp[0][0] < E:
         _, ver, p = heapq.heappop(comp)
         if ver != r[p].ver or r[p].state != RUNNING:
             continue
-        prompt, out, gen = r[p].prompt, r[p].output, r[p].gen
-        tokens = prompt + out
+        prompt, gen = r[p].prompt, r[p].gen
+        steps = _steps_left(r, p)
+        tokens = prompt + gen + steps
         g.U -= ceil_div(tokens, B)
-        g.n -= 1
-        g.ctx -= tokens
-        H[(r[p].tdec - prompt - gen) % B] -= 1
-        if out > gen:
+        if steps:
+            g.n -= 1
+            g.ctx -= tokens
+            H[(r[p].tdec - prompt - gen) % B] -= 1
             gap = _max_since(mono_i, mono_d, r[p].tdec)
             if gap > r[p].gap:
                 r[p].gap = gap
-        r[p].steps += out - gen
+        r[p].steps += steps
         r[p].finish = g.t
         r[p].state = DONE
         c[DONE_] += 1
@@ -734,6 +721,15 @@ def _make_room(s, rq, qs, w, g, gl, gi, need):
         _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
         pre += 1
     return need, pre
+
+
+@njit(cache=True)
+def _steps_left(r, p):
+    """Decode steps request ``p`` runs after the prefill that gives its token gen + 1 (a request of output
+    ``o`` emits ``o`` tokens: one from its prefill, then a decode step each; output 0, a failed trace
+    row, only its prefill)."""
+    steps = r[p].output - r[p].gen - 1
+    return steps if steps > 0 else 0
 
 
 @njit(cache=True)
@@ -843,8 +839,8 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
 
 
 @njit(cache=True, inline="always")
-def _plan_span(s, r, c, heap, g, H, comp, pref, await_gap, bbase, L, gi, need, pre, running, budget, seqs, tok,
-               joiners, branch):
+def _plan_span(s, r, c, heap, g, H, comp, pref, bbase, L, gi, need, pre, running, budget, seqs, tok, joiners,
+               branch):
     """The next span of GPU ``gi`` (record ``g``): its first iteration (this iteration's prefill plus
     one decode step), then decode iterations until the next event on this GPU; its end goes on the
     event ``heap``."""
@@ -855,17 +851,25 @@ def _plan_span(s, r, c, heap, g, H, comp, pref, await_gap, bbase, L, gi, need, p
     d_first = (prefill_time(L, seqs, tok / seqs) if seqs else 0.0) + d_dec0
     first_end = t + d_first
     n2, c2 = n, ctx + n
-    for p in joiners:
+    held_n = held_ctx = 0
+    for p in joiners:   # the prefill over prompt + gen tokens gives token gen + 1 at first_end
         tokens = r[p].prompt + r[p].gen
-        H[(E + 1 - tokens) % B] += 1
-        n2 += 1
-        c2 += tokens
+        steps = _steps_left(r, p)
+        heapq.heappush(comp, (E + steps, r[p].ver, p))   # its last decode iteration (E: none)
         r[p].tdec = E + 1
-        heapq.heappush(comp, (E + r[p].output - r[p].gen, r[p].ver, p))
+        if steps:
+            H[(E + 1 - tokens) % B] += 1
+            n2 += 1
+            c2 += tokens
+        else:
+            held_n += 1
+            held_ctx += tokens
         if r[p].first != r[p].first:
             r[p].first = first_end
-        else:      # re-admitted: its next gap runs from its last token to its next decode step
-            await_gap.append((p, E + 1, first_end - r[p].last))
+        elif first_end - r[p].last > r[p].gap:   # re-admitted: the gap since its token before the preemption
+            r[p].gap = first_end - r[p].last
+        r[p].last = first_end
+    g.held_n, g.held_ctx = held_n, held_ctx
     U1 = g.U + need
     # ---- the span lasts until the next event on this GPU
     while len(comp) and (comp[0][1] != r[comp[0][2]].ver or r[comp[0][2]].state != RUNNING):
@@ -943,11 +947,9 @@ def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
             if gap > r[p].gap:
                 r[p].gap = gap
         r[p].steps += done_here
-        r[p].gen = gen + done_here
+        r[p].gen = gen + 1 + done_here     # its prefill's token and one a decode step
         if done_here:                      # its latest token came at the end of the last iteration
             r[p].last = t
-        elif r[p].last != r[p].last:
-            r[p].last = r[p].first
     else:                                  # still prefilling
         g.U -= ceil_div(prompt + gen, B)
         pref = gl.pref[gi]

@@ -8,7 +8,8 @@ defence, run on every result before it is returned (or stored ``done``):
 
 * a served request has ``arrival <= start <= first_token <= finish < MAX_TIME_S``
   and finite, non-negative ``queue_delay``, ``ttft``, ``tbt``, ``tbt_max`` and
-  ``e2e``; a rejected request (never served) has none of these (NaN);
+  ``e2e`` (a request of one token has no gap between tokens: its ``tbt`` and
+  ``tbt_max`` are NaN); a rejected request (never served) has none of these (NaN);
 * every float of the engine's log is finite, its times (start, durations) >= 0;
 * every figure of the summary, per-bin ones included, is finite and >= 0, or
   None where the metric has no data (no deadline set, a bin that served nobody).
@@ -26,6 +27,7 @@ from batchlab.workloads.workload import Workload, WorkloadError
 
 TIMES = ("arrival", "start", "first_token", "finish")   # in the order a served request passes them
 LATENCIES = ("queue_delay", "ttft", "tbt", "tbt_max", "e2e")
+GAPS = ("tbt", "tbt_max")   # NaN for a request of one token (or none): it has no gap between tokens
 LOG_TIMES = ("start", "duration", "prefill", "decode", "step_max")
 
 
@@ -83,9 +85,12 @@ def check_result(requests: dict, log: dict, summary: dict) -> None:
     i = int(np.argmax(last))
     if not last[i] < MAX_TIME_S:
         raise beyond_horizon(f"finishes request {i if rows is None else int(rows[i])} at {last[i]:.3g} s")
+    gapless = pick(requests["output"]) <= 1 if "output" in requests else None   # one token: no gap between tokens
     for name in LATENCIES:
         values = pick(requests[name])
         bad = ~((values >= 0) & (values < MAX_TIME_S))   # NaN and inf too
+        if name in GAPS and gapless is not None:
+            bad &= ~(gapless & np.isnan(values))        # ... except its TBT, which it has none of
         if bad.any():
             i = int(np.argmax(bad))
             refuse(name, i, float(values[i]), "a latency is finite and >= 0")

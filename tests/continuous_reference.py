@@ -41,12 +41,12 @@ def queue_key(policy, r):
 
 class Req:
     __slots__ = ("i", "arrival", "prompt", "output", "priority", "state", "gen", "blocks", "prefill_left", "first",
-                 "finish", "start", "last_token", "gaps", "preemptions", "gpu", "share0")
+                 "finish", "start", "last_token", "gaps", "preemptions", "gpu", "share0", "steps")
 
     def __init__(self, i, arrival, prompt, output, priority=0):
         self.i, self.arrival, self.prompt, self.output, self.priority = i, arrival, prompt, output, priority
         self.state = WAITING       # once arrived: waiting in its queue
-        self.gen = 0               # decode steps done (tokens generated after the first)
+        self.gen = 0               # tokens generated (a prefill gives one, then a decode step each)
         self.blocks = 0
         self.prefill_left = 0
         self.first = self.finish = self.start = math.nan
@@ -55,6 +55,7 @@ class Req:
         self.preemptions = 0
         self.gpu = -1
         self.share0 = 0.0          # its GPU's share count at its latest admission
+        self.steps = 0             # decode steps run
 
 
 def simulate_reference(cfg, workload, latency, bins=None):
@@ -119,10 +120,10 @@ def simulate_reference(cfg, workload, latency, bins=None):
         return min(open_, key=lambda q: (key(q), q))
 
     def complete(st, t):
-        """Requests with every decode step done leave."""
+        """Requests with every token generated leave (output 0, a failed trace row: after its prefill)."""
         nonlocal done
         running = st["running"]
-        for r in [r for r in running if r.prefill_left == 0 and r.gen == r.output]:
+        for r in [r for r in running if r.prefill_left == 0 and r.gen >= max(r.output, 1)]:
             r.finish = t
             r.state = DONE
             running.remove(r)
@@ -144,13 +145,13 @@ def simulate_reference(cfg, workload, latency, bins=None):
         """Preempt until this iteration's decode growth fits; returns (growth blocks, preemptions)."""
         nonlocal preemptions, wasted
         running = st["running"]
-        need = sum(1 for r in running if r.prefill_left == 0 and (r.prompt + r.gen) % B == 0)
+        need = sum(1 for r in running if r.prefill_left == 0 and (r.prompt + r.gen - 1) % B == 0)
         preempted = 0
         while st["used"] + need > K:
             r = victim(cfg.preempt_policy, running)
             running.remove(r)
             preempted += 1
-            if r.prefill_left == 0 and (r.prompt + r.gen) % B == 0:
+            if r.prefill_left == 0 and (r.prompt + r.gen - 1) % B == 0:
                 need -= 1
             st["used"] -= r.blocks
             r.blocks = 0
@@ -215,22 +216,25 @@ def simulate_reference(cfg, workload, latency, bins=None):
     def plan_span(g, st, t, decoding, seqs, tok, joined):
         """Run the iteration (a span of one here) and put its end on the event heap."""
         d_pre = latency.prefill_time(seqs, tok / seqs) if seqs else 0.0
-        ctx = sum(r.prompt + r.gen for r in decoding)
+        ctx = sum(r.prompt + r.gen - 1 for r in decoding)   # KV before the step: the last token is fed now
         d_dec = latency.decode_step_time(len(decoding), ctx / len(decoding)) if decoding else 0.0
         end = t + d_pre + d_dec
         st["share"] += (d_pre + d_dec) / (len(decoding) + seqs)
         for r in decoding:
-            if (r.prompt + r.gen) % B == 0:
+            if (r.prompt + r.gen - 1) % B == 0:
                 r.blocks += 1
                 st["used"] += 1
             r.gen += 1
-            r.gaps.append(end - (r.last_token if not math.isnan(r.last_token) else end))
+            r.steps += 1
+            r.gaps.append(end - r.last_token)
             r.last_token = end
-        for r in joined:
+        for r in joined:                  # the prefill gives a token: the first, or the next after a preemption
             if math.isnan(r.first):
                 r.first = end
-                r.last_token = end
-            # a re-admitted request keeps last_token: its next gap spans the preemption
+            else:
+                r.gaps.append(end - r.last_token)
+            r.gen += 1
+            r.last_token = end
         assert st["used"] <= K
         st["since_it"] += 1
         if decoding:
@@ -280,8 +284,8 @@ def simulate_reference(cfg, workload, latency, bins=None):
         "finish": np.array([r.finish for r in reqs]),
         "gpu": np.array([r.gpu for r in reqs]),
         "preemptions": np.array([r.preemptions for r in reqs]),
-        "tbt_max": np.array([max(r.gaps) if r.gaps else 0.0 for r in reqs]),
-        "tbt": np.array([float(np.mean(r.gaps)) if r.gaps else 0.0 for r in reqs]),
-        "decode_steps": np.array([r.gen for r in reqs]),
+        "tbt_max": np.array([max(r.gaps) if r.gaps else math.nan for r in reqs]),
+        "tbt": np.array([float(np.mean(r.gaps)) if r.gaps else math.nan for r in reqs]),
+        "decode_steps": np.array([r.steps for r in reqs]),
     }
     return out, preemptions, wasted

@@ -64,7 +64,7 @@ def continuous_configs(draw, modes=("continuous_static", "continuous_dynamic")):
 def fits(cfg, w):
     eta = MemoryModel.from_config(cfg).eta
     blocks = eta // cfg.block_size
-    need = -(-(w.prompt + w.output) // cfg.block_size)
+    need = -(-(w.prompt + np.maximum(w.output - 1, 0)) // cfg.block_size)
     mark = math.ceil(cfg.kv_watermark * blocks)
     return bool(np.all(need <= blocks) and np.all(-(-w.prompt // cfg.block_size) <= blocks - mark))
 
@@ -184,12 +184,12 @@ def test_algorithm_1s_clt_margin_binds_as_in_the_reference(window):
 
 @pytest.mark.parametrize("mode", CONTINUOUS_MODES)
 def test_a_request_that_fills_every_kv_block_is_served(mode):
-    """A GPU of K blocks serves a request needing exactly K blocks (prompt one block, within the watermark);
-    one token more and it is rejected when it arrives."""
+    """A GPU of K blocks serves a request needing exactly K blocks (prompt one block, within the watermark,
+    and o - 1 output tokens: its last token takes no KV); one token more and it is rejected when it arrives."""
     cfg = SimConfig(mode=mode, gpus=1, gpu_mem_gb=16.3)
     blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
     for extra, served in ((0, 1), (1, 0)):
-        w = Workload(np.array([0.0, 1.0]), np.array([16, 16]), np.array([16 * blocks - 16 + extra, 10]),
+        w = Workload(np.array([0.0, 1.0]), np.array([16, 16]), np.array([16 * blocks - 15 + extra, 10]),
                      np.array([10, 10]))
         s = simulate(cfg, w).summary
         assert (s["completed"], s["rejected_requests"]) == (1 + served, 1 - served), extra
@@ -226,8 +226,12 @@ def check_invariants(cfg, w) -> int:
     """Assert the continuous engine's invariants on one run; return its preemptions."""
     r = simulate(cfg, w)
     q, log = r.requests, r.batches
-    # token conservation: every request decodes exactly its output, preempted ones included
-    np.testing.assert_array_equal(q["decode_steps"], w.output)
+    # token conservation: a request of output o emits o tokens, one from each prefill that completes (the
+    # first, and one per resume after a preemption) and one per decode step
+    gaps = np.maximum(w.output - 1, 0)
+    calm = q["preemptions"] == 0
+    np.testing.assert_array_equal(q["decode_steps"][calm], gaps[calm])
+    assert np.all(q["decode_steps"] <= gaps) and np.all(q["decode_steps"] >= gaps - q["preemptions"])
     assert r.summary["completed"] == len(w)
     # memory never exceeds capacity; caps hold at every span
     assert np.all(log["kv_util"] <= 1.0 + 1e-12)
@@ -238,11 +242,14 @@ def check_invariants(cfg, w) -> int:
     assert np.all(q["start"] >= w.arrival - 1e-12)
     assert np.all(q["first_token"] > q["start"] - 1e-12)
     assert np.all(q["finish"] >= q["first_token"] - 1e-12)
-    # a request's mean gap is its decode span over its decode steps; its largest gap bounds the mean
-    with_steps = w.output > 0
-    np.testing.assert_allclose(q["tbt"][with_steps],
-                               (q["finish"] - q["first_token"])[with_steps] / w.output[with_steps], rtol=1e-12)
-    assert np.all(q["tbt_max"][with_steps] >= q["tbt"][with_steps] - 1e-9)
+    # a request's mean gap is the time from its first to its last token over its o - 1 gaps; its largest
+    # gap bounds the mean; a request of one token has none, and its last token is its first
+    with_gaps = w.output > 1
+    np.testing.assert_allclose(q["tbt"][with_gaps],
+                               (q["finish"] - q["first_token"])[with_gaps] / gaps[with_gaps], rtol=1e-12)
+    assert np.all(q["tbt_max"][with_gaps] >= q["tbt"][with_gaps] - 1e-9)
+    assert np.isnan(q["tbt"][~with_gaps]).all() and np.isnan(q["tbt_max"][~with_gaps]).all()
+    np.testing.assert_array_equal(q["finish"][~with_gaps], q["first_token"][~with_gaps])
     # no GPU runs two spans at once, and spans cover exactly the busy time
     for g in range(cfg.gpus):
         m = log["gpu"] == g
@@ -266,12 +273,13 @@ def test_same_inputs_same_result(cfg, w):
 
 # ----------------------------------------------------------- known answers --
 def test_a_lone_request_takes_prefill_plus_its_decode_steps():
+    """40 tokens: the first from the prefill, then 39 decode steps over a context growing from 700."""
     cfg = SimConfig(mode="continuous_static", gpus=1)
     lat = build_latency_model(cfg)
     w = Workload(np.array([2.0]), np.array([700]), np.array([40]), np.array([40]))
     q = simulate(cfg, w).requests
     prefill = lat.prefill_time(1, 700)
-    steps = [lat.decode_step_time(1, 700 + j) for j in range(40)]
+    steps = [lat.decode_step_time(1, 700 + j) for j in range(39)]
     assert q["first_token"][0] == pytest.approx(2.0 + prefill, rel=1e-12)
     assert q["finish"][0] == pytest.approx(2.0 + prefill + sum(steps), rel=1e-12)
     assert q["tbt"][0] == pytest.approx(np.mean(steps), rel=1e-12)
@@ -284,12 +292,14 @@ def test_two_overlapping_requests_by_hand():
                     decode_base=0.01, decode_per_seq=0.005, decode_per_ctx_token=0.0)
     w = Workload(np.array([0.0, 0.13]), np.array([10, 10]), np.array([5, 2]), np.array([5, 2]))
     q = simulate(cfg, w).requests
-    # A: prefill 0.1 -> token at 0.1; steps of 0.015 at 0.115, 0.130 -> B admitted at the 0.130 boundary
-    # iteration 0.130-0.245: B's prefill (0.1) + A's step (0.015); then both decode at 0.02 per step
+    # A: prefill 0.1 -> token 1 at 0.1; steps of 0.015 -> tokens 2, 3 at 0.115, 0.130 -> B admitted at the
+    # 0.130 boundary; iteration 0.130-0.245: B's prefill (0.1, its token 1) + A's step (0.015, token 4);
+    # then both decode at 0.02 a step: A's token 5 and B's token 2 at 0.265
     assert q["first_token"].tolist() == pytest.approx([0.1, 0.245])
     assert q["start"][1] == pytest.approx(0.13)
-    assert q["finish"].tolist() == pytest.approx([0.285, 0.285])   # A: 3rd step at 0.245, 4th 0.265, 5th 0.285
+    assert q["finish"].tolist() == pytest.approx([0.265, 0.265])
     assert q["tbt_max"].tolist() == pytest.approx([0.115, 0.02])
+    assert q["tbt"].tolist() == pytest.approx([0.165 / 4, 0.02])
 
 
 def test_batch_level_and_continuous_agree_on_equal_requests_with_ample_memory():
@@ -316,8 +326,8 @@ def test_batch_size_one_is_the_same_fifo_queue_in_both_engines():
 
 
 def test_unbounded_cap_and_memory_with_constant_steps_is_an_infinite_server_queue():
-    """No prefill cost, a constant step: a request's latency is o steps plus at most two steps of alignment
-    to the running iterations, whatever the load."""
+    """No prefill cost, a constant step: a request's latency is its o - 1 decode steps plus at most two steps
+    of alignment to the running iterations, whatever the load."""
     step = 0.02
     cfg = SimConfig(mode="continuous_static", gpus=1, batch_size=65_536, gpu_mem_gb=80.0, prefill_base=0.0,
                     prefill_per_token=0.0, decode_base=step, decode_per_seq=0.0, decode_per_ctx_token=0.0)
@@ -327,7 +337,7 @@ def test_unbounded_cap_and_memory_with_constant_steps_is_an_infinite_server_queu
         arrival = np.sort(rng.uniform(0, n / rate, n))
         out = rng.integers(1, 100, n)
         w = Workload(arrival, rng.integers(1, 100, n), out, out)
-        extra = simulate(cfg, w).requests["e2e"] - out * step
+        extra = simulate(cfg, w).requests["e2e"] - (out - 1) * step
         assert extra.min() >= -1e-9 and extra.max() < 2 * step + 1e-9
 
 

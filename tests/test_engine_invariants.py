@@ -251,7 +251,7 @@ def test_a_request_no_gpu_can_hold_is_rejected_and_misses_every_deadline(mode):
     for key, none in (("gpu", -1), ("batch", -1), ("preemptions", 0), ("decode_steps", 0)):
         if key in q:                                         # an integer array: "nothing", not NaN
             assert q[key].dtype.kind == "i" and q[key][1] == none, key
-    assert q["gpu"][[0, 2]].min() >= 0 and ("decode_steps" not in q or q["decode_steps"][[0, 2]].tolist() == [5, 5])
+    assert q["gpu"][[0, 2]].min() >= 0 and ("decode_steps" not in q or q["decode_steps"][[0, 2]].tolist() == [4, 4])
     assert s["sla_attainment"] == pytest.approx(2 / 3) and s["sla_violation_rate_ttft"] == pytest.approx(1 / 3)
     assert s["throughput_rps"] == pytest.approx(2 / s["makespan_s"])
     with pytest.raises(ConfigError, match="gpu_mem_gb: no request fits"):
