@@ -1,9 +1,10 @@
-"""The iteration-level (continuous batching) engine, as vLLM and SGLang schedule.
+"""The iteration-level (continuous batching) engine, as vLLM 0.33's scheduler runs it.
 
-Each GPU runs iterations. An iteration *prefills* the requests admitted at its
-start (their whole prompt, or with ``chunk_size`` at most that many prompt tokens
-per iteration, oldest first) and *decodes* one token for every running request
-whose prefill is done. A request with output length ``o`` emits ``o`` tokens, as
+Each GPU runs iterations. An iteration *decodes* one token for every running request
+whose prefill is done and *prefills* the admitted requests' prompts within its token
+budget ``max_num_batched_tokens``: the decodes take a token each, then prompts being
+prefilled take what is left, oldest first, then admissions; a prompt that does not fit
+is chunked over several iterations. A request with output length ``o`` emits ``o`` tokens, as
 vLLM's ``max_tokens`` and BurstGPT's response tokens count them: the first at the end
 of the iteration that completes its prefill, then one per decode iteration (``o - 1``;
 none for ``o = 1``). It leaves on its own last token, freeing its KV blocks; its last
@@ -28,9 +29,10 @@ KV memory is paged: ``eta`` tokens make ``K = eta // block_size`` blocks. A
 request holds ``ceil(tokens / block_size)`` blocks, allocated for its prompt (plus,
 after a preemption, the tokens it had generated) when it is admitted and one
 block more each time a decode step crosses a block boundary. Admission (between
-iterations, oldest first, at most the cap of running requests, within the chunk
-budget) needs those blocks plus the watermark ``kv_watermark * K`` free after this
-iteration's decode growth; an iteration that preempted admits nobody (as vLLM). When the growth
+iterations, oldest first, at most the cap of running requests, within the token
+budget) needs those blocks free after this iteration's decode growth, plus, while some
+request runs, vLLM's watermark ``int(kv_watermark * (K + 1))`` (its pool counts a null block); an
+iteration that preempted admits nobody (as vLLM). When the growth
 finds no free block, the preemption policy's victim (``preempt_policy``: the newest running request
 by default) is preempted: its blocks are freed and it goes back to the front of its queue, to be
 prefilled again later over its prompt and every token it had generated, with blocks for all of

@@ -50,7 +50,7 @@ LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it sta
 SETTINGS = np.dtype([
     ("n", np.int64), ("k", np.int64), ("gpus", np.int64),      # requests, queues (bins), GPUs
     ("B", np.int64), ("K", np.int64),                          # block size (tokens), KV blocks per GPU
-    ("watermark", np.int64), ("chunk", np.int64),              # blocks kept free by admissions; chunk budget
+    ("watermark", np.int64), ("budget", np.int64),             # blocks admission keeps; tokens an iteration takes
     ("policy", np.int64), ("window", np.int64),                # bin policy (POLICIES); controller window
     ("batch_size", np.int64), ("dynamic", np.bool_), ("adaptive", np.bool_), ("memory_control", np.bool_),
     ("b_max", np.int64), ("b_min", np.int64), ("d_sla", np.float64), ("sla_eps", np.float64),
@@ -104,8 +104,8 @@ def settings(cfg, n: int, eta: int, theta: float) -> np.record:
     K = eta // cfg.block_size
     s = np.zeros(1, SETTINGS).view(np.recarray)[0]
     s.n, s.k, s.gpus, s.B, s.K = n, cfg.bins, cfg.gpus, cfg.block_size, K
-    s.watermark = math.ceil(cfg.kv_watermark * K)
-    s.chunk = cfg.chunk_size if cfg.chunk_size is not None else BIG
+    s.watermark = int(cfg.kv_watermark * (K + 1))   # vLLM's pool has K + 1 blocks, one its null block
+    s.budget = cfg.token_budget
     s.policy, s.window, s.batch_size = POLICIES.index(cfg.bin_policy), cfg.sla_window, cfg.batch_size
     s.dynamic, s.adaptive, s.memory_control = cfg.dynamic, adaptive, cfg.memory_control
     s.b_max, s.b_min = cfg.b_max, cfg.b_min
@@ -643,7 +643,7 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
         need, pre = _make_room(s, rq, qs, w, g, gl, gi, need)
     joiners = [0]
     joiners.pop()
-    budget, seqs, tok = _continue_prefills(s, pref, joiners)
+    budget, seqs, tok = _continue_prefills(s.budget - g.n, pref, joiners)   # running requests first: a token a decode
     running = g.n + len(pref) + len(joiners)
     if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
         running, budget, seqs, tok = _admit(s, r, qs, c, g, bbase, gl.stack[gi], pref, gi, need, running,
@@ -758,10 +758,10 @@ def _victim(s, r, stack, gi):
 
 
 @njit(cache=True, inline="always")
-def _continue_prefills(s, pref, joiners):
-    """Chunks of admitted prompts, oldest first, within the chunk budget; requests whose prefill ends
-    in this iteration join ``joiners``. Returns (budget left, sequences prefilled, their tokens)."""
-    budget = s.chunk
+def _continue_prefills(budget, pref, joiners):
+    """Chunks of admitted prompts, oldest first, within the ``budget`` of tokens the decodes left; requests
+    whose prefill ends in this iteration join ``joiners``. Returns (budget left, sequences prefilled,
+    their tokens)."""
     seqs = tok = 0
     if len(pref):
         keep = 0
@@ -788,11 +788,11 @@ def _continue_prefills(s, pref, joiners):
 @njit(cache=True, inline="always")
 def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, tok, joiners):
     """Admissions to GPU ``gi`` from the queues (the bin policy picks the queue, the queue policy its
-    head) under the caps and the blocks free after this iteration's growth (``need``) and the
-    watermark; admitted requests join ``stack`` and, while their prompt is prefilled, ``pref``.
-    Returns (running, budget, seqs, tok) updated."""
+    head) under the caps and the blocks free after this iteration's growth (``need``) and, while some
+    request runs, the watermark; admitted requests join ``stack`` and, while their prompt is prefilled,
+    ``pref``. Returns (running, budget, seqs, tok) updated."""
     B = s.B
-    room = s.K - s.watermark - need - g.U      # blocks admissions may take
+    room = s.K - need - g.U      # blocks free for admissions
     single = s.k == 1
     if not single:
         qs.blocked[:] = False
@@ -808,9 +808,10 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
             if p == NONE:
                 break
         blocks = ceil_div(r[p].prompt + r[p].gen, B)
-        if running >= _cap(s, g, bbase, q, running) or blocks > room:
+        short = blocks > room - (s.watermark if running else 0)   # vLLM's watermark: only while some run
+        if running >= _cap(s, g, bbase, q, running) or short:
             if single:
-                if blocks > room:   # memory only shrinks until the next event: p stays out
+                if short:   # memory only shrinks until the next event: p stays out
                     g.blocked = p
                 break
             qs.blocked[q] = True

@@ -24,17 +24,14 @@ def servable(config: SimConfig, workload: Workload, eta: int) -> np.ndarray:
     """Which requests one GPU can ever serve; a server rejects the others when they arrive.
 
     A request needs its prompt plus all its output but the last token in KV memory (the
-    last token is never fed back; in whole blocks, its prompt also within the admission
-    watermark, for the continuous modes). A rejected request is never served: it counts
-    against every enabled deadline.
+    last token is never fed back; in whole blocks for the continuous modes, whose
+    watermark binds only while some request runs: an idle GPU admits anything that fits).
+    A rejected request is never served: it counts against every enabled deadline.
     """
     need = kv_need(workload)
     if not config.continuous:
         return need <= eta
-    B = config.block_size
-    blocks = eta // B
-    watermark = int(np.ceil(config.kv_watermark * blocks))
-    return (-(-need // B) <= blocks) & (-(-workload.prompt // B) <= blocks - watermark)
+    return -(-need // config.block_size) <= eta // config.block_size
 
 
 def kv_need(workload: Workload) -> np.ndarray:

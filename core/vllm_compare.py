@@ -97,29 +97,22 @@ def vllm_policy(cfg: SimConfig) -> str:
 
 def vllm_settings(cfg: SimConfig, prefix_caching: bool = True) -> VllmSettings:
     """vLLM's settings for ``cfg``: its KV blocks (eta // block_size), block size, max_num_seqs =
-    batch_size, the token budget max_num_batched_tokens = chunk_size (none: no limit), the watermark,
+    batch_size, the token budget max_num_batched_tokens (:attr:`SimConfig.token_budget`), the watermark,
     chunked prefill on (vLLM's default), prefix caching as given and the scheduling policy of
     ``cfg``'s queue and preemption policies (:func:`vllm_policy`)."""
     blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
     return VllmSettings(block_size=cfg.block_size, num_blocks=blocks, max_num_seqs=cfg.batch_size,
-                        max_num_batched_tokens=cfg.chunk_size, enable_chunked_prefill=True,
+                        max_num_batched_tokens=cfg.token_budget, enable_chunked_prefill=True,
                         enable_prefix_caching=prefix_caching, watermark=cfg.kv_watermark, policy=vllm_policy(cfg))
 
 
 def known_differences(cfg: SimConfig, settings: VllmSettings, preempted: bool) -> list[str]:
     """The departures of batchlab's engine from vLLM that can show in this comparison."""
     notes = []
-    if cfg.chunk_size is not None:
-        notes.append(f"token budget: batchlab's chunk_size {cfg.chunk_size} limits prompt tokens only; vLLM's "
-                     f"max_num_batched_tokens counts each decode's token too, serves running requests (decodes "
-                     f"and chunks, oldest first) before admitting, and allocates a chunked prompt's blocks "
-                     f"chunk by chunk where batchlab takes them all at admission")
-    if cfg.kv_watermark > 0:
-        blocks = settings.num_blocks
-        notes.append(f"watermark: batchlab keeps ceil({cfg.kv_watermark:g} x {blocks}) = "
-                     f"{math.ceil(cfg.kv_watermark * blocks)} blocks free at every admission; vLLM keeps "
-                     f"int({cfg.kv_watermark:g} x {blocks + 1}) = {int(cfg.kv_watermark * (blocks + 1))} "
-                     f"(its pool counts the null block), and only while some request runs")
+    if preempted:
+        notes.append("chunked prefill under memory pressure: vLLM allocates a chunked prompt's blocks chunk by "
+                     "chunk (after checking that the whole prompt fits), batchlab all of them at admission; "
+                     "the schedules part only if memory runs short while a prompt is being chunked")
     if preempted and settings.enable_prefix_caching:
         notes.append("resume after preemption: vLLM reuses the preempted request's own blocks still in its "
                      "prefix cache; batchlab, with no prefix cache, recomputes all of them")

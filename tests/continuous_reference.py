@@ -65,8 +65,8 @@ def simulate_reference(cfg, workload, latency, bins=None):
     eta = MemoryModel.from_config(cfg).eta
     B = cfg.block_size
     K = eta // B
-    watermark = int(math.ceil(cfg.kv_watermark * K))
-    chunk = cfg.chunk_size if cfg.chunk_size is not None else math.inf
+    watermark = int(cfg.kv_watermark * (K + 1))    # vLLM: of its K + 1 blocks (one null), while some run
+    budget_total = cfg.token_budget
     dynamic = cfg.dynamic
     adaptive = dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
     priority = workload.priority if workload.priority is not None else np.zeros(len(workload), np.int64)
@@ -162,9 +162,10 @@ def simulate_reference(cfg, workload, latency, bins=None):
             r.state = WAITING
         return need, preempted
 
-    def continue_prefills(st, joined):
-        """Prompt chunks of admitted requests, oldest first; returns (budget left, sequences, tokens)."""
-        budget = chunk
+    def continue_prefills(st, decoding, joined):
+        """Prompt chunks of admitted requests, oldest first, in the token budget the decodes left (a
+        token each); returns (budget left, sequences, tokens)."""
+        budget = budget_total - len(decoding)
         seqs = tok = 0
         for r in st["running"]:
             if r.prefill_left > 0 and budget > 0:
@@ -191,7 +192,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
                 b_mem = min(max(st["b"][q], len(running)), cfg.b_max)
                 cap = min(b_mem, st["b_sla"])
             blocks = -(-(r.prompt + r.gen) // B)
-            if len(running) >= cap or st["used"] + blocks > K - watermark - need:
+            if len(running) >= cap or st["used"] + blocks > K - need - (watermark if running else 0):
                 blocked.add(q)
                 continue
             r.state = RUNNING
@@ -251,7 +252,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
         need, preempted = make_room(st)
         decoding = [r for r in st["running"] if r.prefill_left == 0]
         joined = []
-        budget, seqs, tok = continue_prefills(st, joined)
+        budget, seqs, tok = continue_prefills(st, decoding, joined)
         if not preempted:                  # an iteration that preempted admits nobody
             seqs, tok = admit(g, st, t, need, budget, seqs, tok, joined)
         if not st["running"]:

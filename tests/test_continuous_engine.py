@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from batchlab.core import SimConfig, simulate
-from batchlab.core.config import CONTINUOUS_MODES
+from batchlab.core.config import CONTINUOUS_MODES, ConfigError
 from batchlab.core.latency import build_latency_model
 from batchlab.core.memory import MemoryModel
 from batchlab.workloads.workload import Workload
@@ -57,7 +57,7 @@ def continuous_configs(draw, modes=("continuous_static", "continuous_dynamic")):
         gpu_mem_gb=draw(st.sampled_from([16.2, 16.2, 16.3, 17.0, 40.0])),  # 16.2 GB: ~1,300 KV tokens
         block_size=draw(st.sampled_from([1, 4, 16])),
         kv_watermark=draw(st.sampled_from([0.0, 0.01, 0.1])),
-        chunk_size=draw(st.sampled_from([None, 32, 256])),
+        max_num_batched_tokens=draw(st.sampled_from([None, 48, 256])),
     )
 
 
@@ -65,8 +65,7 @@ def fits(cfg, w):
     eta = MemoryModel.from_config(cfg).eta
     blocks = eta // cfg.block_size
     need = -(-(w.prompt + np.maximum(w.output - 1, 0)) // cfg.block_size)
-    mark = math.ceil(cfg.kv_watermark * blocks)
-    return bool(np.all(need <= blocks) and np.all(-(-w.prompt // cfg.block_size) <= blocks - mark))
+    return bool(np.all(need <= blocks))   # the watermark binds only while some request runs
 
 
 # ------------------------------------------------------- against the reference --
@@ -119,7 +118,7 @@ def test_simultaneous_boundaries_go_in_gpu_order(mode):
     steps, the other step by step; their times differ in the last bit. GPU 0 admits first, as the
     documented order says (and as the step-by-step reference does)."""
     cfg = SimConfig(mode=mode, gpus=2, batch_size=2, b_max=2, k_bins=2 if mode.endswith("multi_bin") else 1,
-                    d_sla_tbt=None, chunk_size=32, block_size=1, bin_policy="longest")
+                    d_sla_tbt=None, max_num_batched_tokens=32, block_size=1, bin_policy="longest")
     w = Workload(np.array([0.0, 0.0, 0.1, 0.1, 0.1]), np.array([32, 32, 4, 2, 5]),
                  np.array([233, 262, 11, 238, 326]), np.array([108, 206, 5, 335, 208]))
     r = simulate(cfg, w)
@@ -309,7 +308,8 @@ def test_batch_level_and_continuous_agree_on_equal_requests_with_ample_memory():
     arrival = np.repeat(np.arange(n // B) * 0.5, B)
     w = Workload(arrival, np.full(n, 300), np.full(n, 50), np.full(n, 50))
     static = simulate(SimConfig(mode="static_fifo", batch_size=B, gpus=1), w).requests
-    cont = simulate(SimConfig(mode="continuous_static", batch_size=B, gpus=1), w).requests
+    cont = simulate(SimConfig(mode="continuous_static", batch_size=B, gpus=1, max_num_batched_tokens=B * 300),
+                    w).requests   # a budget for the whole batch's prompts: no chunk
     for key in ("start", "first_token", "finish", "tbt"):
         np.testing.assert_allclose(cont[key], static[key], rtol=1e-12, err_msg=key)
 
@@ -353,7 +353,7 @@ def memory_tight(mode: str, margin: str, gpu_mem_gb: float = 20.0) -> dict:
 def test_preemptions_come_from_tight_memory_and_algorithm_1s_clt_margin_prevents_them():
     none, clt = (memory_tight("continuous_dynamic", m)["preemptions"] for m in ("none", "clt"))
     assert none > 20 and clt < none / 2
-    assert memory_tight("continuous_dynamic", "none", gpu_mem_gb=40.0)["preemptions"] == 0
+    assert memory_tight("continuous_dynamic", "none", gpu_mem_gb=60.0)["preemptions"] == 0
 
 
 def test_batch_level_out_of_memory_evicts_at_a_cost_and_the_margin_reduces_it():
@@ -363,3 +363,31 @@ def test_batch_level_out_of_memory_evicts_at_a_cost_and_the_margin_reduces_it():
     assert factor["evicted_requests"] < none["evicted_requests"] / 1.5
     assert clt["evicted_requests"] < none["evicted_requests"] / 4
     assert none["completed"] == 4000  # every evicted request is recomputed and completes
+
+
+def test_the_token_budget_serves_decodes_first_and_chunks_a_prompt_in_what_is_left():
+    """Budget 16 tokens: while A decodes (one token of the budget), B's prompt of 30 takes 15 + 15 tokens
+    over two iterations; its first token ends the second."""
+    cfg = SimConfig(mode="continuous_static", gpus=1, batch_size=4, max_num_batched_tokens=16, prefill_base=0.01,
+                    prefill_per_token=1e-3, decode_base=0.02, decode_per_seq=0.0, decode_per_ctx_token=0.0)
+    lat = build_latency_model(cfg)
+    w = Workload(np.array([0.0, 0.05]), np.array([10, 30]), np.array([100, 5]), np.array([100, 5]))
+    q = simulate(cfg, w).requests
+    a_first = lat.prefill_time(1, 10)                       # A alone: 10 tokens in one iteration
+    steps = math.ceil((0.05 - a_first) / 0.02 - 1e-12)     # A's decode steps before B's boundary
+    b_start = a_first + steps * 0.02
+    chunk = lat.prefill_time(1, 15) + 0.02                  # 15 prompt tokens beside A's decode
+    assert q["start"][1] == pytest.approx(b_start, rel=1e-12)
+    assert q["first_token"][1] == pytest.approx(b_start + 2 * chunk, rel=1e-12)
+    assert q["finish"][1] == pytest.approx(b_start + 2 * chunk + 4 * 0.02, rel=1e-12)
+
+
+def test_the_default_budget_is_vllms_for_the_gpus_memory_and_never_below_the_running_cap():
+    assert SimConfig(gpu_mem_gb=19.0).token_budget == 2048                  # a 24 GB card
+    assert SimConfig(gpu_mem_gb=72.0).token_budget == 8192                  # 80 GB at vLLM's 0.9
+    assert SimConfig(gpu_mem_gb=170.0).token_budget == 16384                # 189 GB: B200-class
+    assert SimConfig(mode="continuous_static", batch_size=4096).token_budget == 4096
+    assert SimConfig(max_num_batched_tokens=300).token_budget == 300
+    with pytest.raises(ConfigError, match="max_num_batched_tokens: must be at least the running cap \\(b_max 128"):
+        SimConfig(mode="continuous_dynamic", max_num_batched_tokens=100)
+    SimConfig(mode="static_fifo", batch_size=64, max_num_batched_tokens=8)  # batch-level modes have no budget
