@@ -26,9 +26,10 @@ step over ``C`` context tokens; a calibration grid is read at the row of ``a``
 extrapolation counted, as for any query).
 
 KV memory is paged: ``eta`` tokens make ``K = eta // block_size`` blocks. A
-request holds ``ceil(tokens / block_size)`` blocks, allocated for its prompt (plus,
-after a preemption, the tokens it had generated) when it is admitted and one
-block more each time a decode step crosses a block boundary. Admission (between
+request holds ``ceil(tokens / block_size)`` blocks of the tokens computed so far: its
+prompt's (plus, after a preemption, the tokens it had generated) as its chunks are
+prefilled, then one block more each time a decode step crosses a block boundary. A chunk
+that finds too few blocks free beside the decodes' growth preempts as the growth does. Admission (between
 iterations, oldest first, at most the cap of running requests, within the token
 budget) needs those blocks free after this iteration's decode growth, plus, while some
 request runs, vLLM's watermark ``int(kv_watermark * (K + 1))`` (its pool counts a null block); an

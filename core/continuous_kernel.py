@@ -641,9 +641,13 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
     need, pre = H[g.T % s.B], 0
     if g.U + need > s.K:
         need, pre = _make_room(s, rq, qs, w, g, gl, gi, need)
+    budget = s.budget - g.n            # running requests first: a token a decode, then the prompts' chunks
+    if len(pref) and g.U + need + _chunk_blocks(s, r, pref, budget) > s.K:
+        need, pre = _make_room_for_chunks(s, rq, qs, w, g, gl, gi, need, pre)
+        budget = s.budget - g.n
     joiners = [0]
     joiners.pop()
-    budget, seqs, tok = _continue_prefills(s.budget - g.n, pref, joiners)   # running requests first: a token a decode
+    budget, seqs, tok = _continue_prefills(s, r, g, budget, pref, joiners)
     running = g.n + len(pref) + len(joiners)
     if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
         running, budget, seqs, tok = _admit(s, r, qs, c, g, bbase, gl.stack[gi], pref, gi, need, running,
@@ -724,6 +728,39 @@ def _make_room(s, rq, qs, w, g, gl, gi, need):
 
 
 @njit(cache=True)
+def _chunk_blocks(s, r, pref, budget):
+    """Blocks the chunks of prompts being prefilled take in this iteration, within ``budget`` tokens."""
+    total = 0
+    for p, rem in pref:
+        if budget <= 0:
+            break
+        take = rem if rem <= budget else budget
+        done = r[p].prompt + r[p].gen - rem
+        total += ceil_div(done + take, s.B) - ceil_div(done, s.B)
+        budget -= take
+    return total
+
+
+@njit(cache=True)
+def _make_room_for_chunks(s, rq, qs, w, g, gl, gi, need, pre):
+    """After the decode growth (``need`` blocks), the chunks of prompts being prefilled must fit too:
+    preempt (:func:`_victim`, vLLM's order: usually the prompt being chunked, the newest) until they do.
+    Returns (blocks the growth takes, requests preempted so far)."""
+    r, E, B, pref = rq.r, g.T, s.B, gl.pref[gi]
+    while len(pref) and g.U + need + _chunk_blocks(s, r, pref, s.budget - g.n) > s.K:
+        p = _victim(s, r, gl.stack[gi], gi)
+        decoding = True
+        for e in pref:
+            if e[0] == p:
+                decoding = False
+        if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % B == E % B:
+            need -= 1
+        _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
+        pre += 1
+    return need, pre
+
+
+@njit(cache=True)
 def _steps_left(r, p):
     """Decode steps request ``p`` runs after the prefill that gives its token gen + 1 (a request of output
     ``o`` emits ``o`` tokens: one from its prefill, then a decode step each; output 0, a failed trace
@@ -758,10 +795,11 @@ def _victim(s, r, stack, gi):
 
 
 @njit(cache=True, inline="always")
-def _continue_prefills(budget, pref, joiners):
-    """Chunks of admitted prompts, oldest first, within the ``budget`` of tokens the decodes left; requests
-    whose prefill ends in this iteration join ``joiners``. Returns (budget left, sequences prefilled,
-    their tokens)."""
+def _continue_prefills(s, r, g, budget, pref, joiners):
+    """Chunks of admitted prompts, oldest first, within the ``budget`` of tokens the decodes left, each
+    allocating the blocks it fills on GPU ``g`` (they fit: :func:`_make_room_for_chunks`); requests whose
+    prefill ends in this iteration join ``joiners``. Returns (budget left, sequences prefilled, their
+    tokens)."""
     seqs = tok = 0
     if len(pref):
         keep = 0
@@ -772,6 +810,8 @@ def _continue_prefills(budget, pref, joiners):
                 keep += 1
                 continue
             take = rem if rem <= budget else budget
+            done = r[p].prompt + r[p].gen - rem
+            g.U += ceil_div(done + take, s.B) - ceil_div(done, s.B)
             budget -= take
             seqs += 1
             tok += take
@@ -818,8 +858,11 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
             continue
         _take(qs, c, q, p)
         c[RR_] = q + 1
-        room -= blocks
-        g.U += blocks
+        tokens = r[p].prompt + r[p].gen
+        take = tokens if tokens <= budget else budget
+        held = ceil_div(take, B)   # the whole prompt fits; its blocks come chunk by chunk (vLLM)
+        room -= held
+        g.U += held
         r[p].state = RUNNING
         r[p].gpu = gi
         r[p].share = g.share
@@ -827,8 +870,6 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
             r[p].start = g.t
         stack.append(p)
         running += 1
-        tokens = r[p].prompt + r[p].gen
-        take = tokens if tokens <= budget else budget
         budget -= take
         seqs += 1
         tok += take
@@ -951,11 +992,11 @@ def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
         r[p].gen = gen + 1 + done_here     # its prefill's token and one a decode step
         if done_here:                      # its latest token came at the end of the last iteration
             r[p].last = t
-    else:                                  # still prefilling
-        g.U -= ceil_div(prompt + gen, B)
+    else:                                  # still prefilling: it holds the blocks of its computed tokens
         pref = gl.pref[gi]
         for j in range(len(pref)):
             if pref[j][0] == p:
+                g.U -= ceil_div(prompt + gen - pref[j][1], B)
                 pref.pop(j)
                 break
     w.wasted[0] += g.share - r[p].share

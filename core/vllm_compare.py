@@ -109,10 +109,6 @@ def vllm_settings(cfg: SimConfig, prefix_caching: bool = True) -> VllmSettings:
 def known_differences(cfg: SimConfig, settings: VllmSettings, preempted: bool) -> list[str]:
     """The departures of batchlab's engine from vLLM that can show in this comparison."""
     notes = []
-    if preempted:
-        notes.append("chunked prefill under memory pressure: vLLM allocates a chunked prompt's blocks chunk by "
-                     "chunk (after checking that the whole prompt fits), batchlab all of them at admission; "
-                     "the schedules part only if memory runs short while a prompt is being chunked")
     if preempted and settings.enable_prefix_caching:
         notes.append("resume after preemption: vLLM reuses the preempted request's own blocks still in its "
                      "prefix cache; batchlab, with no prefix cache, recomputes all of them")

@@ -141,25 +141,53 @@ def simulate_reference(cfg, workload, latency, bins=None):
             st["since_it"] = st["since_dec"] = st["since_n"] = 0
             st["since_step"] = 0.0
 
+    def grows(r):
+        """Whether ``r`` decodes in this iteration into a new block."""
+        return r.prefill_left == 0 and (r.prompt + r.gen - 1) % B == 0
+
+    def preempt(st, r):
+        nonlocal preemptions, wasted
+        st["running"].remove(r)
+        st["used"] -= r.blocks
+        r.blocks = 0
+        r.preemptions += 1
+        preemptions += 1
+        wasted += st["share"] - r.share0
+        r.prefill_left = 0
+        r.state = WAITING
+
     def make_room(st):
         """Preempt until this iteration's decode growth fits; returns (growth blocks, preemptions)."""
-        nonlocal preemptions, wasted
         running = st["running"]
-        need = sum(1 for r in running if r.prefill_left == 0 and (r.prompt + r.gen - 1) % B == 0)
+        need = sum(1 for r in running if grows(r))
         preempted = 0
         while st["used"] + need > K:
             r = victim(cfg.preempt_policy, running)
-            running.remove(r)
+            need -= grows(r)
+            preempt(st, r)
             preempted += 1
-            if r.prefill_left == 0 and (r.prompt + r.gen - 1) % B == 0:
-                need -= 1
-            st["used"] -= r.blocks
-            r.blocks = 0
-            r.preemptions += 1
-            preemptions += 1
-            wasted += st["share"] - r.share0
-            r.prefill_left = 0
-            r.state = WAITING
+        return need, preempted
+
+    def chunk_blocks(st, budget):
+        """Blocks this iteration's prompt chunks add (oldest first, within ``budget`` tokens)."""
+        total = 0
+        for r in st["running"]:
+            if r.prefill_left > 0 and budget > 0:
+                take = min(r.prefill_left, budget)
+                done = r.prompt + r.gen - r.prefill_left
+                total += -(-(done + take) // B) - r.blocks
+                budget -= take
+        return total
+
+    def make_room_for_chunks(st, need, preempted):
+        """Preempt until the prompt chunks fit beside the decode growth too (vLLM allocates a prompt's
+        blocks chunk by chunk); returns (growth blocks, preemptions)."""
+        running = st["running"]
+        while st["used"] + need + chunk_blocks(st, budget_total - sum(r.prefill_left == 0 for r in running)) > K:
+            r = victim(cfg.preempt_policy, running)
+            need -= grows(r)
+            preempt(st, r)
+            preempted += 1
         return need, preempted
 
     def continue_prefills(st, decoding, joined):
@@ -170,6 +198,10 @@ def simulate_reference(cfg, workload, latency, bins=None):
         for r in st["running"]:
             if r.prefill_left > 0 and budget > 0:
                 take = min(r.prefill_left, budget)
+                done = r.prompt + r.gen - r.prefill_left
+                grown = -(-(done + take) // B) - r.blocks
+                r.blocks += grown
+                st["used"] += grown
                 budget -= take
                 seqs += 1
                 tok += take
@@ -197,15 +229,15 @@ def simulate_reference(cfg, workload, latency, bins=None):
                 continue
             r.state = RUNNING
             rr = q + 1
-            st["used"] += blocks
-            r.blocks = blocks
+            tokens = r.prompt + r.gen
+            take = min(tokens, budget)
+            r.blocks = -(-take // B)           # the whole prompt fits; its blocks come chunk by chunk
+            st["used"] += r.blocks
             r.gpu = g
             r.share0 = st["share"]
             if math.isnan(r.start):
                 r.start = t
             running.append(r)
-            tokens = r.prompt + r.gen
-            take = min(tokens, budget)
             budget -= take
             seqs += 1
             tok += take
@@ -250,6 +282,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
         complete(st, t)
         update_controllers(st)
         need, preempted = make_room(st)
+        need, preempted = make_room_for_chunks(st, need, preempted)
         decoding = [r for r in st["running"] if r.prefill_left == 0]
         joined = []
         budget, seqs, tok = continue_prefills(st, decoding, joined)
