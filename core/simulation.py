@@ -23,13 +23,14 @@ from .validity import check_result, check_workload
 def servable(config: SimConfig, workload: Workload, eta: int) -> np.ndarray:
     """Which requests one GPU can ever serve; a server rejects the others when they arrive.
 
-    A request needs its prompt plus output in KV memory (in whole blocks, its prompt
-    also within the admission watermark, for the continuous modes). A rejected
+    A request needs its prompt plus output in KV memory (batch-level: all but its
+    last output token, ``P + o - 1``, which never gets KV; in whole blocks, its
+    prompt also within the admission watermark, for the continuous modes). A rejected
     request is never served: it counts against every enabled deadline.
     """
+    if not config.continuous:   # a batch of one holds P + o - 1 tokens at its last decode step
+        return workload.prompt + np.maximum(workload.output, 1) - 1 <= eta
     need = workload.prompt + workload.output
-    if not config.continuous:
-        return need <= eta
     B = config.block_size
     blocks = eta // B
     watermark = int(np.ceil(config.kv_watermark * blocks))
@@ -39,7 +40,7 @@ def servable(config: SimConfig, workload: Workload, eta: int) -> np.ndarray:
 def check_settings(config: SimConfig, workload: Workload, served: np.ndarray, eta: int) -> None:
     """Refuse settings under which nothing could be simulated (one line naming the setting)."""
     if not served.any():
-        need = int((workload.prompt + workload.output).min())
+        need = int((workload.prompt + np.maximum(workload.output, 1) - 1).min())
         raise ConfigError("gpu_mem_gb", f"no request fits on one GPU: the smallest needs {need} KV tokens "
                                         f"but the GPU holds {eta} (raise gpu_mem_gb or lower weights_gb)")
     if not config.continuous and config.kv_reserve == "max_new_tokens":
@@ -91,7 +92,7 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
         times = metrics.with_delays(dict(out.requests), arrival)
     else:
         complete_batch_log(log, latency)
-        times = metrics.request_times(out.requests["batch"], log, arrival)
+        times = metrics.request_times(out.requests["batch"], log, arrival, pick(workload.output))
         times["preemptions"] = out.requests["preemptions"]
     req = {"arrival": workload.arrival, "prompt": workload.prompt, "output": workload.output,
            "predicted": workload.predicted, "bin": bins}
