@@ -94,7 +94,7 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
         times = metrics.with_delays(dict(out.requests), arrival)
     else:
         complete_batch_log(log, latency)
-        times = metrics.request_times(out.requests["batch"], log, arrival)
+        times = metrics.request_times(out.requests["batch"], log, arrival, pick(workload.output))
         times["preemptions"] = out.requests["preemptions"]
     req = {"arrival": workload.arrival, "prompt": workload.prompt, "output": workload.output,
            "predicted": workload.predicted, "bin": bins}
