@@ -36,9 +36,9 @@ MODE_HELP = {
                          "each bin has its own memory bound and SLA controller. Batches run to completion.",
     "multi_bin_fixed": "Paper 1 exactly: K bins, a batch forms when a bin holds B requests, formed batches "
                        "are served first-formed-first-served. Batches run to completion.",
-    "continuous_static": "Continuous (iteration-level) batching, as vLLM and SGLang do: requests join and "
-                         "leave between iterations on paged KV memory. The number of running sequences is "
-                         "capped at B.",
+    "continuous_static": "Continuous (iteration-level) batching, as vLLM 0.33's scheduler runs it: requests "
+                         "join and leave between iterations on paged KV memory. The number of running "
+                         "sequences is capped at B.",
     "continuous_dynamic": "Continuous batching whose running cap is min(b_mem, b_SLA) from Paper 2's "
                           "Algorithms 1 and 2 with N_decode = the running requests. This is the setting the "
                           "paper's algorithms were made for.",

@@ -114,6 +114,7 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     """
     from .continuous_kernel import TICKS, gpu_records, request_records, settings, simulate
     from .latency_kernel import pack, unpack
+    from .metrics import mean_gap
 
     n, k = len(arrival), cfg.bins
     order, off = queue_layout(bins, k)
@@ -147,9 +148,8 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     start = _not_before(start, arrival, 1 / TICKS)
     first = _not_before(first, start, 1 / TICKS)
     finish = _not_before(finish, first, 1 / TICKS)
-    # the o - 1 gaps between a request's o tokens (none for a one-token request)
-    gaps = np.asarray(output) - 1
-    tbt = np.where(gaps > 0, (finish - first) / np.maximum(gaps, 1), np.nan)
+    gaps = np.asarray(output) - 1    # between a request's o tokens (none for a one-token request)
+    tbt = mean_gap(finish, first, gaps)
     gap = np.where(gaps > 0, gap, np.nan)
     requests = {"gpu": gpu, "start": start, "first_token": first, "finish": finish, "tbt": tbt, "tbt_max": gap,
                 "preemptions": pre, "decode_steps": steps}

@@ -86,9 +86,9 @@ def derive(stored: dict, batches: dict) -> dict[str, np.ndarray]:
                  else bid)   # -1: a rejected request
         req.update(derive_request_arrays(bid, local, batches, stored["arrival"], stored["output"]))
     else:
-        steps = stored["decode_steps"]
         times = {k: stored[k] for k in ("gpu", "start", "first_token", "finish", "tbt_max", "decode_steps")}
-        times["tbt"] = mean_gap(times["finish"], times["first_token"], steps)
+        # o tokens, o - 1 gaps (a preempted request's resumes give tokens too: not its decode steps)
+        times["tbt"] = mean_gap(times["finish"], times["first_token"], np.asarray(stored["output"]) - 1)
         req.update(with_delays(times, stored["arrival"]))
     if "index" in stored:
         req["index"] = stored["index"]
