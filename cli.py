@@ -514,7 +514,7 @@ def validate_vllm(config_file, prefix_caching, as_json, **flags):
     """Run one workload through batchlab's continuous_static engine and vLLM 0.33's own scheduler
     (batchlab[vllm]) on one GPU, each step timed by the same latency model, and print per-request
     differences of TTFT and E2E, preemptions, iterations, the worst requests and the known
-    differences that apply. Settings map to vLLM: batch_size -> max_num_seqs, chunk_size ->
+    differences that apply. Settings map to vLLM: batch_size -> max_num_seqs,
     max_num_batched_tokens, block_size, kv_watermark -> watermark, KV capacity -> its blocks,
     queue_policy and preempt_policy (both fcfs/newest or both priority) -> its scheduling policy.
     The mode defaults to continuous_static, gpus to 1 and num_requests to 1000. Exit code 0 for a

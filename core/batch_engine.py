@@ -28,20 +28,32 @@ of the trace flushes partial batches), or when evicted requests are back at its
 front. The batch starts at ``t = max(f, ready time, previous decision time)``;
 among the queues ready by ``t`` the bin policy picks one.
 
+Tokens. A request with output ``o >= 1`` emits ``o`` tokens: the first at the end of
+its batch's prefill, then one per decode step. So a batch with longest true output
+``O`` runs prefill then ``O - 1`` decode steps (none when every member emits one
+token), and all its requests finish together at its end (a request that emits one
+token alone, at the end of the prefill).
+
 Memory, without an oracle. A padded batch of ``b`` requests with longest prompt
-``P`` holds ``b (P + s)`` KV tokens after ``s`` decode steps. Admission knows
-prompts and predictions only: the batch is the longest FIFO prefix (up to the
-cap) whose *reservation* ``b (P + R) + L0 <= eta``, where ``R`` is the longest
-predicted output (raised, for a request evicted before, to the tokens it had
-already generated plus one) or ``max_new_tokens``, and ``L0`` is Algorithm 1's
-safety buffer in the dynamic modes (0 in the static ones). The true lengths then
-decide what happens: if ``b (P + O) > eta`` for the longest true output ``O``,
-the batch runs out of memory at step ``s* = eta // b - P + 1``; the requests
-already complete (output ``<= s* - 1``) finish then, every other one is evicted
-to the front of its queue (recompute: it starts again, keeping its arrival
-time), and the evicted share of the batch's GPU time is counted as wasted. Its
-reservation is then at least ``s*`` tokens, so its next batch runs out of memory,
-if at all, at a later step: a request is evicted at most once per output token.
+``P`` holds ``b (P + s)`` KV tokens after ``s`` decode steps (decode step ``j``
+writes token ``P + j``; the last sampled token never gets KV), so it needs
+``b (P + O - 1)`` at its last step. Admission knows prompts and predictions only:
+the batch is the longest FIFO prefix (up to the cap) whose *reservation*
+``b (P + R - 1) + L0 <= eta``, where ``R`` is the longest predicted output
+(raised, for a request evicted before, to the tokens it had already generated
+plus one) or ``max_new_tokens``, and ``L0`` is Algorithm 1's safety buffer in the
+dynamic modes (0 in the static ones). The true lengths then decide what happens:
+if ``b (P + O - 1) > eta``, the batch runs out of memory at decode step
+``s* = eta // b - P + 1`` (after ``s* - 1`` steps, each member has generated
+``s*`` tokens); the requests already complete (output ``<= s*``) finish then,
+every other one is evicted to the front of its queue (recompute: it starts again,
+keeping its arrival time), and the evicted share of the batch's GPU time is
+counted as wasted. Its reservation is then at least ``s* + 1`` tokens, so its next
+batch runs out of memory, if at all, at a later step: a request with ``o`` output
+tokens is evicted at most ``o - 1`` times (a one-token request never is).
+
+Algorithm 2 observes a batch's mean decode-step time; a batch that ran no decode
+step (every member emitted one token) has none and is not observed.
 """
 from __future__ import annotations
 
@@ -84,17 +96,18 @@ class _Reserve:
         self.max_new = max_new  # reserve this much output per sequence instead of predictions
 
     def fit(self, prompts: list, known: list, var: float) -> int:
-        """Largest m >= 1 with m (max prompts[:m] + max reserved[:m]) + L0(m) <= eta."""
+        """Largest m >= 1 with m (max prompts[:m] + max reserved[:m] - 1) + L0(m) <= eta: the KV the
+        batch holds at its last decode step if its longest output were the longest reserved one."""
         m = len(prompts)
         P = max(prompts)
         R = self.max_new if self.max_new is not None else max(known)
-        if self._need(m, P + R, var) <= self.eta:
+        if self._need(m, P + R - 1, var) <= self.eta:
             return m
         p = np.maximum.accumulate(np.asarray(prompts, dtype=np.int64))
         r = (np.full(m, self.max_new) if self.max_new is not None
              else np.maximum.accumulate(np.asarray(known, dtype=np.int64)))
         sizes = np.arange(1, m + 1)
-        need = sizes * (p + r) + self._buffers(sizes, var)
+        need = sizes * (p + r - 1) + self._buffers(sizes, var)
         bad = np.flatnonzero(need > self.eta)
         return max(int(bad[0]), 1)
 
@@ -291,9 +304,10 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
             O = max(q_output_l[p] for p in members)
 
         # ---- run it: to completion, or to its out-of-memory step --------------
-        steps = O
+        full = O - 1 if O > 1 else 0      # decode steps after the prefill's token (a failed row emits none)
+        steps = full
         evicted = 0
-        if size * (P + O) > eta:
+        if size * (P + full) > eta:
             steps = eta // size - P       # steps completed before the failing one
         pre = prefill_time(size, P)
         dec = decode_time(size, P, steps) if steps > 0 else 0.0
@@ -301,10 +315,10 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
         heappush(heap, (finish, gpu))
         clock = t
         bid = len(L_start)
-        if observing:
-            heappush(pending, (finish, bid, q, dec / steps if steps > 0 else 0.0, size))
+        if observing and steps > 0:       # a batch without a decode step has no step time to observe
+            heappush(pending, (finish, bid, q, dec / steps, size))
         if members is None:
-            if steps == O:
+            if steps == full:
                 q_batch[h:h + size] = bid
                 done_here = size
             else:
@@ -322,17 +336,17 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
             done_here = 0
             back = []
             for p in members:
-                if q_output_l[p] <= steps:
+                if q_output_l[p] <= steps + 1:   # its first token came with the prefill
                     q_batch[p] = bid
                     done_here += 1
                 else:
                     back.append(p)
                     q_evictions[p] += 1
-                    if q_evictions[p] > q_output_l[p]:   # each eviction comes at a later step than the last
+                    if q_evictions[p] >= q_output_l[p]:   # each eviction comes at a later step than the last
                         raise RuntimeError(f"request {int(order[p])} evicted {int(q_evictions[p])} times with "
                                            f"{q_output_l[p]} output tokens: the engine is not making progress")
-                    if steps + 1 > q_known[p]:
-                        q_known[p] = steps + 1
+                    if steps + 2 > q_known[p]:   # it had generated steps + 1 tokens
+                        q_known[p] = steps + 2
             if back:
                 evicted = len(back)
                 oom_events += 1

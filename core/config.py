@@ -36,9 +36,9 @@ MODE_HELP = {
                          "each bin has its own memory bound and SLA controller. Batches run to completion.",
     "multi_bin_fixed": "Paper 1 exactly: K bins, a batch forms when a bin holds B requests, formed batches "
                        "are served first-formed-first-served. Batches run to completion.",
-    "continuous_static": "Continuous (iteration-level) batching, as vLLM and SGLang do: requests join and "
-                         "leave between iterations on paged KV memory. The number of running sequences is "
-                         "capped at B.",
+    "continuous_static": "Continuous (iteration-level) batching, as vLLM 0.33's scheduler runs it: requests "
+                         "join and leave between iterations on paged KV memory. The number of running "
+                         "sequences is capped at B.",
     "continuous_dynamic": "Continuous batching whose running cap is min(b_mem, b_SLA) from Paper 2's "
                           "Algorithms 1 and 2 with N_decode = the running requests. This is the setting the "
                           "paper's algorithms were made for.",
@@ -51,6 +51,12 @@ MAX_GPUS = 1000
 MAX_BINS = 64
 MAX_BATCH = 65_536
 MAX_SEED = 2**63 - 1
+# vLLM 0.33's default token budget for `vllm serve` by the GPU's total memory (EngineArgs.get_batch_defaults
+# in vllm/engine/arg_utils.py; an A100 of 80 GB stays on the small tier there, a distinction batchlab cannot
+# see). The total is taken as gpu_mem_gb over vLLM's default gpu_memory_utilization.
+BUDGET_GB = (70 * 2**30 / 1e9, 160 * 2**30 / 1e9)   # 70 GiB and 160 GiB, in GB
+BUDGET_SMALL, BUDGET_MID, BUDGET_LARGE = 2048, 8192, 16384
+VLLM_MEMORY_UTILIZATION = 0.9
 
 
 class ConfigError(FieldError):
@@ -149,11 +155,16 @@ class SimConfig:
                              "tokens", "memory", range=(1, 1_000_000))
     block_size: int = _f(16, "Continuous modes: tokens per paged KV block.", "tokens", "memory",
                          range=(1, 1024))
-    kv_watermark: float = _f(0.01, "Continuous modes: fraction of KV blocks that admission keeps free "
-                             "(vLLM's watermark).", "", "memory", range=(0.0, 0.5))
-    chunk_size: int | None = _f(None, "Continuous modes: prefill token budget per iteration (chunked "
-                                "prefill); none = a whole prompt in its admission iteration.", "tokens",
-                                "memory", range=(1, 10_000_000))
+    kv_watermark: float = _f(0.0, "Continuous modes: vLLM's watermark: admission keeps int(watermark x "
+                             "(blocks + 1)) KV blocks free while some request runs (vLLM counts its null "
+                             "block).", "", "memory", range=(0.0, 0.5))
+    max_num_batched_tokens: int | None = _f(
+        None, "Continuous modes: vLLM's token budget per iteration, decode tokens (one per running request) and "
+        "prefill tokens together: running requests first, then admissions, a prompt chunked to what is left. "
+        "At least the running cap. none = vLLM 0.33's default (vllm serve) for a GPU of gpu_mem_gb / 0.9 "
+        f"(vLLM's memory utilization): {BUDGET_SMALL:,} below 70 GiB, {BUDGET_MID:,} from 70 GiB, "
+        f"{BUDGET_LARGE:,} from 160 GiB, or the running cap where that is larger.", "tokens", "memory",
+        range=(1, 10_000_000))
     # --- latency model ---------------------------------------------------
     latency: str = _f("parametric", "parametric, or grid:NAME for a calibration grid (bundled or stored).",
                       group="latency")
@@ -187,6 +198,11 @@ class SimConfig:
              "latency", f"must be 'parametric' or 'grid:NAME', got {self.latency!r}")
         need(self.decode_base + self.decode_per_seq > 0, "decode_base",
              "decode_base + decode_per_seq must be > 0 (a decode step cannot be free)")
+        if self.continuous and self.max_num_batched_tokens is not None:   # vLLM refuses less too
+            cap, name = self._running_cap
+            need(self.max_num_batched_tokens >= cap, "max_num_batched_tokens",
+                 f"must be at least the running cap ({name} {cap:,}): every running request decodes a token "
+                 f"within it; got {self.max_num_batched_tokens:,}")
 
     # ------------------------------------------------------------------
     @property
@@ -201,6 +217,21 @@ class SimConfig:
     def continuous(self) -> bool:
         """Iteration-level (continuous) batching rather than run-to-completion batches."""
         return self.mode in CONTINUOUS_MODES
+
+    @property
+    def token_budget(self) -> int:
+        """The tokens an iteration may compute (max_num_batched_tokens, or vLLM's default for gpu_mem_gb)."""
+        if self.max_num_batched_tokens is not None:
+            return self.max_num_batched_tokens
+        device_gb = self.gpu_mem_gb / VLLM_MEMORY_UTILIZATION
+        default = (BUDGET_LARGE if device_gb >= BUDGET_GB[1] else BUDGET_MID if device_gb >= BUDGET_GB[0]
+                   else BUDGET_SMALL)
+        return max(default, self._running_cap[0])
+
+    @property
+    def _running_cap(self) -> tuple[int, str]:
+        """The most requests a continuous GPU runs at once, and the setting that says so."""
+        return (self.b_max, "b_max") if self.dynamic else (self.batch_size, "batch_size")
 
     @property
     def bins(self) -> int:
@@ -232,7 +263,7 @@ class SimConfig:
         if self.continuous:
             drop |= {"fill", "max_wait", "kv_reserve", "max_new_tokens"}
         else:
-            drop |= {"block_size", "kv_watermark", "chunk_size", "preempt_policy", "queue_policy"}
+            drop |= {"block_size", "kv_watermark", "max_num_batched_tokens", "preempt_policy", "queue_policy"}
             if self.kv_reserve != "max_new_tokens":
                 drop.add("max_new_tokens")
             if self.fill == "greedy":
@@ -255,6 +286,8 @@ class SimConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> SimConfig:
+        if "chunk_size" in data:   # a run stored before the token budget: its prompt-token budget
+            data = {k: v for k, v in data.items() if k != "chunk_size"} | {"max_num_batched_tokens": data["chunk_size"]}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

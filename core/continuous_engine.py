@@ -1,11 +1,15 @@
-"""The iteration-level (continuous batching) engine, as vLLM and SGLang schedule.
+"""The iteration-level (continuous batching) engine, as vLLM 0.33's scheduler runs it.
 
-Each GPU runs iterations. An iteration *prefills* the requests admitted at its
-start (their whole prompt, or with ``chunk_size`` at most that many prompt tokens
-per iteration, oldest first) and *decodes* one token for every running request
-whose prefill is done. A request with output length ``o`` needs its prefill (whose
-end is its first token) and then ``o`` decode iterations, as in the batch-level
-engine; it leaves on its own last token, freeing its KV blocks.
+Each GPU runs iterations. An iteration *decodes* one token for every running request
+whose prefill is done and *prefills* the admitted requests' prompts within its token
+budget ``max_num_batched_tokens``: the decodes take a token each, then prompts being
+prefilled take what is left, oldest first, then admissions; a prompt that does not fit
+is chunked over several iterations. A request with output length ``o`` emits ``o`` tokens, as
+vLLM's ``max_tokens`` and BurstGPT's response tokens count them: the first at the end
+of the iteration that completes its prefill, then one per decode iteration (``o - 1``;
+none for ``o = 1``). It leaves on its own last token, freeing its KV blocks; its last
+token is never fed back, so it holds the KV of its prompt and ``o - 1`` tokens at most.
+Its mean time between tokens is over its ``o - 1`` gaps; a one-token request has none.
 
 Iteration time (how prefill and decode compose). With ``a`` sequences receiving
 ``x`` prompt tokens in all, and ``n`` decoding sequences holding ``C`` context
@@ -22,16 +26,19 @@ step over ``C`` context tokens; a calibration grid is read at the row of ``a``
 extrapolation counted, as for any query).
 
 KV memory is paged: ``eta`` tokens make ``K = eta // block_size`` blocks. A
-request holds ``ceil(tokens / block_size)`` blocks, allocated for its prompt (plus,
-after a preemption, the tokens it had generated) when it is admitted and one
-block more each time a decode step crosses a block boundary. Admission (between
-iterations, oldest first, at most the cap of running requests, within the chunk
-budget) needs those blocks plus the watermark ``kv_watermark * K`` free after this
-iteration's decode growth; an iteration that preempted admits nobody (as vLLM). When the growth
+request holds ``ceil(tokens / block_size)`` blocks of the tokens computed so far: its
+prompt's (plus, after a preemption, the tokens it had generated) as its chunks are
+prefilled, then one block more each time a decode step crosses a block boundary. A chunk
+that finds too few blocks free beside the decodes' growth preempts as the growth does. Admission (between
+iterations, oldest first, at most the cap of running requests, within the token
+budget) needs those blocks free after this iteration's decode growth, plus, while some
+request runs, vLLM's watermark ``int(kv_watermark * (K + 1))`` (its pool counts a null block); an
+iteration that preempted admits nobody (as vLLM). When the growth
 finds no free block, the preemption policy's victim (``preempt_policy``: the newest running request
 by default) is preempted: its blocks are freed and it goes back to the front of its queue, to be
-prefilled again later over its prompt and the tokens it had generated (recompute,
-as vLLM does); its share of the GPU time spent on it so far is counted as wasted.
+prefilled again later over its prompt and every token it had generated, with blocks for all of
+them (recompute, as vLLM does); that prefill's iteration gives its next token, as a first prefill
+gives the first. Its share of the GPU time spent on it so far is counted as wasted.
 
 Caps. ``continuous_static``: ``batch_size`` running requests. The dynamic modes:
 ``min(b_mem, b_SLA)``. The controllers of a GPU update at a boundary where a
@@ -107,6 +114,7 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     """
     from .continuous_kernel import TICKS, gpu_records, request_records, settings, simulate
     from .latency_kernel import pack, unpack
+    from .metrics import mean_gap
 
     n, k = len(arrival), cfg.bins
     order, off = queue_layout(bins, k)
@@ -140,7 +148,9 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     start = _not_before(start, arrival, 1 / TICKS)
     first = _not_before(first, start, 1 / TICKS)
     finish = _not_before(finish, first, 1 / TICKS)
-    tbt = np.where(steps > 0, (finish - first) / np.maximum(steps, 1), 0.0)
+    gaps = np.asarray(output) - 1    # between a request's o tokens (none for a one-token request)
+    tbt = mean_gap(finish, first, gaps)
+    gap = np.where(gaps > 0, gap, np.nan)
     requests = {"gpu": gpu, "start": start, "first_token": first, "finish": finish, "tbt": tbt, "tbt_max": gap,
                 "preemptions": pre, "decode_steps": steps}
     log = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names}

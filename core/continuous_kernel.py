@@ -50,7 +50,7 @@ LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it sta
 SETTINGS = np.dtype([
     ("n", np.int64), ("k", np.int64), ("gpus", np.int64),      # requests, queues (bins), GPUs
     ("B", np.int64), ("K", np.int64),                          # block size (tokens), KV blocks per GPU
-    ("watermark", np.int64), ("chunk", np.int64),              # blocks kept free by admissions; chunk budget
+    ("watermark", np.int64), ("budget", np.int64),             # blocks admission keeps; tokens an iteration takes
     ("policy", np.int64), ("window", np.int64),                # bin policy (POLICIES); controller window
     ("batch_size", np.int64), ("dynamic", np.bool_), ("adaptive", np.bool_), ("memory_control", np.bool_),
     ("b_max", np.int64), ("b_min", np.int64), ("d_sla", np.float64), ("sla_eps", np.float64),
@@ -87,15 +87,15 @@ GPU = np.dtype([
     ("span_T", np.int64), ("span_E", np.int64), ("span_t", np.float64), ("d_first", np.float64),
     ("d_dec0", np.float64), ("n2", np.int64), ("c2", np.int64), ("U1", np.int64), ("served0", np.int64),
     ("n0", np.int64), ("span_cap", np.int64), ("span_branch", np.int64), ("span_pre", np.int64),
+    ("held_n", np.int64), ("held_ctx", np.int64),  # requests whose last token ends its first iteration; their KV
     ("span_since", np.int64), ("span_dec", np.float64),
     ("b_low", np.float64), ("b_high", np.float64),  # Algorithm 2's interval
     ("ctl_step", np.float64), ("ctl_size", np.float64),  # ... and its latest observation
     ("roomy", np.bool_), ("calm", np.bool_),       # in the sets of GPUs with room / planned with nobody waiting
     ("soon", np.int64)], align=True)               # routing scratch: tick of its next boundary (-1: none)
 # per GPU: decoding requests by block phase, Algorithm 1's bound per queue, the heap of completions,
-# running requests (newest last), prefill chunks, the suffix maximum of iteration durations, and
-# re-admitted requests' first gaps
-GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d await_gap")
+# running requests (newest last), prefill chunks, and the suffix maximum of iteration durations
+GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d")
 
 
 def settings(cfg, n: int, eta: int, theta: float) -> np.record:
@@ -104,8 +104,8 @@ def settings(cfg, n: int, eta: int, theta: float) -> np.record:
     K = eta // cfg.block_size
     s = np.zeros(1, SETTINGS).view(np.recarray)[0]
     s.n, s.k, s.gpus, s.B, s.K = n, cfg.bins, cfg.gpus, cfg.block_size, K
-    s.watermark = math.ceil(cfg.kv_watermark * K)
-    s.chunk = cfg.chunk_size if cfg.chunk_size is not None else BIG
+    s.watermark = int(cfg.kv_watermark * (K + 1))   # vLLM's pool has K + 1 blocks, one its null block
+    s.budget = cfg.token_budget
     s.policy, s.window, s.batch_size = POLICIES.index(cfg.bin_policy), cfg.sla_window, cfg.batch_size
     s.dynamic, s.adaptive, s.memory_control = cfg.dynamic, adaptive, cfg.memory_control
     s.b_max, s.b_min = cfg.b_max, cfg.b_min
@@ -229,16 +229,14 @@ def _gpu_lists(s):
     pref = [[(0, 0)] for _ in range(G)]
     mono_i = [[0] for _ in range(G)]
     mono_d = [[0.0] for _ in range(G)]
-    await_gap = [[(0, 0, 0.0)] for _ in range(G)]
     for gi in range(G):
         comp[gi].pop()
         stack[gi].pop()
         pref[gi].pop()
         mono_i[gi].pop()
         mono_d[gi].pop()
-        await_gap[gi].pop()
     return GpuLists(np.zeros((G, s.B), np.int64), np.full((G, s.k), s.b_start, np.int64), comp, stack, pref,
-                        mono_i, mono_d, await_gap)
+                    mono_i, mono_d)
 
 
 # ------------------------------------------------------------ arrivals and queues
@@ -616,28 +614,15 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
         g.share += (d_first / served0 if served0 else 0.0) + dec / n2
     elif served0:
         g.share += d_first / served0
-    waits = gl.await_gap[gi]
-    if len(waits):
-        keep = 0
-        for j in range(len(waits)):
-            p, it, before = waits[j]
-            if it < E:   # its first decode iteration after re-admission ran in this span
-                d = d_first if it == T0 else decode_step_time(L, n2, mean + (it - T0 - 1))
-                if before + d > r[p].gap:
-                    r[p].gap = before + d
-            else:
-                waits[keep] = waits[j]
-                keep += 1
-        while len(waits) > keep:
-            waits.pop()
     pref = gl.pref[gi]
+    ctx += g.held_ctx
     for p, rem in pref:
         ctx += r[p].prompt + r[p].gen - rem
     c = w.c
     if ctx > c[KV_PEAK_]:
         c[KV_PEAK_] = ctx
-    w.log.append((span_t, duration, U_end, gi, n2 + len(pref), 1 + x, ctx, g.bmem, g.b_sla, g.span_cap,
-                  g.span_branch, g.span_pre))
+    w.log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
+                  g.span_cap, g.span_branch, g.span_pre))
 
 
 @njit(cache=True)
@@ -656,9 +641,13 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
     need, pre = H[g.T % s.B], 0
     if g.U + need > s.K:
         need, pre = _make_room(s, rq, qs, w, g, gl, gi, need)
+    budget = s.budget - g.n            # running requests first: a token a decode, then the prompts' chunks
+    if len(pref) and g.U + need + _chunk_blocks(s, r, pref, budget) > s.K:
+        need, pre = _make_room_for_chunks(s, rq, qs, w, g, gl, gi, need, pre)
+        budget = s.budget - g.n
     joiners = [0]
     joiners.pop()
-    budget, seqs, tok = _continue_prefills(s, pref, joiners)
+    budget, seqs, tok = _continue_prefills(s, r, g, budget, pref, joiners)
     running = g.n + len(pref) + len(joiners)
     if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
         running, budget, seqs, tok = _admit(s, r, qs, c, g, bbase, gl.stack[gi], pref, gi, need, running,
@@ -669,30 +658,32 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
         _roomy(c, g, False)
         _calm(c, g, False)
         return
-    _plan_span(s, r, c, w.heap, g, H, comp, pref, gl.await_gap[gi], bbase, L, gi, need, pre, running, budget,
-               seqs, tok, joiners, branch)
+    _plan_span(s, r, c, w.heap, g, H, comp, pref, bbase, L, gi, need, pre, running, budget, seqs, tok, joiners,
+               branch)
 
 
 @njit(cache=True, inline="always")
 def _complete(s, r, c, g, H, comp, mono_i, mono_d):
     """Requests whose last token came at the end of iteration T-1 leave GPU ``g`` (its decoding requests
-    by block phase ``H``, heap of completions ``comp``, suffix maximum of iteration durations)."""
+    by block phase ``H``, heap of completions ``comp``, suffix maximum of iteration durations). A request
+    of output ``o`` leaves with the KV of its prompt and ``o - 1`` tokens: its last token is never fed back."""
     E, B = g.T, s.B
     while len(comp) and comp[0][0] < E:
         _, ver, p = heapq.heappop(comp)
         if ver != r[p].ver or r[p].state != RUNNING:
             continue
-        prompt, out, gen = r[p].prompt, r[p].output, r[p].gen
-        tokens = prompt + out
+        prompt, gen = r[p].prompt, r[p].gen
+        steps = _steps_left(r, p)
+        tokens = prompt + gen + steps
         g.U -= ceil_div(tokens, B)
-        g.n -= 1
-        g.ctx -= tokens
-        H[(r[p].tdec - prompt - gen) % B] -= 1
-        if out > gen:
+        if steps:
+            g.n -= 1
+            g.ctx -= tokens
+            H[(r[p].tdec - prompt - gen) % B] -= 1
             gap = _max_since(mono_i, mono_d, r[p].tdec)
             if gap > r[p].gap:
                 r[p].gap = gap
-        r[p].steps += out - gen
+        r[p].steps += steps
         r[p].finish = g.t
         r[p].state = DONE
         c[DONE_] += 1
@@ -737,6 +728,48 @@ def _make_room(s, rq, qs, w, g, gl, gi, need):
 
 
 @njit(cache=True)
+def _chunk_blocks(s, r, pref, budget):
+    """Blocks the chunks of prompts being prefilled take in this iteration, within ``budget`` tokens."""
+    total = 0
+    for p, rem in pref:
+        if budget <= 0:
+            break
+        take = rem if rem <= budget else budget
+        done = r[p].prompt + r[p].gen - rem
+        total += ceil_div(done + take, s.B) - ceil_div(done, s.B)
+        budget -= take
+    return total
+
+
+@njit(cache=True)
+def _make_room_for_chunks(s, rq, qs, w, g, gl, gi, need, pre):
+    """After the decode growth (``need`` blocks), the chunks of prompts being prefilled must fit too:
+    preempt (:func:`_victim`, vLLM's order: usually the prompt being chunked, the newest) until they do.
+    Returns (blocks the growth takes, requests preempted so far)."""
+    r, E, B, pref = rq.r, g.T, s.B, gl.pref[gi]
+    while len(pref) and g.U + need + _chunk_blocks(s, r, pref, s.budget - g.n) > s.K:
+        p = _victim(s, r, gl.stack[gi], gi)
+        decoding = True
+        for e in pref:
+            if e[0] == p:
+                decoding = False
+        if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % B == E % B:
+            need -= 1
+        _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
+        pre += 1
+    return need, pre
+
+
+@njit(cache=True)
+def _steps_left(r, p):
+    """Decode steps request ``p`` runs after the prefill that gives its token gen + 1 (a request of output
+    ``o`` emits ``o`` tokens: one from its prefill, then a decode step each; output 0, a failed trace
+    row, only its prefill)."""
+    steps = r[p].output - r[p].gen - 1
+    return steps if steps > 0 else 0
+
+
+@njit(cache=True)
 def _victim(s, r, stack, gi):
     """The preemption policy: the running request of GPU ``gi`` a preemption takes, removed from
     ``stack`` (its running requests in admission order, with finished ones not yet dropped).
@@ -762,10 +795,11 @@ def _victim(s, r, stack, gi):
 
 
 @njit(cache=True, inline="always")
-def _continue_prefills(s, pref, joiners):
-    """Chunks of admitted prompts, oldest first, within the chunk budget; requests whose prefill ends
-    in this iteration join ``joiners``. Returns (budget left, sequences prefilled, their tokens)."""
-    budget = s.chunk
+def _continue_prefills(s, r, g, budget, pref, joiners):
+    """Chunks of admitted prompts, oldest first, within the ``budget`` of tokens the decodes left, each
+    allocating the blocks it fills on GPU ``g`` (they fit: :func:`_make_room_for_chunks`); requests whose
+    prefill ends in this iteration join ``joiners``. Returns (budget left, sequences prefilled, their
+    tokens)."""
     seqs = tok = 0
     if len(pref):
         keep = 0
@@ -776,6 +810,8 @@ def _continue_prefills(s, pref, joiners):
                 keep += 1
                 continue
             take = rem if rem <= budget else budget
+            done = r[p].prompt + r[p].gen - rem
+            g.U += ceil_div(done + take, s.B) - ceil_div(done, s.B)
             budget -= take
             seqs += 1
             tok += take
@@ -792,11 +828,11 @@ def _continue_prefills(s, pref, joiners):
 @njit(cache=True, inline="always")
 def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, tok, joiners):
     """Admissions to GPU ``gi`` from the queues (the bin policy picks the queue, the queue policy its
-    head) under the caps and the blocks free after this iteration's growth (``need``) and the
-    watermark; admitted requests join ``stack`` and, while their prompt is prefilled, ``pref``.
-    Returns (running, budget, seqs, tok) updated."""
+    head) under the caps and the blocks free after this iteration's growth (``need``) and, while some
+    request runs, the watermark; admitted requests join ``stack`` and, while their prompt is prefilled,
+    ``pref``. Returns (running, budget, seqs, tok) updated."""
     B = s.B
-    room = s.K - s.watermark - need - g.U      # blocks admissions may take
+    room = s.K - need - g.U      # blocks free for admissions
     single = s.k == 1
     if not single:
         qs.blocked[:] = False
@@ -812,17 +848,21 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
             if p == NONE:
                 break
         blocks = ceil_div(r[p].prompt + r[p].gen, B)
-        if running >= _cap(s, g, bbase, q, running) or blocks > room:
+        short = blocks > room - (s.watermark if running else 0)   # vLLM's watermark: only while some run
+        if running >= _cap(s, g, bbase, q, running) or short:
             if single:
-                if blocks > room:   # memory only shrinks until the next event: p stays out
+                if short:   # memory only shrinks until the next event: p stays out
                     g.blocked = p
                 break
             qs.blocked[q] = True
             continue
         _take(qs, c, q, p)
         c[RR_] = q + 1
-        room -= blocks
-        g.U += blocks
+        tokens = r[p].prompt + r[p].gen
+        take = tokens if tokens <= budget else budget
+        held = ceil_div(take, B)   # the whole prompt fits; its blocks come chunk by chunk (vLLM)
+        room -= held
+        g.U += held
         r[p].state = RUNNING
         r[p].gpu = gi
         r[p].share = g.share
@@ -830,8 +870,6 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
             r[p].start = g.t
         stack.append(p)
         running += 1
-        tokens = r[p].prompt + r[p].gen
-        take = tokens if tokens <= budget else budget
         budget -= take
         seqs += 1
         tok += take
@@ -843,8 +881,8 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
 
 
 @njit(cache=True, inline="always")
-def _plan_span(s, r, c, heap, g, H, comp, pref, await_gap, bbase, L, gi, need, pre, running, budget, seqs, tok,
-               joiners, branch):
+def _plan_span(s, r, c, heap, g, H, comp, pref, bbase, L, gi, need, pre, running, budget, seqs, tok, joiners,
+               branch):
     """The next span of GPU ``gi`` (record ``g``): its first iteration (this iteration's prefill plus
     one decode step), then decode iterations until the next event on this GPU; its end goes on the
     event ``heap``."""
@@ -855,17 +893,25 @@ def _plan_span(s, r, c, heap, g, H, comp, pref, await_gap, bbase, L, gi, need, p
     d_first = (prefill_time(L, seqs, tok / seqs) if seqs else 0.0) + d_dec0
     first_end = t + d_first
     n2, c2 = n, ctx + n
-    for p in joiners:
+    held_n = held_ctx = 0
+    for p in joiners:   # the prefill over prompt + gen tokens gives token gen + 1 at first_end
         tokens = r[p].prompt + r[p].gen
-        H[(E + 1 - tokens) % B] += 1
-        n2 += 1
-        c2 += tokens
+        steps = _steps_left(r, p)
+        heapq.heappush(comp, (E + steps, r[p].ver, p))   # its last decode iteration (E: none)
         r[p].tdec = E + 1
-        heapq.heappush(comp, (E + r[p].output - r[p].gen, r[p].ver, p))
+        if steps:
+            H[(E + 1 - tokens) % B] += 1
+            n2 += 1
+            c2 += tokens
+        else:
+            held_n += 1
+            held_ctx += tokens
         if r[p].first != r[p].first:
             r[p].first = first_end
-        else:      # re-admitted: its next gap runs from its last token to its next decode step
-            await_gap.append((p, E + 1, first_end - r[p].last))
+        elif first_end - r[p].last > r[p].gap:   # re-admitted: the gap since its token before the preemption
+            r[p].gap = first_end - r[p].last
+        r[p].last = first_end
+    g.held_n, g.held_ctx = held_n, held_ctx
     U1 = g.U + need
     # ---- the span lasts until the next event on this GPU
     while len(comp) and (comp[0][1] != r[comp[0][2]].ver or r[comp[0][2]].state != RUNNING):
@@ -943,16 +989,14 @@ def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
             if gap > r[p].gap:
                 r[p].gap = gap
         r[p].steps += done_here
-        r[p].gen = gen + done_here
+        r[p].gen = gen + 1 + done_here     # its prefill's token and one a decode step
         if done_here:                      # its latest token came at the end of the last iteration
             r[p].last = t
-        elif r[p].last != r[p].last:
-            r[p].last = r[p].first
-    else:                                  # still prefilling
-        g.U -= ceil_div(prompt + gen, B)
+    else:                                  # still prefilling: it holds the blocks of its computed tokens
         pref = gl.pref[gi]
         for j in range(len(pref)):
             if pref[j][0] == p:
+                g.U -= ceil_div(prompt + gen - pref[j][1], B)
                 pref.pop(j)
                 break
     w.wasted[0] += g.share - r[p].share

@@ -5,7 +5,8 @@ import hashlib
 import json
 
 # Bump when a change alters simulated results, so stored runs are not served stale.
-SIM_VERSION = "2"  # 2: admission without an oracle, out-of-memory evictions, continuous batching
+SIM_VERSION = "3"  # 2: admission without an oracle, out-of-memory evictions, continuous batching;
+#                    3: a request of output o emits o tokens (the first from its prefill), resume as vLLM
 
 
 def canonical_json(obj) -> str:

@@ -2,8 +2,9 @@
 
 A batch of ``b`` requests is padded (static batching): every sequence holds the
 batch's longest prompt ``P`` and decodes until the longest output ``O`` is done.
-So a batch costs ``prefill_time(b, P) + decode_time(b, P, O)``, and its decode
-steps see per-sequence contexts ``P, P+1, ..., P+O-1``.
+The prefill emits every sequence's first token, so a batch costs
+``prefill_time(b, P) + decode_time(b, P, O - 1)``, and its decode steps see
+per-sequence contexts ``P, P+1, ..., P+O-2``.
 
 Two implementations share this interface:
 

@@ -141,8 +141,9 @@ METRICS: tuple[Metric, ...] = (
        short="SLA %"),
     _m("sla_violation_rate_ttft", "TTFT violations", "share", "Share of requests missing the TTFT deadline.",
        "lower", "table compare column", off=OFF),
-    _m("sla_violation_rate_tbt", "TBT violations", "share", "Share of requests missing the TBT deadline "
-       "(on their mean gap, or on their largest with tbt_sla=max).", "lower", "table compare column", off=OFF),
+    _m("sla_violation_rate_tbt", "TBT violations", "share", "Share of requests of two or more tokens "
+       "(and rejected ones) missing the TBT deadline (on their mean gap, or on their largest with tbt_sla=max).",
+       "lower", "table compare column", off=OFF),
     _m("sla_violation_rate_e2e", "E2E violations", "share", "Share of requests missing the end-to-end deadline.",
        "lower", "table compare column", off=OFF),
     _m("latency_mean_s", "Latency mean", "s", "Mean end-to-end latency: arrival to last token.", "lower",
@@ -156,9 +157,11 @@ METRICS: tuple[Metric, ...] = (
     _m("ttft_p95_s", "TTFT p95", "s", "95th percentile of time to first token.", "lower"),
     _m("ttft_p99_s", "TTFT p99", "s", "99th percentile of time to first token.", "lower",
        "card table compare sweep column"),
-    _m("tbt_mean_s", "TBT mean", "s", "Mean over requests of their mean time between tokens.", "lower",
+    _m("tbt_mean_s", "TBT mean", "s", "Mean over requests (of two or more tokens) of their mean time between "
+       "tokens.", "lower",
        "table compare sweep column"),
-    _m("tbt_p99_s", "TBT p99", "s", "99th percentile over requests of their mean time between tokens.", "lower",
+    _m("tbt_p99_s", "TBT p99", "s", "99th percentile over requests (of two or more tokens) of their mean time "
+       "between tokens.", "lower",
        "table"),
     _m("queue_delay_mean_s", "Queueing delay mean", "s", "Mean wait from arrival to first admission.", "lower",
        "table column"),

@@ -3,8 +3,12 @@
 Per request: queueing delay (arrival -> first admission), TTFT (arrival -> first
 token, the end of its prefill; queueing included), TBT (its mean gap between
 tokens; ``tbt_max`` its largest) and end-to-end latency (arrival -> last token).
+A request of ``o`` tokens has ``o - 1`` gaps: one of a single token (or none) has
+no TBT, NaN in both engines' ``tbt`` and ``tbt_max``, and is left out of every
+TBT mean, percentile and violation rate (it cannot miss the TBT deadline).
 A request violates the SLA when it misses any enabled deadline; the TBT deadline
-applies to the per-request mean, or with ``tbt_sla=max`` to the largest gap.
+applies to the per-request mean, or with ``tbt_sla=max`` to the largest gap. A
+rejected request (never served, NaN times) misses every enabled deadline.
 Utilisation is busy GPU time over GPUs x the whole horizon (first arrival ->
 last completion), never over the last busy moment.
 
@@ -25,31 +29,45 @@ PCTS = (50, 95, 99)
 SERIES_POINTS = 200
 
 
-def request_times(batch_id: np.ndarray, log: dict, arrival: np.ndarray) -> dict[str, np.ndarray]:
+def request_times(batch_id: np.ndarray, log: dict, arrival: np.ndarray,
+                  output: np.ndarray) -> dict[str, np.ndarray]:
     """Per-request times of the batch-level engine from each request's completing batch."""
-    return derive_request_arrays(batch_id, batch_id, log, arrival)
+    return derive_request_arrays(batch_id, batch_id, log, arrival, output)
 
 
 def derive_request_arrays(batch_id: np.ndarray, row: np.ndarray, log: dict,
-                          arrival: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-request times from each request's batch: ``row`` indexes ``log`` (usually = batch_id)."""
+                          arrival: np.ndarray, output: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-request times from each request's batch: ``row`` indexes ``log`` (usually = batch_id).
+
+    Every member's first token ends the batch's prefill and all finish at its end. Its gaps
+    between tokens are its batch's decode steps: ``tbt`` is the batch's mean decode-step time
+    and ``tbt_max`` its longest step, for a request of two or more tokens (NaN otherwise: a
+    batch whose members all emit one token runs no decode step).
+    """
     served = row >= 0            # a rejected request (batch -1) has no times
     if not served.all():
-        times = derive_request_arrays(batch_id[served], row[served], log, arrival[served])
+        times = derive_request_arrays(batch_id[served], row[served], log, arrival[served], output[served])
         return expand_rejected(times, served)
     start = log["start"][row]
     first_token = start + log["prefill"][row]
     decode = log["decode"][row]
-    steps = log["steps"][row]
+    gaps = output > 1            # its batch then ran at least o - 1 >= 1 decode steps
     return with_delays({
         "batch": batch_id,
         "gpu": log["gpu"][row],
         "start": start,
         "first_token": first_token,
         "finish": first_token + decode,
-        "tbt": np.where(steps > 0, decode / np.maximum(steps, 1), 0.0),
-        "tbt_max": log["step_max"][row],
+        "tbt": np.where(gaps, decode / np.maximum(log["steps"][row], 1), np.nan),
+        "tbt_max": np.where(gaps, log["step_max"][row], np.nan),
     }, arrival)
+
+
+def mean_gap(finish: np.ndarray, first_token: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """Mean time between tokens of requests with ``gaps`` gaps (``o - 1`` for ``o`` tokens) from
+    first to last token; NaN where there is no gap (a one-token or rejected request)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(gaps > 0, (finish - first_token) / np.maximum(gaps, 1), np.nan)
 
 
 def with_delays(times: dict, arrival: np.ndarray) -> dict[str, np.ndarray]:
@@ -79,12 +97,26 @@ def tbt_for_sla(cfg: SimConfig, req: dict) -> np.ndarray:
 
 def violations(cfg: SimConfig, req: dict) -> dict[str, np.ndarray | None]:
     """Boolean violation array per enabled deadline (None when disabled)."""
+    rejected = np.isnan(req["finish"])
+
     def miss(values: np.ndarray, deadline: float | None):   # a rejected request (NaN) misses every deadline
         return None if deadline is None else ~(values <= deadline)
 
-    return {"ttft": miss(req["ttft"], cfg.d_sla_ttft),
-            "tbt": miss(tbt_for_sla(cfg, req), cfg.d_sla_tbt),
-            "e2e": miss(req["e2e"], cfg.d_sla_e2e)}
+    tbt = None
+    if cfg.d_sla_tbt is not None:   # a served request without a gap (NaN) cannot miss it
+        tbt = (tbt_for_sla(cfg, req) > cfg.d_sla_tbt) | rejected
+    return {"ttft": miss(req["ttft"], cfg.d_sla_ttft), "tbt": tbt, "e2e": miss(req["e2e"], cfg.d_sla_e2e)}
+
+
+def has_tbt(req: dict) -> np.ndarray:
+    """The requests the TBT deadline applies to: those with a gap between tokens, and the rejected."""
+    return ~np.isnan(req["tbt"]) | np.isnan(req["finish"])
+
+
+def _nan_stat(values: np.ndarray, stat) -> float | None:
+    """``stat`` of the non-NaN values (requests with a TBT); None when there are none."""
+    values = values[~np.isnan(values)]
+    return float(stat(values)) if len(values) else None
 
 
 def _attainment(viol: dict, n: int, mask: np.ndarray | None = None) -> float | None:
@@ -131,6 +163,7 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
     lat_p = np.percentile(e2e, PCTS)
     ttft_p = np.percentile(ttft, PCTS)
     viol = violations(cfg, req)
+    gapped = has_tbt(req)
     completed = int(done.sum())
     sizes = log["size"]
     w = _weights(log)
@@ -153,15 +186,15 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
         "ttft_p50_s": float(ttft_p[0]),
         "ttft_p95_s": float(ttft_p[1]),
         "ttft_p99_s": float(ttft_p[2]),
-        "tbt_mean_s": float(served["tbt"].mean()),
-        "tbt_p99_s": float(np.percentile(served["tbt"], 99)),
-        "tbt_max_p99_s": float(np.percentile(served["tbt_max"], 99)),
+        "tbt_mean_s": _nan_stat(served["tbt"], np.mean),
+        "tbt_p99_s": _nan_stat(served["tbt"], lambda v: np.percentile(v, 99)),
+        "tbt_max_p99_s": _nan_stat(served["tbt_max"], lambda v: np.percentile(v, 99)),
         "tbt_sla": cfg.tbt_sla,
         "queue_delay_mean_s": float(qd.mean()),
         "queue_delay_p99_s": float(np.percentile(qd, 99)),
         "sla_attainment": _attainment(viol, n),
         "sla_violation_rate_ttft": _rate(viol["ttft"]),
-        "sla_violation_rate_tbt": _rate(viol["tbt"]),
+        "sla_violation_rate_tbt": _rate(viol["tbt"], gapped),
         "sla_violation_rate_e2e": _rate(viol["e2e"]),
         "gpu_utilization": busy / (cfg.gpus * horizon) if horizon > 0 else 0.0,
         "engine": "continuous" if cfg.continuous else "batch",
@@ -186,7 +219,7 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
         s["b_mem_binding_share"] = float((log["b_mem"] < log["b_sla"]).mean())
         s["sla_branch_counts"] = {name: int((branch == code).sum()) for code, name in BRANCH_NAMES.items()
                                   if code != BRANCH_HOLD}
-    s["bins"] = per_bin(cfg, req, log, edges, viol)
+    s["bins"] = per_bin(cfg, req, log, edges, viol, gapped)
     return s
 
 
@@ -206,7 +239,8 @@ def kv_utilization_mean(log: dict, counters: dict, eta: int, gpus: int, horizon:
     return float(held.sum()) / (eta * gpus * horizon)
 
 
-def per_bin(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, viol: dict) -> list[dict]:
+def per_bin(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, viol: dict,
+            gapped: np.ndarray) -> list[dict]:
     out = []
     batch_level = "bin" in log
     for b in range(cfg.bins):
@@ -225,12 +259,12 @@ def per_bin(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, viol: dict)
                 "latency_mean_s": float(e2e.mean()),
                 "latency_p99_s": float(np.percentile(e2e, 99)),
                 "ttft_mean_s": float(req["ttft"][served].mean()),
-                "tbt_mean_s": float(req["tbt"][served].mean()),
+                "tbt_mean_s": _nan_stat(req["tbt"][served], np.mean),
                 "rejected": int(cnt - served.sum()),
                 "preemptions": int(req["preemptions"][m].sum()),
                 "sla_attainment": _attainment(viol, len(m), m),
                 "sla_violation_rate_ttft": _rate(viol["ttft"], m),
-                "sla_violation_rate_tbt": _rate(viol["tbt"], m),
+                "sla_violation_rate_tbt": _rate(viol["tbt"], m & gapped),
                 "sla_violation_rate_e2e": _rate(viol["e2e"], m),
             })
         out.append(row)
@@ -239,15 +273,19 @@ def per_bin(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, viol: dict)
 
 # ---------------------------------------------------------------- series ----
 def latency_cdf(req: dict, points: int = SERIES_POINTS):
-    """Quantiles of e2e, TTFT, queue delay, TBT and largest gap: columns metric, quantile, seconds."""
+    """Quantiles of e2e, TTFT, queue delay, TBT and largest gap: columns metric, quantile, seconds.
+
+    The TBT quantiles are over the requests that have one; none without any."""
     import pandas as pd
 
     qs = np.linspace(0.0, 1.0, points + 1)
     frames = []
     done = np.isfinite(req["finish"])
     for metric in ("e2e", "ttft", "queue_delay", "tbt", "tbt_max"):
-        frames.append(pd.DataFrame({"metric": metric, "quantile": qs,
-                                    "seconds": np.quantile(req[metric][done], qs)}))
+        values = req[metric][done]
+        values = values[~np.isnan(values)]
+        if len(values):
+            frames.append(pd.DataFrame({"metric": metric, "quantile": qs, "seconds": np.quantile(values, qs)}))
     return pd.concat(frames, ignore_index=True)
 
 

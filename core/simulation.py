@@ -23,23 +23,26 @@ from .validity import check_result, check_workload
 def servable(config: SimConfig, workload: Workload, eta: int) -> np.ndarray:
     """Which requests one GPU can ever serve; a server rejects the others when they arrive.
 
-    A request needs its prompt plus output in KV memory (in whole blocks, its prompt
-    also within the admission watermark, for the continuous modes). A rejected
-    request is never served: it counts against every enabled deadline.
+    A request needs its prompt plus all its output but the last token in KV memory (the
+    last token is never fed back; in whole blocks for the continuous modes, whose
+    watermark binds only while some request runs: an idle GPU admits anything that fits).
+    A rejected request is never served: it counts against every enabled deadline.
     """
-    need = workload.prompt + workload.output
+    need = kv_need(workload)
     if not config.continuous:
         return need <= eta
-    B = config.block_size
-    blocks = eta // B
-    watermark = int(np.ceil(config.kv_watermark * blocks))
-    return (-(-need // B) <= blocks) & (-(-workload.prompt // B) <= blocks - watermark)
+    return -(-need // config.block_size) <= eta // config.block_size
+
+
+def kv_need(workload: Workload) -> np.ndarray:
+    """The KV tokens each request holds at its end: its prompt and ``o - 1`` tokens of its ``o``."""
+    return workload.prompt + np.maximum(workload.output - 1, 0)
 
 
 def check_settings(config: SimConfig, workload: Workload, served: np.ndarray, eta: int) -> None:
     """Refuse settings under which nothing could be simulated (one line naming the setting)."""
     if not served.any():
-        need = int((workload.prompt + workload.output).min())
+        need = int(kv_need(workload).min())
         raise ConfigError("gpu_mem_gb", f"no request fits on one GPU: the smallest needs {need} KV tokens "
                                         f"but the GPU holds {eta} (raise gpu_mem_gb or lower weights_gb)")
     if not config.continuous and config.kv_reserve == "max_new_tokens":
@@ -91,7 +94,7 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
         times = metrics.with_delays(dict(out.requests), arrival)
     else:
         complete_batch_log(log, latency)
-        times = metrics.request_times(out.requests["batch"], log, arrival)
+        times = metrics.request_times(out.requests["batch"], log, arrival, pick(workload.output))
         times["preemptions"] = out.requests["preemptions"]
     req = {"arrival": workload.arrival, "prompt": workload.prompt, "output": workload.output,
            "predicted": workload.predicted, "bin": bins}

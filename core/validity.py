@@ -8,7 +8,9 @@ defence, run on every result before it is returned (or stored ``done``):
 
 * a served request has ``arrival <= start <= first_token <= finish < MAX_TIME_S``
   and finite, non-negative ``queue_delay``, ``ttft``, ``tbt``, ``tbt_max`` and
-  ``e2e``; a rejected request (never served) has none of these (NaN);
+  ``e2e``, except that one of at most one output token has no gap between tokens
+  (``tbt`` and ``tbt_max`` NaN); a rejected request (never served) has none of
+  these (NaN);
 * every float of the engine's log is finite, its times (start, durations) >= 0;
 * every figure of the summary, per-bin ones included, is finite and >= 0, or
   None where the metric has no data (no deadline set, a bin that served nobody).
@@ -26,6 +28,7 @@ from batchlab.workloads.workload import Workload, WorkloadError
 
 TIMES = ("arrival", "start", "first_token", "finish")   # in the order a served request passes them
 LATENCIES = ("queue_delay", "ttft", "tbt", "tbt_max", "e2e")
+GAPS = ("tbt", "tbt_max")                                # NaN for a request of at most one token
 LOG_TIMES = ("start", "duration", "prefill", "decode", "step_max")
 
 
@@ -83,12 +86,16 @@ def check_result(requests: dict, log: dict, summary: dict) -> None:
     i = int(np.argmax(last))
     if not last[i] < MAX_TIME_S:
         raise beyond_horizon(f"finishes request {i if rows is None else int(rows[i])} at {last[i]:.3g} s")
+    gapless = pick(requests["output"]) <= 1          # one token: no gap, no TBT
     for name in LATENCIES:
         values = pick(requests[name])
         bad = ~((values >= 0) & (values < MAX_TIME_S))   # NaN and inf too
+        if name in GAPS:
+            bad = np.where(gapless, ~np.isnan(values), bad)
         if bad.any():
             i = int(np.argmax(bad))
-            refuse(name, i, float(values[i]), "a latency is finite and >= 0")
+            refuse(name, i, float(values[i]), "a request of one token has no gap between tokens"
+                   if name in GAPS and gapless[i] else "a latency is finite and >= 0")
     for name, values in log.items():
         if values.dtype.kind != "f":
             continue

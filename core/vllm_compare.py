@@ -20,9 +20,6 @@ from .latency import LatencyModel
 from .memory import MemoryModel
 from .vllm_reference import VLLM_VERSION, VllmSettings, VllmTrace, run_vllm
 
-# batchlab emits o + 1 tokens for output length o (its prefill's token, then o decode iterations);
-# vLLM's max_tokens counts the prefill's token, so it runs with max_tokens = o + EXTRA_TOKENS.
-EXTRA_TOKENS = 1
 WORST = 5             # requests listed by the report
 TOLERANCE_S = 1e-6    # a request "differs" when its TTFT or E2E is further apart than this
 
@@ -100,35 +97,21 @@ def vllm_policy(cfg: SimConfig) -> str:
 
 def vllm_settings(cfg: SimConfig, prefix_caching: bool = True) -> VllmSettings:
     """vLLM's settings for ``cfg``: its KV blocks (eta // block_size), block size, max_num_seqs =
-    batch_size, the token budget max_num_batched_tokens = chunk_size (none: no limit), the watermark,
+    batch_size, the token budget max_num_batched_tokens (:attr:`SimConfig.token_budget`), the watermark,
     chunked prefill on (vLLM's default), prefix caching as given and the scheduling policy of
     ``cfg``'s queue and preemption policies (:func:`vllm_policy`)."""
     blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
     return VllmSettings(block_size=cfg.block_size, num_blocks=blocks, max_num_seqs=cfg.batch_size,
-                        max_num_batched_tokens=cfg.chunk_size, enable_chunked_prefill=True,
+                        max_num_batched_tokens=cfg.token_budget, enable_chunked_prefill=True,
                         enable_prefix_caching=prefix_caching, watermark=cfg.kv_watermark, policy=vllm_policy(cfg))
 
 
 def known_differences(cfg: SimConfig, settings: VllmSettings, preempted: bool) -> list[str]:
     """The departures of batchlab's engine from vLLM that can show in this comparison."""
-    notes = [f"batchlab emits o+1 tokens for output length o (its prefill's token, then o decode "
-             f"iterations); vLLM runs with max_tokens = o+{EXTRA_TOKENS} to match"]
-    if cfg.chunk_size is not None:
-        notes.append(f"token budget: batchlab's chunk_size {cfg.chunk_size} limits prompt tokens only; vLLM's "
-                     f"max_num_batched_tokens counts each decode's token too, serves running requests (decodes "
-                     f"and chunks, oldest first) before admitting, and allocates a chunked prompt's blocks "
-                     f"chunk by chunk where batchlab takes them all at admission")
-    if cfg.kv_watermark > 0:
-        blocks = settings.num_blocks
-        notes.append(f"watermark: batchlab keeps ceil({cfg.kv_watermark:g} x {blocks}) = "
-                     f"{math.ceil(cfg.kv_watermark * blocks)} blocks free at every admission; vLLM keeps "
-                     f"int({cfg.kv_watermark:g} x {blocks + 1}) = {int(cfg.kv_watermark * (blocks + 1))} "
-                     f"(its pool counts the null block), and only while some request runs")
-    if preempted:
-        notes.append("resume after preemption: vLLM recomputes prompt + generated tokens and samples the next "
-                     "token in that step" + (", reusing its own blocks still in the prefix cache"
-                                             if settings.enable_prefix_caching else "")
-                     + "; batchlab re-prefills prompt + generated tokens and emits no token in that iteration")
+    notes = []
+    if preempted and settings.enable_prefix_caching:
+        notes.append("resume after preemption: vLLM reuses the preempted request's own blocks still in its "
+                     "prefix cache; batchlab, with no prefix cache, recomputes all of them")
     return notes
 
 
@@ -150,7 +133,8 @@ def compare(cfg: SimConfig, workload: Workload, latency: LatencyModel, prefix_ca
     result = simulate(cfg, sub, latency=latency)
     req = result.requests
     settings = vllm_settings(cfg, prefix_caching)
-    trace: VllmTrace = run_vllm(settings, sub.arrival, sub.prompt, sub.output + EXTRA_TOKENS, latency,
+    # max_tokens = o: both emit o tokens (a failed trace row's output 0 runs as its prefill alone in both)
+    trace: VllmTrace = run_vllm(settings, sub.arrival, sub.prompt, np.maximum(sub.output, 1), latency,
                                 priority=sub.priority)
     pre_b = np.asarray(req["preemptions"], dtype=np.int64)
     log = result.batches
@@ -198,7 +182,7 @@ def comparison_json(c: Comparison) -> dict:
                               "max_num_seqs": s.max_num_seqs, "max_num_batched_tokens": s.max_num_batched_tokens,
                               "enable_chunked_prefill": s.enable_chunked_prefill,
                               "enable_prefix_caching": s.enable_prefix_caching, "watermark": s.watermark,
-                              "policy": s.policy, "max_tokens": f"o+{EXTRA_TOKENS}"},
+                              "policy": s.policy, "max_tokens": "o"},
             "known_differences": c.differences, "worst": rows}
 
 
@@ -213,7 +197,7 @@ def format_comparison(c: Comparison) -> str:
              f"vLLM: block_size {s['block_size']}, {s['num_gpu_blocks']} blocks (one is its null block), "
              f"max_num_seqs {s['max_num_seqs']}, max_num_batched_tokens {budget}, watermark {s['watermark']:g}, "
              f"prefix caching {'on' if s['enable_prefix_caching'] else 'off'}, policy {s['policy']}, "
-             f"max_tokens o+{EXTRA_TOKENS}",
+             f"max_tokens = output",
              f"max |dTTFT| {j['max_abs_d_ttft_s']:.3g} s, max |dE2E| {j['max_abs_d_e2e_s']:.3g} s; "
              f"{j['requests_differing']} of {j['requests']} requests differ by more than {TOLERANCE_S:g} s",
              f"preemptions: batchlab {j['preemptions']['batchlab']}, vLLM {j['preemptions']['vllm']}; "
@@ -232,6 +216,9 @@ def format_comparison(c: Comparison) -> str:
                          f"{r['ttft']['batchlab']:>11.6f}/{r['ttft']['vllm']:<11.6f} "
                          f"{r['e2e']['batchlab']:>11.6f}/{r['e2e']['vllm']:<11.6f} "
                          f"{r['preemptions']['batchlab']:>4}/{r['preemptions']['vllm']:<4}")
-    lines.append("known differences that apply:")
-    lines.extend(f"  - {d}" for d in j["known_differences"])
+    if j["known_differences"]:
+        lines.append("known differences that apply:")
+        lines.extend(f"  - {d}" for d in j["known_differences"])
+    else:
+        lines.append("no known difference applies")
     return "\n".join(lines)

@@ -206,9 +206,11 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
     index = {r.request_id: i for i, r in enumerate(reqs)}
     t, nxt, done, iterations, busy = 0.0, 0, 0, 0, 0.0
     preempted_at: list[float] = []
+    prefilling = set()     # requests computing their prompt, or their tokens again after a preemption
     while done < n:
         while nxt < n and ticks[nxt] <= tick(t):
             sched.add_request(reqs[nxt])
+            prefilling.add(reqs[nxt].request_id)
             nxt += 1
         if not sched.has_requests():
             t = float(arrival[nxt])
@@ -220,13 +222,15 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
                                    f"{len(sched.waiting)} request(s) waiting: they do not fit its KV cache")
             t = max(t, float(arrival[nxt]))
             continue
-        preempted_at.extend([t] * len(out.preempted_req_ids))
+        preempted = out.preempted_req_ids or ()
+        preempted_at.extend([t] * len(preempted))
+        prefilling.update(preempted)
         a = x = dn = dc = 0
         ids, sampled = [], []
         for rid, k in out.num_scheduled_tokens.items():
             r = sched.requests[rid]
             before = r.num_computed_tokens - k     # the scheduler advanced it already
-            if k == 1 and r.num_output_tokens > 0 and before == r.num_tokens - 1:
+            if rid not in prefilling:              # a decode: its last token, attending those before
                 dn += 1
                 dc += before
             else:
@@ -235,6 +239,8 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
             steps[index[rid]] += 1
             ids.append(rid)
             sampled.append([SAMPLED_TOKEN] if r.num_computed_tokens >= r.num_tokens else [])
+            if sampled[-1]:
+                prefilling.discard(rid)
         t_end = t + iteration_time(latency, a, x, dn, dc)
         runner = ModelRunnerOutput(req_ids=ids, req_id_to_index={rid: j for j, rid in enumerate(ids)},
                                    sampled_token_ids=sampled)

@@ -77,18 +77,18 @@ def decode(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], n
 
 def derive(stored: dict, batches: dict) -> dict[str, np.ndarray]:
     """The full per-request dict (RunResult order) from the stored fields and the batch log."""
-    from batchlab.core.metrics import derive_request_arrays, with_delays
+    from batchlab.core.metrics import derive_request_arrays, mean_gap, with_delays
 
     req = {k: stored[k] for k in BASE_FIELDS}
     if "batch" in stored:
         bid = np.asarray(stored["batch"], dtype=np.int64)
         local = (np.where(bid >= 0, np.searchsorted(batches["id"], bid), -1) if "id" in batches
                  else bid)   # -1: a rejected request
-        req.update(derive_request_arrays(bid, local, batches, stored["arrival"]))
+        req.update(derive_request_arrays(bid, local, batches, stored["arrival"], stored["output"]))
     else:
-        steps = stored["decode_steps"]
         times = {k: stored[k] for k in ("gpu", "start", "first_token", "finish", "tbt_max", "decode_steps")}
-        times["tbt"] = np.where(steps > 0, (times["finish"] - times["first_token"]) / np.maximum(steps, 1), 0.0)
+        # o tokens, o - 1 gaps (a preempted request's resumes give tokens too: not its decode steps)
+        times["tbt"] = mean_gap(times["finish"], times["first_token"], np.asarray(stored["output"]) - 1)
         req.update(with_delays(times, stored["arrival"]))
     if "index" in stored:
         req["index"] = stored["index"]

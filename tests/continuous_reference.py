@@ -41,12 +41,12 @@ def queue_key(policy, r):
 
 class Req:
     __slots__ = ("i", "arrival", "prompt", "output", "priority", "state", "gen", "blocks", "prefill_left", "first",
-                 "finish", "start", "last_token", "gaps", "preemptions", "gpu", "share0")
+                 "finish", "start", "last_token", "gaps", "preemptions", "gpu", "share0", "steps")
 
     def __init__(self, i, arrival, prompt, output, priority=0):
         self.i, self.arrival, self.prompt, self.output, self.priority = i, arrival, prompt, output, priority
         self.state = WAITING       # once arrived: waiting in its queue
-        self.gen = 0               # decode steps done (tokens generated after the first)
+        self.gen = 0               # tokens generated (a prefill gives one, then a decode step each)
         self.blocks = 0
         self.prefill_left = 0
         self.first = self.finish = self.start = math.nan
@@ -55,6 +55,7 @@ class Req:
         self.preemptions = 0
         self.gpu = -1
         self.share0 = 0.0          # its GPU's share count at its latest admission
+        self.steps = 0             # decode steps run
 
 
 def simulate_reference(cfg, workload, latency, bins=None):
@@ -64,8 +65,8 @@ def simulate_reference(cfg, workload, latency, bins=None):
     eta = MemoryModel.from_config(cfg).eta
     B = cfg.block_size
     K = eta // B
-    watermark = int(math.ceil(cfg.kv_watermark * K))
-    chunk = cfg.chunk_size if cfg.chunk_size is not None else math.inf
+    watermark = int(cfg.kv_watermark * (K + 1))    # vLLM: of its K + 1 blocks (one null), while some run
+    budget_total = cfg.token_budget
     dynamic = cfg.dynamic
     adaptive = dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
     priority = workload.priority if workload.priority is not None else np.zeros(len(workload), np.int64)
@@ -119,10 +120,10 @@ def simulate_reference(cfg, workload, latency, bins=None):
         return min(open_, key=lambda q: (key(q), q))
 
     def complete(st, t):
-        """Requests with every decode step done leave."""
+        """Requests with every token generated leave (output 0, a failed trace row: after its prefill)."""
         nonlocal done
         running = st["running"]
-        for r in [r for r in running if r.prefill_left == 0 and r.gen == r.output]:
+        for r in [r for r in running if r.prefill_left == 0 and r.gen >= max(r.output, 1)]:
             r.finish = t
             r.state = DONE
             running.remove(r)
@@ -140,34 +141,67 @@ def simulate_reference(cfg, workload, latency, bins=None):
             st["since_it"] = st["since_dec"] = st["since_n"] = 0
             st["since_step"] = 0.0
 
+    def grows(r):
+        """Whether ``r`` decodes in this iteration into a new block."""
+        return r.prefill_left == 0 and (r.prompt + r.gen - 1) % B == 0
+
+    def preempt(st, r):
+        nonlocal preemptions, wasted
+        st["running"].remove(r)
+        st["used"] -= r.blocks
+        r.blocks = 0
+        r.preemptions += 1
+        preemptions += 1
+        wasted += st["share"] - r.share0
+        r.prefill_left = 0
+        r.state = WAITING
+
     def make_room(st):
         """Preempt until this iteration's decode growth fits; returns (growth blocks, preemptions)."""
-        nonlocal preemptions, wasted
         running = st["running"]
-        need = sum(1 for r in running if r.prefill_left == 0 and (r.prompt + r.gen) % B == 0)
+        need = sum(1 for r in running if grows(r))
         preempted = 0
         while st["used"] + need > K:
             r = victim(cfg.preempt_policy, running)
-            running.remove(r)
+            need -= grows(r)
+            preempt(st, r)
             preempted += 1
-            if r.prefill_left == 0 and (r.prompt + r.gen) % B == 0:
-                need -= 1
-            st["used"] -= r.blocks
-            r.blocks = 0
-            r.preemptions += 1
-            preemptions += 1
-            wasted += st["share"] - r.share0
-            r.prefill_left = 0
-            r.state = WAITING
         return need, preempted
 
-    def continue_prefills(st, joined):
-        """Prompt chunks of admitted requests, oldest first; returns (budget left, sequences, tokens)."""
-        budget = chunk
+    def chunk_blocks(st, budget):
+        """Blocks this iteration's prompt chunks add (oldest first, within ``budget`` tokens)."""
+        total = 0
+        for r in st["running"]:
+            if r.prefill_left > 0 and budget > 0:
+                take = min(r.prefill_left, budget)
+                done = r.prompt + r.gen - r.prefill_left
+                total += -(-(done + take) // B) - r.blocks
+                budget -= take
+        return total
+
+    def make_room_for_chunks(st, need, preempted):
+        """Preempt until the prompt chunks fit beside the decode growth too (vLLM allocates a prompt's
+        blocks chunk by chunk); returns (growth blocks, preemptions)."""
+        running = st["running"]
+        while st["used"] + need + chunk_blocks(st, budget_total - sum(r.prefill_left == 0 for r in running)) > K:
+            r = victim(cfg.preempt_policy, running)
+            need -= grows(r)
+            preempt(st, r)
+            preempted += 1
+        return need, preempted
+
+    def continue_prefills(st, decoding, joined):
+        """Prompt chunks of admitted requests, oldest first, in the token budget the decodes left (a
+        token each); returns (budget left, sequences, tokens)."""
+        budget = budget_total - len(decoding)
         seqs = tok = 0
         for r in st["running"]:
             if r.prefill_left > 0 and budget > 0:
                 take = min(r.prefill_left, budget)
+                done = r.prompt + r.gen - r.prefill_left
+                grown = -(-(done + take) // B) - r.blocks
+                r.blocks += grown
+                st["used"] += grown
                 budget -= take
                 seqs += 1
                 tok += take
@@ -190,20 +224,20 @@ def simulate_reference(cfg, workload, latency, bins=None):
                 b_mem = min(max(st["b"][q], len(running)), cfg.b_max)
                 cap = min(b_mem, st["b_sla"])
             blocks = -(-(r.prompt + r.gen) // B)
-            if len(running) >= cap or st["used"] + blocks > K - watermark - need:
+            if len(running) >= cap or st["used"] + blocks > K - need - (watermark if running else 0):
                 blocked.add(q)
                 continue
             r.state = RUNNING
             rr = q + 1
-            st["used"] += blocks
-            r.blocks = blocks
+            tokens = r.prompt + r.gen
+            take = min(tokens, budget)
+            r.blocks = -(-take // B)           # the whole prompt fits; its blocks come chunk by chunk
+            st["used"] += r.blocks
             r.gpu = g
             r.share0 = st["share"]
             if math.isnan(r.start):
                 r.start = t
             running.append(r)
-            tokens = r.prompt + r.gen
-            take = min(tokens, budget)
             budget -= take
             seqs += 1
             tok += take
@@ -215,22 +249,25 @@ def simulate_reference(cfg, workload, latency, bins=None):
     def plan_span(g, st, t, decoding, seqs, tok, joined):
         """Run the iteration (a span of one here) and put its end on the event heap."""
         d_pre = latency.prefill_time(seqs, tok / seqs) if seqs else 0.0
-        ctx = sum(r.prompt + r.gen for r in decoding)
+        ctx = sum(r.prompt + r.gen - 1 for r in decoding)   # KV before the step: the last token is fed now
         d_dec = latency.decode_step_time(len(decoding), ctx / len(decoding)) if decoding else 0.0
         end = t + d_pre + d_dec
         st["share"] += (d_pre + d_dec) / (len(decoding) + seqs)
         for r in decoding:
-            if (r.prompt + r.gen) % B == 0:
+            if (r.prompt + r.gen - 1) % B == 0:
                 r.blocks += 1
                 st["used"] += 1
             r.gen += 1
-            r.gaps.append(end - (r.last_token if not math.isnan(r.last_token) else end))
+            r.steps += 1
+            r.gaps.append(end - r.last_token)
             r.last_token = end
-        for r in joined:
+        for r in joined:                  # the prefill gives a token: the first, or the next after a preemption
             if math.isnan(r.first):
                 r.first = end
-                r.last_token = end
-            # a re-admitted request keeps last_token: its next gap spans the preemption
+            else:
+                r.gaps.append(end - r.last_token)
+            r.gen += 1
+            r.last_token = end
         assert st["used"] <= K
         st["since_it"] += 1
         if decoding:
@@ -245,9 +282,10 @@ def simulate_reference(cfg, workload, latency, bins=None):
         complete(st, t)
         update_controllers(st)
         need, preempted = make_room(st)
+        need, preempted = make_room_for_chunks(st, need, preempted)
         decoding = [r for r in st["running"] if r.prefill_left == 0]
         joined = []
-        budget, seqs, tok = continue_prefills(st, joined)
+        budget, seqs, tok = continue_prefills(st, decoding, joined)
         if not preempted:                  # an iteration that preempted admits nobody
             seqs, tok = admit(g, st, t, need, budget, seqs, tok, joined)
         if not st["running"]:
@@ -280,8 +318,8 @@ def simulate_reference(cfg, workload, latency, bins=None):
         "finish": np.array([r.finish for r in reqs]),
         "gpu": np.array([r.gpu for r in reqs]),
         "preemptions": np.array([r.preemptions for r in reqs]),
-        "tbt_max": np.array([max(r.gaps) if r.gaps else 0.0 for r in reqs]),
-        "tbt": np.array([float(np.mean(r.gaps)) if r.gaps else 0.0 for r in reqs]),
-        "decode_steps": np.array([r.gen for r in reqs]),
+        "tbt_max": np.array([max(r.gaps) if r.gaps else math.nan for r in reqs]),
+        "tbt": np.array([float(np.mean(r.gaps)) if r.gaps else math.nan for r in reqs]),
+        "decode_steps": np.array([r.steps for r in reqs]),
     }
     return out, preemptions, wasted

@@ -46,21 +46,21 @@ def run_json(*flags) -> dict:
 
 
 def test_the_default_run_gives_both_controllers_work():
-    """The README's claims about the default run: every Algorithm 2 branch fires and Algorithm 1 binds at
-    times; Algorithm 2 does its job, on every workload seed: fewer requests miss the TBT deadline than
-    without it (by at least 0.4 points; 0.6-1.1 measured), more meet the whole SLA, and the p99 of the
-    requests' mean gaps is lower."""
+    """The claims about the default run (docs/default-run.md): every Algorithm 2 branch fires and
+    Algorithm 1 binds at times; Algorithm 2 does its job on each of the five workload seeds: fewer
+    requests miss the TBT deadline than without it (by at least 0.4 points; 0.7-1.5 measured), more
+    meet the whole SLA (0.4-1.5 points measured), and the requests' mean gap is shorter."""
     s = run_json()
     counts = s["sla_branch_counts"]
     assert counts["over"] > 0 and counts["within"] > 0 and counts["under"] > 0
     assert 0 < s["b_mem_binding_share"] < 1
     assert run_json("--no-sla-control")["sla_branch_counts"]["off"] > 0
-    for seed in ("0", "1", "2", "3"):
+    for seed in ("0", "1", "2", "3", "4"):
         on = run_json("--workload-seed", seed)
         off = run_json("--workload-seed", seed, "--no-sla-control")
         assert on["sla_violation_rate_tbt"] <= off["sla_violation_rate_tbt"] - 0.004, seed
         assert on["sla_attainment"] > off["sla_attainment"], seed
-        assert on["tbt_p99_s"] < off["tbt_p99_s"], seed
+        assert on["tbt_mean_s"] < off["tbt_mean_s"], seed
 
 
 def test_algorithm_1_spares_memory_where_it_is_tight():

@@ -50,8 +50,9 @@ def test_defaults_are_valid_and_frozen():
 
 
 def test_a_disabled_deadline_decides_nothing():
-    """With only the TBT deadline on, attainment is exactly the share meeting it; with none on there is
-    no attainment to report (not a vacuous 100 %)."""
+    """With only the TBT deadline on, attainment is exactly the share meeting it (a one-token request has
+    no TBT: it meets it, and the violation rate is over the others); with none on there is no attainment
+    to report (not a vacuous 100 %)."""
     from batchlab.core import simulate
     from batchlab.workloads import WorkloadSpec, build_workload
 
@@ -60,7 +61,9 @@ def test_a_disabled_deadline_decides_nothing():
                                   d_sla_tbt=0.04), w).summary
     assert only_tbt["sla_violation_rate_ttft"] is None and only_tbt["sla_violation_rate_e2e"] is None
     assert 0 < only_tbt["sla_violation_rate_tbt"] < 1
-    assert only_tbt["sla_attainment"] == pytest.approx(1 - only_tbt["sla_violation_rate_tbt"])
+    gap = (w.output > 1).mean()
+    assert only_tbt["rejected_requests"] == 0 and gap < 1
+    assert only_tbt["sla_attainment"] == pytest.approx(1 - only_tbt["sla_violation_rate_tbt"] * gap)
     off = simulate(SimConfig(d_sla_ttft=None, d_sla_tbt=None, d_sla_e2e=None), w).summary
     assert off["sla_attainment"] is None
     assert [off[f"sla_violation_rate_{k}"] for k in ("ttft", "tbt", "e2e")] == [None, None, None]

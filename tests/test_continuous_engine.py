@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from batchlab.core import SimConfig, simulate
-from batchlab.core.config import CONTINUOUS_MODES
+from batchlab.core.config import CONTINUOUS_MODES, ConfigError
 from batchlab.core.latency import build_latency_model
 from batchlab.core.memory import MemoryModel
 from batchlab.workloads.workload import Workload
@@ -57,16 +57,15 @@ def continuous_configs(draw, modes=("continuous_static", "continuous_dynamic")):
         gpu_mem_gb=draw(st.sampled_from([16.2, 16.2, 16.3, 17.0, 40.0])),  # 16.2 GB: ~1,300 KV tokens
         block_size=draw(st.sampled_from([1, 4, 16])),
         kv_watermark=draw(st.sampled_from([0.0, 0.01, 0.1])),
-        chunk_size=draw(st.sampled_from([None, 32, 256])),
+        max_num_batched_tokens=draw(st.sampled_from([None, 48, 256])),
     )
 
 
 def fits(cfg, w):
     eta = MemoryModel.from_config(cfg).eta
     blocks = eta // cfg.block_size
-    need = -(-(w.prompt + w.output) // cfg.block_size)
-    mark = math.ceil(cfg.kv_watermark * blocks)
-    return bool(np.all(need <= blocks) and np.all(-(-w.prompt // cfg.block_size) <= blocks - mark))
+    need = -(-(w.prompt + np.maximum(w.output - 1, 0)) // cfg.block_size)
+    return bool(np.all(need <= blocks))   # the watermark binds only while some request runs
 
 
 # ------------------------------------------------------- against the reference --
@@ -119,7 +118,7 @@ def test_simultaneous_boundaries_go_in_gpu_order(mode):
     steps, the other step by step; their times differ in the last bit. GPU 0 admits first, as the
     documented order says (and as the step-by-step reference does)."""
     cfg = SimConfig(mode=mode, gpus=2, batch_size=2, b_max=2, k_bins=2 if mode.endswith("multi_bin") else 1,
-                    d_sla_tbt=None, chunk_size=32, block_size=1, bin_policy="longest")
+                    d_sla_tbt=None, max_num_batched_tokens=32, block_size=1, bin_policy="longest")
     w = Workload(np.array([0.0, 0.0, 0.1, 0.1, 0.1]), np.array([32, 32, 4, 2, 5]),
                  np.array([233, 262, 11, 238, 326]), np.array([108, 206, 5, 335, 208]))
     r = simulate(cfg, w)
@@ -184,12 +183,12 @@ def test_algorithm_1s_clt_margin_binds_as_in_the_reference(window):
 
 @pytest.mark.parametrize("mode", CONTINUOUS_MODES)
 def test_a_request_that_fills_every_kv_block_is_served(mode):
-    """A GPU of K blocks serves a request needing exactly K blocks (prompt one block, within the watermark);
-    one token more and it is rejected when it arrives."""
+    """A GPU of K blocks serves a request needing exactly K blocks (prompt one block, within the watermark,
+    and o - 1 output tokens: its last token takes no KV); one token more and it is rejected when it arrives."""
     cfg = SimConfig(mode=mode, gpus=1, gpu_mem_gb=16.3)
     blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
     for extra, served in ((0, 1), (1, 0)):
-        w = Workload(np.array([0.0, 1.0]), np.array([16, 16]), np.array([16 * blocks - 16 + extra, 10]),
+        w = Workload(np.array([0.0, 1.0]), np.array([16, 16]), np.array([16 * blocks - 15 + extra, 10]),
                      np.array([10, 10]))
         s = simulate(cfg, w).summary
         assert (s["completed"], s["rejected_requests"]) == (1 + served, 1 - served), extra
@@ -226,8 +225,12 @@ def check_invariants(cfg, w) -> int:
     """Assert the continuous engine's invariants on one run; return its preemptions."""
     r = simulate(cfg, w)
     q, log = r.requests, r.batches
-    # token conservation: every request decodes exactly its output, preempted ones included
-    np.testing.assert_array_equal(q["decode_steps"], w.output)
+    # token conservation: a request of output o emits o tokens, one from each prefill that completes (the
+    # first, and one per resume after a preemption) and one per decode step
+    gaps = np.maximum(w.output - 1, 0)
+    calm = q["preemptions"] == 0
+    np.testing.assert_array_equal(q["decode_steps"][calm], gaps[calm])
+    assert np.all(q["decode_steps"] <= gaps) and np.all(q["decode_steps"] >= gaps - q["preemptions"])
     assert r.summary["completed"] == len(w)
     # memory never exceeds capacity; caps hold at every span
     assert np.all(log["kv_util"] <= 1.0 + 1e-12)
@@ -238,11 +241,14 @@ def check_invariants(cfg, w) -> int:
     assert np.all(q["start"] >= w.arrival - 1e-12)
     assert np.all(q["first_token"] > q["start"] - 1e-12)
     assert np.all(q["finish"] >= q["first_token"] - 1e-12)
-    # a request's mean gap is its decode span over its decode steps; its largest gap bounds the mean
-    with_steps = w.output > 0
-    np.testing.assert_allclose(q["tbt"][with_steps],
-                               (q["finish"] - q["first_token"])[with_steps] / w.output[with_steps], rtol=1e-12)
-    assert np.all(q["tbt_max"][with_steps] >= q["tbt"][with_steps] - 1e-9)
+    # a request's mean gap is the time from its first to its last token over its o - 1 gaps; its largest
+    # gap bounds the mean; a request of one token has none, and its last token is its first
+    with_gaps = w.output > 1
+    np.testing.assert_allclose(q["tbt"][with_gaps],
+                               (q["finish"] - q["first_token"])[with_gaps] / gaps[with_gaps], rtol=1e-12)
+    assert np.all(q["tbt_max"][with_gaps] >= q["tbt"][with_gaps] - 1e-9)
+    assert np.isnan(q["tbt"][~with_gaps]).all() and np.isnan(q["tbt_max"][~with_gaps]).all()
+    np.testing.assert_array_equal(q["finish"][~with_gaps], q["first_token"][~with_gaps])
     # no GPU runs two spans at once, and spans cover exactly the busy time
     for g in range(cfg.gpus):
         m = log["gpu"] == g
@@ -266,12 +272,13 @@ def test_same_inputs_same_result(cfg, w):
 
 # ----------------------------------------------------------- known answers --
 def test_a_lone_request_takes_prefill_plus_its_decode_steps():
+    """40 tokens: the first from the prefill, then 39 decode steps over a context growing from 700."""
     cfg = SimConfig(mode="continuous_static", gpus=1)
     lat = build_latency_model(cfg)
     w = Workload(np.array([2.0]), np.array([700]), np.array([40]), np.array([40]))
     q = simulate(cfg, w).requests
     prefill = lat.prefill_time(1, 700)
-    steps = [lat.decode_step_time(1, 700 + j) for j in range(40)]
+    steps = [lat.decode_step_time(1, 700 + j) for j in range(39)]
     assert q["first_token"][0] == pytest.approx(2.0 + prefill, rel=1e-12)
     assert q["finish"][0] == pytest.approx(2.0 + prefill + sum(steps), rel=1e-12)
     assert q["tbt"][0] == pytest.approx(np.mean(steps), rel=1e-12)
@@ -284,12 +291,14 @@ def test_two_overlapping_requests_by_hand():
                     decode_base=0.01, decode_per_seq=0.005, decode_per_ctx_token=0.0)
     w = Workload(np.array([0.0, 0.13]), np.array([10, 10]), np.array([5, 2]), np.array([5, 2]))
     q = simulate(cfg, w).requests
-    # A: prefill 0.1 -> token at 0.1; steps of 0.015 at 0.115, 0.130 -> B admitted at the 0.130 boundary
-    # iteration 0.130-0.245: B's prefill (0.1) + A's step (0.015); then both decode at 0.02 per step
+    # A: prefill 0.1 -> token 1 at 0.1; steps of 0.015 -> tokens 2, 3 at 0.115, 0.130 -> B admitted at the
+    # 0.130 boundary; iteration 0.130-0.245: B's prefill (0.1, its token 1) + A's step (0.015, token 4);
+    # then both decode at 0.02 a step: A's token 5 and B's token 2 at 0.265
     assert q["first_token"].tolist() == pytest.approx([0.1, 0.245])
     assert q["start"][1] == pytest.approx(0.13)
-    assert q["finish"].tolist() == pytest.approx([0.285, 0.285])   # A: 3rd step at 0.245, 4th 0.265, 5th 0.285
+    assert q["finish"].tolist() == pytest.approx([0.265, 0.265])
     assert q["tbt_max"].tolist() == pytest.approx([0.115, 0.02])
+    assert q["tbt"].tolist() == pytest.approx([0.165 / 4, 0.02])
 
 
 def test_batch_level_and_continuous_agree_on_equal_requests_with_ample_memory():
@@ -299,7 +308,8 @@ def test_batch_level_and_continuous_agree_on_equal_requests_with_ample_memory():
     arrival = np.repeat(np.arange(n // B) * 0.5, B)
     w = Workload(arrival, np.full(n, 300), np.full(n, 50), np.full(n, 50))
     static = simulate(SimConfig(mode="static_fifo", batch_size=B, gpus=1), w).requests
-    cont = simulate(SimConfig(mode="continuous_static", batch_size=B, gpus=1), w).requests
+    cont = simulate(SimConfig(mode="continuous_static", batch_size=B, gpus=1, max_num_batched_tokens=B * 300),
+                    w).requests   # a budget for the whole batch's prompts: no chunk
     for key in ("start", "first_token", "finish", "tbt"):
         np.testing.assert_allclose(cont[key], static[key], rtol=1e-12, err_msg=key)
 
@@ -316,8 +326,8 @@ def test_batch_size_one_is_the_same_fifo_queue_in_both_engines():
 
 
 def test_unbounded_cap_and_memory_with_constant_steps_is_an_infinite_server_queue():
-    """No prefill cost, a constant step: a request's latency is o steps plus at most two steps of alignment
-    to the running iterations, whatever the load."""
+    """No prefill cost, a constant step: a request's latency is its o - 1 decode steps plus at most two steps
+    of alignment to the running iterations, whatever the load."""
     step = 0.02
     cfg = SimConfig(mode="continuous_static", gpus=1, batch_size=65_536, gpu_mem_gb=80.0, prefill_base=0.0,
                     prefill_per_token=0.0, decode_base=step, decode_per_seq=0.0, decode_per_ctx_token=0.0)
@@ -327,7 +337,7 @@ def test_unbounded_cap_and_memory_with_constant_steps_is_an_infinite_server_queu
         arrival = np.sort(rng.uniform(0, n / rate, n))
         out = rng.integers(1, 100, n)
         w = Workload(arrival, rng.integers(1, 100, n), out, out)
-        extra = simulate(cfg, w).requests["e2e"] - out * step
+        extra = simulate(cfg, w).requests["e2e"] - (out - 1) * step
         assert extra.min() >= -1e-9 and extra.max() < 2 * step + 1e-9
 
 
@@ -343,7 +353,7 @@ def memory_tight(mode: str, margin: str, gpu_mem_gb: float = 20.0) -> dict:
 def test_preemptions_come_from_tight_memory_and_algorithm_1s_clt_margin_prevents_them():
     none, clt = (memory_tight("continuous_dynamic", m)["preemptions"] for m in ("none", "clt"))
     assert none > 20 and clt < none / 2
-    assert memory_tight("continuous_dynamic", "none", gpu_mem_gb=40.0)["preemptions"] == 0
+    assert memory_tight("continuous_dynamic", "none", gpu_mem_gb=60.0)["preemptions"] == 0
 
 
 def test_batch_level_out_of_memory_evicts_at_a_cost_and_the_margin_reduces_it():
@@ -353,3 +363,31 @@ def test_batch_level_out_of_memory_evicts_at_a_cost_and_the_margin_reduces_it():
     assert factor["evicted_requests"] < none["evicted_requests"] / 1.5
     assert clt["evicted_requests"] < none["evicted_requests"] / 4
     assert none["completed"] == 4000  # every evicted request is recomputed and completes
+
+
+def test_the_token_budget_serves_decodes_first_and_chunks_a_prompt_in_what_is_left():
+    """Budget 16 tokens: while A decodes (one token of the budget), B's prompt of 30 takes 15 + 15 tokens
+    over two iterations; its first token ends the second."""
+    cfg = SimConfig(mode="continuous_static", gpus=1, batch_size=4, max_num_batched_tokens=16, prefill_base=0.01,
+                    prefill_per_token=1e-3, decode_base=0.02, decode_per_seq=0.0, decode_per_ctx_token=0.0)
+    lat = build_latency_model(cfg)
+    w = Workload(np.array([0.0, 0.05]), np.array([10, 30]), np.array([100, 5]), np.array([100, 5]))
+    q = simulate(cfg, w).requests
+    a_first = lat.prefill_time(1, 10)                       # A alone: 10 tokens in one iteration
+    steps = math.ceil((0.05 - a_first) / 0.02 - 1e-12)     # A's decode steps before B's boundary
+    b_start = a_first + steps * 0.02
+    chunk = lat.prefill_time(1, 15) + 0.02                  # 15 prompt tokens beside A's decode
+    assert q["start"][1] == pytest.approx(b_start, rel=1e-12)
+    assert q["first_token"][1] == pytest.approx(b_start + 2 * chunk, rel=1e-12)
+    assert q["finish"][1] == pytest.approx(b_start + 2 * chunk + 4 * 0.02, rel=1e-12)
+
+
+def test_the_default_budget_is_vllms_for_the_gpus_memory_and_never_below_the_running_cap():
+    assert SimConfig(gpu_mem_gb=19.0).token_budget == 2048                  # a 24 GB card
+    assert SimConfig(gpu_mem_gb=72.0).token_budget == 8192                  # 80 GB at vLLM's 0.9
+    assert SimConfig(gpu_mem_gb=170.0).token_budget == 16384                # 189 GB: B200-class
+    assert SimConfig(mode="continuous_static", batch_size=4096).token_budget == 4096
+    assert SimConfig(max_num_batched_tokens=300).token_budget == 300
+    with pytest.raises(ConfigError, match="max_num_batched_tokens: must be at least the running cap \\(b_max 128"):
+        SimConfig(mode="continuous_dynamic", max_num_batched_tokens=100)
+    SimConfig(mode="static_fifo", batch_size=64, max_num_batched_tokens=8)  # batch-level modes have no budget

@@ -65,7 +65,8 @@ def test_multi_bin_fixed_serves_formed_batches_first_formed_first_served():
 def replay_sla(cfg: SimConfig, batches: dict) -> tuple[np.ndarray, np.ndarray]:
     """(b_SLA, branch) of every batch from one fresh controller per bin fed that bin's batches as they
     end: a decision at time t has seen every batch that ended by t (in end order), and no other. The
-    observation is the batch's decode-step time (decode / steps), never prefill included."""
+    observation is the batch's decode-step time (decode / steps), never prefill included; a batch that ran
+    no decode step (its requests emitted one token each) has none and is not observed."""
     ctls = {}
     b_sla = np.empty(len(batches["start"]), dtype=np.int64)
     branch = np.empty_like(b_sla)
@@ -81,8 +82,8 @@ def replay_sla(cfg: SimConfig, batches: dict) -> tuple[np.ndarray, np.ndarray]:
         while seen < len(ended) and end[ended[seen]] <= batches["start"][i]:
             j = ended[seen]
             n_steps = int(steps(batches)[j])
-            controller(int(batches["bin"][j])).observe(batches["decode"][j] / n_steps if n_steps else 0.0,
-                                                       int(batches["size"][j]))
+            if n_steps:
+                controller(int(batches["bin"][j])).observe(batches["decode"][j] / n_steps, int(batches["size"][j]))
             seen += 1
         b_sla[i], branch[i] = controller(int(batches["bin"][i])).cap()
     return b_sla, branch
@@ -175,8 +176,9 @@ def test_each_bin_policy_serves_the_bins_in_its_order(mode, policy):
                                          ("dynamic_no_bins", "none"), ("dynamic_no_bins", "clt"),
                                          ("multi_bin_dynamic", "factor")])
 def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, margin):
-    """b (max prompt + max prediction) + L0 <= eta for every batch, and one more waiting request of its
-    queue would not have fitted whenever the batch stopped below its cap. L0 is Algorithm 1's buffer: a
+    """b (max prompt + max prediction - 1) + L0 <= eta for every batch (its padded KV at its last decode
+    step, were the predictions true), and one more waiting request of its queue would not have fitted
+    whenever the batch stopped below its cap. L0 is Algorithm 1's buffer: a
     share of eta, or with the CLT margin theta sqrt(b Var) from the queue's recent arrivals (window 1,000).
     Honest predictions: no batch runs out of memory, so every request's batch is the one that admitted it."""
     rng = np.random.default_rng(0)
@@ -207,7 +209,7 @@ def test_each_batch_is_the_longest_fifo_prefix_whose_reservation_fits(mode, marg
         nxt.update(zip(idx[:-1].tolist(), idx[1:].tolist()))
 
     def reservation(j, ids):
-        return len(ids) * (prompt[ids].max() + output[ids].max()) + buffer(j, len(ids))
+        return len(ids) * (prompt[ids].max() + output[ids].max() - 1) + buffer(j, len(ids))
 
     cut = 0
     for j, ids in enumerate(members):

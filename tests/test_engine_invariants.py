@@ -86,18 +86,28 @@ def check_invariants(cfg: SimConfig, w: Workload):
         assert np.all(bat["b_cap"] == np.minimum(bat["b_mem"], bat["b_sla"]))
     else:
         assert np.all(bat["size"] <= cfg.batch_size)
-    # memory, recomputed from the requests' own lengths: a completed request fits in the steps its
-    # batch ran; a batch without eviction ran exactly its longest true output, and the padded KV it
-    # then held, size x (longest prompt + longest output), never exceeded eta
+    # memory, recomputed from the requests' own lengths: a completed request's o tokens are its
+    # prefill's and o - 1 decode steps, within the steps its batch ran; a batch without eviction ran
+    # exactly its longest true output minus one, and the padded KV it then held, size x (longest
+    # prompt + longest output - 1), never exceeded eta
     done_out = np.zeros(len(bat["size"]), dtype=np.int64)
     np.maximum.at(done_out, req["batch"], req["output"])
     done_prompt = np.zeros(len(bat["size"]), dtype=np.int64)
     np.maximum.at(done_prompt, req["batch"], req["prompt"])
-    assert np.all(done_out <= bat["steps"])
+    assert np.all(done_out - 1 <= bat["steps"])
     whole = bat["evicted"] == 0
-    np.testing.assert_array_equal(done_out[whole], bat["steps"][whole])
+    np.testing.assert_array_equal(done_out[whole] - 1, bat["steps"][whole])
     np.testing.assert_array_equal(done_prompt[whole], bat["max_prompt"][whole])
     assert np.all(bat["size"] * (bat["max_prompt"] + bat["steps"]) <= eta)
+    assert r.summary["kv_peak_tokens"] == (bat["size"] * (bat["max_prompt"] + bat["steps"])).max()
+    # a batch without a decode step takes its prefill alone; its requests emitted one token each
+    np.testing.assert_array_equal(bat["decode"] == 0, bat["steps"] == 0)
+    # a request of one token has no gap between tokens, every other one its batch's mean step
+    one = req["output"] == 1
+    assert np.isnan(req["tbt"][one]).all() and np.isnan(req["tbt_max"][one]).all()
+    np.testing.assert_allclose(req["tbt"][~one], (bat["decode"] / np.maximum(bat["steps"], 1))[req["batch"][~one]])
+    # each eviction comes at a later step than the last: at most o - 1 of them
+    assert np.all(req["preemptions"] <= req["output"] - 1)
     # an evicted batch stopped at the step where its padded KV would have outgrown eta
     oom = ~whole
     assert np.all(bat["size"][oom] * (bat["max_prompt"][oom] + bat["steps"][oom] + 1) > eta)
@@ -126,7 +136,7 @@ def _starts(sizes):
 @settings(max_examples=150)
 @given(cfg=configs(), w=workloads())
 def test_invariants_hold_for_any_config_and_workload(cfg, w):
-    assume(np.all(w.prompt + w.output <= MemoryModel.from_config(cfg).eta))   # no request rejected
+    assume(np.all(w.prompt + w.output - 1 <= MemoryModel.from_config(cfg).eta))   # no request rejected
     check_invariants(cfg, w)
 
 
@@ -150,7 +160,7 @@ def test_invariants_hold_when_batches_run_out_of_memory():
 @settings(max_examples=25, deadline=None)
 @given(cfg=configs(), w=workloads())
 def test_same_seed_same_result(cfg, w):
-    assume(np.any(w.prompt + w.output <= MemoryModel.from_config(cfg).eta))   # settings that serve something
+    assume(np.any(w.prompt + w.output - 1 <= MemoryModel.from_config(cfg).eta))   # settings that serve something
     a, b = simulate(cfg, w), simulate(cfg, w)
     for key in a.requests:
         np.testing.assert_array_equal(a.requests[key], b.requests[key])
@@ -198,11 +208,12 @@ def test_admission_reserves_predicted_kv_and_the_truth_decides_out_of_memory():
                     mem_reserve_frac=0.0)
     eta = MemoryModel.from_config(cfg).eta  # 7629 tokens
     arrival, prompt, output = np.zeros(8), np.full(8, 1500), np.full(8, 100)
-    # honest predictions: the reservation b (1500 + 100) <= eta admits 4, and nothing runs out of memory
+    # honest predictions: the reservation b (1500 + 100 - 1) <= eta admits 4, and nothing runs out of memory:
+    # 99 decode steps after the prefill's token, peaking at 4 x 1599 KV tokens
     r = simulate(cfg, Workload(arrival, prompt, output, output.copy()))
-    assert r.batches["size"][0] == eta // 1600 == 4
-    assert r.summary["oom_events"] == 0 and r.summary["kv_peak_tokens"] <= eta
-    # predictions of 10 tokens admit 5 (5 x 1510 <= eta); at step eta // 5 - 1500 + 1 = 26 their KV
+    assert r.batches["size"][0] == eta // 1599 == 4 and r.batches["steps"][0] == 99
+    assert r.summary["oom_events"] == 0 and r.summary["kv_peak_tokens"] == 4 * 1599
+    # predictions of 10 tokens admit 5 (5 x 1509 <= eta); at decode step eta // 5 - 1500 + 1 = 26 their KV
     # outgrows the GPU: all five are evicted, and the wasted GPU time is that batch's
     short = np.full(8, 10)
     r = simulate(cfg, Workload(arrival, prompt, output, short))
@@ -221,8 +232,8 @@ def test_a_reservation_exactly_at_the_budget_is_admitted(m, waiting):
     cfg = SimConfig(mode="static_fifo", batch_size=8, gpus=1, gpu_mem_gb=17.0, weights_gb=16.0,
                     mem_reserve_frac=0.0)
     eta = MemoryModel.from_config(cfg).eta            # 7629 = 3 x 2543
-    w = Workload(np.zeros(waiting), np.full(waiting, eta // m - 100), np.full(waiting, 100), np.full(waiting, 100))
-    assert m * (eta // m) == eta                      # m (P + R) == eta exactly
+    w = Workload(np.zeros(waiting), np.full(waiting, eta // m - 99), np.full(waiting, 100), np.full(waiting, 100))
+    assert m * (eta // m) == eta                      # m (P + R - 1) == eta exactly
     assert simulate(cfg, w).batches["size"][0] == m
 
 
@@ -231,8 +242,8 @@ def test_max_new_tokens_reservation_never_runs_out_of_memory():
                     mem_reserve_frac=0.0, kv_reserve="max_new_tokens", max_new_tokens=200)
     w = Workload(np.zeros(8), np.full(8, 1500), np.full(8, 100), np.full(8, 10))
     r = simulate(cfg, w)
-    assert r.batches["size"][0] == 7629 // 1700 and r.summary["oom_events"] == 0
-    five = Workload(np.zeros(5), np.full(5, 1500), np.full(5, 100), np.full(5, 10))   # 5 x 1510 would fit
+    assert r.batches["size"][0] == 7629 // 1699 and r.summary["oom_events"] == 0   # b (1500 + 200 - 1)
+    five = Workload(np.zeros(5), np.full(5, 1500), np.full(5, 100), np.full(5, 10))   # 5 x 1509 would fit
     assert simulate(cfg, five).batches["size"].tolist() == [4, 1]
     with pytest.raises(ConfigError, match="max_new_tokens.*request 0 generates 100 tokens"):
         simulate(cfg.replace(max_new_tokens=50), w)
@@ -251,7 +262,7 @@ def test_a_request_no_gpu_can_hold_is_rejected_and_misses_every_deadline(mode):
     for key, none in (("gpu", -1), ("batch", -1), ("preemptions", 0), ("decode_steps", 0)):
         if key in q:                                         # an integer array: "nothing", not NaN
             assert q[key].dtype.kind == "i" and q[key][1] == none, key
-    assert q["gpu"][[0, 2]].min() >= 0 and ("decode_steps" not in q or q["decode_steps"][[0, 2]].tolist() == [5, 5])
+    assert q["gpu"][[0, 2]].min() >= 0 and ("decode_steps" not in q or q["decode_steps"][[0, 2]].tolist() == [4, 4])
     assert s["sla_attainment"] == pytest.approx(2 / 3) and s["sla_violation_rate_ttft"] == pytest.approx(1 / 3)
     assert s["throughput_rps"] == pytest.approx(2 / s["makespan_s"])
     with pytest.raises(ConfigError, match="gpu_mem_gb: no request fits"):
@@ -263,10 +274,10 @@ TIGHT = SimConfig(mode="static_fifo", batch_size=5, gpus=1, gpu_mem_gb=17.0, wei
 
 
 def test_requests_evicted_by_out_of_memory_rejoin_at_the_front_of_their_queue():
-    """Five requests predicted at 10 tokens but generating 100 run out of memory at step 25 (eta = 7,629);
-    five short requests arrive meanwhile. When the GPU is free again the evicted ones go first: four fit
-    their raised reservation (26 tokens each), the fifth leads the next batch, and no later arrival starts
-    before any of them."""
+    """Five requests predicted at 10 tokens but generating 100 run out of memory at decode step 26 (eta =
+    7,629), having generated 26 tokens; five short requests arrive meanwhile. When the GPU is free again the
+    evicted ones go first: four fit their raised reservation (27 tokens each: 4 x (1500 + 27 - 1) <= eta <
+    5 x 1526), the fifth leads the next batch, and no later arrival starts before any of them."""
     n = 10
     arrival = np.array([0.0] * 5 + [0.1] * 5)
     prompt = np.array([1500] * 5 + [100] * 5)
@@ -296,14 +307,17 @@ def test_evicted_requests_are_back_when_their_batch_ends_whatever_else_was_evict
 
 
 def test_an_out_of_memory_step_completes_what_is_done_and_wastes_the_evicted_share():
-    """Five requests of 1,500 prompt tokens predicted at 10 run out of memory at step 26 (after 25 steps):
-    the two whose outputs (20 and exactly 25) are done by then complete in that batch, the three others
-    are evicted, and the wasted GPU time is their three fifths of the batch's time."""
-    output = np.array([20, 25, 100, 100, 100])
+    """Five requests of 1,500 prompt tokens predicted at 10 run out of memory at decode step 26 (after 25
+    steps, 5 x 1525 <= eta = 7,629 < 5 x 1526): with the prefill's token each has generated 26. The two
+    whose outputs (20 and exactly 26) are done by then complete in that batch, the three others (27 and
+    more) are evicted, and the wasted GPU time is their three fifths of the batch's time."""
+    output = np.array([20, 26, 27, 100, 100])
     r = simulate(TIGHT, Workload(np.zeros(5), np.full(5, 1500), output, np.full(5, 10)))
     b, q = r.batches, r.requests
     assert b["steps"][0] == 25 and b["evicted"][0] == 3
     assert q["batch"][:2].tolist() == [0, 0] and q["preemptions"].tolist() == [0, 0, 1, 1, 1]
+    # the evicted request of 27 tokens comes back reserving 27 (26 generated plus one) and completes
+    assert q["batch"][2] > 0 and r.batches["steps"][q["batch"][2]] >= 26
     assert q["finish"][1] == b["start"][0] + b["prefill"][0] + b["decode"][0]
     assert r.summary["wasted_gpu_s"] == pytest.approx((b["prefill"][0] + b["decode"][0]) * 3 / 5, rel=1e-12)
     assert (r.summary["oom_events"], r.summary["evicted_requests"], r.summary["completed"]) == (1, 3, 5)
@@ -321,5 +335,5 @@ def test_evicted_requests_waiting_together_go_in_arrival_order():
     w = Workload(np.array(arrival), np.array(prompt), np.array(output), np.array(predicted))
     q = simulate(TIGHT.replace(gpus=3), w).requests
     assert q["preemptions"][7] == 2 and q["preemptions"][12] == 1
-    assert q["start"][7] == pytest.approx(35.614, abs=1e-3) and q["batch"][7] == q["batch"][3]
+    assert q["start"][7] == pytest.approx(35.583, abs=1e-3) and q["batch"][7] == q["batch"][3]
     assert q["start"][7] < q["start"][12]

@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from batchlab.core import SimConfig, simulate
 from batchlab.core.controllers import BRANCH_HOLD, BRANCH_NAMES
-from batchlab.core.metrics import batch_timeline, gpu_utilization_series, latency_cdf, occupancy_series
+from batchlab.core.metrics import (
+    batch_timeline,
+    gpu_utilization_series,
+    has_tbt,
+    latency_cdf,
+    mean_gap,
+    occupancy_series,
+    violations,
+)
 from batchlab.workloads import WorkloadSpec, build_workload
 from batchlab.workloads.workload import Workload
 
@@ -44,28 +52,33 @@ def test_disabled_deadlines_report_none_and_do_not_count():
 @pytest.mark.parametrize("mode", ["continuous_dynamic", "continuous_multi_bin", "multi_bin_dynamic"])
 def test_attainment_is_the_share_meeting_every_enabled_deadline(mode):
     """Overall and per bin: attainment, each deadline's violation rate and the bin's latency figures by
-    their definitions."""
+    their definitions. A one-token request has no TBT: it cannot miss the TBT deadline and is left out of
+    the TBT violation rate and mean (it still counts in attainment, through its other deadlines)."""
     w = build_workload(SMALL)
     cfg = SimConfig(mode=mode, k_bins=3, d_sla_ttft=0.1, d_sla_tbt=0.034, d_sla_e2e=10.0, gpu_mem_gb=40.0)
     r = simulate(cfg, w)
     q = r.requests
-    miss = {"ttft": q["ttft"] > 0.1, "tbt": q["tbt"] > 0.034, "e2e": q["e2e"] > 10.0}
+    gap = w.output > 1
+    assert 0 < (~gap).sum() and np.isnan(q["tbt"][~gap]).all() and np.isfinite(q["tbt"][gap]).all()
+    miss = {"ttft": q["ttft"] > 0.1, "tbt": gap & (q["tbt"] > 0.034), "e2e": q["e2e"] > 10.0}
+    among = {"ttft": np.ones(len(w), dtype=bool), "tbt": gap, "e2e": np.ones(len(w), dtype=bool)}
     ok = ~(miss["ttft"] | miss["tbt"] | miss["e2e"])
     assert 0 < ok.mean() < 1 and all(0 < m.mean() for m in miss.values())
     assert r.summary["sla_attainment"] == pytest.approx(ok.mean())
     for kind, m in miss.items():
-        assert r.summary[f"sla_violation_rate_{kind}"] == pytest.approx(m.mean()), kind
+        assert r.summary[f"sla_violation_rate_{kind}"] == pytest.approx(m[among[kind]].mean()), kind
+    assert r.summary["tbt_mean_s"] == pytest.approx(q["tbt"][gap].mean())
     assert len(r.summary["bins"]) == cfg.bins
     for b in r.summary["bins"]:
         m = q["bin"] == b["bin"]
         assert b["requests"] == int(m.sum()) > 0
         assert b["sla_attainment"] == pytest.approx(ok[m].mean())
         for kind, v in miss.items():
-            assert b[f"sla_violation_rate_{kind}"] == pytest.approx(v[m].mean()), (b["bin"], kind)
+            assert b[f"sla_violation_rate_{kind}"] == pytest.approx(v[m & among[kind]].mean()), (b["bin"], kind)
         assert b["latency_mean_s"] == pytest.approx(q["e2e"][m].mean())
         assert b["latency_p99_s"] == pytest.approx(np.percentile(q["e2e"][m], 99))
         assert b["ttft_mean_s"] == pytest.approx(q["ttft"][m].mean())
-        assert b["tbt_mean_s"] == pytest.approx(q["tbt"][m].mean())
+        assert b["tbt_mean_s"] == pytest.approx(q["tbt"][m & gap].mean())
         assert b["mean_output"] == pytest.approx(w.output[m].mean())
         assert b["mean_predicted"] == pytest.approx(w.predicted[m].mean())
 
@@ -75,24 +88,24 @@ def test_ttft_includes_queueing_and_prefill():
     cfg = SimConfig(mode="static_fifo", batch_size=1, gpus=1, prefill_base=0.5, prefill_per_token=0.0,
                     decode_base=0.1, decode_per_seq=0.0, decode_per_ctx_token=0.0)
     r = simulate(cfg, w)
-    service = 0.5 + 10 * 0.1
+    service = 0.5 + 9 * 0.1                      # 10 tokens: the prefill's, then 9 decode steps
     np.testing.assert_allclose(np.sort(r.requests["ttft"]), [0.5 + i * service for i in range(4)])
     np.testing.assert_allclose(np.sort(r.requests["queue_delay"]), [i * service for i in range(4)])
     np.testing.assert_allclose(r.requests["tbt"], 0.1)
 
 
 def test_utilisation_is_measured_over_the_whole_horizon():
-    # two requests far apart on one GPU: busy 2 x 1.5 s out of a 101.5 s horizon
+    # two requests of 10 tokens far apart on one GPU: busy 2 x (0.5 + 9 x 0.1) s out of a 101.4 s horizon
     w = Workload(np.array([0.0, 100.0]), np.full(2, 1), np.full(2, 10), np.full(2, 10), identity={"t": "util"})
     cfg = SimConfig(mode="static_fifo", gpus=2, prefill_base=0.5, prefill_per_token=0.0, decode_base=0.1,
                     decode_per_seq=0.0, decode_per_ctx_token=0.0)
     r = simulate(cfg, w)
-    assert r.summary["makespan_s"] == pytest.approx(101.5)
-    assert r.summary["gpu_utilization"] == pytest.approx(3.0 / (2 * 101.5))
-    assert r.summary["throughput_rps"] == pytest.approx(2 / 101.5)
-    series = gpu_utilization_series(r.batches, 2, 101.5, points=203)
-    busy_area = (series["utilization"] * (101.5 / 203) * 2).sum()
-    assert busy_area == pytest.approx(3.0)
+    assert r.summary["makespan_s"] == pytest.approx(101.4)
+    assert r.summary["gpu_utilization"] == pytest.approx(2.8 / (2 * 101.4))
+    assert r.summary["throughput_rps"] == pytest.approx(2 / 101.4)
+    series = gpu_utilization_series(r.batches, 2, 101.4, points=203)
+    busy_area = (series["utilization"] * (101.4 / 203) * 2).sum()
+    assert busy_area == pytest.approx(2.8)
     assert series["utilization"].max() == pytest.approx(0.5)  # one of two GPUs
 
 
@@ -237,31 +250,34 @@ def test_a_rejected_request_leaves_every_summary_figure_finite_and_over_the_serv
         assert s[f"{name}_mean_s"] == pytest.approx(q[key][served].mean(), rel=1e-12)
         for p in (50, 95, 99):
             assert s[f"{name}_p{p}_s"] == pytest.approx(np.percentile(q[key][served], p), rel=1e-12), (name, p)
-    assert s["tbt_p99_s"] == pytest.approx(np.percentile(q["tbt"][served], 99), rel=1e-12)
-    assert s["tbt_max_p99_s"] == pytest.approx(np.percentile(q["tbt_max"][served], 99), rel=1e-12)
+    gap = served & (w.output > 1)                  # outputs of 0 and 1 token have no gap: left out of TBT
+    assert (served & ~gap).sum() > 0 and np.isnan(q["tbt"][served & ~gap]).all()
+    assert s["tbt_p99_s"] == pytest.approx(np.percentile(q["tbt"][gap], 99), rel=1e-12)
+    assert s["tbt_max_p99_s"] == pytest.approx(np.percentile(q["tbt_max"][gap], 99), rel=1e-12)
     assert s["queue_delay_p99_s"] == pytest.approx(np.percentile(q["queue_delay"][served], 99), rel=1e-12)
-    assert s["tbt_mean_s"] == pytest.approx(q["tbt"][served].mean(), rel=1e-12)
+    assert s["tbt_mean_s"] == pytest.approx(q["tbt"][gap].mean(), rel=1e-12)
     assert s["queue_delay_mean_s"] == pytest.approx(q["queue_delay"][served].mean(), rel=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["static_fifo", "continuous_static"])
 @pytest.mark.parametrize("first", [0.0, 250.0])
 def test_rates_and_utilisation_run_from_the_first_arrival_to_the_last_completion(mode, first):
-    """Two requests 100 s apart, each 0.5 s of prefill and 10 steps of 0.1 s, on 2 GPUs: the horizon is
-    101.5 s wherever the trace starts; throughput counts requests and output tokens (never prompts)."""
+    """Two requests of 10 tokens 100 s apart, each 0.5 s of prefill (the first token) and 9 decode steps of
+    0.1 s, on 2 GPUs: the horizon is 101.4 s wherever the trace starts; throughput counts requests and output
+    tokens (never prompts)."""
     w = Workload(first + np.array([0.0, 100.0]), np.array([7, 3]), np.array([10, 10]), np.array([10, 10]))
     cfg = SimConfig(mode=mode, gpus=2, prefill_base=0.5, prefill_per_token=0.0, decode_base=0.1,
                     decode_per_seq=0.0, decode_per_ctx_token=0.0)
     r = simulate(cfg, w)
     s = r.summary
-    assert s["makespan_s"] == pytest.approx(101.5)
-    assert s["gpu_utilization"] == pytest.approx(3.0 / (2 * 101.5))
-    assert s["throughput_rps"] == pytest.approx(2 / 101.5)
-    assert s["throughput_tps"] == pytest.approx(20 / 101.5)
+    assert s["makespan_s"] == pytest.approx(101.4)
+    assert s["gpu_utilization"] == pytest.approx(2.8 / (2 * 101.4))
+    assert s["throughput_rps"] == pytest.approx(2 / 101.4)
+    assert s["throughput_tps"] == pytest.approx(20 / 101.4)
     series = r.series()["gpu_utilization"]
-    width = 101.5 / len(series)
+    width = 101.4 / len(series)
     assert series["time_s"].iloc[0] == pytest.approx(first + width / 2)
-    assert (series["utilization"] * width * 2).sum() == pytest.approx(3.0)
+    assert (series["utilization"] * width * 2).sum() == pytest.approx(2.8)
 
 
 @pytest.mark.parametrize("mode", ["static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic"])
@@ -275,12 +291,14 @@ def test_output_throughput_counts_the_served_requests_output_tokens(mode):
 
 @pytest.mark.parametrize("mode", ["continuous_static", "continuous_dynamic", "continuous_multi_bin"])
 def test_continuous_mean_batch_size_is_the_mean_over_iterations(mode):
-    """With ample memory and whole-prompt prefills, a request of output o runs in o + 1 iterations (its
-    prefill, then o decode steps), so the running requests summed over iterations are sum(o + 1)."""
+    """With ample memory and whole-prompt prefills, a request of output o runs in o iterations (its
+    prefill, then o - 1 decode steps; one for a failed trace row's o = 0), so the running requests
+    summed over iterations are sum(max(o, 1))."""
     w = served_workload()
-    s = simulate(SimConfig(mode=mode, gpus=2, batch_size=16, k_bins=2, gpu_mem_gb=40.0), w).summary
+    s = simulate(SimConfig(mode=mode, gpus=2, batch_size=16, k_bins=2, gpu_mem_gb=40.0,
+                           max_num_batched_tokens=10**6), w).summary
     assert s["preemptions"] == 0
-    assert s["mean_batch_size"] == pytest.approx((w.output + 1).sum() / s["iterations"], rel=1e-12)
+    assert s["mean_batch_size"] == pytest.approx(np.maximum(w.output, 1).sum() / s["iterations"], rel=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic"])
@@ -296,14 +314,16 @@ def test_median_batch_size_weighs_each_size_by_its_batches_or_iterations(mode):
 
 def test_batch_level_kv_memory_in_use_grows_over_each_decode():
     """One request of 1,000 prompt tokens and 100 output tokens alone on one GPU: its padded batch holds
-    the prompt's 1,000 tokens from the start and one more token per decode step, 1,050 on average over the
-    decode, so its KV-seconds are 1,000 (prefill + decode) + 50 decode."""
+    the prompt's 1,000 tokens from the start and one more token per decode step (99 of them: the prefill
+    emitted the first token, and the last sampled token gets no KV), 1,049.5 on average over the decode,
+    so its KV-seconds are 1,000 (prefill + decode) + 49.5 decode, and it peaks at 1,099 tokens."""
     cfg = SimConfig(mode="static_fifo", gpus=1, decode_per_ctx_token=0.0)
     r = simulate(cfg, Workload(np.array([3.0]), np.array([1000]), np.array([100]), np.array([100])))
     b, s = r.batches, r.summary
-    used = 1000 * (b["prefill"][0] + b["decode"][0]) + 50 * b["decode"][0]
+    assert b["steps"][0] == 99
+    used = 1000 * (b["prefill"][0] + b["decode"][0]) + 49.5 * b["decode"][0]
     assert s["kv_utilization_mean"] == pytest.approx(used / (s["eta_tokens"] * s["makespan_s"]), rel=1e-12)
-    assert s["kv_peak_tokens"] == 1100
+    assert s["kv_peak_tokens"] == 1099
 
 
 @pytest.mark.parametrize("mode", ["static_fifo", "multi_bin_dynamic"])
@@ -312,3 +332,36 @@ def test_batch_level_mean_batch_size_is_requests_per_batch(mode):
     s = simulate(SimConfig(mode=mode, gpus=2, k_bins=2, gpu_mem_gb=40.0), w).summary
     assert s["oom_events"] == 0
     assert s["mean_batch_size"] == pytest.approx(len(w) / s["num_batches"], rel=1e-12)
+
+
+# ------------------------------------------------------ one-token requests: no TBT --
+def test_a_one_token_request_has_no_tbt_and_cannot_miss_the_tbt_deadline():
+    """Batches of one token each on one GPU run their prefill alone: no request has a gap, so there is no
+    TBT mean, percentile, violation rate or CDF, and a 100 us TBT deadline misses nobody (TTFT still counts)."""
+    w = Workload(np.zeros(3), np.full(3, 100), np.ones(3, dtype=np.int64), np.ones(3, dtype=np.int64))
+    cfg = SimConfig(mode="static_fifo", gpus=1, batch_size=1, d_sla_tbt=1e-4, d_sla_ttft=0.5, d_sla_e2e=None,
+                    prefill_base=0.2, prefill_per_token=0.0)
+    r = simulate(cfg, w)
+    q, s = r.requests, r.summary
+    assert np.isnan(q["tbt"]).all() and np.isnan(q["tbt_max"]).all()
+    np.testing.assert_allclose(q["finish"], [0.2, 0.4, 0.6])
+    assert s["tbt_mean_s"] is None and s["tbt_p99_s"] is None and s["tbt_max_p99_s"] is None
+    assert s["sla_violation_rate_tbt"] is None and s["bins"][0]["tbt_mean_s"] is None
+    assert s["sla_violation_rate_ttft"] == pytest.approx(1 / 3) and s["sla_attainment"] == pytest.approx(2 / 3)
+    assert set(latency_cdf(q)["metric"]) == {"e2e", "ttft", "queue_delay"}
+
+
+def test_tbt_violations_count_only_requests_with_a_gap_and_every_rejected_one():
+    """By definition, for either engine's arrays: a served request with NaN TBT (one token) neither misses
+    the TBT deadline nor counts in its rate; a rejected request (NaN finish) misses every deadline."""
+    nan = np.nan
+    req = {"finish": np.array([1.0, 1.0, 1.0, nan]), "tbt": np.array([0.01, 0.09, nan, nan]),
+           "tbt_max": np.array([0.2, 0.09, nan, nan]), "ttft": np.array([0.1, 0.1, 0.1, nan]),
+           "e2e": np.array([1.0, 1.0, 1.0, nan])}
+    cfg = SimConfig(d_sla_tbt=0.05, d_sla_ttft=None, d_sla_e2e=None)
+    v = violations(cfg, req)
+    assert v["tbt"].tolist() == [False, True, False, True]
+    assert has_tbt(req).tolist() == [True, True, False, True]
+    assert violations(cfg.replace(tbt_sla="max"), req)["tbt"].tolist() == [True, True, False, True]
+    np.testing.assert_array_equal(mean_gap(np.array([3.0, 2.0, nan]), np.array([1.0, 2.0, nan]),
+                                           np.array([4, 0, 0])), [0.5, nan, nan])

@@ -70,7 +70,7 @@ def test_no_decision_depends_on_a_true_output_not_yet_observed(case, data):
     never_evicted = np.flatnonzero(a.requests["preemptions"] == 0)
     assume(len(never_evicted) > 0)
     j = int(data.draw(st.sampled_from(never_evicted.tolist())))
-    room = int(eta - w.prompt[j])                         # the longest output one GPU can still serve
+    room = int(eta - w.prompt[j] + 1)                     # the longest output one GPU can serve: P + o - 1 <= eta
     new = data.draw(st.one_of(st.integers(1, max(1, w.output[j] * 2)), st.integers(1, room), st.just(room))
                     .filter(lambda o: o != w.output[j] and o <= room))
     output = w.output.copy()

@@ -208,6 +208,17 @@ def _negative_duration(q, g, s):
     g["duration"][3] = -1e-3
 
 
+def _a_gap_in_a_one_token_request(q, g, s):
+    i = int(np.flatnonzero(np.isfinite(q["tbt"]))[0])
+    q["output"] = q["output"].copy()
+    q["output"][i] = 1                         # one token, yet a time between tokens
+
+
+def _no_gap_in_a_longer_request(q, g, s):
+    i = int(np.flatnonzero(q["output"] > 1)[0])
+    q["tbt_max"][i] = float("nan")
+
+
 def _finish_beyond_the_clock(q, g, s):
     served = np.flatnonzero(~np.isnan(q["finish"]))
     q["finish"][served[-1]] = MAX_TIME_S
@@ -223,6 +234,8 @@ def _finish_beyond_the_clock(q, g, s):
     (_negative_count, r"the summary's preemptions is -1"),
     (_negative_duration, r"row 3 of the engine's log has duration -0\.001"),
     (_finish_beyond_the_clock, r"the simulation finishes request \d+ at 4\.61e\+09 s"),
+    (_a_gap_in_a_one_token_request, r"request \d+ has tbt .* \(a request of one token has no gap between tokens\)"),
+    (_no_gap_in_a_longer_request, r"request \d+ has tbt_max nan \(a latency is finite and >= 0\)"),
 ])
 def test_the_guard_refuses_what_cannot_be(result, change, message):
     with pytest.raises(SimulationError, match=message) as info:
@@ -284,10 +297,14 @@ def test_every_representable_run_has_non_negative_latencies_and_finite_figures(g
     served = ~np.isnan(q["finish"])
     a, s, f, e = (q[k][served] for k in ("arrival", "start", "first_token", "finish"))
     assert np.all(a <= s) and np.all(s <= f) and np.all(f <= e) and np.all(e < MAX_TIME_S)
+    gap = served & (output > 1)                  # a one-token request has no time between tokens
     for key in ("queue_delay", "ttft", "tbt", "tbt_max", "e2e"):
-        assert np.all(np.isfinite(q[key][served]) & (q[key][served] >= 0)), key
+        values = q[key][gap if key.startswith("tbt") else served]
+        assert np.all(np.isfinite(values) & (values >= 0)), key
+    assert np.isnan(q["tbt"][served & (output == 1)]).all() and np.isnan(q["tbt_max"][served & (output == 1)]).all()
     figures = [v for v in r.summary.values() if isinstance(v, float)]
     assert figures and all(np.isfinite(v) and v >= 0 for v in figures)
+    assert (r.summary["tbt_mean_s"] is None) == (not gap.any())
 
 
 # ------------------------------------------------------------ the same from the web

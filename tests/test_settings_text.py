@@ -165,7 +165,7 @@ CASES = [
     ("mode", "static_fifo"), ("mode", "Static_FIFO"), ("mode", "warp"), ("fill", "auto"), ("fill", "full"),
     ("fill", "packed"), ("arrival", "auto"), ("arrival", "poisson"), ("arrival", "trace"),
     ("mem_margin", "none"), ("mem_margin", "auto"), ("predictor", "oracle"), ("predictor", "psychic"),
-    ("num_requests", "10_000"), ("num_requests", "1e4"), ("chunk_size", "off"), ("max_wait", "2.5"),
+    ("num_requests", "10_000"), ("num_requests", "1e4"), ("max_num_batched_tokens", "off"), ("max_wait", "2.5"),
     ("gpu", "4"), ("d-sla-ttft", "5"), ("colour", "blue"),
 ]
 

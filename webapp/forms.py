@@ -38,7 +38,7 @@ LABELS = {
     "decode_per_seq": "Decode per sequence t1", "decode_per_ctx_token": "Decode per context token t2",
     "tbt_sla": "TBT deadline applies to", "kv_reserve": "KV reservation (batch-level)",
     "max_new_tokens": "Max new tokens", "block_size": "KV block size", "kv_watermark": "KV watermark",
-    "chunk_size": "Prefill chunk per iteration", "sla_control": "Algorithm 2 on",
+    "max_num_batched_tokens": "Tokens per iteration", "sla_control": "Algorithm 2 on",
     "memory_control": "Algorithm 1 (memory bound) on",
     # workload
     "trace": "Trace excerpt", "workload_seed": "Workload seed", "num_requests": "Requests", "offset": "Window offset",
@@ -59,7 +59,8 @@ EMPTY_MEANS = {
     ("num_requests", "trace"): ("auto: all rows", "auto, every row of the trace from the offset"),
     ("rate", "synthetic"): (f"auto: {SYNTHETIC_RATE:g}", f"auto, {SYNTHETIC_RATE:g} req/s"),
     ("rate", "trace"): ("auto: trace", "auto, the trace's own rate"),
-    "chunk_size": ("whole prompt", "no chunking, a whole prompt is prefilled in its admission iteration"),
+    "max_num_batched_tokens": ("vLLM default", "vLLM 0.33's default for the GPU's memory: 2,048 below 70 GiB, "
+                               "8,192 from 70 GiB, 16,384 from 160 GiB"),
 }
 CHOICE_AUTO = {"fill": "auto", ("arrival", "synthetic"): "auto (gamma)", ("arrival", "trace"): "auto (trace)"}
 # form help that says more than the field's own help
