@@ -149,3 +149,16 @@ def test_a_traces_priority_column_follows_its_rows_through_sorting_and_dropped_f
 def test_a_bad_priority_in_a_trace_names_its_line():
     with pytest.raises(WorkloadError, match=r"line 3, column Priority: '1.5'"):
         load_trace_bytes(trace([(0, 10, 5), (1, 10, 5)], ["1", "1.5"]), name="bad.csv")
+
+
+def test_a_synthetic_priority_mix_is_served_first_under_the_priority_policies_and_not_under_fcfs():
+    """A tenth of the requests at priority 0 under load: vLLM's priority scheduler serves them first
+    (mean TTFT 0.12 s against 0.32 s measured); FCFS ignores the classes (0.26 and 0.27 s)."""
+    from batchlab.workloads import WorkloadSpec, build_workload
+
+    w = build_workload(WorkloadSpec(num_requests=3000, rate=14.0, priority_mix="0:0.1,1:0.9"))
+    first = w.priority == 0
+    ttft = simulate(SimConfig(queue_policy="priority", preempt_policy="priority"), w).requests["ttft"]
+    assert ttft[first].mean() < 0.6 * ttft[~first].mean()
+    ttft = simulate(SimConfig(), w).requests["ttft"]
+    assert abs(ttft[first].mean() - ttft[~first].mean()) < 0.2 * ttft.mean()

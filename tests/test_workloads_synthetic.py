@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from batchlab.workloads import WorkloadSpec, build_workload
 from batchlab.workloads.predictors import parse_predictor, predict
+from batchlab.workloads.spec import SpecError
 from batchlab.workloads.synthetic import (
     BURSTGPT_OUTPUT,
     BURSTGPT_PROMPT,
@@ -185,3 +186,37 @@ def test_prediction_noise_has_its_own_stream_whatever_draws_the_outputs():
     error_a, error_b = np.log(a.predicted / a.output), np.log(b.predicted / b.output)
     assert np.std(error_a) == pytest.approx(0.5, rel=0.1)          # the default predictor, noisy:0.5
     np.testing.assert_allclose(error_a, error_b, atol=0.02)         # rounding to whole tokens, each side
+
+
+# ----------------------------------------------------------------- priority mix --
+def test_a_priority_mix_draws_each_class_with_its_share_and_leaves_the_other_columns_alone():
+    plain = build_workload(WorkloadSpec(num_requests=20_000, workload_seed=4))
+    mixed = build_workload(WorkloadSpec(num_requests=20_000, workload_seed=4, priority_mix="2:0.25, 0:0.1,1:0.65"))
+    assert plain.priority is None
+    shares = {v: float(np.mean(mixed.priority == v)) for v in (0, 1, 2)}
+    for v, share in ((0, 0.1), (1, 0.65), (2, 0.25)):
+        assert abs(shares[v] - share) < 4 * np.sqrt(share * (1 - share) / 20_000), (v, shares)
+    assert set(np.unique(mixed.priority).tolist()) == {0, 1, 2}
+    for name in ("arrival", "prompt", "output", "predicted"):
+        np.testing.assert_array_equal(getattr(mixed, name), getattr(plain, name), err_msg=name)
+
+
+def test_a_priority_mix_is_canonical_and_absent_from_the_identity_when_unset():
+    a, b = WorkloadSpec(priority_mix="1:0.9, 0:0.1"), WorkloadSpec(priority_mix="0:0.1,1:0.90")
+    assert a.priority_mix == b.priority_mix == "0:0.1,1:0.9" and a.relevant_dict() == b.relevant_dict()
+    assert "priority_mix" not in WorkloadSpec().relevant_dict()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0:0.5", "the shares must sum to 1, got 0.5"), ("a:1", "'a:1' is not VALUE:SHARE"),
+    ("0:0.5,0:0.5", "priority 0 is given twice"), ("0:0,1:1", "the share of priority 0 must be in \\(0, 1\\]"),
+    ("0.5:1", "'0.5:1' is not VALUE:SHARE"), ("9999999999:1", "'9999999999:1' is not VALUE:SHARE with a 32-bit integer VALUE"),
+])
+def test_a_bad_priority_mix_is_refused_naming_what_is_wrong(text, message):
+    with pytest.raises(SpecError, match="^priority_mix: " + message):
+        WorkloadSpec(priority_mix=text)
+
+
+def test_a_trace_takes_its_priorities_from_its_column_not_a_mix():
+    with pytest.raises(SpecError, match="priority_mix: applies to synthetic workloads"):
+        WorkloadSpec(workload="burstgpt", priority_mix="0:1")

@@ -45,7 +45,7 @@ LABELS = {
     "keep_failed": "Keep failed rows",
     "arrival": "Arrivals", "rate": "Arrival rate", "gamma_shape": "Gamma shape", "rps_scaling": "Time compression",
     "real_timestamps": "Real timestamps", "prompt_lengths": "Prompt lengths", "output_lengths": "Output lengths",
-    "predictor": "Output-length predictor",
+    "predictor": "Output-length predictor", "priority_mix": "Priority classes",
 }
 # units for numbers whose metadata leaves the unit empty
 EXTRA_UNITS = {"gpus": "GPUs", "k_bins": "bins", "mem_reserve_frac": "fraction", "mem_factor": "fraction",
@@ -59,6 +59,7 @@ EMPTY_MEANS = {
     ("num_requests", "trace"): ("auto: all rows", "auto, every row of the trace from the offset"),
     ("rate", "synthetic"): (f"auto: {SYNTHETIC_RATE:g}", f"auto, {SYNTHETIC_RATE:g} req/s"),
     ("rate", "trace"): ("auto: trace", "auto, the trace's own rate"),
+    "priority_mix": ("all 0", "every request at priority 0"),
     "max_num_batched_tokens": ("vLLM default", "vLLM 0.33's default for the GPU's memory: 2,048 below 70 GiB, "
                                "8,192 from 70 GiB, 16,384 from 160 GiB"),
 }

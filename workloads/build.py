@@ -24,7 +24,9 @@ from .synthetic import (
     PROMPT_MAX,
     arrival_times,
     parse_length_spec,
+    parse_priority_mix,
     sample_lengths,
+    sample_priorities,
     streams,
 )
 from .workload import Workload, WorkloadError
@@ -95,12 +97,15 @@ def _synthetic(spec: WorkloadSpec) -> dict:
     output = sample_lengths(parse_length_spec(r.output_lengths, "output_lengths", OUTPUT_MAX, BURSTGPT_OUTPUT),
                             n, rng["output"], OUTPUT_MAX)
     predicted, p = predict(parse_predictor(r.predictor), output, rng["predictor"])
+    priority = (sample_priorities(parse_priority_mix(r.priority_mix), n, rng["priority"])
+                if r.priority_mix is not None else None)
     shape = f"gamma(shape {r.gamma_shape:g})" if r.arrival == "gamma" else r.arrival
+    mix = f", priorities {r.priority_mix}" if r.priority_mix is not None else ""
     label = (f"synthetic {n:,} req, {shape} at {r.rate:g} req/s, prompt {r.prompt_lengths}, "
-             f"output {r.output_lengths}, {r.predictor}, seed {r.workload_seed}")
+             f"output {r.output_lengths}, {r.predictor}{mix}, seed {r.workload_seed}")
     identity = {"kind": "synthetic", "generator": GENERATOR, "spec": spec.relevant_dict(),
                 "trace_sha256": None, "label": label}
-    return _parts(arrival, prompt, output, predicted, p, identity)
+    return _parts(arrival, prompt, output, predicted, p, identity, priority)
 
 
 def _trace_arrivals(r: WorkloadSpec, data: TraceData, rng: np.random.Generator) -> tuple[np.ndarray, str]:

@@ -35,7 +35,17 @@ from typing import Any
 from .burstgpt import bundled_traces
 from .fields import FieldError, coerce_fields, described
 from .predictors import PREDICTOR_FORMS, parse_predictor
-from .synthetic import BURSTGPT_OUTPUT, BURSTGPT_PROMPT, LENGTH_FORMS, OUTPUT_MAX, PROMPT_MAX, parse_length_spec
+from .synthetic import (
+    BURSTGPT_OUTPUT,
+    BURSTGPT_PROMPT,
+    LENGTH_FORMS,
+    OUTPUT_MAX,
+    PRIORITY_FORMS,
+    PROMPT_MAX,
+    parse_length_spec,
+    parse_priority_mix,
+    priority_mix_text,
+)
 from .workload import WorkloadError
 
 WORKLOADS = ("synthetic", "burstgpt")
@@ -97,6 +107,10 @@ class WorkloadSpec:
                              f"{OUTPUT_MAX}.", "tokens", "lengths", forms=LENGTH_FORMS)
     predictor: str = _f("noisy:0.5", f"Output-length predictor ({PREDICTOR_FORMS}); bins use the "
                         "prediction, service the true length.", "", "lengths", forms=PREDICTOR_FORMS)
+    priority_mix: str | None = _f(None, f"synthetic: priority classes and the share of requests in each, "
+                                  f"{PRIORITY_FORMS}: the priority policies (vLLM's) serve smaller values first. "
+                                  "none = every request 0 (a trace's come from its Priority column).", "",
+                                  "lengths", forms=PRIORITY_FORMS)
     workload_seed: int = _f(0, "Random seed of the workload (arrivals, lengths, prediction noise); the "
                             "simulation has its own (seed).", range=(0, MAX_SEED))
 
@@ -116,6 +130,8 @@ class WorkloadSpec:
         self._canonical("prompt_lengths", lambda v, n: parse_length_spec(v, n, PROMPT_MAX, BURSTGPT_PROMPT))
         self._canonical("output_lengths", lambda v, n: parse_length_spec(v, n, OUTPUT_MAX, BURSTGPT_OUTPUT))
         self._canonical("predictor", parse_predictor)
+        if self.priority_mix is not None:
+            self._canonical("priority_mix", lambda v, n: priority_mix_text(parse_priority_mix(v, n)))
 
         scaled = self.rps_scaling != 1.0
         if synthetic:
@@ -124,6 +140,8 @@ class WorkloadSpec:
             need(not scaled, "rps_scaling", "applies to burstgpt traces only; set rate for a synthetic workload")
             need(self.real_timestamps is not True, "real_timestamps", "a synthetic workload has no timestamps")
             return
+        need(self.priority_mix is None, "priority_mix",
+             "applies to synthetic workloads (a trace's priorities come from its Priority column)")
         if self.rate is not None and scaled:
             raise SpecError("rps_scaling", f"cannot be combined with rate on a trace (rate={self.rate:g} "
                             "already fixes the time scale)")
@@ -170,6 +188,8 @@ class WorkloadSpec:
                 drop.add("workload_seed")
         if r.arrival != "gamma":
             drop.add("gamma_shape")
+        if r.priority_mix is None:      # as before the setting existed: the same identity
+            drop.add("priority_mix")
         return {k: v for k, v in d.items() if k not in drop}
 
     def replace(self, **changes: Any) -> WorkloadSpec:

@@ -39,7 +39,9 @@ OUTPUT_MAX = 4096
 BURSTGPT_PROMPT = (611.0, 782.0)  # whole-trace mean, std of Request tokens
 BURSTGPT_OUTPUT = (123.0, 268.0)  # whole-trace mean, std of Response tokens
 LENGTH_FORMS = "fixed:N, uniform:LO:HI, exponential:MEAN, geometric:MEAN, lognormal:MEAN:STD, burstgpt"
-STREAMS = ("arrival", "prompt", "output", "predictor")
+STREAMS = ("arrival", "prompt", "output", "predictor", "priority")   # a new stream goes last: the others keep theirs
+PRIORITY_FORMS = "VALUE:SHARE,... (e.g. 0:0.1,1:0.9)"
+MAX_PRIORITY_CLASSES = 64
 MAX_CV = 100  # lognormal STD / MEAN: beyond this nearly every draw is 1 or the cap
 
 
@@ -47,6 +49,45 @@ def streams(seed: int) -> dict[str, np.random.Generator]:
     """Independent generators per column, children of ``default_rng(seed)``."""
     children = np.random.default_rng(seed).spawn(len(STREAMS))
     return dict(zip(STREAMS, children))
+
+
+def parse_priority_mix(text: object, field: str = "priority_mix") -> tuple[tuple[int, float], ...]:
+    """``VALUE:SHARE,...``: integer priorities and the share of requests with each (shares > 0, summing
+    to 1), ascending by value; WorkloadError names what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise WorkloadError(f"{field}: expected {PRIORITY_FORMS}, got {text!r}")
+    classes: dict[int, float] = {}
+    for part in text.split(","):
+        value, sep, share = part.strip().partition(":")
+        try:
+            v, s = int(value), float(share)
+        except ValueError:
+            raise WorkloadError(f"{field}: {part.strip()!r} is not VALUE:SHARE (accepted: {PRIORITY_FORMS})") from None
+        if not sep or not -2**31 <= v < 2**31:
+            raise WorkloadError(f"{field}: {part.strip()!r} is not VALUE:SHARE with a 32-bit integer VALUE")
+        if not 0 < s <= 1:
+            raise WorkloadError(f"{field}: the share of priority {v} must be in (0, 1], got {share.strip()!r}")
+        if v in classes:
+            raise WorkloadError(f"{field}: priority {v} is given twice")
+        classes[v] = s
+    if len(classes) > MAX_PRIORITY_CLASSES:
+        raise WorkloadError(f"{field}: at most {MAX_PRIORITY_CLASSES} classes, got {len(classes)}")
+    total = sum(classes.values())
+    if abs(total - 1.0) > 1e-6:
+        raise WorkloadError(f"{field}: the shares must sum to 1, got {total:g}")
+    return tuple(sorted(classes.items()))
+
+
+def priority_mix_text(classes: tuple[tuple[int, float], ...]) -> str:
+    """The canonical text of a parsed mix."""
+    return ",".join(f"{v}:{s:g}" for v, s in classes)
+
+
+def sample_priorities(classes: tuple[tuple[int, float], ...], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Each request's priority, drawn independently with the mix's shares."""
+    values = np.array([v for v, _ in classes], dtype=np.int64)
+    shares = np.array([s for _, s in classes])
+    return values[rng.choice(len(values), size=n, p=shares / shares.sum())]
 
 
 # ----------------------------------------------------------------- arrivals
