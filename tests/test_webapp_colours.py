@@ -305,7 +305,7 @@ def _chips(page) -> list:
 
 @pytest.mark.timeout(240)
 def test_browser_chips_and_legends_fit_at_both_widths(tmp_path):
-    """At 1400x2000 and 900x1200: the default mode chips of Compare and Plan all show, uncut; every
+    """At 1400x2000 and 900x1200: the default chips of Compare, Plan and Sweeps all show, uncut; every
     chart of a four-mode comparison is at least as wide as the legend columns were sized for."""
     from pathlib import Path
 
@@ -326,6 +326,9 @@ def test_browser_chips_and_legends_fit_at_both_widths(tmp_path):
                 page.goto(server.url + "/plan")
                 chips = _chips(page)
                 assert len(chips) == 4 and all(c[1] and c[2] for c in chips), (size, chips)
+                page.goto(server.url + "/sweeps")     # the capacity form's modes and the suite's scenarios
+                chips = _chips(page)
+                assert len(chips) == 6 and all(c[1] and c[2] for c in chips), (size, chips)
                 page.goto(server.url + "/compare")
                 page.get_by_role("button", name="Run comparison").wait_for()
                 chips = _chips(page)

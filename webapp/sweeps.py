@@ -199,12 +199,13 @@ def _settings(text: str):
 
 def capacity_form() -> dict | None:
     with st.form("cap_form"):
-        c = st.columns([3, 1, 1, 1])
-        modes = c[0].multiselect("Scheduler modes", MODES, default=["static_fifo", "dynamic_no_bins",
-                                                                     "multi_bin_dynamic"], key="cap.modes")
-        target = c[1].number_input("SLA target (%)", 1.0, 100.0, 99.0, 0.5, key="cap.target") / 100
-        tol = c[2].number_input("Tolerance (%)", 0.01, 50.0, 2.0, 0.5, key="cap.tol") / 100
-        reps = c[3].number_input("Replications", 1, 100, 1, key="cap.reps")
+        # the modes take the form's whole width: their chips are cut in a column at 900 px
+        modes = st.multiselect("Scheduler modes", MODES, default=["static_fifo", "dynamic_no_bins",
+                                                                  "multi_bin_dynamic"], key="cap.modes")
+        c = st.columns(3)
+        target = c[0].number_input("SLA target (%)", 1.0, 100.0, 99.0, 0.5, key="cap.target") / 100
+        tol = c[1].number_input("Tolerance (%)", 0.01, 50.0, 2.0, 0.5, key="cap.tol") / 100
+        reps = c[2].number_input("Replications", 1, 100, 1, key="cap.reps")
         text = st.text_area("Base settings", "num_requests=10000", key="cap.settings", help=SETTINGS_HELP)
         cluster, workers = _where("cap")
         go = st.form_submit_button("Find capacity", icon=":material/speed:", type="primary")
