@@ -483,6 +483,19 @@ def test_typed_requests_and_rate_take_effect_and_the_header_says_so():
     assert store().get_run(at.query_params["run"]).num_requests == 10_000
 
 
+def test_the_priority_classes_box_starts_empty_and_a_typed_mix_reaches_the_run():
+    at = app()
+    box = at.text_input(key="wl.priority_mix")
+    assert box.value == "" and box.placeholder == "all 0"
+    box.set_value("1:0.75, 0:0.25")
+    at.number_input(key="wl.num_requests").set_value(500)
+    button(at, "Run simulation").click().run()
+    no_traceback(at)
+    run = store().get_run(at.query_params["run"])
+    assert run.workload["spec"]["priority_mix"] == "0:0.25,1:0.75"
+    assert WorkloadSpec(priority_mix=at.query_params["priority_mix"]).priority_mix == "0:0.25,1:0.75"  # the link
+
+
 def test_the_mode_picker_explains_every_mode():
     from batchlab.core.config import MODE_HELP, MODES
 

@@ -143,7 +143,7 @@ def state_entries(f: dataclasses.Field, value: Any, key: str) -> dict[str, Any]:
             return {key: None}  # an empty box: off / auto / no limit
         return {key: int(value) if base == "int" else float(value)}
     if optional and value is None:
-        return {key: AUTO}
+        return {key: "" if base == "str" and not f.metadata.get("choices") else AUTO}   # an empty text box
     return {key: value}
 
 
@@ -199,6 +199,10 @@ def render_field(f: dataclasses.Field, key: str, options: list | None = None, so
         return st.number_input(text, key=key, value=None, placeholder=empty_means(f.name, source),
                                help=f"{help_text} Empty box: {empty_means(f.name, source, long=True)}.",
                                **number_kw)
+    if optional:   # an empty box: what the field's none means
+        value = st.text_input(text, key=key, placeholder=empty_means(f.name, source),
+                              help=f"{help_text} Empty box: {empty_means(f.name, source, long=True)}.")
+        return value.strip() or None
     return st.text_input(text, key=key, help=help_text)
 
 
