@@ -391,3 +391,18 @@ def test_the_default_budget_is_vllms_for_the_gpus_memory_and_never_below_the_run
     with pytest.raises(ConfigError, match="max_num_batched_tokens: must be at least the running cap \\(b_max 128"):
         SimConfig(mode="continuous_dynamic", max_num_batched_tokens=100)
     SimConfig(mode="static_fifo", batch_size=64, max_num_batched_tokens=8)  # batch-level modes have no budget
+
+
+def test_the_watermark_binds_only_while_some_request_runs():
+    """vLLM's watermark keeps int(w x (K + 1)) blocks free for admissions while a request runs: a prompt
+    needing more than K minus those blocks waits for an idle GPU, and is then admitted there."""
+    cfg = SimConfig(mode="continuous_static", gpus=1, gpu_mem_gb=16.3, kv_watermark=0.1,
+                    max_num_batched_tokens=65_536)
+    blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
+    kept = int(0.1 * (blocks + 1))
+    big = 16 * (blocks - kept + 1)                 # one block more than admission leaves beside a run
+    w = Workload(np.array([0.0, 0.01]), np.array([16, big]), np.array([50, 1]), np.array([50, 1]))
+    q = simulate(cfg, w).requests
+    assert q["start"][1] == pytest.approx(q["finish"][0], rel=1e-12)   # it waited for the GPU to idle
+    w = Workload(np.array([0.0]), np.array([big]), np.array([1]), np.array([1]))
+    assert simulate(cfg, w).requests["start"][0] == 0.0                 # an idle GPU admits it at once
