@@ -711,20 +711,27 @@ def _update_controllers(s, qs, g, bbase, prefilling):
 def _make_room(s, rq, qs, w, g, gl, gi, need):
     """This iteration's decode growth (``need`` blocks) must fit: preempt (:func:`_victim`) until it does.
     Returns (blocks the growth takes, requests preempted)."""
-    r, E, B = rq.r, g.T, s.B
     pre = 0
-    pref = gl.pref[gi]
     while g.U + need > s.K:
-        p = _victim(s, r, gl.stack[gi], gi)
-        decoding = True
-        for e in pref:
-            if e[0] == p:
-                decoding = False
-        if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % B == E % B:
-            need -= 1
-        _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
+        need = _preempt_victim(s, rq, qs, w, g, gl, gi, need)
         pre += 1
     return need, pre
+
+
+@njit(cache=True)
+def _preempt_victim(s, rq, qs, w, g, gl, gi, need):
+    """Preempt the policy's victim (:func:`_victim`) on GPU ``gi``; returns ``need``, the blocks this
+    iteration's decode growth takes, less the victim's."""
+    r, E = rq.r, g.T
+    p = _victim(s, r, gl.stack[gi], gi)
+    decoding = True
+    for e in gl.pref[gi]:
+        if e[0] == p:
+            decoding = False
+    if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % s.B == E % s.B:
+        need -= 1
+    _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
+    return need
 
 
 @njit(cache=True)
@@ -746,16 +753,9 @@ def _make_room_for_chunks(s, rq, qs, w, g, gl, gi, need, pre):
     """After the decode growth (``need`` blocks), the chunks of prompts being prefilled must fit too:
     preempt (:func:`_victim`, vLLM's order: usually the prompt being chunked, the newest) until they do.
     Returns (blocks the growth takes, requests preempted so far)."""
-    r, E, B, pref = rq.r, g.T, s.B, gl.pref[gi]
+    r, pref = rq.r, gl.pref[gi]
     while len(pref) and g.U + need + _chunk_blocks(s, r, pref, s.budget - g.n) > s.K:
-        p = _victim(s, r, gl.stack[gi], gi)
-        decoding = True
-        for e in pref:
-            if e[0] == p:
-                decoding = False
-        if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % B == E % B:
-            need -= 1
-        _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
+        need = _preempt_victim(s, rq, qs, w, g, gl, gi, need)
         pre += 1
     return need, pre
 

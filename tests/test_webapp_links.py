@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
+from test_webapp_pages import button
+from test_webapp_sweeps import _until_ended
 
 from batchlab.core import SimConfig
 from batchlab.core.plan_options import PlanOptions
@@ -69,12 +70,6 @@ def app(page: str | None = None, **params) -> AppTest:
     return at
 
 
-def button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r} in {[b.label for b in at.button]}"
-    return matches[0]
-
-
 def query(at: AppTest) -> dict:
     return {k: at.query_params[k] for k in at.query_params}
 
@@ -85,17 +80,6 @@ def fresh_store(tmp_path: Path, monkeypatch, name: str) -> None:
     monkeypatch.setenv("BATCHLAB_HOME", str(tmp_path / f"{name}-home"))
     st.cache_data.clear()
     st.cache_resource.clear()
-
-
-def until_ended(job_id: int, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    params = {}
-    while time.monotonic() < deadline:
-        params = store().get_sweep(job_id).params
-        if params.get("status") not in ("new", "starting", "running"):
-            return params
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {params.get('status')}")
 
 
 def members(job_id: int) -> dict[str, tuple]:
@@ -229,7 +213,7 @@ def test_a_sweep_link_rebuilds_the_same_sweep_and_never_shows_another(tmp_path, 
     assert not at.exception, at.exception
     assert query(at)["sweep"] == link["sweep"], "the same key: the same plan"
     job = store().find_sweep(link["sweep"])
-    assert until_ended(job.id)["status"] == "done"
+    assert _until_ended(job.id)["status"] == "done"
     assert members(job.id) == original, "the same runs with the same results"
     shown = app("sweeps", **link)
     assert sorted(shown.dataframe[0].value["run"]) == sorted(h[:12] for h in original)
@@ -254,7 +238,7 @@ def test_a_plan_link_rebuilds_the_same_answer_on_an_empty_store(tmp_path, monkey
     button(at, "Run this plan here").click().run()
     assert not at.exception, at.exception
     job = store().find_sweep(link["plan"])
-    rebuilt = until_ended(job.id)["result"]["answer"]
+    rebuilt = _until_ended(job.id)["result"]["answer"]
     assert rebuilt["sentence"] == answer["sentence"]
     assert rebuilt["recommended"]["run_hash"] == answer["recommended"]["run_hash"]
     local = ("run_id", "reused")  # a row id in this store, and what this store held already
