@@ -253,3 +253,23 @@ def test_a_writer_killed_mid_write_leaves_no_orphan_file_behind(batchlab_cache_d
     assert stray.exists()
     reopen_as_a_new_process(monkeypatch)
     assert not stray.exists()
+
+
+def test_prefix_keys_are_stored_and_restored(monkeypatch):
+    calls = []
+    real = build_mod._synthetic
+    monkeypatch.setattr(build_mod, "_synthetic", lambda spec: calls.append(spec) or real(spec))
+    spec = WorkloadSpec(num_requests=300, system_prompts=3, conversation_turns=2)
+    first, again = build_workload(spec), build_workload(spec)
+    assert len(calls) == 1 and again.prefix is not None and again.prefix is not first.prefix
+    assert again.prefix.block == first.prefix.block
+    assert np.array_equal(again.prefix.offsets, first.prefix.offsets)
+    assert np.array_equal(again.prefix.keys, first.prefix.keys) and again.key == first.key
+    with pytest.raises(ValueError):
+        again.prefix.keys[0] = 1  # re-validated, so read-only again
+    stored = build_mod.memoize(build_mod.NAMESPACE, {"spec": spec.relevant_dict(), "generator": build_mod.GENERATOR},
+                               lambda: pytest.fail("not served from the cache"))
+    assert set(stored["prefix"]) == {"block", "offsets", "keys"}   # plain arrays, no PrefixKeys pickled
+    plain = build_mod.memoize(build_mod.NAMESPACE, {"spec": WorkloadSpec(num_requests=300).relevant_dict(),
+                                                    "generator": build_mod.GENERATOR}, lambda: real(WorkloadSpec(num_requests=300)))
+    assert "prefix" not in plain   # a workload without prefix keys is cached as before

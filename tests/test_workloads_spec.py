@@ -144,7 +144,7 @@ def test_spec_fields_carry_form_metadata():
         assert "unit" in f.metadata
     by_name = {f.name: f for f in fields}
     assert by_name["arrival"].metadata["choices"] == ("poisson", "gamma", "trace")
-    assert by_name["workload"].metadata["choices"] == ("synthetic", "burstgpt")
+    assert by_name["workload"].metadata["choices"] == ("synthetic", "burstgpt", "mooncake")
     assert by_name["rate"].metadata["unit"] == "req/s"
     assert "BurstGPT_3_first400" in by_name["trace"].metadata["help"]
 
@@ -188,3 +188,26 @@ def test_dict_round_trip(spec):
     resolved = spec.resolved()
     assert resolved.resolved() == resolved  # idempotent
     assert WorkloadSpec.from_dict(resolved.to_dict()).relevant_dict() == spec.relevant_dict()
+
+
+sharing_specs = st.builds(
+    WorkloadSpec,
+    workload=st.just("synthetic"),
+    system_prompts=st.none() | st.integers(1, 50),
+    system_prompt_tokens=st.integers(1, 4096),
+    system_zipf=st.floats(0, 10),
+    conversation_turns=st.none() | st.integers(1, 1000),
+    think_time=st.floats(0, 1e6),
+) | st.builds(WorkloadSpec, workload=st.just("mooncake"), trace=st.just("t.jsonl"), hash_block=st.integers(1, 10**6),
+              rps_scaling=st.floats(0.1, 10))
+
+
+@settings(max_examples=40, deadline=None)
+@given(sharing_specs)
+def test_dict_round_trip_with_prefix_settings(spec):
+    again = WorkloadSpec.from_dict(spec.to_dict())
+    assert again == spec and WorkloadSpec.from_dict(spec.resolved().to_dict()).relevant_dict() == spec.relevant_dict()
+    relevant = spec.relevant_dict()
+    assert ("hash_block" in relevant) == (spec.workload == "mooncake")
+    assert ("system_prompt_tokens" in relevant) == (spec.system_prompts is not None)
+    assert ("conversation_turns" in relevant) == (spec.conversation_turns is not None)

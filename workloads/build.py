@@ -2,7 +2,9 @@
 
 The memo key is the spec's relevant settings plus, for a trace, the sha256 of
 the file's bytes, so an edited file is never served stale. The cached value is
-the plain arrays; the Workload is rebuilt (and re-validated) on every call.
+the plain arrays (prefix keys as a dict of block, offsets and keys, only when the
+workload has them: a spec that makes them has settings no older key holds); the
+Workload is rebuilt (and re-validated) on every call.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, file_sha256, load_burstgpt, resolve_trace
 from .cache import memoize
 from .limits import check_span
+from .mooncake import load_mooncake, resolve_mooncake
 from .predictors import parse_predictor, predict
 from .spec import SpecError, WorkloadSpec
 from .synthetic import (
@@ -23,13 +26,17 @@ from .synthetic import (
     OUTPUT_MAX,
     PROMPT_MAX,
     arrival_times,
+    conversation_starts,
+    draw_conversations,
     parse_length_spec,
     parse_priority_mix,
+    prefix_keys,
     sample_lengths,
     sample_priorities,
     streams,
+    zipf_choice,
 )
-from .workload import Workload, WorkloadError
+from .workload import PrefixKeys, Workload, WorkloadError
 
 GENERATOR = "batchlab-workloads/2"  # bump when the same spec would build different arrays (2: 16K/4K clips)
 # bump when a spec that built arrays may now be refused or build more (2: workloads.limits; 3: a trace's
@@ -39,33 +46,40 @@ _sha_memo: dict[tuple[str, int, int], str] = {}
 
 
 def build_workload(spec: WorkloadSpec) -> Workload:
-    """The workload ``spec`` describes (synthetic or a BurstGPT trace window)."""
+    """The workload ``spec`` describes (synthetic, or a BurstGPT or Mooncake trace window)."""
     if not isinstance(spec, WorkloadSpec):
         raise TypeError(f"build_workload needs a WorkloadSpec, got {type(spec).__name__}")
     if spec.workload == "synthetic":
         parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "generator": GENERATOR}, lambda: _synthetic(spec))
     else:
-        path = resolve_trace(spec.trace)
+        path = resolve_mooncake(spec.trace) if spec.workload == "mooncake" else resolve_trace(spec.trace)
         sha = _path_sha256(path)
         parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha, "generator": GENERATOR},
                         lambda: _from_trace(spec, path, sha))
-    return Workload(**parts)
+    return _workload(parts)
 
 
 def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec | None = None,
                      **options) -> Workload:
-    """A workload from an uploaded BurstGPT CSV; ``options`` are WorkloadSpec fields (window etc.)."""
+    """A workload from an uploaded trace; ``options`` are WorkloadSpec fields (window etc.).
+
+    The upload is read as a Mooncake JSONL trace when the workload (``options``, else ``spec``) is
+    mooncake or ``name`` ends in ``.jsonl``, else as a BurstGPT CSV.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WorkloadError(f"trace: expected the upload's bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) > MAX_UPLOAD_BYTES:
         raise WorkloadError(f"trace: upload is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
     base = spec if spec is not None else WorkloadSpec()
-    spec = base.replace(workload="burstgpt", trace=str(name) or "upload.csv", **options)
+    name = str(name) or "upload.csv"
+    kind = options.pop("workload", base.workload)
+    kind = "mooncake" if kind == "mooncake" or name.lower().endswith(".jsonl") else "burstgpt"
+    spec = base.replace(workload=kind, trace=name, **options)
     sha = hashlib.sha256(data).hexdigest()
     parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha, "generator": GENERATOR},
                     lambda: _from_trace(spec, data, sha))
-    return Workload(**parts)
+    return _workload(parts)
 
 
 # ------------------------------------------------------------------ helpers
@@ -78,34 +92,87 @@ def _path_sha256(path: Path) -> str:
     return _sha_memo[key]
 
 
-def _parts(arrival, prompt, output, predicted, confusion_p, identity, priority=None) -> dict:
+def _parts(arrival, prompt, output, predicted, confusion_p, identity, priority=None,
+           prefix: PrefixKeys | None = None) -> dict:
+    """What the cache stores: plain arrays (the prefix keys as a dict of them)."""
     parts = {"arrival": np.asarray(arrival, dtype=np.float64), "prompt": np.asarray(prompt, dtype=np.int64),
              "output": np.asarray(output, dtype=np.int64), "predicted": predicted,
              "identity": identity, "confusion_p": float(confusion_p)}
     if priority is not None:
         parts["priority"] = priority
+    if prefix is not None:
+        parts["prefix"] = {"block": prefix.block, "offsets": prefix.offsets, "keys": prefix.keys}
     return parts
+
+
+def _workload(parts: dict) -> Workload:
+    """The Workload of cached parts (the prefix keys rebuilt, and so re-validated)."""
+    if "prefix" in parts:
+        parts = {**parts, "prefix": PrefixKeys(**parts["prefix"])}
+    return Workload(**parts)
 
 
 def _synthetic(spec: WorkloadSpec) -> dict:
     r = spec.resolved()
     rng = streams(r.workload_seed)
     n = r.num_requests
-    arrival = arrival_times(r.arrival, n, r.rate, rng["arrival"], r.gamma_shape)
-    prompt = sample_lengths(parse_length_spec(r.prompt_lengths, "prompt_lengths", PROMPT_MAX, BURSTGPT_PROMPT),
-                            n, rng["prompt"], PROMPT_MAX)
-    output = sample_lengths(parse_length_spec(r.output_lengths, "output_lengths", OUTPUT_MAX, BURSTGPT_OUTPUT),
-                            n, rng["output"], OUTPUT_MAX)
+    prompt_spec = parse_length_spec(r.prompt_lengths, "prompt_lengths", PROMPT_MAX, BURSTGPT_PROMPT)
+    output_spec = parse_length_spec(r.output_lengths, "output_lengths", OUTPUT_MAX, BURSTGPT_OUTPUT)
+    if r.conversation_turns is None:
+        arrival = arrival_times(r.arrival, n, r.rate, rng["arrival"], r.gamma_shape)
+        prompt = sample_lengths(prompt_spec, n, rng["prompt"], PROMPT_MAX)
+        output = sample_lengths(output_spec, n, rng["output"], OUTPUT_MAX)
+        system = _system_prompts(r, n, rng["system"])
+        if system is not None:
+            prompt = np.minimum(prompt + r.system_prompt_tokens, PROMPT_MAX)
+        prefix = prefix_keys(prompt + output, system, r.system_prompt_tokens, None) if system is not None else None
+    else:
+        arrival, prompt, output, prefix = _conversations(r, prompt_spec, output_spec, rng)
     predicted, p = predict(parse_predictor(r.predictor), output, rng["predictor"])
     priority = (sample_priorities(parse_priority_mix(r.priority_mix), n, rng["priority"])
                 if r.priority_mix is not None else None)
+    identity = {"kind": "synthetic", "generator": GENERATOR, "spec": spec.relevant_dict(),
+                "trace_sha256": None, "label": _synthetic_label(r)}
+    return _parts(arrival, prompt, output, predicted, p, identity, priority, prefix)
+
+
+def _system_prompts(r: WorkloadSpec, count: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Which system prompt (0-based) each of ``count`` requests or conversations starts with; None: off."""
+    if r.system_prompts is None:
+        return None
+    return zipf_choice(r.system_prompts, r.system_zipf, count, rng)
+
+
+def _conversations(r: WorkloadSpec, prompt_spec, output_spec, rng) -> tuple:
+    """Arrivals, prompts, outputs and prefix keys of ``r.num_requests`` conversation turns."""
+    head = r.system_prompt_tokens if r.system_prompts is not None else 0
+    talk = draw_conversations(
+        r.num_requests, r.conversation_turns, r.think_time,
+        conversation_starts(r.arrival, r.rate, rng["arrival"], r.gamma_shape),
+        lambda k: sample_lengths(prompt_spec, k, rng["prompt"], PROMPT_MAX),
+        lambda k: sample_lengths(output_spec, k, rng["output"], OUTPUT_MAX),
+        rng["conversation"], head)
+    check_span(float(talk.arrival[-1]), "think_time",
+               f"conversations of {r.conversation_turns} turns {r.think_time:g} s apart at {r.rate:g} per second")
+    started = int(talk.conversation.max()) + 1
+    system = _system_prompts(r, started, rng["system"])
+    system = system[talk.conversation] if system is not None else None
+    prefix = prefix_keys(talk.prompt + talk.output, system, r.system_prompt_tokens, talk.conversation)
+    return talk.arrival, talk.prompt, talk.output, prefix
+
+
+def _synthetic_label(r: WorkloadSpec) -> str:
     shape = f"gamma(shape {r.gamma_shape:g})" if r.arrival == "gamma" else r.arrival
     mix = f", priorities {r.priority_mix}" if r.priority_mix is not None else ""
-    label = (f"synthetic {n:,} req, {shape} at {r.rate:g} req/s, prompt {r.prompt_lengths}, "
-             f"output {r.output_lengths}, {r.predictor}{mix}, seed {r.workload_seed}")
-    identity = {"kind": "synthetic", "generator": GENERATOR, "spec": spec.relevant_dict(),
-                "trace_sha256": None, "label": label}
-    return _parts(arrival, prompt, output, predicted, p, identity, priority)
+    shared = ""
+    if r.system_prompts is not None:
+        shared += (f", {r.system_prompts} system prompt(s) of {r.system_prompt_tokens} tokens "
+                   f"(zipf {r.system_zipf:g})")
+    if r.conversation_turns is not None:
+        shared += f", conversations of {r.conversation_turns} turns (think {r.think_time:g} s)"
+    unit = "conversations/s" if r.conversation_turns is not None else "req/s"
+    return (f"synthetic {r.num_requests:,} req, {shape} at {r.rate:g} {unit}, prompt {r.prompt_lengths}, "
+            f"output {r.output_lengths}, {r.predictor}{mix}{shared}, seed {r.workload_seed}")
 
 
 def _trace_arrivals(r: WorkloadSpec, data: TraceData, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -136,7 +203,11 @@ def _trace_arrivals(r: WorkloadSpec, data: TraceData, rng: np.random.Generator) 
 
 def _from_trace(spec: WorkloadSpec, source, sha: str) -> dict:
     r = spec.resolved()
-    data = load_burstgpt(source, offset=r.offset, num_requests=r.num_requests, keep_failed=r.keep_failed)
+    if r.workload == "mooncake":
+        data = load_mooncake(source, offset=r.offset, num_requests=r.num_requests, keep_failed=r.keep_failed,
+                             block=r.hash_block)
+    else:
+        data = load_burstgpt(source, offset=r.offset, num_requests=r.num_requests, keep_failed=r.keep_failed)
     rng = streams(r.workload_seed)
     arrival, timing = _trace_arrivals(r, data, rng["arrival"])
     predicted, p = predict(parse_predictor(r.predictor), data.output, rng["predictor"])
@@ -146,8 +217,8 @@ def _from_trace(spec: WorkloadSpec, source, sha: str) -> dict:
               else "no failed rows")
     label = (f"{name} rows {data.offset}-{last} ({len(arrival):,} req, {failed}), {timing}, "
              f"{r.predictor}" + (", re-sorted by time" if data.resorted else ""))
-    identity = {"kind": "burstgpt", "generator": GENERATOR, "spec": spec.relevant_dict(),
+    identity = {"kind": r.workload, "generator": GENERATOR, "spec": spec.relevant_dict(),
                 "trace_sha256": sha, "label": label, "trace_rows": data.total_rows,
                 "window_rows": data.window_rows, "failed_dropped": data.failed_dropped,
                 "failed_kept": data.failed_kept, "resorted": data.resorted, "layout": data.layout}
-    return _parts(arrival, data.prompt, data.output, predicted, p, identity, data.priority)
+    return _parts(arrival, data.prompt, data.output, predicted, p, identity, data.priority, data.prefix)

@@ -40,7 +40,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
-from .workload import MAX_PRIORITY, WorkloadError
+from .workload import MAX_PRIORITY, PrefixKeys, WorkloadError
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -56,7 +56,7 @@ Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 @dataclass(frozen=True, eq=False)
 class TraceData:
-    """One window of a trace: arrays plus what happened to its rows."""
+    """One window of a trace (BurstGPT or Mooncake): arrays plus what happened to its rows."""
 
     arrival: np.ndarray   # float64 s, first kept request at 0
     prompt: np.ndarray    # int64 Request tokens
@@ -67,8 +67,9 @@ class TraceData:
     failed: int           # failed rows in the window
     failed_dropped: int   # of which dropped (0 with keep_failed)
     resorted: bool        # the file was not in time order
-    layout: str           # "6-column", "8-column" or "N-column"
+    layout: str           # "6-column", "8-column" or "N-column" (a Mooncake trace: "mooncake")
     priority: np.ndarray | None = None   # int64 Priority, when the trace has the column
+    prefix: PrefixKeys | None = None     # the kept rows' prefix keys (Mooncake's hash_ids)
 
     @property
     def failed_kept(self) -> int:

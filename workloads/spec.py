@@ -8,7 +8,7 @@ starts with the field name.
 Fields left at ``None`` are "auto" and resolve by workload (:meth:`resolved`):
 
 ================  ==========================  ===============================
-field             synthetic                   burstgpt
+field             synthetic                   burstgpt, mooncake (traces)
 ================  ==========================  ===============================
 arrival           gamma                       trace (recorded timestamps)
 rate              12.0 req/s                  none: keep the trace's time scale
@@ -17,7 +17,12 @@ real_timestamps   false                       true iff arrival=trace, no rate
                                               and rps_scaling = 1
 ================  ==========================  ===============================
 
-On a trace, ``arrival=trace`` keeps the recorded timestamps: ``rate`` rescales
+A mooncake trace is a JSONL path (none is bundled) whose ``hash_ids`` become
+the workload's prefix keys (``hash_block`` tokens each); a synthetic workload
+gets prefix keys from shared system prompts (``system_prompts``) and multi-turn
+conversations (``conversation_turns``). Settings of the other kind are errors.
+
+On a trace (either kind), ``arrival=trace`` keeps the recorded timestamps: ``rate`` rescales
 time so the mean rate ((n-1)/span) becomes ``rate``; ``rps_scaling`` divides
 time by a factor (2 = twice the rate); the two cannot be combined.
 ``arrival=poisson|gamma`` keeps the trace's lengths and draws new arrivals at
@@ -34,6 +39,7 @@ from typing import Any
 
 from .burstgpt import bundled_traces
 from .fields import FieldError, coerce_fields, described
+from .mooncake import HASH_BLOCK, MAX_BLOCK
 from .predictors import PREDICTOR_FORMS, parse_predictor
 from .synthetic import (
     BURSTGPT_OUTPUT,
@@ -48,7 +54,8 @@ from .synthetic import (
 )
 from .workload import WorkloadError
 
-WORKLOADS = ("synthetic", "burstgpt")
+WORKLOADS = ("synthetic", "burstgpt", "mooncake")
+TRACE_WORKLOADS = ("burstgpt", "mooncake")
 ARRIVALS = ("poisson", "gamma", "trace")
 DEFAULT_TRACE = "BurstGPT_1_first400"
 SYNTHETIC_REQUESTS = 10_000
@@ -56,6 +63,11 @@ SYNTHETIC_RATE = 12.0
 MAX_REQUESTS = 10_000_000
 MAX_SEED = 2**63 - 1
 MAX_ROWS = 10**9
+MAX_SYSTEM_PROMPTS = 1_000_000
+MAX_TURNS = 1000
+# synthetic sharing settings and their defaults: a trace refuses any other value
+SHARING = {"system_prompts": None, "system_prompt_tokens": 1024, "system_zipf": 1.0,
+           "conversation_turns": None, "think_time": 30.0}
 
 
 class SpecError(FieldError, WorkloadError):
@@ -68,38 +80,55 @@ def _f(default: Any, help: str, unit: str = "", group: str = "workload", **extra
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """What requests to simulate: a synthetic generator or a BurstGPT trace window."""
+    """What requests to simulate: a synthetic generator or a trace window (BurstGPT or Mooncake)."""
 
     # --- source ----------------------------------------------------------
-    workload: str = _f("synthetic", "synthetic (generated) or burstgpt (a BurstGPT trace CSV).",
+    workload: str = _f("synthetic", "synthetic (generated), burstgpt (a BurstGPT trace CSV) or mooncake "
+                       "(a Mooncake JSONL trace, whose hash_ids say which prompt blocks requests share).",
                        choices=WORKLOADS)
     trace: str = _f(DEFAULT_TRACE, "burstgpt: a bundled excerpt (" + ", ".join(bundled_traces())
-                    + ") or the path of a BurstGPT CSV.", examples=tuple(bundled_traces()))
-    num_requests: int | None = _f(None, "Requests to generate (synthetic, auto = 10000), or rows of the "
-                                  "trace window (burstgpt, auto = all rows from offset; failed rows in "
-                                  "the window are then dropped unless keep_failed).", "requests",
+                    + ") or the path of a BurstGPT CSV. mooncake: the path of a Mooncake JSONL trace "
+                    "(none is bundled).", examples=tuple(bundled_traces()))
+    num_requests: int | None = _f(None, "Requests to generate (synthetic, auto = 10000; with "
+                                  "conversation_turns, turns in all), or rows of the trace window "
+                                  "(burstgpt, mooncake: auto = all rows from offset; failed rows in the "
+                                  "window are then dropped unless keep_failed).", "requests",
                                   range=(1, MAX_REQUESTS))
-    offset: int = _f(0, "burstgpt: first data row of the window (0-based, failed rows counted).", "rows",
-                     range=(0, MAX_ROWS))
-    keep_failed: bool = _f(False, "burstgpt: keep failed rows (Response tokens = 0) as requests with "
+    offset: int = _f(0, "burstgpt, mooncake: first data row of the window (0-based, failed rows counted).",
+                     "rows", range=(0, MAX_ROWS))
+    keep_failed: bool = _f(False, "burstgpt, mooncake: keep failed rows (output 0) as requests with "
                            "output 0 instead of dropping them.")
+    hash_block: int = _f(HASH_BLOCK, f"mooncake: prompt tokens each hash id names ({HASH_BLOCK} in "
+                         "Mooncake's published traces).", "tokens", range=(1, MAX_BLOCK))
     # --- arrivals --------------------------------------------------------
     arrival: str | None = _f(None, "poisson, gamma (bursty) or trace (the trace's timestamps; burstgpt "
-                             "only). auto: gamma for synthetic, trace for burstgpt.", group="arrivals",
+                             "and mooncake only). auto: gamma for synthetic, trace for a trace.", group="arrivals",
                              choices=ARRIVALS)
-    rate: float | None = _f(None, "Mean arrival rate. synthetic: auto = 12.0. burstgpt: rescales the "
-                            "trace's time (arrival=trace) or sets the re-drawn arrivals' rate; auto "
-                            "keeps the trace's own rate.", "req/s", "arrivals",
+    rate: float | None = _f(None, "Mean arrival rate. synthetic: auto = 12.0; with conversation_turns, "
+                            "the rate conversations start at (each then brings its turns). burstgpt, "
+                            "mooncake: rescales the trace's time (arrival=trace) or sets the re-drawn "
+                            "arrivals' rate; auto keeps the trace's own rate.", "req/s", "arrivals",
                             range=(1e-6, 1e6))
     gamma_shape: float = _f(0.5, "Shape of Gamma inter-arrivals; CV = 1/sqrt(shape) "
                             "(0.5 as in BurstGPT's generator; 1 = Poisson).", "", "arrivals",
                             range=(0.01, 1000.0))
-    rps_scaling: float = _f(1.0, "burstgpt: compress the trace's time by this factor (2 = twice the "
+    rps_scaling: float = _f(1.0, "burstgpt, mooncake: compress the trace's time by this factor (2 = twice the "
                             "rate). Cannot be combined with rate.", "x", "arrivals",
                             range=(1e-6, 1e6))
-    real_timestamps: bool | None = _f(None, "burstgpt: replay the recorded timestamps unchanged. auto: "
+    real_timestamps: bool | None = _f(None, "burstgpt, mooncake: replay the recorded timestamps unchanged. auto: "
                                       "true unless rate, rps_scaling or a re-drawn arrival changes them; "
                                       "true with any of those is an error.", group="arrivals")
+    conversation_turns: int | None = _f(None, "synthetic: multi-turn conversations of this many turns "
+                                        "(none = single requests). Conversations start at the arrival "
+                                        "process's times; each turn's prompt is the previous turn's prompt "
+                                        "and output plus a new message drawn from prompt_lengths, so it "
+                                        "shares their KV blocks. A conversation ends early rather than "
+                                        f"exceed {PROMPT_MAX} prompt tokens, and the last one is cut short "
+                                        "to make num_requests requests in all.", "turns", "arrivals",
+                                        range=(1, MAX_TURNS))
+    think_time: float = _f(SHARING["think_time"], "synthetic, with conversation_turns: mean time from one "
+                           "turn's arrival to the next turn's (exponential).", "s", "arrivals",
+                           range=(0.0, 1e6))
     # --- lengths and prediction -------------------------------------------
     prompt_lengths: str = _f("burstgpt", f"synthetic: prompt length spec ({LENGTH_FORMS}); at most "
                              f"{PROMPT_MAX}.", "tokens", "lengths", forms=LENGTH_FORMS)
@@ -111,6 +140,17 @@ class WorkloadSpec:
                                   f"{PRIORITY_FORMS}: the priority policies (vLLM's) serve smaller values first. "
                                   "none = every request 0 (a trace's come from its Priority column).", "",
                                   "lengths", forms=PRIORITY_FORMS)
+    system_prompts: int | None = _f(None, "synthetic: number of distinct shared system prompts (none = "
+                                    "off). Each request (each conversation) starts with one of them, so "
+                                    "requests with the same one share its KV blocks; its prompt is the "
+                                    f"system prompt plus the drawn prompt length, clipped to {PROMPT_MAX}.",
+                                    "prompts", "lengths", range=(1, MAX_SYSTEM_PROMPTS))
+    system_prompt_tokens: int = _f(SHARING["system_prompt_tokens"], "synthetic, with system_prompts: "
+                                   "length of every system prompt.", "tokens", "lengths",
+                                   range=(1, PROMPT_MAX))
+    system_zipf: float = _f(SHARING["system_zipf"], "synthetic, with system_prompts: popularity skew s; "
+                            "system prompt k (1, 2, ...) is picked with probability proportional to k^-s "
+                            "(0 = all equally popular).", "exponent", "lengths", range=(0.0, 10.0))
     workload_seed: int = _f(0, "Random seed of the workload (arrivals, lengths, prediction noise); the "
                             "simulation has its own (seed).", range=(0, MAX_SEED))
 
@@ -134,14 +174,20 @@ class WorkloadSpec:
             self._canonical("priority_mix", lambda v, n: priority_mix_text(parse_priority_mix(v, n)))
 
         scaled = self.rps_scaling != 1.0
+        need(self.workload == "mooncake" or self.hash_block == HASH_BLOCK, "hash_block",
+             f"applies to mooncake traces only (the tokens each hash id names), not to workload {self.workload}")
         if synthetic:
             need(self.arrival != "trace", "arrival",
-                 "'trace' needs workload=burstgpt (synthetic arrivals are poisson or gamma)")
-            need(not scaled, "rps_scaling", "applies to burstgpt traces only; set rate for a synthetic workload")
+                 "'trace' needs workload=burstgpt or mooncake (synthetic arrivals are poisson or gamma)")
+            need(not scaled, "rps_scaling", "applies to mooncake and burstgpt traces only; set rate for a "
+                 "synthetic workload")
             need(self.real_timestamps is not True, "real_timestamps", "a synthetic workload has no timestamps")
             return
         need(self.priority_mix is None, "priority_mix",
              "applies to synthetic workloads (a trace's priorities come from its Priority column)")
+        for name, default in SHARING.items():
+            need(getattr(self, name) == default, name, f"applies to synthetic workloads, not to a {self.workload} "
+                 "trace (a mooncake trace's sharing comes from its hash_ids)")
         if self.rate is not None and scaled:
             raise SpecError("rps_scaling", f"cannot be combined with rate on a trace (rate={self.rate:g} "
                             "already fixes the time scale)")
@@ -181,9 +227,12 @@ class WorkloadSpec:
         r = self.resolved()
         d = r.to_dict()
         if r.workload == "synthetic":
-            drop = {"trace", "offset", "keep_failed", "rps_scaling", "real_timestamps"}
+            drop = {"trace", "offset", "keep_failed", "rps_scaling", "real_timestamps", "hash_block"}
+            drop |= _unused_sharing(r)
         else:
-            drop = {"prompt_lengths", "output_lengths"}
+            drop = {"prompt_lengths", "output_lengths", *SHARING}
+            if r.workload != "mooncake":
+                drop.add("hash_block")
             if r.arrival == "trace" and not parse_predictor(r.predictor).random:
                 drop.add("workload_seed")
         if r.arrival != "gamma":
@@ -207,6 +256,21 @@ class WorkloadSpec:
         if unknown:
             raise SpecError(str(unknown[0]), f"unknown workload setting (known: {', '.join(names)})")
         return cls(**data)
+
+
+def _unused_sharing(r: WorkloadSpec) -> set[str]:
+    """The synthetic sharing settings that cannot change ``r``'s workload (all of them when off, so an
+    existing spec keeps its identity)."""
+    unused = set()
+    if r.system_prompts is None:
+        unused |= {"system_prompts", "system_prompt_tokens", "system_zipf"}
+    elif r.system_prompts == 1:
+        unused.add("system_zipf")   # one prompt: every request picks it
+    if r.conversation_turns is None:
+        unused |= {"conversation_turns", "think_time"}
+    elif r.conversation_turns == 1:
+        unused.add("think_time")    # no next turn
+    return unused
 
 
 def spec_fields() -> list[dataclasses.Field]:

@@ -21,6 +21,12 @@ the nominal one.
 Every column draws from its own child stream of ``default_rng(seed)``
 (see :func:`streams`), so changing one column's spec leaves the others as
 they were.
+
+Shared prefixes (for prefix caching) come as :class:`~workloads.workload.PrefixKeys`
+in blocks of KEY_BLOCK tokens: shared system prompts (:func:`zipf_choice`, each
+request starting with one) and multi-turn conversations (:func:`draw_conversations`,
+each turn's prompt holding the previous turn's prompt and output). Both draw from
+their own streams, so with both off a workload is what it was before they existed.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .limits import check_span
-from .workload import WorkloadError
+from .workload import PrefixKeys, WorkloadError
 
 # Longest synthetic prompt and output: the 16K context and 4K response limit of the ChatGPT models
 # BurstGPT was collected from; about 0.3 % of BurstGPT-fitted prompts are clipped at 16K.
@@ -39,7 +45,11 @@ OUTPUT_MAX = 4096
 BURSTGPT_PROMPT = (611.0, 782.0)  # whole-trace mean, std of Request tokens
 BURSTGPT_OUTPUT = (123.0, 268.0)  # whole-trace mean, std of Response tokens
 LENGTH_FORMS = "fixed:N, uniform:LO:HI, exponential:MEAN, geometric:MEAN, lognormal:MEAN:STD, burstgpt"
-STREAMS = ("arrival", "prompt", "output", "predictor", "priority")   # a new stream goes last: the others keep theirs
+# a new stream goes last: the others keep theirs
+STREAMS = ("arrival", "prompt", "output", "predictor", "priority", "system", "conversation")
+KEY_BLOCK = 16       # tokens per prefix key of a synthetic workload
+KEY_STRIDE = 4096    # keys of one system prompt or conversation: more than the blocks a request holds
+assert KEY_STRIDE * KEY_BLOCK > PROMPT_MAX + OUTPUT_MAX
 PRIORITY_FORMS = "VALUE:SHARE,... (e.g. 0:0.1,1:0.9)"
 MAX_PRIORITY_CLASSES = 64
 MAX_CV = 100  # lognormal STD / MEAN: beyond this nearly every draw is 1 or the cap
@@ -106,19 +116,22 @@ def arrival_times(kind: str, n: int, rate: float, rng: np.random.Generator,
     if not (rate > 0 and math.isfinite(rate)):
         raise WorkloadError(f"{field}: must be > 0 req/s, got {rate}")
     check_span((n - 1) / rate, field, f"{n:,} requests at {rate:g} req/s")
-    if kind == "poisson":
-        gaps = rng.exponential(1.0 / rate, n - 1)
-    elif kind == "gamma":
-        if not gamma_shape > 0:
-            raise WorkloadError(f"gamma_shape: must be > 0, got {gamma_shape}")
-        gaps = rng.gamma(gamma_shape, 1.0 / (rate * gamma_shape), n - 1)
-    else:
-        raise WorkloadError(f"arrival: synthetic arrivals are poisson or gamma, got {kind!r}")
     times = np.zeros(n, dtype=np.float64)
-    np.cumsum(gaps, out=times[1:])
+    np.cumsum(arrival_gaps(kind, n - 1, rate, rng, gamma_shape), out=times[1:])
     shape = f" with gamma shape {gamma_shape:g}" if kind == "gamma" else ""
     check_span(float(times[-1]), field, f"the {n:,} {kind} arrivals drawn at {rate:g} req/s{shape}")
     return times
+
+
+def arrival_gaps(kind: str, m: int, rate: float, rng: np.random.Generator, gamma_shape: float = 0.5) -> np.ndarray:
+    """``m`` gaps (s) between arrivals at mean ``rate``: exponential (poisson) or Gamma(shape)."""
+    if kind == "poisson":
+        return rng.exponential(1.0 / rate, m)
+    if kind == "gamma":
+        if not gamma_shape > 0:
+            raise WorkloadError(f"gamma_shape: must be > 0, got {gamma_shape}")
+        return rng.gamma(gamma_shape, 1.0 / (rate * gamma_shape), m)
+    raise WorkloadError(f"arrival: synthetic arrivals are poisson or gamma, got {kind!r}")
 
 
 # ------------------------------------------------------------------ lengths
@@ -223,3 +236,109 @@ def sample_lengths(spec: LengthSpec, n: int, rng: np.random.Generator, maximum: 
         mu, sigma = lognormal_params(*p)
         raw = rng.lognormal(mu, sigma, n)
     return np.clip(np.rint(raw), 1, maximum).astype(np.int64)
+
+
+# ------------------------------------------------------------ shared prefixes
+def zipf_choice(count: int, s: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` draws of 0..count-1, where k-1 is drawn with probability proportional to k^-s."""
+    weights = np.arange(1, count + 1, dtype=np.float64) ** -s
+    return rng.choice(count, size=size, p=weights / weights.sum())
+
+
+def prefix_keys(tokens: np.ndarray, system: np.ndarray | None, system_tokens: int,
+                conversation: np.ndarray | None) -> PrefixKeys:
+    """Keys in KEY_BLOCK-token blocks: the full blocks of a request's system prompt (``system``, 0-based,
+    or None) keyed by (system prompt, block); with ``conversation`` (each request's, 0-based) every other
+    block of its ``tokens`` (prompt + output) keyed by (conversation, block), else no more keys."""
+    n = len(tokens)
+    full = system_tokens // KEY_BLOCK if system is not None else 0
+    counts = -(-np.asarray(tokens, dtype=np.int64) // KEY_BLOCK) if conversation is not None \
+        else np.full(n, full, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    block = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
+    keys = np.zeros(offsets[-1], dtype=np.int64)
+    if system is not None:
+        keys = (np.repeat(np.asarray(system, dtype=np.int64), counts) + 1) * KEY_STRIDE + block
+    if conversation is not None:
+        own = -((np.repeat(np.asarray(conversation, dtype=np.int64), counts) + 1) * KEY_STRIDE + block)
+        keys = np.where(block < full, keys, own)
+    return PrefixKeys(KEY_BLOCK, offsets, keys)
+
+
+@dataclass(frozen=True, eq=False)
+class Conversations:
+    """Turns of multi-turn conversations, one entry per request, sorted by arrival (stable)."""
+
+    arrival: np.ndarray        # float64 s
+    prompt: np.ndarray         # int64: the previous turn's prompt and output plus this turn's message
+    output: np.ndarray         # int64
+    conversation: np.ndarray   # int64, 0-based in start order
+    turn: np.ndarray           # int64, 0-based
+
+
+def draw_conversations(n: int, turns: int, think_time: float, starts, messages, outputs,
+                       think: np.random.Generator, head: int = 0) -> Conversations:
+    """``n`` requests: conversations of up to ``turns`` turns, taken in start order until there are
+    ``n`` (the last one cut short).
+
+    ``starts(k)``, ``messages(k)`` and ``outputs(k)`` draw the next ``k`` conversation start times
+    (continuing the previous ones), user-message lengths and output lengths; ``think`` draws the
+    exponential gaps (mean ``think_time``) from one turn's arrival to the next. Every first prompt
+    starts with ``head`` tokens (a system prompt) and is clipped to PROMPT_MAX; a conversation ends
+    before a turn whose prompt would exceed PROMPT_MAX.
+    """
+    columns: list[tuple[np.ndarray, ...]] = []
+    made = convs = 0
+    while made < n:
+        remaining = n - made
+        k = min(remaining, -(-remaining * convs // made) if made else -(-remaining // turns))
+        column = _conversation_chunk(k, turns, think_time, starts(k), messages, outputs, think, head)
+        columns.append((column[0] + convs, *column[1:]))
+        made += len(column[0])
+        convs += k
+    conv, turn, arrival, prompt, output = (np.concatenate(c) for c in zip(*columns))
+    keep = np.lexsort((turn, conv))[:n]            # conversation order, then cut at n
+    order = keep[np.argsort(arrival[keep], kind="stable")]
+    return Conversations(arrival[order], prompt[order], output[order], conv[order], turn[order])
+
+
+def _conversation_chunk(k: int, turns: int, think_time: float, start: np.ndarray, messages, outputs,
+                        think: np.random.Generator, head: int) -> tuple[np.ndarray, ...]:
+    """Every turn of ``k`` conversations starting at ``start``, turn by turn: (conversation within the
+    chunk, turn, arrival, prompt, output), one entry per request."""
+    alive = np.arange(k)
+    history = np.full(k, head, dtype=np.int64)     # tokens before the next message
+    at = np.asarray(start, dtype=np.float64).copy()
+    out: list[tuple[np.ndarray, ...]] = []
+    for t in range(turns):
+        message, output = messages(len(alive)), outputs(len(alive))
+        prompt = history[alive] + message
+        if t == 0:
+            prompt = np.minimum(prompt, PROMPT_MAX)
+        else:
+            at[alive] += think.exponential(think_time, len(alive))
+            fits = prompt <= PROMPT_MAX
+            alive, prompt, output = alive[fits], prompt[fits], output[fits]
+        if not len(alive):
+            break
+        history[alive] = prompt + output
+        out.append((alive, np.full(len(alive), t, dtype=np.int64), at[alive], prompt, output))
+    return tuple(np.concatenate(c) for c in zip(*out))
+
+
+def conversation_starts(kind: str, rate: float, rng: np.random.Generator, gamma_shape: float):
+    """``starts(k)``: the next ``k`` start times of one arrival process at ``rate`` (the first at 0)."""
+    last: list[float] = []
+
+    def starts(k: int) -> np.ndarray:
+        if last:
+            times = last[0] + np.cumsum(arrival_gaps(kind, k, rate, rng, gamma_shape))
+        else:
+            times = np.zeros(k, dtype=np.float64)
+            np.cumsum(arrival_gaps(kind, k - 1, rate, rng, gamma_shape), out=times[1:])
+        last[:] = [float(times[-1])]
+        check_span(last[0], "rate", f"conversations starting at {rate:g} per second")
+        return times
+
+    return starts

@@ -13,6 +13,99 @@ class WorkloadError(ValueError):
 
 
 @dataclass(frozen=True, eq=False)
+class PrefixKeys:
+    """Which blocks of tokens requests share (for automatic prefix caching).
+
+    Request i's token stream (its prompt, then its output) is cut in blocks of
+    ``block`` tokens; ``keys[offsets[i]:offsets[i+1]]`` name its first blocks.
+    Two requests whose keys agree on blocks 0..j hold the same tokens in those
+    blocks, as far as both have tokens there. Blocks past a request's keys are
+    its own (shared with nobody). Keys are any int64: the engine chains them
+    itself (a block is identified by the keys of all blocks up to it), so they
+    need not be unique across positions. ``offsets`` has one entry more than
+    there are requests (the Workload checks the count).
+    """
+
+    block: int
+    offsets: np.ndarray
+    keys: np.ndarray
+
+    def __post_init__(self) -> None:
+        if isinstance(self.block, bool) or not isinstance(self.block, (int, np.integer)) or self.block < 1:
+            raise WorkloadError(f"prefix: block must be a whole number of tokens >= 1, got {self.block!r}")
+        object.__setattr__(self, "block", int(self.block))
+        offsets, keys = _int64(self.offsets, "offsets"), _int64(self.keys, "keys")
+        if len(offsets) < 1 or offsets[0] != 0:
+            raise WorkloadError(f"prefix: offsets must start at 0, got {offsets[:1].tolist() or 'none'}")
+        steps = np.diff(offsets)
+        if np.any(steps < 0):
+            i = int(np.argmax(steps < 0))
+            raise WorkloadError(f"prefix: offsets must be non-decreasing, but entry {i + 1} ({offsets[i + 1]}) "
+                                f"is below entry {i} ({offsets[i]})")
+        if offsets[-1] != len(keys):
+            raise WorkloadError(f"prefix: the last offset ({offsets[-1]}) must equal the number of keys "
+                                f"({len(keys)})")
+        for arr in (offsets, keys):
+            arr.flags.writeable = False
+        object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "keys", keys)
+
+    def counts(self) -> np.ndarray:
+        """How many keys each request has."""
+        return np.diff(self.offsets)
+
+    def take(self, index) -> PrefixKeys:
+        """The keys of requests ``index`` (an integer array: a selection, a reordering), in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        counts = self.counts()[index]
+        offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        gather = np.repeat(self.offsets[:-1][index] - offsets[:-1], counts) + np.arange(offsets[-1])
+        return PrefixKeys(self.block, offsets, self.keys[gather])
+
+    def shared_fraction(self) -> float:
+        """Fraction of all key positions whose chain (the keys up to and including it) occurs in more
+        than one request (0 without keys)."""
+        if not len(self.keys):
+            return 0.0
+        counts = self.counts()
+        position = np.arange(len(self.keys)) - np.repeat(self.offsets[:-1], counts)
+        # a request holds each position once, so a chain's count is the number of requests holding it
+        _, inverse, holders = np.unique(_chain_hashes(self.keys, position, self.offsets, counts),
+                                        return_inverse=True, return_counts=True)
+        return float(np.mean(holders[inverse] > 1))
+
+def _int64(values, name: str) -> np.ndarray:
+    """A 1-D array of whole numbers as contiguous int64 (an own copy); anything else is an error."""
+    raw = np.asarray(values)
+    if raw.ndim != 1:
+        raise WorkloadError(f"prefix: {name} must be one-dimensional, got shape {raw.shape}")
+    if raw.size and raw.dtype.kind not in "iu":
+        raise WorkloadError(f"prefix: {name} must hold integers, got {raw.dtype}")
+    if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
+        raise WorkloadError(f"prefix: {name} holds {raw.max()}, beyond int64")
+    return np.array(raw, dtype=np.int64, order="C", copy=True)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _chain_hashes(keys: np.ndarray, position: np.ndarray, offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each key's chain: the wrapping sum of its request's hashed (key, position)
+    pairs up to it, so equal chains hash equal and different ones almost surely differ."""
+    with np.errstate(over="ignore"):
+        salted = _mix(keys.view(np.uint64) ^ _mix(position.astype(np.uint64)))
+        total = np.cumsum(salted, dtype=np.uint64)
+        before = np.concatenate([np.zeros(1, np.uint64), total])[offsets[:-1]]
+        return total - np.repeat(before, counts)
+
+
+@dataclass(frozen=True, eq=False)
 class Workload:
     """Requests as parallel numpy arrays, sorted by arrival time.
 
@@ -24,9 +117,11 @@ class Workload:
                continuous engine's priority policies); None: every request has 0
     confusion_p  probability that a request's bin is swapped with each
                neighbouring bin (the ``confusion:P`` predictor of Paper 1, Fig. 8)
+    prefix     optional :class:`PrefixKeys`: which blocks of tokens requests share (for
+               prefix caching); None: no prefix information, every request's tokens its own
     identity   JSON-able description of how the workload was built; hashed
                into every run's identity. Left empty, it is derived from the
-               content (a sha256 of the four arrays, confusion_p and any priority), so two
+               content (a sha256 of the four arrays, confusion_p, any priority and prefix), so two
                different workloads never share cached bins or a run hash.
     """
 
@@ -37,6 +132,7 @@ class Workload:
     identity: dict = field(default_factory=dict)
     confusion_p: float = 0.0
     priority: np.ndarray | None = None
+    prefix: PrefixKeys | None = None
 
     def __post_init__(self) -> None:
         n = len(self.arrival)
@@ -65,6 +161,8 @@ class Workload:
             object.__setattr__(self, name, arr)
         if self.priority is not None:
             object.__setattr__(self, "priority", _priorities(self.priority, n))
+        if self.prefix is not None:
+            self._check_prefix()
         if not 0.0 <= self.confusion_p <= 0.5:
             raise WorkloadError("confusion_p must be in [0, 0.5]")
         for arr in (self.arrival, self.prompt, self.output, self.predicted, self.priority):
@@ -84,7 +182,30 @@ class Workload:
         if self.priority is not None:
             h.update(b"priority")
             h.update(self.priority.tobytes())
+        if self.prefix is not None:
+            h.update(b"prefix")
+            h.update(str(self.prefix.block).encode())
+            h.update(self.prefix.offsets.tobytes())
+            h.update(self.prefix.keys.tobytes())
         return h.hexdigest()
+
+    def _check_prefix(self) -> None:
+        """The prefix keys fit the requests: one offset more than requests, no request with more keys
+        than its prompt and output fill blocks."""
+        prefix, n = self.prefix, len(self.arrival)
+        if not isinstance(prefix, PrefixKeys):
+            raise WorkloadError(f"prefix must be PrefixKeys or None, got {type(prefix).__name__}")
+        if len(prefix.offsets) != n + 1:
+            raise WorkloadError(f"prefix: offsets has {len(prefix.offsets)} entries, the workload has {n} "
+                                f"requests (it needs {n + 1})")
+        tokens = self.prompt + self.output
+        blocks = -(-tokens // prefix.block)
+        counts = prefix.counts()
+        over = counts > blocks
+        if over.any():
+            i = int(np.argmax(over))
+            raise WorkloadError(f"prefix: request {i} has {counts[i]} keys, but its {tokens[i]} tokens fill "
+                                f"at most {blocks[i]} blocks of {prefix.block}")
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -106,7 +227,10 @@ class Workload:
         return (len(self) - 1) / span if span > 0 else float("inf")
 
     def describe(self) -> dict:
-        """Short statistics for tables and the CLI (plus the label and failed-row counts of traces)."""
+        """Short statistics for tables and the CLI (plus the label and failed-row counts of traces, and
+        the key block and shared fraction of the prefix keys when there are any)."""
+        shared = ({"prefix_block": self.prefix.block, "shared_block_fraction": self.prefix.shared_fraction()}
+                  if self.prefix is not None else {})
         return {
             "requests": len(self),
             "duration_s": self.duration,
@@ -115,6 +239,7 @@ class Workload:
             "output_mean": float(self.output.mean()),
             "predicted_mean": float(self.predicted.mean()),
             **{k: self.identity[k] for k in ("label", "failed_dropped", "failed_kept") if k in self.identity},
+            **shared,
         }
 
 
