@@ -165,6 +165,11 @@ class SimConfig:
         f"(vLLM's memory utilization): {BUDGET_SMALL:,} below 70 GiB, {BUDGET_MID:,} from 70 GiB, "
         f"{BUDGET_LARGE:,} from 160 GiB, or the running cap where that is larger.", "tokens", "memory",
         range=(1, 10_000_000))
+    enable_prefix_caching: bool = _f(True, "Continuous modes: vLLM's automatic prefix caching (on by default, as in "
+                                     "vLLM): a request's first KV blocks found cached on its GPU skip their "
+                                     "prefill; freed blocks stay cached until evicted, least recently used first. "
+                                     "Acts only on workloads with prefix keys (shared system prompts, "
+                                     "conversations, Mooncake traces).", group="memory")
     # --- latency model ---------------------------------------------------
     latency: str = _f("parametric", "parametric, or grid:NAME for a calibration grid (bundled or stored).",
                       group="latency")
@@ -263,7 +268,8 @@ class SimConfig:
         if self.continuous:
             drop |= {"fill", "max_wait", "kv_reserve", "max_new_tokens"}
         else:
-            drop |= {"block_size", "kv_watermark", "max_num_batched_tokens", "preempt_policy", "queue_policy"}
+            drop |= {"block_size", "kv_watermark", "max_num_batched_tokens", "preempt_policy", "queue_policy",
+                     "enable_prefix_caching"}
             if self.kv_reserve != "max_new_tokens":
                 drop.add("max_new_tokens")
             if self.fill == "greedy":
@@ -273,6 +279,8 @@ class SimConfig:
             drop.add("preempt_policy")
         if self.queue_policy == "fcfs":
             drop.add("queue_policy")
+        if self.enable_prefix_caching:
+            drop.add("enable_prefix_caching")
         if self.d_sla_tbt is None:
             drop.add("tbt_sla")
         if self.latency != "parametric":

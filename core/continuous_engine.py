@@ -104,17 +104,19 @@ COMPILE_NOTICE = "compiling the continuous engine: once after an install or an u
 def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
                           predicted: np.ndarray, bins: np.ndarray, latency: LatencyModel, eta: int,
                           progress: Callable[[float], None] | None = None,
-                          priority: np.ndarray | None = None) -> EngineOutput:
+                          priority: np.ndarray | None = None, prefix=None) -> EngineOutput:
     """Simulate the whole workload with continuous batching; return per-request times and the span log.
-    ``priority``: each request's priority (smaller first; None: all 0), read by the priority policies.
+    ``priority``: each request's priority (smaller first; None: all 0), read by the priority policies;
+    ``prefix``: the requests' prefix keys (:class:`workloads.workload.PrefixKeys`), read by prefix caching.
 
     The event loop is compiled (:mod:`core.continuous_kernel`; numba loads on the first continuous
     run). With ``progress``, it runs in a worker thread while this one reports the fraction done;
     an exception from ``progress`` stops the run and is raised here.
     """
-    from .continuous_kernel import TICKS, gpu_records, request_records, settings, simulate
+    from .continuous_kernel import TICKS, Pages, gpu_records, request_records, settings, simulate
     from .latency_kernel import pack, unpack
     from .metrics import mean_gap
+    from .prefix_cache import K0, KCOV, REQUEST_FIELDS, UID, empty_ids, empty_names, empty_tables, key_chains, new_pool
 
     n, k = len(arrival), cfg.bins
     order, off = queue_layout(bins, k)
@@ -127,13 +129,23 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
         sums = np.zeros((4, 1))
     packed = pack(latency, cfg.b_max if cfg.dynamic else cfg.batch_size)
 
-    s = settings(cfg, n, eta, mem.theta)
+    kb = prefix.block if prefix is not None else 0
+    counts = np.diff(prefix.offsets) if prefix is not None else None
+    keyed_out = bool(prefix is not None and np.any(counts * kb > prompt))
+    s = settings(cfg, n, eta, mem.theta, kb, keyed_out)
     priority = np.zeros(n, np.int64) if priority is None else priority
     records = request_records(prompt[order], output[order], arrival[order], bins[order], priority[order])
     gpu_state = gpu_records(s)
-    args = (s, arrival, _array(bins, np.int64), records, gpu_state, _array(off, np.int64), sums, packed)
+    if s.paged:
+        req = np.zeros((n, len(REQUEST_FIELDS)), np.int64)
+        req[:, K0], req[:, KCOV], req[:, UID] = prefix.offsets[:-1][order], (counts * kb)[order], order
+        pages = Pages(new_pool(cfg.gpus, s.K), empty_names(), empty_tables(n),
+                      key_chains(_array(prefix.offsets, np.int64), _array(prefix.keys, np.int64)), empty_ids(), req)
+    else:
+        pages = None
+    args = (s, arrival, _array(bins, np.int64), records, gpu_state, _array(off, np.int64), sums, packed, pages)
     try:
-        rows, counts, wasted = _run(simulate, args, progress, n)
+        rows, tallies, wasted = _run(simulate, args, progress, n)
     except OverflowError:    # the kernel's clock ran out (continuous_kernel.tick)
         raise beyond_horizon(f"ran out of time serving requests that arrive until {arrival[-1]:.3g} s") from None
     unpack(packed, latency)
@@ -156,11 +168,13 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     log = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names}
     blocks = eta // cfg.block_size
     log["kv_util"] = log.pop("kv_blocks") / blocks   # blocks in use at each span's end
-    preemptions, kv_peak = counts.tolist()
+    log["kv_cached"] = log.pop("cached_blocks") / blocks   # ... and cached blocks no request holds
+    preemptions, kv_peak, queried, found = tallies.tolist()
     counters = {"oom_events": 0, "evicted_requests": 0, "preemptions": preemptions, "wasted_gpu_s": float(wasted),
                 "kv_peak_tokens": kv_peak, "kv_block_seconds": sum(gpu_state["kv_int"].tolist()),
                 "kv_blocks": blocks, "busy_s": sum(gpu_state["busy"].tolist()),
-                "iterations": int(log["iterations"].sum()), "running_iterations": int(gpu_state["n_int"].sum())}
+                "iterations": int(log["iterations"].sum()), "running_iterations": int(gpu_state["n_int"].sum()),
+                "prefix_queried_tokens": queried, "prefix_hit_tokens": found}
     return EngineOutput(requests=requests, log=log, counters=counters)
 
 

@@ -23,6 +23,7 @@ from numba import njit
 from .config import PREEMPT_POLICIES, QUEUE_POLICIES
 from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRANCH_WITHIN
 from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
+from .prefix_cache import ADM, HIT, fill, lookup, release, take_free, touch
 
 WAITING, RUNNING, DONE = 0, 1, 2
 NONE = -1                  # no request
@@ -43,7 +44,8 @@ LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it sta
                 ("iterations", np.int64), ("kv_tokens", np.int64),  # iterations; context tokens at its end
                 ("b_mem", np.int64), ("b_sla", np.int64), ("b_cap", np.int64),  # the caps it was planned with
                 ("branch", np.int64),                             # Algorithm 2's branch at its start
-                ("preempted", np.int64)])                         # requests preempted at its start
+                ("preempted", np.int64),                          # requests preempted at its start
+                ("cached_blocks", np.int64)])                     # free blocks still cached at its end
 
 # the run's settings (plain numbers and flags), one record: compiled code reaches it by one pointer,
 # however many fields it has (a tuple would be passed field by field to every function)
@@ -56,7 +58,9 @@ SETTINGS = np.dtype([
     ("b_max", np.int64), ("b_min", np.int64), ("d_sla", np.float64), ("sla_eps", np.float64),
     ("alpha", np.int64), ("delta", np.int64), ("eta", np.int64), ("margin", np.int64),
     ("mem_factor", np.float64), ("theta", np.float64), ("stats_window", np.int64), ("b_start", np.int64),
-    ("preempt", np.int64), ("queue", np.int64)], align=True)   # the policies (PREEMPT_POLICIES, QUEUE_POLICIES)
+    ("preempt", np.int64), ("queue", np.int64),                # the policies (PREEMPT_POLICIES, QUEUE_POLICIES)
+    ("paged", np.bool_), ("kb", np.int64),                     # prefix caching on (core.prefix_cache); tokens a key
+    ("keyed_out", np.bool_)], align=True)                      # ... some keys describe output tokens
 # one record per request, by queue position (inputs, then state: see core.continuous_engine)
 REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.float64), ("q_bin", np.int64),
                     ("state", np.int64), ("start", np.float64), ("first", np.float64), ("finish", np.float64),
@@ -70,9 +74,14 @@ Requests = namedtuple("Requests", "arr arr_k bins r")
 # arrival order, every arrival (then head == arrived); prefix sums of prompts and predictions feed Algorithm 1
 Queues = namedtuple("Queues", "off head arrived front sums blocked")
 # global counters (ints: waiting, next arrival, done, round-robin queue, preemptions, KV peak,
-# roomy GPUs, calm GPUs; float: wasted GPU-seconds), the event heaps and the log
+# roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there; float: wasted
+# GPU-seconds), admissions so far; the event heaps and the log
 World = namedtuple("World", "c wasted heap idle log")
-WAITING_, NEXT_, DONE_, RR_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_ = range(8)
+WAITING_, NEXT_, DONE_, RR_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(11)
+# prefix caching (core.prefix_cache): the GPUs' block pools, the cached blocks by name, each request's
+# block table (by queue position), the requests' key chains, the requests leaving a GPU at a boundary,
+# the requests' prefix-caching fields (core.prefix_cache.NB ...)
+Pages = namedtuple("Pages", "pool names tables chain leaving req")
 # one record per GPU: its state between events and the span it runs
 GPU = np.dtype([
     ("t", np.float64), ("T", np.int64),            # time and index of the last boundary
@@ -92,14 +101,22 @@ GPU = np.dtype([
     ("b_low", np.float64), ("b_high", np.float64),  # Algorithm 2's interval
     ("ctl_step", np.float64), ("ctl_size", np.float64),  # ... and its latest observation
     ("roomy", np.bool_), ("calm", np.bool_),       # in the sets of GPUs with room / planned with nobody waiting
-    ("soon", np.int64)], align=True)               # routing scratch: tick of its next boundary (-1: none)
+    ("soon", np.int64),                            # routing scratch: tick of its next boundary (-1: none)
+    # prefix caching: free blocks holding no name, free cached blocks; ids unused; the blocks this
+    # boundary's decode growth took already, the blocks the span's took and the pool has yet to give;
+    # memory kept a request out at this boundary
+    ("nu", np.int64), ("ncf", np.int64), ("nid", np.int64), ("prepaid", np.int64), ("owed", np.int64),
+    ("short", np.bool_)],
+    align=True)
 # per GPU: decoding requests by block phase, Algorithm 1's bound per queue, the heap of completions,
 # running requests (newest last), prefill chunks, and the suffix maximum of iteration durations
 GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d")
 
 
-def settings(cfg, n: int, eta: int, theta: float) -> np.record:
-    """The kernel's settings for ``cfg`` (``theta``: Algorithm 1's CLT quantile), a :data:`SETTINGS` record."""
+def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out: bool = False) -> np.record:
+    """The kernel's settings for ``cfg`` (``theta``: Algorithm 1's CLT quantile), a :data:`SETTINGS` record.
+    ``key_block``: tokens a prefix key describes, 0 when the workload has no prefix keys (then prefix
+    caching changes nothing); ``keyed_out``: some keys describe output tokens."""
     adaptive = cfg.dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
     K = eta // cfg.block_size
     s = np.zeros(1, SETTINGS).view(np.recarray)[0]
@@ -116,6 +133,8 @@ def settings(cfg, n: int, eta: int, theta: float) -> np.record:
     s.b_start = (min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive
                  else (cfg.b_max if cfg.dynamic else cfg.batch_size))
     s.preempt, s.queue = PREEMPT_POLICIES.index(cfg.preempt_policy), QUEUE_POLICIES.index(cfg.queue_policy)
+    s.paged = bool(cfg.enable_prefix_caching and key_block > 0)
+    s.kb, s.keyed_out = max(key_block, 1), keyed_out
     return s
 
 
@@ -136,6 +155,7 @@ def gpu_records(s: np.record) -> np.ndarray:
     g["blocked"] = NONE
     g["since_it"] = s.window    # the controllers are due at once
     g["b_low"], g["b_high"] = s.b_min, s.b_max
+    g["nu"] = g["nid"] = s.K     # every block free, holding no name
     return g
 
 
@@ -156,14 +176,15 @@ def ceil_div(a, b):
 
 # ------------------------------------------------------------ the run
 @njit(cache=True, nogil=True)
-def simulate(s, arrival, bins, r, gs, off, sums, L, progress):
+def simulate(s, arrival, bins, r, gs, off, sums, L, pages, progress):
     """Run the workload: arrivals (times, queues) in arrival order; the request records
     (:func:`request_records`) and GPU records (:func:`gpu_records`), updated in place; queue offsets and ``sums``,
     the prefix sums of prompts, their squares, predictions and their squares by queue position (as
-    QueueStats keeps them).
+    QueueStats keeps them); ``pages``, the prefix cache's state (:data:`Pages`), or None without prefix caching
+    (the kernel is then compiled without it).
 
-    Returns (the span log, a :data:`LOG` record a span; counters: preemptions, KV peak tokens;
-    wasted GPU-seconds). ``progress[0]`` follows the requests done; ``progress[1] = 1`` stops the run.
+    Returns (the span log, a :data:`LOG` record a span; counters: preemptions, KV peak tokens, prompt
+    tokens looked up in the prefix cache, tokens found there; wasted GPU-seconds). ``progress[0]`` follows the requests done; ``progress[1] = 1`` stops the run.
     """
     n, G = s.n, s.gpus
     arrival_ticks = np.empty(n, np.int64)
@@ -176,9 +197,9 @@ def simulate(s, arrival, bins, r, gs, off, sums, L, progress):
     qs = Queues(off, off[:-1].copy(), off[:-1].copy(), front, sums, np.zeros(s.k, np.bool_))
     heap = [(0, 0, 0)]
     heap.pop()
-    log = [(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
+    log = [(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
     log.pop()
-    w = World(np.zeros(8, np.int64), np.zeros(1), heap, list(range(G)), log)
+    w = World(np.zeros(11, np.int64), np.zeros(1), heap, list(range(G)), log)
     gl = _gpu_lists(s)
     # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
     lazy = s.k == 1 and s.queue == ARRIVAL_ORDER
@@ -193,7 +214,7 @@ def simulate(s, arrival, bins, r, gs, off, sums, L, progress):
             fresh = c[WAITING_] == 0 or (not lazy and _opens_queue(s, rq, qs, w, at))
             _advance(s, rq, qs, w, at)
             if fresh or len(w.idle) > 0:
-                _route(s, rq, qs, w, gs, gl, L, rq.arr[nxt], -1)
+                _route(s, rq, qs, w, gs, gl, L, pages, rq.arr[nxt], -1)
             continue
         at, gi, ver = heapq.heappop(w.heap)
         if ver != gs[gi].ver:
@@ -201,13 +222,13 @@ def simulate(s, arrival, bins, r, gs, off, sums, L, progress):
         if nxt < n and rq.arr_k[nxt] <= at:
             _advance(s, rq, qs, w, at)
         _finish_span(s, rq, w, gs, gl, L, gi)
-        _boundary(s, rq, qs, w, gs, gl, L, gi)
+        _boundary(s, rq, qs, w, gs, gl, L, pages, gi)
         if c[WAITING_] > 0 and (len(w.idle) > 0 or c[ROOMY_] > 0 or c[CALM_] > 0):
-            _route(s, rq, qs, w, gs, gl, L, gs[gi].t, gi)
+            _route(s, rq, qs, w, gs, gl, L, pages, gs[gi].t, gi)
         progress[0] = c[DONE_]
         if progress[1]:             # the caller gave up on this run
             break
-    return _log_records(w.log), np.array([c[PREEMPTIONS_], c[KV_PEAK_]], np.int64), w.wasted[0]
+    return _log_records(w.log), np.array([c[PREEMPTIONS_], c[KV_PEAK_], c[QUERIED_], c[HIT_]], np.int64), w.wasted[0]
 
 
 @njit(cache=True)
@@ -218,6 +239,7 @@ def _log_records(log):
         e, row = log[i], rows[i]
         row.start, row.duration, row.kv_blocks, row.gpu, row.size, row.iterations = e[0], e[1], e[2], e[3], e[4], e[5]
         row.kv_tokens, row.b_mem, row.b_sla, row.b_cap, row.branch, row.preempted = e[6], e[7], e[8], e[9], e[10], e[11]
+        row.cached_blocks = e[12]
     return rows
 
 
@@ -418,14 +440,14 @@ def _cap(s, g, bbase, q, running):
 
 # ------------------------------------------------------------ routing
 @njit(cache=True)
-def _route(s, rq, qs, w, gs, gl, L, now, exclude):
+def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
     """Idle GPUs take waiting requests now; of the busy GPUs with room, the one whose next boundary
     comes first stops there to admit; calm GPUs whose controllers come due stop then."""
     c = w.c
     while c[WAITING_] > 0 and len(w.idle) > 0:
         gi = heapq.heappop(w.idle)
         gs[gi].t = now
-        _boundary(s, rq, qs, w, gs, gl, L, gi)
+        _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
     if c[WAITING_] == 0:
         return
     head = _queue_head(qs, 0) if s.k == 1 else NONE
@@ -450,7 +472,7 @@ def _route(s, rq, qs, w, gs, gl, L, now, exclude):
     for at, gi, soon, x in soonest:
         g = gs[gi]
         used = g.U1 + _growth(s, gl.H[gi], g.span_T + 1, x) + gl.H[gi, soon % s.B]
-        if _admissible(s, rq, qs, g, gl.bbase[gi], g.n2 + len(gl.pref[gi]), s.K - s.watermark - used):
+        if _admissible(s, rq, qs, g, gl.bbase[gi], g.n2 + len(gl.pref[gi]), s.K - s.watermark - used, pg, gi):
             admit_tick, admit_gi = at, gi
             _end_span(w, g, L, gi, soon)
             break
@@ -495,13 +517,23 @@ def _boundary_time(g, L, x):
 
 
 @njit(cache=True)
-def _admissible(s, rq, qs, g, bbase, running, free_blocks):
-    """Could GPU ``g`` admit some queue's next request with this many running and blocks free?"""
+def _admissible(s, rq, qs, g, bbase, running, free_blocks, pg, gi):
+    """Could GPU ``gi`` (record ``g``) admit some queue's next request with this many running and blocks
+    free? With prefix caching, blocks it would find cached on this GPU count as free (what is cached
+    when the boundary comes may differ: where keys describe output tokens, any request may fit)."""
     for q in range(s.k):
         p = _queue_head(qs, q)
         if p == NONE:
             continue
-        if running < _cap(s, g, bbase, q, running) and ceil_div(rq.r[p].prompt + rq.r[p].gen, s.B) <= free_blocks:
+        if running >= _cap(s, g, bbase, q, running):
+            continue
+        tokens = rq.r[p].prompt + rq.r[p].gen
+        blocks = ceil_div(tokens, s.B)
+        if pg is not None:
+            if s.keyed_out:
+                return True
+            blocks -= lookup(pg.pool, s, pg.req, pg.chain, pg.names, gi, p, tokens)[0]
+        if blocks <= free_blocks:
             return True
     return False
 
@@ -583,6 +615,11 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
     g.t = span_t + duration
     g.T = E
     g.kv_int += U1 * d_first + (U1 + U_end) * 0.5 * dec
+    cached = 0
+    if s.paged:   # the blocks the span's decode growth takes (the boundary's took its first) come at the next
+        g.owed = U_end - g.U - g.prepaid   # boundary, the cached ones they evict with them
+        g.prepaid = 0
+        cached = g.ncf - max(g.owed - g.nu, 0)
     g.U = U_end
     ctx = c2 + n2 * x
     g.ctx = ctx
@@ -622,11 +659,11 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
     if ctx > c[KV_PEAK_]:
         c[KV_PEAK_] = ctx
     w.log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
-                  g.span_cap, g.span_branch, g.span_pre))
+                  g.span_cap, g.span_branch, g.span_pre, cached))
 
 
 @njit(cache=True)
-def _boundary(s, rq, qs, w, gs, gl, L, gi):
+def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
     """Between iterations: completions, the controllers, preemptions, prefill chunks, admissions; then
     plan the next span (or idle)."""
     # The steps are inlined and take only what they use: each list or array a step is handed
@@ -634,24 +671,31 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
     g, r, c = gs[gi], rq.r, w.c
     H, comp, pref, bbase = gl.H[gi], gl.comp[gi], gl.pref[gi], gl.bbase[gi]
     g.blocked = NONE
-    _complete(s, r, c, g, H, comp, gl.mono_i[gi], gl.mono_d[gi])
+    g.short = False
+    if pg is not None and g.owed:
+        take_free(pg.pool, pg.names, g, gi, g.owed, s.K)
+        g.owed = 0
+    _complete(s, r, c, g, H, comp, gl.mono_i[gi], gl.mono_d[gi], pg, gi)
     branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
     if s.dynamic and c[WAITING_] > 0 and g.since_it >= s.window:   # the controllers are due
         branch = _update_controllers(s, qs, g, bbase, len(pref))
     need, pre = H[g.T % s.B], 0
     if g.U + need > s.K:
-        need, pre = _make_room(s, rq, qs, w, g, gl, gi, need)
+        need, pre = _make_room(s, rq, qs, w, g, gl, pg, gi, need)
     budget = s.budget - g.n            # running requests first: a token a decode, then the prompts' chunks
     if len(pref) and g.U + need + _chunk_blocks(s, r, pref, budget) > s.K:
-        need, pre = _make_room_for_chunks(s, rq, qs, w, g, gl, gi, need, pre)
+        need, pre = _make_room_for_chunks(s, rq, qs, w, g, gl, pg, gi, need, pre)
         budget = s.budget - g.n
+    if pg is not None:   # the decodes' new blocks come first (vLLM schedules running requests first)
+        take_free(pg.pool, pg.names, g, gi, need, s.K)
+        g.prepaid = need
     joiners = [0]
     joiners.pop()
-    budget, seqs, tok = _continue_prefills(s, r, g, budget, pref, joiners)
+    budget, seqs, tok = _continue_prefills(s, r, g, budget, pref, joiners, pg, gi)
     running = g.n + len(pref) + len(joiners)
     if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
         running, budget, seqs, tok = _admit(s, r, qs, c, g, bbase, gl.stack[gi], pref, gi, need, running,
-                                            budget, seqs, tok, joiners)
+                                            budget, seqs, tok, joiners, pg)
     if running == 0:   # nothing to run: the GPU idles until a request comes
         g.ver += 1
         heapq.heappush(w.idle, gi)
@@ -663,7 +707,7 @@ def _boundary(s, rq, qs, w, gs, gl, L, gi):
 
 
 @njit(cache=True, inline="always")
-def _complete(s, r, c, g, H, comp, mono_i, mono_d):
+def _complete(s, r, c, g, H, comp, mono_i, mono_d, pg, gi):
     """Requests whose last token came at the end of iteration T-1 leave GPU ``g`` (its decoding requests
     by block phase ``H``, heap of completions ``comp``, suffix maximum of iteration durations). A request
     of output ``o`` leaves with the KV of its prompt and ``o - 1`` tokens: its last token is never fed back."""
@@ -675,7 +719,10 @@ def _complete(s, r, c, g, H, comp, mono_i, mono_d):
         prompt, gen = r[p].prompt, r[p].gen
         steps = _steps_left(r, p)
         tokens = prompt + gen + steps
-        g.U -= ceil_div(tokens, B)
+        if pg is not None:
+            pg.leaving.append(p)
+        else:
+            g.U -= ceil_div(tokens, B)
         if steps:
             g.n -= 1
             g.ctx -= tokens
@@ -687,6 +734,23 @@ def _complete(s, r, c, g, H, comp, mono_i, mono_d):
         r[p].finish = g.t
         r[p].state = DONE
         c[DONE_] += 1
+    if pg is not None and len(pg.leaving):
+        _leave(s, r, g, pg, gi)
+
+
+@njit(cache=True)
+def _leave(s, r, g, pg, gi):
+    """Prefix caching: the requests done free their blocks in the order they run in (vLLM frees them
+    so), and their tables go."""
+    leaving = pg.leaving
+    order = np.empty(len(leaving), np.int64)
+    for j in range(len(leaving)):
+        order[j] = pg.req[leaving[j], ADM]
+    for j in np.argsort(order):
+        p = leaving[j]
+        g.U -= _free_blocks(s, r, g, pg, gi, p, r[p].prompt + r[p].gen + _steps_left(r, p))
+        pg.tables[p] = np.empty(0, np.int64)
+    leaving.clear()
 
 
 @njit(cache=True)
@@ -708,18 +772,18 @@ def _update_controllers(s, qs, g, bbase, prefilling):
 
 
 @njit(cache=True)
-def _make_room(s, rq, qs, w, g, gl, gi, need):
+def _make_room(s, rq, qs, w, g, gl, pg, gi, need):
     """This iteration's decode growth (``need`` blocks) must fit: preempt (:func:`_victim`) until it does.
     Returns (blocks the growth takes, requests preempted)."""
     pre = 0
     while g.U + need > s.K:
-        need = _preempt_victim(s, rq, qs, w, g, gl, gi, need)
+        need = _preempt_victim(s, rq, qs, w, g, gl, pg, gi, need)
         pre += 1
     return need, pre
 
 
 @njit(cache=True)
-def _preempt_victim(s, rq, qs, w, g, gl, gi, need):
+def _preempt_victim(s, rq, qs, w, g, gl, pg, gi, need):
     """Preempt the policy's victim (:func:`_victim`) on GPU ``gi``; returns ``need``, the blocks this
     iteration's decode growth takes, less the victim's."""
     r, E = rq.r, g.T
@@ -730,7 +794,7 @@ def _preempt_victim(s, rq, qs, w, g, gl, gi, need):
             decoding = False
     if decoding and (r[p].tdec - r[p].prompt - r[p].gen) % s.B == E % s.B:
         need -= 1
-    _preempt(s, rq, qs, w, g, gl, gi, p, E, g.t, decoding)
+    _preempt(s, rq, qs, w, g, gl, pg, gi, p, E, g.t, decoding)
     return need
 
 
@@ -749,15 +813,32 @@ def _chunk_blocks(s, r, pref, budget):
 
 
 @njit(cache=True)
-def _make_room_for_chunks(s, rq, qs, w, g, gl, gi, need, pre):
+def _make_room_for_chunks(s, rq, qs, w, g, gl, pg, gi, need, pre):
     """After the decode growth (``need`` blocks), the chunks of prompts being prefilled must fit too:
     preempt (:func:`_victim`, vLLM's order: usually the prompt being chunked, the newest) until they do.
     Returns (blocks the growth takes, requests preempted so far)."""
     r, pref = rq.r, gl.pref[gi]
     while len(pref) and g.U + need + _chunk_blocks(s, r, pref, s.budget - g.n) > s.K:
-        need = _preempt_victim(s, rq, qs, w, g, gl, gi, need)
+        need = _preempt_victim(s, rq, qs, w, g, gl, pg, gi, need)
         pre += 1
     return need, pre
+
+
+@njit(cache=True)
+def _free_blocks(s, r, g, pg, gi, p, tokens):
+    """Prefix caching: request ``p`` leaves GPU ``gi`` holding slots for ``tokens`` tokens; its full
+    blocks are cached, then its blocks freed. Returns how many blocks are free again."""
+    table = pg.tables[p]
+    fill(pg.pool, s, pg.req, pg.chain, pg.names, table, g, gi, p, tokens)
+    return release(pg.pool, pg.names, table, pg.req, g, gi, p, s.K)
+
+
+@njit(cache=True)
+def take_blocks(s, r, g, pg, gi, p, new, tokens):
+    """Prefix caching: request ``p`` takes ``new`` free blocks of GPU ``gi``, now holding slots for
+    ``tokens`` tokens, and caches those they fill."""
+    take_free(pg.pool, pg.names, g, gi, new, s.K)
+    fill(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, tokens)
 
 
 @njit(cache=True)
@@ -795,7 +876,7 @@ def _victim(s, r, stack, gi):
 
 
 @njit(cache=True, inline="always")
-def _continue_prefills(s, r, g, budget, pref, joiners):
+def _continue_prefills(s, r, g, budget, pref, joiners, pg, gi):
     """Chunks of admitted prompts, oldest first, within the ``budget`` of tokens the decodes left, each
     allocating the blocks it fills on GPU ``g`` (they fit: :func:`_make_room_for_chunks`); requests whose
     prefill ends in this iteration join ``joiners``. Returns (budget left, sequences prefilled, their
@@ -811,7 +892,10 @@ def _continue_prefills(s, r, g, budget, pref, joiners):
                 continue
             take = rem if rem <= budget else budget
             done = r[p].prompt + r[p].gen - rem
-            g.U += ceil_div(done + take, s.B) - ceil_div(done, s.B)
+            new = ceil_div(done + take, s.B) - ceil_div(done, s.B)
+            g.U += new
+            if pg is not None:
+                take_blocks(s, r, g, pg, gi, p, new, done + take)
             budget -= take
             seqs += 1
             tok += take
@@ -826,12 +910,16 @@ def _continue_prefills(s, r, g, budget, pref, joiners):
 
 
 @njit(cache=True, inline="always")
-def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, tok, joiners):
+def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, tok, joiners, pg):
     """Admissions to GPU ``gi`` from the queues (the bin policy picks the queue, the queue policy its
     head) under the caps and the blocks free after this iteration's growth (``need``) and, while some
     request runs, the watermark; admitted requests join ``stack`` and, while their prompt is prefilled,
-    ``pref``. Returns (running, budget, seqs, tok) updated."""
+    ``pref``. With prefix caching, a request's first blocks found cached on this GPU skip their prefill
+    and take no new block (one no request holds leaves the free queue). Returns (running, budget, seqs,
+    tok) updated."""
     B = s.B
+    if pg is not None and s.keyed_out and c[WAITING_] > 0:
+        _cache_decoded(s, r, g, pg, gi, stack, pref, joiners)
     room = s.K - need - g.U      # blocks free for admissions
     single = s.k == 1
     if not single:
@@ -847,22 +935,39 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
             q, p = _choose(s, r, qs, c[RR_])
             if p == NONE:
                 break
-        blocks = ceil_div(r[p].prompt + r[p].gen, B)
+        tokens = r[p].prompt + r[p].gen
+        hits = loose = 0   # blocks found cached; how many of them no request holds
+        if pg is not None:
+            hits, loose = lookup(pg.pool, s, pg.req, pg.chain, pg.names, gi, p, tokens)
+        blocks = ceil_div(tokens, B) - hits + loose
         short = blocks > room - (s.watermark if running else 0)   # vLLM's watermark: only while some run
         if running >= _cap(s, g, bbase, q, running) or short:
+            g.short = g.short or short
             if single:
-                if short:   # memory only shrinks until the next event: p stays out
+                if short and not s.keyed_out:   # memory only shrinks until the next event: p stays out
                     g.blocked = p
                 break
             qs.blocked[q] = True
             continue
         _take(qs, c, q, p)
         c[RR_] = q + 1
-        tokens = r[p].prompt + r[p].gen
-        take = tokens if tokens <= budget else budget
-        held = ceil_div(take, B)   # the whole prompt fits; its blocks come chunk by chunk (vLLM)
+        cached = hits * B
+        todo = tokens - cached
+        take = todo if todo <= budget else budget
+        new = ceil_div(cached + take, B) - hits   # the whole prompt fits; its blocks come chunk by chunk (vLLM)
+        held = new + loose
         room -= held
         g.U += held
+        if pg is not None:
+            if len(pg.tables[p]) == 0:
+                pg.tables[p] = np.empty(ceil_div(r[p].prompt + r[p].output, B) + 1, np.int64)
+            touch(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, hits, s.K)
+            take_blocks(s, r, g, pg, gi, p, new, cached + take)
+            pg.req[p, HIT] += cached
+            pg.req[p, ADM] = c[ADMITTED_]
+            c[ADMITTED_] += 1
+            c[QUERIED_] += tokens
+            c[HIT_] += cached
         r[p].state = RUNNING
         r[p].gpu = gi
         r[p].share = g.share
@@ -873,11 +978,29 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
         budget -= take
         seqs += 1
         tok += take
-        if take == tokens:
+        if take == todo:
             joiners.append(p)
         else:
-            pref.append((p, tokens - take))
+            pref.append((p, todo - take))
     return running, budget, seqs, tok
+
+
+@njit(cache=True)
+def _cache_decoded(s, r, g, pg, gi, stack, pref, joiners):
+    """Before admissions look the prefix cache up, cache the blocks GPU ``gi``'s decoding requests
+    filled (their names are otherwise settled when they leave): needed only where keys describe
+    output tokens, which another request may then find."""
+    E = g.T
+    for p in stack:
+        if r[p].state != RUNNING or r[p].gpu != gi or r[p].tdec > E:
+            continue
+        busy = False
+        for e in pref:
+            busy = busy or e[0] == p
+        for e in joiners:
+            busy = busy or e == p
+        if not busy:   # decoding: slots through this iteration's token
+            fill(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, r[p].prompt + r[p].gen + E - r[p].tdec + 1)
 
 
 @njit(cache=True, inline="always")
@@ -918,7 +1041,9 @@ def _plan_span(s, r, c, heap, g, H, comp, pref, bbase, L, gi, need, pre, running
         heapq.heappop(comp)
     E_next = comp[0][0] + 1 if len(comp) else E + 1
     waiting = c[WAITING_] > 0
-    if len(pref) or (waiting and (pre or budget <= 0)):   # prefill continues, or admission may
+    # prefill continues, or admission may (where keys describe output tokens, a request memory kept out
+    # may fit after any iteration: the blocks it would find cached grow as the decodes fill theirs)
+    if len(pref) or (waiting and (pre or budget <= 0 or (s.keyed_out and g.short))):
         E_next = E + 1
     if s.dynamic:   # the controllers are due every window of iterations while requests wait
         if waiting:
@@ -971,7 +1096,7 @@ def _overflow(s, H, T, n, free):
 
 
 @njit(cache=True)
-def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
+def _preempt(s, rq, qs, w, g, gl, pg, gi, p, E, t, decoding):
     """Free ``p``'s blocks on GPU ``gi`` (record ``g``) and send it back to the front of its queue
     (recompute later)."""
     r = rq.r
@@ -980,7 +1105,7 @@ def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
     if decoding:
         done_here = E - r[p].tdec
         tokens = prompt + gen + done_here
-        g.U -= ceil_div(tokens, B)
+        g.U -= _free_blocks(s, r, g, pg, gi, p, tokens) if pg is not None else ceil_div(tokens, B)
         g.n -= 1
         g.ctx -= tokens
         gl.H[gi, (r[p].tdec - prompt - gen) % B] -= 1
@@ -996,7 +1121,8 @@ def _preempt(s, rq, qs, w, g, gl, gi, p, E, t, decoding):
         pref = gl.pref[gi]
         for j in range(len(pref)):
             if pref[j][0] == p:
-                g.U -= ceil_div(prompt + gen - pref[j][1], B)
+                done = prompt + gen - pref[j][1]
+                g.U -= _free_blocks(s, r, g, pg, gi, p, done) if pg is not None else ceil_div(done, B)
                 pref.pop(j)
                 break
     w.wasted[0] += g.share - r[p].share

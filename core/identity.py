@@ -5,8 +5,9 @@ import hashlib
 import json
 
 # Bump when a change alters simulated results, so stored runs are not served stale.
-SIM_VERSION = "3"  # 2: admission without an oracle, out-of-memory evictions, continuous batching;
-#                    3: a request of output o emits o tokens (the first from its prefill), resume as vLLM
+SIM_VERSION = "4"  # 2: admission without an oracle, out-of-memory evictions, continuous batching;
+#                    3: a request of output o emits o tokens (the first from its prefill), resume as vLLM;
+#                    4: prefix caching (hit rate and tokens saved in every summary, cached KV in the series)
 
 
 def canonical_json(obj) -> str:

@@ -190,6 +190,11 @@ METRICS: tuple[Metric, ...] = (
        "in use.", views="table compare"),
     _m("kv_peak_tokens", "KV peak", "tokens", "The most KV-cache tokens one GPU held.", views="table", whole=True),
     _m("eta_tokens", "KV capacity", "tokens", "KV-cache tokens one GPU holds (eta).", whole=True),
+    _m("prefix_hit_rate", "Prefix cache hit rate", "share", "Share of the prompt tokens looked up in the prefix "
+       "cache (at each admission, as vLLM counts them) that it held (continuous modes, workloads with prefix "
+       "keys).", "higher", "table compare"),
+    _m("prefill_tokens_saved", "Prefill tokens saved", "tokens", "Prompt tokens whose prefill prefix-cache hits "
+       "skipped.", "higher", "table", whole=True),
     _m("preemptions", "Preemptions", "count", "Requests preempted to free KV cache (continuous modes).", "lower",
        "table compare", whole=True),
     _m("oom_events", "Out-of-memory events", "count", "Batches that outgrew GPU memory (batch modes).", "lower",

@@ -211,6 +211,7 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
         "kv_peak_tokens": int(counters["kv_peak_tokens"]) if "kv_peak_tokens" in counters
         else int(log["kv_tokens"].max()),
         "eta_tokens": int(eta),
+        **prefix_cache_summary(counters),
     }
     if cfg.dynamic:
         branch = log["branch"]
@@ -226,6 +227,13 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
 def served_max(values: np.ndarray) -> float:
     """The largest finite value (every run serves at least one request)."""
     return float(np.nanmax(values))
+
+
+def prefix_cache_summary(counters: dict) -> dict:
+    """The prefix cache's share of prompt tokens looked up that it held (None: nothing looked up, as without
+    prefix keys or caching), and the prefill tokens its hits saved."""
+    queried, hit = counters.get("prefix_queried_tokens", 0), counters.get("prefix_hit_tokens", 0)
+    return {"prefix_hit_rate": hit / queried if queried else None, "prefill_tokens_saved": int(hit)}
 
 
 def kv_utilization_mean(log: dict, counters: dict, eta: int, gpus: int, horizon: float) -> float:
@@ -349,10 +357,12 @@ def gpu_utilization_series(log: dict, gpus: int, horizon: float, t0: float = 0.0
 
 def occupancy_series(log: dict, gpus: int, eta: int, horizon: float, t0: float = 0.0,
                      points: int = SERIES_POINTS):
-    """Per window: KV cache in use (share of all GPUs' capacity) and running requests per GPU.
+    """Per window: KV cache in use (share of all GPUs' capacity), running requests per GPU and, for
+    continuous runs, the share held by cached prefix blocks no request holds (``kv_cached``).
 
     Each row counts with the time it overlaps the window; its KV is the row's ``kv_tokens``
-    (a batch's padded peak, a span's tokens at its end), an upper bound within the row.
+    (a batch's padded peak, a span's tokens at its end), an upper bound within the row; its cached
+    share is the span's at its end.
     """
     import pandas as pd
 
@@ -363,9 +373,13 @@ def occupancy_series(log: dict, gpus: int, eta: int, horizon: float, t0: float =
     kv = _window_sum(start, end, log["kv_tokens"].astype(np.float64), edges)
     size = _window_sum(start, end, log["size"].astype(np.float64), edges)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return pd.DataFrame({"time_s": (edges[:-1] + edges[1:]) / 2,
-                             "kv_utilization": np.where(width > 0, kv / (width * eta), 0.0),
-                             "running": np.where(width > 0, size / width, 0.0)})
+        columns = {"time_s": (edges[:-1] + edges[1:]) / 2,
+                   "kv_utilization": np.where(width > 0, kv / (width * eta), 0.0),
+                   "running": np.where(width > 0, size / width, 0.0)}
+        if "kv_cached" in log:
+            cached = _window_sum(start, end, log["kv_cached"].astype(np.float64), edges)
+            columns["kv_cached"] = np.where(width > 0, cached / width, 0.0)
+        return pd.DataFrame(columns)
 
 
 def batch_size_histogram(log: dict):

@@ -86,7 +86,11 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
     pick = (lambda a: a) if every else (lambda a: a[served])
     arrival = pick(workload.arrival)
     engine = run_continuous_engine if config.continuous else run_batch_engine
-    given = {"priority": pick(workload.priority)} if config.continuous and workload.priority is not None else {}
+    given = {}
+    if config.continuous and workload.priority is not None:
+        given["priority"] = pick(workload.priority)
+    if config.continuous and workload.prefix is not None:
+        given["prefix"] = workload.prefix if every else workload.prefix.take(np.flatnonzero(served))
     out = engine(config, arrival, pick(workload.prompt), pick(workload.output), pick(workload.predicted),
                  pick(bins), latency, eta, progress, **given)
     log = out.log

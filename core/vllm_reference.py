@@ -151,9 +151,41 @@ def make_scheduler(settings: VllmSettings, max_model_len: int, unlimited_budget:
                      structured_output_manager=StructuredOutputManager(config), log_stats=False)
 
 
-def _requests(arrival, prompt, max_tokens, block_size: int, priority=None):
-    """vLLM Requests: request i's prompt starts with token i, so no two requests share a cached
-    block (a preempted request can still find its own blocks while prefix caching keeps them)."""
+class Stream:
+    """The tokens of each request's stream (its prompt, then its output): where prefix keys describe
+    them (``block`` tokens a key), a token drawn from the key and the position in its block, so
+    requests whose keys agree have the same tokens there; elsewhere tokens of the request's own.
+    Without keys, request i's prompt is token i then 1s and it samples :data:`SAMPLED_TOKEN`, so no
+    two requests share a cached block (a preempted request still finds its own)."""
+
+    def __init__(self, prefix=None):
+        self.prefix = prefix
+
+    def token(self, i: int, x: int) -> int:
+        """Token ``x`` of request ``i``'s stream."""
+        from .prefix_cache import mix
+
+        if self.prefix is None:
+            return (i if x == 0 else 1) if x >= 0 else SAMPLED_TOKEN
+        block, offsets, keys = self.prefix.block, self.prefix.offsets, self.prefix.keys
+        j = x // block
+        if j < offsets[i + 1] - offsets[i]:
+            return 1 + mix(int(keys[offsets[i] + j]), x % block) % VOCAB
+        return 1 + mix(mix(-1 - i, x), 7) % VOCAB
+
+    def prompt(self, i: int, length: int) -> list[int]:
+        return [self.token(i, x) for x in range(length)]
+
+    def sample(self, i: int, position: int) -> int:
+        """The token request ``i`` samples at stream ``position``."""
+        return SAMPLED_TOKEN if self.prefix is None else self.token(i, position)
+
+
+VOCAB = 31_000   # token ids drawn for streams stay below the toy model's vocabulary
+
+
+def _requests(arrival, prompt, max_tokens, block_size: int, priority=None, stream: Stream | None = None):
+    """vLLM Requests, their prompts from ``stream`` (:class:`Stream`)."""
     from vllm.sampling_params import SamplingParams
     from vllm.utils.hashing import sha256
     from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
@@ -163,10 +195,11 @@ def _requests(arrival, prompt, max_tokens, block_size: int, priority=None):
     hasher = get_request_block_hasher(block_size, sha256)
     out = []
     levels = [0] * len(arrival) if priority is None else np.asarray(priority).tolist()
+    stream = stream or Stream()
     for i, (a, p, m, level) in enumerate(zip(arrival.tolist(), prompt.tolist(), max_tokens.tolist(), levels,
                                              strict=True)):
         params = SamplingParams(max_tokens=int(m), ignore_eos=True, temperature=0.0)
-        tokens = [i] + [1] * (int(p) - 1)
+        tokens = stream.prompt(i, int(p))
         out.append(Request(request_id=str(i), prompt_token_ids=tokens, sampling_params=params,
                            pooling_params=None, arrival_time=float(a), block_hasher=hasher,
                            priority=int(level)))
@@ -174,7 +207,7 @@ def _requests(arrival, prompt, max_tokens, block_size: int, priority=None):
 
 
 def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, max_tokens: np.ndarray,
-             latency: LatencyModel, priority: np.ndarray | None = None) -> VllmTrace:
+             latency: LatencyModel, priority: np.ndarray | None = None, prefix=None) -> VllmTrace:
     """Serve the requests (sorted by ``arrival``; prompts of at least one token; ``max_tokens`` =
     tokens each emits, the first at the end of its prefill) with vLLM's scheduler on one GPU.
 
@@ -182,6 +215,8 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
     is scheduled among the requests that have arrived by its start and lasts :func:`iteration_time`
     of its prefill tokens (requests computing more than their last token, or still in their prompt)
     and its decodes (one token after all known ones, attending the tokens already computed).
+    ``prefix``: the requests' prefix keys (``block``, ``offsets``, ``keys``, as
+    :class:`workloads.workload.PrefixKeys`): their streams' tokens follow them (:class:`Stream`).
     """
     arrival = np.asarray(arrival, dtype=np.float64)
     prompt = np.asarray(prompt, dtype=np.int64)
@@ -198,7 +233,8 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
     sched = make_scheduler(settings, max_model_len, int((prompt + max_tokens).sum()) + settings.max_num_seqs)
     from vllm.v1.outputs import ModelRunnerOutput
 
-    reqs = _requests(arrival, prompt, max_tokens, settings.block_size, priority)
+    stream = Stream(prefix)
+    reqs = _requests(arrival, prompt, max_tokens, settings.block_size, priority, stream)
     ticks = [tick(a) for a in arrival.tolist()]
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
@@ -238,7 +274,7 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
                 x += k
             steps[index[rid]] += 1
             ids.append(rid)
-            sampled.append([SAMPLED_TOKEN] if r.num_computed_tokens >= r.num_tokens else [])
+            sampled.append([stream.sample(index[rid], r.num_tokens)] if r.num_computed_tokens >= r.num_tokens else [])
             if sampled[-1]:
                 prefilling.discard(rid)
         t_end = t + iteration_time(latency, a, x, dn, dc)

@@ -9,9 +9,10 @@ per line, a JSON object::
 
 ``timestamp`` is in milliseconds (integer or float); ``hash_ids`` name the
 blocks of ``block`` (512) prompt tokens: two requests with the same ids on
-blocks 0..j share those tokens. They become the workload's
-:class:`~workloads.workload.PrefixKeys` as they are (the last id may name a
-partly filled block; a request has at most ceil(input_length / block) ids).
+blocks 0..j share those tokens. The ids of whole blocks become the workload's
+:class:`~workloads.workload.PrefixKeys`; a last id naming a partly filled block
+(a request has at most ceil(input_length / block) ids) is left out, since it
+vouches for the prompt's tokens in that block only, not for what follows them.
 Other fields are ignored.
 
 Rules, as for BurstGPT (:mod:`workloads.burstgpt`):
@@ -103,7 +104,7 @@ def _timestamp(value, line: int) -> float:
 
 
 def _hash_ids(value, line: int, prompt: int, block: int) -> list:
-    """The list of int64 hash ids, at most ceil(prompt / block) of them."""
+    """The int64 hash ids of the prompt's whole blocks (at most ceil(prompt / block) ids are accepted)."""
     if not isinstance(value, list):
         raise WorkloadError(f"trace: line {line}, field hash_ids: {shown(value, 40)} is not a list of integers")
     for v in value:
@@ -114,7 +115,7 @@ def _hash_ids(value, line: int, prompt: int, block: int) -> list:
     if len(value) > most:
         raise WorkloadError(f"trace: line {line}, field hash_ids: {len(value)} ids, but input_length "
                             f"{prompt} fills at most {most} block{'s' if most > 1 else ''} of {block} tokens")
-    return value
+    return value[:prompt // block]   # the ids of whole blocks
 
 
 def _read(src, block: int) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray, list, list[int]]:

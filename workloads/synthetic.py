@@ -249,10 +249,10 @@ def prefix_keys(tokens: np.ndarray, system: np.ndarray | None, system_tokens: in
                 conversation: np.ndarray | None) -> PrefixKeys:
     """Keys in KEY_BLOCK-token blocks: the full blocks of a request's system prompt (``system``, 0-based,
     or None) keyed by (system prompt, block); with ``conversation`` (each request's, 0-based) every other
-    block of its ``tokens`` (prompt + output) keyed by (conversation, block), else no more keys."""
+    whole block of its ``tokens`` (prompt + output) keyed by (conversation, block), else no more keys."""
     n = len(tokens)
     full = system_tokens // KEY_BLOCK if system is not None else 0
-    counts = -(-np.asarray(tokens, dtype=np.int64) // KEY_BLOCK) if conversation is not None \
+    counts = np.asarray(tokens, dtype=np.int64) // KEY_BLOCK if conversation is not None \
         else np.full(n, full, dtype=np.int64)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])

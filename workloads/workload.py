@@ -17,7 +17,8 @@ class PrefixKeys:
     """Which blocks of tokens requests share (for automatic prefix caching).
 
     Request i's token stream (its prompt, then its output) is cut in blocks of
-    ``block`` tokens; ``keys[offsets[i]:offsets[i+1]]`` name its first blocks.
+    ``block`` tokens; ``keys[offsets[i]:offsets[i+1]]`` name its first whole blocks
+    (so they describe its first ``block`` x their number tokens, at most all it has).
     Two requests whose keys agree on blocks 0..j hold the same tokens in those
     blocks, as far as both have tokens there. Blocks past a request's keys are
     its own (shared with nobody). Keys are any int64: the engine chains them
@@ -199,13 +200,13 @@ class Workload:
             raise WorkloadError(f"prefix: offsets has {len(prefix.offsets)} entries, the workload has {n} "
                                 f"requests (it needs {n + 1})")
         tokens = self.prompt + self.output
-        blocks = -(-tokens // prefix.block)
+        blocks = tokens // prefix.block
         counts = prefix.counts()
         over = counts > blocks
         if over.any():
             i = int(np.argmax(over))
             raise WorkloadError(f"prefix: request {i} has {counts[i]} keys, but its {tokens[i]} tokens fill "
-                                f"at most {blocks[i]} blocks of {prefix.block}")
+                                f"only {blocks[i]} whole blocks of {prefix.block} (keys name whole blocks)")
 
     def __len__(self) -> int:
         return len(self.arrival)
