@@ -184,7 +184,8 @@ def simulate(s, arrival, bins, r, gs, off, sums, L, pages, progress):
     (the kernel is then compiled without it).
 
     Returns (the span log, a :data:`LOG` record a span; counters: preemptions, KV peak tokens, prompt
-    tokens looked up in the prefix cache, tokens found there; wasted GPU-seconds). ``progress[0]`` follows the requests done; ``progress[1] = 1`` stops the run.
+    tokens looked up in the prefix cache, tokens found there; wasted GPU-seconds). ``progress[0]`` follows
+    the requests done; ``progress[1] = 1`` stops the run.
     """
     n, G = s.n, s.gpus
     arrival_ticks = np.empty(n, np.int64)
@@ -1000,7 +1001,8 @@ def _cache_decoded(s, r, g, pg, gi, stack, pref, joiners):
         for e in joiners:
             busy = busy or e == p
         if not busy:   # decoding: slots through this iteration's token
-            fill(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, r[p].prompt + r[p].gen + E - r[p].tdec + 1)
+            tokens = r[p].prompt + r[p].gen + E - r[p].tdec + 1
+            fill(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, tokens)
 
 
 @njit(cache=True, inline="always")

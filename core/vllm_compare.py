@@ -29,8 +29,8 @@ class Comparison:
     """Both runs of one workload. Per request (the compared requests, in arrival order): arrival,
     prompt, output (batchlab's o), each side's TTFT and E2E (seconds) and preemptions; per run:
     iterations and preemptions of each side, when each first preempted (the start of that iteration;
-    NaN if never), the vLLM settings used, the known differences, and the requests left out (never
-    servable on one GPU, or with an empty prompt)."""
+    NaN if never), the prompt tokens each found in its prefix cache, the vLLM settings used, the known
+    differences, and the requests left out (never servable on one GPU, or with an empty prompt)."""
 
     arrival: np.ndarray
     prompt: np.ndarray
@@ -43,6 +43,7 @@ class Comparison:
     settings: VllmSettings
     differences: list[str]
     left_out: int
+    prefix_hits: tuple[int, int] = (0, 0)
 
     @property
     def d_ttft(self) -> np.ndarray:
@@ -95,47 +96,55 @@ def vllm_policy(cfg: SimConfig) -> str:
     return policy
 
 
-def vllm_settings(cfg: SimConfig, prefix_caching: bool = True) -> VllmSettings:
+def vllm_settings(cfg: SimConfig) -> VllmSettings:
     """vLLM's settings for ``cfg``: its KV blocks (eta // block_size), block size, max_num_seqs =
     batch_size, the token budget max_num_batched_tokens (:attr:`SimConfig.token_budget`), the watermark,
-    chunked prefill on (vLLM's default), prefix caching as given and the scheduling policy of
-    ``cfg``'s queue and preemption policies (:func:`vllm_policy`)."""
+    chunked prefill on (vLLM's default), prefix caching (enable_prefix_caching) and the scheduling
+    policy of ``cfg``'s queue and preemption policies (:func:`vllm_policy`)."""
     blocks = MemoryModel.from_config(cfg).eta // cfg.block_size
     return VllmSettings(block_size=cfg.block_size, num_blocks=blocks, max_num_seqs=cfg.batch_size,
                         max_num_batched_tokens=cfg.token_budget, enable_chunked_prefill=True,
-                        enable_prefix_caching=prefix_caching, watermark=cfg.kv_watermark, policy=vllm_policy(cfg))
+                        enable_prefix_caching=cfg.enable_prefix_caching, watermark=cfg.kv_watermark,
+                        policy=vllm_policy(cfg))
 
 
-def known_differences(cfg: SimConfig, settings: VllmSettings, preempted: bool) -> list[str]:
-    """The departures of batchlab's engine from vLLM that can show in this comparison."""
+def known_differences(cfg: SimConfig, settings: VllmSettings, preempted: bool, keyed: bool) -> list[str]:
+    """The departures of batchlab's engine from vLLM that can show in this comparison (``keyed``: the
+    workload has prefix keys)."""
     notes = []
-    if preempted and settings.enable_prefix_caching:
-        notes.append("resume after preemption: vLLM reuses the preempted request's own blocks still in its "
-                     "prefix cache; batchlab, with no prefix cache, recomputes all of them")
+    if preempted and settings.enable_prefix_caching and not keyed:
+        notes.append("resume after preemption: vLLM finds the preempted request's own blocks still in its "
+                     "prefix cache; batchlab caches prefixes only on workloads with prefix keys, so here it "
+                     "recomputes all of them")
     return notes
 
 
-def compare(cfg: SimConfig, workload: Workload, latency: LatencyModel, prefix_caching: bool = True) -> Comparison:
+def compare(cfg: SimConfig, workload: Workload, latency: LatencyModel,
+            prefix_caching: bool | None = None) -> Comparison:
     """Run ``workload`` through batchlab's engine and vLLM's scheduler under ``cfg`` (continuous_static,
-    one GPU). Requests one GPU can never serve, or with an empty prompt (vLLM needs a token), are left
-    out of both runs."""
+    one GPU; ``prefix_caching``, when given, sets enable_prefix_caching on both). Requests one GPU can
+    never serve, or with an empty prompt (vLLM needs a token), are left out of both runs. Prefix keys
+    become the tokens vLLM sees (:class:`core.vllm_reference.Stream`)."""
     from .simulation import servable, simulate
 
     check_config(cfg)
+    if prefix_caching is not None:
+        cfg = cfg.replace(enable_prefix_caching=prefix_caching)
     eta = MemoryModel.from_config(cfg).eta
     keep = servable(cfg, workload, eta) & (workload.prompt >= 1)
     if not keep.any():
         raise ConfigError("gpu_mem_gb", "no request can be compared: none fits one GPU's KV cache with a "
                                         "prompt of at least one token")
     priority = None if workload.priority is None else workload.priority[keep]
+    prefix = None if workload.prefix is None else workload.prefix.take(np.flatnonzero(keep))
     sub = Workload(workload.arrival[keep], workload.prompt[keep], workload.output[keep], workload.predicted[keep],
-                   priority=priority)
+                   priority=priority, prefix=prefix)
     result = simulate(cfg, sub, latency=latency)
     req = result.requests
-    settings = vllm_settings(cfg, prefix_caching)
+    settings = vllm_settings(cfg)
     # max_tokens = o: both emit o tokens (a failed trace row's output 0 runs as its prefill alone in both)
     trace: VllmTrace = run_vllm(settings, sub.arrival, sub.prompt, np.maximum(sub.output, 1), latency,
-                                priority=sub.priority)
+                                priority=sub.priority, prefix=sub.prefix)
     pre_b = np.asarray(req["preemptions"], dtype=np.int64)
     log = result.batches
     starts = log["start"][log["preempted"] > 0]
@@ -148,8 +157,9 @@ def compare(cfg: SimConfig, workload: Workload, latency: LatencyModel, prefix_ca
         iterations=(int(result.summary["iterations"]), trace.iterations),
         first_preemption=(float(starts.min()) if len(starts) else math.nan,
                           float(trace.preempted_at[0]) if len(trace.preempted_at) else math.nan),
-        settings=settings, differences=known_differences(cfg, settings, preempted),
-        left_out=int((~keep).sum()))
+        settings=settings, differences=known_differences(cfg, settings, preempted, sub.prefix is not None),
+        left_out=int((~keep).sum()),
+        prefix_hits=(int(result.summary["prefill_tokens_saved"]), trace.prefix_hits))
 
 
 def _max_abs(values: np.ndarray) -> float:
@@ -176,6 +186,7 @@ def comparison_json(c: Comparison) -> dict:
             "tolerance_s": TOLERANCE_S,
             "preemptions": {"batchlab": int(c.preemptions[0].sum()), "vllm": int(c.preemptions[1].sum())},
             "iterations": {"batchlab": c.iterations[0], "vllm": c.iterations[1]},
+            "prefix_hit_tokens": {"batchlab": c.prefix_hits[0], "vllm": c.prefix_hits[1]},
             "first_preemption_s": {"batchlab": _or_none(c.first_preemption[0]),
                                    "vllm": _or_none(c.first_preemption[1])},
             "vllm_settings": {"block_size": s.block_size, "num_gpu_blocks": s.num_blocks + 1,
@@ -201,7 +212,9 @@ def format_comparison(c: Comparison) -> str:
              f"max |dTTFT| {j['max_abs_d_ttft_s']:.3g} s, max |dE2E| {j['max_abs_d_e2e_s']:.3g} s; "
              f"{j['requests_differing']} of {j['requests']} requests differ by more than {TOLERANCE_S:g} s",
              f"preemptions: batchlab {j['preemptions']['batchlab']}, vLLM {j['preemptions']['vllm']}; "
-             f"iterations: batchlab {j['iterations']['batchlab']}, vLLM {j['iterations']['vllm']}"]
+             f"iterations: batchlab {j['iterations']['batchlab']}, vLLM {j['iterations']['vllm']}; "
+             f"prompt tokens found in the prefix cache: batchlab {j['prefix_hit_tokens']['batchlab']:,}, "
+             f"vLLM {j['prefix_hit_tokens']['vllm']:,}"]
     first = j["first_preemption_s"]
     if first["batchlab"] is not None or first["vllm"] is not None:
         lines.append("first preemption at: " + ", ".join(

@@ -74,8 +74,9 @@ class VllmSettings:
 class VllmTrace:
     """Per request (in the order given): times of its first token and its finish (seconds on the
     virtual clock), preemptions, steps it was scheduled in and tokens it emitted; per run: steps
-    executed, the sum of their durations and the start of each step that preempted (once per
-    preempted request)."""
+    executed, the sum of their durations, the start of each step that preempted (once per
+    preempted request), and the prompt tokens looked up in the prefix cache at admissions and found
+    there (vLLM's prefix cache queries and hits)."""
 
     first_token: np.ndarray
     finish: np.ndarray
@@ -85,6 +86,8 @@ class VllmTrace:
     iterations: int
     busy_s: float
     preempted_at: np.ndarray
+    prefix_queries: int = 0
+    prefix_hits: int = 0
 
 
 def iteration_time(latency: LatencyModel, prefill_seqs: int, prefill_tokens: int, decode_seqs: int,
@@ -243,10 +246,13 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
     t, nxt, done, iterations, busy = 0.0, 0, 0, 0, 0.0
     preempted_at: list[float] = []
     prefilling = set()     # requests computing their prompt, or their tokens again after a preemption
+    admitting = set()      # ... not scheduled since: their first step shows what the prefix cache held
+    queries = hits = 0
     while done < n:
         while nxt < n and ticks[nxt] <= tick(t):
             sched.add_request(reqs[nxt])
             prefilling.add(reqs[nxt].request_id)
+            admitting.add(reqs[nxt].request_id)
             nxt += 1
         if not sched.has_requests():
             t = float(arrival[nxt])
@@ -261,11 +267,16 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
         preempted = out.preempted_req_ids or ()
         preempted_at.extend([t] * len(preempted))
         prefilling.update(preempted)
+        admitting.update(preempted)
         a = x = dn = dc = 0
         ids, sampled = [], []
         for rid, k in out.num_scheduled_tokens.items():
             r = sched.requests[rid]
             before = r.num_computed_tokens - k     # the scheduler advanced it already
+            if rid in admitting:                   # admitted now: what it had computed came from the cache
+                admitting.discard(rid)
+                queries += r.num_tokens
+                hits += before
             if rid not in prefilling:              # a decode: its last token, attending those before
                 dn += 1
                 dc += before
@@ -294,4 +305,5 @@ def run_vllm(settings: VllmSettings, arrival: np.ndarray, prompt: np.ndarray, ma
     return VllmTrace(first_token=first, finish=finish,
                      preemptions=np.array([r.num_preemptions for r in reqs], dtype=np.int64),
                      scheduled_steps=steps, tokens=np.array([r.num_output_tokens for r in reqs], dtype=np.int64),
-                     iterations=iterations, busy_s=busy, preempted_at=np.array(preempted_at))
+                     iterations=iterations, busy_s=busy, preempted_at=np.array(preempted_at),
+                     prefix_queries=queries, prefix_hits=hits)

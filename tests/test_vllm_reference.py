@@ -25,7 +25,7 @@ from batchlab.core.vllm_compare import TOLERANCE_S, check_config, known_differen
 from batchlab.core.vllm_reference import VllmSettings, VllmUnavailable, check_vllm, iteration_time, run_vllm
 from batchlab.workloads import build_workload
 from batchlab.workloads.spec import WorkloadSpec
-from batchlab.workloads.workload import Workload
+from batchlab.workloads.workload import PrefixKeys, Workload
 
 needs_vllm = pytest.mark.skipif(find_spec("vllm") is None,
                                 reason="vLLM is not installed (batchlab[vllm]; vllm itself with --no-deps)")
@@ -86,14 +86,14 @@ def test_bad_requests_are_refused_before_vllm_is_touched(arrays, message):
 
 def test_the_settings_map_to_vllms_names():
     cfg = config(batch_size=12, max_num_batched_tokens=512, block_size=32, kv_watermark=0.02, queue_policy="priority",
-                 preempt_policy="priority")
-    s = vllm_settings(cfg, prefix_caching=False)
+                 preempt_policy="priority", enable_prefix_caching=False)
+    s = vllm_settings(cfg)
     blocks = MemoryModel.from_config(cfg).eta // 32
     assert (s.block_size, s.num_blocks, s.max_num_seqs, s.max_num_batched_tokens) == (32, blocks, 12, 512)
     assert (s.watermark, s.enable_prefix_caching, s.enable_chunked_prefill, s.policy) == (0.02, False, True,
                                                                                          "priority")
     assert vllm_settings(config()).max_num_batched_tokens == 2048      # vLLM's default below 70 GiB
-    assert vllm_settings(config()).policy == "fcfs"
+    assert vllm_settings(config()).policy == "fcfs" and vllm_settings(config()).enable_prefix_caching
     with pytest.raises(ConfigError, match="vLLM has no scheduling policy with queue_policy priority"):
         vllm_settings(config(queue_policy="priority"))                   # vLLM's one policy sets both
 
@@ -107,10 +107,12 @@ def test_only_continuous_static_on_one_gpu_is_compared(changes, field):
 
 
 def test_the_known_differences_name_what_applies():
-    assert known_differences(config(), vllm_settings(config()), preempted=False) == []
-    assert known_differences(config(), vllm_settings(config(), prefix_caching=False), preempted=True) == []
+    assert known_differences(config(), vllm_settings(config()), preempted=False, keyed=False) == []
+    off = config(enable_prefix_caching=False)
+    assert known_differences(off, vllm_settings(off), preempted=True, keyed=False) == []
     cfg = config(max_num_batched_tokens=256, kv_watermark=0.01)
-    notes = known_differences(cfg, vllm_settings(cfg), preempted=True)
+    assert known_differences(cfg, vllm_settings(cfg), preempted=True, keyed=True) == []   # batchlab caches too
+    notes = known_differences(cfg, vllm_settings(cfg), preempted=True, keyed=False)
     assert len(notes) == 1 and "still in its prefix cache" in notes[0]
 
 
@@ -256,3 +258,66 @@ def test_compare_leaves_out_what_one_gpu_never_serves():
     w = Workload(np.array([0.0, 0.1, 0.2]), np.array([10, 0, 50]), np.array([3, 2, 4]), np.array([3, 2, 4]))
     c = compare(config(batch_size=2), w, LAT)
     assert c.left_out == 1 and len(c.arrival) == 2 and list(c.prompt) == [10, 50]
+
+
+# ------------------------------------------------------------------ prefix caching against vLLM
+SHARED = dict(BASE, num_requests=150, rate=10.0, prompt_lengths="uniform:20:600", output_lengths="uniform:1:300")
+
+
+def assert_exact(c) -> None:
+    """Every request, every preemption and iteration, and the prompt tokens found cached agree."""
+    gap = np.maximum(np.abs(c.d_ttft), np.abs(c.d_e2e))
+    worst = int(np.argmax(gap))
+    assert gap[worst] <= TOLERANCE_S, (f"request {worst}: TTFT {c.ttft[0][worst]} / {c.ttft[1][worst]}, "
+                                       f"E2E {c.e2e[0][worst]} / {c.e2e[1][worst]} (batchlab / vLLM)")
+    assert (c.preemptions[0] == c.preemptions[1]).all() and c.iterations[0] == c.iterations[1]
+    assert c.prefix_hits[0] == c.prefix_hits[1]
+    assert c.differences == []
+
+
+@needs_vllm
+@pytest.mark.parametrize("sharing, memory, budget, seed", [
+    (dict(system_prompts=3, system_prompt_tokens=400), None, None, 11),             # hits, no preemption
+    (dict(system_prompts=5, system_prompt_tokens=300, system_zipf=0.5), TIGHT_MEM, None, 12),  # + evictions
+    (dict(system_prompts=2, system_prompt_tokens=500), TIGHT_MEM, 128, 13),      # + chunks under a budget
+    (dict(conversation_turns=4, think_time=5.0), TIGHT_MEM, 256, 14),            # conversations
+    (dict(conversation_turns=3, think_time=0.5, system_prompts=2, system_prompt_tokens=200), TIGHT_MEM, None, 15),
+])
+def test_prefix_hits_agree_request_by_request(sharing, memory, budget, seed):
+    """Shared system prompts and conversations (whose next turn holds the previous prompt and reply; with a
+    short think time it arrives while the reply is still being generated) through vLLM's own prefix cache:
+    hits, LRU evictions, a preempted request finding its own blocks, chunks under a token budget."""
+    changes = {"batch_size": 32, **({"gpu_mem_gb": memory} if memory else {}),
+               **({"max_num_batched_tokens": budget} if budget else {})}
+    c = both(config(**changes), dict(SHARED, workload_seed=seed, **sharing))
+    assert_exact(c)
+    assert c.prefix_hits[0] >= 2000                          # the cache was used
+    if memory:
+        assert c.preemptions[0].sum() >= 5                   # and memory ran short
+
+
+@needs_vllm
+def test_prefix_hits_under_priority_scheduling_agree():
+    from batchlab.core.vllm_compare import compare
+
+    w = build_workload(WorkloadSpec(**SHARED, workload_seed=16, conversation_turns=3, think_time=2.0))
+    levels = np.random.default_rng(16).integers(0, 3, len(w))
+    w = Workload(w.arrival, w.prompt, w.output, w.predicted, priority=levels, prefix=w.prefix)
+    c = compare(config(batch_size=32, gpu_mem_gb=TIGHT_MEM, queue_policy="priority", preempt_policy="priority"),
+                w, LAT)
+    assert_exact(c)
+    assert c.prefix_hits[0] > 0 and c.preemptions[0].sum() > 0
+
+
+@needs_vllm
+def test_a_workload_without_shared_prefixes_agrees_with_caching_on_or_off():
+    """Keys that no two requests share (every request its own system prompt): caching changes nothing in
+    batchlab, and vLLM agrees request by request, its preempted requests included."""
+    w = build_workload(WorkloadSpec(**SHARED, workload_seed=17))
+    own = Workload(w.arrival, w.prompt, w.output, w.predicted,
+                   prefix=PrefixKeys(16, np.arange(len(w) + 1), np.arange(len(w)) * 7 + 3))
+    from batchlab.core.vllm_compare import compare
+
+    on = compare(config(batch_size=32, gpu_mem_gb=TIGHT_MEM), own, LAT)
+    assert_exact(on)
+    assert on.preemptions[0].sum() > 0
