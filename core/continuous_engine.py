@@ -116,7 +116,7 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     from .continuous_kernel import TICKS, Pages, gpu_records, request_records, settings, simulate
     from .latency_kernel import pack, unpack
     from .metrics import mean_gap
-    from .prefix_cache import K0, KCOV, REQUEST_FIELDS, UID, empty_ids, empty_names, empty_tables, key_chains, new_pool
+    from .prefix_cache import K0, KCOV, REQUEST_FIELDS, UID, empty_ids, empty_tables, key_chains, new_names, new_pool
 
     n, k = len(arrival), cfg.bins
     order, off = queue_layout(bins, k)
@@ -139,7 +139,7 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     if s.paged:
         req = np.zeros((n, len(REQUEST_FIELDS)), np.int64)
         req[:, K0], req[:, KCOV], req[:, UID] = prefix.offsets[:-1][order], (counts * kb)[order], order
-        pages = Pages(new_pool(cfg.gpus, s.K), empty_names(), empty_tables(n),
+        pages = Pages(new_pool(cfg.gpus, s.K), new_names(cfg.gpus, s.K), empty_tables(n),
                       key_chains(_array(prefix.offsets, np.int64), _array(prefix.keys, np.int64)), empty_ids(), req)
     else:
         pages = None

@@ -533,7 +533,7 @@ def _admissible(s, rq, qs, g, bbase, running, free_blocks, pg, gi):
         if pg is not None:
             if s.keyed_out:
                 return True
-            blocks -= lookup(pg.pool, s, pg.req, pg.chain, pg.names, gi, p, tokens)[0]
+            blocks -= lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, rq.r, pg, p), gi, p, tokens)[0]
         if blocks <= free_blocks:
             return True
     return False
@@ -656,6 +656,8 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
     ctx += g.held_ctx
     for p, rem in pref:
         ctx += r[p].prompt + r[p].gen - rem
+    if s.paged and ctx > U_end * s.B:   # requests sharing cached blocks hold their tokens once
+        ctx = U_end * s.B
     c = w.c
     if ctx > c[KV_PEAK_]:
         c[KV_PEAK_] = ctx
@@ -831,7 +833,15 @@ def _free_blocks(s, r, g, pg, gi, p, tokens):
     blocks are cached, then its blocks freed. Returns how many blocks are free again."""
     table = pg.tables[p]
     fill(pg.pool, s, pg.req, pg.chain, pg.names, table, g, gi, p, tokens)
-    return release(pg.pool, pg.names, table, pg.req, g, gi, p, s.K)
+    return release(pg.pool, table, pg.req, g, gi, p, s.K)
+
+
+@njit(cache=True)
+def _table(s, r, pg, p):
+    """Request ``p``'s block table, made the first time it is needed (room for all its tokens)."""
+    if len(pg.tables[p]) == 0:
+        pg.tables[p] = np.empty(ceil_div(r[p].prompt + r[p].output, s.B) + 1, np.int64)
+    return pg.tables[p]
 
 
 @njit(cache=True)
@@ -939,7 +949,7 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
         tokens = r[p].prompt + r[p].gen
         hits = loose = 0   # blocks found cached; how many of them no request holds
         if pg is not None:
-            hits, loose = lookup(pg.pool, s, pg.req, pg.chain, pg.names, gi, p, tokens)
+            hits, loose = lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, r, pg, p), gi, p, tokens)
         blocks = ceil_div(tokens, B) - hits + loose
         short = blocks > room - (s.watermark if running else 0)   # vLLM's watermark: only while some run
         if running >= _cap(s, g, bbase, q, running) or short:
@@ -960,9 +970,7 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
         room -= held
         g.U += held
         if pg is not None:
-            if len(pg.tables[p]) == 0:
-                pg.tables[p] = np.empty(ceil_div(r[p].prompt + r[p].output, B) + 1, np.int64)
-            touch(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, hits, s.K)
+            touch(pg.pool, pg.req, pg.tables[p], g, gi, p, hits)
             take_blocks(s, r, g, pg, gi, p, new, cached + take)
             pg.req[p, HIT] += cached
             pg.req[p, ADM] = c[ADMITTED_]

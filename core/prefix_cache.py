@@ -12,17 +12,19 @@ Only cached blocks need an identity here. The blocks holding no name (a request'
 or a block taken and not yet filled) are counted, not named: any two are alike. A request's table
 holds the ids of its first ``nc`` blocks (cached, in order), then ``nb - nc`` unnamed ones.
 
-State per GPU (:data:`POOL` fields of ``pool[gi]``, a row per block, the last row the queue's
-sentinel), the names in one dict (name and GPU -> the first block cached under that name; later
-duplicates follow in ``DUP``), and each request's table.
+State per GPU: ``pool[gi, field, block]`` (a row per block, the last the queue's sentinel), the names
+cached (``names[gi]``: an open-addressing hash table, name -> the first block cached under that name,
+later duplicates following in ``DUP``; a GPU holds at most a name a block, so the table stays at most a
+quarter full), and each request's table.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, types
-from numba.typed import Dict, List
+from numba.typed import List
 
 REF, NAME, PREV, NEXT, DUP, IDS = range(6)   # pool[gi, field, block]; IDS: a stack of unused ids
+KEY, FIRST = 0, 1                            # names[gi, field, slot]: a name (0: empty slot), its first block
 # req[p, field] (p: queue position): blocks in its table, how many of them cached; tokens it found cached;
 # where its keys start in the chain, tokens they describe; its index in the workload; its latest admission
 REQUEST_FIELDS = ("nb", "nc", "hit", "k0", "kcov", "uid", "adm")
@@ -68,11 +70,6 @@ def empty_ids():
     return List.empty_list(types.int64)
 
 
-def empty_names():
-    """The dict of cached blocks by name and GPU, empty."""
-    return Dict.empty(key_type=types.int64, value_type=types.int64)
-
-
 def new_pool(gpus: int, blocks: int) -> np.ndarray:
     """The block pools of ``gpus`` GPUs of ``blocks`` blocks each, nothing cached."""
     pool = np.zeros((gpus, 6, blocks + 1), np.int64)
@@ -80,6 +77,12 @@ def new_pool(gpus: int, blocks: int) -> np.ndarray:
     pool[:, DUP, :] = -1
     pool[:, IDS, :blocks] = np.arange(blocks)[::-1]
     return pool
+
+
+def new_names(gpus: int, blocks: int) -> np.ndarray:
+    """The GPUs' empty tables of cached names, each at least four times as large as the names it can hold."""
+    size = 1 << max(4, int(4 * (blocks + 1) - 1).bit_length())
+    return np.zeros((gpus, 2, size), np.int64)
 
 
 @njit(cache=True)
@@ -92,21 +95,62 @@ def block_name(s, req, chain, p, j):
     return mix(mix(OWN, req[p, UID]), j)
 
 
+# ------------------------------------------------------------ the table of names (linear probing)
 @njit(cache=True)
-def _slot(name, gi):
-    return mix(name, gi)
+def _find(names, gi, name):
+    """The slot holding ``name`` on GPU ``gi``, or -1."""
+    mask = names.shape[2] - 1
+    i = name & mask
+    while True:
+        key = names[gi, KEY, i]
+        if key == name:
+            return i
+        if key == 0:
+            return -1
+        i = (i + 1) & mask
 
 
 @njit(cache=True)
-def lookup(pool, s, req, chain, names, gi, p, tokens):
+def _insert(names, gi, name, b):
+    mask = names.shape[2] - 1
+    i = name & mask
+    while names[gi, KEY, i] != 0:
+        i = (i + 1) & mask
+    names[gi, KEY, i] = name
+    names[gi, FIRST, i] = b
+
+
+@njit(cache=True)
+def _delete(names, gi, i):
+    """Empty slot ``i``, moving back the entries after it that would no longer be found."""
+    mask = names.shape[2] - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        key = names[gi, KEY, j]
+        if key == 0:
+            break
+        home = key & mask
+        if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
+            names[gi, KEY, i] = key
+            names[gi, FIRST, i] = names[gi, FIRST, j]
+            i = j
+    names[gi, KEY, i] = 0
+
+
+# ------------------------------------------------------------ the pool
+@njit(cache=True)
+def lookup(pool, s, req, chain, names, table, gi, p, tokens):
     """(blocks hit, how many of them no request holds): the longest run of ``p``'s first blocks cached
-    on GPU ``gi``, at most ``(tokens - 1) // B`` (its last token is always computed: vLLM's hit cap)."""
+    on GPU ``gi``, at most ``(tokens - 1) // B`` (its last token is always computed: vLLM's hit cap);
+    their ids go to ``table`` (for :func:`touch`)."""
     hits = free = 0
     for j in range((tokens - 1) // s.B):
-        slot = _slot(block_name(s, req, chain, p, j), gi)
-        if slot not in names:
+        i = _find(names, gi, block_name(s, req, chain, p, j))
+        if i < 0:
             break
-        b = names[slot]
+        b = names[gi, FIRST, i]
+        table[j] = b
         hits += 1
         if pool[gi, REF, b] == 0:
             free += 1
@@ -145,15 +189,15 @@ def take_free(pool, names, g, gi, count, end):
 
 @njit(cache=True)
 def _forget(pool, names, g, gi, b):
-    """Block ``b`` loses its name (evicted): out of the dict's chain of that name, its id unused."""
-    slot = _slot(pool[gi, NAME, b], gi)
-    first = names[slot]
+    """Block ``b`` loses its name (evicted): out of the table's chain of that name, its id unused."""
+    i = _find(names, gi, pool[gi, NAME, b])
+    first = names[gi, FIRST, i]
     if first == b:
         nxt = pool[gi, DUP, b]
         if nxt < 0:
-            del names[slot]
+            _delete(names, gi, i)
         else:
-            names[slot] = nxt
+            names[gi, FIRST, i] = nxt
     else:
         while pool[gi, DUP, first] != b:
             first = pool[gi, DUP, first]
@@ -171,11 +215,11 @@ def _cache(pool, names, g, gi, name):
     b = pool[gi, IDS, g.nid]
     pool[gi, NAME, b] = name
     pool[gi, REF, b] = 1
-    slot = _slot(name, gi)
-    if slot not in names:
-        names[slot] = b
+    i = _find(names, gi, name)
+    if i < 0:
+        _insert(names, gi, name, b)
     else:
-        first = names[slot]
+        first = names[gi, FIRST, i]
         while pool[gi, DUP, first] >= 0:
             first = pool[gi, DUP, first]
         pool[gi, DUP, first] = b
@@ -183,15 +227,15 @@ def _cache(pool, names, g, gi, name):
 
 
 @njit(cache=True)
-def touch(pool, s, req, chain, names, table, g, gi, p, hits, end):
-    """Request ``p`` (its table empty) takes its first ``hits`` blocks from GPU ``gi``'s cache."""
+def touch(pool, req, table, g, gi, p, hits):
+    """Request ``p`` takes its first ``hits`` blocks, found by :func:`lookup` (their ids in ``table``),
+    from GPU ``gi``'s cache."""
     for j in range(hits):
-        b = names[_slot(block_name(s, req, chain, p, j), gi)]
+        b = table[j]
         if pool[gi, REF, b] == 0:
             _queue_remove(pool, gi, b)
             g.ncf -= 1
         pool[gi, REF, b] += 1
-        table[j] = b
     req[p, NB] = req[p, NC] = hits
 
 
@@ -208,7 +252,7 @@ def fill(pool, s, req, chain, names, table, g, gi, p, tokens):
 
 
 @njit(cache=True)
-def release(pool, names, table, req, g, gi, p, end):
+def release(pool, table, req, g, gi, p, end):
     """Free request ``p``'s blocks, its last first (vLLM's order): unnamed ones to the queue's head,
     cached ones no other request holds to its tail. Returns how many blocks are free again."""
     nb, nc = req[p, NB], req[p, NC]
