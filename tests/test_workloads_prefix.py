@@ -377,17 +377,25 @@ def test_system_prompt_popularity_follows_zipf():
 
 # --------------------------------------------------------------- conversations --
 def conversations_of(w: Workload, head_blocks: int = 0) -> np.ndarray:
-    """Each request's conversation, read from its first key past the system prompt."""
-    first = w.prefix.keys[w.prefix.offsets[:-1] + head_blocks]
-    return -first // KEY_STRIDE - 1
+    """Each request's conversation, read from its first key past the system prompt; -1 for a request
+    without one (keys name whole blocks only, so fewer than head_blocks + 1 blocks of tokens have none)."""
+    has = w.prefix.counts() > head_blocks
+    if not has.any():
+        return np.full(len(w), -1)
+    first = w.prefix.keys[np.minimum(w.prefix.offsets[:-1] + head_blocks, len(w.prefix.keys) - 1)]
+    conv = np.where(has, -first // KEY_STRIDE - 1, -1)
+    assert np.all((w.prompt + w.output)[~has] < (head_blocks + 1) * KEY_BLOCK)
+    return conv
 
 
 def check_turns(w: Workload, head_blocks: int = 0, message: int | None = None) -> int:
     """Turn t+1 holds turn t's stream, and its keys start with t's; returns the turns checked."""
     conv, checked = conversations_of(w, head_blocks), 0
     assert np.all(np.diff(w.arrival) >= 0)
-    for c in np.unique(conv):
-        idx = np.flatnonzero(conv == c)          # in arrival order, so in turn order
+    for c in np.unique(conv[conv >= 0]):
+        # in arrival order, so in turn order (a turn has more tokens than the one before, so the turns
+        # without a conversation key are a conversation's first ones)
+        idx = np.flatnonzero(conv == c)
         for a, b in zip(idx[:-1], idx[1:]):
             grown = w.prompt[b] - (w.prompt[a] + w.output[a])
             assert grown >= 1 and (message is None or grown == message)
@@ -415,10 +423,9 @@ def test_conversations_with_system_prompts():
     assert check_turns(w, head_blocks=head) > 150
     system = system_of(w)
     conv = conversations_of(w, head)
-    for c in np.unique(conv):
+    for c in np.unique(conv[conv >= 0]):
         assert len(set(system[conv == c].tolist())) == 1        # one system prompt per conversation
-    firsts = w.prompt[np.unique(conv, return_index=True)[1]]
-    assert np.all(firsts >= 41)
+    assert np.all(w.prompt >= 41)                               # every prompt starts with the system prompt
 
 
 def test_a_conversation_ends_before_its_prompt_would_exceed_the_limit():
@@ -431,7 +438,7 @@ def test_a_conversation_ends_before_its_prompt_would_exceed_the_limit():
 def test_think_time_zero_puts_every_turn_at_its_conversation_start():
     w = build_workload(WorkloadSpec(num_requests=60, conversation_turns=3, think_time=0.0, arrival="poisson"))
     conv = conversations_of(w)
-    for c in np.unique(conv):
+    for c in np.unique(conv[conv >= 0]):
         assert len(set(w.arrival[conv == c].tolist())) == 1
     assert check_turns(w) == 40
 
@@ -455,8 +462,9 @@ def test_conversation_workloads_keep_their_invariants(n, turns, think, seed, sys
     assert len(w) == n and np.all(np.diff(w.arrival) >= 0) and w.prompt.max() <= PROMPT_MAX
     assert np.array_equal(w.prefix.counts(), (w.prompt + w.output) // KEY_BLOCK)
     head = 33 // KEY_BLOCK if system else 0
-    turns_seen = np.unique(conversations_of(w, head), return_counts=True)[1]
-    assert turns_seen.max() <= turns
+    conv = conversations_of(w, head)
+    turns_seen = np.unique(conv[conv >= 0], return_counts=True)[1]
+    assert turns_seen.max(initial=0) <= turns
     check_turns(w, head_blocks=head)
     again = build_workload(WorkloadSpec(num_requests=n, conversation_turns=turns, think_time=think,
                                         workload_seed=seed, system_prompts=system, system_prompt_tokens=33,
