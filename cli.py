@@ -28,7 +28,7 @@ from batchlab.core.plan_options import RULES as PLAN_RULES
 from batchlab.core.report import format_compare_table, format_summary, to_json
 from batchlab.core.settings_text import SettingError, parse_mapping, parse_setting
 from batchlab.workloads.fields import plain, range_text, shown, unused_settings
-from batchlab.workloads.spec import WorkloadSpec, spec_fields
+from batchlab.workloads.spec import TRACE_WORKLOADS, WorkloadSpec, spec_fields
 from batchlab.workloads.workload import WorkloadError
 
 # ----------------------------------------------------------- flag builders --
@@ -173,7 +173,7 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
     """Merge the config file and the given flags into a SimConfig and a WorkloadSpec.
 
     Also returns the names of the settings the user gave (for :func:`unused_notes`).
-    A trace implies the BurstGPT workload.
+    A trace without a workload implies a trace workload (:func:`trace_workload`).
     """
     flat, sim_table, spec_table = (parse_mapping(t) for t in _read_config_file(config_file))
     sim_names = {f.name for f in config_fields()}
@@ -185,10 +185,16 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
     sim = {k: v for k, v in {**flat, **sim_table, **given}.items() if k in sim_names}
     spec = {k: v for k, v in {**flat, **spec_table, **given}.items() if k in spec_names}
     if "trace" in spec and "workload" not in spec:
-        spec["workload"] = "burstgpt"  # a trace is a BurstGPT workload
-    elif "trace" in spec and spec["workload"] != "burstgpt":
-        raise ConfigError("trace", f"applies to the burstgpt workload only, but workload is {shown(spec['workload'])}")
+        spec["workload"] = trace_workload(spec["trace"])
+    elif "trace" in spec and spec["workload"] not in TRACE_WORKLOADS:
+        raise ConfigError("trace", f"applies to the trace workloads ({', '.join(TRACE_WORKLOADS)}) only, "
+                                   f"but workload is {shown(spec['workload'])}")
     return SimConfig(**sim), WorkloadSpec(**spec), set(sim) | set(spec)
+
+
+def trace_workload(trace) -> str:
+    """The workload a trace given without one means: mooncake for a ``.jsonl`` path, else burstgpt."""
+    return "mooncake" if isinstance(trace, str) and trace.lower().endswith(".jsonl") else "burstgpt"
 
 
 def unused_notes(configs: list[SimConfig], spec: WorkloadSpec, given: set[str]) -> list[str]:
@@ -1199,7 +1205,7 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     """Find the fewest GPUs, and the batching configuration, that meet --target at this traffic.
 
     The traffic is the workload's own: a synthetic workload at --rate (default 12 req/s),
-    or a BurstGPT --trace at its own arrivals (--rps-scaling or --rate rescale them). The
+    or a BurstGPT or Mooncake --trace at its own arrivals (--rps-scaling or --rate rescale them). The
     plan bisects on the GPU count (more GPUs do not lower attainment), trying each mode with
     its K, B_max or B from the candidate lists, ranks the configurations at the answer, and
     gives each mode's capacity there as evidence. Every run is stored, so planning again

@@ -221,7 +221,64 @@ def test_a_trace_implies_the_burstgpt_workload():
     res = invoke("run", "--trace", "BurstGPT_1_first400", "--rps-scaling", "100", "--json", "--no-store")
     assert res.exit_code == 0 and json.loads(res.stdout)["num_requests"] == 383
     res = CliRunner().invoke(cli, ["run", "--trace", "BurstGPT_1_first400", "--workload", "synthetic"])
-    assert res.exit_code != 0 and "trace: applies to the burstgpt workload only" in res.output
+    assert res.exit_code != 0
+    assert "trace: applies to the trace workloads (burstgpt, mooncake) only, but workload is 'synthetic'" in res.output
+
+
+def mooncake_trace(path, rows: int = 40):
+    """A Mooncake JSONL trace whose requests share their first blocks of 512 tokens (the last id of each
+    names a partly filled block)."""
+    lines = [json.dumps({"timestamp": 500 * i, "input_length": 512 * (1 + i % 3) + 7, "output_length": 5 + i % 7,
+                         "hash_ids": [1, 2, 3, 4][: 2 + i % 3]}) for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_a_mooncake_trace_runs_and_shares_prefill(tmp_path):
+    trace = mooncake_trace(tmp_path / "mooncake_trace.jsonl")
+    s = run_json("--workload", "mooncake", "--trace", trace)
+    assert s["num_requests"] == s["completed"] == 40
+    assert 0 < s["prefix_hit_rate"] <= 1 and s["prefill_tokens_saved"] > 0
+    assert s["prefill_tokens_saved"] % 512 == 0          # hits are whole blocks of hash_block tokens
+    implied = run_json("--trace", trace)                 # a .jsonl trace means mooncake
+    assert implied["config_hash"] == s["config_hash"] and implied["prefix_hit_rate"] == s["prefix_hit_rate"]
+    off = run_json("--trace", trace, "--no-enable-prefix-caching")
+    assert off["prefix_hit_rate"] is None and off["prefill_tokens_saved"] == 0
+    assert off["ttft_mean_s"] > s["ttft_mean_s"]          # the hits skip prefill
+    res = CliRunner().invoke(cli, ["run", "--workload", "mooncake", "--trace", trace, "--hash-block", "2000"])
+    assert res.exit_code != 0 and "field hash_ids: 2 ids, but input_length 519 fills at most 1 block" in res.output
+
+
+def test_a_mooncake_workload_needs_a_trace_path_and_hash_block_needs_mooncake(tmp_path):
+    res = CliRunner().invoke(cli, ["run", "--workload", "mooncake"])
+    assert res.exit_code != 0 and "needs the path of a Mooncake JSONL trace" in res.output
+    res = CliRunner().invoke(cli, ["run", "--hash-block", "64"])
+    assert res.exit_code != 0 and "hash_block: applies to mooncake traces only" in res.output
+    res = CliRunner().invoke(cli, ["run", "--trace", str(tmp_path / "none.jsonl")])
+    assert res.exit_code != 0 and "no such Mooncake trace file" in res.output
+
+
+def test_shared_system_prompts_hit_the_prefix_cache_unless_it_is_off():
+    shared = ("--num-requests", "200", "--rate", "3", "--system-prompts", "4", "--system-prompt-tokens", "512")
+    on = run_json(*shared)
+    assert 0.3 < on["prefix_hit_rate"] <= 1 and on["prefill_tokens_saved"] >= 512 * 100
+    off = run_json(*shared, "--no-enable-prefix-caching")
+    assert off["prefix_hit_rate"] is None and off["prefill_tokens_saved"] == 0
+    plain = run_json("--num-requests", "200", "--rate", "3")
+    assert plain["prefix_hit_rate"] is None and plain["prefill_tokens_saved"] == 0
+    batch = run_json(*shared, "--mode", "dynamic_no_bins")      # batch modes have no prefix cache
+    assert batch["prefix_hit_rate"] is None and batch["prefill_tokens_saved"] == 0
+
+
+def test_conversation_turns_reuse_the_earlier_turns():
+    """Turns of 200 + 100 tokens: turn t's prompt (300 t - 100 tokens) holds the 300 (t - 1) earlier ones, of
+    which floor(300 (t - 1) / 16) whole blocks can hit: at most 880 of every 1500 tokens looked up."""
+    s = run_json("--num-requests", "150", "--rate", "2", "--conversation-turns", "3", "--think-time", "1",
+                 "--prompt-lengths", "fixed:200", "--output-lengths", "fixed:100", "--gpus", "1")
+    assert s["num_requests"] == 150 and 0.3 < s["prefix_hit_rate"] <= 880 / 1500
+    assert 0 < s["prefill_tokens_saved"] <= 50 * 880 and s["prefill_tokens_saved"] % 16 == 0
+    res = CliRunner().invoke(cli, ["run", "--workload", "burstgpt", "--conversation-turns", "3"])
+    assert res.exit_code != 0 and "conversation_turns: applies to synthetic workloads" in res.output
 
 
 def test_a_setting_that_does_nothing_in_this_mode_gets_a_note():

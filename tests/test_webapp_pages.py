@@ -85,7 +85,8 @@ def test_run_page_defaults_and_submit():
     assert requests.value is None and "10,000" in requests.placeholder  # empty = auto, and it says so
     assert at.number_input(key="sim.d_sla_tbt").value == 0.05
     assert not [c for c in at.checkbox if c.key.endswith(".none")], "no box overrides a typed number"
-    assert {c.key for c in at.checkbox} <= {"sim.sla_control", "sim.memory_control", "wl.keep_failed"}
+    assert {c.key for c in at.checkbox} <= {"sim.sla_control", "sim.memory_control", "sim.enable_prefix_caching",
+                                            "wl.keep_failed"}
     assert at.radio(key="source").value == "synthetic"
     assert all(w.help for w in at.number_input), "every number has help text"
 

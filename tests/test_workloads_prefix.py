@@ -64,11 +64,16 @@ def test_bad_prefix_keys_are_refused_naming_what_is_wrong(block, offsets, keys, 
 def test_the_workload_checks_the_keys_fit_its_requests():
     with pytest.raises(WorkloadError, match=r"^prefix: offsets has 3 entries, the workload has 3 requests"):
         Workload(**arrays(), prefix=PrefixKeys(16, [0, 1, 2], [1, 2]))
-    # 40 + 8 tokens fill 3 blocks of 16 (the last partly): 3 keys fit, 4 do not
+    # 40 + 8 tokens fill 3 whole blocks of 16: 3 keys fit, 4 do not
     Workload(**arrays(), prefix=PrefixKeys(16, [0, 3, 3, 3], [1, 2, 3]))
-    with pytest.raises(WorkloadError, match=r"^prefix: request 1 has 4 keys, but its 48 tokens fill at most 3 "
-                                            r"blocks of 16$"):
+    with pytest.raises(WorkloadError, match=r"^prefix: request 1 has 4 keys, but its 48 tokens fill only 3 "
+                                            r"whole blocks of 16 \(keys name whole blocks\)$"):
         Workload(**arrays(), prefix=PrefixKeys(16, [0, 0, 4, 4], [1, 2, 3, 4]))
+    # 40 + 7 tokens: the third block is only partly filled, so a third key names no whole block
+    short = dict(arrays(), output=np.full(3, 7))
+    Workload(**short, prefix=PrefixKeys(16, [0, 2, 2, 2], [1, 2]))
+    with pytest.raises(WorkloadError, match=r"^prefix: request 0 has 3 keys, but its 47 tokens fill only 2 "):
+        Workload(**short, prefix=PrefixKeys(16, [0, 3, 3, 3], [1, 2, 3]))
     with pytest.raises(WorkloadError, match="prefix must be PrefixKeys or None"):
         Workload(**arrays(), prefix=([0, 1], [5]))
 
@@ -133,24 +138,50 @@ def test_a_mooncake_trace_round_trips(tmp_path):
     assert data.arrival.tolist() == [0.0, 1.5, 3.0]      # ms -> s from the first kept row; failed row dropped
     assert data.prompt.tolist() == [1024, 513, 100] and data.output.tolist() == [10, 7, 3]
     assert (data.failed, data.failed_dropped, data.total_rows, data.layout) == (1, 1, 4, "mooncake")
-    assert data.prefix.block == 512 and data.prefix.offsets.tolist() == [0, 2, 4, 5]
-    assert data.prefix.keys.tolist() == [1, 2, 1, 4, 9]
+    # only whole prompt blocks keep their ids: 1024 -> 2, 513 -> 1 (the id of the 1-token block dropped),
+    # 100 -> none
+    assert data.prefix.block == 512 and data.prefix.offsets.tolist() == [0, 2, 3, 3]
+    assert data.prefix.keys.tolist() == [1, 2, 1]
     kept = load_mooncake(path.read_bytes(), keep_failed=True)
     assert kept.arrival.tolist() == [0.0, 0.5005, 1.5, 3.0] and kept.output.tolist() == [10, 0, 7, 3]
-    assert kept.prefix.keys.tolist() == [1, 2, 1, 3, 1, 4, 9] and kept.failed_kept == 1
+    assert kept.prefix.keys.tolist() == [1, 2, 1, 1] and kept.failed_kept == 1
+    assert kept.prefix.offsets.tolist() == [0, 2, 3, 4, 4]
     again = load_mooncake(io.BytesIO(path.read_bytes()), keep_failed=True)
     assert np.array_equal(again.prefix.offsets, kept.prefix.offsets)
 
 
 def test_a_mooncake_window_and_unsorted_rows():
     data = jsonl(row(3000, 10, 1, [3]), row(1000, 10, 1, [1]), "", row(2000, 10, 1, [2]), row(2000, 20, 2, [4]))
-    full = load_mooncake(data)
+    full = load_mooncake(data, block=10)
     assert full.resorted and full.arrival.tolist() == [0.0, 1.0, 1.0, 2.0]
     assert full.prefix.keys.tolist() == [1, 2, 4, 3] and full.prompt.tolist() == [10, 10, 20, 10]
-    win = load_mooncake(data, offset=1, num_requests=2)
+    assert load_mooncake(data).prefix.keys.tolist() == []     # 10 tokens fill no block of 512
+    win = load_mooncake(data, offset=1, num_requests=2, block=10)
     assert win.prefix.keys.tolist() == [2, 4] and win.arrival.tolist() == [0.0, 0.0] and win.window_rows == 2
     small = load_mooncake(jsonl(row(0, 4, 1, [1, 2, 3, 4])), block=1)
     assert small.prefix.block == 1 and small.prefix.keys.tolist() == [1, 2, 3, 4]
+
+
+
+def test_a_mooncake_partial_last_id_is_accepted_but_dropped():
+    data = load_mooncake(jsonl(row(0, 1025, 1, [7, 8, 9]), row(1, 1024, 1, [7, 8]), row(2, 1023, 1, [7, 8]),
+                               row(3, 511, 1, [7])))
+    assert data.prefix.counts().tolist() == [2, 2, 1, 0]
+    assert data.prefix.keys.tolist() == [7, 8, 7, 8, 7]
+    with pytest.raises(WorkloadError, match="3 ids, but input_length 1023 fills at most 2 blocks"):
+        load_mooncake(jsonl(row(0, 1023, 1, [7, 8, 9])))
+
+
+@settings(max_examples=40)
+@given(st.lists(st.tuples(st.integers(1, 200), st.integers(0, 50), st.integers(0, 1)), min_size=1, max_size=12),
+       st.integers(1, 64))
+def test_mooncake_keys_never_exceed_whole_prompt_blocks(rows, block):
+    """Each row carries as many ids as its prompt touches (the last maybe partly filled), or one fewer."""
+    lines = [row(i, p, out, range(max(-(-p // block) - fewer, 0))) for i, (p, out, fewer) in enumerate(rows)]
+    w = load_trace_bytes(jsonl(*lines), "t.jsonl", keep_failed=True, hash_block=block)
+    counts = w.prefix.counts()
+    assert np.array_equal(counts, [min(max(-(-p // block) - fewer, 0), p // block) for p, _, fewer in rows])
+    assert np.all(counts <= (w.prompt + w.output) // block) and np.all(counts <= w.prompt // block)
 
 
 @pytest.mark.parametrize("data, fragment", [
@@ -346,17 +377,25 @@ def test_system_prompt_popularity_follows_zipf():
 
 # --------------------------------------------------------------- conversations --
 def conversations_of(w: Workload, head_blocks: int = 0) -> np.ndarray:
-    """Each request's conversation, read from its first key past the system prompt."""
-    first = w.prefix.keys[w.prefix.offsets[:-1] + head_blocks]
-    return -first // KEY_STRIDE - 1
+    """Each request's conversation, read from its first key past the system prompt; -1 for a request
+    without one (keys name whole blocks only, so fewer than head_blocks + 1 blocks of tokens have none)."""
+    has = w.prefix.counts() > head_blocks
+    if not has.any():
+        return np.full(len(w), -1)
+    first = w.prefix.keys[np.minimum(w.prefix.offsets[:-1] + head_blocks, len(w.prefix.keys) - 1)]
+    conv = np.where(has, -first // KEY_STRIDE - 1, -1)
+    assert np.all((w.prompt + w.output)[~has] < (head_blocks + 1) * KEY_BLOCK)
+    return conv
 
 
 def check_turns(w: Workload, head_blocks: int = 0, message: int | None = None) -> int:
     """Turn t+1 holds turn t's stream, and its keys start with t's; returns the turns checked."""
     conv, checked = conversations_of(w, head_blocks), 0
     assert np.all(np.diff(w.arrival) >= 0)
-    for c in np.unique(conv):
-        idx = np.flatnonzero(conv == c)          # in arrival order, so in turn order
+    for c in np.unique(conv[conv >= 0]):
+        # in arrival order, so in turn order (a turn has more tokens than the one before, so the turns
+        # without a conversation key are a conversation's first ones)
+        idx = np.flatnonzero(conv == c)
         for a, b in zip(idx[:-1], idx[1:]):
             grown = w.prompt[b] - (w.prompt[a] + w.output[a])
             assert grown >= 1 and (message is None or grown == message)
@@ -372,7 +411,7 @@ def test_each_turn_extends_the_previous_one():
     w = build_workload(WorkloadSpec(num_requests=400, conversation_turns=4, think_time=5.0,
                                     prompt_lengths="fixed:50", output_lengths="fixed:20"))
     assert len(w) == 400 and check_turns(w, message=50) == 300
-    assert np.all(w.prefix.counts() == -(-(w.prompt + w.output) // KEY_BLOCK))
+    assert np.all(w.prefix.counts() == (w.prompt + w.output) // KEY_BLOCK)
     assert sorted(set(w.prompt.tolist())) == [50, 120, 190, 260]   # turn t: 50 + 70 t
     assert w.describe()["shared_block_fraction"] > 0.5
 
@@ -384,10 +423,9 @@ def test_conversations_with_system_prompts():
     assert check_turns(w, head_blocks=head) > 150
     system = system_of(w)
     conv = conversations_of(w, head)
-    for c in np.unique(conv):
+    for c in np.unique(conv[conv >= 0]):
         assert len(set(system[conv == c].tolist())) == 1        # one system prompt per conversation
-    firsts = w.prompt[np.unique(conv, return_index=True)[1]]
-    assert np.all(firsts >= 41)
+    assert np.all(w.prompt >= 41)                               # every prompt starts with the system prompt
 
 
 def test_a_conversation_ends_before_its_prompt_would_exceed_the_limit():
@@ -400,7 +438,7 @@ def test_a_conversation_ends_before_its_prompt_would_exceed_the_limit():
 def test_think_time_zero_puts_every_turn_at_its_conversation_start():
     w = build_workload(WorkloadSpec(num_requests=60, conversation_turns=3, think_time=0.0, arrival="poisson"))
     conv = conversations_of(w)
-    for c in np.unique(conv):
+    for c in np.unique(conv[conv >= 0]):
         assert len(set(w.arrival[conv == c].tolist())) == 1
     assert check_turns(w) == 40
 
@@ -422,10 +460,11 @@ def test_conversation_workloads_keep_their_invariants(n, turns, think, seed, sys
                                     workload_seed=seed, system_prompts=system, system_prompt_tokens=33,
                                     prompt_lengths=prompts))
     assert len(w) == n and np.all(np.diff(w.arrival) >= 0) and w.prompt.max() <= PROMPT_MAX
-    assert np.array_equal(w.prefix.counts(), -(-(w.prompt + w.output) // KEY_BLOCK))
+    assert np.array_equal(w.prefix.counts(), (w.prompt + w.output) // KEY_BLOCK)
     head = 33 // KEY_BLOCK if system else 0
-    turns_seen = np.unique(conversations_of(w, head), return_counts=True)[1]
-    assert turns_seen.max() <= turns
+    conv = conversations_of(w, head)
+    turns_seen = np.unique(conv[conv >= 0], return_counts=True)[1]
+    assert turns_seen.max(initial=0) <= turns
     check_turns(w, head_blocks=head)
     again = build_workload(WorkloadSpec(num_requests=n, conversation_turns=turns, think_time=think,
                                         workload_seed=seed, system_prompts=system, system_prompt_tokens=33,

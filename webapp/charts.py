@@ -1,5 +1,5 @@
 """Altair charts from the run series (``latency_cdf``, ``batch_timeline``, ``gpu_utilization``,
-``batch_sizes``) and summaries. Data shaping is in small pure functions so tests can check it.
+``batch_sizes``, ``occupancy``) and summaries. Data shaping is in small pure functions so tests can check it.
 
 Every chart's axes carry units; runs are told apart by the ``run`` column (a short label).
 """
@@ -197,6 +197,54 @@ def occupancy(occ: pd.DataFrame, column: str) -> alt.Chart:
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
                  alt.Tooltip("value:Q", title=axis, format=fmt_)],
     ).properties(height=palette.height(runs, HEIGHT))
+
+
+PREFIX_SERIES = {"kv_utilization": "In use by running requests", "kv_cached": "Cached, free (reusable prefixes)"}
+PREFIX_TITLE = "Prefix cache over time"
+
+
+def prefix_cache_frame(occ: pd.DataFrame) -> pd.DataFrame:
+    """Long table run, time_s, series, percent: KV in use and cached-but-free (% of capacity) per time
+    window of each run whose ``occupancy`` series has ``kv_cached`` (continuous runs stored since prefix
+    caching; other runs are left out)."""
+    columns = ["run", "time_s", "series", "percent"]
+    if "kv_cached" not in occ.columns:
+        return pd.DataFrame(columns=columns)
+    keep = occ.loc[occ["kv_cached"].notna(), ["run", "time_s", *PREFIX_SERIES]]
+    long = keep.melt(id_vars=["run", "time_s"], value_vars=list(PREFIX_SERIES), var_name="series",
+                     value_name="share")
+    long["series"] = long["series"].map(PREFIX_SERIES)
+    long["percent"] = 100.0 * long["share"]
+    return long[columns]
+
+
+def prefix_cache(occ: pd.DataFrame) -> alt.Chart:
+    """KV in use and cached-but-free over time (% of KV capacity): for one run, stacked areas in its
+    mode's colour (the top edge is all the KV the GPUs hold); for several, a line per run and series
+    (runs by colour, the cached share dashed)."""
+    df = prefix_cache_frame(occ)
+    runs = list(dict.fromkeys(df["run"]))
+    order = list(PREFIX_SERIES.values())
+    tooltip = [alt.Tooltip("run:N", title="Run"), alt.Tooltip("series:N", title="KV"),
+               alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
+               alt.Tooltip("percent:Q", title="Share of capacity (%)", format=".1f")]
+    x = alt.X("time_s:Q", title="Time (s)")
+    if len(runs) <= 1:
+        base = palette.label_colors(runs)[0] if runs else palette.OTHER[0]
+        color = alt.Color("series:N", title=None, sort=order,
+                          scale=alt.Scale(domain=order, range=[base, palette.shade(base, 4)]),
+                          legend=palette.legend(order))
+        return alt.Chart(df, title=PREFIX_TITLE).mark_area(opacity=0.85).encode(
+            x=x, y=alt.Y("percent:Q", title="KV capacity (%)", stack="zero"), color=color,
+            order=alt.Order("series_order:Q"), tooltip=tooltip,
+        ).transform_calculate(series_order=f"indexof({order!r}, datum.series)").properties(
+            height=palette.height(order))
+    dash = alt.StrokeDash("series:N", title=None, sort=order, legend=palette.legend(order),
+                          scale=alt.Scale(domain=order, range=[[1, 0], [6, 3]]))
+    return alt.Chart(df, title=PREFIX_TITLE).mark_line().encode(
+        x=x, y=alt.Y("percent:Q", title="KV capacity (%)"), color=_run_color(runs), strokeDash=dash,
+        detail="series:N", tooltip=tooltip,
+    ).properties(height=palette.height(runs, HEIGHT) + palette.LEGEND_ROW)
 
 
 def batch_size_over_time(timeline: pd.DataFrame, title: str = "Batch size over time") -> alt.Chart:

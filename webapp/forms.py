@@ -20,7 +20,7 @@ import streamlit as st
 
 from batchlab.core.config import MODE_HELP, MODES, SimConfig, config_fields
 from batchlab.workloads.burstgpt import bundled_traces
-from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
+from batchlab.workloads.spec import SHARING, SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
 
 SIM, WL = "sim.", "wl."
 MODES_KEY = "cmp.modes"
@@ -39,13 +39,16 @@ LABELS = {
     "tbt_sla": "TBT deadline applies to", "kv_reserve": "KV reservation (batch-level)",
     "max_new_tokens": "Max new tokens", "block_size": "KV block size", "kv_watermark": "KV watermark",
     "max_num_batched_tokens": "Tokens per iteration", "sla_control": "Algorithm 2 on",
-    "memory_control": "Algorithm 1 (memory bound) on",
+    "memory_control": "Algorithm 1 (memory bound) on", "enable_prefix_caching": "Prefix caching on",
     # workload
     "trace": "Trace excerpt", "workload_seed": "Workload seed", "num_requests": "Requests", "offset": "Window offset",
     "keep_failed": "Keep failed rows",
     "arrival": "Arrivals", "rate": "Arrival rate", "gamma_shape": "Gamma shape", "rps_scaling": "Time compression",
     "real_timestamps": "Real timestamps", "prompt_lengths": "Prompt lengths", "output_lengths": "Output lengths",
     "predictor": "Output-length predictor", "priority_mix": "Priority classes",
+    "hash_block": "Tokens per hash id", "system_prompts": "Shared system prompts",
+    "system_prompt_tokens": "System prompt length", "system_zipf": "System prompt popularity skew",
+    "conversation_turns": "Conversation turns", "think_time": "Think time between turns",
 }
 # units for numbers whose metadata leaves the unit empty
 EXTRA_UNITS = {"gpus": "GPUs", "k_bins": "bins", "mem_reserve_frac": "fraction", "mem_factor": "fraction",
@@ -60,6 +63,8 @@ EMPTY_MEANS = {
     ("rate", "synthetic"): (f"auto: {SYNTHETIC_RATE:g}", f"auto, {SYNTHETIC_RATE:g} req/s"),
     ("rate", "trace"): ("auto: trace", "auto, the trace's own rate"),
     "priority_mix": ("all 0", "every request at priority 0"),
+    "system_prompts": ("off", "no shared system prompts"),
+    "conversation_turns": ("off", "single requests, no conversations"),
     "max_num_batched_tokens": ("vLLM default", "vLLM 0.33's default for the GPU's memory: 2,048 below 70 GiB, "
                                "8,192 from 70 GiB, 16,384 from 160 GiB"),
 }
@@ -73,10 +78,16 @@ EXTRA_HELP = {
                   "choose Batch fill = full, optionally with a Max wait.",
 }
 SOURCE_LABELS = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
-                 "upload": "Upload a BurstGPT CSV"}
+                 "upload": "Upload a BurstGPT CSV", "mooncake": "Upload a Mooncake trace"}
+# the workload each source reads (the uploads' traces are files the user sent, never a server path)
+SOURCE_WORKLOADS = {"synthetic": "synthetic", "bundled": "burstgpt", "upload": "burstgpt", "mooncake": "mooncake"}
+UPLOAD_SOURCES = ("upload", "mooncake")
 SLA_CONTROLLER = ("sla_eps", "sla_alpha", "sla_delta", "sla_window")
 TRACE_ONLY = ("trace", "offset", "keep_failed", "rps_scaling", "real_timestamps")
-SYNTHETIC_ONLY = ("prompt_lengths", "output_lengths")
+SHARING_FIELDS = tuple(SHARING)  # synthetic prefix sharing: system prompts, conversations
+SYNTHETIC_ONLY = ("prompt_lengths", "output_lengths", "priority_mix", *SHARING_FIELDS)
+MOONCAKE_ONLY = ("hash_block",)
+SWITCHES = ("system_prompts", "conversation_turns")  # the sharing fields that turn sharing on
 
 
 # ------------------------------------------------------------------ fields --
@@ -96,16 +107,23 @@ def sim_fields(group: str | None = None, exclude: Iterable[str] = ()) -> list[da
             and f.name not in exclude]
 
 
-def workload_fields(source: str) -> list[dataclasses.Field]:
-    """The WorkloadSpec fields that matter for a workload source (``workload`` itself is the source)."""
+def workload_fields(source: str, sharing: bool | None = None) -> list[dataclasses.Field]:
+    """The WorkloadSpec fields that matter for a workload source (``workload`` itself is the source):
+    the trace window for a trace, lengths and prefix sharing for synthetic, hash_block for Mooncake.
+    ``sharing``: only the synthetic prefix-sharing fields (True) or all but them (False)."""
     hide = {"workload"}
     if source == "synthetic":
-        hide |= set(TRACE_ONLY)
+        hide |= {*TRACE_ONLY, *MOONCAKE_ONLY}
     else:
         hide |= set(SYNTHETIC_ONLY)
-        if source == "upload":
+        if source in UPLOAD_SOURCES:
             hide.add("trace")
-    return [f for f in spec_fields() if f.name not in hide]
+        if SOURCE_WORKLOADS.get(source) != "mooncake":
+            hide |= set(MOONCAKE_ONLY)
+    fields = [f for f in spec_fields() if f.name not in hide]
+    if sharing is None:
+        return fields
+    return [f for f in fields if (f.name in SHARING_FIELDS) == sharing]
 
 
 def unit(f: dataclasses.Field) -> str:
@@ -224,13 +242,16 @@ def mode_help(modes: Iterable[str] = MODES) -> str:
 
 
 def source_picker() -> str:
-    """Where the workload comes from: synthetic, a bundled excerpt, or an uploaded CSV."""
+    """Where the workload comes from: synthetic, a bundled excerpt, an uploaded BurstGPT CSV or an
+    uploaded Mooncake JSONL trace."""
     if st.session_state.get("source") not in SOURCE_LABELS:
         st.session_state["source"] = "synthetic"
     return st.radio("Workload source", list(SOURCE_LABELS), key="source", horizontal=True,
                     format_func=SOURCE_LABELS.get,
-                    help="Synthetic requests with BurstGPT-like lengths, a BurstGPT excerpt shipped with "
-                         "batchlab, or your own BurstGPT CSV (6- or 8-column layout).")
+                    help="Synthetic requests with BurstGPT-like lengths (optionally sharing system prompts or "
+                         "in multi-turn conversations), a BurstGPT excerpt shipped with batchlab, your own "
+                         "BurstGPT CSV (6- or 8-column layout), or a Mooncake JSONL trace, whose hash_ids say "
+                         "which prompt blocks requests share (for prefix caching).")
 
 
 @dataclasses.dataclass
@@ -270,9 +291,15 @@ def settings_form(form_key: str, source: str, latency_options: list[str], submit
             st.caption("Empty a deadline's box to switch it off.")
         with c3:
             st.markdown("##### Workload")
-            spec |= render_fields(workload_fields(source), WL,
+            spec |= render_fields(workload_fields(source, sharing=False), WL,
                                   options={"trace": list(bundled_traces()),
                                            "arrival": _arrivals(source)}, source=source)
+            if source == "synthetic":
+                sharing = any(st.session_state.get(WL + n) is not None for n in SWITCHES)
+                with st.expander("Shared prefixes (prefix caching)", icon=":material/share:", expanded=sharing):
+                    spec |= render_fields(workload_fields(source, sharing=True), WL, source=source)
+                    st.caption("Requests that share a system prompt, or the turns of a conversation, share KV "
+                               "blocks; the continuous modes' prefix caching (Memory model) skips their prefill.")
         e1, e2, e3 = st.columns(3, gap="large")
         with e1.expander("Latency model"):
             sim |= render_fields(sim_fields("latency"), SIM, options={"latency": latency_options})
@@ -283,11 +310,12 @@ def settings_form(form_key: str, source: str, latency_options: list[str], submit
         submitted = st.form_submit_button(submit_label, type="primary", icon=":material/play_arrow:")
     if compare:
         sim["mode"] = modes[0] if modes else SimConfig().mode
-    spec["workload"] = "synthetic" if source == "synthetic" else "burstgpt"
+    spec["workload"] = SOURCE_WORKLOADS.get(source, "synthetic")
     return FormValues(submitted, sim, spec, modes)
 
 
 def _arrivals(source: str) -> list:
+    """The arrival choices of a source (``trace``: a trace's own timestamps)."""
     return [AUTO, "poisson", "gamma"] if source == "synthetic" else [AUTO, "trace", "poisson", "gamma"]
 
 

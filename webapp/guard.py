@@ -39,8 +39,8 @@ def trace_problem(trace: str, uploads: Collection[str] = ()) -> str | None:
     """Why the web cannot use ``trace`` (None when it can): it must be bundled or one of ``uploads``."""
     if bundled_trace(trace) or trace in uploads:
         return None
-    return (f"trace: the web reads a bundled trace ({', '.join(bundled_traces())}) or a CSV uploaded in this "
-            f"session, not {excerpt(trace, SHOWN)}")
+    return (f"trace: the web reads a bundled trace ({', '.join(bundled_traces())}) or a trace (BurstGPT CSV, "
+            f"Mooncake JSONL) uploaded in this session, not {excerpt(trace, SHOWN)}")
 
 
 def latency_problem(latency: str) -> str | None:

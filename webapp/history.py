@@ -88,8 +88,9 @@ def deadlines_text(config: dict | None) -> str:
 
 def workload_text(workload: dict | None, latency: str = "") -> str:
     """A workload in a few words for the runs table: source and size, arrivals (rates rounded),
-    lengths when not BurstGPT's, predictor, a seed other than 0, and a latency model other than the
-    parametric one (``synthetic 2,000 req, 12 req/s, noisy:0.5``). The stored label when there is no spec."""
+    lengths when not BurstGPT's, shared system prompts and conversations, predictor, a seed other than 0,
+    and a latency model other than the parametric one (``synthetic 2,000 req, 12 req/s, noisy:0.5``).
+    The stored label when there is no spec."""
     workload = workload or {}
     spec = workload.get("spec") or {}
     if not spec:
@@ -102,6 +103,10 @@ def workload_text(workload: dict | None, latency: str = "") -> str:
         lengths = (spec.get("prompt_lengths", "burstgpt"), spec.get("output_lengths", "burstgpt"))
         if lengths != ("burstgpt", "burstgpt"):
             parts.append(f"prompt {lengths[0]}, output {lengths[1]}")
+        if spec.get("system_prompts"):
+            parts.append(f"{int(spec['system_prompts']):,} system prompt{'s' if spec['system_prompts'] != 1 else ''}")
+        if spec.get("conversation_turns"):
+            parts.append(f"{int(spec['conversation_turns']):,}-turn conversations")
     else:
         name = PurePath(str(spec.get("trace") or "trace")).stem
         rows = f"{int(n):,} req" if n else "all rows"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -23,8 +24,36 @@ from batchlab.workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
 from . import fmt, forms, guard, jobs, services, state, views
 
 OUTCOMES = "_outcomes"
-UPLOAD = "_upload"  # the last valid trace upload of this session
+UPLOAD = "_upload"  # the last valid trace upload of this session (per source: a BurstGPT CSV, a Mooncake trace)
 BAD_UPLOAD = "_upload_bad"  # the name of an uploaded file that could not be read (while it stays uploaded)
+
+
+@dataclass(frozen=True)
+class UploadKind:
+    """How a workload source takes its trace: the uploader's label, key and file types, what to ask for."""
+
+    label: str
+    key: str
+    types: tuple[str, ...]
+    what: str
+    help: str
+
+
+UPLOADS = {
+    "upload": UploadKind("BurstGPT trace CSV", "trace_upload", ("csv",), "a BurstGPT CSV file",
+                         "A BurstGPT CSV (6-column _1/_2 or 8-column _3 layout): Timestamp, Request tokens and "
+                         "Response tokens are read; failed rows are dropped unless 'Keep failed rows' is set."),
+    "mooncake": UploadKind("Mooncake trace (JSON Lines)", "mooncake_upload", ("jsonl",), "a Mooncake JSONL trace",
+                           "A Mooncake trace: one JSON object per line with timestamp (ms), input_length, "
+                           "output_length and hash_ids (the ids of the prompt's blocks of 'Tokens per hash id' "
+                           "tokens; requests with equal ids share those blocks, for prefix caching). Rows with "
+                           "output_length 0 are dropped unless 'Keep failed rows' is set."),
+}
+
+
+def _upload_key(source: str) -> str:
+    """Where the session keeps a source's last valid upload (the BurstGPT one under :data:`UPLOAD`)."""
+    return UPLOAD if source == "upload" else f"{UPLOAD}.{source}"
 CONTEXT = {"run": "Could not run the simulation", "compare": "Could not run the comparison"}
 POLL_S = 0.1  # how often a page reads a running job's progress
 _compiled: list[bool] = []  # [True] once this server found the continuous engine compiled on disk
@@ -92,17 +121,16 @@ def settings_panel(page: str, title: str, default_open: bool):
 
 
 def trace_uploader(source: str) -> services.Upload | None:
-    """The BurstGPT CSV upload (only for the upload source), checked at once."""
-    if source != "upload":
+    """The trace upload of an upload source (a BurstGPT CSV, a Mooncake JSONL trace), checked at once;
+    None for the other sources. Its bytes are read, never a server path."""
+    kind = UPLOADS.get(source)
+    if kind is None:
         return None
-    f = st.file_uploader("BurstGPT trace CSV", type=["csv"], key="trace_upload",
-                         max_upload_size=MAX_UPLOAD_BYTES // 2**20,
-                         help="A BurstGPT CSV (6-column _1/_2 or 8-column _3 layout): Timestamp, "
-                              "Request tokens and Response tokens are read; failed rows are dropped "
-                              "unless 'Keep failed rows' is set.")
+    f = st.file_uploader(kind.label, type=list(kind.types), key=kind.key,
+                         max_upload_size=MAX_UPLOAD_BYTES // 2**20, help=kind.help)
     if f is None:
         st.session_state.pop(BAD_UPLOAD, None)
-        kept = st.session_state.get(UPLOAD)
+        kept = st.session_state.get(_upload_key(source))
         if kept is not None:  # the uploader is not drawn while the settings are folded
             st.caption(f"Using **{fmt.md(kept.name)}**, uploaded earlier; upload another file to replace it.")
         else:
@@ -110,28 +138,43 @@ def trace_uploader(source: str) -> services.Upload | None:
         return kept
     upload = services.Upload(f.name, f.getvalue())
     with services.shown_errors(f"Cannot read {fmt.md(f.name)}") as box:
-        w = services.make_workload(WorkloadSpec(workload="burstgpt", trace=f.name), upload)
+        w = services.make_workload(_upload_spec(source, f.name), upload)
     if box.failed:
-        st.session_state.pop(UPLOAD, None)
+        st.session_state.pop(_upload_key(source), None)
         st.session_state[BAD_UPLOAD] = f.name
         return None
     st.session_state.pop(BAD_UPLOAD, None)
-    st.session_state[UPLOAD] = upload
+    st.session_state[_upload_key(source)] = upload
     d = w.describe()
+    shared = (f", {100 * d['shared_block_fraction']:.0f} % of its {d['prefix_block']:,}-token prompt blocks "
+              "shared with another request" if "shared_block_fraction" in d else "")
     st.caption(f"{fmt.md(f.name)}: {d['requests']:,} requests over {fmt.seconds(d['duration_s'])} "
                f"(mean {fmt.sig(d['mean_rate_rps'], 'req/s')}), mean prompt "
-               f"{fmt.number(d['prompt_mean'], 'tokens', 0)}, mean output {fmt.number(d['output_mean'], 'tokens', 0)}.")
+               f"{fmt.number(d['prompt_mean'], 'tokens', 0)}, mean output {fmt.number(d['output_mean'], 'tokens', 0)}"
+               f"{shared}.")
     return upload
 
 
+def _upload_spec(source: str, name: str) -> WorkloadSpec:
+    """The spec an upload is first read with (the whole file; a Mooncake trace in the form's hash_block)."""
+    workload = forms.SOURCE_WORKLOADS[source]
+    block = st.session_state.get(forms.WL + "hash_block") if workload == "mooncake" else None
+    extra = {"hash_block": block} if isinstance(block, int) and not isinstance(block, bool) else {}
+    try:
+        return WorkloadSpec(workload=workload, trace=name, **extra)
+    except WorkloadError:
+        return WorkloadSpec(workload=workload, trace=name)
+
+
 # ------------------------------------------------------------ background runs --
-def missing_upload() -> str:
+def missing_upload(source: str = "upload") -> str:
     """Why a run that reads an upload cannot start: no file yet, or the uploaded one could not be read."""
+    what = UPLOADS[source].what
     bad = st.session_state.get(BAD_UPLOAD)
     if bad:
         return (f"trace: the uploaded file {bad} could not be read (the reason is under the uploader); "
-                "upload a BurstGPT CSV file that can be")
-    return "trace: upload a BurstGPT CSV file first"
+                f"upload {what} that can be")
+    return f"trace: upload {what} first"
 
 
 def form_members(values: forms.FormValues, source: str, modes: list[str]) -> list[dict]:
@@ -158,14 +201,15 @@ def start(page: str, members: list[dict], upload: services.Upload | None = None,
             raise ConfigError("mode", "pick at least one scheduler mode")
         built = []
         for m in members:
-            if m["source"] == "upload":
+            uses = m["source"] in UPLOADS
+            if uses:
                 if upload is None:
-                    raise WorkloadError(missing_upload())
+                    raise WorkloadError(missing_upload(m["source"]))
                 m["spec"]["trace"] = upload.name
             cfg, spec = forms.build(m["sim"], m["spec"])
-            guard.check(cfg, spec, guard.session_uploads() | ({upload.name} if m["source"] == "upload" else set()))
+            guard.check(cfg, spec, guard.session_uploads() | ({upload.name} if uses else set()))
             services.resolve_grid(cfg.latency)  # an unknown grid is named here, not in the background
-            built.append((cfg, spec, m["source"] == "upload"))
+            built.append((cfg, spec, uses))
         uses_upload = any(uses for _, _, uses in built)
         ref = upload_ref(upload.name, upload.data) if uses_upload else None
         job_id = jobs.launch(runs_plan(built, ref), again=True)

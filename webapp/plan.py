@@ -35,13 +35,16 @@ from batchlab.store import job_runs
 from batchlab.store.sweep_jobs import gpu_plan
 from batchlab.workloads import MAX_UPLOAD_BYTES, build_workload
 from batchlab.workloads.burstgpt import bundled_traces
-from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS
+from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS, TRACE_WORKLOADS
 
 from . import fmt, guard, jobs, palette, services, state, sweeps
 from . import sweep_charts as charts
 
 SOURCES = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
-           "upload": "Upload a BurstGPT CSV"}
+           "upload": "Upload a BurstGPT CSV", "mooncake": "Upload a Mooncake trace"}
+# an upload source: its workload, the uploader's label and file type, and what to ask for
+UPLOADS = {"upload": ("burstgpt", "BurstGPT trace CSV", "csv", "a BurstGPT CSV file"),
+           "mooncake": ("mooncake", "Mooncake trace (JSON Lines)", "jsonl", "a Mooncake JSONL trace")}
 SETTINGS_HELP = ("Any other `batchlab run` setting, one NAME=VALUE per line (gpu_mem_gb=40, "
                  "predictor=oracle, output_lengths=uniform:1:500). The plan chooses mode, gpus, k_bins, b_max "
                  "and batch_size itself.")
@@ -146,15 +149,18 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 def source_picker() -> str:
     return st.radio("Workload", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="plan.source",
                     help="Synthetic requests with BurstGPT-like lengths and bursty (gamma) arrivals, a BurstGPT "
-                         "excerpt shipped with batchlab, or your own BurstGPT CSV (at its own arrivals).")
+                         "excerpt shipped with batchlab, or your own BurstGPT CSV or Mooncake JSONL trace (at its "
+                         "own arrivals). Shared system prompts and conversations: Other settings "
+                         "(system_prompts=8, conversation_turns=4).")
 
 
 def plan_form(source: str) -> Launch | None:
     """The plan's settings; a validated :class:`Launch` once submitted."""
     upload = None
-    if source == "upload":
-        upload = st.file_uploader("BurstGPT trace CSV", type=["csv"], key="plan.upload",
-                                  max_upload_size=MAX_UPLOAD_BYTES // 2**20)
+    if source in UPLOADS:
+        _, what, ext, _ = UPLOADS[source]
+        key = "plan.upload" if source == "upload" else f"plan.upload.{source}"
+        upload = st.file_uploader(what, type=[ext], key=key, max_upload_size=MAX_UPLOAD_BYTES // 2**20)
         if upload is None:
             st.caption(fmt.upload_limit(MAX_UPLOAD_BYTES))
     with st.form("plan_form"):
@@ -220,12 +226,13 @@ def plan_form(source: str) -> Launch | None:
     planned = _planned_names(other)
     if planned:
         raise SweepError(f"{planned[0]}: the plan chooses it; set the candidates instead")
-    if source == "upload":
+    if source in UPLOADS:
+        workload, _, _, what = UPLOADS[source]
         if upload is None:
-            raise SweepError("trace: upload a BurstGPT CSV file first")
-        spec_lines += ["workload=burstgpt", f"trace={save_upload(upload.name, upload.getvalue())}"]
+            raise SweepError(f"trace: upload {what} first")
+        spec_lines += [f"workload={workload}", f"trace={save_upload(upload.name, upload.getvalue())}"]
     cfg, spec = sweeps.web_settings(sim_lines + spec_lines + other.splitlines())
-    if spec.workload == "burstgpt":
+    if spec.workload in TRACE_WORKLOADS:
         build_workload(spec)  # a trace that cannot be read is named here, not in the background
     options = PlanOptions(target=target, modes=tuple(modes), max_gpus=int(max_gpus), k_values=_ints(ks, "K"),
                           b_max_values=_ints(bmax, "B_max"), batch_values=_ints(bs, "B"), replications=int(reps),

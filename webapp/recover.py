@@ -7,7 +7,7 @@ import streamlit as st
 
 from batchlab.core.config import ConfigError
 
-from . import fmt, jobs, pageutil, views
+from . import fmt, forms, jobs, pageutil, views
 
 REASON = {"failed": "failed", "stale": "was interrupted before it finished", "running": "is being computed"}
 
@@ -40,8 +40,9 @@ def _follow_running(refs: list[str]) -> bool:
 
 def _upload_note(settings: dict) -> None:
     name = settings["spec"].get("trace", "")
+    source = forms.SOURCE_LABELS.get(settings.get("source"), forms.SOURCE_LABELS["upload"])
     st.info(f"It ran on the uploaded trace **{fmt.md(name)}**: a link cannot carry the file. Upload it in "
-            "the settings (Workload source: Upload a BurstGPT CSV) and run again.", icon=":material/upload_file:")
+            f"the settings (Workload source: {source}) and run again.", icon=":material/upload_file:")
 
 
 def run_problem(ref: str, view: dict | None, link_settings: dict | None) -> None:
@@ -73,7 +74,7 @@ def run_problem(ref: str, view: dict | None, link_settings: dict | None) -> None
         return
     if settings is None:
         return
-    if settings["source"] == "upload":
+    if settings["source"] in forms.UPLOAD_SOURCES:
         _upload_note(settings)
     elif st.button(label, type="primary", icon=":material/play_arrow:", key="run.recompute"):
         pageutil.start("run", [settings], expect=[ref])
@@ -102,7 +103,7 @@ def comparison_problems(hashes: list[str], missing: list[tuple[int, str, dict | 
             continue
         if settings is None:
             uploads.append(None)
-        elif settings["source"] == "upload":
+        elif settings["source"] in forms.UPLOAD_SOURCES:
             uploads.append(settings)
         else:
             todo.append((i, settings))

@@ -56,7 +56,7 @@ SPEC = "spec"  # a sweep or plan link's definition of its job
 SPEC_MAX_CHARS = 16_384  # a longer definition is refused unread
 PLAN_MAX_BYTES = 1 << 20  # what a definition may inflate to
 _KEY = re.compile(r"[0-9a-f]{16}")
-SOURCES = ("synthetic", "bundled", "upload")
+SOURCES = ("synthetic", "bundled", "upload", "mooncake")
 DEFAULT_COMPARE = COMPARE_MODES
 _SIM_NAMES = {f.name for f in config_fields()}
 
@@ -107,8 +107,11 @@ def default_settings() -> dict:
 
 
 def source_of(spec: Mapping) -> str:
-    if spec.get("workload", "synthetic") == "synthetic":
-        return "synthetic"
+    """The form's workload source for a spec: synthetic, bundled, upload (a BurstGPT CSV) or mooncake
+    (an uploaded Mooncake trace: none is bundled)."""
+    workload = spec.get("workload", "synthetic")
+    if workload in ("synthetic", "mooncake"):
+        return workload
     trace = str(spec.get("trace", ""))
     return "bundled" if trace.removesuffix(".csv") in bundled_traces() else "upload"
 

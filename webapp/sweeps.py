@@ -24,7 +24,7 @@ from batchlab.core.suite import DISPLAY, STEPS, SuitePlan, step_titles
 from batchlab.core.sweep import parse_settings, parse_vary
 from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
 from batchlab.store.sweep_jobs import capacity_plan, grid_plan, plan_from_link, plan_key, plan_title, suite_plan
-from batchlab.workloads.spec import SpecError
+from batchlab.workloads.spec import TRACE_WORKLOADS, SpecError
 
 from . import clusters, fmt, guard, jobs, services, state, views
 from . import sweep_charts as charts
@@ -79,7 +79,7 @@ def share_caption(row) -> str:
     plan = row.params["plan"]
     link = views.share_link(params, _page(plan))
     trace = (plan.get("spec") or {}).get("trace")
-    uploaded = (plan.get("spec") or {}).get("workload") == "burstgpt" and not guard.bundled_trace(str(trace))
+    uploaded = (plan.get("spec") or {}).get("workload") in TRACE_WORKLOADS and not guard.bundled_trace(str(trace))
     what = (f"elsewhere, running it again needs the uploaded trace {fmt.md(state.link_trace(trace))}" if uploaded
             else "it names this job by its content and carries its definition, so any batchlab store can run it")
     return f"[Shareable link]({link}) ({what})"

@@ -16,7 +16,7 @@ import streamlit as st
 from batchlab.core import metric_catalog as catalog
 from batchlab.core.config import DYNAMIC_MODES, ConfigError, SimConfig
 
-from . import charts, fmt, labels, services, state, tables
+from . import charts, fmt, guard, labels, services, state, tables
 from .charts import LATENCY_METRICS
 
 CARDS_PER_ROW = 3
@@ -127,6 +127,50 @@ def _controller(view: dict, label: str, key: str) -> None:
                                        title=f"Controller trace: {label}"))
 
 
+PREFIX_KEYS = ("prefix_hit_rate", "prefill_tokens_saved")
+PREFIX_NOTE = ("Cached, free: prefix blocks kept after the requests that used them ended; a later request "
+               "with the same prefix reuses them instead of prefilling again, until they are evicted (least "
+               "recently used first) to make room.")
+
+
+def has_prefix_cache(view: dict) -> bool:
+    """True for a continuous run that looked its prompts up in the prefix cache and whose occupancy
+    series has the cached share (runs stored before prefix caching have none)."""
+    s, occ = view["summary"], (view.get("series") or {}).get("occupancy")
+    return (s.get("engine") == "continuous" and s.get("prefix_hit_rate") is not None and occ is not None
+            and "kv_cached" in occ.columns)
+
+
+def _prefix_cards(summary: dict) -> None:
+    """The prefix cache's headline figures, as the run page's cards."""
+    for col, key in zip(st.columns(len(PREFIX_KEYS)), PREFIX_KEYS):
+        m = catalog.BY_KEY[key]
+        col.metric(m.label, m.format(summary.get(key), summary, style="card"), border=True, help=m.description)
+
+
+def _prefix_section(views: list[dict], run_labels: list[str], cards_too: bool) -> None:
+    """The prefix-cache chart of the runs that have one (nothing when none has), with the hit rate and
+    tokens saved as cards beside it (``cards_too``: one run) or, for several, a note of the runs left out."""
+    shown = [(v, lab) for v, lab in zip(views, run_labels) if has_prefix_cache(v)]
+    if not shown:
+        return
+    occ = charts.stack({lab: v["series"]["occupancy"] for v, lab in shown})
+    if cards_too:
+        c1, c2 = st.columns(2, gap="large")
+        with c1:
+            _chart(charts.prefix_cache(occ))
+        with c2:
+            st.markdown("**Prefix cache**")
+            _prefix_cards(shown[0][0]["summary"])
+            st.caption(PREFIX_NOTE)
+        return
+    _chart(charts.prefix_cache(occ))
+    left_out = [lab for v, lab in zip(views, run_labels) if not has_prefix_cache(v)]
+    st.caption(PREFIX_NOTE + " The metrics table gives each run's hit rate and prefill tokens saved."
+               + (f" Not drawn (no prefix cache looked up: a batch mode, caching off or no shared prefixes): "
+                  f"{fmt.md(', '.join(left_out))}." if left_out else ""))
+
+
 def _per_run(views: list[dict], run_labels: list[str], draw, per_row: int = 3) -> None:
     for i in range(0, len(views), per_row):
         cols = st.columns(per_row)
@@ -161,7 +205,7 @@ def _share(params: dict | None, page: str) -> None:
         return
     traces = params.get("trace") or []
     traces = [traces] if isinstance(traces, str) else traces
-    uploaded = [t for t in dict.fromkeys(traces) if state.source_of({"workload": "burstgpt", "trace": t}) == "upload"]
+    uploaded = [t for t in dict.fromkeys(traces) if not guard.bundled_trace(t)]
     what = ("it recomputes the results on any batchlab store" if not uploaded else
             "elsewhere, recomputing needs the uploaded trace " + ", ".join(uploaded))
     st.caption(f"Shareable link ({fmt.md(what)}): `{share_link(params, page)}`")
@@ -202,6 +246,7 @@ def show_run(view: dict, note: str | None = None, share: dict | None = None) -> 
     with c2:
         if "occupancy" in stacked:
             _chart(charts.occupancy(stacked["occupancy"], "kv_utilization"))
+    _prefix_section([view], [label], cards_too=True)
     _chart(charts.batch_size_histogram(stacked["batch_sizes"]))
     if len(s.get("bins", [])) > 1:
         st.markdown("##### Per bin")
@@ -256,6 +301,7 @@ def show_comparison(views: list[dict], share: dict | None = None, note: str | No
             _chart(charts.occupancy(stacked["occupancy"], "running"))
         with c2:
             _chart(charts.occupancy(stacked["occupancy"], "kv_utilization"))
+    _prefix_section(views, run_labels, cards_too=False)
     batched = [(v, lab) for v, lab in zip(views, run_labels) if v["summary"].get("engine") != "continuous"]
     if batched:
         st.markdown("##### Batch size over time, per bin")
