@@ -513,8 +513,9 @@ def validate():
 
 @validate.command("vllm")
 @sim_options
-@click.option("--prefix-caching/--no-prefix-caching", default=True, show_default=True,
-              help="vLLM's prefix caching (batchlab has none; it matters after a preemption).")
+@click.option("--prefix-caching/--no-prefix-caching", default=None,
+              help="Prefix caching on both sides (default: --enable-prefix-caching, on). Without prefix keys "
+                   "in the workload batchlab caches nothing; vLLM's cache then matters after a preemption.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
 def validate_vllm(config_file, prefix_caching, as_json, **flags):
     """Run one workload through batchlab's continuous_static engine and vLLM 0.33's own scheduler

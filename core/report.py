@@ -57,6 +57,9 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
         f"  KV memory        mean {_v(s, 'kv_utilization_mean')} in use, peak {s['kv_peak_tokens']:,} of "
         f"{_v(s, 'eta_tokens')} per GPU; " + memory_events(s),
     ]
+    if s.get("prefix_hit_rate") is not None:
+        lines.append(f"  prefix cache     {_v(s, 'prefix_hit_rate')} of prompt tokens looked up were cached; "
+                     f"{_v(s, 'prefill_tokens_saved')} of prefill saved")
     if "sla_branch_counts" in s:
         c = s["sla_branch_counts"]
         lines.append(f"  controllers      mean b_mem {_v(s, 'b_mem_mean')}, mean b_SLA {_v(s, 'b_sla_mean')}; "
