@@ -23,7 +23,7 @@ from numba import njit
 from .config import PREEMPT_POLICIES, QUEUE_POLICIES
 from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRANCH_WITHIN
 from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
-from .prefix_cache import ADM, HIT, fill, lookup, release, take_free, touch
+from .prefix_cache import ADM, HIT, admit, fill, grow, leave, lookup, take_free
 
 WAITING, RUNNING, DONE = 0, 1, 2
 NONE = -1                  # no request
@@ -751,7 +751,8 @@ def _leave(s, r, g, pg, gi):
         order[j] = pg.req[leaving[j], ADM]
     for j in np.argsort(order):
         p = leaving[j]
-        g.U -= _free_blocks(s, r, g, pg, gi, p, r[p].prompt + r[p].gen + _steps_left(r, p))
+        g.U -= leave(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p,
+                     r[p].prompt + r[p].gen + _steps_left(r, p))
         pg.tables[p] = np.empty(0, np.int64)
     leaving.clear()
 
@@ -828,28 +829,11 @@ def _make_room_for_chunks(s, rq, qs, w, g, gl, pg, gi, need, pre):
 
 
 @njit(cache=True)
-def _free_blocks(s, r, g, pg, gi, p, tokens):
-    """Prefix caching: request ``p`` leaves GPU ``gi`` holding slots for ``tokens`` tokens; its full
-    blocks are cached, then its blocks freed. Returns how many blocks are free again."""
-    table = pg.tables[p]
-    fill(pg.pool, s, pg.req, pg.chain, pg.names, table, g, gi, p, tokens)
-    return release(pg.pool, table, pg.req, g, gi, p, s.K)
-
-
-@njit(cache=True)
 def _table(s, r, pg, p):
     """Request ``p``'s block table, made the first time it is needed (room for all its tokens)."""
     if len(pg.tables[p]) == 0:
         pg.tables[p] = np.empty(ceil_div(r[p].prompt + r[p].output, s.B) + 1, np.int64)
     return pg.tables[p]
-
-
-@njit(cache=True)
-def take_blocks(s, r, g, pg, gi, p, new, tokens):
-    """Prefix caching: request ``p`` takes ``new`` free blocks of GPU ``gi``, now holding slots for
-    ``tokens`` tokens, and caches those they fill."""
-    take_free(pg.pool, pg.names, g, gi, new, s.K)
-    fill(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, tokens)
 
 
 @njit(cache=True)
@@ -906,7 +890,7 @@ def _continue_prefills(s, r, g, budget, pref, joiners, pg, gi):
             new = ceil_div(done + take, s.B) - ceil_div(done, s.B)
             g.U += new
             if pg is not None:
-                take_blocks(s, r, g, pg, gi, p, new, done + take)
+                grow(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, new, done + take)
             budget -= take
             seqs += 1
             tok += take
@@ -970,8 +954,7 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
         room -= held
         g.U += held
         if pg is not None:
-            touch(pg.pool, pg.req, pg.tables[p], g, gi, p, hits)
-            take_blocks(s, r, g, pg, gi, p, new, cached + take)
+            admit(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, hits, new, cached + take)
             pg.req[p, HIT] += cached
             pg.req[p, ADM] = c[ADMITTED_]
             c[ADMITTED_] += 1
@@ -1115,7 +1098,10 @@ def _preempt(s, rq, qs, w, g, gl, pg, gi, p, E, t, decoding):
     if decoding:
         done_here = E - r[p].tdec
         tokens = prompt + gen + done_here
-        g.U -= _free_blocks(s, r, g, pg, gi, p, tokens) if pg is not None else ceil_div(tokens, B)
+        if pg is not None:
+            g.U -= leave(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, tokens)
+        else:
+            g.U -= ceil_div(tokens, B)
         g.n -= 1
         g.ctx -= tokens
         gl.H[gi, (r[p].tdec - prompt - gen) % B] -= 1
@@ -1132,7 +1118,10 @@ def _preempt(s, rq, qs, w, g, gl, pg, gi, p, E, t, decoding):
         for j in range(len(pref)):
             if pref[j][0] == p:
                 done = prompt + gen - pref[j][1]
-                g.U -= _free_blocks(s, r, g, pg, gi, p, done) if pg is not None else ceil_div(done, B)
+                if pg is not None:
+                    g.U -= leave(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, done)
+                else:
+                    g.U -= ceil_div(done, B)
                 pref.pop(j)
                 break
     w.wasted[0] += g.share - r[p].share

@@ -1,7 +1,9 @@
 """Automatic prefix caching, as vLLM 0.33's block pool keeps it (compiled; the continuous kernel calls it).
 
-A full KV block is named by a hash chain over the tokens up to its end (:func:`block_name`): blocks of
-two requests whose tokens agree up to there have one name, and a request admitted finds the longest run
+A full KV block is named by a hash chain over the tokens up to its end: block ``j`` (ending at token
+``e = (j + 1) B``) of a request whose keys describe its first ``kcov`` tokens is named
+``mix(chain[e - 1 of its keys], e)`` when ``e <= kcov``, else ``mix(mix(OWN, uid), j)``, its own.
+Blocks of two requests whose tokens agree up to there have one name, and a request admitted finds the longest run
 of its first blocks already cached on its GPU (a *hit*: those tokens skip their prefill). A block is
 cached as soon as the tokens that fill it are scheduled. When no request holds a cached block any more
 it stays cached but free; the free blocks form one queue: blocks holding no name first, then cached
@@ -16,6 +18,10 @@ State per GPU: ``pool[gi, field, block]`` (a row per block, the last the queue's
 cached (``names[gi]``: an open-addressing hash table, name -> the first block cached under that name,
 later duplicates following in ``DUP``; a GPU holds at most a name a block, so the table stays at most a
 quarter full), and each request's table.
+
+Speed: every array handed to a compiled call costs an atomic reference count in and out, which per
+block would cost more than the work; so the loops over a request's blocks do their probing, naming and
+queue updates in place, calling only :func:`mix` (numbers in, a number out).
 """
 from __future__ import annotations
 
@@ -85,59 +91,6 @@ def new_names(gpus: int, blocks: int) -> np.ndarray:
     return np.zeros((gpus, 2, size), np.int64)
 
 
-@njit(cache=True)
-def block_name(s, req, chain, p, j):
-    """The name of block ``j`` of request ``p``: its tokens' chain where its keys describe them
-    (``kcov`` tokens from key ``k0`` on, ``s.kb`` tokens a key), else the request's own."""
-    end = (j + 1) * s.B
-    if end <= req[p, KCOV]:
-        return mix(chain[req[p, K0] + (end - 1) // s.kb], end)
-    return mix(mix(OWN, req[p, UID]), j)
-
-
-# ------------------------------------------------------------ the table of names (linear probing)
-@njit(cache=True)
-def _find(names, gi, name):
-    """The slot holding ``name`` on GPU ``gi``, or -1."""
-    mask = names.shape[2] - 1
-    i = name & mask
-    while True:
-        key = names[gi, KEY, i]
-        if key == name:
-            return i
-        if key == 0:
-            return -1
-        i = (i + 1) & mask
-
-
-@njit(cache=True)
-def _insert(names, gi, name, b):
-    mask = names.shape[2] - 1
-    i = name & mask
-    while names[gi, KEY, i] != 0:
-        i = (i + 1) & mask
-    names[gi, KEY, i] = name
-    names[gi, FIRST, i] = b
-
-
-@njit(cache=True)
-def _delete(names, gi, i):
-    """Empty slot ``i``, moving back the entries after it that would no longer be found."""
-    mask = names.shape[2] - 1
-    j = i
-    while True:
-        j = (j + 1) & mask
-        key = names[gi, KEY, j]
-        if key == 0:
-            break
-        home = key & mask
-        if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
-            names[gi, KEY, i] = key
-            names[gi, FIRST, i] = names[gi, FIRST, j]
-            i = j
-    names[gi, KEY, i] = 0
-
-
 # ------------------------------------------------------------ the pool
 @njit(cache=True)
 def lookup(pool, s, req, chain, names, table, gi, p, tokens):
@@ -145,9 +98,15 @@ def lookup(pool, s, req, chain, names, table, gi, p, tokens):
     on GPU ``gi``, at most ``(tokens - 1) // B`` (its last token is always computed: vLLM's hit cap);
     their ids go to ``table`` (for :func:`touch`)."""
     hits = free = 0
-    for j in range((tokens - 1) // s.B):
-        i = _find(names, gi, block_name(s, req, chain, p, j))
-        if i < 0:
+    B, kb, k0, kcov, own = s.B, s.kb, req[p, K0], req[p, KCOV], mix(OWN, req[p, UID])
+    mask = names.shape[2] - 1
+    for j in range((tokens - 1) // B):
+        end = (j + 1) * B
+        name = mix(chain[k0 + (end - 1) // kb], end) if end <= kcov else mix(own, j)
+        i = name & mask
+        while names[gi, KEY, i] != name and names[gi, KEY, i] != 0:
+            i = (i + 1) & mask
+        if names[gi, KEY, i] == 0:
             break
         b = names[gi, FIRST, i]
         table[j] = b
@@ -157,101 +116,99 @@ def lookup(pool, s, req, chain, names, table, gi, p, tokens):
     return hits, free
 
 
-@njit(cache=True)
-def _queue_remove(pool, gi, b):
-    prev, nxt = pool[gi, PREV, b], pool[gi, NEXT, b]
-    pool[gi, NEXT, prev] = nxt
-    pool[gi, PREV, nxt] = prev
-
-
-@njit(cache=True)
-def _queue_append(pool, gi, b, end):
-    last = pool[gi, PREV, end]
-    pool[gi, NEXT, last] = b
-    pool[gi, PREV, b] = last
-    pool[gi, NEXT, b] = end
-    pool[gi, PREV, end] = b
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def take_free(pool, names, g, gi, count, end):
     """Take ``count`` free blocks on GPU ``gi`` (record ``g``): unnamed ones first, then cached ones from
-    the least recently freed, each evicted."""
-    for _ in range(count):
-        if g.nu > 0:
-            g.nu -= 1
-            continue
-        b = pool[gi, NEXT, end]
-        _queue_remove(pool, gi, b)
+    the least recently freed, each evicted: its name leaves the table (or the chain of blocks cached
+    under it), its id is unused again."""
+    taken = min(count, g.nu)
+    g.nu -= taken
+    mask = names.shape[2] - 1
+    for _ in range(count - taken):
+        b = pool[gi, NEXT, end]                      # the queue's head
+        nxt = pool[gi, NEXT, b]
+        pool[gi, NEXT, end] = nxt
+        pool[gi, PREV, nxt] = end
         g.ncf -= 1
-        _forget(pool, names, g, gi, b)
-
-
-@njit(cache=True)
-def _forget(pool, names, g, gi, b):
-    """Block ``b`` loses its name (evicted): out of the table's chain of that name, its id unused."""
-    i = _find(names, gi, pool[gi, NAME, b])
-    first = names[gi, FIRST, i]
-    if first == b:
-        nxt = pool[gi, DUP, b]
-        if nxt < 0:
-            _delete(names, gi, i)
-        else:
-            names[gi, FIRST, i] = nxt
-    else:
-        while pool[gi, DUP, first] != b:
-            first = pool[gi, DUP, first]
-        pool[gi, DUP, first] = pool[gi, DUP, b]
-    pool[gi, DUP, b] = -1
-    pool[gi, NAME, b] = 0
-    pool[gi, IDS, g.nid] = b
-    g.nid += 1
-
-
-@njit(cache=True)
-def _cache(pool, names, g, gi, name):
-    """A new cached block named ``name`` held by one request (after any block cached under that name)."""
-    g.nid -= 1
-    b = pool[gi, IDS, g.nid]
-    pool[gi, NAME, b] = name
-    pool[gi, REF, b] = 1
-    i = _find(names, gi, name)
-    if i < 0:
-        _insert(names, gi, name, b)
-    else:
+        name = pool[gi, NAME, b]
+        i = name & mask
+        while names[gi, KEY, i] != name:
+            i = (i + 1) & mask
         first = names[gi, FIRST, i]
-        while pool[gi, DUP, first] >= 0:
-            first = pool[gi, DUP, first]
-        pool[gi, DUP, first] = b
-    return b
+        if first != b:                               # a later duplicate: out of the chain
+            while pool[gi, DUP, first] != b:
+                first = pool[gi, DUP, first]
+            pool[gi, DUP, first] = pool[gi, DUP, b]
+        elif pool[gi, DUP, b] >= 0:                  # the first of several: the next one stands for the name
+            names[gi, FIRST, i] = pool[gi, DUP, b]
+        else:                                        # the name goes: empty slot i, moving back the entries
+            j = i                                    # after it that would no longer be found
+            while True:
+                j = (j + 1) & mask
+                key = names[gi, KEY, j]
+                if key == 0:
+                    break
+                home = key & mask
+                if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
+                    names[gi, KEY, i] = key
+                    names[gi, FIRST, i] = names[gi, FIRST, j]
+                    i = j
+            names[gi, KEY, i] = 0
+        pool[gi, DUP, b] = -1
+        pool[gi, NAME, b] = 0
+        pool[gi, IDS, g.nid] = b
+        g.nid += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def touch(pool, req, table, g, gi, p, hits):
     """Request ``p`` takes its first ``hits`` blocks, found by :func:`lookup` (their ids in ``table``),
-    from GPU ``gi``'s cache."""
+    from GPU ``gi``'s cache; those no request held leave the free queue."""
     for j in range(hits):
         b = table[j]
         if pool[gi, REF, b] == 0:
-            _queue_remove(pool, gi, b)
+            prev, nxt = pool[gi, PREV, b], pool[gi, NEXT, b]
+            pool[gi, NEXT, prev] = nxt
+            pool[gi, PREV, nxt] = prev
             g.ncf -= 1
         pool[gi, REF, b] += 1
     req[p, NB] = req[p, NC] = hits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fill(pool, s, req, chain, names, table, g, gi, p, tokens):
-    """Request ``p`` has slots for ``tokens`` tokens (its new blocks taken already): name the blocks
-    they fill."""
-    req[p, NB] = -(-tokens // s.B)
-    full = tokens // s.B
+    """Request ``p`` has slots for ``tokens`` tokens (its new blocks taken already): cache the blocks
+    they fill, each a new id held by ``p``, after any block cached under its name."""
+    B = s.B
+    req[p, NB] = -(-tokens // B)
+    full = tokens // B
+    if full <= req[p, NC]:
+        return
+    kb, k0, kcov, own = s.kb, req[p, K0], req[p, KCOV], mix(OWN, req[p, UID])
+    mask = names.shape[2] - 1
     for j in range(req[p, NC], full):
-        table[j] = _cache(pool, names, g, gi, block_name(s, req, chain, p, j))
-    if full > req[p, NC]:
-        req[p, NC] = full
+        end = (j + 1) * B
+        name = mix(chain[k0 + (end - 1) // kb], end) if end <= kcov else mix(own, j)
+        g.nid -= 1
+        b = pool[gi, IDS, g.nid]
+        pool[gi, NAME, b] = name
+        pool[gi, REF, b] = 1
+        table[j] = b
+        i = name & mask
+        while names[gi, KEY, i] != name and names[gi, KEY, i] != 0:
+            i = (i + 1) & mask
+        if names[gi, KEY, i] == 0:
+            names[gi, KEY, i] = name
+            names[gi, FIRST, i] = b
+        else:
+            first = names[gi, FIRST, i]
+            while pool[gi, DUP, first] >= 0:
+                first = pool[gi, DUP, first]
+            pool[gi, DUP, first] = b
+    req[p, NC] = full
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def release(pool, table, req, g, gi, p, end):
     """Free request ``p``'s blocks, its last first (vLLM's order): unnamed ones to the queue's head,
     cached ones no other request holds to its tail. Returns how many blocks are free again."""
@@ -262,8 +219,38 @@ def release(pool, table, req, g, gi, p, end):
         b = table[j]
         pool[gi, REF, b] -= 1
         if pool[gi, REF, b] == 0:
-            _queue_append(pool, gi, b, end)
+            last = pool[gi, PREV, end]
+            pool[gi, NEXT, last] = b
+            pool[gi, PREV, b] = last
+            pool[gi, NEXT, b] = end
+            pool[gi, PREV, end] = b
             g.ncf += 1
             freed += 1
     req[p, NB] = req[p, NC] = 0
     return freed
+
+
+# ------------------------------------------------------------ what the kernel calls, a call a request's step
+@njit(cache=True)
+def admit(pool, s, req, chain, names, table, g, gi, p, hits, new, tokens):
+    """Request ``p`` is admitted to GPU ``gi``: it takes its ``hits`` blocks found cached (:func:`lookup`)
+    and ``new`` free ones, now holding slots for ``tokens`` tokens, and caches those they fill."""
+    touch(pool, req, table, g, gi, p, hits)
+    take_free(pool, names, g, gi, new, s.K)
+    fill(pool, s, req, chain, names, table, g, gi, p, tokens)
+
+
+@njit(cache=True)
+def grow(pool, s, req, chain, names, table, g, gi, p, new, tokens):
+    """Request ``p``'s next prompt chunk takes ``new`` free blocks, now holding slots for ``tokens``
+    tokens, and caches those they fill."""
+    take_free(pool, names, g, gi, new, s.K)
+    fill(pool, s, req, chain, names, table, g, gi, p, tokens)
+
+
+@njit(cache=True)
+def leave(pool, s, req, chain, names, table, g, gi, p, tokens):
+    """Request ``p`` leaves GPU ``gi`` (done or preempted) holding slots for ``tokens`` tokens: the blocks
+    they filled are cached, then all its blocks freed. Returns how many blocks are free again."""
+    fill(pool, s, req, chain, names, table, g, gi, p, tokens)
+    return release(pool, table, req, g, gi, p, s.K)
