@@ -98,7 +98,7 @@ from .validity import beyond_horizon
 
 POLL_S = 0.25  # how often a run with a progress callback reports
 LOCK_FILE = "batchlab-compile.lock"  # in numba's cache folder (:func:`_compile_lock`)
-COMPILE_NOTICE = "compiling the continuous engine: once after an install or an upgrade, usually 20-60 s"
+COMPILE_NOTICE = "compiling the continuous engine: once after an install or an upgrade, usually 30-90 s"
 
 
 def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
@@ -179,8 +179,11 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
 
 
 def warm_up() -> None:
-    """Compile the kernel, or load it from numba's cache on disk, with a tiny run (every run shares
-    the one compiled signature, so the next run starts at once)."""
+    """Compile the kernel, or load it from numba's cache on disk, with two tiny runs: without and with
+    prefix caching (the kernel has one compiled form for each, every run uses one of them, so the next
+    run starts at once)."""
+    from batchlab.workloads.workload import PrefixKeys
+
     from .config import SimConfig
     from .latency import ParametricLatency
     from .memory import MemoryModel
@@ -188,8 +191,10 @@ def warm_up() -> None:
     cfg = SimConfig(mode="continuous_dynamic", gpus=2)
     n = 16
     lengths = np.full(n, 64, dtype=np.int64)
-    run_continuous_engine(cfg, np.linspace(0.0, 1.0, n), lengths, lengths, lengths, np.zeros(n, dtype=np.int64),
-                          ParametricLatency(), MemoryModel.from_config(cfg).eta)
+    shared = PrefixKeys(16, np.arange(0, 2 * n + 1, 2), np.zeros(2 * n, dtype=np.int64))
+    for prefix in (None, shared):
+        run_continuous_engine(cfg, np.linspace(0.0, 1.0, n), lengths, lengths, lengths, np.zeros(n, dtype=np.int64),
+                              ParametricLatency(), MemoryModel.from_config(cfg).eta, prefix=prefix)
 
 
 @dataclass

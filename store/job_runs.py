@@ -25,7 +25,7 @@ from .errors import StoreError
 from .paths import data_home
 
 UPLOADS = "uploads"
-COMPILING = "Compiling the continuous engine (once after an install, usually 20-60 s)…"
+COMPILING = "Compiling the continuous engine (once after an install, usually 30-90 s)…"
 Report = Callable[[float, str, list], None]  # (fraction done, phase, run hashes)
 
 
