@@ -134,7 +134,7 @@ def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out:
                  else (cfg.b_max if cfg.dynamic else cfg.batch_size))
     s.preempt, s.queue = PREEMPT_POLICIES.index(cfg.preempt_policy), QUEUE_POLICIES.index(cfg.queue_policy)
     s.paged = bool(cfg.enable_prefix_caching and key_block > 0)
-    s.kb, s.keyed_out = max(key_block, 1), keyed_out
+    s.kb, s.keyed_out = max(key_block, 1), bool(keyed_out and s.paged)
     return s
 
 

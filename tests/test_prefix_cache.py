@@ -92,6 +92,23 @@ def test_caching_off_or_no_keys_runs_as_without_prefix_information():
     assert on.requests["ttft"].mean() < plain.requests["ttft"].mean()
 
 
+def test_caching_off_plans_spans_as_without_keys_even_where_keys_cover_outputs():
+    """Keys over prompts and outputs (as conversations have) make a cached run retry a request memory
+    kept out at every iteration; with caching off the spans are those of a run without keys."""
+    rng = np.random.default_rng(5)
+    n = 80
+    arrival = np.sort(rng.uniform(0, 4, n))
+    prompt, output = rng.integers(200, 600, n), rng.integers(50, 300, n)
+    keys = [list(range(1000 * i, 1000 * i + (p + o) // B)) for i, (p, o) in enumerate(zip(prompt, output))]
+    cfg = config(gpu_mem_gb=TIGHT_MEM, batch_size=32)
+    plain = run(cfg, workload(arrival, prompt, output))
+    off = run(cfg.replace(enable_prefix_caching=False), workload(arrival, prompt, output, keys))
+    on = run(cfg, workload(arrival, prompt, output, keys))
+    assert len(off.batches["start"]) == len(plain.batches["start"])
+    np.testing.assert_array_equal(off.requests["e2e"], plain.requests["e2e"])
+    assert len(on.batches["start"]) > len(plain.batches["start"])      # retried every iteration
+
+
 def test_keys_no_two_requests_share_change_nothing_while_nothing_is_preempted():
     rng = np.random.default_rng(4)
     n = 40
