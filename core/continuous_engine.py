@@ -130,7 +130,7 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     packed = pack(latency, cfg.b_max if cfg.dynamic else cfg.batch_size)
 
     kb = prefix.block if prefix is not None else 0
-    counts = np.diff(prefix.offsets) if prefix is not None else None
+    counts = prefix.counts() if prefix is not None else None
     keyed_out = bool(prefix is not None and np.any(counts * kb > prompt))
     s = settings(cfg, n, eta, mem.theta, kb, keyed_out)
     priority = np.zeros(n, np.int64) if priority is None else priority

@@ -162,19 +162,19 @@ class Stream:
     two requests share a cached block (a preempted request still finds its own)."""
 
     def __init__(self, prefix=None):
-        self.prefix = prefix
+        from .prefix_cache import mix  # the engine's hash, so a key's tokens are a function of it
+
+        self.prefix, self.mix = prefix, mix
 
     def token(self, i: int, x: int) -> int:
         """Token ``x`` of request ``i``'s stream."""
-        from .prefix_cache import mix
-
         if self.prefix is None:
-            return (i if x == 0 else 1) if x >= 0 else SAMPLED_TOKEN
+            return i if x == 0 else 1
         block, offsets, keys = self.prefix.block, self.prefix.offsets, self.prefix.keys
         j = x // block
         if j < offsets[i + 1] - offsets[i]:
-            return 1 + mix(int(keys[offsets[i] + j]), x % block) % VOCAB
-        return 1 + mix(mix(-1 - i, x), 7) % VOCAB
+            return 1 + self.mix(int(keys[offsets[i] + j]), x % block) % VOCAB
+        return 1 + self.mix(self.mix(-1 - i, x), 7) % VOCAB
 
     def prompt(self, i: int, length: int) -> list[int]:
         return [self.token(i, x) for x in range(length)]
