@@ -25,6 +25,10 @@ KV_RESERVES = ("predicted", "max_new_tokens")
 TBT_STATS = ("mean", "max")
 PREEMPT_POLICIES = ("newest", "priority")   # core.continuous_kernel._victim
 QUEUE_POLICIES = ("fcfs", "priority")       # core.continuous_kernel._queue_key
+# how requests reach replicas (core.routers); shared_queue: one queue that every replica pulls from
+ROUTERS = ("shared_queue", "round_robin", "random", "least_outstanding", "power_of_two", "least_kv",
+           "prefix_affinity")
+CONTINUOUS_ROUTER, BATCH_ROUTER = "least_outstanding", "shared_queue"   # the defaults (see SimConfig.router)
 # What each mode does, in two sentences (CLI help, the web form's mode picker, the README).
 MODE_HELP = {
     "static_fifo": "One FIFO queue; a free GPU takes up to B waiting requests as one padded batch that runs "
@@ -48,6 +52,7 @@ MODE_HELP = {
 }
 COMPARE_MODES = ("static_fifo", "multi_bin_dynamic", "continuous_static", "continuous_dynamic")
 MAX_GPUS = 1000
+MAX_TP = 64
 MAX_BINS = 64
 MAX_BATCH = 65_536
 MAX_SEED = 2**63 - 1
@@ -99,8 +104,23 @@ class SimConfig:
                            "preempted requests first) or priority (smallest priority value first, then "
                            "arrival: vLLM's priority scheduler).", choices=QUEUE_POLICIES)
     # --- cluster ---------------------------------------------------------
-    gpus: int = _f(4, "Number of identical GPUs, each running one batch at a time.", group="cluster",
-                   range=(1, MAX_GPUS))
+    gpus: int = _f(4, "Number of identical GPUs in all: replicas x tp. Each replica (tp GPUs) runs one "
+                   "scheduler: one batch at a time, or continuous batching.", group="cluster", range=(1, MAX_GPUS))
+    replicas: int | None = _f(None, "Replicas of tp GPUs each; when given, gpus = replicas x tp (none = "
+                              "gpus / tp).", "replicas", "cluster", range=(1, MAX_GPUS))
+    tp: int = _f(1, "Tensor parallelism: GPUs per replica. A replica holds tp x the memory and shares the "
+                 "weights; its iteration time comes from a grid measured at this TP, or from the scaling "
+                 "model (compute and memory traffic split tp ways plus per-layer all-reduces).", "GPUs",
+                 "cluster", range=(1, MAX_TP))
+    router: str | None = _f(None, "Continuous modes: how an arriving request is assigned to a replica, where it "
+                            "waits: " + ", ".join(ROUTERS) + ". shared_queue is one queue every replica pulls "
+                            "from (the ideal bound no deployment reaches); the others decide at arrival from "
+                            f"what a router knows. Default: {CONTINUOUS_ROUTER} (vLLM's data-parallel "
+                            f"balancer); batch-level modes use {BATCH_ROUTER} only.", choices=ROUTERS,
+                            group="cluster")
+    interconnect_gbps: float = _f(32.0, "Tensor parallelism: bandwidth of each GPU's link for the all-reduces "
+                                  "(32 GB/s: PCIe 4.0 x16; NVLink 4: 450 GB/s a direction).", "GB/s", "cluster",
+                                  range=(0.1, 100_000.0))
     seed: int = _f(0, "Simulation seed (bin-confusion draws); same seeds, same result. The workload has "
                    "its own seed (workload_seed).", group="cluster", range=(0, MAX_SEED))
     # --- SLA -------------------------------------------------------------
@@ -127,8 +147,8 @@ class SimConfig:
     gpu_mem_gb: float = _f(19.0, "GPU memory the server may use for the model and its KV cache (19 GB: an 8B "
                            "model on a 24 GB L4 / A10G-class card, the runtime holding the rest).", "GB", "memory",
                            range=(0.5, 10_000.0))
-    weights_gb: float = _f(16.0, "Model weights resident on each GPU (16 GB = 8B parameters in bf16); "
-                         "below gpu_mem_gb.", "GB", "memory", range=(0.0, 10_000.0))
+    weights_gb: float = _f(16.0, "Model weights (16 GB = 8B parameters in bf16), split over a replica's tp "
+                         "GPUs; below gpu_mem_gb x tp.", "GB", "memory", range=(0.0, 10_000.0))
     mem_reserve_frac: float = _f(0.10, "Fraction of the memory left after weights kept for activations "
                                  "(below 1).", "", "memory", range=(0.0, 0.99))
     kv_layers: int = _f(32, "Model layers (KV-cache size).", "", "memory", range=(1, 1024))
@@ -173,6 +193,10 @@ class SimConfig:
     # --- latency model ---------------------------------------------------
     latency: str = _f("parametric", "parametric, or grid:NAME for a calibration grid (bundled or stored).",
                       group="latency")
+    scale_grid_tp: bool = _f(False, "Tensor parallelism: a grid measured at another TP than tp is refused unless "
+                             "this is on; then its times go through the scaling model.", group="latency")
+    hidden_size: int = _f(4096, "Model hidden size: tensor parallelism all-reduces tokens x hidden_size "
+                          "activations (bf16) twice a layer.", "", "latency", range=(1, 1_000_000))
     prefill_base: float = _f(0.020, "Parametric prefill: fixed cost per batch.", "s", "latency",
                              range=(0.0, 60.0))
     prefill_per_token: float = _f(5.0e-5, "Parametric prefill: cost per padded prompt token.", "s", "latency",
@@ -196,9 +220,20 @@ class SimConfig:
         coerce_fields(self, ConfigError)  # types, choices and every documented range
         if self.fill is None:
             object.__setattr__(self, "fill", "full" if self.mode == "multi_bin_fixed" else "greedy")
+        if self.replicas is not None:   # replicas x tp GPUs; the config keeps gpus alone (one source)
+            need(self.replicas * self.tp <= MAX_GPUS, "replicas",
+                 f"replicas x tp must be at most {MAX_GPUS} GPUs, got {self.replicas} x {self.tp}")
+            object.__setattr__(self, "gpus", self.replicas * self.tp)
+            object.__setattr__(self, "replicas", None)
+        need(self.gpus % self.tp == 0, "tp", f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
+        if self.router is None:
+            object.__setattr__(self, "router", CONTINUOUS_ROUTER if self.continuous else BATCH_ROUTER)
+        need(self.continuous or self.router == BATCH_ROUTER, "router",
+             f"batch-level modes run one shared queue (router {BATCH_ROUTER}); {self.router} needs a continuous "
+             "mode")
         need(self.b_max >= self.b_min, "b_min", f"b_min ({self.b_min}) must not exceed b_max ({self.b_max})")
-        need(self.weights_gb < self.gpu_mem_gb, "weights_gb",
-             f"must be below gpu_mem_gb ({self.gpu_mem_gb:g} GB), got {self.weights_gb:g}")
+        need(self.weights_gb < self.gpu_mem_gb * self.tp, "weights_gb",
+             f"must be below gpu_mem_gb x tp ({self.gpu_mem_gb * self.tp:g} GB), got {self.weights_gb:g}")
         need(self.latency == "parametric" or (self.latency.startswith("grid:") and len(self.latency) > 5),
              "latency", f"must be 'parametric' or 'grid:NAME', got {self.latency!r}")
         need(self.decode_base + self.decode_per_seq > 0, "decode_base",
@@ -237,6 +272,11 @@ class SimConfig:
     def _running_cap(self) -> tuple[int, str]:
         """The most requests a continuous GPU runs at once, and the setting that says so."""
         return (self.b_max, "b_max") if self.dynamic else (self.batch_size, "batch_size")
+
+    @property
+    def n_replicas(self) -> int:
+        """Replicas: gpus / tp, each running one scheduler (the simulator's unit of service)."""
+        return self.gpus // self.tp
 
     @property
     def bins(self) -> int:
@@ -283,6 +323,13 @@ class SimConfig:
             drop.add("enable_prefix_caching")
         if self.d_sla_tbt is None:
             drop.add("tbt_sla")
+        drop.add("replicas")   # folded into gpus
+        if self.tp == 1:
+            drop |= {"tp", "interconnect_gbps", "hidden_size", "scale_grid_tp"}
+        elif self.latency == "parametric":
+            drop.add("scale_grid_tp")
+        if self.router == "shared_queue" or self.n_replicas == 1:   # every router is the same on one replica
+            drop.add("router")
         if self.latency != "parametric":
             drop |= {"prefill_base", "prefill_per_token", "decode_base", "decode_per_seq", "decode_per_ctx_token"}
         return {k: v for k, v in d.items() if k not in drop}
@@ -290,6 +337,10 @@ class SimConfig:
     def replace(self, **changes: Any) -> SimConfig:
         if "mode" in changes and "fill" not in changes:
             changes["fill"] = None  # re-derive the mode's default fill
+        if "mode" in changes and "router" not in changes and (changes["mode"] in CONTINUOUS_MODES) != self.continuous:
+            changes["router"] = None  # ... and router, from batch-level to continuous or back
+        if "tp" in changes and "replicas" not in changes and "gpus" not in changes:
+            changes["replicas"] = self.n_replicas   # a new TP keeps the replicas
         return dataclasses.replace(self, **changes)
 
     @classmethod
