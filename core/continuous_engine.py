@@ -139,11 +139,13 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     if s.paged:
         req = np.zeros((n, len(REQUEST_FIELDS)), np.int64)
         req[:, K0], req[:, KCOV], req[:, UID] = prefix.offsets[:-1][order], (counts * kb)[order], order
-        pages = Pages(new_pool(cfg.gpus, s.K), new_names(cfg.gpus, s.K), empty_tables(n),
+        pages = Pages(new_pool(s.gpus, s.K), new_names(s.gpus, s.K), empty_tables(n),
                       key_chains(_array(prefix.offsets, np.int64), _array(prefix.keys, np.int64)), empty_ids(), req)
     else:
         pages = None
-    args = (s, arrival, _array(bins, np.int64), records, gpu_state, _array(off, np.int64), sums, packed, pages)
+    draws = router_draws(cfg, n)
+    args = (s, arrival, _array(bins, np.int64), draws, records, gpu_state, _array(off, np.int64), sums, packed,
+            pages)
     try:
         rows, tallies, wasted = _run(simulate, args, progress, n)
     except OverflowError:    # the kernel's clock ran out (continuous_kernel.tick)
@@ -176,6 +178,23 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
                 "iterations": int(log["iterations"].sum()), "running_iterations": int(gpu_state["n_int"].sum()),
                 "prefix_queried_tokens": queried, "prefix_hit_tokens": found}
     return EngineOutput(requests=requests, log=log, counters=counters)
+
+
+def router_draws(cfg: SimConfig, n: int) -> np.ndarray:
+    """Two distinct random replicas per arrival for the routers that draw (random takes the first,
+    power_of_two both), from the simulation seed; an empty (0, 2) array for the others."""
+    replicas = cfg.n_replicas
+    if cfg.router not in ("random", "power_of_two"):
+        return np.zeros((0, 2), np.int64)
+    if replicas == 1:
+        return np.zeros((n, 2), np.int64)
+    rng = np.random.default_rng([cfg.seed, ROUTER_STREAM])
+    first = rng.integers(replicas, size=n)
+    second = (first + 1 + rng.integers(replicas - 1, size=n)) % replicas
+    return np.ascontiguousarray(np.stack([first, second], axis=1), dtype=np.int64)
+
+
+ROUTER_STREAM = 18   # the routers' random stream of the simulation seed (apart from bin confusion's)
 
 
 def warm_up() -> None:

@@ -20,7 +20,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from .config import PREEMPT_POLICIES, QUEUE_POLICIES
+from .config import PREEMPT_POLICIES, QUEUE_POLICIES, ROUTERS
 from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRANCH_WITHIN
 from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
 from .prefix_cache import ADM, HIT, admit, fill, grow, leave, lookup, take_free
@@ -37,6 +37,9 @@ FACTOR, CLT = 0, 1
 # (_victim), the order of a waiting queue (_queue_key)
 NEWEST = PREEMPT_POLICIES.index("newest")    # any other: priority
 ARRIVAL_ORDER, PRIORITY_ORDER = QUEUE_POLICIES.index("fcfs"), QUEUE_POLICIES.index("priority")
+# the routers by their index in ROUTERS (_pick)
+(SHARED_QUEUE, ROUND_ROBIN_ROUTER, RANDOM_ROUTER, LEAST_OUTSTANDING, POWER_OF_TWO, LEAST_KV,
+ PREFIX_AFFINITY) = range(len(ROUTERS))
 # one row per span (core.continuous_engine turns it into the run's log columns)
 LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it started, how long it ran
                 ("kv_blocks", np.int64),                          # KV blocks in use at its end
@@ -45,12 +48,13 @@ LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it sta
                 ("b_mem", np.int64), ("b_sla", np.int64), ("b_cap", np.int64),  # the caps it was planned with
                 ("branch", np.int64),                             # Algorithm 2's branch at its start
                 ("preempted", np.int64),                          # requests preempted at its start
-                ("cached_blocks", np.int64)])                     # free blocks still cached at its end
+                ("cached_blocks", np.int64),                      # free blocks still cached at its end
+                ("waiting", np.int64)])                           # requests waiting for it at its start
 
 # the run's settings (plain numbers and flags), one record: compiled code reaches it by one pointer,
 # however many fields it has (a tuple would be passed field by field to every function)
 SETTINGS = np.dtype([
-    ("n", np.int64), ("k", np.int64), ("gpus", np.int64),      # requests, queues (bins), GPUs
+    ("n", np.int64), ("k", np.int64), ("gpus", np.int64),      # requests, queues (bins), replicas
     ("B", np.int64), ("K", np.int64),                          # block size (tokens), KV blocks per GPU
     ("watermark", np.int64), ("budget", np.int64),             # blocks admission keeps; tokens an iteration takes
     ("policy", np.int64), ("window", np.int64),                # bin policy (POLICIES); controller window
@@ -60,24 +64,29 @@ SETTINGS = np.dtype([
     ("mem_factor", np.float64), ("theta", np.float64), ("stats_window", np.int64), ("b_start", np.int64),
     ("preempt", np.int64), ("queue", np.int64),                # the policies (PREEMPT_POLICIES, QUEUE_POLICIES)
     ("paged", np.bool_), ("kb", np.int64),                     # prefix caching on (core.prefix_cache); tokens a key
-    ("keyed_out", np.bool_)], align=True)                      # ... some keys describe output tokens
+    ("keyed_out", np.bool_),                                   # ... some keys describe output tokens
+    ("router", np.int64), ("routed", np.bool_)], align=True)   # ROUTERS; a queue a replica (not shared)
 # one record per request, by queue position (inputs, then state: see core.continuous_engine)
 REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.float64), ("q_bin", np.int64),
                     ("state", np.int64), ("start", np.float64), ("first", np.float64), ("finish", np.float64),
                     ("gap", np.float64), ("last", np.float64), ("pre", np.int64), ("gpu", np.int64),
                     ("gen", np.int64), ("tdec", np.int64), ("ver", np.int64), ("share", np.float64),
                     ("steps", np.int64), ("prio", np.int64)], align=True)
-# arrivals in arrival order (times, clock ticks, queues), and the request records
-Requests = namedtuple("Requests", "arr arr_k bins r")
-# the queues: slices [off[q], off[q+1]) of the queue positions; waiting = front + [head, arrived):
-# front is a heap of (_queue_key, position) holding preempted requests and, unless the queue is in
-# arrival order, every arrival (then head == arrived); prefix sums of prompts and predictions feed Algorithm 1
-Queues = namedtuple("Queues", "off head arrived front sums blocked")
-# global counters (ints: waiting, next arrival, done, round-robin queue, preemptions, KV peak,
+# arrivals in arrival order (times, clock ticks, queues, two random replicas for the routers that draw),
+# and the request records
+Requests = namedtuple("Requests", "arr arr_k bins draws r")
+# the queues: bin q's requests are the slices [off[q], off[q+1]) of the queue positions, in arrival order;
+# seen[q] of them have arrived (prefix sums of prompts and predictions feed Algorithm 1). Each replica has
+# a queue per bin (slot replica * k + q) when routed, else the replicas share one (slot q); a slot's
+# waiting = front + [head, arrived): front is a heap of (_queue_key, position) holding preempted
+# requests and, unless the queue is shared and in arrival order, every arrival (then head == arrived).
+# Per group of slots (a replica, or the shared queue): requests waiting, the round-robin bin policy's next bin.
+Queues = namedtuple("Queues", "off head arrived seen front sums blocked wait rr")
+# global counters (ints: (unused), next arrival, done, (unused), preemptions, KV peak,
 # roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there; float: wasted
 # GPU-seconds), admissions so far; the event heaps and the log
 World = namedtuple("World", "c wasted heap idle log")
-WAITING_, NEXT_, DONE_, RR_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(11)
+_UNUSED0, NEXT_, DONE_, _UNUSED3, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(11)
 # prefix caching (core.prefix_cache): the GPUs' block pools, the cached blocks by name, each request's
 # block table (by queue position), the requests' key chains, the requests leaving a GPU at a boundary,
 # the requests' prefix-caching fields (core.prefix_cache.NB ...)
@@ -106,7 +115,10 @@ GPU = np.dtype([
     # boundary's decode growth took already, the blocks the span's took and the pool has yet to give;
     # memory kept a request out at this boundary
     ("nu", np.int64), ("ncf", np.int64), ("nid", np.int64), ("prepaid", np.int64), ("owed", np.int64),
-    ("short", np.bool_)],
+    ("short", np.bool_),
+    # its group of queue slots (itself when routed, else 0, the shared queue); idle; requests running in
+    # its span (those done at the span's end included); requests waiting for it when the span was planned
+    ("grp", np.int64), ("idle", np.bool_), ("run", np.int64), ("span_wait", np.int64)],
     align=True)
 # per GPU: decoding requests by block phase, Algorithm 1's bound per queue, the heap of completions,
 # running requests (newest last), prefill chunks, and the suffix maximum of iteration durations
@@ -120,7 +132,7 @@ def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out:
     adaptive = cfg.dynamic and cfg.sla_control and cfg.d_sla_tbt is not None
     K = eta // cfg.block_size
     s = np.zeros(1, SETTINGS).view(np.recarray)[0]
-    s.n, s.k, s.gpus, s.B, s.K = n, cfg.bins, cfg.gpus, cfg.block_size, K
+    s.n, s.k, s.gpus, s.B, s.K = n, cfg.bins, cfg.n_replicas, cfg.block_size, K
     s.watermark = int(cfg.kv_watermark * (K + 1))   # vLLM's pool has K + 1 blocks, one its null block
     s.budget = cfg.token_budget
     s.policy, s.window, s.batch_size = POLICIES.index(cfg.bin_policy), cfg.sla_window, cfg.batch_size
@@ -135,6 +147,8 @@ def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out:
     s.preempt, s.queue = PREEMPT_POLICIES.index(cfg.preempt_policy), QUEUE_POLICIES.index(cfg.queue_policy)
     s.paged = bool(cfg.enable_prefix_caching and key_block > 0)
     s.kb, s.keyed_out = max(key_block, 1), bool(keyed_out and s.paged)
+    s.router = ROUTERS.index(cfg.router)
+    s.routed = s.router != SHARED_QUEUE
     return s
 
 
@@ -156,6 +170,8 @@ def gpu_records(s: np.record) -> np.ndarray:
     g["since_it"] = s.window    # the controllers are due at once
     g["b_low"], g["b_high"] = s.b_min, s.b_max
     g["nu"] = g["nid"] = s.K     # every block free, holding no name
+    g["grp"] = np.arange(s.gpus) if s.routed else 0
+    g["idle"] = True
     return g
 
 
@@ -176,8 +192,9 @@ def ceil_div(a, b):
 
 # ------------------------------------------------------------ the run
 @njit(cache=True, nogil=True)
-def simulate(s, arrival, bins, r, gs, off, sums, L, pages, progress):
-    """Run the workload: arrivals (times, queues) in arrival order; the request records
+def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
+    """Run the workload: arrivals (times, queues, and per arrival two distinct random replicas for the
+    random and power_of_two routers: an (n, 2) array, or (0, 2) for the others) in arrival order; the request records
     (:func:`request_records`) and GPU records (:func:`gpu_records`), updated in place; queue offsets and ``sums``,
     the prefix sums of prompts, their squares, predictions and their squares by queue position (as
     QueueStats keeps them); ``pages``, the prefix cache's state (:data:`Pages`), or None without prefix caching
@@ -191,28 +208,38 @@ def simulate(s, arrival, bins, r, gs, off, sums, L, pages, progress):
     arrival_ticks = np.empty(n, np.int64)
     for i in range(n):
         arrival_ticks[i] = tick(arrival[i])
-    rq = Requests(arrival, arrival_ticks, bins, r)
-    front = [[(0, 0)] for _ in range(s.k)]
+    rq = Requests(arrival, arrival_ticks, bins, draws, r)
+    groups = G if s.routed else 1
+    front = [[(0, 0)] for _ in range(groups * s.k)]
     for f in front:
         f.pop()
-    qs = Queues(off, off[:-1].copy(), off[:-1].copy(), front, sums, np.zeros(s.k, np.bool_))
+    if s.routed:     # every arrival goes to its replica's heap: the slices stay empty
+        head = np.zeros(G * s.k, np.int64)
+        arrived, seen = head.copy(), off[:-1].copy()
+    else:
+        head, arrived = off[:-1].copy(), off[:-1].copy()
+        seen = arrived
+    qs = Queues(off, head, arrived, seen, front, sums, np.zeros(s.k, np.bool_), np.zeros(groups, np.int64),
+                np.zeros(groups, np.int64))
     heap = [(0, 0, 0)]
     heap.pop()
-    log = [(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
+    log = [(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
     log.pop()
     w = World(np.zeros(11, np.int64), np.zeros(1), heap, list(range(G)), log)
     gl = _gpu_lists(s)
     # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
     lazy = s.k == 1 and s.queue == ARRIVAL_ORDER
     c = w.c
+    if s.routed:
+        _serve_routed(s, rq, qs, w, gs, gl, L, pages, progress)
     while c[DONE_] < n:
         top = w.heap[0][0] if len(w.heap) else BIG
         nxt = c[NEXT_]
         if nxt < n and rq.arr_k[nxt] <= top and (len(w.idle) > 0 or len(w.heap) == 0
-                                                 or not (lazy and c[WAITING_] > 0)):
+                                                 or not (lazy and qs.wait[0] > 0)):
             at = rq.arr_k[nxt]
             # arrivals matter now if they may start or end a span: they come to the head of a queue
-            fresh = c[WAITING_] == 0 or (not lazy and _opens_queue(s, rq, qs, w, at))
+            fresh = qs.wait[0] == 0 or (not lazy and _opens_queue(s, rq, qs, w, at))
             _advance(s, rq, qs, w, at)
             if fresh or len(w.idle) > 0:
                 _route(s, rq, qs, w, gs, gl, L, pages, rq.arr[nxt], -1)
@@ -224,12 +251,155 @@ def simulate(s, arrival, bins, r, gs, off, sums, L, pages, progress):
             _advance(s, rq, qs, w, at)
         _finish_span(s, rq, w, gs, gl, L, gi)
         _boundary(s, rq, qs, w, gs, gl, L, pages, gi)
-        if c[WAITING_] > 0 and (len(w.idle) > 0 or c[ROOMY_] > 0 or c[CALM_] > 0):
+        if qs.wait[0] > 0 and (len(w.idle) > 0 or c[ROOMY_] > 0 or c[CALM_] > 0):
             _route(s, rq, qs, w, gs, gl, L, pages, gs[gi].t, gi)
         progress[0] = c[DONE_]
         if progress[1]:             # the caller gave up on this run
             break
     return _log_records(w.log), np.array([c[PREEMPTIONS_], c[KV_PEAK_], c[QUERIED_], c[HIT_]], np.int64), w.wasted[0]
+
+
+@njit(cache=True)
+def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
+    """The event loop when each replica has its own queues: the router sends each arrival to a replica
+    (:func:`_pick`), where it waits; a replica admits only from its queues. Events at one clock tick:
+    arrivals first (each routed seeing those before it waiting), then the replicas they came to, then
+    boundaries, each in replica order."""
+    n, c = s.n, w.c
+    woken = [0]
+    woken.pop()
+    while c[DONE_] < n:
+        top = w.heap[0][0] if len(w.heap) else BIG
+        i = c[NEXT_]
+        if i < n and rq.arr_k[i] <= top:
+            now, at = rq.arr[i], rq.arr_k[i]
+            while i < n and rq.arr_k[i] == at:   # every arrival of this instant is there for the replicas
+                gi, slot, p = _arrive(s, rq, qs, w, gs, gl, L, pg, i, now)
+                if _queue_head(qs, slot) == p:   # otherwise it queues behind a head its replica has seen
+                    woken.append(gi)
+                i += 1
+            if len(woken) > 1:
+                woken.sort()
+            last = -1
+            for gi in woken:
+                if gi != last:
+                    _wake(s, rq, qs, w, gs, gl, L, pg, now, gi)
+                last = gi
+            woken.clear()
+            continue
+        at, gi, ver = heapq.heappop(w.heap)
+        if ver != gs[gi].ver:
+            continue
+        _finish_span(s, rq, w, gs, gl, L, gi)
+        _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
+        progress[0] = c[DONE_]
+        if progress[1]:
+            break
+
+
+@njit(cache=True)
+def _arrive(s, rq, qs, w, gs, gl, L, pg, i, now):
+    """Arrival ``i`` joins the queue of the replica the router picks: (replica, slot, queue position)."""
+    q = rq.bins[i]
+    p = qs.seen[q]
+    qs.seen[q] = p + 1
+    gi = _pick(s, rq, qs, gs, gl, L, pg, i, p, now)
+    slot = gi * s.k + q
+    heapq.heappush(qs.front[slot], (_queue_key(s, rq.r, p), p))
+    qs.wait[gi] += 1
+    w.c[NEXT_] = i + 1
+    return gi, slot, p
+
+
+@njit(cache=True)
+def _outstanding(qs, g, gi):
+    """Requests replica ``gi`` holds: waiting for it, or running (until the boundary where they finish)."""
+    return qs.wait[gi] + (0 if g.idle else g.run)
+
+
+@njit(cache=True)
+def _pick(s, rq, qs, gs, gl, L, pg, i, p, now):
+    """The router: the replica arrival ``i`` (queue position ``p``) goes to, from what a router knows at its
+    arrival: each replica's waiting and running requests, its KV blocks in use, the prefixes it caches.
+    round_robin: arrivals in turn; random: uniform; least_outstanding: vLLM 0.33's data-parallel balancer
+    (fewest waiting + running, waiting weighing 6 x (KV use - 1/2) more above half KV use; ties to the
+    first); power_of_two: of two distinct random replicas the one with fewer outstanding (ties: the first
+    drawn); least_kv: most free KV blocks; prefix_affinity: the longest cached prefix of the request (as
+    llm-d's prefix scorer; none without prefix keys or caching). The last two break ties by fewest
+    outstanding, then the first."""
+    R = s.gpus
+    if s.router == ROUND_ROBIN_ROUTER:
+        return i % R
+    if s.router == RANDOM_ROUTER:
+        return rq.draws[i, 0]
+    if s.router == POWER_OF_TWO:
+        a, b = rq.draws[i, 0], rq.draws[i, 1]
+        return b if _outstanding(qs, gs[b], b) < _outstanding(qs, gs[a], a) else a
+    best, best_key, best_load = 0, 0.0, 0
+    for gi in range(R):
+        g = gs[gi]
+        load = _outstanding(qs, g, gi)
+        if s.router == LEAST_OUTSTANDING:
+            key = float(load)
+            wait = qs.wait[gi]
+            if wait:
+                use = _blocks_in_use(s, g, gl, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
+                if use > 0.5:
+                    key += wait * 6.0 * (use - 0.5)
+        elif s.router == LEAST_KV:
+            key = float(_blocks_in_use(s, g, gl, L, gi, now))
+        else:     # PREFIX_AFFINITY: more cached blocks first
+            key = 0.0
+            if pg is not None:
+                tokens = rq.r[p].prompt
+                key = -float(lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, rq.r, pg, p), gi, p,
+                                    tokens)[0])
+        if gi == 0 or key < best_key or (key == best_key and s.router != LEAST_OUTSTANDING and load < best_load):
+            best, best_key, best_load = gi, key, load
+    return best
+
+
+@njit(cache=True)
+def _blocks_in_use(s, g, gl, L, gi, now):
+    """KV blocks replica ``gi`` holds at ``now``: at its span's start, plus the decodes' growth in the
+    iterations started since."""
+    if g.idle:
+        return g.U
+    soon, x = _next_boundary(g, L, now)
+    return g.U1 + _growth(s, gl.H[gi], g.span_T + 1, x)
+
+
+@njit(cache=True)
+def _wake(s, rq, qs, w, gs, gl, L, pg, now, gi):
+    """A request came to the head of one of replica ``gi``'s queues at ``now``: an idle replica starts an
+    iteration now; a busy one with room stops its span at its next boundary where it could admit; one
+    whose span was planned with nobody waiting stops where its controllers come due."""
+    g, c = gs[gi], w.c
+    if g.idle:
+        g.idle = False
+        g.t = now
+        _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
+        return
+    admits = False
+    if g.roomy and not (s.k == 1 and g.blocked == _queue_head(qs, gi * s.k)):
+        soon, x = _next_boundary(g, L, now)
+        if soon < g.span_E and _admits_at(s, rq, qs, g, gl, pg, gi, soon, x):
+            _end_span(w, g, L, gi, soon)
+            admits = True
+    if g.calm:
+        if not admits:
+            soon, _ = _next_boundary(g, L, now)
+            due = max(soon, g.span_T + max(1, s.window - g.span_since))
+            if due < g.span_E:
+                _end_span(w, g, L, gi, due)
+        _calm(c, g, False)
+
+
+@njit(cache=True)
+def _admits_at(s, rq, qs, g, gl, pg, gi, soon, x):
+    """Could GPU ``gi`` admit at boundary ``soon`` of its span (``x`` decode iterations after its first)?"""
+    used = g.U1 + _growth(s, gl.H[gi], g.span_T + 1, x) + gl.H[gi, soon % s.B]
+    return _admissible(s, rq, qs, g, gl.bbase[gi], g.n2 + len(gl.pref[gi]), s.K - s.watermark - used, pg, gi)
 
 
 @njit(cache=True)
@@ -240,7 +410,7 @@ def _log_records(log):
         e, row = log[i], rows[i]
         row.start, row.duration, row.kv_blocks, row.gpu, row.size, row.iterations = e[0], e[1], e[2], e[3], e[4], e[5]
         row.kv_tokens, row.b_mem, row.b_sla, row.b_cap, row.branch, row.preempted = e[6], e[7], e[8], e[9], e[10], e[11]
-        row.cached_blocks = e[12]
+        row.cached_blocks, row.waiting = e[12], e[13]
     return rows
 
 
@@ -282,7 +452,7 @@ def _advance(s, rq, qs, w, at):
     else:
         for i in range(g, new_g):
             qs.arrived[rq.bins[i]] += 1
-    c[WAITING_] += new_g - g
+    qs.wait[0] += new_g - g
     c[NEXT_] = new_g
 
 
@@ -326,19 +496,19 @@ def _queue_head(qs, q):
 
 
 @njit(cache=True)
-def _choose(s, r, qs, rr):
-    """(queue, request) the bin policy admits next among queues not blocked, or (-1, NONE) (``rr``: the
-    round-robin policy's next queue)."""
+def _choose(s, r, qs, rr, base):
+    """(bin, request) the bin policy admits next among the bins not blocked of the queue slots from ``base``,
+    or (-1, NONE) (``rr``: the round-robin policy's next bin)."""
     best_q, best_p, best_key = -1, NONE, 0.0
     k = s.k
     for q in range(k):
         if qs.blocked[q]:
             continue
-        fq = qs.front[q]
+        fq = qs.front[base + q]
         if len(fq):
             p = fq[0][1]
-        elif qs.head[q] < qs.arrived[q]:
-            p = qs.head[q]
+        elif qs.head[base + q] < qs.arrived[base + q]:
+            p = qs.head[base + q]
         else:
             continue
         if s.policy == SHORT_FIRST:
@@ -346,7 +516,7 @@ def _choose(s, r, qs, rr):
         if s.policy == FCFS:
             key = r[p].q_arr
         elif s.policy == LONGEST:
-            key = float(qs.head[q] - qs.arrived[q] - len(fq))
+            key = float(qs.head[base + q] - qs.arrived[base + q] - len(fq))
         else:
             key = float((q - rr) % k)
         if best_q < 0 or key < best_key:
@@ -355,20 +525,21 @@ def _choose(s, r, qs, rr):
 
 
 @njit(cache=True)
-def _take(qs, c, q, p):
-    fq = qs.front[q]
+def _take(qs, c, slot, grp, p):
+    """Request ``p``, the head of queue ``slot`` (of group ``grp``), leaves it."""
+    fq = qs.front[slot]
     if len(fq) and fq[0][1] == p:
         heapq.heappop(fq)
     else:
-        qs.head[q] += 1
-    c[WAITING_] -= 1
+        qs.head[slot] += 1
+    qs.wait[grp] -= 1
 
 
 # ------------------------------------------------------------ the controllers
 @njit(cache=True)
 def _memory_cap(s, qs, q):
     """Algorithm 1's bound for queue ``q`` from its recent arrivals' moments (MemoryBound.cap)."""
-    lo, hi = qs.off[q], qs.arrived[q]
+    lo, hi = qs.off[q], qs.seen[q]
     if s.stats_window and hi - lo > s.stats_window:
         lo = hi - s.stats_window
     m = hi - lo
@@ -445,11 +616,12 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
     """Idle GPUs take waiting requests now; of the busy GPUs with room, the one whose next boundary
     comes first stops there to admit; calm GPUs whose controllers come due stop then."""
     c = w.c
-    while c[WAITING_] > 0 and len(w.idle) > 0:
+    while qs.wait[0] > 0 and len(w.idle) > 0:
         gi = heapq.heappop(w.idle)
+        gs[gi].idle = False
         gs[gi].t = now
         _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
-    if c[WAITING_] == 0:
+    if qs.wait[0] == 0:
         return
     head = _queue_head(qs, 0) if s.k == 1 else NONE
     soonest = [(0, 0, 0, 0)]         # (boundary tick, GPU, boundary, decode iterations before it)
@@ -472,8 +644,7 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
     admit_tick, admit_gi = BIG, -1
     for at, gi, soon, x in soonest:
         g = gs[gi]
-        used = g.U1 + _growth(s, gl.H[gi], g.span_T + 1, x) + gl.H[gi, soon % s.B]
-        if _admissible(s, rq, qs, g, gl.bbase[gi], g.n2 + len(gl.pref[gi]), s.K - s.watermark - used, pg, gi):
+        if _admits_at(s, rq, qs, g, gl, pg, gi, soon, x):
             admit_tick, admit_gi = at, gi
             _end_span(w, g, L, gi, soon)
             break
@@ -522,8 +693,9 @@ def _admissible(s, rq, qs, g, bbase, running, free_blocks, pg, gi):
     """Could GPU ``gi`` (record ``g``) admit some queue's next request with this many running and blocks
     free? With prefix caching, blocks it would find cached on this GPU count as free (what is cached
     when the boundary comes may differ: where keys describe output tokens, any request may fit)."""
+    base = g.grp * s.k
     for q in range(s.k):
-        p = _queue_head(qs, q)
+        p = _queue_head(qs, base + q)
         if p == NONE:
             continue
         if running >= _cap(s, g, bbase, q, running):
@@ -662,7 +834,7 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
     if ctx > c[KV_PEAK_]:
         c[KV_PEAK_] = ctx
     w.log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
-                  g.span_cap, g.span_branch, g.span_pre, cached))
+                  g.span_cap, g.span_branch, g.span_pre, cached, g.span_wait))
 
 
 @njit(cache=True)
@@ -680,7 +852,7 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
         g.owed = 0
     _complete(s, r, c, g, H, comp, gl.mono_i[gi], gl.mono_d[gi], pg, gi)
     branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
-    if s.dynamic and c[WAITING_] > 0 and g.since_it >= s.window:   # the controllers are due
+    if s.dynamic and qs.wait[g.grp] > 0 and g.since_it >= s.window:   # the controllers are due
         branch = _update_controllers(s, qs, g, bbase, len(pref))
     need, pre = H[g.T % s.B], 0
     if g.U + need > s.K:
@@ -696,17 +868,19 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
     joiners.pop()
     budget, seqs, tok = _continue_prefills(s, r, g, budget, pref, joiners, pg, gi)
     running = g.n + len(pref) + len(joiners)
-    if c[WAITING_] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
+    if qs.wait[g.grp] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
         running, budget, seqs, tok = _admit(s, r, qs, c, g, bbase, gl.stack[gi], pref, gi, need, running,
                                             budget, seqs, tok, joiners, pg)
     if running == 0:   # nothing to run: the GPU idles until a request comes
         g.ver += 1
-        heapq.heappush(w.idle, gi)
+        g.idle = True
+        if not s.routed:
+            heapq.heappush(w.idle, gi)
         _roomy(c, g, False)
         _calm(c, g, False)
         return
     _plan_span(s, r, c, w.heap, g, H, comp, pref, bbase, L, gi, need, pre, running, budget, seqs, tok, joiners,
-               branch)
+               branch, qs.wait[g.grp])
 
 
 @njit(cache=True, inline="always")
@@ -913,21 +1087,23 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
     and take no new block (one no request holds leaves the free queue). Returns (running, budget, seqs,
     tok) updated."""
     B = s.B
-    if pg is not None and s.keyed_out and c[WAITING_] > 0:
+    grp = g.grp
+    base = grp * s.k
+    if pg is not None and s.keyed_out and qs.wait[grp] > 0:
         _cache_decoded(s, r, g, pg, gi, stack, pref, joiners)
     room = s.K - need - g.U      # blocks free for admissions
     single = s.k == 1
     if not single:
         qs.blocked[:] = False
     ceiling = g.b_sla if s.dynamic else s.batch_size   # no queue's cap is above it
-    while c[WAITING_] > 0 and budget > 0 and running < ceiling:
+    while qs.wait[grp] > 0 and budget > 0 and running < ceiling:
         if single:
             q = 0
-            p = _queue_head(qs, 0)
+            p = _queue_head(qs, base)
             if p == NONE:
                 break
         else:
-            q, p = _choose(s, r, qs, c[RR_])
+            q, p = _choose(s, r, qs, qs.rr[grp], base)
             if p == NONE:
                 break
         tokens = r[p].prompt + r[p].gen
@@ -944,8 +1120,8 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
                 break
             qs.blocked[q] = True
             continue
-        _take(qs, c, q, p)
-        c[RR_] = q + 1
+        _take(qs, c, base + q, grp, p)
+        qs.rr[grp] = q + 1
         cached = hits * B
         todo = tokens - cached
         take = todo if todo <= budget else budget
@@ -998,10 +1174,10 @@ def _cache_decoded(s, r, g, pg, gi, stack, pref, joiners):
 
 @njit(cache=True, inline="always")
 def _plan_span(s, r, c, heap, g, H, comp, pref, bbase, L, gi, need, pre, running, budget, seqs, tok, joiners,
-               branch):
-    """The next span of GPU ``gi`` (record ``g``): its first iteration (this iteration's prefill plus
-    one decode step), then decode iterations until the next event on this GPU; its end goes on the
-    event ``heap``."""
+               branch, nwait):
+    """The next span of GPU ``gi`` (record ``g``; ``nwait`` requests wait for it): its first iteration (this
+    iteration's prefill plus one decode step), then decode iterations until the next event on this GPU; its
+    end goes on the event ``heap``."""
     E, t, B, K = g.T, g.t, s.B, s.K
     # ---- the first iteration: prefill of this iteration's prompt tokens plus one decode step
     n, ctx = g.n, g.ctx
@@ -1033,7 +1209,8 @@ def _plan_span(s, r, c, heap, g, H, comp, pref, bbase, L, gi, need, pre, running
     while len(comp) and (comp[0][1] != r[comp[0][2]].ver or r[comp[0][2]].state != RUNNING):
         heapq.heappop(comp)
     E_next = comp[0][0] + 1 if len(comp) else E + 1
-    waiting = c[WAITING_] > 0
+    waiting = nwait > 0
+    g.run, g.span_wait = running, nwait
     # prefill continues, or admission may (where keys describe output tokens, a request memory kept out
     # may fit after any iteration: the blocks it would find cached grow as the decodes fill theirs)
     if len(pref) or (waiting and (pre or budget <= 0 or (s.keyed_out and g.short))):
@@ -1129,5 +1306,5 @@ def _preempt(s, rq, qs, w, g, gl, pg, gi, p, E, t, decoding):
     w.c[PREEMPTIONS_] += 1
     r[p].state = WAITING
     r[p].ver += 1
-    heapq.heappush(qs.front[r[p].q_bin], (_queue_key(s, r, p), p))
-    w.c[WAITING_] += 1
+    heapq.heappush(qs.front[g.grp * s.k + r[p].q_bin], (_queue_key(s, r, p), p))
+    qs.wait[g.grp] += 1

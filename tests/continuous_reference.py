@@ -9,7 +9,9 @@ tested on its own) and keeps one queue per bin; slow, for small workloads.
 A boundary runs the kernel's steps under the kernel's names (``complete``,
 ``update_controllers``, ``make_room`` with ``victim``, ``continue_prefills``,
 ``admit``, ``plan_span``: here a span is one iteration), and the two policies
-have their twins here: ``victim`` (preempt_policy) and ``queue_key`` (queue_policy).
+have their twins here: ``victim`` (preempt_policy) and ``queue_key`` (queue_policy). Routers
+(``route``): each arrival is sent to a replica's queue from the replicas' state at that moment
+(shared_queue: one queue for all); the random draws are the engine's own (an input, not logic).
 Times are ordered with the kernel's own :func:`core.continuous_kernel.tick`.
 """
 from __future__ import annotations
@@ -39,9 +41,31 @@ def queue_key(policy, r):
     return r.priority if policy == "priority" else 0
 
 
+def route(router, i, loads, used, waiting, blocks, draws):
+    """The router's twin: the replica of arrival ``i`` from each replica's outstanding requests ``loads``,
+    KV blocks ``used`` (of ``blocks``) and ``waiting`` requests (no prefix keys here: prefix_affinity
+    ranks by load)."""
+    n = len(loads)
+    if router == "round_robin":
+        return i % n
+    if router == "random":
+        return int(draws[i][0])
+    if router == "power_of_two":
+        a, b = (int(x) for x in draws[i])
+        return b if loads[b] < loads[a] else a
+    if router == "least_outstanding":
+        def score(g):
+            use = used[g] / (blocks + 1)
+            return loads[g] + (waiting[g] * 6.0 * (use - 0.5) if waiting[g] and use > 0.5 else 0.0)
+        return min(range(n), key=lambda g: (score(g), g))
+    if router == "least_kv":
+        return min(range(n), key=lambda g: (used[g], loads[g], g))
+    return min(range(n), key=lambda g: (loads[g], g))    # prefix_affinity without keys
+
+
 class Req:
     __slots__ = ("i", "arrival", "prompt", "output", "priority", "state", "gen", "blocks", "prefill_left", "first",
-                 "finish", "start", "last_token", "gaps", "preemptions", "gpu", "share0", "steps")
+                 "finish", "start", "last_token", "gaps", "preemptions", "gpu", "share0", "steps", "replica")
 
     def __init__(self, i, arrival, prompt, output, priority=0):
         self.i, self.arrival, self.prompt, self.output, self.priority = i, arrival, prompt, output, priority
@@ -56,11 +80,12 @@ class Req:
         self.gpu = -1
         self.share0 = 0.0          # its GPU's share count at its latest admission
         self.steps = 0             # decode steps run
+        self.replica = None        # the replica whose queue it waits in (None: the shared queue)
 
 
-def simulate_reference(cfg, workload, latency, bins=None):
+def simulate_reference(cfg, workload, latency, bins=None, draws=None):
     """(per-request arrays, preemptions, wasted GPU-seconds); ``bins`` (one per request) is required
-    when cfg.bins > 1. A GPU's *share* count grows by each iteration's duration over the requests it
+    when cfg.bins > 1; ``draws``: the random and power_of_two routers' draws. A GPU's *share* count grows by each iteration's duration over the requests it
     served (decoding or prefilling); a preempted request wastes the growth since its admission."""
     eta = MemoryModel.from_config(cfg).eta
     B = cfg.block_size
@@ -81,8 +106,9 @@ def simulate_reference(cfg, workload, latency, bins=None):
     stats = (QueueStats(workload.prompt[order], workload.predicted[order], cfg.stats_window)
              if dynamic else None)
     mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps) if dynamic else None
+    routed = cfg.router != "shared_queue"
     gpus = []
-    for _ in range(cfg.gpus):
+    for _ in range(cfg.n_replicas):
         ctl = (SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, cfg.b_min, cfg.b_max, 1)
                if adaptive else None)
         b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max
@@ -93,30 +119,31 @@ def simulate_reference(cfg, workload, latency, bins=None):
     events = []                     # (tick, 1, gpu, time) of each GPU's next boundary
     preemptions = 0
     wasted = 0.0
-    rr = 0                          # round robin: the queue after the last one admitted from
+    rr = {}                         # round robin: per queue group (a replica, or 0: the shared queue), the
+    group = (lambda g: g) if routed else (lambda g: 0)   # bin after the last one admitted from
 
     def arrived(q):
         return sum(1 for r in members[q] if r.i < next_arrival)
 
-    def waiting_in(q):
-        return [r for r in members[q] if r.i < next_arrival and r.state == WAITING]
+    def waiting_in(q, g):
+        return [r for r in members[q] if r.i < next_arrival and r.state == WAITING and r.replica in (None, g)]
 
-    def queue_waiting(q):
-        return len(waiting_in(q))
+    def queue_waiting(q, g):
+        return len(waiting_in(q, g))
 
-    def waiting_count():
-        return sum(queue_waiting(q) for q in range(k))
+    def waiting_count(g):
+        return sum(queue_waiting(q, g) for q in range(k))
 
-    def queue_head(q):
-        return min(waiting_in(q), key=lambda r: (queue_key(cfg.queue_policy, r), r.i), default=None)
+    def queue_head(q, g):
+        return min(waiting_in(q, g), key=lambda r: (queue_key(cfg.queue_policy, r), r.i), default=None)
 
-    def pick(blocked):
+    def pick(blocked, g):
         """The queue the bin policy admits from next among unblocked queues with a head; None if none."""
-        open_ = [q for q in range(k) if q not in blocked and queue_head(q) is not None]
+        open_ = [q for q in range(k) if q not in blocked and queue_head(q, g) is not None]
         if not open_:
             return None
-        key = {"fcfs": lambda q: queue_head(q).arrival, "longest": lambda q: -queue_waiting(q),
-               "round_robin": lambda q: (q - rr) % k, "short_first": lambda q: q}[cfg.bin_policy]
+        key = {"fcfs": lambda q: queue_head(q, g).arrival, "longest": lambda q: -queue_waiting(q, g),
+               "round_robin": lambda q: (q - rr.get(group(g), 0)) % k, "short_first": lambda q: q}[cfg.bin_policy]
         return min(open_, key=lambda q: (key(q), q))
 
     def complete(st, t):
@@ -130,8 +157,8 @@ def simulate_reference(cfg, workload, latency, bins=None):
             st["used"] -= r.blocks
             done += 1
 
-    def update_controllers(st):
-        if dynamic and waiting_count() and st["since_it"] >= cfg.sla_window:
+    def update_controllers(g, st):
+        if dynamic and waiting_count(g) and st["since_it"] >= cfg.sla_window:
             for q in range(k):
                 lo = start_of[q]
                 st["b"][q] = mem.cap(*stats.moments(lo, lo + arrived(q))) if cfg.memory_control else cfg.b_max
@@ -211,14 +238,13 @@ def simulate_reference(cfg, workload, latency, bins=None):
         return budget, seqs, tok
 
     def admit(g, st, t, need, budget, seqs, tok, joined):
-        nonlocal rr
         running = st["running"]
         blocked = set()                    # queues whose head cannot be admitted here now
-        while waiting_count() and budget > 0:
-            q = pick(blocked)
+        while waiting_count(g) and budget > 0:
+            q = pick(blocked, g)
             if q is None:
                 break
-            r = queue_head(q)
+            r = queue_head(q, g)
             cap = cfg.batch_size
             if dynamic:
                 b_mem = min(max(st["b"][q], len(running)), cfg.b_max)
@@ -228,7 +254,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
                 blocked.add(q)
                 continue
             r.state = RUNNING
-            rr = q + 1
+            rr[group(g)] = q + 1
             tokens = r.prompt + r.gen
             take = min(tokens, budget)
             r.blocks = -(-take // B)           # the whole prompt fits; its blocks come chunk by chunk
@@ -280,7 +306,7 @@ def simulate_reference(cfg, workload, latency, bins=None):
     def boundary(g, t):
         st = gpus[g]
         complete(st, t)
-        update_controllers(st)
+        update_controllers(g, st)
         need, preempted = make_room(st)
         need, preempted = make_room_for_chunks(st, need, preempted)
         decoding = [r for r in st["running"] if r.prefill_left == 0]
@@ -299,18 +325,29 @@ def simulate_reference(cfg, workload, latency, bins=None):
         if next_arrival < n and arrivals[next_arrival] <= t_next:
             at = arrivals[next_arrival]
             t = reqs[next_arrival].arrival
+            if routed:                    # one arrival at a time: the router sees the previous ones waiting
+                while next_arrival < n and arrivals[next_arrival] == at:
+                    r = reqs[next_arrival]
+                    loads = [waiting_count(g) + len(st["running"]) for g, st in enumerate(gpus)]
+                    waits = [waiting_count(g) for g in range(len(gpus))]
+                    r.replica = route(cfg.router, next_arrival, loads, [st["used"] for st in gpus], waits, K, draws)
+                    next_arrival += 1
+                for g, st in enumerate(gpus):
+                    if not st["busy"] and waiting_count(g):
+                        boundary(g, t)
+                continue
             while next_arrival < n and arrivals[next_arrival] <= at:
                 next_arrival += 1
             for g, st in enumerate(gpus):
-                if not st["busy"] and waiting_count():
+                if not st["busy"] and waiting_count(g):
                     boundary(g, t)
             continue
         at, _, g, t = heapq.heappop(events)
-        while next_arrival < n and arrivals[next_arrival] <= at:
+        while not routed and next_arrival < n and arrivals[next_arrival] <= at:
             next_arrival += 1
         boundary(g, t)
         for g2, st in enumerate(gpus):   # an idle GPU takes what waits at once
-            if not st["busy"] and waiting_count():
+            if not st["busy"] and waiting_count(g2):
                 boundary(g2, t)
     out = {
         "start": np.array([r.start for r in reqs]),

@@ -12,7 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from batchlab.core import SimConfig, simulate
-from batchlab.core.config import CONTINUOUS_MODES, ConfigError
+from batchlab.core.config import CONTINUOUS_MODES, ROUTERS, ConfigError
+from batchlab.core.continuous_engine import router_draws
 from batchlab.core.latency import build_latency_model
 from batchlab.core.memory import MemoryModel
 from batchlab.workloads.workload import Workload
@@ -44,6 +45,7 @@ def continuous_configs(draw, modes=("continuous_static", "continuous_dynamic")):
     return SimConfig(
         mode=draw(st.sampled_from(modes)),
         gpus=draw(st.integers(1, 3)),
+        router=draw(st.sampled_from(ROUTERS)),
         k_bins=draw(st.integers(1, 4)),
         batch_size=draw(st.integers(1, 12)),
         b_min=b_min,
@@ -118,7 +120,7 @@ def test_simultaneous_boundaries_go_in_gpu_order(mode):
     steps, the other step by step; their times differ in the last bit. GPU 0 admits first, as the
     documented order says (and as the step-by-step reference does)."""
     cfg = SimConfig(mode=mode, gpus=2, batch_size=2, b_max=2, k_bins=2 if mode.endswith("multi_bin") else 1,
-                    d_sla_tbt=None, max_num_batched_tokens=32, block_size=1, bin_policy="longest")
+                    d_sla_tbt=None, max_num_batched_tokens=32, block_size=1, bin_policy="longest", router="shared_queue")
     w = Workload(np.array([0.0, 0.0, 0.1, 0.1, 0.1]), np.array([32, 32, 4, 2, 5]),
                  np.array([233, 262, 11, 238, 326]), np.array([108, 206, 5, 335, 208]))
     r = simulate(cfg, w)
@@ -198,7 +200,8 @@ def assert_equals_reference(cfg, w) -> int:
     """Every request as in the reference; returns the run's preemptions."""
     assert fits(cfg, w), "the reference serves every request: the case must fit the GPU"
     r = simulate(cfg, w)
-    ref, preemptions, wasted = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"])
+    ref, preemptions, wasted = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"],
+                                                  draws=router_draws(cfg, len(w)))
     for key in COMPARED:
         np.testing.assert_allclose(r.requests[key], ref[key], rtol=1e-9, atol=1e-9, err_msg=key)
     for key in ("gpu", "preemptions", "decode_steps"):
