@@ -64,7 +64,7 @@ def measure_grid(model: str, device: str = "cpu", dtype: str = "float32",
     ``threads`` sets ``torch.set_num_threads`` for the sweep (restored afterwards).
     Defaults: :data:`DEFAULT_BATCH_SIZES` x :data:`DEFAULT_CONTEXT_LENS`. The grid's
     metadata records its name (``name``, default :func:`default_grid_name`), the model,
-    device, dtype, versions, time and settings.
+    device, dtype, ``tp`` (1: one device), versions, time and settings.
     Raises ``ValueError`` for bad arguments, :class:`TorchMissing` without torch or
     transformers, :class:`~calibration.schema.GridError` if too few cells could be measured.
     """
@@ -364,6 +364,7 @@ def _meta(torch, model, dev, dtype, repeats, warmup, decode_steps, info, failed,
         "device": _device_name(torch, dev),
         "device_type": dev.type,
         "dtype": dtype,
+        "tp": "1",   # one device: this tool does not measure tensor-parallel replicas
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),

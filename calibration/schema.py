@@ -3,7 +3,13 @@
 A grid is a CSV file. Optional ``# key: value`` comment lines at the top carry
 metadata (``name``: the name it is stored and used under; model, device, dtype,
 torch/transformers versions, measured_at, source, notes, ...); then a header and
-one row per measured cell:
+one row per measured cell.
+
+``tp`` is the one metadata key with a meaning of its own: the tensor parallelism
+the grid was measured at (GPUs of the replica that ran each cell; a whole number
+from 1 to :data:`MAX_GRID_TP`; a grid without it was measured at TP 1). A run
+uses a grid only at its own TP unless told to scale it
+(docs/cluster.md#tensor-parallelism).
 
 =============== ======== =====================================================
 column          required meaning
@@ -67,6 +73,8 @@ MAX_CONTEXT_LEN = 100_000_000
 MIN_SECONDS = 1e-9
 MAX_SECONDS = 3600.0
 MAX_GIB = 1e12
+MAX_GRID_TP = 1024
+TP_KEY = "tp"
 
 
 @dataclass(frozen=True)
@@ -163,10 +171,27 @@ class Grid:
         """
         return format_grid_csv(self.table, self.meta)
 
+    @property
+    def tp(self) -> int:
+        """The tensor parallelism the grid was measured at (``# tp:`` metadata; 1 when absent)."""
+        return grid_tp(self.meta.get(TP_KEY))
+
     def measured(self, column: str) -> pd.DataFrame:
         """Rows where ``column`` was measured: ``batch_size, context_len, column``."""
         t = self.table
         return t.loc[t[column].notna(), ["batch_size", "context_len", column]].reset_index(drop=True)
+
+
+def grid_tp(value) -> int:
+    """The ``tp`` metadata value as a TP (``None``: 1); :class:`GridError` unless a whole number
+    from 1 to :data:`MAX_GRID_TP`."""
+    if value is None:
+        return 1
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_GRID_TP:
+        raise GridError(f"metadata {TP_KEY} must be a whole number from 1 to {MAX_GRID_TP:,} (the tensor "
+                        f"parallelism the grid was measured at), got {excerpt(text)}")
+    return int(text)
 
 
 def _format_value(v) -> str:
@@ -200,7 +225,7 @@ from .validate import grid_from_table, parse_grid  # noqa: E402  (re-export; val
 
 __all__ = [
     "ALL_COLUMNS", "Column", "GRID_COLUMNS", "Grid", "GridError", "KEY_COLUMNS", "MAX_BATCH_SIZE", "MAX_CONTEXT_LEN",
-    "EXCERPT", "MAX_GIB", "MAX_GRID_BYTES", "MAX_SECONDS", "MIN_BATCH_SIZES", "MIN_SECONDS",
-    "MIN_CONTEXTS_PER_ROW", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "TIME_COLUMNS",
-    "excerpt", "format_grid_csv", "grid_from_table", "parse_grid",
+    "EXCERPT", "MAX_GIB", "MAX_GRID_BYTES", "MAX_GRID_TP", "MAX_SECONDS", "MIN_BATCH_SIZES", "MIN_SECONDS",
+    "MIN_CONTEXTS_PER_ROW", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "TIME_COLUMNS", "TP_KEY",
+    "excerpt", "format_grid_csv", "grid_from_table", "grid_tp", "parse_grid",
 ]

@@ -21,11 +21,13 @@ from .schema import (
     MIN_CONTEXTS_PER_ROW,
     REQUIRED_COLUMNS,
     TIME_COLUMNS,
+    TP_KEY,
     Column,
     Grid,
     GridError,
     excerpt,
     format_grid_csv,
+    grid_tp,
 )
 
 
@@ -154,6 +156,11 @@ def _read_meta_line(stripped: str, number: int, meta: dict, warnings: list) -> N
         return  # a free-text comment, not metadata
     if key in meta:
         warnings.append(f"line {number}: metadata key {key!r} repeated; the later value is kept")
+    if key == TP_KEY:
+        try:
+            grid_tp(value)
+        except GridError as e:
+            raise GridError(str(e), line=number) from None
     meta[key] = value.strip()
 
 

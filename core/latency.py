@@ -1,4 +1,5 @@
-"""Latency models: how long a batch takes on one GPU.
+"""Latency models: how long a batch takes on one GPU (or one tensor-parallel replica:
+:mod:`core.tensor_parallel`).
 
 A batch of ``b`` requests is padded (static batching): every sequence holds the
 batch's longest prompt ``P`` and decodes until the longest output ``O`` is done.
@@ -135,14 +136,26 @@ class ParametricLatency(LatencyModel):
 
 
 def build_latency_model(config, grid=None) -> LatencyModel:
-    """The config's latency model; ``grid:NAME`` uses ``grid`` or a bundled calibration grid."""
+    """The config's latency model for one replica of ``config.tp`` GPUs; ``grid:NAME`` uses ``grid`` or
+    a bundled calibration grid.
+
+    The parametric coefficients are one GPU's; at tp > 1 they go through the tensor-parallel scaling
+    model (:meth:`core.tensor_parallel.TensorParallel.parametric`). A grid is used at the TP it was
+    measured at; another TP raises :class:`~core.config.ConfigError` unless ``config.scale_grid_tp``
+    (:func:`core.tensor_parallel.grid_latency`).
+    """
     if config.latency == "parametric":
-        return ParametricLatency(config.prefill_base, config.prefill_per_token, config.decode_base,
-                                 config.decode_per_seq, config.decode_per_ctx_token)
+        one_gpu = ParametricLatency(config.prefill_base, config.prefill_per_token, config.decode_base,
+                                    config.decode_per_seq, config.decode_per_ctx_token)
+        if config.tp == 1:
+            return one_gpu
+        from .tensor_parallel import TensorParallel
+
+        return TensorParallel.from_config(config).parametric(one_gpu, config.tp)
     from batchlab.calibration.data import bundled_grids, load_bundled
 
     from .config import ConfigError
-    from .latency_grid import GridLatency
+    from .tensor_parallel import grid_latency
 
     name = config.latency.split(":", 1)[1]
     if grid is None:
@@ -150,4 +163,4 @@ def build_latency_model(config, grid=None) -> LatencyModel:
             raise ConfigError("latency", f"no grid named {name!r} was given and none is bundled "
                                          f"(bundled: {', '.join(sorted(bundled_grids()))})")
         grid = load_bundled(name)
-    return GridLatency(grid)
+    return grid_latency(config, grid)

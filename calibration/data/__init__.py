@@ -18,6 +18,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, str]]] = {
         "engine": "SGLang (ModelRunner, TP=1, PP=1; version not pinned by the source)",
         "device": "probably A100-SXM4-80GB (80 GB class; source does not name it)",
         "dtype": "bf16",
+        "tp": "1",
         "measured_at": "no later than 2025-07-28 (source has no timestamp)",
         "source": "https://github.com/vikranth22446/llm_execution_time_predictor",
         "source_file": "benchmark_data_Qwen_Qwen3-4B_TP_1_PP_1.json",
