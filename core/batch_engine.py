@@ -169,7 +169,7 @@ def run_batch_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarray, ou
     pending: list[tuple[float, int, int, float, int]] = []   # (end, batch, queue, step time, size) unobserved
     reserve = _Reserve(eta, mem, cfg.max_new_tokens if cfg.kv_reserve == "max_new_tokens" else None)
 
-    heap = [(0.0, gpu) for gpu in range(cfg.gpus)]
+    heap = [(0.0, gpu) for gpu in range(cfg.n_replicas)]
     heappush, heappop = heapq.heappush, heapq.heappop
     clock = 0.0                          # time of the latest decision
     prefill_time = latency.prefill_time

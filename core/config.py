@@ -118,6 +118,13 @@ class SimConfig:
                             f"what a router knows. Default: {CONTINUOUS_ROUTER} (vLLM's data-parallel "
                             f"balancer); batch-level modes use {BATCH_ROUTER} only.", choices=ROUTERS,
                             group="cluster")
+    disaggregate: str | None = _f(None, "Continuous modes: prefill/decode disaggregation as P:D, P prefill "
+                                  "replicas and D decode replicas (gpus = (P + D) x tp), each pool behind its own "
+                                  "router; a request's KV moves to its decode replica in kv_bytes / "
+                                  "kv_transfer_gbps. none = every replica does both.", group="cluster")
+    kv_transfer_gbps: float = _f(50.0, "Disaggregation: bandwidth of a KV transfer from a prefill to a decode "
+                                 "replica (50 GB/s: 400 Gb/s InfiniBand or RoCE).", "GB/s", "cluster",
+                                 range=(0.001, 100_000.0))
     interconnect_gbps: float = _f(32.0, "Tensor parallelism: bandwidth of each GPU's link for the all-reduces "
                                   "(32 GB/s: PCIe 4.0 x16; NVLink 4: 450 GB/s a direction).", "GB/s", "cluster",
                                   range=(0.1, 100_000.0))
@@ -220,6 +227,11 @@ class SimConfig:
         coerce_fields(self, ConfigError)  # types, choices and every documented range
         if self.fill is None:
             object.__setattr__(self, "fill", "full" if self.mode == "multi_bin_fixed" else "greedy")
+        if self.disaggregate is not None:   # P:D replicas
+            split = self.pd_split
+            need(self.continuous, "disaggregate", "prefill/decode disaggregation needs a continuous mode")
+            object.__setattr__(self, "disaggregate", f"{split[0]}:{split[1]}")
+            object.__setattr__(self, "replicas", sum(split))
         if self.replicas is not None:   # replicas x tp GPUs; the config keeps gpus alone (one source)
             need(self.replicas * self.tp <= MAX_GPUS, "replicas",
                  f"replicas x tp must be at most {MAX_GPUS} GPUs, got {self.replicas} x {self.tp}")
@@ -228,6 +240,8 @@ class SimConfig:
         need(self.gpus % self.tp == 0, "tp", f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
         if self.router is None:
             object.__setattr__(self, "router", CONTINUOUS_ROUTER if self.continuous else BATCH_ROUTER)
+        need(self.disaggregate is None or self.router != "shared_queue", "router",
+             "each pool of a disaggregated cluster has its own router: choose one other than shared_queue")
         need(self.continuous or self.router == BATCH_ROUTER, "router",
              f"batch-level modes run one shared queue (router {BATCH_ROUTER}); {self.router} needs a continuous "
              "mode")
@@ -272,6 +286,17 @@ class SimConfig:
     def _running_cap(self) -> tuple[int, str]:
         """The most requests a continuous GPU runs at once, and the setting that says so."""
         return (self.b_max, "b_max") if self.dynamic else (self.batch_size, "batch_size")
+
+    @property
+    def pd_split(self) -> tuple[int, int] | None:
+        """(prefill replicas, decode replicas) of a disaggregated cluster, or None."""
+        if self.disaggregate is None:
+            return None
+        parts = self.disaggregate.replace(" ", "").split(":")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+            raise ConfigError("disaggregate", f"must be P:D with P and D whole numbers of replicas from 1, got "
+                              f"{self.disaggregate!r}")
+        return int(parts[0]), int(parts[1])
 
     @property
     def n_replicas(self) -> int:
@@ -324,6 +349,8 @@ class SimConfig:
         if self.d_sla_tbt is None:
             drop.add("tbt_sla")
         drop.add("replicas")   # folded into gpus
+        if self.disaggregate is None:
+            drop |= {"disaggregate", "kv_transfer_gbps"}
         if self.tp == 1:
             drop |= {"tp", "interconnect_gbps", "hidden_size", "scale_grid_tp"}
         elif self.latency == "parametric":

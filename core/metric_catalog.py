@@ -169,6 +169,8 @@ METRICS: tuple[Metric, ...] = (
        "admission.", "lower", "table"),
     _m("gpu_utilization", "GPU utilisation", "share", "Busy GPU time over GPUs x the horizon.", "higher",
        "card table compare sweep column"),
+    _m("load_imbalance", "Load imbalance", "count", "The busiest replica's busy time over the mean replica's "
+       "(1 = even; the router's doing, or chance).", "lower", "table compare sweep"),
     _m("tbt_max_p99_s", "Largest TBT gap p99", "s", "99th percentile over requests of their largest gap "
        "between tokens.", "lower", "table"),
     _m("num_batches", "Batches", "batches", "Batches run (run-to-completion modes; none in continuous modes).",
@@ -209,7 +211,10 @@ BY_KEY = {m.key: m for m in METRICS}
 # Summary keys that describe the run rather than measure it (never a metric row or column).
 CONTEXT_KEYS = {
     "mode": "The scheduler mode.",
-    "gpus": "GPUs simulated.",
+    "gpus": "GPUs simulated (replicas x tp).",
+    "replicas": "Replicas, each running one scheduler on tp GPUs.",
+    "tp": "Tensor parallelism: GPUs per replica.",
+    "router": "How requests reach replicas (shared_queue: one queue for all).",
     "k_bins": "Bins on predicted output length.",
     "engine": "batch (run to completion) or continuous.",
     "tbt_sla": "What the TBT deadline applies to: each request's mean gap or its largest.",

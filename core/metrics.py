@@ -171,6 +171,9 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
     s = {
         "mode": cfg.mode,
         "gpus": cfg.gpus,
+        "replicas": cfg.n_replicas,
+        "tp": cfg.tp,
+        "router": cfg.router,
         "k_bins": cfg.bins,
         "num_requests": n,
         "completed": completed,
@@ -196,7 +199,8 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
         "sla_violation_rate_ttft": _rate(viol["ttft"]),
         "sla_violation_rate_tbt": _rate(viol["tbt"], gapped),
         "sla_violation_rate_e2e": _rate(viol["e2e"]),
-        "gpu_utilization": busy / (cfg.gpus * horizon) if horizon > 0 else 0.0,
+        "gpu_utilization": busy / (cfg.n_replicas * horizon) if horizon > 0 else 0.0,
+        "load_imbalance": load_imbalance(log, cfg.n_replicas),
         "engine": "continuous" if cfg.continuous else "batch",
         "num_batches": None if cfg.continuous else int(len(sizes)),
         "iterations": int(w.sum()) if cfg.continuous else None,
@@ -207,7 +211,7 @@ def summarize(cfg: SimConfig, req: dict, log: dict, edges: np.ndarray, eta: int,
         "oom_events": int(counters.get("oom_events", 0)),
         "evicted_requests": int(counters.get("evicted_requests", 0)),
         "wasted_gpu_s": float(counters.get("wasted_gpu_s", 0.0)),
-        "kv_utilization_mean": kv_utilization_mean(log, counters, eta, cfg.gpus, horizon),
+        "kv_utilization_mean": kv_utilization_mean(log, counters, eta, cfg.n_replicas, horizon),
         "kv_peak_tokens": int(counters["kv_peak_tokens"]) if "kv_peak_tokens" in counters
         else int(log["kv_tokens"].max()),
         "eta_tokens": int(eta),
@@ -234,6 +238,13 @@ def prefix_cache_summary(counters: dict) -> dict:
     prefix keys or caching), and the prefill tokens its hits saved."""
     queried, hit = counters.get("prefix_queried_tokens", 0), counters.get("prefix_hit_tokens", 0)
     return {"prefix_hit_rate": hit / queried if queried else None, "prefill_tokens_saved": int(hit)}
+
+
+def load_imbalance(log: dict, replicas: int) -> float:
+    """The busiest replica's busy time over the mean replica's (1.0: even; ``replicas`` when one did all)."""
+    busy = np.bincount(np.asarray(log["gpu"], dtype=np.int64), weights=log["duration"], minlength=replicas)
+    mean = busy.sum() / replicas
+    return float(busy.max() / mean) if mean > 0 else 1.0
 
 
 def kv_utilization_mean(log: dict, counters: dict, eta: int, gpus: int, horizon: float) -> float:

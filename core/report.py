@@ -36,9 +36,19 @@ def _v(s: dict, key: str) -> str:
     return format_value(key, s.get(key), s)
 
 
+def cluster_text(s: dict) -> str:
+    """"8 GPU(s)", or with replicas of several GPUs or a router: "8 GPU(s) = 4 replicas x tp 2, router X"."""
+    text = f"{s['gpus']} GPU(s)"
+    if s.get("replicas") is None or (s.get("tp", 1) == 1 and s["replicas"] == 1):
+        return text
+    if s.get("tp", 1) > 1:
+        text += f" = {s['replicas']} replica(s) x tp {s['tp']}"
+    return text + f", router {s['router']}" if s["replicas"] > 1 else text
+
+
 def format_summary(s: dict, workload_label: str, source: str) -> str:
     lines = [
-        f"{s['mode']}: {s['gpus']} GPU(s), {s['k_bins']} bin(s) | {workload_label} | {source}",
+        f"{s['mode']}: {cluster_text(s)}, {s['k_bins']} bin(s) | {workload_label} | {source}",
         f"  latency model    {s.get('latency_model', 'parametric')}",
         f"  requests         {s['completed']:,} of {s['num_requests']:,} in {_v(s, 'makespan_s')}"
         + (f" ({s['rejected_requests']:,} rejected: more KV than one GPU holds)" if s.get("rejected_requests") else ""),
@@ -55,8 +65,11 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
         f"  GPU utilisation  {_v(s, 'gpu_utilization')} over the whole horizon",
         batch_line(s),
         f"  KV memory        mean {_v(s, 'kv_utilization_mean')} in use, peak {s['kv_peak_tokens']:,} of "
-        f"{_v(s, 'eta_tokens')} per GPU; " + memory_events(s),
+        f"{_v(s, 'eta_tokens')} per replica; " + memory_events(s),
     ]
+    if (s.get("replicas") or 1) > 1:
+        lines.append(f"  replicas         load imbalance {_v(s, 'load_imbalance')} (busiest replica's busy time "
+                     "over the mean)")
     if s.get("prefix_hit_rate") is not None:
         lines.append(f"  prefix cache     {_v(s, 'prefix_hit_rate')} of prompt tokens looked up were cached; "
                      f"{_v(s, 'prefill_tokens_saved')} of prefill saved")

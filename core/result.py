@@ -56,8 +56,8 @@ class RunResult:
         return {
             "latency_cdf": metrics.latency_cdf(self.requests),
             "batch_timeline": metrics.batch_timeline(self.batches),
-            "gpu_utilization": metrics.gpu_utilization_series(self.batches, self.config.gpus, horizon, t0),
+            "gpu_utilization": metrics.gpu_utilization_series(self.batches, self.config.n_replicas, horizon, t0),
             "batch_sizes": metrics.batch_size_histogram(self.batches),
-            "occupancy": metrics.occupancy_series(self.batches, self.config.gpus, self.summary["eta_tokens"],
+            "occupancy": metrics.occupancy_series(self.batches, self.config.n_replicas, self.summary["eta_tokens"],
                                                   horizon, t0),
         }
