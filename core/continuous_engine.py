@@ -93,6 +93,7 @@ from .batch_engine import EngineOutput
 from .config import SimConfig
 from .controllers import MemoryBound
 from .latency import LatencyModel
+from .memory import MemoryModel
 from .queues import QueueStats, queue_layout
 from .validity import beyond_horizon
 
@@ -134,7 +135,11 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     keyed_out = bool(prefix is not None and np.any(counts * kb > prompt))
     s = settings(cfg, n, eta, mem.theta, kb, keyed_out)
     priority = np.zeros(n, np.int64) if priority is None else priority
-    records = request_records(prompt[order], output[order], arrival[order], bins[order], priority[order])
+    move_s = None
+    if cfg.disaggregate is not None:   # a prefill replica's KV of a prompt moves at kv_transfer_gbps
+        move_s = (np.asarray(prompt, np.float64) * MemoryModel.from_config(cfg).kv_bytes_per_token
+                  / (cfg.kv_transfer_gbps * 1e9))[order]
+    records = request_records(prompt[order], output[order], arrival[order], bins[order], priority[order], move_s)
     gpu_state = gpu_records(s)
     if s.paged:
         req = np.zeros((n, len(REQUEST_FIELDS)), np.int64)
@@ -181,17 +186,19 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
 
 
 def router_draws(cfg: SimConfig, n: int) -> np.ndarray:
-    """Two distinct random replicas per arrival for the routers that draw (random takes the first,
-    power_of_two both), from the simulation seed; an empty (0, 2) array for the others."""
-    replicas = cfg.n_replicas
+    """Two distinct random replicas (one if the pool has one) per arrival for the routers that draw (random
+    takes the first, power_of_two both), from the simulation seed: an (n, 2) array; disaggregated, (n, 4):
+    two of the prefill pool, then two of the decode pool for the n-th KV move. (0, 2) for the other routers."""
     if cfg.router not in ("random", "power_of_two"):
         return np.zeros((0, 2), np.int64)
-    if replicas == 1:
-        return np.zeros((n, 2), np.int64)
     rng = np.random.default_rng([cfg.seed, ROUTER_STREAM])
-    first = rng.integers(replicas, size=n)
-    second = (first + 1 + rng.integers(replicas - 1, size=n)) % replicas
-    return np.ascontiguousarray(np.stack([first, second], axis=1), dtype=np.int64)
+    pools = [(0, cfg.n_replicas)] if cfg.disaggregate is None else [(0, cfg.pd_split[0]), cfg.pd_split]
+    cols = []
+    for lo, size in pools:
+        first = rng.integers(size, size=n)
+        second = (first + 1 + rng.integers(max(size - 1, 1), size=n)) % size if size > 1 else first
+        cols += [lo + first, lo + second]
+    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.int64)
 
 
 ROUTER_STREAM = 18   # the routers' random stream of the simulation seed (apart from bin confusion's)

@@ -25,7 +25,7 @@ from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRA
 from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
 from .prefix_cache import ADM, HIT, admit, fill, grow, leave, lookup, take_free
 
-WAITING, RUNNING, DONE = 0, 1, 2
+WAITING, RUNNING, DONE, MOVING = 0, 1, 2, 3   # MOVING: its KV on the way to a decode replica
 NONE = -1                  # no request
 BIG = 1 << 62              # more than any count or clock tick (see tick): "no limit", "never"
 TICKS = 1e9                # events are ordered on a 1 ns clock (see core.continuous_engine)
@@ -65,13 +65,17 @@ SETTINGS = np.dtype([
     ("preempt", np.int64), ("queue", np.int64),                # the policies (PREEMPT_POLICIES, QUEUE_POLICIES)
     ("paged", np.bool_), ("kb", np.int64),                     # prefix caching on (core.prefix_cache); tokens a key
     ("keyed_out", np.bool_),                                   # ... some keys describe output tokens
-    ("router", np.int64), ("routed", np.bool_)], align=True)   # ROUTERS; a queue a replica (not shared)
+    ("router", np.int64), ("routed", np.bool_),                # ROUTERS; a queue a replica (not shared)
+    ("prefill", np.int64)], align=True)                        # prefill replicas (disaggregated; 0: none)
 # one record per request, by queue position (inputs, then state: see core.continuous_engine)
 REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.float64), ("q_bin", np.int64),
                     ("state", np.int64), ("start", np.float64), ("first", np.float64), ("finish", np.float64),
                     ("gap", np.float64), ("last", np.float64), ("pre", np.int64), ("gpu", np.int64),
                     ("gen", np.int64), ("tdec", np.int64), ("ver", np.int64), ("share", np.float64),
-                    ("steps", np.int64), ("prio", np.int64)], align=True)
+                    ("steps", np.int64), ("prio", np.int64),
+                    # the token count its replica runs it to (output, or 1 on a prefill replica); tokens
+                    # whose KV came from a prefill replica (computed there); seconds its KV takes to move
+                    ("stop", np.int64), ("xfer", np.int64), ("move_s", np.float64)], align=True)
 # arrivals in arrival order (times, clock ticks, queues, two random replicas for the routers that draw),
 # and the request records
 Requests = namedtuple("Requests", "arr arr_k bins draws r")
@@ -82,11 +86,11 @@ Requests = namedtuple("Requests", "arr arr_k bins draws r")
 # requests and, unless the queue is shared and in arrival order, every arrival (then head == arrived).
 # Per group of slots (a replica, or the shared queue): requests waiting, the round-robin bin policy's next bin.
 Queues = namedtuple("Queues", "off head arrived seen front sums blocked wait rr")
-# global counters (ints: (unused), next arrival, done, (unused), preemptions, KV peak,
+# global counters (ints: (unused), next arrival, done, KV moves begun, preemptions, KV peak,
 # roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there; float: wasted
-# GPU-seconds), admissions so far; the event heaps and the log
-World = namedtuple("World", "c wasted heap idle log")
-_UNUSED0, NEXT_, DONE_, _UNUSED3, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(11)
+# GPU-seconds), admissions so far; the event heaps, the log and the heap of KV moves (tick, request)
+World = namedtuple("World", "c wasted heap idle log moves")
+_UNUSED0, NEXT_, DONE_, MOVED_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(11)
 # prefix caching (core.prefix_cache): the GPUs' block pools, the cached blocks by name, each request's
 # block table (by queue position), the requests' key chains, the requests leaving a GPU at a boundary,
 # the requests' prefix-caching fields (core.prefix_cache.NB ...)
@@ -118,7 +122,10 @@ GPU = np.dtype([
     ("short", np.bool_),
     # its group of queue slots (itself when routed, else 0, the shared queue); idle; requests running in
     # its span (those done at the span's end included); requests waiting for it when the span was planned
-    ("grp", np.int64), ("idle", np.bool_), ("run", np.int64), ("span_wait", np.int64)],
+    ("grp", np.int64), ("idle", np.bool_), ("run", np.int64), ("span_wait", np.int64),
+    # requests admitted at this boundary whose KV came from a prefill replica (they decode in its first
+    # iteration), their context tokens
+    ("xj", np.int64), ("xctx", np.int64)],
     align=True)
 # per GPU: decoding requests by block phase, Algorithm 1's bound per queue, the heap of completions,
 # running requests (newest last), prefill chunks, and the suffix maximum of iteration durations
@@ -149,13 +156,18 @@ def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out:
     s.kb, s.keyed_out = max(key_block, 1), bool(keyed_out and s.paged)
     s.router = ROUTERS.index(cfg.router)
     s.routed = s.router != SHARED_QUEUE
+    s.prefill = cfg.pd_split[0] if cfg.disaggregate is not None else 0
     return s
 
 
-def request_records(prompt, output, q_arrival, q_bin, priority) -> np.ndarray:
-    """The request records (by queue position) before the run."""
+def request_records(prompt, output, q_arrival, q_bin, priority, move_s=None) -> np.ndarray:
+    """The request records (by queue position) before the run; ``move_s``: disaggregated, the seconds
+    each request's KV takes to move to a decode replica (None: not disaggregated)."""
     r = np.zeros(len(prompt), dtype=REQUEST)
     r["prompt"], r["output"], r["q_arr"], r["q_bin"], r["prio"] = prompt, output, q_arrival, q_bin, priority
+    r["stop"] = output if move_s is None else np.minimum(output, 1)   # a prefill replica gives the first token
+    if move_s is not None:
+        r["move_s"] = move_s
     for name in ("start", "first", "finish", "last"):
         r[name] = np.nan
     r["gpu"] = -1
@@ -225,7 +237,9 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
     heap.pop()
     log = [(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
     log.pop()
-    w = World(np.zeros(11, np.int64), np.zeros(1), heap, list(range(G)), log)
+    moves = [(0, 0)]
+    moves.pop()
+    w = World(np.zeros(11, np.int64), np.zeros(1), heap, list(range(G)), log, moves)
     gl = _gpu_lists(s)
     # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
     lazy = s.k == 1 and s.queue == ARRIVAL_ORDER
@@ -270,14 +284,36 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
     woken.pop()
     while c[DONE_] < n:
         top = w.heap[0][0] if len(w.heap) else BIG
+        moved = w.moves[0][0] if len(w.moves) else BIG
         i = c[NEXT_]
-        if i < n and rq.arr_k[i] <= top:
-            now, at = rq.arr[i], rq.arr_k[i]
-            while i < n and rq.arr_k[i] == at:   # every arrival of this instant is there for the replicas
-                gi, slot, p = _arrive(s, rq, qs, w, gs, gl, L, pg, i, now)
-                if _queue_head(qs, slot) == p:   # otherwise it queues behind a head its replica has seen
-                    woken.append(gi)
-                i += 1
+        if (i < n and rq.arr_k[i] <= min(top, moved)) or moved <= top:
+            if i < n and rq.arr_k[i] <= moved:
+                now, at = rq.arr[i], rq.arr_k[i]
+                while i < n and rq.arr_k[i] == at:   # every arrival of this instant is there for the replicas
+                    q = rq.bins[i]
+                    p = qs.seen[q]
+                    qs.seen[q] = p + 1
+                    gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, 0, s.prefill if s.prefill else s.gpus, i,
+                               rq.draws[i, 0] if len(rq.draws) else 0, rq.draws[i, 1] if len(rq.draws) else 0)
+                    if _enqueue(s, rq, qs, gi, p):
+                        woken.append(gi)
+                    i += 1
+                c[NEXT_] = i
+            else:      # KV moves done at this instant: each request joins a decode replica's queue
+                at = moved
+                while len(w.moves) and w.moves[0][0] == at:
+                    _, p = heapq.heappop(w.moves)
+                    r = rq.r[p]
+                    r.xfer = r.prompt + r.gen      # its KV, computed on the prefill replica
+                    r.gen += 1                     # ... which gave its first token
+                    r.stop = r.output
+                    now = r.first + r.move_s
+                    m = c[MOVED_]
+                    c[MOVED_] = m + 1
+                    gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, s.prefill, s.gpus, m,
+                               rq.draws[m, 2] if len(rq.draws) else 0, rq.draws[m, 3] if len(rq.draws) else 0)
+                    if _enqueue(s, rq, qs, gi, p):
+                        woken.append(gi)
             if len(woken) > 1:
                 woken.sort()
             last = -1
@@ -298,17 +334,13 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
 
 
 @njit(cache=True)
-def _arrive(s, rq, qs, w, gs, gl, L, pg, i, now):
-    """Arrival ``i`` joins the queue of the replica the router picks: (replica, slot, queue position)."""
-    q = rq.bins[i]
-    p = qs.seen[q]
-    qs.seen[q] = p + 1
-    gi = _pick(s, rq, qs, gs, gl, L, pg, i, p, now)
-    slot = gi * s.k + q
+def _enqueue(s, rq, qs, gi, p):
+    """Request ``p`` joins its queue on replica ``gi``; whether it is that queue's head now."""
+    slot = gi * s.k + rq.r[p].q_bin
     heapq.heappush(qs.front[slot], (_queue_key(s, rq.r, p), p))
     qs.wait[gi] += 1
-    w.c[NEXT_] = i + 1
-    return gi, slot, p
+    rq.r[p].state = WAITING
+    return _queue_head(qs, slot) == p
 
 
 @njit(cache=True)
@@ -318,25 +350,25 @@ def _outstanding(qs, g, gi):
 
 
 @njit(cache=True)
-def _pick(s, rq, qs, gs, gl, L, pg, i, p, now):
-    """The router: the replica arrival ``i`` (queue position ``p``) goes to, from what a router knows at its
-    arrival: each replica's waiting and running requests, its KV blocks in use, the prefixes it caches.
-    round_robin: arrivals in turn; random: uniform; least_outstanding: vLLM 0.33's data-parallel balancer
+def _pick(s, rq, qs, gs, gl, L, pg, p, now, lo, hi, turn, a, b):
+    """The router: the replica of the pool [lo, hi) request ``p`` (queue position) goes to, from what a router
+    knows at ``now``: each replica's waiting and running requests, its KV blocks in use, the prefixes it
+    caches. ``turn``: the request's turn at this pool (arrival, or KV move, index); ``a``, ``b``: two
+    distinct replicas of the pool drawn at random for it.
+    round_robin: in turn; random: uniform; least_outstanding: vLLM 0.33's data-parallel balancer
     (fewest waiting + running, waiting weighing 6 x (KV use - 1/2) more above half KV use; ties to the
     first); power_of_two: of two distinct random replicas the one with fewer outstanding (ties: the first
     drawn); least_kv: most free KV blocks; prefix_affinity: the longest cached prefix of the request (as
     llm-d's prefix scorer; none without prefix keys or caching). The last two break ties by fewest
     outstanding, then the first."""
-    R = s.gpus
     if s.router == ROUND_ROBIN_ROUTER:
-        return i % R
+        return lo + turn % (hi - lo)
     if s.router == RANDOM_ROUTER:
-        return rq.draws[i, 0]
+        return a
     if s.router == POWER_OF_TWO:
-        a, b = rq.draws[i, 0], rq.draws[i, 1]
         return b if _outstanding(qs, gs[b], b) < _outstanding(qs, gs[a], a) else a
-    best, best_key, best_load = 0, 0.0, 0
-    for gi in range(R):
+    best, best_key, best_load = lo, 0.0, 0
+    for gi in range(lo, hi):
         g = gs[gi]
         load = _outstanding(qs, g, gi)
         if s.router == LEAST_OUTSTANDING:
@@ -350,11 +382,11 @@ def _pick(s, rq, qs, gs, gl, L, pg, i, p, now):
             key = float(_blocks_in_use(s, g, gl, L, gi, now))
         else:     # PREFIX_AFFINITY: more cached blocks first
             key = 0.0
-            if pg is not None:
+            if pg is not None and not rq.r[p].xfer:
                 tokens = rq.r[p].prompt
                 key = -float(lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, rq.r, pg, p), gi, p,
                                     tokens)[0])
-        if gi == 0 or key < best_key or (key == best_key and s.router != LEAST_OUTSTANDING and load < best_load):
+        if gi == lo or key < best_key or (key == best_key and s.router != LEAST_OUTSTANDING and load < best_load):
             best, best_key, best_load = gi, key, load
     return best
 
@@ -702,7 +734,7 @@ def _admissible(s, rq, qs, g, bbase, running, free_blocks, pg, gi):
             continue
         tokens = rq.r[p].prompt + rq.r[p].gen
         blocks = ceil_div(tokens, s.B)
-        if pg is not None:
+        if pg is not None and not rq.r[p].xfer:
             if s.keyed_out:
                 return True
             blocks -= lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, rq.r, pg, p), gi, p, tokens)[0]
@@ -847,10 +879,11 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
     H, comp, pref, bbase = gl.H[gi], gl.comp[gi], gl.pref[gi], gl.bbase[gi]
     g.blocked = NONE
     g.short = False
+    g.xj = g.xctx = 0
     if pg is not None and g.owed:
         take_free(pg.pool, pg.names, g, gi, g.owed, s.K)
         g.owed = 0
-    _complete(s, r, c, g, H, comp, gl.mono_i[gi], gl.mono_d[gi], pg, gi)
+    _complete(s, r, c, g, H, comp, gl.mono_i[gi], gl.mono_d[gi], pg, gi, w.moves)
     branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
     if s.dynamic and qs.wait[g.grp] > 0 and g.since_it >= s.window:   # the controllers are due
         branch = _update_controllers(s, qs, g, bbase, len(pref))
@@ -884,7 +917,7 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
 
 
 @njit(cache=True, inline="always")
-def _complete(s, r, c, g, H, comp, mono_i, mono_d, pg, gi):
+def _complete(s, r, c, g, H, comp, mono_i, mono_d, pg, gi, moves):
     """Requests whose last token came at the end of iteration T-1 leave GPU ``g`` (its decoding requests
     by block phase ``H``, heap of completions ``comp``, suffix maximum of iteration durations). A request
     of output ``o`` leaves with the KV of its prompt and ``o - 1`` tokens: its last token is never fed back."""
@@ -908,6 +941,10 @@ def _complete(s, r, c, g, H, comp, mono_i, mono_d, pg, gi):
             if gap > r[p].gap:
                 r[p].gap = gap
         r[p].steps += steps
+        if r[p].stop < r[p].output:   # prefilled on a prefill replica: its KV moves to a decode replica
+            r[p].state = MOVING
+            heapq.heappush(moves, (tick(r[p].first + r[p].move_s), p))
+            continue
         r[p].finish = g.t
         r[p].state = DONE
         c[DONE_] += 1
@@ -1015,7 +1052,7 @@ def _steps_left(r, p):
     """Decode steps request ``p`` runs after the prefill that gives its token gen + 1 (a request of output
     ``o`` emits ``o`` tokens: one from its prefill, then a decode step each; output 0, a failed trace
     row, only its prefill)."""
-    steps = r[p].output - r[p].gen - 1
+    steps = r[p].stop - r[p].gen - 1
     return steps if steps > 0 else 0
 
 
@@ -1108,7 +1145,8 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
                 break
         tokens = r[p].prompt + r[p].gen
         hits = loose = 0   # blocks found cached; how many of them no request holds
-        if pg is not None:
+        moved = r[p].xfer > 0   # its KV came from a prefill replica: blocks for it all, and it decodes now
+        if pg is not None and not moved:
             hits, loose = lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, r, pg, p), gi, p, tokens)
         blocks = ceil_div(tokens, B) - hits + loose
         short = blocks > room - (s.watermark if running else 0)   # vLLM's watermark: only while some run
@@ -1126,10 +1164,19 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
         todo = tokens - cached
         take = todo if todo <= budget else budget
         new = ceil_div(cached + take, B) - hits   # the whole prompt fits; its blocks come chunk by chunk (vLLM)
+        if moved:   # one token of the budget: the decode step that feeds its first token
+            g.xj += 1
+            g.xctx += r[p].xfer
+            r[p].xfer = 0
+            r[p].steps += 1
+            todo = take = 1
+            new = blocks
         held = new + loose
         room -= held
         g.U += held
-        if pg is not None:
+        if pg is not None and moved:
+            admit(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, r, pg, p), g, gi, p, 0, new, tokens)
+        elif pg is not None:
             admit(pg.pool, s, pg.req, pg.chain, pg.names, pg.tables[p], g, gi, p, hits, new, cached + take)
             pg.req[p, HIT] += cached
             pg.req[p, ADM] = c[ADMITTED_]
@@ -1144,8 +1191,9 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
         stack.append(p)
         running += 1
         budget -= take
-        seqs += 1
-        tok += take
+        if not moved:
+            seqs += 1
+            tok += take
         if take == todo:
             joiners.append(p)
         else:
@@ -1180,11 +1228,11 @@ def _plan_span(s, r, c, heap, g, H, comp, pref, bbase, L, gi, need, pre, running
     end goes on the event ``heap``."""
     E, t, B, K = g.T, g.t, s.B, s.K
     # ---- the first iteration: prefill of this iteration's prompt tokens plus one decode step
-    n, ctx = g.n, g.ctx
+    n, ctx = g.n + g.xj, g.ctx + g.xctx   # the decodes, and the requests whose KV came from a prefill replica
     d_dec0 = decode_step_time(L, n, ctx / n) if n else 0.0
     d_first = (prefill_time(L, seqs, tok / seqs) if seqs else 0.0) + d_dec0
     first_end = t + d_first
-    n2, c2 = n, ctx + n
+    n2, c2 = g.n, g.ctx + g.n
     held_n = held_ctx = 0
     for p in joiners:   # the prefill over prompt + gen tokens gives token gen + 1 at first_end
         tokens = r[p].prompt + r[p].gen
