@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from batchlab.core.config import COMPARE_MODES, MAX_GPUS, MODES, ConfigError, SimConfig, config_fields
+from batchlab.core.config import COMPARE_MODES, MAX_GPUS, MODES, ROUTERS, ConfigError, SimConfig, config_fields
 from batchlab.core.plan_options import B_MAX_VALUES, BATCH_VALUES, K_VALUES
 from batchlab.core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
 from batchlab.core.plan_options import DEFAULT_MODES as PLAN_MODES
@@ -551,19 +551,23 @@ def validate_vllm(config_file, prefix_caching, as_json, **flags):
               show_default=True, help="Requests per run.")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated modes.")
 @click.option("--scenarios", default="overload,light", show_default=True,
-              help="overload (GPUs always busy, big batches) and/or light (every request its own batch).")
+              help="overload (GPUs always busy, big batches), light (every request its own batch), loaded "
+                   "(2.5 req/s a GPU: many busy replicas, short queues).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per case (at most 1,000); the median is reported.")
 @click.option("--gpus", type=_field_range("gpus"), default=4, show_default=True)
+@click.option("--router", type=click.Choice(ROUTERS), default=None,
+              help="The continuous modes' router (default: the settings' default, least_outstanding).")
 @click.option("--json", "as_json", is_flag=True)
-def bench(num_requests, modes, scenarios, repeats, gpus, as_json):
+def bench(num_requests, modes, scenarios, repeats, gpus, router, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
     from batchlab.core.bench import run_bench
 
     names = _mode_list(modes, "--modes")
     try:  # run_bench checks every argument before it starts a child process
         rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",") if s.strip()], repeats,
-                         gpus, echo=None if as_json else click.echo, show_progress=sys.stderr.isatty())
+                         gpus, echo=None if as_json else click.echo, show_progress=sys.stderr.isatty(),
+                         router=router)
     except (ValueError, RuntimeError) as exc:
         _fail(exc)
     if as_json:

@@ -238,12 +238,10 @@ class SimConfig:
             object.__setattr__(self, "gpus", self.replicas * self.tp)
             object.__setattr__(self, "replicas", None)
         need(self.gpus % self.tp == 0, "tp", f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
-        if self.router is None:
-            object.__setattr__(self, "router", CONTINUOUS_ROUTER if self.continuous else BATCH_ROUTER)
-        need(self.disaggregate is None or self.router != "shared_queue", "router",
+        need(self.disaggregate is None or self.routing != "shared_queue", "router",
              "each pool of a disaggregated cluster has its own router: choose one other than shared_queue")
-        need(self.continuous or self.router == BATCH_ROUTER, "router",
-             f"batch-level modes run one shared queue (router {BATCH_ROUTER}); {self.router} needs a continuous "
+        need(self.continuous or self.routing == BATCH_ROUTER, "router",
+             f"batch-level modes run one shared queue (router {BATCH_ROUTER}); {self.routing} needs a continuous "
              "mode")
         need(self.b_max >= self.b_min, "b_min", f"b_min ({self.b_min}) must not exceed b_max ({self.b_max})")
         need(self.weights_gb < self.gpu_mem_gb * self.tp, "weights_gb",
@@ -286,6 +284,14 @@ class SimConfig:
     def _running_cap(self) -> tuple[int, str]:
         """The most requests a continuous GPU runs at once, and the setting that says so."""
         return (self.b_max, "b_max") if self.dynamic else (self.batch_size, "batch_size")
+
+    @property
+    def routing(self) -> str:
+        """The router this run uses: ``router``, or the mode's default (least_outstanding for the continuous
+        modes, shared_queue for the batch-level ones)."""
+        if self.router is not None:
+            return self.router
+        return CONTINUOUS_ROUTER if self.continuous else BATCH_ROUTER
 
     @property
     def pd_split(self) -> tuple[int, int] | None:
@@ -355,8 +361,10 @@ class SimConfig:
             drop |= {"tp", "interconnect_gbps", "hidden_size", "scale_grid_tp"}
         elif self.latency == "parametric":
             drop.add("scale_grid_tp")
-        if self.router == "shared_queue" or self.n_replicas == 1:   # every router is the same on one replica
+        if self.routing == "shared_queue" or self.n_replicas == 1:   # every router is the same on one replica
             drop.add("router")
+        else:
+            d["router"] = self.routing   # the default named: the same run whether it was given or not
         if self.latency != "parametric":
             drop |= {"prefill_base", "prefill_per_token", "decode_base", "decode_per_seq", "decode_per_ctx_token"}
         return {k: v for k, v in d.items() if k not in drop}
@@ -364,8 +372,6 @@ class SimConfig:
     def replace(self, **changes: Any) -> SimConfig:
         if "mode" in changes and "fill" not in changes:
             changes["fill"] = None  # re-derive the mode's default fill
-        if "mode" in changes and "router" not in changes and (changes["mode"] in CONTINUOUS_MODES) != self.continuous:
-            changes["router"] = None  # ... and router, from batch-level to continuous or back
         if "tp" in changes and "replicas" not in changes and "gpus" not in changes:
             changes["replicas"] = self.n_replicas   # a new TP keeps the replicas
         return dataclasses.replace(self, **changes)

@@ -53,8 +53,11 @@ Every admission then uses ``b_mem = min(max(b, N_decode), B_max)`` with
 ``N_decode`` = the requests running at that moment. ``continuous_multi_bin`` admits from K queues on predicted output
 length by the bin policy, each queue with its own ``b_mem``.
 
-Several GPUs share the queues. An idle GPU starts an iteration as soon as a
-request arrives; busy GPUs admit at their iteration boundaries, so a waiting
+Replicas (``tp`` GPUs each; "GPU" below) and routers (``router``, docs/cluster.md). Behind a router,
+each replica has its own queues: an arrival is sent to one at once, from what a router knows then, and
+waits there; with ``disaggregate``, prefill replicas hand each prefilled request's KV to a decode replica.
+With ``shared_queue`` several GPUs share the queues (the ideal bound): an idle GPU starts an iteration as
+soon as a request arrives; busy GPUs admit at their iteration boundaries, so a waiting
 request goes to the busy GPU with room whose next boundary comes first. Events are
 ordered on a 1 ns clock (times closer than that are simultaneous, whatever the
 rounding of the sums that gave them): simultaneous boundaries are taken in GPU
@@ -189,7 +192,7 @@ def router_draws(cfg: SimConfig, n: int) -> np.ndarray:
     """Two distinct random replicas (one if the pool has one) per arrival for the routers that draw (random
     takes the first, power_of_two both), from the simulation seed: an (n, 2) array; disaggregated, (n, 4):
     two of the prefill pool, then two of the decode pool for the n-th KV move. (0, 2) for the other routers."""
-    if cfg.router not in ("random", "power_of_two"):
+    if cfg.routing not in ("random", "power_of_two"):
         return np.zeros((0, 2), np.int64)
     rng = np.random.default_rng([cfg.seed, ROUTER_STREAM])
     pools = [(0, cfg.n_replicas)] if cfg.disaggregate is None else [(0, cfg.pd_split[0]), cfg.pd_split]

@@ -154,7 +154,7 @@ def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out:
     s.preempt, s.queue = PREEMPT_POLICIES.index(cfg.preempt_policy), QUEUE_POLICIES.index(cfg.queue_policy)
     s.paged = bool(cfg.enable_prefix_caching and key_block > 0)
     s.kb, s.keyed_out = max(key_block, 1), bool(keyed_out and s.paged)
-    s.router = ROUTERS.index(cfg.router)
+    s.router = ROUTERS.index(cfg.routing)
     s.routed = s.router != SHARED_QUEUE
     s.prefill = cfg.pd_split[0] if cfg.disaggregate is not None else 0
     return s

@@ -149,7 +149,7 @@ def reproduce_paper2(executor: Executor | None = None, workers: int | None = Non
     ``on_run(phase, ok)`` after every run and ``on_left(n)`` with about how many are left (the capacity
     searches' probes estimated, :meth:`core.capacity.BisectionSearch.probes_left`)."""
     pairs = [p for p in PAPER2_PAIRS if p[0] in MODES and p[1] in MODES]
-    base = SimConfig(**PAPER2_SLA)
+    base = SimConfig(**PAPER2_SLA, router="shared_queue")   # the papers' model: one queue for every GPU
     configs = []
     for static, dynamic in pairs:
         configs += [base.replace(mode=static, batch_size=b) for b in static_caps] + [base.replace(mode=dynamic)]

@@ -106,7 +106,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
     stats = (QueueStats(workload.prompt[order], workload.predicted[order], cfg.stats_window)
              if dynamic else None)
     mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps) if dynamic else None
-    routed = cfg.router != "shared_queue"
+    routed = cfg.routing != "shared_queue"
     gpus = []
     for _ in range(cfg.n_replicas):
         ctl = (SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, cfg.b_min, cfg.b_max, 1)
@@ -330,7 +330,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
                     r = reqs[next_arrival]
                     loads = [waiting_count(g) + len(st["running"]) for g, st in enumerate(gpus)]
                     waits = [waiting_count(g) for g in range(len(gpus))]
-                    r.replica = route(cfg.router, next_arrival, loads, [st["used"] for st in gpus], waits, K, draws)
+                    r.replica = route(cfg.routing, next_arrival, loads, [st["used"] for st in gpus], waits, K, draws)
                     next_arrival += 1
                 for g, st in enumerate(gpus):
                     if not st["busy"] and waiting_count(g):

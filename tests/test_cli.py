@@ -34,8 +34,10 @@ def test_run_without_flags_is_the_documented_default():
     res = invoke("run", "--json", "--no-store")
     s = json.loads(res.stdout)
     assert (s["mode"], s["gpus"], s["num_requests"], s["eta_tokens"]) == ("continuous_dynamic", 4, 10_000, 20_599)
+    assert (s["replicas"], s["tp"], s["router"]) == (4, 1, "least_outstanding")
     text = invoke("run").stdout
-    assert text.startswith("continuous_dynamic: 4 GPU(s), 1 bin(s) | synthetic 10,000 req, gamma(shape 0.5) at 12 req/s")
+    assert text.startswith("continuous_dynamic: 4 GPU(s), router least_outstanding, 1 bin(s) | synthetic 10,000 req, "
+                           "gamma(shape 0.5) at 12 req/s")
     assert "latency model    parametric" in text.splitlines()[1]
 
 
@@ -321,3 +323,12 @@ def test_bench_shows_progress_within_and_across_cases(capfd):
     assert "case 1/2 (overload static_fifo), run 1/1" in err and "case 2/2 (overload continuous_static)" in err
     assert "overload continuous_static: 100.0 % simulated" in err
     assert [r["mode"] for r in rows] == ["static_fifo", "continuous_static"] and rows[1]["log_rows"] > 0
+
+
+def test_bench_loaded_scenario_scales_with_gpus_and_takes_a_router():
+    from batchlab.core.bench import LOADED_PER_GPU, run_bench, scenario_rate
+
+    assert scenario_rate("loaded", 100) == 100 * LOADED_PER_GPU and scenario_rate("light", 100) == 0.2
+    rows = run_bench(2000, ["continuous_static", "static_fifo"], ["loaded"], 1, 3, echo=None, router="round_robin")
+    assert [r["router"] for r in rows] == ["round_robin", "shared_queue"]   # batch-level modes keep theirs
+    assert all(r["e2e_requests_per_s"] <= r["sim_requests_per_s"] for r in rows)

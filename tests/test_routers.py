@@ -145,6 +145,10 @@ def test_every_router_equals_the_step_by_step_reference(router):
 def test_batch_level_modes_refuse_a_router():
     with pytest.raises(ConfigError, match="router"):
         SimConfig(mode="static_fifo", router="round_robin")
-    assert SimConfig(mode="static_fifo").router == "shared_queue"
-    assert SimConfig().router == "least_outstanding"
-    assert SimConfig().replace(mode="static_fifo").router == "shared_queue"
+    assert SimConfig(mode="static_fifo").routing == "shared_queue"
+    assert SimConfig().routing == "least_outstanding"
+    assert SimConfig().replace(mode="static_fifo").routing == "shared_queue"
+    # a config written out whole (to_dict) reads back in another mode: the default router follows the mode
+    assert SimConfig.from_dict(SimConfig().to_dict() | {"mode": "static_fifo"}).routing == "shared_queue"
+    # the default and the same router given by name are one run
+    assert SimConfig().relevant_dict() == SimConfig(router="least_outstanding").relevant_dict()
