@@ -373,6 +373,8 @@ def _pick(s, rq, qs, gs, gl, L, pg, p, now, lo, hi, turn, a, b):
         load = _outstanding(qs, g, gi)
         if s.router == LEAST_OUTSTANDING:
             key = float(load)
+            if gi != lo and key >= best_key:
+                continue     # the KV term only adds: it cannot come first
             wait = qs.wait[gi]
             if wait:
                 use = _blocks_in_use(s, g, gl, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
@@ -398,7 +400,14 @@ def _blocks_in_use(s, g, gl, L, gi, now):
     if g.idle:
         return g.U
     soon, x = _next_boundary(g, L, now)
-    return g.U1 + _growth(s, gl.H[gi], g.span_T + 1, x)
+    if x <= 0:
+        return g.U1
+    H, B, T = gl.H, s.B, g.span_T + 1   # _growth, on GPU gi's row in place
+    full, rest = divmod(x, B)
+    total = full * H[gi].sum() if full else 0
+    for j in range(T, T + rest):
+        total += H[gi, j % B]
+    return g.U1 + total
 
 
 @njit(cache=True)
