@@ -1168,8 +1168,17 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
         raise SystemExit(1)
 
 
-PLAN_KNOBS = {"mode": "--modes", "gpus": "--max-gpus", "k_bins": "--k-candidates", "b_max": "--b-max-candidates",
-              "batch_size": "--batch-candidates"}
+PLAN_KNOBS = {"mode": "--modes", "gpus": "--max-gpus", "replicas": "--max-gpus (and --tp-candidates)",
+              "k_bins": "--k-candidates", "b_max": "--b-max-candidates", "batch_size": "--batch-candidates",
+              "disaggregate": "--pd-ratios"}
+PLAN_LISTS = {"router": "--routers", "tp": "--tp-candidates"}  # one value as a flag, or a list of candidates
+
+
+def _text_list(text: str, label: str) -> list[str]:
+    values = [x.strip() for x in text.split(",") if x.strip()]
+    if not values:
+        raise click.BadParameter("needs at least one value", param_hint=label)
+    return values
 
 
 def _candidates_option(name: str, default: tuple[int, ...], what: str):
@@ -1188,6 +1197,16 @@ def _candidates_option(name: str, default: tuple[int, ...], what: str):
 @_candidates_option("--b-max-candidates", B_MAX_VALUES, "B_max values (dynamic modes)")
 @_candidates_option("--batch-candidates", BATCH_VALUES,
                     "batch caps B (static_fifo, multi_bin_fixed, continuous_static)")
+@click.option("--routers", default=None, metavar="R1,R2,...",
+              help="Comma-separated routers the continuous modes try (" + ", ".join(ROUTERS) + "; default: "
+                   "--router's, least_outstanding unless given). Batch-level modes share one queue.")
+@click.option("--tp-candidates", default=None, metavar="T1,T2,...",
+              help="Comma-separated tensor-parallel sizes (GPUs per replica) to try (default: --tp's, 1 unless "
+                   "given); a candidate of TP t runs floor(g / t) replicas within g GPUs.")
+@click.option("--pd-ratios", default=None, metavar="P:D,...",
+              help="Comma-separated prefill:decode ratios the continuous modes try, none for no disaggregation "
+                   "(e.g. none,1:1,1:3). At R replicas a ratio p:d is P = R p / (p + d) prefill replicas "
+                   "(rounded, 1 to R - 1) and R - P decode replicas. Default: no disaggregation.")
 @click.option("--replications", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Seeds per configuration (replication r adds r to the workload and scheduler seeds).")
 @click.option("--rule", type=click.Choice(PLAN_RULES), default="mean", show_default=True,
@@ -1205,14 +1224,16 @@ def _candidates_option(name: str, default: tuple[int, ...], what: str):
 @executor_options
 @with_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the whole plan as one JSON object.")
-def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, batch_candidates, replications,
-         rule, confidence, evidence, tolerance, pilot, cluster, workers, db, no_store, as_json, **flags):
+def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, batch_candidates, routers,
+         tp_candidates, pd_ratios, replications, rule, confidence, evidence, tolerance, pilot, cluster, workers, db,
+         no_store, as_json, **flags):
     """Find the fewest GPUs, and the batching configuration, that meet --target at this traffic.
 
     The traffic is the workload's own: a synthetic workload at --rate (default 12 req/s),
     or a BurstGPT or Mooncake --trace at its own arrivals (--rps-scaling or --rate rescale them). The
     plan bisects on the GPU count (more GPUs do not lower attainment), trying each mode with
-    its K, B_max or B from the candidate lists, ranks the configurations at the answer, and
+    its K, B_max or B, and its TP, router and prefill:decode ratio, from the candidate lists
+    (GPUs = replicas x TP), ranks the configurations at the answer, and
     gives each mode's capacity there as evidence. Every run is stored, so planning again
     (e.g. with a tighter target) reuses them. Exit status 1 when no configuration meets the
     target with --max-gpus GPUs.
@@ -1226,10 +1247,19 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
         cfg, spec, given = build_inputs(config_file, **flags)
         for name in sorted(given & set(PLAN_KNOBS)):
             raise ConfigError(name, f"the plan chooses it; set what it tries with {PLAN_KNOBS[name]}")
+        lists = {"router": routers, "tp": tp_candidates}
+        for name in sorted(n for n in given & set(PLAN_LISTS) if lists[n] is not None):
+            raise ConfigError(name, f"the plan tries {PLAN_LISTS[name]}; give one or the other")
         options = PlanOptions(target=target, modes=tuple(names), max_gpus=max_gpus,
                               k_values=tuple(_int_list(k_candidates, "--k-candidates")),
                               b_max_values=tuple(_int_list(b_max_candidates, "--b-max-candidates")),
                               batch_values=tuple(_int_list(batch_candidates, "--batch-candidates")),
+                              routers=None if routers is None else tuple(_text_list(routers, "--routers")),
+                              tp_values=None if tp_candidates is None else tuple(
+                                  _int_list(tp_candidates, "--tp-candidates")),
+                              pd_ratios=None if pd_ratios is None else tuple(
+                                  None if r.lower() in ("none", "off") else r
+                                  for r in _text_list(pd_ratios, "--pd-ratios")),
                               replications=replications, rule=rule, confidence=confidence, evidence=evidence,
                               tolerance=tolerance, pilot=pilot)
         planned = gpu_plan(cfg, spec, options)

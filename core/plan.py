@@ -8,9 +8,20 @@ choices of :class:`core.plan_options.PlanOptions`:
 1. **Candidates.** Each mode in ``options.modes`` with its knobs from small sets:
    ``k_bins`` in ``k_values`` for multi-bin modes, ``b_max`` in ``b_max_values``
    for dynamic modes, ``batch_size`` in ``batch_values`` for the others
-   (static_fifo, multi_bin_fixed, continuous_static). Every other setting is the
-   base config's.
-2. **Meeting the target.** A candidate *meets* the target at ``g`` GPUs when,
+   (static_fifo, multi_bin_fixed, continuous_static), and its cluster: ``tp`` in
+   ``tp_values`` (GPUs per replica), and for a continuous mode the ``router`` in
+   ``routers`` and the prefill:decode ratio in ``pd_ratios`` (each list defaults to
+   the base config's one value; no disaggregation). A batch-level mode runs one
+   shared queue, not disaggregated, whatever the lists; a disaggregated candidate
+   never has shared_queue. Every other setting is the base config's.
+   The unit of the search is the GPU: a candidate of TP ``t`` runs *within* ``g``
+   GPUs on ``floor(g / t)`` replicas, ``floor(g / t) x t`` GPUs (it does not fit
+   below ``t``; a disaggregated one needs two replicas). A ratio ``p:d`` at ``R``
+   replicas is ``P = R p / (p + d)`` prefill replicas, rounded half up and kept
+   within 1..R-1, and ``D = R - P`` decode replicas (:func:`pd_split`): one
+   candidate per ratio, whose split grows with the cluster, rather than every
+   split at every size.
+2. **Meeting the target.** A candidate *meets* the target within ``g`` GPUs when,
    over ``replications`` seeds (replication ``r`` adds ``r`` to the workload and
    scheduler seeds), ``rule="mean"``: the mean SLA attainment is >= target;
    ``rule="lower"``: the lower end of its Student-t confidence interval (at
@@ -21,7 +32,10 @@ choices of :class:`core.plan_options.PlanOptions`:
    meets the target at ``g``" is monotone in ``g`` and the search bisects on ``g`` in
    ``[1, max_gpus]``. Each probed ``g`` runs only the candidates not already
    known to fail there: one that failed at ``g' >= g`` fails at ``g`` too, so
-   after a passing probe only the passing candidates go lower.
+   after a passing probe only the passing candidates go lower. (Within ``g + 1``
+   GPUs a candidate has at least the replicas it has within ``g``, so the budget
+   keeps the search monotone whatever the TPs; the answer's configuration uses
+   all ``g*`` GPUs, else a smaller budget would have met the target.)
    A synthetic workload of ``PILOT_FROM`` requests or more first gets a *pilot*:
    the same bisection on a tenth of the requests, whose answer ``p`` only
    chooses where the full-size search looks first (``p``, then 1, 2, 4, ...
@@ -69,8 +83,22 @@ from batchlab.workloads.spec import SpecError, WorkloadSpec
 from batchlab.workloads.workload import WorkloadError
 
 from .capacity import DEFAULT_FACTOR, BisectionSearch, check_capacity_inputs, search_capacities
-from .config import BINNED_MODES, DYNAMIC_MODES, MAX_BATCH, MAX_BINS, MAX_GPUS, MODES, ConfigError, SimConfig
-from .plan_options import PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
+from .config import (
+    BATCH_ROUTER,
+    BINNED_MODES,
+    CONTINUOUS_MODES,
+    CONTINUOUS_ROUTER,
+    DYNAMIC_MODES,
+    MAX_BATCH,
+    MAX_BINS,
+    MAX_GPUS,
+    MAX_TP,
+    MODES,
+    ROUTERS,
+    ConfigError,
+    SimConfig,
+)
+from .plan_options import CLUSTER_OPTIONS, PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
 from .plan_report import label_of, plan_sentence, run_command, toml_config
 from .stats import mean_ci
 from .sweep import Member, MemberResult, SweepError, default_workers, pool_for, run_members, simulate_member
@@ -82,25 +110,56 @@ OnLeft = Callable[[int], None]  # about how many runs are left
 
 
 # ----------------------------------------------------------------- inputs --
+def pd_split(ratio: str, replicas: int) -> tuple[int, int]:
+    """``ratio`` ``"p:d"`` at ``replicas`` replicas (2 or more): P = replicas x p / (p + d), rounded half up and
+    kept within 1..replicas - 1, and D = replicas - P (1:3 at 8 replicas: 2 prefill, 6 decode)."""
+    p, d = (int(x) for x in ratio.split(":"))
+    prefill = min(replicas - 1, max(1, math.floor(replicas * p / (p + d) + 0.5)))
+    return prefill, replicas - prefill
+
+
 @dataclass(frozen=True)
 class Candidate:
-    """A mode with its knobs (``settings``: k_bins, b_max or batch_size), before choosing the GPU count."""
+    """A mode with its knobs (``settings``: k_bins, b_max or batch_size) and its cluster (``tp`` GPUs per
+    replica, ``router``, ``pd``: a prefill:decode ratio or None), before choosing the GPU count.
+    ``named``: the cluster choices its label names (those the plan was given several of; TP > 1 always)."""
 
     mode: str
     settings: tuple[tuple[str, int], ...]
+    tp: int = 1
+    router: str = BATCH_ROUTER
+    pd: str | None = None
+    named: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        return label_of(self.mode, dict(self.settings))
+        return label_of(self.mode, dict(self.settings), self.cluster_choice())
+
+    def cluster_choice(self) -> dict:
+        """The cluster choices the label names."""
+        shown = {"tp": self.tp, "router": self.router, "pd_ratio": self.pd}
+        return {k: v for k, v in shown.items() if k in self.named or (k == "tp" and v != 1)}
+
+    def gpus_within(self, budget: int) -> int | None:
+        """The GPUs this candidate runs on with at most ``budget`` GPUs: whole replicas of ``tp`` GPUs (two or
+        more when disaggregated); None when not even the fewest fit."""
+        replicas = budget // self.tp
+        return replicas * self.tp if replicas >= (2 if self.pd else 1) else None
 
     def config(self, base: SimConfig, gpus: int) -> SimConfig:
-        changes: dict[str, Any] = {"mode": self.mode, "gpus": gpus, **dict(self.settings)}
+        """The candidate's run on ``gpus`` GPUs (a multiple of ``tp``, :meth:`gpus_within`)."""
+        replicas = gpus // self.tp
+        split = pd_split(self.pd, replicas) if self.pd else None
+        changes: dict[str, Any] = {"mode": self.mode, "gpus": gpus, "replicas": None, "tp": self.tp,
+                                   "router": self.router, "disaggregate": split and f"{split[0]}:{split[1]}",
+                                   **dict(self.settings)}
         if base.fill != SimConfig(mode=base.mode).fill:
             changes["fill"] = base.fill  # a fill the user chose, not the base mode's own default
         return base.replace(**changes)
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "settings": dict(self.settings), "label": self.label}
+        return {"mode": self.mode, "settings": dict(self.settings), "tp": self.tp, "router": self.router,
+                "pd_ratio": self.pd, "label": self.label}
 
 
 def knobs(mode: str, options: PlanOptions) -> list[dict[str, int]]:
@@ -111,9 +170,38 @@ def knobs(mode: str, options: PlanOptions) -> list[dict[str, int]]:
     return [{**k, **s} for k in ks for s in sizes]
 
 
-def candidates(options: PlanOptions) -> list[Candidate]:
-    """Every candidate, modes in the given order."""
-    return [Candidate(m, tuple(s.items())) for m in options.modes for s in knobs(m, options)]
+def cluster_lists(options: PlanOptions, base: SimConfig | None = None) -> tuple[tuple, tuple, tuple]:
+    """(TPs, routers, P:D ratios) the plan tries: the options' lists, or the base config's own (its tp; its
+    router, or the continuous default when the base mode is batch-level; no disaggregation)."""
+    base = base or SimConfig()
+    tps = options.tp_values if options.tp_values is not None else (base.tp,)
+    routers = options.routers if options.routers is not None else (
+        (base.router if base.continuous else CONTINUOUS_ROUTER),)
+    ratios = options.pd_ratios if options.pd_ratios is not None else (None,)
+    return tuple(tps), tuple(routers), tuple(None if r is None else _ratio(r) for r in ratios)
+
+
+def candidates(options: PlanOptions, base: SimConfig | None = None) -> list[Candidate]:
+    """Every candidate, modes in the given order, then TP, router, P:D ratio, knobs. A continuous mode tries
+    every router and ratio (a disaggregated cluster not with shared_queue); a batch-level mode runs one
+    shared queue, not disaggregated, whatever the lists."""
+    tps, routers, ratios = cluster_lists(options, base)
+    out = []
+    for m in options.modes:
+        cont = m in CONTINUOUS_MODES
+        pairs = ([(r, pd) for r in routers for pd in ratios if not (pd and r == BATCH_ROUTER)] if cont
+                 else [(BATCH_ROUTER, None)])
+        out += [Candidate(m, tuple(s.items()), t, r, pd) for t in tps for r, pd in pairs for s in knobs(m, options)]
+    named = tuple(k for k, vals in (("tp", tps), ("router", routers), ("pd_ratio", ratios)) if len(vals) > 1)
+    return [dataclasses.replace(c, named=named) for c in out]
+
+
+def _ratio(text: object) -> str:
+    """``"P:D"`` read and written canonically (SweepError otherwise)."""
+    parts = str(text).replace(" ", "").split(":")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise SweepError(f"pd_ratios: each ratio must be P:D with whole numbers from 1 (or none), got {text!r}")
+    return f"{int(parts[0])}:{int(parts[1])}"
 
 
 def _values(name: str, values: tuple[int, ...], top: int) -> None:
@@ -124,6 +212,37 @@ def _values(name: str, values: tuple[int, ...], top: int) -> None:
         raise SweepError(f"{name}: values must be whole numbers from 1 to {top:,}, got {bad[0]!r}")
     if len(set(values)) != len(values):
         raise SweepError(f"{name}: {sorted(v for v in values if values.count(v) > 1)[0]} is listed twice")
+
+
+def _cluster_inputs(config: SimConfig, o: PlanOptions) -> None:
+    """SweepError naming the first bad router, TP or P:D ratio list."""
+    if config.disaggregate is not None:
+        raise SweepError("disaggregate: the plan chooses it; give the P:D ratios to try (pd_ratios)")
+    for name in CLUSTER_OPTIONS:
+        if isinstance(getattr(o, name), str):
+            raise SweepError(f"{name}: give a list of values, not one text")
+    if o.routers is not None:
+        bad = [r for r in o.routers if r not in ROUTERS]
+        if bad or not o.routers:
+            raise SweepError(f"routers: unknown router(s) {', '.join(map(str, bad)) or '(none)'}; choose from "
+                             f"{', '.join(ROUTERS)}")
+        if len(set(o.routers)) != len(o.routers):
+            raise SweepError("routers: a router is listed twice")
+    if o.tp_values is not None:
+        _values("tp_values", o.tp_values, MAX_TP)
+        if min(o.tp_values) > o.max_gpus:
+            raise SweepError(f"tp_values: every TP needs more GPUs than max_gpus ({o.max_gpus})")
+    if o.pd_ratios is not None:
+        if not o.pd_ratios:
+            raise SweepError("pd_ratios: give at least one ratio (none: no disaggregation)")
+        ratios = [None if r is None else _ratio(r) for r in o.pd_ratios]
+        if len(set(ratios)) != len(ratios):
+            raise SweepError("pd_ratios: a ratio is listed twice")
+    tps, routers, ratios = cluster_lists(o, config)
+    for m in o.modes:
+        if m in CONTINUOUS_MODES and not any(not (pd and r == BATCH_ROUTER) for r in routers for pd in ratios):
+            raise SweepError(f"pd_ratios: a disaggregated cluster needs a router other than {BATCH_ROUTER}, so "
+                             f"{m} has no candidate; add a router or none to the ratios")
 
 
 def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOptions) -> None:
@@ -141,6 +260,7 @@ def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOption
     _values("k_values", o.k_values, MAX_BINS)
     _values("b_max_values", o.b_max_values, MAX_BATCH)
     _values("batch_values", o.batch_values, MAX_BATCH)
+    _cluster_inputs(config, o)
     if o.replications < 1:
         raise SweepError(f"replications: must be >= 1, got {o.replications}")
     if o.rule not in RULES:
@@ -153,11 +273,15 @@ def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOption
         raise SweepError(f"tolerance: must be between 0.0001 and 0.5 (relative), got {o.tolerance:g}")
     if config.d_sla_ttft is None and config.d_sla_tbt is None and config.d_sla_e2e is None:
         raise SweepError("every SLA deadline is off, so every configuration meets the target; enable a deadline")
-    for cand in candidates(o):
+    cands = candidates(o, config)
+    for cand in cands:
         try:
-            cand.config(config, 1)
+            cand.config(config, cand.tp * (2 if cand.pd else 1))
         except ConfigError as exc:
             raise SweepError(f"candidate {cand.label}: {exc}") from None
+    if not any(c.gpus_within(o.max_gpus) for c in cands):
+        raise SweepError(f"max_gpus: no candidate fits in {o.max_gpus} GPUs (a disaggregated cluster needs two "
+                         "replicas or more)")
 
 
 def pilot_requests(spec: WorkloadSpec, options: PlanOptions) -> int | None:
@@ -266,8 +390,8 @@ class _Search:
                  workers: int, on_run: OnRun | None):
         self.config, self.spec, self.o = config, spec, options
         self.executor, self.job, self.workers, self.on_run = executor, job, workers, on_run
-        self.cands = candidates(options)
-        self.cells: dict[tuple[int, int], Cell] = {}
+        self.cands = candidates(options, config)
+        self.cells: dict[tuple[int, int], Cell] = {}  # (candidate, the GPUs it ran on)
         self.broken: dict[int, str] = {}
         self.results: dict[str, MemberResult] = {}
         self.runs = self.simulated = 0
@@ -277,20 +401,34 @@ class _Search:
         self.in_evidence = False
 
     # -- running -------------------------------------------------------
+    def used(self, ci: int, budget: int) -> int | None:
+        """The GPUs candidate ``ci`` runs on with at most ``budget`` GPUs (None: it does not fit)."""
+        return self.cands[ci].gpus_within(budget)
+
+    def cell(self, ci: int, budget: int) -> Cell | None:
+        """Candidate ``ci``'s measured cell within ``budget`` GPUs, if any."""
+        used = self.used(ci, budget)
+        return None if used is None else self.cells.get((ci, used))
+
     def member(self, ci: int, gpus: int, rep: int) -> Member:
         cfg = self.cands[ci].config(self.config, gpus)
         cfg = cfg.replace(seed=cfg.seed + rep)
         spec = self.spec.replace(workload_seed=self.spec.workload_seed + rep)
-        return Member(cfg, spec, {"candidate": ci, "mode": cfg.mode, "gpus": gpus, **dict(self.cands[ci].settings),
-                                  "replication": rep})
+        point = {"candidate": ci, "mode": cfg.mode, "gpus": gpus, **dict(self.cands[ci].settings),
+                 "replicas": cfg.n_replicas, "tp": cfg.tp, "router": cfg.router}
+        if cfg.disaggregate is not None:
+            point["disaggregate"] = cfg.disaggregate
+        return Member(cfg, spec, point | {"replication": rep})
 
     def count(self, res: MemberResult) -> None:
         self.runs += 1
         self.simulated += 0 if res.cached else 1
 
     def evaluate(self, pairs: list[tuple[int, int]], phase: str) -> None:
-        """Run every (candidate, gpus) pair of ``pairs`` not measured yet (one round on the executor)."""
-        pairs = [p for p in dict.fromkeys(pairs) if p not in self.cells and p[0] not in self.broken]
+        """Run every (candidate, GPU budget) pair of ``pairs`` not measured yet, each on the GPUs the
+        candidate uses within its budget (one round on the executor)."""
+        used = [(ci, self.used(ci, g)) for ci, g in pairs]
+        pairs = [p for p in dict.fromkeys(used) if p[1] is not None and p not in self.cells and p[0] not in self.broken]
         if not pairs:
             return
         reps = self.o.replications
@@ -341,7 +479,7 @@ class _Search:
         reps, alive = self.o.replications, self.usable()
         lo, hi = self.bounds if at is None else (at, at)
         rounds = math.ceil(math.log2(hi - lo + 1)) if hi > lo else 0
-        ranking = sum((ci, hi) not in self.cells for ci in alive)
+        ranking = sum(self.used(ci, hi) is not None and self.cell(ci, hi) is None for ci in alive)
         return (rounds * len(alive) + ranking) * reps + self.evidence_guess() + self.after
 
     def evidence_guess(self) -> int:
@@ -358,12 +496,15 @@ class _Search:
         return [ci for ci in range(len(self.cands)) if ci not in self.broken]
 
     def fails_at(self, ci: int, g: int) -> bool:
-        """Known to miss the target at ``g``: it missed it at ``g`` or at more GPUs."""
-        return any(c.candidate == ci and c.gpus >= g and not c.meets for c in self.cells.values())
+        """Known to miss the target within ``g`` GPUs: it does not fit, or it missed the target on the GPUs
+        it uses there or on more."""
+        used = self.used(ci, g)
+        return used is None or any(c.candidate == ci and c.gpus >= used and not c.meets for c in self.cells.values())
 
     def passes_at(self, ci: int, g: int) -> bool:
-        """Known to meet the target at ``g``: it met it at ``g`` or with fewer GPUs."""
-        return any(c.candidate == ci and c.gpus <= g and c.meets for c in self.cells.values())
+        """Known to meet the target within ``g`` GPUs: it met it on the GPUs it uses there or on fewer."""
+        used = self.used(ci, g)
+        return used is not None and any(c.candidate == ci and c.gpus <= used and c.meets for c in self.cells.values())
 
     def any_meets(self, g: int) -> bool:
         """Whether some candidate meets the target at ``g``, running only those not known to fail there."""
@@ -371,11 +512,10 @@ class _Search:
         if any(self.passes_at(ci, g) for ci in alive):
             return True
         self.evaluate([(ci, g) for ci in alive], f"{g} GPUs")
-        return any((c := self.cells.get((ci, g))) is not None and c.meets for ci in self.usable())
+        return any((c := self.cell(ci, g)) is not None and c.meets for ci in self.usable())
 
     def best_at(self, g: int) -> Cell | None:
-        cells = [self.cells[(ci, g)] for ci in self.usable() if (ci, g) in self.cells]
-        cells = [c for c in cells if c.attainment is not None]
+        cells = [c for ci in self.usable() if (c := self.cell(ci, g)) is not None and c.attainment is not None]
         return max(cells, key=lambda c: (c.attainment, -c.candidate)) if cells else None
 
     # -- the plan --------------------------------------------------------
@@ -429,16 +569,16 @@ class _Search:
                 return g
             best = self.best_at(g - 1)
             floor = -1.0 if best is None else best.attainment
-            todo = [(ci, g - 1) for ci in self.usable() if (ci, g - 1) not in self.cells
-                    and (c := self.cells.get((ci, g))) is not None and c.attainment is not None
-                    and c.attainment > floor]
+            todo = [(ci, g - 1) for ci in self.usable() if self.used(ci, g - 1) is not None
+                    and self.cell(ci, g - 1) is None
+                    and (c := self.cell(ci, g)) is not None and c.attainment is not None and c.attainment > floor]
             self.evaluate(todo, f"checking {g - 1} GPUs")
-            if not any((c := self.cells.get((ci, g - 1))) is not None and c.meets for ci in self.usable()):
+            if not any((c := self.cell(ci, g - 1)) is not None and c.meets for ci in self.usable()):
                 return g
             g -= 1
 
     def ranking(self, g: int) -> list[Cell]:
-        cells = [self.cells[(ci, g)] for ci in self.usable() if (ci, g) in self.cells]
+        cells = [c for ci in self.usable() if (c := self.cell(ci, g)) is not None]
         return sorted(cells, key=lambda c: (not c.meets, -(c.attainment or 0.0),
                                             math.inf if c.latency_p99_s is None else c.latency_p99_s, c.candidate))
 
@@ -451,13 +591,13 @@ class _Search:
         if not chosen:
             return []
         cap_spec = capacity_spec(self.spec, rate)
-        bases = [(self.cands[c.candidate].config(self.config, g), cap_spec) for c in chosen]
+        bases = [(self.cands[c.candidate].config(self.config, c.gpus), cap_spec) for c in chosen]
         for cfg, s in bases:
             check_capacity_inputs(cfg, s, self.o.target, self.o.tolerance, self.o.replications)
         labels = [{"mode": self.cands[c.candidate].mode, "configuration": self.cands[c.candidate].label,
-                   "candidate": c.candidate, "gpus": g} for c in chosen]
+                   "candidate": c.candidate, "gpus": c.gpus} for c in chosen]
         known = {k: v for k, v in self.results.items()
-                 if (v.point.get("candidate"), v.point.get("gpus")) in {(c.candidate, g) for c in chosen}}
+                 if (v.point.get("candidate"), v.point.get("gpus")) in {(c.candidate, c.gpus) for c in chosen}}
 
         self.in_evidence = True
 
@@ -482,7 +622,8 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
          on_run: OnRun | None = None, on_left: OnLeft | None = None) -> PlanResult:
     """The fewest GPUs and the best configuration meeting ``options.target`` on ``spec`` (module doc).
 
-    ``config``: every setting but the planned ones (mode, gpus, k_bins, b_max, batch_size).
+    ``config``: every setting but the planned ones (mode, gpus, replicas, k_bins, b_max, batch_size,
+    disaggregate; router and tp too where ``options`` lists them).
     ``executor`` None: a local process pool of ``workers`` processes. ``on_run(phase, ok)`` is
     called in this thread after every run, then ``on_left(n)`` with about how many runs are left
     (:meth:`_Search.runs_left`: an estimate, since the search learns where to look as it runs).
@@ -526,8 +667,12 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
 # ---------------------------------------------------------------- answer --
 def _row(s: _Search, c: Cell, rank: int | None = None) -> dict:
     cand = s.cands[c.candidate]
+    replicas = c.gpus // cand.tp
+    split = pd_split(cand.pd, replicas) if cand.pd else None
     row = {"rank": rank, "candidate": c.candidate, "mode": cand.mode, "settings": dict(cand.settings),
-           "configuration": cand.label, "gpus": c.gpus, "meets": c.meets, "attainment": c.attainment,
+           "configuration": cand.label, "gpus": c.gpus, "replicas": replicas, "tp": cand.tp, "router": cand.router,
+           "disaggregate": split and f"{split[0]}:{split[1]}", "pd_ratio": cand.pd,
+           "meets": c.meets, "attainment": c.attainment,
            "ci_low": c.ci_low, "ci_high": c.ci_high, "latency_p99_s": c.latency_p99_s,
            "throughput_rps": c.throughput_rps, "run_hash": c.runs[0] if c.runs else None,
            "run_id": c.run_ids[0] if c.run_ids else None, "reused": c.reused, "error": c.error}
@@ -551,10 +696,13 @@ def _result(s: _Search, g: int | None, at: int, ranked: list[Cell], capacities: 
     below = None
     if g is not None and g > 1 and (b := s.best_at(g - 1)) is not None:
         below = {"gpus": g - 1, "attainment": b.attainment, "configuration": s.cands[b.candidate].label}
+        if b.gpus != g - 1:  # a candidate of TP > 1 (or disaggregated) that uses fewer
+            below["used_gpus"] = b.gpus
     cells = [_row(s, c) for c in sorted(s.cells.values(), key=lambda c: (c.candidate, c.gpus))]
     probes = sum(len(c.get("probes", [])) for c in capacities)
     p_runs, p_sim = (pilot.runs, pilot.simulated) if pilot is not None else (0, 0)
-    counts = {"candidates": len(s.cands), "grid_cells": len(s.cands) * o.max_gpus, "cells": len(s.cells),
+    grid = sum(len({u for g in range(1, o.max_gpus + 1) if (u := c.gpus_within(g))}) for c in s.cands)
+    counts = {"candidates": len(s.cands), "grid_cells": grid, "cells": len(s.cells),
               "runs": s.runs + p_runs, "simulated": s.simulated + p_sim,
               "reused": s.runs + p_runs - s.simulated - p_sim,
               "capacity_probes": probes, "pilot_requests": pilot.spec.num_requests if pilot is not None else None,

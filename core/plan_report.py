@@ -15,13 +15,40 @@ from batchlab.workloads.workload import WorkloadError
 from .config import SimConfig, config_fields
 
 KNOB_NAMES = {"k_bins": "K", "b_max": "B_max", "batch_size": "B"}
-ALWAYS = ("mode", "gpus", "k_bins", "b_max", "batch_size")  # written whenever they matter, defaults included
+# written whenever they matter, defaults included (router: where a run has several replicas)
+ALWAYS = ("mode", "gpus", "tp", "router", "disaggregate", "k_bins", "b_max", "batch_size")
 
 
-def label_of(mode: str, settings: dict) -> str:
-    """``multi_bin_dynamic, K = 4, B_max = 64``."""
+def label_of(mode: str, settings: dict, cluster: dict | None = None) -> str:
+    """``multi_bin_dynamic, K = 4, B_max = 64``; with ``cluster`` (tp, router, pd_ratio: the choices that set
+    candidates apart) ``continuous_dynamic, B_max = 64, TP = 2, random, P:D 1:3``."""
     knobs = [f"{KNOB_NAMES[k]} = {settings[k]}" for k in ("k_bins", "b_max", "batch_size") if k in settings]
+    c = cluster or {}
+    if "tp" in c:
+        knobs.append(f"TP = {c['tp']}")
+    if "router" in c:
+        knobs.append(str(c["router"]))
+    if "pd_ratio" in c:
+        knobs.append("not disaggregated" if c["pd_ratio"] is None else f"P:D {c['pd_ratio']}")
     return ", ".join([mode, *knobs])
+
+
+def cluster_phrase(row: dict) -> str:
+    """How a plan's configuration spreads over its GPUs, naming the router: ``as 4 replicas behind the
+    least_outstanding router``, ``as 4 replicas sharing one queue (an ideal bound)``, ``as 1 prefill + 3
+    decode replicas of TP 2 behind least_outstanding routers``; empty for a row without them (older plans)."""
+    if row.get("replicas") is None or row.get("router") is None:
+        return ""
+    r, tp, router = row["replicas"], row.get("tp") or 1, row["router"]
+    size = f" of TP {tp}" if tp > 1 else ""
+    if row.get("disaggregate"):
+        p, d = row["disaggregate"].split(":")
+        return f"as {p} prefill + {d} decode replicas{size} behind {router} routers"
+    if r == 1:
+        return f"as one replica{size} (no routing)"
+    if router == "shared_queue":
+        return f"as {r} replicas{size} sharing one queue (an ideal bound no router reaches)"
+    return f"as {r} replicas{size} behind the {router} router"
 
 
 def gpus_text(n: int) -> str:
@@ -47,8 +74,9 @@ def rate_text(rate: float) -> str:
 def changed_settings(config: SimConfig, spec: WorkloadSpec) -> tuple[dict, dict]:
     """The settings a run needs besides the defaults: (simulation, workload), in field order.
 
-    The planned knobs (mode, gpus and the mode's K, B_max or B) are always written; other
-    settings when they differ from the default and can change the run.
+    The planned knobs (mode, gpus, tp, the router of several replicas, disaggregate and the mode's
+    K, B_max or B) are always written; other settings when they differ from the default and can
+    change the run.
     """
     relevant = config.relevant_dict()
     sim = {}
@@ -56,6 +84,9 @@ def changed_settings(config: SimConfig, spec: WorkloadSpec) -> tuple[dict, dict]
         v = getattr(config, f.name)
         if f.name == "fill":
             if f.name in relevant and v != SimConfig(mode=config.mode).fill:
+                sim[f.name] = v
+        elif f.name == "router":   # shared_queue is left out of the run's identity, not out of its command
+            if config.continuous and config.n_replicas > 1:
                 sim[f.name] = v
         elif f.name in relevant and (f.name in ALWAYS or v != f.default):
             sim[f.name] = v
@@ -126,15 +157,18 @@ def plan_sentence(d: dict) -> str:
     if d["status"] == "failed" or rec is None:
         return f"No configuration could be simulated: {d.get('error') or 'every run failed'}."
     att = pct(rec["attainment"], target)
+    where = cluster_phrase(rec)
+    what = rec["configuration"] if not where else f"{label_of(rec['mode'], rec.get('settings') or {})}, {where}"
     if d["status"] == "unreachable":
         return (f"No configuration reaches {pct(target)} within SLA at {rate} with up to {gpus_text(d['max_gpus'])}; "
-                f"the best, {rec['configuration']} on {gpus_text(rec['gpus'])}, reaches {att}.")
-    text = f"{gpus_text(d['gpus'])} with {rec['configuration']}: {att} within SLA at {rate}"
+                f"the best, {what} on {gpus_text(rec['gpus'])}, reaches {att}.")
+    text = f"{gpus_text(d['gpus'])} with {what}: {att} within SLA at {rate}"
     if d["rule"] == "lower" and rec.get("ci_low") is not None:
         text += f" ({100 * d['confidence']:g} % confidence interval from {pct(rec['ci_low'], target)})"
     below = d.get("below")
     if below:
-        text += f"; {gpus_text(below['gpus'])} reach at best {pct(below['attainment'], target)}"
+        verb = "reaches" if below["gpus"] == 1 else "reach"
+        text += f"; {gpus_text(below['gpus'])} {verb} at best {pct(below['attainment'], target)}"
     return text + "."
 
 
@@ -157,6 +191,16 @@ def counts_text(d: dict) -> str:
                if d.get("phase_seconds") else ""))
 
 
+def shown_column(values) -> bool:
+    """Whether a plan table shows a cluster column (a pandas Series): tp where some TP is not 1,
+    disaggregate where some candidate is disaggregated; every other column always."""
+    if values.name == "tp":
+        return bool((values.fillna(1) != 1).any())
+    if values.name == "disaggregate":
+        return bool(values.notna().any())
+    return True
+
+
 def format_plan(d: dict) -> str:
     """The CLI's text report of a plan."""
     import pandas as pd
@@ -171,8 +215,9 @@ def format_plan(d: dict) -> str:
     if d["ranking"]:
         out.append(f"Candidates at {gpus_text(d['ranked_at'])} ({rule_text(d)}):")
         rank = pd.DataFrame(d["ranking"])
-        cols = ["rank", "configuration", "meets", "attainment", "ci_low", "ci_high", "latency_p99_s",
-                "throughput_rps"]
+        cols = ["rank", "configuration", "gpus", "replicas", "tp", "router", "disaggregate", "meets", "attainment",
+                "ci_low", "ci_high", "latency_p99_s", "throughput_rps"]
+        cols = [c for c in cols if c not in rank or shown_column(rank[c])]
         if d["replications"] == 1:
             cols = [c for c in cols if c not in ("ci_low", "ci_high")]
         out += [format_frame(rank, cols), ""]

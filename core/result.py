@@ -7,6 +7,7 @@ import numpy as np
 
 from . import metrics
 from .config import SimConfig
+from .replica_series import replica_series
 
 
 @dataclass
@@ -50,10 +51,11 @@ class RunResult:
         return pd.DataFrame(self.batches)
 
     def series(self) -> dict:
-        """Chart-ready tables: latency_cdf, batch_timeline, gpu_utilization, batch_sizes, occupancy."""
+        """Chart-ready tables: latency_cdf, batch_timeline, gpu_utilization, batch_sizes, occupancy, and for a
+        continuous run of several replicas ``replicas`` (each replica's queue, running requests and KV use)."""
         horizon = self.summary["makespan_s"]
         t0 = float(self.requests["arrival"].min())
-        return {
+        out = {
             "latency_cdf": metrics.latency_cdf(self.requests),
             "batch_timeline": metrics.batch_timeline(self.batches),
             "gpu_utilization": metrics.gpu_utilization_series(self.batches, self.config.n_replicas, horizon, t0),
@@ -61,3 +63,7 @@ class RunResult:
             "occupancy": metrics.occupancy_series(self.batches, self.config.n_replicas, self.summary["eta_tokens"],
                                                   horizon, t0),
         }
+        per_replica = replica_series(self.batches, self.config.n_replicas, horizon, t0)
+        if per_replica is not None:
+            out["replicas"] = per_replica
+        return out

@@ -1,6 +1,7 @@
 """Tables of sweep, capacity and suite results (pandas), shared by the CLI, the web app and exports."""
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -10,14 +11,27 @@ from .metric_catalog import keys
 from .sweep import MemberResult
 
 MEMBER_METRICS = keys("sweep")  # the catalog's sweep view, in catalog order
+# the cluster a run had (its summary's), shown beside the varied values where it differs between members
+CLUSTER_COLUMNS = ("gpus", "replicas", "tp", "router", "disaggregate")
+
+
+def cluster_columns(points: list[dict], summaries: list[dict]) -> list[str]:
+    """The cluster columns a sweep table adds: those not varied whose values differ between the members'
+    summaries (varying tp at a fixed GPU count changes the replicas; varying the mode, the router)."""
+    varied = {k for p in points for k in p}
+    return [c for c in CLUSTER_COLUMNS if c not in varied
+            and len({json.dumps(s.get(c)) for s in summaries if s}) > 1]
 
 
 def member_frame(results: list[MemberResult]) -> pd.DataFrame:
-    """One row per member: its varied values, status, headline metrics, run id, source and error."""
+    """One row per member: its varied values, the cluster where it differs (:func:`cluster_columns`),
+    status, headline metrics, run id, source and error."""
+    cluster = cluster_columns([r.point for r in results], [r.summary or {} for r in results])
     rows = []
     for r in results:
         s = r.summary or {}
-        rows.append({**r.point, "status": r.status, **{m: s.get(m) for m in MEMBER_METRICS},
+        rows.append({**r.point, **{c: s.get(c) for c in cluster}, "status": r.status,
+                     **{m: s.get(m) for m in MEMBER_METRICS},
                      "run_id": r.run_id, "source": "store" if r.cached else "simulated", "error": r.error})
     return pd.DataFrame(rows)
 

@@ -138,7 +138,9 @@ def test_web_tables_use_catalog_labels_in_catalog_order(summaries):
     views = [{"hash": mode, "summary": s} for mode, s in summaries.items()]
     values, best = tables.metrics_table(views, list(summaries))
     present = [m for m in catalog.shown_in("table") if any(m.key in s for s in summaries.values())]
-    assert list(values.index) == [m.label for m in present] and best.shape == values.shape
+    # the cluster's rows first (GPUs, replicas, TP, router; never marked best), then the metrics
+    assert list(values.index) == [*tables.CLUSTER_ROWS, *(m.label for m in present)] and best.shape == values.shape
+    assert not best.loc[list(tables.CLUSTER_ROWS)].to_numpy().any()
     s = summaries["continuous_dynamic"]
     for m in present:
         assert values.loc[m.label, "continuous_dynamic"] == (m.format(s[m.key], s) if m.key in s else "—")

@@ -1,6 +1,7 @@
 """Sweeps: the grid, the runner (failures, interrupts), Dask LocalCluster storage, resuming a killed sweep."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -192,3 +193,38 @@ def test_sweep_cli_writes_csv_and_json_and_rejects_bad_input(tmp_path):
     assert "Traceback" not in r.output
     r = runner.invoke(cli, ["sweep", "--no-store", "--cluster", "nowhere"])
     assert r.exit_code != 0 and "--cluster: expected 'local' or a scheduler address" in r.output
+
+
+def test_sweeps_vary_the_cluster_and_their_tables_show_it():
+    """router, replicas, tp and disaggregate vary like any setting; a table adds the cluster columns that differ
+    between members without being varied (tp at 4 GPUs changes the replicas; the mode, the router)."""
+    from batchlab.cli import cli
+    from batchlab.core.sweep import simulate_member
+    from batchlab.core.sweep_report import member_frame
+
+    grid = {"replicas": [1, 2], "tp": [1, 2]}
+    members = expand(SimConfig(), SMALL, grid)
+    assert [(m.config.n_replicas, m.config.tp, m.config.gpus) for m in members] == [(1, 1, 1), (1, 2, 2), (2, 1, 2),
+                                                                                      (2, 2, 4)]
+    pd_members = expand(SimConfig(tp=2, gpus=2), SMALL, {"disaggregate": ["1:1", "1:3"]})
+    assert [(m.config.disaggregate, m.config.n_replicas, m.config.gpus) for m in pd_members] == [("1:1", 2, 4),
+                                                                                                  ("1:3", 4, 8)]
+    with pytest.raises(SweepError, match=r"grid point tp=3: tp: gpus \(4\) must be a multiple of tp \(3\)"):
+        expand(SimConfig(), SMALL, {"tp": [1, 3]})
+    with pytest.raises(SweepError, match="grid point router=random: router: batch-level modes run one shared"):
+        expand(SimConfig(mode="static_fifo"), SMALL, {"router": ["random"]})
+    with pytest.raises(SweepError, match="grid point disaggregate=1:0: disaggregate: must be P:D"):
+        expand(SimConfig(), SMALL, {"disaggregate": ["1:0"]})
+    runner = CliRunner()
+    for vary, shown in (("router=random,least_outstanding", {"router"}), ("tp=1,2", {"tp", "replicas"}),
+                        ("replicas=1,2,4", {"replicas", "gpus"}), ("mode=static_fifo,continuous_static",
+                                                                  {"mode", "router"})):
+        r = runner.invoke(cli, ["sweep", "--no-store", "--workers", "2", "--num-requests", "300", "--vary", vary,
+                                "--format", "json"])
+        assert r.exit_code == 0, r.output
+        rows = json.loads(r.stdout)
+        cluster = {c for c in rows[0] if c in ("gpus", "replicas", "tp", "router", "mode")}
+        assert cluster == shown, (vary, cluster)
+        assert all(row["status"] == "done" and row["load_imbalance"] >= 1 for row in rows)
+    frame = member_frame([simulate_member(m) for m in members[2:]])   # replicas 2: routed
+    assert list(frame.columns[:3]) == ["replicas", "tp", "gpus"] and "router" not in frame.columns

@@ -21,6 +21,7 @@ APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
 HASH = re.compile(r"^[0-9a-f]{64}$")
 COMPARED = list(COMPARE_MODES)  # the default comparison
 RUN_CHARTS = 7  # a run page: latency CDF, violations, running requests, controller, GPU use, KV use, sizes
+REPLICA_CHARTS = 4  # a continuous run of several replicas adds: busy time, queue, running and KV use per replica
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("isolated_app")]
 
@@ -86,7 +87,7 @@ def test_run_page_defaults_and_submit():
     assert at.number_input(key="sim.d_sla_tbt").value == 0.05
     assert not [c for c in at.checkbox if c.key.endswith(".none")], "no box overrides a typed number"
     assert {c.key for c in at.checkbox} <= {"sim.sla_control", "sim.memory_control", "sim.enable_prefix_caching",
-                                            "wl.keep_failed"}
+                                            "sim.scale_grid_tp", "wl.keep_failed"}
     assert at.radio(key="source").value == "synthetic"
     assert all(w.help for w in at.number_input), "every number has help text"
 
@@ -136,7 +137,7 @@ def test_run_url_reopens_a_stored_run_without_the_form():
     assert at.query_params["gpus"] == "2"
     shared = app(run=h)
     no_traceback(shared)
-    assert len(shared.get("vega_lite_chart")) == RUN_CHARTS
+    assert len(shared.get("vega_lite_chart")) == RUN_CHARTS + REPLICA_CHARTS
     assert len(shared.number_input) == 0, "the settings panel is folded and not drawn"
     assert "2 GPUs" in shared.subheader[0].value
     shared.session_state["run.settings"] = True  # open the settings panel
@@ -418,7 +419,7 @@ def test_a_linked_run_missing_from_the_store_can_be_computed_from_the_link():
     button(at, "Compute this run").click().run()
     no_traceback(at)
     assert at.query_params["run"] == params["run"], "same settings, same run"
-    assert len(at.get("vega_lite_chart")) == RUN_CHARTS
+    assert len(at.get("vega_lite_chart")) == RUN_CHARTS + REPLICA_CHARTS
 
 
 def test_a_page_that_breaks_shows_a_message_not_a_traceback(monkeypatch, caplog):
@@ -525,7 +526,7 @@ def test_a_finished_job_is_shown_when_the_user_comes_back():
     no_traceback(at)
     outcome = store().get_sweep(job_id).params["result"]["outcomes"][0]
     assert at.query_params["run"] == outcome["hash"] and at.query_params["gpus"] == "5"
-    assert "5 GPUs" in at.subheader[0].value and len(at.get("vega_lite_chart")) == RUN_CHARTS
+    assert "5 GPUs" in at.subheader[0].value and len(at.get("vega_lite_chart")) == RUN_CHARTS + REPLICA_CHARTS
 
 
 def state_settings(**sim) -> dict:

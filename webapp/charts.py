@@ -346,3 +346,69 @@ def grid_heatmap(table: pd.DataFrame, column: str, title: str) -> alt.Chart:
                  alt.Tooltip("context_len:O", title="Context (tokens)"),
                  alt.Tooltip("ms:Q", title="Time (ms)", format=".3f")],
     ).properties(height=HEIGHT + 40)
+
+
+# -------------------------------------------------------------- replicas --
+# the per-replica heatmaps: series column -> (title, colour legend title, scale to the shown value, format)
+REPLICA_CHARTS = {
+    "waiting": ("Requests waiting per replica over time", "Waiting (requests)", 1.0, ".1f"),
+    "running": ("Running requests per replica over time", "Running (requests)", 1.0, ".1f"),
+    "kv_utilization": ("KV cache in use per replica over time", "KV in use (%)", 100.0, ".1f"),
+}
+BUSY_TITLE = "Busy time per replica"
+
+
+def replica_frame(series: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One run's ``replicas`` series as heatmap cells: replica, each time window's bounds (t0, t1) and
+    ``value`` (``column`` in the unit :data:`REPLICA_CHARTS` shows: KV in percent)."""
+    scale = REPLICA_CHARTS[column][2]
+    d = series[["replica", "time_s", column]].copy()
+    times = np.sort(d["time_s"].unique())
+    half = (times[1] - times[0]) / 2 if len(times) > 1 else 0.5
+    d["t0"], d["t1"] = d["time_s"] - half, d["time_s"] + half
+    d["value"] = scale * d[column]
+    return d[["replica", "time_s", "t0", "t1", "value"]]
+
+
+def replica_heatmap(series: pd.DataFrame, column: str) -> alt.Chart:
+    """One row per replica, time across, colour = the replica's ``column`` (waiting, running requests or KV in
+    use) in each time window: where a router leaves one replica queueing while others idle."""
+    title, legend, _, f = REPLICA_CHARTS[column]
+    d = replica_frame(series, column)
+    n = int(d["replica"].nunique())
+    return alt.Chart(d, title=title).mark_rect().encode(
+        x=alt.X("t0:Q", title="Time (s)", scale=alt.Scale(nice=False, zero=False)), x2="t1:Q",
+        y=alt.Y("replica:O", title="Replica", sort="ascending",
+                axis=alt.Axis(labelOverlap="greedy", labelAngle=0)),
+        color=alt.Color("value:Q", title=legend, scale=alt.Scale(scheme="blues"),
+                        legend=alt.Legend(orient="bottom", gradientLength=200)),
+        tooltip=[alt.Tooltip("replica:O", title="Replica"), alt.Tooltip("time_s:Q", title="Time (s)", format=",.0f"),
+                 alt.Tooltip("value:Q", title=legend, format=f)],
+    ).properties(height=max(HEIGHT, 60 + 14 * n) + palette.LEGEND_ROW)
+
+
+def busy_frame(series: pd.DataFrame) -> pd.DataFrame:
+    """Each replica's busy share of the run (%), from its ``busy`` series (equal windows: the mean of the
+    windows' shares is the share of the horizon), and ``ratio``: its busy time over the mean replica's (the
+    largest ratio is the run's load imbalance)."""
+    d = series.groupby("replica", as_index=False)["busy"].mean()
+    d["busy_pct"] = 100.0 * d["busy"]
+    mean = d["busy"].mean()
+    d["ratio"] = d["busy"] / mean if mean > 0 else 1.0
+    return d[["replica", "busy_pct", "ratio"]]
+
+
+def replica_busy(series: pd.DataFrame) -> alt.LayerChart:
+    """Bars of each replica's busy share of the run, and the mean replica's as a dashed rule."""
+    d = busy_frame(series)
+    mean = pd.DataFrame({"busy_pct": [float(d["busy_pct"].mean())],
+                         "label": [f"mean {float(d['busy_pct'].mean()):.1f} %"]})
+    bars = alt.Chart(d).mark_bar(color=palette.OTHER[0]).encode(
+        x=alt.X("replica:O", title="Replica", axis=alt.Axis(labelAngle=0, labelOverlap="greedy")),
+        y=alt.Y("busy_pct:Q", title="Busy (% of the run)", scale=alt.Scale(domain=[0, 100])),
+        tooltip=[alt.Tooltip("replica:O", title="Replica"), alt.Tooltip("busy_pct:Q", title="Busy (%)", format=".1f"),
+                 alt.Tooltip("ratio:Q", title="Over the mean replica's", format=".3f")])
+    rule = alt.Chart(mean).mark_rule(strokeDash=[6, 4], color=DEADLINE_COLOR).encode(y="busy_pct:Q")
+    text = alt.Chart(mean).mark_text(align="left", dx=4, dy=-6, color=DEADLINE_COLOR).encode(
+        y="busy_pct:Q", x=alt.value(0), text="label:N")
+    return alt.layer(bars, rule, text).properties(title=BUSY_TITLE, height=HEIGHT)

@@ -27,7 +27,11 @@ MODES_KEY = "cmp.modes"
 LABELS = {
     "mode": "Scheduler mode", "k_bins": "Bins K", "batch_size": "Batch size cap B", "b_min": "B_min",
     "b_max": "B_max", "fill": "Batch fill", "max_wait": "Max wait", "bin_policy": "Bin policy",
-    "gpus": "GPUs", "seed": "Simulation seed", "d_sla_ttft": "TTFT deadline", "d_sla_tbt": "TBT deadline",
+    "gpus": "GPUs", "replicas": "Replicas", "tp": "Tensor parallelism (GPUs per replica)", "router": "Router",
+    "disaggregate": "Prefill:decode replicas (P:D)", "kv_transfer_gbps": "KV transfer bandwidth",
+    "interconnect_gbps": "TP interconnect bandwidth", "hidden_size": "Hidden size",
+    "scale_grid_tp": "Scale a grid's TP", "seed": "Simulation seed", "d_sla_ttft": "TTFT deadline",
+    "d_sla_tbt": "TBT deadline",
     "d_sla_e2e": "End-to-end deadline", "sla_eps": "Tolerance ε_D", "sla_alpha": "Interval width α",
     "sla_delta": "Step δ", "sla_window": "Averaging window", "gpu_mem_gb": "GPU memory",
     "weights_gb": "Model weights", "mem_reserve_frac": "Activation reserve", "kv_layers": "Layers",
@@ -53,7 +57,7 @@ LABELS = {
 # units for numbers whose metadata leaves the unit empty
 EXTRA_UNITS = {"gpus": "GPUs", "k_bins": "bins", "mem_reserve_frac": "fraction", "mem_factor": "fraction",
                "mem_eps": "probability", "kv_layers": "layers", "kv_heads": "heads", "head_dim": "elements",
-               "kv_watermark": "fraction"}
+               "kv_watermark": "fraction", "hidden_size": "elements"}
 # what an empty optional number means: short for the box's placeholder, in full for its help
 EMPTY_MEANS = {
     "d_sla_ttft": ("off", "the deadline is off"), "d_sla_tbt": ("off", "the deadline is off"),
@@ -67,8 +71,11 @@ EMPTY_MEANS = {
     "conversation_turns": ("off", "single requests, no conversations"),
     "max_num_batched_tokens": ("vLLM default", "vLLM 0.33's default for the GPU's memory: 2,048 below 70 GiB, "
                                "8,192 from 70 GiB, 16,384 from 160 GiB"),
+    "replicas": ("GPUs / TP", "GPUs / TP replicas: the GPUs box decides"),
+    "disaggregate": ("off", "every replica does both prefill and decode"),
 }
-CHOICE_AUTO = {"fill": "auto", ("arrival", "synthetic"): "auto (gamma)", ("arrival", "trace"): "auto (trace)"}
+CHOICE_AUTO = {"fill": "auto", "router": "auto (least_outstanding; batch modes: shared queue)",
+               ("arrival", "synthetic"): "auto (gamma)", ("arrival", "trace"): "auto (trace)"}
 # form help that says more than the field's own help
 EXTRA_HELP = {
     "batch_size": "The most requests in one batch (static_fifo, multi_bin_fixed). It is a cap: with greedy "

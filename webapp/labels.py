@@ -22,6 +22,9 @@ _SHORT = {
     "sim.d_sla_e2e": lambda v: "E2E off" if v is None else f"E2E ≤ {v:g} s",
     "sim.max_wait": lambda v: "no max wait" if v is None else f"max wait {v:g} s",
     "sim.latency": str,
+    "sim.tp": lambda v: f"TP {v}",
+    "sim.router": lambda v: "shared queue" if v == "shared_queue" else str(v),
+    "sim.disaggregate": lambda v: "not disaggregated" if v is None else f"P:D {v}",
     "wl.num_requests": lambda v: "all rows" if v is None else f"{v:,} req",
     "wl.rate": lambda v: "rate auto" if v is None else f"rate {v:g}",
     "wl.trace": str,
@@ -39,6 +42,9 @@ def settings_of(view: dict) -> dict[str, Any]:
         relevant = cfg.relevant_dict()
         if cfg.fill == SimConfig(mode=cfg.mode).fill:
             relevant["fill"] = "auto"  # the mode's own default: part of the mode, not a difference
+        if cfg.continuous and cfg.n_replicas > 1:
+            relevant["router"] = cfg.router  # shared_queue too, which the run's identity leaves out
+        relevant.setdefault("tp", cfg.tp)   # TP 1 too: runs of several TPs differ in it
     except (ConfigError, TypeError):
         relevant = dict(config)
     workload = view.get("workload") or {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from batchlab.core.config import ConfigError
+from batchlab.core.config import CONTINUOUS_MODES, ConfigError
 from batchlab.store.job_runs import COMPILING, runs_plan, upload_ref
 from batchlab.workloads import MAX_UPLOAD_BYTES, WorkloadError, WorkloadSpec
 
@@ -178,8 +178,15 @@ def missing_upload(source: str = "upload") -> str:
 
 
 def form_members(values: forms.FormValues, source: str, modes: list[str]) -> list[dict]:
-    """One settings dict per mode from a submitted form."""
-    return [{"sim": {**values.sim, "mode": m}, "spec": dict(values.spec), "source": source} for m in modes]
+    """One settings dict per mode from a submitted form. In a comparison of several modes the router and
+    the prefill/decode split are the continuous modes': a batch-level mode runs its one shared queue."""
+    def sim(mode: str) -> dict:
+        out = {**values.sim, "mode": mode}
+        if len(modes) > 1 and mode not in CONTINUOUS_MODES:
+            out |= {"router": None, "disaggregate": None}
+        return out
+
+    return [{"sim": sim(m), "spec": dict(values.spec), "source": source} for m in modes]
 
 
 def start(page: str, members: list[dict], upload: services.Upload | None = None,

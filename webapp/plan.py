@@ -17,10 +17,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from batchlab.core.config import MODE_HELP, MODES, SimConfig
+from batchlab.core.config import CONTINUOUS_MODES, CONTINUOUS_ROUTER, MODE_HELP, MODES, ROUTERS, SimConfig
 from batchlab.core.plan_options import (
     B_MAX_VALUES,
     BATCH_VALUES,
+    CANDIDATE_LISTS,
     DEFAULT_MAX_GPUS,
     DEFAULT_MODES,
     K_VALUES,
@@ -28,7 +29,7 @@ from batchlab.core.plan_options import (
     RULES,
     PlanOptions,
 )
-from batchlab.core.plan_report import counts_text, gpus_text, rule_text
+from batchlab.core.plan_report import counts_text, gpus_text, rule_text, shown_column
 from batchlab.core.sweep import SweepError
 from batchlab.core.sweep_report import capacity_frame, probes_frame
 from batchlab.store import job_runs
@@ -46,34 +47,76 @@ SOURCES = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGP
 UPLOADS = {"upload": ("burstgpt", "BurstGPT trace CSV", "csv", "a BurstGPT CSV file"),
            "mooncake": ("mooncake", "Mooncake trace (JSON Lines)", "jsonl", "a Mooncake JSONL trace")}
 SETTINGS_HELP = ("Any other `batchlab run` setting, one NAME=VALUE per line (gpu_mem_gb=40, "
-                 "predictor=oracle, output_lengths=uniform:1:500). The plan chooses mode, gpus, k_bins, b_max "
-                 "and batch_size itself.")
+                 "predictor=oracle, output_lengths=uniform:1:500, interconnect_gbps=450). The plan chooses mode, "
+                 "gpus, replicas, k_bins, b_max, batch_size and disaggregate itself, and tries the routers, TPs "
+                 "and P:D ratios of the boxes above.")
+ROUTERS_HELP = ("How requests reach the replicas of a continuous mode; each router is a candidate. shared_queue is "
+                "one queue every replica pulls from: an ideal of queueing no deployment reaches. Batch-level modes "
+                "always share one queue.")
+TP_HELP = ("Tensor parallelism: GPUs per replica, comma-separated (1,2,4). A candidate of TP t runs floor(g / t) "
+           "replicas within g GPUs, so the plan still counts GPUs.")
+PD_HELP = ("Prefill:decode ratios the continuous modes try, comma-separated; none = no disaggregation "
+           "(none,1:1,1:3). At R replicas, p:d is P = R p / (p + d) prefill replicas (rounded, 1 to R - 1) and R - P "
+           "decode replicas. Empty: no disaggregation only.")
 MISSING_FLOOR = 0.01  # percent: where a configuration missing nothing is drawn on the log scale
 SENTENCE_ICON = {"ok": ":material/check_circle:", "unreachable": ":material/warning:", "failed": ":material/error:"}
 
 
 # ------------------------------------------------------------------ charts --
+# the cluster choices a plan's chart tells apart when the plan tried several: cell column -> label part
+SERIES_PARTS = {"router": lambda v: str(v), "tp": lambda v: f"TP {v}",
+                "pd_ratio": lambda v: "P:D none" if v is None else f"P:D {v}"}
+
+
+def series_of(cells: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Each cell's line on the GPU chart: its mode, with its router, TP and P:D ratio where the plan tried
+    several (``continuous_dynamic · random · TP 2``); and what one line is, for the title."""
+    cont = cells[cells["mode"].isin(CONTINUOUS_MODES)]  # a batch-level mode has one shared queue, whatever
+    parts = [c for c in SERIES_PARTS if c in cells
+             and (cells if c == "tp" else cont)[c].astype(str).nunique() > 1]
+    out = cells["mode"].astype(str)
+    for c in parts:
+        out = out + " · " + cells[c].map(SERIES_PARTS[c])
+    what = " · ".join(["mode", *("P:D ratio" if c == "pd_ratio" else c.replace("tp", "TP") for c in parts)])
+    return out, what
+
+
+def _series_encoding(order: list[str], what: str) -> dict:
+    """Modes alone: the mode scale; modes with routers, TPs or ratios: each line in its mode's colour, dashed
+    where lines share a mode."""
+    if what == "mode":
+        return {"color": palette.mode_color("mode", order)}
+    enc = {"color": palette.series_color("series", order)}
+    if palette.repeats(order):
+        enc["strokeDash"] = palette.series_dash("series", order)
+    return enc
+
+
 def attainment_vs_gpus(cells: pd.DataFrame, target: float) -> alt.LayerChart:
-    """Each mode's best configuration at every GPU count the search ran: the share of requests *missing*
-    the SLA on a log scale (so 0.8 % and 1.4 % stay apart next to 97 %), and the target's allowance as a
-    dashed rule; below the rule meets the target. A share of 0 is drawn at the floor, 0.01 %."""
-    d = cells[["mode", "configuration", "gpus", "attainment"]].dropna(subset=["attainment"])
-    d = d.sort_values("attainment", ascending=False).drop_duplicates(["mode", "gpus"]).sort_values("gpus")
+    """Each mode's best configuration (each mode's and router's, TP's, P:D ratio's where the plan tried several)
+    at every GPU count the search ran: the share of requests *missing* the SLA on a log scale (so 0.8 % and
+    1.4 % stay apart next to 97 %), and the target's allowance as a dashed rule; below the rule meets the
+    target. A share of 0 is drawn at the floor, 0.01 %."""
+    series, what = series_of(cells)
+    d = cells.assign(series=series)[["series", "mode", "configuration", "gpus", "attainment"]]
+    d = d.dropna(subset=["attainment"])
+    d = d.sort_values("attainment", ascending=False).drop_duplicates(["series", "gpus"]).sort_values("gpus")
     d["missing"] = (100.0 * (1.0 - d["attainment"])).clip(lower=MISSING_FLOOR)
     d["within"] = 100.0 * d["attainment"]
-    order = list(dict.fromkeys(cells["mode"]))
+    order = list(dict.fromkeys(series))
     line = alt.Chart(d).mark_line(point=True).encode(
         x=alt.X("gpus:Q", title="GPUs", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("missing:Q", title="Requests missing the SLA (%, log scale)", scale=alt.Scale(type="log")),
-        color=palette.mode_color("mode", order),
-        tooltip=[alt.Tooltip("mode:N", title="Mode"), alt.Tooltip("configuration:N", title="Best configuration"),
+        **_series_encoding(order, what),
+        tooltip=[alt.Tooltip("series:N", title=what.capitalize()),
+                 alt.Tooltip("configuration:N", title="Best configuration"),
                  alt.Tooltip("gpus:Q", title="GPUs"), alt.Tooltip("within:Q", title="Within SLA (%)", format=".2f")])
     allowed = max(100.0 * (1.0 - target), MISSING_FLOOR)
     rule = alt.Chart(pd.DataFrame({"allowed": [allowed], "label": [f"target {100 * target:g} %"]}))
     return alt.layer(line, rule.mark_rule(strokeDash=[6, 4], color="#d62728").encode(y="allowed:Q"),
                      rule.mark_text(align="left", dx=4, dy=-6, color="#d62728").encode(
                          y="allowed:Q", x=alt.value(0), text="label:N")) \
-        .properties(title="Missing the SLA vs GPUs (each mode's best, every count the search ran)",
+        .properties(title=f"Missing the SLA vs GPUs (each {what}'s best, every count the search ran)",
                     height=charts.height(order, titled=True))
 
 
@@ -99,11 +142,11 @@ def ranking_frame(answer: dict) -> pd.DataFrame:
     df = pd.DataFrame(answer["ranking"])
     if df.empty:
         return df
-    cols = ["rank", "configuration", "meets", "attainment", "ci_low", "ci_high", "latency_p99_s", "throughput_rps",
-            "run_hash", "error"]
+    cols = ["rank", "configuration", "gpus", "replicas", "tp", "router", "disaggregate", "meets", "attainment",
+            "ci_low", "ci_high", "latency_p99_s", "throughput_rps", "run_hash", "error"]
     if answer["replications"] == 1:
         cols = [c for c in cols if c not in ("ci_low", "ci_high")]
-    return df[[c for c in cols if c in df.columns]]
+    return df[[c for c in cols if c in df.columns and shown_column(df[c])]]
 
 
 # ------------------------------------------------------------------ links --
@@ -132,8 +175,30 @@ def save_upload(name: str, data: bytes) -> Path:
 
 
 def _planned_names(text: str) -> list[str]:
+    """The settings typed in *Other settings* that the plan chooses, or whose candidates the form has."""
     names = [line.split("#", 1)[0].partition("=")[0].strip().replace("-", "_") for line in text.splitlines()]
-    return [n for n in names if n in PLANNED]
+    return [n for n in names if n in PLANNED or n in CANDIDATE_LISTS]
+
+
+def _ratios(text: str) -> tuple[str | None, ...] | None:
+    """P:D ratios typed as ``none,1:1,1:3`` (None for an empty box: no disaggregation only)."""
+    parts = [x.strip() for x in text.split(",") if x.strip()]
+    if not parts:
+        return None
+    return tuple(None if p.lower() in ("none", "off") else p for p in parts)
+
+
+def cluster_options(routers: list[str], tps: str, ratios: str) -> dict:
+    """The plan's cluster lists from the form (checked by the plan): each left at None, the base config's one
+    value, where the form holds the default (least_outstanding, TP 1, no disaggregation), so a plan that tries
+    nothing new keeps its identity."""
+    if not routers:
+        raise SweepError("routers: pick at least one router")
+    tp_values = _ints(tps, "TP")
+    pd = _ratios(ratios)
+    return {"routers": None if list(routers) == [CONTINUOUS_ROUTER] else tuple(routers),
+            "tp_values": None if tp_values == (1,) else tp_values,
+            "pd_ratios": None if pd == (None,) else pd}
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -214,6 +279,12 @@ def plan_form(source: str) -> Launch | None:
             ks = c[0].text_input("K (multi-bin modes)", ",".join(map(str, K_VALUES)), key="plan.k")
             bmax = c[1].text_input("B_max (dynamic modes)", ",".join(map(str, B_MAX_VALUES)), key="plan.bmax")
             bs = c[2].text_input("B (static modes)", ",".join(map(str, BATCH_VALUES)), key="plan.batch")
+            c = st.columns(3)
+            routers = c[0].multiselect("Routers (continuous modes)", ROUTERS, default=[CONTINUOUS_ROUTER],
+                                       key="plan.routers", help=ROUTERS_HELP)
+            tps = c[1].text_input("TP (GPUs per replica)", "1", key="plan.tp", help=TP_HELP)
+            ratios = c[2].text_input("P:D ratios (continuous modes)", "", key="plan.pd", placeholder="none",
+                                     help=PD_HELP)
             other = st.text_area("Other settings", "", key="plan.settings", help=SETTINGS_HELP)
             c = st.columns(4)
             evidence = c[0].checkbox("Capacity evidence", True, key="plan.evidence",
@@ -225,7 +296,7 @@ def plan_form(source: str) -> Launch | None:
         return None
     planned = _planned_names(other)
     if planned:
-        raise SweepError(f"{planned[0]}: the plan chooses it; set the candidates instead")
+        raise SweepError(f"{planned[0]}: the plan chooses it; set the candidates instead")  # router, tp: above
     if source in UPLOADS:
         workload, _, _, what = UPLOADS[source]
         if upload is None:
@@ -236,7 +307,7 @@ def plan_form(source: str) -> Launch | None:
         build_workload(spec)  # a trace that cannot be read is named here, not in the background
     options = PlanOptions(target=target, modes=tuple(modes), max_gpus=int(max_gpus), k_values=_ints(ks, "K"),
                           b_max_values=_ints(bmax, "B_max"), batch_values=_ints(bs, "B"), replications=int(reps),
-                          rule=rule, evidence=evidence)
+                          rule=rule, evidence=evidence, **cluster_options(routers, tps, ratios))
     return Launch(gpu_plan(cfg, spec, options), cluster, int(workers) or None)
 
 

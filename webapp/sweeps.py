@@ -22,7 +22,7 @@ from batchlab.core.capacity import CapacityResult
 from batchlab.core.config import MODES, ConfigError, config_fields
 from batchlab.core.suite import DISPLAY, STEPS, SuitePlan, step_titles
 from batchlab.core.sweep import parse_settings, parse_vary
-from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, probes_frame
+from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, cluster_columns, probes_frame
 from batchlab.store.sweep_jobs import capacity_plan, grid_plan, plan_from_link, plan_key, plan_title, suite_plan
 from batchlab.workloads.spec import TRACE_WORKLOADS, SpecError
 
@@ -287,16 +287,26 @@ def sweeps_table() -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ results --
+def _varied(name: str, cfg: dict, spec: dict) -> Any:
+    """A varied setting's value from a member's stored settings (replicas: folded into gpus there)."""
+    if name == "replicas" and cfg.get("replicas") is None and cfg.get("gpus") and cfg.get("tp"):
+        return int(cfg["gpus"]) // int(cfg["tp"])
+    return cfg.get(name) if name in _SIM else spec.get(name)
+
+
 def grid_frame(members: list[dict], plan: dict) -> pd.DataFrame:
-    """One row per stored member: the varied values (from its stored settings) and its metrics."""
+    """One row per stored member: the varied values (from its stored settings), the cluster where it differs
+    between members (replicas, tp, router: :func:`core.sweep_report.cluster_columns`) and its metrics."""
     names = list(plan["vary"])
     base_seed = int(plan["spec"].get("workload_seed", 0))
+    cluster = cluster_columns([dict.fromkeys(names)], [m["summary"] or {} for m in members])
     rows = []
     for m in members:
         cfg, spec, s = m["config"] or {}, m["spec"] or {}, m["summary"] or {}
-        row: dict[str, Any] = {n: cfg.get(n) if n in _SIM else spec.get(n) for n in names}
+        row: dict[str, Any] = {n: _varied(n, cfg, spec) for n in names}
         if plan.get("replications", 1) > 1:
             row["replication"] = int(spec.get("workload_seed", base_seed)) - base_seed
+        row.update({c: s.get(c) for c in cluster})
         row.update({"status": m["status"], **{k: s.get(k) for k in MEMBER_METRICS},
                     "run": m["hash"][:12], "error": m["error"]})
         rows.append(row)

@@ -211,13 +211,64 @@ def _share(params: dict | None, page: str) -> None:
     st.caption(f"Shareable link ({fmt.md(what)}): `{share_link(params, page)}`")
 
 
+# ---------------------------------------------------------------- replicas --
+def cluster_words(s: dict) -> str:
+    """``8 GPUs``, ``8 GPUs = 4 replicas × TP 2 · router least_outstanding``, ``4 GPUs · one shared queue``:
+    the cluster a run had (runs stored before replicas existed: the GPUs only)."""
+    text = f"{s['gpus']} GPU{'s' if s['gpus'] != 1 else ''}"
+    replicas, tp = s.get("replicas"), s.get("tp") or 1
+    if replicas is None:
+        return text
+    if tp > 1:
+        text += f" = {replicas} replica{'s' if replicas != 1 else ''} × TP {tp}"
+    if replicas > 1 and s.get("router"):
+        text += " · one shared queue" if s["router"] == "shared_queue" else f" · router {s['router']}"
+    return text
+
+
+REPLICA_NOTE = ("Each replica's figures are time-weighted means per time window, 0 while it is idle; a "
+                "request waits at the replica its router sent it to, so one replica can queue while another idles.")
+SHARED_NOTE = " With one shared queue every replica sees the same queue: its row shows that queue while it ran."
+
+
+def _replicas(view: dict) -> None:
+    """A run of several replicas: its load imbalance, each replica's busy time and, for a continuous run,
+    each replica's queue, running requests and KV use over time (runs stored before these series: the
+    figure only)."""
+    s = view["summary"]
+    if (s.get("replicas") or 1) <= 1:
+        return
+    st.markdown("##### Replicas")
+    series = (view.get("series") or {}).get("replicas")
+    m = catalog.BY_KEY["load_imbalance"]
+    c1, c2 = st.columns([1, 2], gap="large")
+    with c1:
+        st.metric(m.label, m.format(s.get("load_imbalance"), s, style="card"), border=True, help=m.description)
+        st.caption(f"{fmt.md(cluster_words(s))}. " + m.description)
+    if series is None or series.empty:
+        c2.caption("No per-replica series: a batch-level run (one shared queue), or a run stored before they "
+                   "were kept.")
+        return
+    with c2:
+        _chart(charts.replica_busy(series))
+    c1, c2 = st.columns(2, gap="large")
+    with c1:
+        _chart(charts.replica_heatmap(series, "waiting"))
+    with c2:
+        _chart(charts.replica_heatmap(series, "running"))
+    c1, c2 = st.columns(2, gap="large")
+    with c1:
+        _chart(charts.replica_heatmap(series, "kv_utilization"))
+    with c2:
+        st.caption(REPLICA_NOTE + (SHARED_NOTE if s.get("router") == "shared_queue" else ""))
+
+
 # ---------------------------------------------------------------- run view --
 def show_run(view: dict, note: str | None = None, share: dict | None = None) -> None:
     """One stored run: what it is and the workload it ran, headline metrics, charts, per-bin table."""
     s = view["summary"]
     label = s["mode"]
-    st.subheader(f"{label} · {s['gpus']} GPU{'s' if s['gpus'] != 1 else ''} · {s['k_bins']} "
-                 f"bin{'s' if s['k_bins'] != 1 else ''}")
+    st.subheader(f"{label} · {cluster_words(s)} · {s['k_bins']} bin{'s' if s['k_bins'] != 1 else ''}")
     st.markdown(f"**Workload run:** {fmt.md(labels.workload_label(view))}")
     st.caption(f"run `{view['hash'][:12]}` · stored {when(view['created_at'])}")
     if note:
@@ -226,7 +277,7 @@ def show_run(view: dict, note: str | None = None, share: dict | None = None) -> 
     _caveats([view], [label])
     cards(s)
     series = view["series"]
-    stacked = {name: charts.stack({label: df}) for name, df in series.items()}
+    stacked = {name: charts.stack({label: df}) for name, df in series.items() if name != "replicas"}
     c1, c2 = st.columns(2, gap="large")
     with c1:
         _latency_cdf([view], stacked["latency_cdf"], key="run_cdf_metric")
@@ -247,6 +298,7 @@ def show_run(view: dict, note: str | None = None, share: dict | None = None) -> 
         if "occupancy" in stacked:
             _chart(charts.occupancy(stacked["occupancy"], "kv_utilization"))
     _prefix_section([view], [label], cards_too=True)
+    _replicas(view)
     _chart(charts.batch_size_histogram(stacked["batch_sizes"]))
     if len(s.get("bins", [])) > 1:
         st.markdown("##### Per bin")

@@ -15,8 +15,9 @@ if sweeps.PLAN in params:
         plan.show_plan(plan_id)
 else:
     st.caption("How few GPUs, and which batching policy, serve this traffic within this SLA? The plan bisects on "
-               "the GPU count, tries each mode with its K, B_max or B, and backs the answer with each mode's "
-               "capacity. Every run is stored, so planning again reuses them.")
+               "the GPU count (replicas x TP), tries each mode with its K, B_max or B and each router, TP and "
+               "P:D ratio it is given, and backs the answer with each mode's capacity. Every run is stored, so "
+               "planning again reuses them.")
     source = plan.source_picker()
     with services.shown_errors("Cannot start the plan"):
         launch = plan.plan_form(source)
