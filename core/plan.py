@@ -176,7 +176,7 @@ def cluster_lists(options: PlanOptions, base: SimConfig | None = None) -> tuple[
     base = base or SimConfig()
     tps = options.tp_values if options.tp_values is not None else (base.tp,)
     routers = options.routers if options.routers is not None else (
-        (base.router if base.continuous else CONTINUOUS_ROUTER),)
+        (base.routing if base.continuous else CONTINUOUS_ROUTER),)
     ratios = options.pd_ratios if options.pd_ratios is not None else (None,)
     return tuple(tps), tuple(routers), tuple(None if r is None else _ratio(r) for r in ratios)
 
@@ -415,7 +415,7 @@ class _Search:
         cfg = cfg.replace(seed=cfg.seed + rep)
         spec = self.spec.replace(workload_seed=self.spec.workload_seed + rep)
         point = {"candidate": ci, "mode": cfg.mode, "gpus": gpus, **dict(self.cands[ci].settings),
-                 "replicas": cfg.n_replicas, "tp": cfg.tp, "router": cfg.router}
+                 "replicas": cfg.n_replicas, "tp": cfg.tp, "router": cfg.routing}
         if cfg.disaggregate is not None:
             point["disaggregate"] = cfg.disaggregate
         return Member(cfg, spec, point | {"replication": rep})

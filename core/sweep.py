@@ -161,8 +161,6 @@ def expand(base_config: SimConfig, base_spec: WorkloadSpec, vary: dict[str, list
     sim_base = base_config.to_dict()
     if base_config.fill == SimConfig(mode=base_config.mode).fill:
         sim_base["fill"] = None  # the mode's own default fill, re-derived when the mode varies
-    if base_config.router == SimConfig(mode=base_config.mode).router:
-        sim_base["router"] = None  # ... and its router (batch-level modes: one shared queue)
     spec_base = base_spec.to_dict()
     members: list[Member] = []
     for combo in itertools.product(*(vary[n] for n in names)):

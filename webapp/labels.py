@@ -43,7 +43,7 @@ def settings_of(view: dict) -> dict[str, Any]:
         if cfg.fill == SimConfig(mode=cfg.mode).fill:
             relevant["fill"] = "auto"  # the mode's own default: part of the mode, not a difference
         if cfg.continuous and cfg.n_replicas > 1:
-            relevant["router"] = cfg.router  # shared_queue too, which the run's identity leaves out
+            relevant["router"] = cfg.routing  # shared_queue too, which the run's identity leaves out
         relevant.setdefault("tp", cfg.tp)   # TP 1 too: runs of several TPs differ in it
     except (ConfigError, TypeError):
         relevant = dict(config)

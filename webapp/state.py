@@ -165,26 +165,18 @@ def _mode_fill(mode: Any) -> str | None:
         return None
 
 
-def _mode_router(mode: Any) -> str | None:
-    """The router a mode has by default (None for a mode this version does not know)."""
-    try:
-        return SimConfig(mode=mode).router
-    except (ConfigError, TypeError):
-        return None
-
-
 def _setting_params(sim: SimConfig | Mapping, spec: WorkloadSpec | Mapping | None, with_mode: bool) -> dict:
     sim_d = sim.to_dict() if isinstance(sim, SimConfig) else dict(sim)
     mode = sim_d.get("mode", SimConfig().mode)
-    mode_fill, mode_router = _mode_fill(mode), _mode_router(mode)
+    mode_fill = _mode_fill(mode)
     out: dict[str, str] = {}
     for f in config_fields():
         if f.name == "mode" and not with_mode:
             continue
         default = None if f.name == "fill" else f.default
         v = sim_d.get(f.name, default)
-        if (f.name, v) in (("fill", mode_fill), ("router", mode_router)):
-            continue  # the mode's own default fill or router
+        if f.name == "fill" and v == mode_fill:
+            continue  # the mode's own default fill
         if v != default:
             out[f.name] = setting_text(v)
     if spec is None:
@@ -349,8 +341,6 @@ def settings_from_run(config: SimConfig, workload_identity: Mapping | None) -> d
     settings["sim"] = config.to_dict()
     if config.fill == SimConfig(mode=config.mode).fill:
         settings["sim"]["fill"] = None  # the mode's own default: keep it "auto"
-    if config.router == SimConfig(mode=config.mode).router:
-        settings["sim"]["router"] = None  # likewise the router
     spec = dict((workload_identity or {}).get("spec") or {})
     known = {f.name for f in spec_fields()}
     settings["spec"].update({k: v for k, v in spec.items() if k in known})
