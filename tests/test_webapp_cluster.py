@@ -169,7 +169,7 @@ def test_a_comparison_gives_batch_level_modes_their_shared_queue():
     at.number_input(key="wl.num_requests").set_value(500)
     button(at, "Run comparison").click().run()
     no_traceback(at)
-    routers = {store().get_run(h).config.mode: store().get_run(h).config.router
+    routers = {store().get_run(h).config.mode: store().get_run(h).config.routing
                for h in at.query_params["compare"].split(",")}
     assert routers == {"static_fifo": "shared_queue", "continuous_dynamic": "random"}
 
