@@ -3,16 +3,14 @@ page's cluster rows, the Plan page's routers, TPs and P:D ratios, the Sweeps pag
 hostile cluster settings named, never a traceback."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
+from test_webapp_plan import charts
 
 from batchlab.core import SimConfig
 from batchlab.core.plan_options import PlanOptions
@@ -48,19 +46,6 @@ def plain(text: str) -> str:
 
 def texts(elements) -> str:
     return " | ".join(plain(e.value) for e in elements)
-
-
-def charts(at: AppTest) -> dict[str, pd.DataFrame]:
-    out = {}
-    for c in at.get("vega_lite_chart"):
-        spec = json.loads(c.proto.spec)
-        frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in c.proto.datasets]
-        title = spec.get("title") or next((layer.get("title") for layer in spec.get("layer", [])
-                                           if layer.get("title")), None)
-        title = title.get("text") if isinstance(title, dict) else title
-        title = " ".join(title) if isinstance(title, list) else title
-        out[title] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return out
 
 
 def button(at: AppTest, label: str):

@@ -52,6 +52,7 @@ def charts(at: AppTest) -> dict[str, pd.DataFrame]:
         title = spec.get("title") or next((layer.get("title") for layer in spec.get("layer", [])
                                            if layer.get("title")), None)
         title = title.get("text") if isinstance(title, dict) else title
+        title = " ".join(title) if isinstance(title, list) else title
         out[title] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
 
