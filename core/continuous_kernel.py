@@ -86,11 +86,11 @@ Requests = namedtuple("Requests", "arr arr_k bins draws r")
 # requests and, unless the queue is shared and in arrival order, every arrival (then head == arrived).
 # Per group of slots (a replica, or the shared queue): requests waiting, the round-robin bin policy's next bin.
 Queues = namedtuple("Queues", "off head arrived seen front sums blocked wait rr")
-# global counters (ints: (unused), next arrival, done, KV moves begun, preemptions, KV peak,
+# global counters (ints: next arrival, done, KV moves begun, preemptions, KV peak,
 # roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there; float: wasted
 # GPU-seconds), admissions so far; the event heaps, the log and the heap of KV moves (tick, request)
 World = namedtuple("World", "c wasted heap idle log moves")
-_UNUSED0, NEXT_, DONE_, MOVED_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(11)
+NEXT_, DONE_, MOVED_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(10)
 # prefix caching (core.prefix_cache): the GPUs' block pools, the cached blocks by name, each request's
 # block table (by queue position), the requests' key chains, the requests leaving a GPU at a boundary,
 # the requests' prefix-caching fields (core.prefix_cache.NB ...)
@@ -239,7 +239,7 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
     log.pop()
     moves = [(0, 0)]
     moves.pop()
-    w = World(np.zeros(11, np.int64), np.zeros(1), heap, list(range(G)), log, moves)
+    w = World(np.zeros(10, np.int64), np.zeros(1), heap, list(range(G)), log, moves)
     gl = _gpu_lists(s)
     # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
     lazy = s.k == 1 and s.queue == ARRIVAL_ORDER

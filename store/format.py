@@ -123,7 +123,8 @@ def _other_settings(run: StoredRun) -> dict:
 
     cfg = run.config
     if cfg is not None:
-        mine, defaults = cfg.relevant_dict(), SimConfig(mode=cfg.mode).to_dict()
+        base = SimConfig(mode=cfg.mode)
+        mine, defaults = cfg.relevant_dict(), base.to_dict() | {"router": base.routing}
     else:  # not a valid config in this version: compare the raw settings with the field defaults
         mine = dict(run.config_dict)
         defaults = {f.name: f.default for f in config_fields()}

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from test_webapp_pages import RUN_CHARTS, app, button, no_traceback, store, texts
+from test_webapp_pages import REPLICA_CHARTS, RUN_CHARTS, app, button, no_traceback, store, texts
 from test_webapp_pages import charts as charts_of
 
 from batchlab.core.config import SimConfig
@@ -118,7 +118,7 @@ def test_a_run_with_shared_system_prompts_shows_the_prefix_cache():
     at = shared_run(app())
     assert at.query_params["system_prompts"] == "4"
     ch = charts_of(at)
-    assert len(at.get("vega_lite_chart")) == RUN_CHARTS + 1
+    assert len(at.get("vega_lite_chart")) == RUN_CHARTS + REPLICA_CHARTS + 1
     cache = ch[charts.PREFIX_TITLE]
     assert set(cache["series"]) == set(charts.PREFIX_SERIES.values())
     assert cache["percent"].between(0, 100).all()
@@ -144,7 +144,7 @@ def test_a_run_that_looked_nothing_up_has_no_prefix_chart(config, spec):
     no_traceback(at)
     assert charts.PREFIX_TITLE not in charts_of(at)
     if run.summary["engine"] == "continuous":
-        assert len(at.get("vega_lite_chart")) == RUN_CHARTS
+        assert len(at.get("vega_lite_chart")) == RUN_CHARTS + REPLICA_CHARTS
     assert "Prefix cache hit rate" not in {m.label for m in at.metric}
 
 
