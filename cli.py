@@ -469,7 +469,8 @@ def run(config_file, db, no_store, as_json, **flags):
     if as_json:
         click.echo(to_json(summary))
     else:
-        click.echo(format_summary(summary, workload.identity.get("label", "workload"), _source_text(source, run_id)))
+        click.echo(format_summary(dict(summary, model=cfg.model, gpu=cfg.gpu),
+                                  workload.identity.get("label", "workload"), _source_text(source, run_id)))
 
 
 @cli.command()

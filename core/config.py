@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from batchlab.core.hardware import CatalogueError, bundled_models, gpu_catalogue, gpu_spec, is_model_path, model_arch
 from batchlab.workloads.fields import FieldError, coerce_fields, described
 
 MODES = ("static_fifo", "dynamic_no_bins", "multi_bin_dynamic", "multi_bin_fixed",
@@ -151,6 +152,16 @@ class SimConfig:
                          "continuous controller updates once per window.", "batches", "sla",
                          range=(1, 100_000))
     # --- memory ----------------------------------------------------------
+    model: str | None = _f(None, "A model from the catalogue (" + ", ".join(bundled_models()) + ") or a local "
+                           "config.json or its folder: sets weights_gb (bf16), kv_layers, kv_heads, head_dim, "
+                           "kv_dtype_bytes and hidden_size from its config (docs/hardware.md). none = those settings "
+                           "as given.", group="memory")
+    gpu: str | None = _f(None, "A GPU from the catalogue (" + ", ".join(gpu_catalogue()) + "): sets gpu_mem_gb = "
+                         "gpu_memory_utilization x its memory and interconnect_gbps from its link. none = those "
+                         "settings as given.", group="memory")
+    gpu_memory_utilization: float = _f(VLLM_MEMORY_UTILIZATION, "With gpu: vLLM's gpu_memory_utilization, the "
+                                       "fraction of the GPU's memory the server may use (vLLM's default 0.9).",
+                                       "fraction", "memory", range=(0.01, 1.0))
     gpu_mem_gb: float = _f(19.0, "GPU memory the server may use for the model and its KV cache (19 GB: an 8B "
                            "model on a 24 GB L4 / A10G-class card, the runtime holding the rest).", "GB", "memory",
                            range=(0.5, 10_000.0))
@@ -188,7 +199,8 @@ class SimConfig:
     max_num_batched_tokens: int | None = _f(
         None, "Continuous modes: vLLM's token budget per iteration, decode tokens (one per running request) and "
         "prefill tokens together: running requests first, then admissions, a prompt chunked to what is left. "
-        "At least the running cap. none = vLLM 0.33's default (vllm serve) for a GPU of gpu_mem_gb / 0.9 "
+        "At least the running cap. none = vLLM 0.33's default (vllm serve) for a GPU of gpu_mem_gb / 0.9 (gpu's memory "
+        "when gpu is set) "
         f"(vLLM's memory utilization): {BUDGET_SMALL:,} below 70 GiB, {BUDGET_MID:,} from 70 GiB, "
         f"{BUDGET_LARGE:,} from 160 GiB, or the running cap where that is larger.", "tokens", "memory",
         range=(1, 10_000_000))
@@ -225,6 +237,9 @@ class SimConfig:
                 raise ConfigError(name, msg)
 
         coerce_fields(self, ConfigError)  # types, choices and every documented range
+        if self.model is not None or self.gpu is not None:
+            self._derive_hardware()
+            coerce_fields(self, ConfigError)  # a local config.json's values within the documented ranges too
         if self.fill is None:
             object.__setattr__(self, "fill", "full" if self.mode == "multi_bin_fixed" else "greedy")
         if self.disaggregate is not None:   # P:D replicas
@@ -256,6 +271,50 @@ class SimConfig:
                  f"must be at least the running cap ({name} {cap:,}): every running request decodes a token "
                  f"within it; got {self.max_num_batched_tokens:,}")
 
+    def _derive_hardware(self) -> None:
+        """Fill the settings that ``model`` and ``gpu`` determine. The catalogue owns them: a derived setting
+        given a value other than its default and other than the catalogue's is a ConfigError naming both."""
+        if self.gpu is not None:   # one spelling per GPU and catalogue model: one run hash
+            object.__setattr__(self, "gpu", self._gpu_spec().name)
+        if self.model is not None and not is_model_path(self.model):
+            object.__setattr__(self, "model", self.model.lower())
+        derived: dict[str, tuple[str, Any]] = {}
+        for name, fields in (("model", self.hardware_from_model()), ("gpu", self.hardware_from_gpu())):
+            derived |= {k: (name, v) for k, v in fields.items()}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for key, (source, value) in derived.items():
+            given = getattr(self, key)
+            if given != defaults[key] and given != value:
+                raise ConfigError(key, f"is set by {source} {getattr(self, source)} ({value:g}); got {given:g} too: "
+                                       f"give {key} or {source}, not both")
+            object.__setattr__(self, key, value)
+
+    def hardware_from_model(self) -> dict[str, Any]:
+        """The settings ``model`` determines (empty when ``model`` is none)."""
+        if self.model is None:
+            return {}
+        try:
+            arch = model_arch(self.model)
+        except CatalogueError as exc:
+            raise ConfigError("model", str(exc)) from None
+        return {"weights_gb": round(arch.weights_gb(), 6), "kv_layers": arch.num_layers,
+                "kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim, "kv_dtype_bytes": arch.dtype_bytes,
+                "hidden_size": arch.hidden_size}
+
+    def hardware_from_gpu(self) -> dict[str, Any]:
+        """The settings ``gpu`` determines (empty when ``gpu`` is none)."""
+        if self.gpu is None:
+            return {}
+        spec = self._gpu_spec()
+        return {"gpu_mem_gb": round(spec.usable_gb(self.gpu_memory_utilization), 6),
+                "interconnect_gbps": float(spec.interconnect_gbps)}
+
+    def _gpu_spec(self):
+        try:
+            return gpu_spec(self.gpu)
+        except CatalogueError as exc:
+            raise ConfigError("gpu", str(exc)) from None
+
     # ------------------------------------------------------------------
     @property
     def binned(self) -> bool:
@@ -275,7 +334,7 @@ class SimConfig:
         """The tokens an iteration may compute (max_num_batched_tokens, or vLLM's default for gpu_mem_gb)."""
         if self.max_num_batched_tokens is not None:
             return self.max_num_batched_tokens
-        device_gb = self.gpu_mem_gb / VLLM_MEMORY_UTILIZATION
+        device_gb = self._gpu_spec().memory_gb if self.gpu else self.gpu_mem_gb / VLLM_MEMORY_UTILIZATION
         default = (BUDGET_LARGE if device_gb >= BUDGET_GB[1] else BUDGET_MID if device_gb >= BUDGET_GB[0]
                    else BUDGET_SMALL)
         return max(default, self._running_cap[0])
@@ -355,6 +414,9 @@ class SimConfig:
         if self.d_sla_tbt is None:
             drop.add("tbt_sla")
         drop.add("replicas")   # folded into gpus
+        drop |= {k for k in ("model", "gpu") if d[k] is None}   # without them, hashes as before they existed
+        if self.gpu is None:
+            drop.add("gpu_memory_utilization")
         if self.disaggregate is None:
             drop |= {"disaggregate", "kv_transfer_gbps"}
         if self.tp == 1:
@@ -372,6 +434,12 @@ class SimConfig:
     def replace(self, **changes: Any) -> SimConfig:
         if "mode" in changes and "fill" not in changes:
             changes["fill"] = None  # re-derive the mode's default fill
+        hardware = {"model": self.hardware_from_model, "gpu": self.hardware_from_gpu,
+                    "gpu_memory_utilization": self.hardware_from_gpu}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for key, derived in hardware.items():   # a new model or GPU re-derives what the old one set
+            if key in changes and changes[key] != getattr(self, key):
+                changes = {k: defaults[k] for k in derived() if k not in changes} | changes
         if "tp" in changes and "replicas" not in changes and "gpus" not in changes:
             changes["replicas"] = self.n_replicas   # a new TP keeps the replicas
         return dataclasses.replace(self, **changes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from .metric_catalog import BIN_METRICS, format_value, shown_in
 from .units import DASH
@@ -46,9 +47,19 @@ def cluster_text(s: dict) -> str:
     return text + f", router {s['router']}" if s["replicas"] > 1 else text
 
 
+def hardware_text(s: dict) -> str:
+    """"llama-3.1-8b on h100, " when the run names a model and a GPU (either alone: its name), else ""."""
+    model, gpu = s.get("model"), s.get("gpu")
+    if model and ("/" in model or "\\" in model or model.endswith(".json")):   # a local config: its folder
+        path = Path(model)
+        model = path.parent.name if path.name == "config.json" else path.name
+    text = f"{model} on {gpu}" if model and gpu else model or gpu
+    return f"{text}, " if text else ""
+
+
 def format_summary(s: dict, workload_label: str, source: str) -> str:
     lines = [
-        f"{s['mode']}: {cluster_text(s)}, {s['k_bins']} bin(s) | {workload_label} | {source}",
+        f"{s['mode']}: {hardware_text(s)}{cluster_text(s)}, {s['k_bins']} bin(s) | {workload_label} | {source}",
         f"  latency model    {s.get('latency_model', 'parametric')}",
         f"  requests         {s['completed']:,} of {s['num_requests']:,} in {_v(s, 'makespan_s')}"
         + (f" ({s['rejected_requests']:,} rejected: more KV than one GPU holds)" if s.get("rejected_requests") else ""),

@@ -166,7 +166,7 @@ CASES = [
     ("fill", "packed"), ("arrival", "auto"), ("arrival", "poisson"), ("arrival", "trace"),
     ("mem_margin", "none"), ("mem_margin", "auto"), ("predictor", "oracle"), ("predictor", "psychic"),
     ("num_requests", "10_000"), ("num_requests", "1e4"), ("max_num_batched_tokens", "off"), ("max_wait", "2.5"),
-    ("gpu", "4"), ("d-sla-ttft", "5"), ("colour", "blue"),
+    ("gpuss", "4"), ("d-sla-ttft", "5"), ("colour", "blue"),
 ]
 
 
@@ -179,7 +179,7 @@ def test_the_same_text_is_read_the_same_by_every_entry_point(tmp_path, name, tex
     assert len({repr(v) for v in seen.values()}) == 1, seen
     first = seen["url"]
     if first[0] == "refused":
-        words = setting_field(name).name if name != "colour" and name != "gpu" else name
+        words = setting_field(name).name if name != "colour" and name != "gpuss" else name
         assert first[1].startswith(f"{words}:"), first  # the message names the setting
 
 
@@ -210,7 +210,7 @@ def test_json_null_is_none_and_a_list_is_no_setting(tmp_path):
 
 # ------------------------------------------------------------------- errors --
 @pytest.mark.parametrize("name,text,message", [
-    ("gpu", "4", "gpu: unknown setting (did you mean gpus?)"),
+    ("gpuss", "4", "gpuss: unknown setting (did you mean gpus?)"),
     ("sla_control", "maybe", "sla_control: 'maybe' is not true or false"),
     ("gpus", "-1", "gpus: must be between 1 and 1000, got -1"),
     ("gpus", "8.0", "gpus: '8.0' is not an integer"),
@@ -270,7 +270,7 @@ def test_settings_lines_skip_comments_and_the_later_line_wins():
 # ---------------------------------------------------------------------- CLI --
 @pytest.mark.parametrize("args,words", [
     (["sweep", "--no-store", "--vary", "sla_control=maybe"], "--vary sla_control: 'maybe' is not true or false"),
-    (["sweep", "--no-store", "--vary", "gpu=1,2"], "--vary gpu: unknown setting (did you mean gpus?)"),
+    (["sweep", "--no-store", "--vary", "gpuss=1,2"], "--vary gpuss: unknown setting (did you mean gpus?)"),
     (["run", "--no-store", "--config", "{toml}"], "gpus: must be between 1 and 1000, got -3"),
     (["run", "--no-store", "--config", "{json}"], "d_sla_tbt: 'never' is not a finite number or none"),
 ])

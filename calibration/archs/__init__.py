@@ -1,20 +1,23 @@
-"""Bundled model architectures (``config.json``-style shapes) for the measuring tool.
+"""Model architectures (``config.json`` shapes) for the measuring tool.
 
-Each ``NAME.json`` holds the shape fields of a public model's config
-(``model_type``, hidden size, layers, heads, KV heads, intermediate size,
-vocabulary, rope settings); keys starting with ``_`` are notes, not config.
+The real models are batchlab's model catalogue (``core/catalogue/models``, the same files
+``--model`` reads: docs/hardware.md); this folder adds test-only shapes such as ``tiny``.
+Keys starting with ``_`` are notes, not config.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from batchlab.core.hardware import bundled_models
+
 ARCH_DIR = Path(__file__).resolve().parent
 
 
 def bundled_archs() -> dict[str, Path]:
-    """Architecture names (e.g. ``"qwen2.5-0.5b"``, ``"tiny"``) and their JSON files."""
-    return {p.stem: p for p in sorted(ARCH_DIR.glob("*.json"))}
+    """Architecture names (e.g. ``"qwen2.5-0.5b"``, ``"tiny"``) and their JSON files: the model catalogue and
+    this folder's test shapes."""
+    return dict(sorted((bundled_models() | {p.stem: p for p in ARCH_DIR.glob("*.json")}).items()))
 
 
 def load_arch(name: str) -> dict:

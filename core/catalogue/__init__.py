@@ -1,0 +1,1 @@
+"""batchlab's hardware catalogue: GPU datasheets (gpus.json) and models (models/*.json); read by core.hardware."""
