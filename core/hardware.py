@@ -7,6 +7,7 @@ formulas. Everything here is pure data and arithmetic: no network, no torch.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ CATALOGUE = Path(__file__).resolve().parent / "catalogue"
 MODELS_DIR = CATALOGUE / "models"
 GPUS_FILE = CATALOGUE / "gpus.json"
 MAX_CONFIG_BYTES = 1 << 20
+WEB_ENV = "BATCHLAB_WEB"   # set in the web app's processes: a model is a bundled name, never a server path
 # torch_dtype of a config.json -> bytes per element (weights and, by default, the KV cache)
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "float8_e4m3fn": 1, "float8_e5m2": 1}
 
@@ -43,6 +45,9 @@ def read_model_config(model: str) -> dict:
     if "://" in model:
         raise CatalogueError(f"model {model!r} is a URL: give a catalogue name or a local config.json "
                              "(batchlab never downloads)")
+    if is_model_path(model) and os.environ.get(WEB_ENV):
+        raise CatalogueError(f"a web page takes a bundled model by name ({', '.join(bundled_models())}), never "
+                             "a path on the server")
     if is_model_path(model):
         path = Path(model).expanduser()
         if path.is_dir():

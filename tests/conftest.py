@@ -61,6 +61,7 @@ def batchlab_store_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BATCHLAB_HOME", str(home))
     monkeypatch.delenv("BATCHLAB_DB_URL", raising=False)
     monkeypatch.delenv("BATCHLAB_STALE_AFTER_S", raising=False)
+    monkeypatch.delenv("BATCHLAB_WEB", raising=False)   # a web app of an earlier test set it (webapp/app.py)
     return home
 
 

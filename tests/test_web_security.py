@@ -545,3 +545,28 @@ def test_a_cli_sweep_on_a_store_with_a_password_runs_on_the_local_pool(pg_url, m
     s = open_store(url)
     assert len(s.list_runs(status="done")) == 2 and not s.list_runs(status="failed")
     s.close()
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "../../config.json", "~/.ssh/config.json", "./models"])
+def test_a_model_on_a_web_page_is_a_bundled_name_never_a_server_path(value, tmp_path, monkeypatch):
+    """The CLI reads a local config.json (--model path); a web URL naming one is refused before any file is
+    touched (the app marks its process, webapp/app.py), and the catalogue's names still work."""
+    from pathlib import Path
+
+    touched: list[str] = []
+    for name in ("is_file", "is_dir", "read_text", "stat"):
+        real = getattr(Path, name)
+
+        def spy(self, *a, _real=real, **k):
+            if "catalogue" not in str(self):
+                touched.append(str(self))
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Path, name, spy)
+    at = click(page(model=value, num_requests="50"), "Run simulation")
+    shown = " ".join(str(m.value) for m in [*at.error, *at.warning])
+    named = {str(Path(value).expanduser()), str(Path(value).expanduser() / "config.json")}
+    assert "never a path on the server" in shown and not named & set(touched)
+    assert "run" not in at.query_params
+    at = click(page(model="llama-3.1-8b", gpu="h100", num_requests="50"), "Run simulation")
+    assert store().get_run(at.query_params["run"]).config.model == "llama-3.1-8b"

@@ -1,5 +1,6 @@
 """batchlab web explorer: ``streamlit run webapp/app.py`` (or ``batchlab app``)."""
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,6 +10,10 @@ if str(ROOT.parent) not in sys.path:  # running from a checkout without an insta
     sys.path.insert(0, str(ROOT.parent))
 
 import streamlit as st  # noqa: E402
+
+from batchlab.core.hardware import WEB_ENV  # noqa: E402
+
+os.environ[WEB_ENV] = "1"   # this process and the job runners it starts: a model is a bundled name, never a path
 
 from batchlab.webapp.favicon import favicon  # noqa: E402
 from batchlab.webapp.services import log, user_message  # noqa: E402
