@@ -210,7 +210,8 @@ class SimConfig:
                                      "Acts only on workloads with prefix keys (shared system prompts, "
                                      "conversations, Mooncake traces).", group="memory")
     # --- latency model ---------------------------------------------------
-    latency: str = _f("parametric", "parametric, or grid:NAME for a calibration grid (bundled or stored).",
+    latency: str = _f("parametric", "parametric, grid:NAME for a calibration grid (bundled or stored), or roofline "
+                      "(an estimate from model's operators on gpu: docs/hardware.md).",
                       group="latency")
     scale_grid_tp: bool = _f(False, "Tensor parallelism: a grid measured at another TP than tp is refused unless "
                              "this is on; then its times go through the scaling model.", group="latency")
@@ -261,8 +262,11 @@ class SimConfig:
         need(self.b_max >= self.b_min, "b_min", f"b_min ({self.b_min}) must not exceed b_max ({self.b_max})")
         need(self.weights_gb < self.gpu_mem_gb * self.tp, "weights_gb",
              f"must be below gpu_mem_gb x tp ({self.gpu_mem_gb * self.tp:g} GB), got {self.weights_gb:g}")
-        need(self.latency == "parametric" or (self.latency.startswith("grid:") and len(self.latency) > 5),
-             "latency", f"must be 'parametric' or 'grid:NAME', got {self.latency!r}")
+        need(self.latency in ("parametric", "roofline") or (self.latency.startswith("grid:") and len(self.latency) > 5),
+             "latency", f"must be 'parametric', 'grid:NAME' or 'roofline', got {self.latency!r}")
+        need(self.latency != "roofline" or (self.model is not None and self.gpu is not None), "latency",
+             f"roofline needs both model and gpu (its operators and its peaks); got model "
+             f"{self.model or 'none'}, gpu {self.gpu or 'none'}")
         need(self.decode_base + self.decode_per_seq > 0, "decode_base",
              "decode_base + decode_per_seq must be > 0 (a decode step cannot be free)")
         if self.continuous and self.max_num_batched_tokens is not None:   # vLLM refuses less too
@@ -421,7 +425,7 @@ class SimConfig:
             drop |= {"disaggregate", "kv_transfer_gbps"}
         if self.tp == 1:
             drop |= {"tp", "interconnect_gbps", "hidden_size", "scale_grid_tp"}
-        elif self.latency == "parametric":
+        elif self.latency in ("parametric", "roofline"):
             drop.add("scale_grid_tp")
         if self.routing == "shared_queue" or self.n_replicas == 1:   # every router is the same on one replica
             drop.add("router")

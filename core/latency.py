@@ -7,13 +7,15 @@ The prefill emits every sequence's first token, so a batch costs
 ``prefill_time(b, P) + decode_time(b, P, O - 1)``, and its decode steps see
 per-sequence contexts ``P, P+1, ..., P+O-2``.
 
-Two implementations share this interface:
+These implementations share this interface:
 
 * :class:`ParametricLatency` (the default): prefill linear in ``b * P``; decode
   step ``t0 + t1*b + t2*b*c`` for per-sequence context ``c`` (so ``b*c`` is the
   batch's total context tokens). Paper 2 fits a decode step of about 30 ms +
   0.22 ms per sequence; the context term makes long-output batches slower.
 * :class:`core.latency_grid.GridLatency`: interpolates a measured calibration grid.
+* :class:`core.roofline.RooflineLatency`: a grid computed from the model's operators on the GPU's
+  compute and bandwidth (no measurement).
 """
 from __future__ import annotations
 
@@ -142,7 +144,8 @@ def build_latency_model(config, grid=None) -> LatencyModel:
     The parametric coefficients are one GPU's; at tp > 1 they go through the tensor-parallel scaling
     model (:meth:`core.tensor_parallel.TensorParallel.parametric`). A grid is used at the TP it was
     measured at; another TP raises :class:`~core.config.ConfigError` unless ``config.scale_grid_tp``
-    (:func:`core.tensor_parallel.grid_latency`).
+    (:func:`core.tensor_parallel.grid_latency`). ``roofline`` estimates the times from ``config.model``'s
+    operators on ``config.gpu`` (:mod:`core.roofline`).
     """
     if config.latency == "parametric":
         one_gpu = ParametricLatency(config.prefill_base, config.prefill_per_token, config.decode_base,
@@ -152,6 +155,10 @@ def build_latency_model(config, grid=None) -> LatencyModel:
         from .tensor_parallel import TensorParallel
 
         return TensorParallel.from_config(config).parametric(one_gpu, config.tp)
+    if config.latency == "roofline":   # the model's operators on the GPU's peaks, at the config's TP
+        from .roofline import Roofline, RooflineLatency
+
+        return RooflineLatency(Roofline.from_config(config))
     from batchlab.calibration.data import bundled_grids, load_bundled
 
     from .config import ConfigError

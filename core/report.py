@@ -93,7 +93,7 @@ def format_summary(s: dict, workload_label: str, source: str) -> str:
     notes = s.get("latency_notes") or {}
     if notes.get("extrapolated_queries"):
         lines.append(f"  note: {notes['extrapolated_queries']:,} latency queries were extrapolated "
-                     "beyond the calibration grid")
+                     f"beyond the {'roofline' if notes.get('roofline') else 'calibration'} grid")
     return "\n".join(lines)
 
 
