@@ -549,8 +549,9 @@ def test_a_cli_sweep_on_a_store_with_a_password_runs_on_the_local_pool(pg_url, m
 
 @pytest.mark.parametrize("value", ["/etc/passwd", "../../config.json", "~/.ssh/config.json", "./models"])
 def test_a_model_on_a_web_page_is_a_bundled_name_never_a_server_path(value, tmp_path, monkeypatch):
-    """The CLI reads a local config.json (--model path); a web URL naming one is refused before any file is
-    touched (the app marks its process, webapp/app.py), and the catalogue's names still work."""
+    """The CLI reads a local config.json (--model path); on the web the Run form picks a bundled name (a URL
+    naming a path leaves it on auto), every other web entry refuses a path before any file is touched (the
+    app marks its process, webapp/app.py), and the catalogue's names work."""
     from pathlib import Path
 
     touched: list[str] = []
@@ -563,10 +564,19 @@ def test_a_model_on_a_web_page_is_a_bundled_name_never_a_server_path(value, tmp_
             return _real(self, *a, **k)
 
         monkeypatch.setattr(Path, name, spy)
-    at = click(page(model=value, num_requests="50"), "Run simulation")
-    shown = " ".join(str(m.value) for m in [*at.error, *at.warning])
     named = {str(Path(value).expanduser()), str(Path(value).expanduser() / "config.json")}
-    assert "never a path on the server" in shown and not named & set(touched)
-    assert "run" not in at.query_params
+    at = page(model=value, num_requests="50")   # the Run form: a picker of bundled names
+    assert at.selectbox(key="sim.model").value == "auto"
+    at = click(at, "Run simulation")
+    assert not named & set(touched)
+    assert store().get_run(at.query_params["run"]).config.model is None
+    from batchlab.core import SimConfig
+    from batchlab.core.config import ConfigError
+
+    # the text boxes (Sweeps' base settings, Plan's other settings) and the job runners build a SimConfig
+    # in a process the app marked: refused there, before any file is touched
+    with pytest.raises(ConfigError, match="never a path on the server"):
+        SimConfig(model=value)
+    assert not named & set(touched)
     at = click(page(model="llama-3.1-8b", gpu="h100", num_requests="50"), "Run simulation")
     assert store().get_run(at.query_params["run"]).config.model == "llama-3.1-8b"

@@ -19,6 +19,7 @@ from typing import Any
 import streamlit as st
 
 from batchlab.core.config import MODE_HELP, MODES, SimConfig, config_fields
+from batchlab.core.hardware import bundled_models, gpu_catalogue
 from batchlab.workloads.burstgpt import bundled_traces
 from batchlab.workloads.spec import SHARING, SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
 
@@ -157,6 +158,8 @@ def _step(default: float) -> float:
 
 
 # ------------------------------------------------------------ session state --
+# the web picks a model and a GPU from the bundled catalogues (a path is the command line's alone)
+HARDWARE_PICKERS = {"model": list(bundled_models()), "gpu": list(gpu_catalogue())}
 AUTO = "auto"  # selectbox stand-in for None (a None selection would read as "nothing chosen")
 
 
@@ -311,7 +314,7 @@ def settings_form(form_key: str, source: str, latency_options: list[str], submit
         with e1.expander("Latency model"):
             sim |= render_fields(sim_fields("latency"), SIM, options={"latency": latency_options})
         with e2.expander("Memory model (Algorithm 1)"):
-            sim |= render_fields(sim_fields("memory"), SIM)
+            sim |= render_fields(sim_fields("memory"), SIM, options=HARDWARE_PICKERS)
         with e3.expander("SLA controller (Algorithm 2)"):
             sim |= render_fields([_field(n) for n in SLA_CONTROLLER], SIM)
         submitted = st.form_submit_button(submit_label, type="primary", icon=":material/play_arrow:")

@@ -44,9 +44,10 @@ def trace_problem(trace: str, uploads: Collection[str] = ()) -> str | None:
 
 
 def latency_problem(latency: str) -> str | None:
-    """Why the web cannot use ``latency`` (None when it can): parametric, or grid:NAME by name."""
+    """Why the web cannot use ``latency`` (None when it can): parametric, roofline (from the bundled
+    catalogues), or grid:NAME by name."""
     if not str(latency).startswith("grid:"):
-        return None  # parametric (SimConfig refuses anything else)
+        return None  # parametric or roofline (SimConfig refuses anything else)
     ref = str(latency)[len("grid:"):].strip()
     if NAME_RE.fullmatch(ref) and not is_grid_path(ref):
         return None

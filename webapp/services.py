@@ -91,7 +91,7 @@ def grid_names() -> dict[str, str]:
 
 
 def latency_options() -> list[str]:
-    return ["parametric"] + [f"grid:{n}" for n in sorted(grid_names())]
+    return ["parametric", "roofline"] + [f"grid:{n}" for n in sorted(grid_names())]
 
 
 def resolve_grid(latency: str):
