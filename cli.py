@@ -1222,12 +1222,17 @@ def _candidates_option(name: str, default: tuple[int, ...], what: str):
 @click.option("--pilot/--no-pilot", default=True, show_default=True,
               help="For a synthetic workload of 50,000 requests or more, first search on a tenth of them to "
                    "choose where the full-size search looks first (it decides nothing).")
+@click.option("--gpus-from", default=None, metavar="GPU1,GPU2,...",
+              help="Plan once per catalogue GPU (e.g. L4,H100; needs --model, not --gpu) and recommend the "
+                   "cheapest meeting --target: GPUs x USD per GPU-hour (docs/hardware.md has the default prices).")
+@click.option("--gpu-cost", default=None, metavar="GPU=USD,...",
+              help="USD per GPU-hour overriding the default prices with --gpus-from, e.g. h100=2.5,l4=0.8.")
 @executor_options
 @with_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the whole plan as one JSON object.")
 def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, batch_candidates, routers,
-         tp_candidates, pd_ratios, replications, rule, confidence, evidence, tolerance, pilot, cluster, workers, db,
-         no_store, as_json, **flags):
+         tp_candidates, pd_ratios, replications, rule, confidence, evidence, tolerance, pilot, gpus_from, gpu_cost,
+         cluster, workers, db, no_store, as_json, **flags):
     """Find the fewest GPUs, and the batching configuration, that meet --target at this traffic.
 
     The traffic is the workload's own: a synthetic workload at --rate (default 12 req/s),
@@ -1237,9 +1242,10 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     (GPUs = replicas x TP), ranks the configurations at the answer, and
     gives each mode's capacity there as evidence. Every run is stored, so planning again
     (e.g. with a tighter target) reuses them. Exit status 1 when no configuration meets the
-    target with --max-gpus GPUs.
+    target with --max-gpus GPUs. With --gpus-from, one plan per GPU type, priced, the cheapest
+    meeting the target recommended (exit status 1 when no type meets it).
     """
-    from batchlab.core.plan_options import PlanOptions
+    from batchlab.core.plan_options import PlanOptions, parse_gpu_costs, parse_gpu_types
     from batchlab.core.plan_report import format_plan
     from batchlab.store.sweep_jobs import gpu_plan
 
@@ -1263,6 +1269,22 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
                                   for r in _text_list(pd_ratios, "--pd-ratios")),
                               replications=replications, rule=rule, confidence=confidence, evidence=evidence,
                               tolerance=tolerance, pilot=pilot)
+        if gpu_cost is not None and gpus_from is None:
+            raise click.BadParameter("prices the GPU types of --gpus-from: give --gpus-from too",
+                                     param_hint="--gpu-cost")
+        if gpus_from is not None:
+            try:
+                types = parse_gpu_types(gpus_from)
+                costs = None if gpu_cost is None else parse_gpu_costs(gpu_cost)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc).split(": ", 1)[1],
+                                         param_hint="--gpu-cost" if str(exc).startswith("gpu_cost") else
+                                         "--gpus-from") from None
+            if "gpu" in given:
+                raise ConfigError("gpu", "--gpus-from sets it per plan; give --gpu or --gpus-from, not both")
+            if cfg.model is None:
+                raise ConfigError("model", "--gpus-from needs --model (the weights and KV cache on each GPU)")
+            options = dataclasses.replace(options, gpu_types=types, gpu_costs=costs)
         planned = gpu_plan(cfg, spec, options)
         result, sweep_id = _run_plan(planned, db, no_store, cluster, workers, "plan")
     except _sweep_errors() as exc:

@@ -16,6 +16,7 @@ from batchlab.core.memory import GB
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"
 MODELS_DIR = CATALOGUE / "models"
 GPUS_FILE = CATALOGUE / "gpus.json"
+PRICES_FILE = CATALOGUE / "gpu_prices.json"
 MAX_CONFIG_BYTES = 1 << 20
 WEB_ENV = "BATCHLAB_WEB"   # set in the web app's processes: a model is a bundled name, never a server path
 # torch_dtype of a config.json -> bytes per element (weights and, by default, the KV cache)
@@ -227,3 +228,20 @@ def gpu_spec(name: str) -> GPU:
         raise CatalogueError(f"unknown GPU {name!r}; known: {', '.join(gpus)}")
     return gpus[key]
 
+
+
+@dataclass(frozen=True)
+class GpuPrice:
+    """A catalogue GPU's default on-demand price in USD per GPU-hour, where it comes from and when."""
+
+    name: str
+    price_per_hour: float
+    price_source: str
+    price_date: str
+    approximate: bool
+
+
+def gpu_prices() -> dict[str, GpuPrice]:
+    """Every catalogue GPU's default price by its lower-case name (``core/catalogue/gpu_prices.json``)."""
+    rows = json.loads(PRICES_FILE.read_text())["prices"]
+    return {r["name"]: GpuPrice(**r) for r in rows}

@@ -99,10 +99,11 @@ from .config import (
     SimConfig,
 )
 from .plan_options import CLUSTER_OPTIONS, PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
-from .plan_report import label_of, plan_sentence, run_command, toml_config
+from .plan_report import gpu_label, label_of, plan_sentence, run_command, toml_config
 from .stats import mean_ci
 from .sweep import Member, MemberResult, SweepError, default_workers, pool_for, run_members, simulate_member
 
+COST_KEYS = ("gpu_types", "cheapest")  # in a plan's answer only when it plans across GPU types
 WINNER_FACTOR = 1.25  # the smallest bracketing step of a capacity search from a rate known to pass
 
 OnRun = Callable[[str, bool], None]  # (phase, the run succeeded)
@@ -248,6 +249,10 @@ def _cluster_inputs(config: SimConfig, o: PlanOptions) -> None:
 def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOptions) -> None:
     """SweepError naming the first input a plan cannot use (every candidate config is validated here)."""
     o = options
+    if o.gpu_types is not None or o.gpu_costs is not None:
+        _cost_inputs(config, o)
+        if o.gpu_types is not None:
+            o = dataclasses.replace(o, gpu_types=None, gpu_costs=None)
     if not 0 < o.target <= 1:
         raise SweepError(f"target: must be in (0, 1] (an SLA attainment), got {o.target:g}")
     bad = [m for m in o.modes if m not in MODES]
@@ -282,6 +287,30 @@ def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOption
     if not any(c.gpus_within(o.max_gpus) for c in cands):
         raise SweepError(f"max_gpus: no candidate fits in {o.max_gpus} GPUs (a disaggregated cluster needs two "
                          "replicas or more)")
+
+
+def _cost_inputs(config: SimConfig, o: PlanOptions) -> None:
+    """SweepError naming what a plan across GPU types cannot use."""
+    from .hardware import gpu_catalogue
+
+    known = gpu_catalogue()
+    for name in (o.gpu_types or ()) + tuple(k for k, _ in o.gpu_costs or ()):
+        if name not in known:
+            raise SweepError(f"gpu_types: unknown GPU {name!r}; known: {', '.join(known)}")
+    if o.gpu_types is not None:
+        if not o.gpu_types:
+            raise SweepError("gpu_types: give at least one catalogue GPU")
+        if len(set(o.gpu_types)) != len(o.gpu_types):
+            raise SweepError("gpu_types: a GPU is listed twice")
+        if config.model is None:
+            raise SweepError("gpu_types: a plan across GPU types needs model (the weights and KV shape on each GPU)")
+        if config.gpu is not None:
+            raise SweepError(f"gpu: the plan sets it from gpu_types; give gpu ({config.gpu}) or gpu_types, "
+                             "not both")
+    for name, price in o.gpu_costs or ():
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price <= 0:
+            raise SweepError(f"gpu_costs: the price of {name!r} must be a positive number of USD per GPU-hour, "
+                             f"got {price!r}")
 
 
 def pilot_requests(spec: WorkloadSpec, options: PlanOptions) -> int | None:
@@ -358,9 +387,12 @@ class PlanResult:
     phase_seconds: dict
     errors: dict = field(default_factory=dict)
     error: str | None = None
+    gpu_types: list[dict] | None = None   # a plan across GPU types: one row per type (plan_across_gpus)
+    cheapest: str | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        return d if self.gpu_types is not None else {k: v for k, v in d.items() if k not in COST_KEYS}
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -630,6 +662,8 @@ def plan(config: SimConfig, spec: WorkloadSpec, options: PlanOptions | None = No
     """
     t0 = time.perf_counter()
     o = options or PlanOptions()
+    if o.gpu_types is not None:
+        return plan_across_gpus(config, spec, o, executor, job, workers, on_run, on_left)
     check_plan_inputs(config, spec, o)
     rate = offered_rate(spec)
     if o.evidence:
@@ -713,3 +747,106 @@ def _result(s: _Search, g: int | None, at: int, ranked: list[Cell], capacities: 
                         next(iter(errors.values())) if status == "failed" else None)
     result.sentence = plan_sentence(result.to_dict())
     return result
+
+
+# ------------------------------------------------------ across GPU types --
+def gpu_price_table(options: PlanOptions) -> dict[str, tuple[float, str]]:
+    """USD per GPU-hour of each of ``options.gpu_types`` and where it comes from: ``options.gpu_costs``
+    (``"given"``) or the catalogue's default (its source and date)."""
+    from .hardware import gpu_prices
+
+    given, defaults = dict(options.gpu_costs or ()), gpu_prices()
+    out = {}
+    for name in options.gpu_types or ():
+        if name in given:
+            out[name] = (float(given[name]), "given (--gpu-cost)")
+        else:
+            p = defaults[name]
+            out[name] = (p.price_per_hour, f"{p.price_source} ({p.price_date})")
+    return out
+
+
+def _type_config(config: SimConfig, gpu: str, tps: tuple[int, ...]) -> tuple[SimConfig | None, tuple[int, ...]]:
+    """``config`` on ``gpu`` and the TPs of ``tps`` whose replicas hold the weights (None, (): none does)."""
+    from .hardware import gpu_spec
+
+    usable = gpu_spec(gpu).usable_gb(config.gpu_memory_utilization)
+    fit = tuple(t for t in tps if config.weights_gb < usable * t)
+    if not fit:
+        return None, ()
+    try:
+        return config.replace(gpu=gpu, tp=fit[0], replicas=1), fit
+    except ConfigError:
+        return None, ()
+
+
+def plan_across_gpus(config: SimConfig, spec: WorkloadSpec, options: PlanOptions, executor: Executor | None = None,
+                     job: Callable[[Member], MemberResult] = simulate_member, workers: int | None = None,
+                     on_run: OnRun | None = None, on_left: OnLeft | None = None) -> PlanResult:
+    """One :func:`plan` per GPU of ``options.gpu_types`` (``config`` with ``gpu`` set to it, every other
+    setting and option equal; only the TPs whose replicas hold the weights), priced: per type the fewest
+    GPUs meeting the target, USD per hour = GPUs x price per GPU-hour and USD per million requests =
+    USD per hour / (rate x 3600) x 1e6. The answer is the cheapest type's plan (ties: fewer GPUs, then
+    the order given) with ``gpu_types`` (one row per type) and ``cheapest``; a type that cannot hold the
+    weights with any TP candidate, or misses the target within max_gpus, says so in its row."""
+    t0 = time.perf_counter()
+    check_plan_inputs(config, spec, options)
+    prices = gpu_price_table(options)
+    base_o = dataclasses.replace(options, gpu_types=None, gpu_costs=None)
+    tps = cluster_lists(base_o, config)[0]
+    rate = offered_rate(spec)
+    results: dict[str, PlanResult] = {}
+    rows = []
+    workers = workers or default_workers()
+    with pool_for(executor, workers) as pool:
+        for name in options.gpu_types:
+            price, source = prices[name]
+            row = {"gpu": name, "price_per_hour": price, "price_source": source, "status": None, "gpus": None,
+                   "configuration": None, "attainment": None, "cost_per_hour": None,
+                   "cost_per_million_requests": None, "tp_values": None, "runs": None, "simulated": None,
+                   "error": None}
+            cfg, fit = _type_config(config, name, tps)
+            if cfg is None:
+                row.update(status="does not fit", error=f"{config.weights_gb:g} GB of weights do not fit "
+                           f"{gpu_label(name)} replicas of TP {', '.join(map(str, tps))}")
+                rows.append(row)
+                continue
+            o = dataclasses.replace(base_o, tp_values=fit if options.tp_values is not None or fit != tps else None)
+            tagged = None if on_run is None else (lambda phase, ok, n=name: on_run(f"{gpu_label(n)}: {phase}", ok))
+            try:
+                res = plan(cfg, spec, o, pool, job, workers, tagged, on_left)
+            except SweepError as exc:
+                row.update(status="failed", error=str(exc))
+                rows.append(row)
+                continue
+            results[name] = res
+            rec = res.recommended or {}
+            row.update(status=res.status, tp_values=list(fit), error=res.error,
+                       configuration=rec.get("configuration"), attainment=rec.get("attainment"),
+                       runs=res.counts["runs"], simulated=res.counts["simulated"])
+            if res.status == "ok":
+                cost = res.gpus * price
+                row.update(gpus=res.gpus, cost_per_hour=cost, cost_per_million_requests=cost / (rate * 3600) * 1e6)
+            rows.append(row)
+    ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
+    best = min(ok, key=lambda i: (rows[i]["cost_per_hour"], rows[i]["gpus"], i)) if ok else None
+    for i, r in enumerate(rows):
+        r["cheapest"] = i == best
+    shown = rows[best]["gpu"] if best is not None else next(iter(results), None)
+    if shown is None:   # no type could be planned at all
+        err = "; ".join(f"{gpu_label(r['gpu'])}: {r['error']}" for r in rows)
+        res = PlanResult("failed", options.target, options.rule, options.confidence, options.replications, rate,
+                         options.max_gpus, None, None, "", None, [], None, [], [], [], {"runs": 0, "simulated": 0},
+                         0.0, {}, {}, err)
+    else:
+        res = dataclasses.replace(results[shown])
+        if best is None and res.status == "ok":
+            res.status = "unreachable"
+    res.gpu_types, res.cheapest = rows, rows[best]["gpu"] if best is not None else None
+    if best is None and any(r["status"] in ("unreachable", "ok") for r in rows):
+        res.status = "unreachable"
+    res.counts = {**res.counts, "runs_all_types": sum(r.get("runs") or 0 for r in rows),
+                  "simulated_all_types": sum(r.get("simulated") or 0 for r in rows)}
+    res.seconds = time.perf_counter() - t0
+    res.sentence = plan_sentence(res.to_dict())
+    return res

@@ -149,8 +149,48 @@ def toml_config(config: SimConfig, spec: WorkloadSpec) -> str:
 
 
 # --------------------------------------------------------------- answer --
+def gpu_label(name: str) -> str:
+    """A catalogue GPU as the plan names it: ``H100``, ``A100-80GB``, ``MI300X``."""
+    return name.upper()
+
+
+def money(x: float) -> str:
+    return f"${x:,.2f}" if x >= 0.995 else f"${x:.3g}"
+
+
+def type_text(row: dict) -> str:
+    """One GPU type's outcome: ``4 x H100 at $49.16/h`` or why it has none."""
+    name = gpu_label(row["gpu"])
+    if row["status"] == "ok":
+        return f"{row['gpus']} x {name} at {money(row['cost_per_hour'])}/h"
+    if row["status"] == "unreachable":
+        return f"{name} misses the target within the GPUs allowed"
+    if row["status"] == "does not fit":
+        return f"{name} cannot hold the weights with any TP candidate"
+    return f"{name} failed ({row.get('error') or 'every run failed'})"
+
+
+def cost_sentence(d: dict) -> str:
+    """The plan across GPU types in one sentence: the cheapest type meeting the target, the others' costs."""
+    rows = d["gpu_types"]
+    best = next((r for r in rows if r.get("cheapest")), None)
+    others = "; ".join(type_text(r) for r in rows if r is not best)
+    if best is None:
+        return (f"No GPU type meets {pct(d['target'])} within SLA at {rate_text(d['rate_rps'])} with up to "
+                f"{gpus_text(d['max_gpus'])}: {others}.")
+    per_m = best["cost_per_million_requests"]
+    head = f"Cheapest: {type_text(best)} ({money(per_m)} per million requests)"
+    return head + (f" (vs {others})" if others else "") + ": " + _one_plan_sentence(d)
+
+
 def plan_sentence(d: dict) -> str:
-    """The answer in one sentence (``d``: a ``PlanResult.to_dict()``)."""
+    """The answer in one sentence (``d``: a ``PlanResult.to_dict()``; across GPU types, the cheapest first)."""
+    if d.get("gpu_types") is not None:
+        return cost_sentence(d)
+    return _one_plan_sentence(d)
+
+
+def _one_plan_sentence(d: dict) -> str:
     rate = rate_text(d["rate_rps"])
     target = d["target"]
     rec = d.get("recommended")
@@ -208,6 +248,15 @@ def format_plan(d: dict) -> str:
     from .sweep_report import format_frame
 
     out = [d["sentence"], ""]
+    if d.get("gpu_types") is not None:
+        out += [f"GPU types (USD per GPU-hour; per million requests at {rate_text(d['rate_rps'])}):",
+                format_frame(pd.DataFrame(d["gpu_types"]),
+                             ["gpu", "status", "gpus", "configuration", "attainment", "price_per_hour",
+                              "cost_per_hour", "cost_per_million_requests", "cheapest"]), ""]
+        out += ["Prices: " + "; ".join(f"{gpu_label(r['gpu'])} {money(r['price_per_hour'])} ({r['price_source']})"
+                                       for r in d["gpu_types"]), ""]
+        if d.get("cheapest"):
+            out += [f"The plan of {gpu_label(d['cheapest'])}:", ""]
     rec = d.get("recommended")
     if rec is not None:
         out += ["Recommended run:", "  " + rec["command"], "", "As a config file:"]

@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from batchlab.core.config import CONTINUOUS_MODES, CONTINUOUS_ROUTER, MODE_HELP, MODES, ROUTERS, SimConfig
+from batchlab.core.hardware import gpu_catalogue
 from batchlab.core.plan_options import (
     B_MAX_VALUES,
     BATCH_VALUES,
@@ -28,8 +29,9 @@ from batchlab.core.plan_options import (
     PLANNED,
     RULES,
     PlanOptions,
+    parse_gpu_costs,
 )
-from batchlab.core.plan_report import counts_text, gpus_text, rule_text, shown_column
+from batchlab.core.plan_report import counts_text, gpu_label, gpus_text, rule_text, shown_column
 from batchlab.core.sweep import SweepError
 from batchlab.core.sweep_report import capacity_frame, probes_frame
 from batchlab.store import job_runs
@@ -201,6 +203,25 @@ def cluster_options(routers: list[str], tps: str, ratios: str) -> dict:
             "pd_ratios": None if pd == (None,) else pd}
 
 
+def cost_options(gpu_types: list[str], costs: str) -> dict:
+    """PlanOptions' gpu_types and gpu_costs from the form (none when no GPU type is chosen)."""
+    if not gpu_types:
+        if costs.strip():
+            raise SweepError("gpu_costs: they price the GPU types: choose GPU types too")
+        return {}
+    try:
+        return {"gpu_types": tuple(gpu_types), "gpu_costs": parse_gpu_costs(costs) if costs.strip() else None}
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
+
+
+def gpu_types_frame(answer: dict) -> pd.DataFrame:
+    """The per-GPU-type table of a plan across GPU types."""
+    cols = ["gpu", "status", "gpus", "configuration", "attainment", "price_per_hour", "cost_per_hour",
+            "cost_per_million_requests", "cheapest", "price_source", "error"]
+    return pd.DataFrame(answer["gpu_types"]).reindex(columns=cols)
+
+
 def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
@@ -285,6 +306,15 @@ def plan_form(source: str) -> Launch | None:
             tps = c[1].text_input("TP (GPUs per replica)", "1", key="plan.tp", help=TP_HELP)
             ratios = c[2].text_input("P:D ratios (continuous modes)", "", key="plan.pd", placeholder="none",
                                      help=PD_HELP)
+            c = st.columns(2)
+            gpu_types = c[0].multiselect("GPU types (one plan each; needs model=NAME below)", list(gpu_catalogue()),
+                                         default=[], key="plan.gpu_types", format_func=gpu_label,
+                                         help="Plan once per catalogue GPU and recommend the cheapest meeting the "
+                                              "target: GPUs x USD per GPU-hour.")
+            costs = c[1].text_input("GPU costs (USD per GPU-hour)", "", key="plan.gpu_costs",
+                                    placeholder="the catalogue's list prices",
+                                    help="Override the default prices, e.g. h100=2.5,l4=0.8 (docs/hardware.md "
+                                         "lists the defaults with their sources and dates).")
             other = st.text_area("Other settings", "", key="plan.settings", help=SETTINGS_HELP)
             c = st.columns(4)
             evidence = c[0].checkbox("Capacity evidence", True, key="plan.evidence",
@@ -307,7 +337,8 @@ def plan_form(source: str) -> Launch | None:
         build_workload(spec)  # a trace that cannot be read is named here, not in the background
     options = PlanOptions(target=target, modes=tuple(modes), max_gpus=int(max_gpus), k_values=_ints(ks, "K"),
                           b_max_values=_ints(bmax, "B_max"), batch_values=_ints(bs, "B"), replications=int(reps),
-                          rule=rule, evidence=evidence, **cluster_options(routers, tps, ratios))
+                          rule=rule, evidence=evidence, **cluster_options(routers, tps, ratios),
+                          **cost_options(gpu_types, costs))
     return Launch(gpu_plan(cfg, spec, options), cluster, int(workers) or None)
 
 
@@ -341,6 +372,11 @@ def show_answer(answer: dict) -> None:
     status = answer["status"]
     box = {"ok": st.success, "unreachable": st.warning, "failed": st.error}[status]
     box(f"**{answer['sentence']}**", icon=SENTENCE_ICON[status])
+    if answer.get("gpu_types") is not None:
+        st.markdown("#### GPU types")
+        st.caption(f"USD per hour = GPUs x price per GPU-hour; per million requests at {answer['rate_rps']:.3g} req/s. "
+                   + (f"The plan of {gpu_label(answer['cheapest'])} follows." if answer.get("cheapest") else ""))
+        st.dataframe(gpu_types_frame(answer), hide_index=True, width="stretch")
     rec = answer.get("recommended")
     if rec is None:
         return
