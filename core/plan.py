@@ -767,7 +767,9 @@ def gpu_price_table(options: PlanOptions) -> dict[str, tuple[float, str]]:
 
 
 def _type_config(config: SimConfig, gpu: str, tps: tuple[int, ...]) -> tuple[SimConfig | None, tuple[int, ...]]:
-    """``config`` on ``gpu`` and the TPs of ``tps`` whose replicas hold the weights (None, (): none does)."""
+    """``config`` on ``gpu`` and the TPs of ``tps`` whose replicas hold the weights (None, (): none does).
+    Its latency is the roofline where ``config``'s is parametric: the parametric model's step times are
+    one GPU's whatever the type, so only the roofline tells GPUs apart (a grid is kept as given)."""
     from .hardware import gpu_spec
 
     usable = gpu_spec(gpu).usable_gb(config.gpu_memory_utilization)
@@ -775,7 +777,8 @@ def _type_config(config: SimConfig, gpu: str, tps: tuple[int, ...]) -> tuple[Sim
     if not fit:
         return None, ()
     try:
-        return config.replace(gpu=gpu, tp=fit[0], replicas=1), fit
+        latency = "roofline" if config.latency == "parametric" else config.latency
+        return config.replace(gpu=gpu, tp=fit[0], replicas=1, latency=latency), fit
     except ConfigError:
         return None, ()
 

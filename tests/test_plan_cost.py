@@ -13,8 +13,11 @@ from batchlab.core.plan import plan
 from batchlab.core.plan_options import PlanOptions, parse_gpu_costs
 from batchlab.workloads import WorkloadSpec
 
+# no TBT deadline and 2 req/s: on the roofline (each type's own speed) an L4 decodes llama-3.1-8b in about
+# 70 ms a step, over the default 50 ms, and serves about 1 req/s: so both types can meet the target
 BASE = ["plan", "--no-store", "--workers", "2", "--model", "llama-3.1-8b", "--num-requests", "300",
-        "--modes", "continuous_static", "--batch-candidates", "8", "--max-gpus", "8", "--no-evidence"]
+        "--modes", "continuous_static", "--batch-candidates", "8", "--max-gpus", "8", "--no-evidence",
+        "--d-sla-tbt", "none", "--rate", "2"]
 
 
 def run_cli(*args: str):
@@ -70,14 +73,14 @@ def test_gpu_cost_overrides_change_the_recommendation():
 
 
 def test_no_type_meeting_the_target_says_so_and_exits_1():
-    r = run_cli("--gpus-from", "L4,H100", "--max-gpus", "1", "--target", "0.9")
+    r = run_cli("--gpus-from", "L4,H100", "--max-gpus", "1", "--target", "0.9", "--rate", "50")
     assert r.exit_code == 1
     assert r.stdout.startswith("No GPU type meets 90.0 %") and "L4 misses the target" in r.stdout
 
 
 def test_a_type_that_cannot_hold_the_weights_is_reported_and_tp_lets_it_fit():
     # at 0.5 of its memory an L4 gives 12 GB: the 16 GB of llama-3.1-8b need TP 2; an H100 gives 40 GB
-    cfg = SimConfig(model="llama-3.1-8b", gpu_memory_utilization=0.5)
+    cfg = SimConfig(model="llama-3.1-8b", gpu_memory_utilization=0.5, d_sla_tbt=None)
     spec = WorkloadSpec(num_requests=200)
     o = PlanOptions(modes=("continuous_static",), batch_values=(8,), max_gpus=8, evidence=False,
                     gpu_types=("l4", "h100"))
