@@ -234,7 +234,7 @@ def test_browser_grid_upload_compare_and_stored_run(server, page):
         loads.append(round(_charts_drawn_at(page, RUN_CHARTS) / 1000, 3))
     timings["stored_run_page_s"] = statistics.median(loads)
     timings["stored_run_page_loads_s"] = loads
-    page.get_by_text("continuous_dynamic · 4 GPUs · 1 bin").wait_for()
+    page.get_by_text("continuous_dynamic · 4 GPUs · router least_outstanding · 1 bin").wait_for()
     _shot(page, "run.png")
 
     # --- History lists the three runs; the Run page's form with defaults
@@ -269,7 +269,7 @@ def test_browser_typed_values_take_effect_and_nothing_is_cut(server, page, size)
     header = page.locator("[data-testid=stMarkdownContainer]", has_text="Workload run:").first.inner_text()
     assert "1,500 req" in header and "at 5 req/s" in header, header
     assert "num_requests=1500" in page.url and "rate=5.0" in page.url
-    assert len(cards) == 12, cards
+    assert len(cards) == 14, cards   # 7 cards (label and value each): 6, and on 4 replicas the load imbalance
     cut = [c for c in cards if c[1] > c[2]]
     assert not cut, f"truncated at {w} px: {cut}"
     assert page.get_by_role("button", name="Run simulation").count() == 0, "the settings folded away"

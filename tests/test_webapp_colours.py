@@ -325,7 +325,8 @@ def test_browser_chips_and_legends_fit_at_both_widths(tmp_path):
                 page.set_viewport_size(size)
                 page.goto(server.url + "/plan")
                 chips = _chips(page)
-                assert len(chips) == 4 and all(c[1] and c[2] for c in chips), (size, chips)
+                # the four modes and the router (least_outstanding)
+                assert len(chips) == 5 and all(c[1] and c[2] for c in chips), (size, chips)
                 page.goto(server.url + "/sweeps")     # the capacity form's modes and the suite's scenarios
                 chips = _chips(page)
                 assert len(chips) == 6 and all(c[1] and c[2] for c in chips), (size, chips)
