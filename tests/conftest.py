@@ -141,3 +141,15 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(autouse=True)
+def main_module_kept():
+    """A Streamlit AppTest can leave ``sys.modules["__main__"]`` as the app script: a process pool started
+    later would then run webapp/app.py in every worker (multiprocessing re-imports the main module by path)."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
