@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_webapp_plan import charts
+from test_webapp_plan import charts, fill_plan_form
 
 from batchlab.core import SimConfig
 from batchlab.core.plan_options import PlanOptions
@@ -182,15 +182,7 @@ def test_a_stored_plan_over_routers_and_tp_shows_them():
 
 
 def test_the_plan_form_tries_routers_tp_and_ratios_and_names_bad_ones():
-    at = app("plan")
-    at.number_input(key="plan.requests").set_value(400)
-    at.number_input(key="plan.rate").set_value(2.0)
-    at.number_input(key="plan.target").set_value(90.0)
-    at.multiselect(key="plan.modes").set_value(["continuous_dynamic"])
-    at.number_input(key="plan.max_gpus").set_value(4)
-    at.text_input(key="plan.bmax").set_value("64")
-    at.number_input(key="plan.workers").set_value(1)
-    at.checkbox(key="plan.evidence").set_value(False)
+    at = fill_plan_form(app("plan"), 400, 4)
     for key, value, message in (("plan.tp", "0", "tp_values: values must be whole numbers from 1 to 64"),
                                 ("plan.pd", "1:x", "pd_ratios: each ratio must be P:D"),
                                 ("plan.settings", "router=random", "router: the plan chooses it")):

@@ -112,16 +112,21 @@ def test_stored_plan_shows_the_sentence_evidence_and_the_recommended_run():
     assert f"./plan?plan={key}" in set(sweeps.sweeps_table()["open"])
 
 
-def test_plan_form_launches_a_detached_runner_and_the_page_follows_it():
-    at = page()
-    at.number_input(key="plan.requests").set_value(600)
+def fill_plan_form(at: AppTest, requests: int, max_gpus: int) -> AppTest:
+    """A small plan: continuous_dynamic, B_max 64, 2 req/s, target 90 %, one worker, no evidence."""
+    at.number_input(key="plan.requests").set_value(requests)
     at.number_input(key="plan.rate").set_value(2.0)
     at.number_input(key="plan.target").set_value(90.0)
     at.multiselect(key="plan.modes").set_value(["continuous_dynamic"])
-    at.number_input(key="plan.max_gpus").set_value(3)
+    at.number_input(key="plan.max_gpus").set_value(max_gpus)
     at.text_input(key="plan.bmax").set_value("64")
     at.number_input(key="plan.workers").set_value(1)
     at.checkbox(key="plan.evidence").set_value(False)
+    return at
+
+
+def test_plan_form_launches_a_detached_runner_and_the_page_follows_it():
+    at = fill_plan_form(page(), 600, 3)
     [b for b in at.button if b.label == "Plan"][0].click().run()
     assert not at.exception, at.exception
     key = at.query_params["plan"]
