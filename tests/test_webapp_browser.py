@@ -264,7 +264,7 @@ def test_browser_typed_values_take_effect_and_nothing_is_cut(server, page, size)
     page.get_by_label("Requests", exact=True).fill("1500")
     page.get_by_label("Arrival rate (req/s)", exact=True).fill("5")
     page.get_by_role("button", name="Run simulation").click()
-    cards = _wait_cards(page)
+    cards = _wait_cards(page, 7)   # six headline cards and, on 4 replicas, the load imbalance
     page.get_by_text("1,500 req", exact=False).first.wait_for()
     header = page.locator("[data-testid=stMarkdownContainer]", has_text="Workload run:").first.inner_text()
     assert "1,500 req" in header and "at 5 req/s" in header, header
