@@ -196,3 +196,58 @@ def test_bad_plan_input_is_named_on_the_page():
     at = page(plan="0123456789abcdef")
     assert "There is no plan 0123456789abcdef in this store" in " ".join(w.value for w in at.warning)
     assert store().list_sweeps() == []
+
+
+def test_a_plan_on_a_picked_model_and_gpu():
+    """The Hardware pickers apply model= and gpu= to the plan's base config, as if typed in Other settings: the
+    stored plan and its recommended run carry them and the memory settings the catalogue derives."""
+    from batchlab.core.hardware import gpu_spec, model_arch
+
+    at = fill_plan_form(page(), 400, 2)
+    at.selectbox(key="plan.model").set_value("qwen2.5-0.5b")
+    at.selectbox(key="plan.gpu").set_value("l4")
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert not at.exception, at.exception
+    assert not errors_text(at)
+    plan_id = store().find_sweep(at.query_params["plan"]).id
+    cfg = store().get_sweep(plan_id).params["plan"]["config"]
+    arch = model_arch("qwen2.5-0.5b")
+    assert (cfg["model"], cfg["gpu"], cfg["latency"]) == ("qwen2.5-0.5b", "l4", "parametric")
+    assert cfg["gpu_mem_gb"] == pytest.approx(0.9 * gpu_spec("l4").memory_gb) == pytest.approx(21.6)
+    assert cfg["weights_gb"] == pytest.approx(arch.weights_gb()) and cfg["kv_layers"] == arch.num_layers
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and store().get_sweep(plan_id).params.get("status") != "done":
+        time.sleep(0.3)
+    params = store().get_sweep(plan_id).params
+    assert params["status"] == "done", params
+    rec = params["result"]["answer"]["recommended"]["config"]
+    assert (rec["model"], rec["gpu"]) == ("qwen2.5-0.5b", "l4") and rec["gpu_mem_gb"] == pytest.approx(21.6)
+
+
+@pytest.mark.parametrize("hostile", ["../../etc/passwd", "/tmp/x.json"])
+def test_a_model_path_in_the_plan_settings_is_refused(hostile):
+    at = page()
+    at.text_area(key="plan.settings").set_value(f"model={hostile}")
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert not at.exception, at.exception
+    errors = errors_text(at)
+    assert "Cannot start the plan: model: a web page takes a bundled model by name" in errors
+    assert "never a path on the server" in errors and "Traceback" not in errors
+    at.selectbox(key="plan.model").set_value("llama-3.1-8b")  # picked and typed: named, nothing read
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert f"model: is set by the picker (llama-3.1-8b); got {hostile} too in the settings" in errors_text(at)
+    assert store().list_sweeps() == [] and "plan" not in at.query_params
+
+
+def test_a_picked_gpu_and_gpu_types_conflict_as_in_the_core():
+    at = page()
+    at.selectbox(key="plan.model").set_value("llama-3.1-8b")
+    at.selectbox(key="plan.gpu").set_value("h100")
+    at.multiselect(key="plan.gpu_types").set_value(["l4", "h100"])
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert "gpu: the plan sets it from gpu_types; give gpu (h100) or gpu_types, not both" in errors_text(at)
+    at.selectbox(key="plan.gpu").set_value("auto")
+    at.selectbox(key="plan.model").set_value("auto")
+    [b for b in at.button if b.label == "Plan"][0].click().run()
+    assert "gpu_types: a plan across GPU types needs model" in errors_text(at)
+    assert store().list_sweeps() == []

@@ -193,3 +193,91 @@ def test_a_sweep_is_cancelled_from_its_page_and_resumed():
     assert _until_ended(job_id)["status"] == "done"
     params = store().get_sweep(job_id).params
     assert params["result"]["runs"] == 32 and params["result"]["failed"] == 0 and not params["cancel"]
+
+
+def test_model_and_gpu_pickers_set_every_run_of_a_sweep():
+    """A model and GPU picked beside the base settings apply as model=/gpu= lines would: the sweep's stored base
+    and every run it ran carry them and the memory settings the catalogue derives (usable memory 0.9 x the
+    GPU's), and the roofline box switches the latency model."""
+    from batchlab.core.hardware import gpu_spec, model_arch
+
+    at = page("sweeps")
+    assert set(at.selectbox(key="grid.model").options) >= {"llama-3.1-8b", "qwen2.5-0.5b"}
+    assert not any("/" in o or o.endswith(".json") for o in at.selectbox(key="grid.model").options)
+    at.text_area(key="grid.vary").set_value("rate=1,2")
+    at.text_area(key="grid.settings").set_value("num_requests=200")
+    at.number_input(key="grid.workers").set_value(1)
+    at.selectbox(key="grid.model").set_value("llama-3.1-8b")
+    at.selectbox(key="grid.gpu").set_value("h100")
+    at.checkbox(key="grid.roofline").check()
+    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    assert not at.exception, at.exception
+    assert not errors_text(at)
+    job_id = _job_param(at, "sweep")
+    arch, gpu = model_arch("llama-3.1-8b"), gpu_spec("h100")
+    cfg = store().get_sweep(job_id).params["plan"]["config"]
+    assert (cfg["model"], cfg["gpu"], cfg["latency"]) == ("llama-3.1-8b", "h100", "roofline")
+    assert cfg["gpu_mem_gb"] == pytest.approx(0.9 * gpu.memory_gb) == pytest.approx(72.0)
+    assert cfg["weights_gb"] == pytest.approx(arch.weights_gb())
+    assert (cfg["kv_layers"], cfg["kv_heads"], cfg["head_dim"]) == (arch.num_layers, arch.num_kv_heads,
+                                                                      arch.head_dim)
+    assert cfg["interconnect_gbps"] == gpu.interconnect_gbps
+    assert _until_ended(job_id)["status"] == "done"
+    members = store().sweep_members(job_id)
+    assert len(members) == 2 and {m["status"] for m in members} == {"done"}
+    for m in members:
+        c = m["config"]
+        assert (c["model"], c["gpu"], c["latency"]) == ("llama-3.1-8b", "h100", "roofline")
+        assert c["gpu_mem_gb"] == pytest.approx(72.0) and c["weights_gb"] == pytest.approx(arch.weights_gb())
+
+
+def test_a_capacity_search_on_a_picked_gpu_keeps_the_typed_settings():
+    from batchlab.core.hardware import gpu_spec
+
+    at = page("sweeps")
+    at.multiselect(key="cap.modes").set_value(["static_fifo"])
+    at.text_area(key="cap.settings").set_value("num_requests=300\ngpus=2\ngpu_memory_utilization=0.8")
+    at.selectbox(key="cap.gpu").set_value("l40s")
+    at.number_input(key="cap.workers").set_value(1)
+    [b for b in at.button if b.label == "Find capacity"][0].click().run()
+    assert not at.exception, at.exception
+    job_id = _job_param(at, "sweep")
+    cfg = store().get_sweep(job_id).params["plan"]["config"]
+    assert cfg["model"] is None and cfg["gpu"] == "l40s" and cfg["gpus"] == 2
+    assert cfg["gpu_mem_gb"] == pytest.approx(0.8 * gpu_spec("l40s").memory_gb)
+    assert cfg["weights_gb"] == SimConfig().weights_gb  # no model: the hand-set memory settings
+    assert _until_ended(job_id)["status"] == "done"
+
+
+@pytest.mark.parametrize("hostile", ["../../etc/passwd", "/tmp/x.json", "~/.ssh/config.json"])
+def test_a_model_path_typed_in_the_sweep_settings_is_refused(hostile):
+    at = page("sweeps")
+    at.text_area(key="grid.settings").set_value(f"num_requests=200\nmodel={hostile}")
+    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    assert not at.exception, at.exception
+    errors = errors_text(at)
+    assert "Cannot start the sweep: model: a web page takes a bundled model by name" in errors
+    assert "never a path on the server" in errors and "Traceback" not in errors
+    at.text_area(key="cap.settings").set_value(f"model={hostile}")
+    at.selectbox(key="cap.gpu").set_value("h100")
+    [b for b in at.button if b.label == "Find capacity"][0].click().run()
+    assert "Cannot start the capacity search: model:" in errors_text(at)
+    assert store().list_sweeps() == [] and "sweep" not in at.query_params
+
+
+def test_a_picked_model_or_gpu_conflicting_with_typed_settings_is_named():
+    at = page("sweeps")
+    at.selectbox(key="grid.model").set_value("llama-3.1-8b")
+    at.text_area(key="grid.settings").set_value("weights_gb=8")  # the catalogue's error, as if typed
+    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    assert "weights_gb: is set by model llama-3.1-8b (16.0605); got 8 too: give weights_gb or model, not both" \
+        in errors_text(at)
+    at.text_area(key="grid.settings").set_value("model=qwen3-8b")
+    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    assert "model: is set by the picker (llama-3.1-8b); got qwen3-8b too in the settings: pick model or type it, " \
+           "not both" in errors_text(at)
+    at.text_area(key="grid.settings").set_value("")
+    at.checkbox(key="grid.roofline").check()
+    [b for b in at.button if b.label == "Run sweep"][0].click().run()
+    assert "latency: roofline needs both model and gpu" in errors_text(at)
+    assert store().list_sweeps() == []

@@ -18,8 +18,9 @@ from typing import Any
 
 import streamlit as st
 
-from batchlab.core.config import MODE_HELP, MODES, SimConfig, config_fields
+from batchlab.core.config import MODE_HELP, MODES, ConfigError, SimConfig, config_fields
 from batchlab.core.hardware import bundled_models, gpu_catalogue
+from batchlab.core.settings_text import parse_lines
 from batchlab.workloads.burstgpt import bundled_traces
 from batchlab.workloads.spec import SHARING, SYNTHETIC_RATE, SYNTHETIC_REQUESTS, WorkloadSpec, spec_fields
 
@@ -76,6 +77,7 @@ EMPTY_MEANS = {
     "disaggregate": ("off", "every replica does both prefill and decode"),
 }
 CHOICE_AUTO = {"fill": "auto", "router": "auto (least_outstanding; batch modes: shared queue)",
+               "model": "none (the memory settings as set)", "gpu": "none (the memory settings as set)",
                ("arrival", "synthetic"): "auto (gamma)", ("arrival", "trace"): "auto (trace)"}
 # form help that says more than the field's own help
 EXTRA_HELP = {
@@ -322,6 +324,42 @@ def settings_form(form_key: str, source: str, latency_options: list[str], submit
         sim["mode"] = modes[0] if modes else SimConfig().mode
     spec["workload"] = SOURCE_WORKLOADS.get(source, "synthetic")
     return FormValues(submitted, sim, spec, modes)
+
+
+ROOFLINE_HELP = ("Estimate iteration times from the model's operators on the GPU (latency = roofline, "
+                 "docs/hardware.md) instead of the parametric model: needs both a model and a GPU.")
+
+
+def hardware_pickers(prefix: str, roofline: bool = True) -> dict[str, str]:
+    """For the forms whose settings are typed ``NAME=VALUE`` lines (Sweeps, Plan): a model and a GPU picked
+    from the bundled catalogues (:data:`HARDWARE_PICKERS`, never a path; none: the memory settings as set),
+    and (``roofline``) a box for the roofline latency. Widgets keyed ``<prefix>model``, ``<prefix>gpu``,
+    ``<prefix>roofline``. Returns the settings they stand for (name -> value, only those chosen): give them
+    to :func:`with_picked`."""
+    picked: dict[str, str] = {}
+    with st.container(horizontal=True, gap="small", vertical_alignment="bottom"):
+        for name, options in HARDWARE_PICKERS.items():
+            value = render_field(_field(name), prefix + name, options)
+            if value is not None:
+                picked[name] = value
+        if roofline and st.checkbox("Roofline latency", key=prefix + "roofline", help=ROOFLINE_HELP):
+            picked["latency"] = "roofline"
+    return picked
+
+
+def with_picked(picked: dict[str, str], lines: Iterable[str]) -> list[str]:
+    """Settings lines a user typed with the pickers' settings (:func:`hardware_pickers`) put first, exactly as
+    if typed there. A setting both picked and typed with another value is a ConfigError naming it (a
+    later line would silently win); the same value typed again is accepted, as the core accepts a
+    derived setting given its own value."""
+    lines = list(lines)
+    typed = parse_lines(lines)
+    for name, value in picked.items():
+        other = typed.get(name, value)
+        if str(other).strip().lower() != str(value).lower():
+            raise ConfigError(name, f"is set by the picker ({value}); got {'none' if other is None else other} "
+                                    f"too in the settings: pick {name} or type it, not both")
+    return [f"{name}={value}" for name, value in picked.items()] + lines
 
 
 def _arrivals(source: str) -> list:

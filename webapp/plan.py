@@ -40,7 +40,7 @@ from batchlab.workloads import MAX_UPLOAD_BYTES, build_workload
 from batchlab.workloads.burstgpt import bundled_traces
 from batchlab.workloads.spec import SYNTHETIC_RATE, SYNTHETIC_REQUESTS, TRACE_WORKLOADS
 
-from . import fmt, guard, jobs, palette, services, state, sweeps
+from . import fmt, forms, guard, jobs, palette, services, state, sweeps
 from . import sweep_charts as charts
 
 SOURCES = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
@@ -283,6 +283,8 @@ def plan_form(source: str) -> Launch | None:
         sim_lines = [f"d_sla_ttft={'none' if ttft is None else repr(ttft)}",
                      f"d_sla_tbt={'none' if tbt is None else repr(tbt)}",
                      f"d_sla_e2e={'none' if e2e is None else repr(e2e)}"]
+        st.markdown("**Hardware**")
+        picked = forms.hardware_pickers("plan.")
         st.markdown("**Search**")
         # the modes take the whole width: four chips fit a 900 px window
         modes = st.multiselect("Modes", MODES, default=list(DEFAULT_MODES), key="plan.modes",
@@ -307,10 +309,10 @@ def plan_form(source: str) -> Launch | None:
             ratios = c[2].text_input("P:D ratios (continuous modes)", "", key="plan.pd", placeholder="none",
                                      help=PD_HELP)
             c = st.columns(2)
-            gpu_types = c[0].multiselect("GPU types (one plan each; needs model=NAME below)", list(gpu_catalogue()),
+            gpu_types = c[0].multiselect("GPU types (one plan each; needs a model)", list(gpu_catalogue()),
                                          default=[], key="plan.gpu_types", format_func=gpu_label,
                                          help="Plan once per catalogue GPU and recommend the cheapest meeting the "
-                                              "target: GPUs x USD per GPU-hour.")
+                                              "target: GPUs x USD per GPU-hour. Leave Hardware's GPU at none.")
             costs = c[1].text_input("GPU costs (USD per GPU-hour)", "", key="plan.gpu_costs",
                                     placeholder="the catalogue's list prices",
                                     help="Override the default prices, e.g. h100=2.5,l4=0.8 (docs/hardware.md "
@@ -332,7 +334,7 @@ def plan_form(source: str) -> Launch | None:
         if upload is None:
             raise SweepError(f"trace: upload {what} first")
         spec_lines += [f"workload={workload}", f"trace={save_upload(upload.name, upload.getvalue())}"]
-    cfg, spec = sweeps.web_settings(sim_lines + spec_lines + other.splitlines())
+    cfg, spec = sweeps.web_settings(sim_lines + spec_lines + other.splitlines(), picked)
     if spec.workload in TRACE_WORKLOADS:
         build_workload(spec)  # a trace that cannot be read is named here, not in the background
     options = PlanOptions(target=target, modes=tuple(modes), max_gpus=int(max_gpus), k_values=_ints(ks, "K"),
@@ -427,5 +429,6 @@ def show_answer(answer: dict) -> None:
 
 def defaults_note() -> str:
     d = SimConfig()
-    return (f"Every other setting is the default ({d.gpu_mem_gb:g} GB GPU with {d.weights_gb:g} GB of weights, "
-            f"the parametric latency model, a noisy output-length predictor); *Other settings* change any of them.")
+    return (f"Every other setting is the default ({d.gpu_mem_gb:g} GB GPU with {d.weights_gb:g} GB of weights "
+            f"unless a model and GPU are picked, the parametric latency model, a noisy output-length predictor); "
+            f"*Other settings* change any of them.")

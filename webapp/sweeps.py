@@ -26,7 +26,7 @@ from batchlab.core.sweep_report import MEMBER_METRICS, capacity_frame, cluster_c
 from batchlab.store.sweep_jobs import capacity_plan, grid_plan, plan_from_link, plan_key, plan_title, suite_plan
 from batchlab.workloads.spec import TRACE_WORKLOADS, SpecError
 
-from . import clusters, fmt, guard, jobs, services, state, views
+from . import clusters, fmt, forms, guard, jobs, services, state, views
 from . import sweep_charts as charts
 
 SWEEP, PLAN = "sweep", "plan"  # the query keys of the Sweeps and Plan pages' links
@@ -35,7 +35,8 @@ _SIM = {f.name for f in config_fields()}
 _NEW_KEY = "_job_new_key"  # session state: keys that a rebuilt link's plan got (shown once)
 SETTINGS_HELP = ("Base settings, one NAME=VALUE per line: any `batchlab run` setting by its field name "
                  "(gpus=8, d_sla_tbt=none, output_lengths=uniform:1:500, num_requests=20000). "
-                 "Everything else keeps its default.")
+                 "Everything else keeps its default. A model and GPU picked below apply as model=NAME and "
+                 "gpu=NAME lines would.")
 
 
 # ------------------------------------------------------------------ launch --
@@ -185,16 +186,18 @@ def _rebuild(name: str, key: str, spec) -> None:
 
 
 # ------------------------------------------------------------------- forms --
-def web_settings(lines: list[str]):
-    """(SimConfig, WorkloadSpec) from ``NAME=VALUE`` lines a web user typed, checked by the web's
-    policy before anything reads a file (:mod:`webapp.guard`)."""
-    cfg, spec = parse_settings(lines)
+def web_settings(lines: list[str], picked: dict[str, str] | None = None):
+    """(SimConfig, WorkloadSpec) from ``NAME=VALUE`` lines a web user typed and the model, GPU and latency
+    picked beside them (:func:`webapp.forms.hardware_pickers`, applied as if typed), checked by the web's
+    policy before anything reads a file (:mod:`webapp.guard`; a model path is refused by the core in the
+    app's process)."""
+    cfg, spec = parse_settings(forms.with_picked(picked or {}, lines))
     guard.check(cfg, spec, guard.session_uploads())
     return cfg, spec
 
 
-def _settings(text: str):
-    return web_settings(text.splitlines())
+def _settings(text: str, picked: dict[str, str]):
+    return web_settings(text.splitlines(), picked)
 
 
 def capacity_form() -> dict | None:
@@ -207,11 +210,12 @@ def capacity_form() -> dict | None:
         tol = c[1].number_input("Tolerance (%)", 0.01, 50.0, 2.0, 0.5, key="cap.tol") / 100
         reps = c[2].number_input("Replications", 1, 100, 1, key="cap.reps")
         text = st.text_area("Base settings", "num_requests=10000", key="cap.settings", help=SETTINGS_HELP)
+        picked = forms.hardware_pickers("cap.")
         cluster, workers = _where("cap")
         go = st.form_submit_button("Find capacity", icon=":material/speed:", type="primary")
     if not go:
         return None
-    cfg, spec = _settings(text)
+    cfg, spec = _settings(text, picked)
     return {"plan": capacity_plan(cfg.replace(mode=modes[0]) if modes else cfg, spec, list(modes), target, tol,
                                   int(reps)), "cluster": cluster, "workers": workers}
 
@@ -224,11 +228,12 @@ def grid_form() -> dict | None:
         c = st.columns([3, 1])
         text = c[0].text_area("Base settings", "num_requests=10000", key="grid.settings", help=SETTINGS_HELP)
         reps = c[1].number_input("Replications (seeds)", 1, 100, 1, key="grid.reps")
+        picked = forms.hardware_pickers("grid.")
         cluster, workers = _where("grid")
         go = st.form_submit_button("Run sweep", icon=":material/grid_view:", type="primary")
     if not go:
         return None
-    cfg, spec = _settings(text)
+    cfg, spec = _settings(text, picked)
     values = dict(parse_vary(line) for line in vary.splitlines() if line.strip())
     return {"plan": grid_plan(cfg, spec, values, int(reps)), "cluster": cluster, "workers": workers}
 
