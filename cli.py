@@ -905,6 +905,49 @@ def app(host, port, expose, clusters, db):
     raise SystemExit(code)
 
 
+@grids.command("compose")
+@click.argument("model")
+@click.argument("gpu")
+@click.option("--tp", type=click.IntRange(1, 8), default=1, show_default=True, help="Tensor parallelism.")
+@click.option("--out", type=click.Path(), callback=_output_file, default="-", show_default=True,
+              help="The grid file to write ('-': standard output).")
+def grids_compose(model, gpu, tp, out):
+    """Compose a step-time grid for a catalogue MODEL on GPU from the shipped measured operator tables
+    (docs/hardware.md#measured-grids-composed-from-operator-tables); use it as --latency grid:FILE."""
+    from batchlab.calibration.compose import compose
+    from batchlab.calibration.operators import OperatorError
+    from batchlab.core.hardware import CatalogueError
+    from batchlab.core.output import write_bytes
+
+    try:
+        grid = compose(model, gpu, tp)
+        write_bytes(out, grid.to_csv_bytes())
+    except (OperatorError, CatalogueError, OSError) as exc:
+        _fail(exc)
+    if out != "-":
+        click.echo(f"wrote {out}: grid {grid.name!r}, {len(grid.table)} cells ({grid.meta['engine']})")
+
+
+@grids.command("roofline")
+@db_option
+@click.argument("name")
+@click.option("--model", default=None, help="Catalogue model (default: the grid's '# model:').")
+@click.option("--gpu", default=None, help="Catalogue GPU (default: the grid's '# gpu:').")
+@click.option("--csv", "as_csv", is_flag=True, help="Every measured point as CSV.")
+def grids_roofline(db, name, model, gpu, as_csv):
+    """The roofline's error against a bundled or stored grid, per operating point."""
+    from batchlab.calibration import GridError, resolve_grid
+    from batchlab.core.hardware import CatalogueError
+    from batchlab.core.roofline import error_text, roofline_error
+
+    try:
+        grid = resolve_grid(f"grid:{name}", stored=lambda n: _open_store(db).get_grid(n), files=True)
+        errors = roofline_error(grid, model, gpu)
+    except (GridError, CatalogueError, ValueError) as exc:
+        _fail(exc)
+    click.echo(errors.to_csv(index=False) if as_csv else error_text(grid.name, errors), nl=not as_csv)
+
+
 @grids.command("delete")
 @db_option
 @click.argument("name")

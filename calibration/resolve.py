@@ -2,8 +2,8 @@
 
 ``REF`` is one of, in this order:
 
-1. a **CSV path** — any REF that ends in ``.csv`` or contains a path separator
-   (``grid:runs/a100.csv``, ``grid:~/grids/x.csv``). The file is read and
+1. a **CSV path** — any REF other than a bundled name that ends in ``.csv`` or contains a path
+   separator (``grid:runs/a100.csv``, ``grid:~/grids/x.csv``). The file is read and
    validated on every use; the grid is named by the path as given and
    identified by the file's sha256, so a run's hash changes when the file does.
 2. a **bundled** grid (:func:`calibration.data.bundled_grids`). Bundled names
@@ -34,7 +34,10 @@ NAME_RULE = ("1-100 characters: letters, digits and . _ + -, starting with a let
 
 
 def is_grid_path(ref: str) -> bool:
-    """True when a ``grid:REF`` reference is a file path rather than a grid name."""
+    """True when a ``grid:REF`` reference is a file path rather than a grid name (a bundled name such as
+    ``llama-3.1-8b@h100/tp1`` never is)."""
+    if ref in bundled_grids():
+        return False
     seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     return ref.lower().endswith(".csv") or any(s in ref for s in seps) or ref.startswith("~")
 

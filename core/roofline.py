@@ -156,6 +156,17 @@ def roofline_grid(roof: Roofline) -> Grid:
     return roof.grid()
 
 
+def estimate_text(model: str, gpu: str, tp: int) -> str:
+    """What a run on the roofline says of its latency: an estimate, and the measured grid of the pair
+    where one ships (:mod:`calibration.compose`)."""
+    from batchlab.calibration.data import bundled_grids
+
+    head, measured = f"roofline estimate ({model} on {gpu}, TP {tp})", f"{model}@{gpu}/tp{tp}"
+    if measured in bundled_grids():
+        return f"{head}: measured times ship as --latency grid:{measured}"
+    return f"{head}: no measurement for this pair"
+
+
 class RooflineLatency(GridLatency):
     """A run's latency from the roofline's grid (:func:`roofline_grid`): no measurement for the pair."""
 
@@ -165,7 +176,7 @@ class RooflineLatency(GridLatency):
 
     @property
     def estimate(self) -> str:
-        return f"roofline estimate ({self.roof.label}): no measurement for this pair"
+        return estimate_text(self.roof.arch.name, self.roof.gpu.name, self.roof.tp)
 
     @property
     def identity(self) -> dict:
@@ -176,5 +187,58 @@ class RooflineLatency(GridLatency):
         return {**super().run_notes(), "roofline": self.estimate}
 
 
+
+
+
+def roofline_error(grid: Grid, model: str | None = None, gpu: str | None = None):
+    """The roofline against a measured ``grid`` at each of its measured points: a DataFrame with a row per
+    (batch, context, quantity), the measured and the roofline's seconds and ``error`` = roofline / measured
+    - 1. ``model``/``gpu`` default to the grid's ``# model:``/``# gpu:`` metadata; the TP is the grid's, the
+    link the GPU's (as a run with ``--latency roofline`` would have them)."""
+    import pandas as pd
+
+    from .config import SimConfig
+
+    model, gpu = model or grid.meta.get("model"), gpu or grid.meta.get("gpu")
+    if not model or not gpu:
+        raise ValueError(f"grid {grid.name!r} names no catalogue model and GPU in its metadata: give them")
+    roof = Roofline.from_config(SimConfig(model=model, gpu=gpu, tp=grid.tp, gpus=grid.tp, latency="roofline"))
+    frames = []
+    for column, time in (("prefill_s", roof.prefill_time), ("decode_step_s", roof.decode_step_time)):
+        m = grid.measured(column)
+        b, c = m.batch_size.to_numpy(float), m.context_len.to_numpy(float)
+        est = np.asarray(time(b, c), dtype=float)
+        frames.append(pd.DataFrame({"batch_size": m.batch_size.to_numpy(), "context_len": m.context_len.to_numpy(),
+                                    "quantity": column, "measured_s": m[column].to_numpy(float),
+                                    "roofline_s": est}))
+    out = pd.concat(frames, ignore_index=True)
+    out["error"] = out.roofline_s / out.measured_s - 1
+    return out
+
+
+# The operating points the docs report the roofline's error at: (quantity, batch, context)
+OPERATING_POINTS = (("decode_step_s", 1, 1024), ("decode_step_s", 16, 2048), ("decode_step_s", 64, 4096),
+                    ("prefill_s", 1, 512), ("prefill_s", 1, 4096), ("prefill_s", 8, 2048))
+
+
+def error_text(name: str, errors) -> str:
+    """:func:`roofline_error`'s summary: the median and 90th-percentile |error| of each quantity, the error at
+    each of :data:`OPERATING_POINTS` the grid measured, and the mean (the roofline's bias)."""
+    lines = [f"roofline vs grid {name} ({len(errors)} measured points; error = roofline / measured - 1)"]
+    for quantity, rows in errors.groupby("quantity", sort=False):
+        e = rows.error.to_numpy()
+        median, p90 = np.median(np.abs(e)), np.quantile(np.abs(e), 0.9)
+        lines.append(f"  {quantity:<14} median |error| {median:6.1%}, p90 {p90:6.1%}, mean {e.mean():+6.1%} "
+                     f"({len(e)} points)")
+    for quantity, b, c in OPERATING_POINTS:
+        hit = errors[(errors.quantity == quantity) & (errors.batch_size == b) & (errors.context_len == c)]
+        if len(hit):
+            r = hit.iloc[0]
+            lines.append(f"  {quantity:<14} batch {b:>3}, context {c:>5}: measured {r.measured_s * 1e3:8.2f} "
+                         f"ms, roofline {r.roofline_s * 1e3:8.2f} ms ({r.error:+.1%})")
+    return "\n".join(lines)
+
+
 __all__ = ["ACTIVATION_BYTES", "BANDWIDTH_EFFICIENCY", "COMPUTE_EFFICIENCY", "GRID_BATCHES", "GRID_CONTEXTS",
-           "ITERATION_OVERHEAD_S", "MODEL", "Roofline", "RooflineLatency", "roofline_grid"]
+           "ITERATION_OVERHEAD_S", "MODEL", "OPERATING_POINTS", "Roofline", "RooflineLatency", "error_text",
+           "estimate_text", "roofline_error", "roofline_grid"]

@@ -130,8 +130,9 @@ def latency_label(identity: dict) -> str:
     if identity.get("kind") == "grid":
         return f"grid {identity.get('name')}"
     if identity.get("kind") == "roofline":
-        return (f"roofline estimate ({identity.get('model')} on {identity.get('gpu')}, TP {identity.get('tp')}): "
-                "no measurement for this pair")
+        from .roofline import estimate_text
+
+        return estimate_text(identity.get("model"), identity.get("gpu"), identity.get("tp"))
     return (f"parametric (decode {identity['decode_base'] * 1e3:g} ms + {identity['decode_per_seq'] * 1e3:g} ms/seq"
             f" + {identity['decode_per_ctx_token'] * 1e6:g} us/ctx-token; prefill "
             f"{identity['prefill_base'] * 1e3:g} ms + {identity['prefill_per_token'] * 1e6:g} us/token)")

@@ -164,10 +164,10 @@ def format_run_header(run: StoredRun, width: int = DEFAULT_WIDTH) -> str:
 def format_grids_table(rows: list[GridRow]) -> str:
     if not rows:
         return "no calibration grids"
-    lines = [f"{'name':<24}  {'where':<7}  {'model':<24}  {'device':<20}  {'dtype':<9}  {'rows':>5}  {'sha256':<12}  "
+    lines = [f"{'name':<28}  {'where':<7}  {'model':<24}  {'device':<20}  {'dtype':<9}  {'rows':>5}  {'sha256':<12}  "
              "uploaded"]
     for g in rows:
-        lines.append(f"{_cut(g.name, 24):<24}  {g.where:<7}  {_cut(g.model or '-', 24):<24}  "
+        lines.append(f"{_cut(g.name, 28):<28}  {g.where:<7}  {_cut(g.model or '-', 24):<24}  "
                      f"{_cut(g.device or '-', 20):<20}  {_cut(g.dtype or '-', 9):<9}  {g.rows:>5}  "
                      f"{g.sha256[:12]:<12}  "
                      f"{_when(g.uploaded_at)}")

@@ -42,15 +42,20 @@ def stored_grids() -> list[str]:
 
 
 def test_grids_list_and_show_include_the_bundled_grids():
+    from batchlab.calibration.compose import FEATURED
+
     listed = json.loads(invoke("grids", "list", "--json").stdout)
-    assert [(g["name"], g["where"], g["rows"]) for g in listed] == [("qwen3-4b-sglang", "bundled", 95)]
-    assert listed[0]["model"] == "Qwen/Qwen3-4B" and listed[0]["uploaded_at"] is None
+    assert [(g["name"], g["where"], g["rows"]) for g in listed] == sorted(
+        [("qwen3-4b-sglang", "bundled", 95)] + [(name, "bundled", 276) for name in FEATURED])
+    sglang = next(g for g in listed if g["name"] == "qwen3-4b-sglang")
+    assert sglang["model"] == "Qwen/Qwen3-4B" and sglang["uploaded_at"] is None
+    assert next(g for g in listed if g["name"] == "llama-3.1-70b@h100/tp4")["device"] == "NVIDIA H100 80GB HBM3"
     shown = invoke("grids", "show", "qwen3-4b-sglang").stdout
     assert "bundled with batchlab; 95 rows" in shown and "decode_step_s" in shown
-    assert json.loads(invoke("grids", "show", "qwen3-4b-sglang", "--json").stdout)["sha256"] == listed[0]["sha256"]
+    assert json.loads(invoke("grids", "show", "qwen3-4b-sglang", "--json").stdout)["sha256"] == sglang["sha256"]
     one_line_error(CliRunner().invoke(cli, ["grids", "delete", "qwen3-4b-sglang", "--yes"]),
                    "'qwen3-4b-sglang' is a bundled grid")
-    one_line_error(CliRunner().invoke(cli, ["grids", "show", "nope"]), "no grid named 'nope'", "bundled: qwen3-4b-sglang")
+    one_line_error(CliRunner().invoke(cli, ["grids", "show", "nope"]), "no grid named 'nope'", "bundled: llama-3.1-70b@h100/tp4")
 
 
 # ------------------------------------------------------------- measure + run --

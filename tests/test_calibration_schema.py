@@ -267,7 +267,9 @@ def test_legacy_unknown_column():
 # ---------------------------------------------------------------- bundled grid
 
 def test_bundled_grid_loads_with_known_facts():
-    assert set(bundled_grids()) == {"qwen3-4b-sglang"}
+    from batchlab.calibration.compose import FEATURED
+
+    assert set(bundled_grids()) == {"qwen3-4b-sglang", *FEATURED}
     path = bundled_grids()["qwen3-4b-sglang"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == BUNDLED_SHA
     g = load_bundled("qwen3-4b-sglang")

@@ -126,12 +126,16 @@ def test_roofline_needs_model_and_gpu():
 
 
 def test_identity_label_and_notes():
-    lat = build_latency_model(SimConfig(model="llama-3.1-8b", gpu="h100", latency="roofline"))
-    label = "roofline estimate (llama-3.1-8b on h100, TP 1): no measurement for this pair"
+    lat = build_latency_model(SimConfig(model="llama-3.1-8b", gpu="l4", latency="roofline"))
+    label = "roofline estimate (llama-3.1-8b on l4, TP 1): no measurement for this pair"
     assert latency_label(lat.identity) == label and lat.run_notes()["roofline"] == label
-    other = build_latency_model(SimConfig(model="llama-3.1-8b", gpu="h200", latency="roofline"))
+    measured = build_latency_model(SimConfig(model="llama-3.1-8b", gpu="h100", latency="roofline"))
+    label = ("roofline estimate (llama-3.1-8b on h100, TP 1): measured times ship as "
+             "--latency grid:llama-3.1-8b@h100/tp1")
+    assert latency_label(measured.identity) == label and measured.run_notes()["roofline"] == label
+    other = build_latency_model(SimConfig(model="llama-3.1-8b", gpu="l40s", latency="roofline"))
     assert other.identity != lat.identity   # another GPU: another run hash
-    assert other.decode_step_time(1, 100) < lat.decode_step_time(1, 100)   # more bandwidth
+    assert other.decode_step_time(1, 100) < lat.decode_step_time(1, 100)   # more bandwidth (864 vs 300 GB/s)
 
 
 def test_run_end_to_end_says_roofline_estimate():
@@ -142,7 +146,7 @@ def test_run_end_to_end_says_roofline_estimate():
     res = CliRunner().invoke(cli, ["run", "--model", "llama-3.1-8b", "--gpu", "h100", "--latency", "roofline",
                                     "--num-requests", "200", "--no-store"])
     assert res.exit_code == 0, res.output
-    assert "roofline estimate (llama-3.1-8b on h100, TP 1): no measurement for this pair" in res.output
+    assert "roofline estimate (llama-3.1-8b on h100, TP 1): measured times ship as" in res.output
     assert "requests         200 of 200" in res.output
 
 

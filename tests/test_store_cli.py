@@ -195,9 +195,14 @@ def test_grids_upload_list_show_delete(cli, tmp_path):
     path.write_text(GRID)
     assert "stored grid 'tiny'" in cli("grids", "upload", path, "--db", cli.db).output
     assert "already stored as grid 'tiny'" in cli("grids", "upload", path, "--name", "x", "--db", cli.db).output
+    from batchlab.calibration import bundled_grids
+
     listing = cli("grids", "list", "--db", cli.db).output.splitlines()
-    assert len(listing) == 3 and listing[1].split()[:2] == ["qwen3-4b-sglang", "bundled"]
-    assert listing[2].split()[:2] == ["tiny", "stored"] and "tiny-llama" in listing[2] and "test-gpu" in listing[2]
+    bundled = len(bundled_grids())
+    assert len(listing) == 2 + bundled and [line.split()[1] for line in listing[1:-1]] == ["bundled"] * bundled
+    assert "qwen3-4b-sglang" in "".join(listing[1:-1])
+    last = listing[-1]
+    assert last.split()[:2] == ["tiny", "stored"] and "tiny-llama" in last and "test-gpu" in last
     shown = cli("grids", "show", "tiny", "--db", cli.db).output
     assert "decode_step_s" in shown and "device    test-gpu" in shown
     assert cli("grids", "show", "tiny", "--csv", "--db", cli.db).output.startswith("# model: tiny-llama")
@@ -207,7 +212,7 @@ def test_grids_upload_list_show_delete(cli, tmp_path):
     assert err.exit_code == 1 and "Error:" in err.output and "Traceback" not in err.output
     cli("grids", "delete", "tiny", "--yes", "--db", cli.db)
     assert [line.split()[0] for line in cli("grids", "list", "--db", cli.db).output.splitlines()[1:]] == \
-        ["qwen3-4b-sglang"]
+        sorted(bundled_grids())
     assert cli("grids", "show", "tiny", "--db", cli.db, ok=False).exit_code == 1
 
 

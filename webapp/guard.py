@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 
+from batchlab.calibration import bundled_grids
 from batchlab.calibration.resolve import NAME_RE, is_grid_path
 from batchlab.calibration.schema import excerpt
 from batchlab.core.config import ConfigError, SimConfig
@@ -49,7 +50,7 @@ def latency_problem(latency: str) -> str | None:
     if not str(latency).startswith("grid:"):
         return None  # parametric or roofline (SimConfig refuses anything else)
     ref = str(latency)[len("grid:"):].strip()
-    if NAME_RE.fullmatch(ref) and not is_grid_path(ref):
+    if ref in bundled_grids() or (NAME_RE.fullmatch(ref) and not is_grid_path(ref)):
         return None
     return (f"latency: the web takes parametric or grid:NAME, a bundled grid or one stored on the Calibration "
             f"page (never a file), not {excerpt(latency, SHOWN)}")

@@ -1,5 +1,6 @@
-"""Reference grids shipped with batchlab (CSV files here, attribution in README.md),
-and the metadata their CSV files lack."""
+"""Reference grids shipped with batchlab (CSV files here, attribution in README.md), the metadata
+their CSV files lack, and the grids composed from measured operator tables (``composed/``, named
+``MODEL@GPU/tpT``, their metadata in their own ``# key: value`` lines: :mod:`calibration.compose`)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,6 +10,7 @@ from ..schema import Grid
 from ..validate import parse_grid
 
 DATA_DIR = Path(__file__).resolve().parent
+COMPOSED_DIR = DATA_DIR / "composed"
 
 # name -> (file in DATA_DIR, metadata). The files carry no comment lines (kept byte-for-byte
 # as reduced from their source), so the facts from README.md are supplied here.
@@ -31,15 +33,22 @@ _REGISTRY: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+def _composed() -> dict[str, Path]:
+    """``composed/MODEL@GPU_tpT.csv`` is grid ``MODEL@GPU/tpT``."""
+    return {p.stem.replace("_tp", "/tp"): p for p in sorted(COMPOSED_DIR.glob("*@*_tp*.csv"))}
+
+
 def bundled_grids() -> dict[str, Path]:
     """Names of the bundled grids and their CSV files."""
-    return {name: DATA_DIR / file for name, (file, _) in _REGISTRY.items()}
+    return {name: DATA_DIR / file for name, (file, _) in _REGISTRY.items()} | _composed()
 
 
 def load_bundled(name: str) -> Grid:
     """Parse a bundled grid and attach its registry metadata (``sha256`` is the file's)."""
+    if name in (composed := _composed()):
+        return parse_grid(composed[name], name=name)
     if name not in _REGISTRY:
-        raise KeyError(f"no bundled grid {name!r}; bundled: {', '.join(sorted(_REGISTRY))}")
+        raise KeyError(f"no bundled grid {name!r}; bundled: {', '.join(sorted(bundled_grids()))}")
     file, meta = _REGISTRY[name]
     grid = parse_grid(DATA_DIR / file, name=name)
     return replace(grid, meta={**meta, **grid.meta})
