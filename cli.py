@@ -25,7 +25,7 @@ from batchlab.core.plan_options import B_MAX_VALUES, BATCH_VALUES, K_VALUES
 from batchlab.core.plan_options import DEFAULT_MAX_GPUS as PLAN_MAX_GPUS
 from batchlab.core.plan_options import DEFAULT_MODES as PLAN_MODES
 from batchlab.core.plan_options import RULES as PLAN_RULES
-from batchlab.core.report import format_compare_table, format_summary, to_json
+from batchlab.core.report import format_compare_table, format_summary, to_csv, to_json
 from batchlab.core.settings_text import SettingError, parse_mapping, parse_setting
 from batchlab.workloads.fields import plain, range_text, shown, unused_settings
 from batchlab.workloads.spec import TRACE_WORKLOADS, WorkloadSpec, spec_fields
@@ -293,6 +293,36 @@ def _output_folder(ctx, param, value: str | None) -> str | None:
     return value
 
 
+FORMATS = ("text", "json", "csv")
+EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "target_not_met": 3}   # docs/cli.md#exit-status
+
+
+def format_options(what: str):
+    """``--format text|json|csv`` (``table``: an older name of text) and ``--json``, kept as its alias."""
+    def attach(func):
+        func = click.option("--json", "as_json", is_flag=True, help="The same as --format json.")(func)
+        return click.option("--format", "fmt", type=click.Choice(FORMATS + ("table",)), default=None,
+                            help=f"Print {what} as text (the default), json or csv.")(func)
+    return attach
+
+
+def _chosen_format(fmt: str | None, as_json: bool) -> str:
+    """The output format --format and its --json alias ask for (a usage error when they disagree)."""
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json asks for json but --format asks for {fmt}: give one of them")
+    return "json" if as_json else "text" if fmt in (None, "table") else fmt
+
+
+def _emit(fmt: str, data, text) -> None:
+    """Print ``data`` (a record or a list of records) as JSON or CSV, or ``text()`` for text."""
+    if fmt == "json":
+        click.echo(to_json(data))
+    elif fmt == "csv":
+        click.echo(to_csv(data), nl=False)
+    else:
+        click.echo(text())
+
+
 class _Group(click.Group):
     """Prints every error as one bounded line (:func:`one_line`), and turns the errors a command
     can meet mid-way into such a line instead of a traceback: a full disk, a store error, a database
@@ -329,6 +359,8 @@ class _Group(click.Group):
 # --------------------------------------------------------------- commands --
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("-v", "--verbose", is_flag=True, help="Log details to stderr.")
+@click.version_option(None, "--version", package_name="batchlab", prog_name="batchlab",
+                      message="%(prog)s %(version)s")
 def cli(verbose: bool) -> None:
     """batchlab: simulate and compare batching schedulers for LLM inference."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -517,8 +549,8 @@ def validate():
 @click.option("--prefix-caching/--no-prefix-caching", default=None,
               help="Prefix caching on both sides (default: --enable-prefix-caching, on). Without prefix keys "
                    "in the workload batchlab caches nothing; vLLM's cache then matters after a preemption.")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
-def validate_vllm(config_file, prefix_caching, as_json, **flags):
+@format_options("the comparison")
+def validate_vllm(config_file, prefix_caching, fmt, as_json, **flags):
     """Run one workload through batchlab's continuous_static engine and vLLM 0.33's own scheduler
     (batchlab[vllm]) on one GPU, each step timed by the same latency model, and print per-request
     differences of TTFT and E2E, preemptions, iterations, the worst requests and the known
@@ -532,6 +564,7 @@ def validate_vllm(config_file, prefix_caching, as_json, **flags):
     from batchlab.core.vllm_reference import VllmUnavailable, check_vllm
     from batchlab.workloads import build_workload
 
+    fmt = _chosen_format(fmt, as_json)
     try:
         cfg, spec, given = build_inputs(config_file, **flags)
         cfg = cfg.replace(**{k: v for k, v in (("mode", "continuous_static"), ("gpus", 1)) if k not in given})
@@ -544,7 +577,7 @@ def validate_vllm(config_file, prefix_caching, as_json, **flags):
         result = compare(cfg, build_workload(spec), latency, prefix_caching=prefix_caching)
     except (*_store_errors(), VllmUnavailable) as exc:
         _fail(exc)
-    click.echo(to_json(comparison_json(result)) if as_json else format_comparison(result))
+    _emit(fmt, comparison_json(result), lambda: format_comparison(result))
 
 
 @cli.command()
@@ -559,20 +592,21 @@ def validate_vllm(config_file, prefix_caching, as_json, **flags):
 @click.option("--gpus", type=_field_range("gpus"), default=4, show_default=True)
 @click.option("--router", type=click.Choice(ROUTERS), default=None,
               help="The continuous modes' router (default: the settings' default, least_outstanding).")
-@click.option("--json", "as_json", is_flag=True)
-def bench(num_requests, modes, scenarios, repeats, gpus, router, as_json):
+@format_options("the table (text: line by line as each case ends)")
+def bench(num_requests, modes, scenarios, repeats, gpus, router, fmt, as_json):
     """Measure simulated requests per second and peak memory (each run in a fresh process)."""
     from batchlab.core.bench import run_bench
 
+    fmt = _chosen_format(fmt, as_json)
     names = _mode_list(modes, "--modes")
     try:  # run_bench checks every argument before it starts a child process
         rows = run_bench(num_requests, names, [s.strip() for s in scenarios.split(",") if s.strip()], repeats,
-                         gpus, echo=None if as_json else click.echo, show_progress=sys.stderr.isatty(),
+                         gpus, echo=click.echo if fmt == "text" else None, show_progress=sys.stderr.isatty(),
                          router=router)
     except (ValueError, RuntimeError) as exc:
         _fail(exc)
-    if as_json:
-        click.echo(to_json(rows))
+    if fmt != "text":
+        _emit(fmt, rows, str)
 
 
 # ------------------------------------------------------------ results store --
@@ -595,8 +629,8 @@ def runs():
 @click.option("--asc", is_flag=True, help="Ascending order (default: descending).")
 @click.option("--limit", default=50, show_default=True, help="Rows to show (0 = all).")
 @click.option("--offset", default=0, show_default=True, help="Rows to skip.")
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON (every field).")
-def runs_list(db, mode, status, search, order_by, asc, limit, offset, as_json):
+@format_options("the rows (json and csv: every field)")
+def runs_list(db, mode, status, search, order_by, asc, limit, offset, fmt, as_json):
     """List stored runs, newest first: settings that tell them apart, key metrics, workload."""
     import shutil
 
@@ -604,14 +638,15 @@ def runs_list(db, mode, status, search, order_by, asc, limit, offset, as_json):
     from batchlab.store.format import DEFAULT_WIDTH, describe_filters, format_runs_table
     from batchlab.store.keys import check_count
 
+    fmt = _chosen_format(fmt, as_json)
     store = _open_store(db)
     try:
         check_count("--limit", limit)
         check_count("--offset", offset)
         filters = {"mode": mode, "status": status, "search": search}
         rows = store.list_runs(**filters, order_by=order_by, descending=not asc, limit=limit or None, offset=offset)
-        if as_json:
-            click.echo(to_json([r.to_dict() for r in rows]))
+        if fmt != "text":
+            _emit(fmt, [r.to_dict() for r in rows], str)
             return
         total = store.count_runs(**filters)
         words = describe_filters(**filters)
@@ -637,16 +672,17 @@ def _get_run(store, key: str):
 @runs.command("show")
 @db_option
 @click.argument("run_key", metavar="RUN")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
-def runs_show(db, run_key, as_json):
+@format_options("the whole record")
+def runs_show(db, run_key, fmt, as_json):
     """Show one run (RUN: its id or a hash prefix of at least 4 characters) with its settings."""
     import shutil
 
     from batchlab.store.format import DEFAULT_WIDTH, format_run_header
 
+    fmt = _chosen_format(fmt, as_json)
     run = _get_run(_open_store(db), run_key)
-    if as_json:
-        click.echo(to_json(run.to_dict()))
+    if fmt != "text":
+        _emit(fmt, run.to_dict(), str)
         return
     click.echo(format_run_header(run, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns))
     if run.summary is not None:
@@ -724,27 +760,31 @@ def grids():
 
 @grids.command("list")
 @db_option
-@click.option("--json", "as_json", is_flag=True)
-def grids_list(db, as_json):
+@format_options("the list")
+def grids_list(db, fmt, as_json):
     """List the calibration grids --latency grid:NAME can name: the bundled ones, then the stored ones."""
     from batchlab.store.format import format_grids_table
     from batchlab.store.grids import bundled_grid_rows
 
     rows = bundled_grid_rows() + _open_store(db).list_grids()
-    click.echo(to_json([g.to_dict() for g in rows]) if as_json else format_grids_table(rows))
+    _emit(_chosen_format(fmt, as_json), [g.to_dict() for g in rows], lambda: format_grids_table(rows))
 
 
 @grids.command("show")
 @db_option
 @click.argument("name")
-@click.option("--csv", "as_csv", is_flag=True, help="Print the grid file (canonical CSV).")
-@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
-def grids_show(db, name, as_csv, as_json):
+@format_options("the grid: text (metadata, warnings, table), json (its metadata) or csv (the grid file, "
+                "canonical CSV)")
+@click.option("--csv", "as_csv", is_flag=True, help="The same as --format csv.")
+def grids_show(db, name, fmt, as_json, as_csv):
     """Show a bundled or stored grid's metadata, warnings and table."""
     from batchlab.calibration import load_bundled
     from batchlab.store.format import format_grid
     from batchlab.store.grids import bundled_grid_rows
 
+    if as_csv and fmt not in (None, "csv"):
+        raise click.UsageError(f"--csv asks for csv but --format asks for {fmt}: give one of them")
+    fmt = "csv" if as_csv else _chosen_format(fmt, as_json)
     bundled = {r.name: r for r in bundled_grid_rows()}
     if name in bundled:
         row, grid = bundled[name], load_bundled(name)
@@ -754,10 +794,9 @@ def grids_show(db, name, as_csv, as_json):
         if row is None:
             raise click.ClickException(f"no grid named {shown(name)} in {store.url} (bundled: {', '.join(bundled)})")
         grid = store.get_grid(name)
-    if as_json:
+    if fmt == "json":
         click.echo(to_json(row.to_dict()))
-        return
-    if as_csv:
+    elif fmt == "csv":
         click.echo(grid.to_csv_bytes().decode("utf-8"), nl=False)
     else:
         click.echo(format_grid(row, grid.table))
@@ -933,19 +972,28 @@ def grids_compose(model, gpu, tp, out):
 @click.argument("name")
 @click.option("--model", default=None, help="Catalogue model (default: the grid's '# model:').")
 @click.option("--gpu", default=None, help="Catalogue GPU (default: the grid's '# gpu:').")
-@click.option("--csv", "as_csv", is_flag=True, help="Every measured point as CSV.")
-def grids_roofline(db, name, model, gpu, as_csv):
+@format_options("the comparison: text (per operating point), json or csv (every measured point)")
+@click.option("--csv", "as_csv", is_flag=True, help="The same as --format csv.")
+def grids_roofline(db, name, model, gpu, fmt, as_json, as_csv):
     """The roofline's error against a bundled or stored grid, per operating point."""
     from batchlab.calibration import GridError, resolve_grid
     from batchlab.core.hardware import CatalogueError
     from batchlab.core.roofline import error_text, roofline_error
 
+    if as_csv and fmt not in (None, "csv"):
+        raise click.UsageError(f"--csv asks for csv but --format asks for {fmt}: give one of them")
+    fmt = "csv" if as_csv else _chosen_format(fmt, as_json)
     try:
         grid = resolve_grid(f"grid:{name}", stored=lambda n: _open_store(db).get_grid(n), files=True)
         errors = roofline_error(grid, model, gpu)
     except (GridError, CatalogueError, ValueError) as exc:
         _fail(exc)
-    click.echo(errors.to_csv(index=False) if as_csv else error_text(grid.name, errors), nl=not as_csv)
+    if fmt == "csv":
+        click.echo(errors.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(to_json(json.loads(errors.to_json(orient="records"))))
+    else:
+        click.echo(error_text(grid.name, errors))
 
 
 @grids.command("delete")
@@ -979,19 +1027,20 @@ def grids_delete(db, name, yes):
               help="default (default config and workload), overload (1000 req/s), light (0.2 req/s: 1M batches).")
 @click.option("--db", default=None, metavar="URL",
               help="Benchmark this (empty) store instead of a temporary SQLite file.")
-@click.option("--json", "as_json", is_flag=True)
-def bench_store(num_requests, num_runs, repeats, scenarios, db, as_json):
+@format_options("the medians (text: line by line as each ends)")
+def bench_store(num_requests, num_runs, repeats, scenarios, db, fmt, as_json):
     """Measure storing a large run and listing many runs (store/bench.py)."""
     from batchlab.store import StoreError
     from batchlab.store.bench import run_store_bench
 
+    fmt = _chosen_format(fmt, as_json)
     try:
         out = run_store_bench(num_requests, num_runs, repeats, tuple(s.strip() for s in scenarios.split(",")),
-                              db, echo=None if as_json else click.echo)
+                              db, echo=click.echo if fmt == "text" else None)
     except (StoreError, ValueError) as exc:
         _fail(exc)
-    if as_json:
-        click.echo(to_json(out))
+    if fmt != "text":
+        _emit(fmt, out, str)
 
 
 # ------------------------------------------------ sweeps, capacity, suite --
@@ -1119,8 +1168,6 @@ def _vary_values(vary: tuple[str, ...]) -> dict[str, list]:
     return out
 
 
-format_option = click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table",
-                             show_default=True, help="Output format.")
 out_option = click.option("--out", type=click.Path(), callback=_output_file, default=None,
                           help="Write the table to this file instead of standard output.")
 
@@ -1134,9 +1181,9 @@ out_option = click.option("--out", type=click.Path(), callback=_output_file, def
 @click.option("--name", default=None, help="A name for the sweep in the store.")
 @executor_options
 @with_store_options
-@format_option
+@format_options("the table")
 @out_option
-def sweep(config_file, vary, replications, name, cluster, workers, db, no_store, fmt, out, **flags):
+def sweep(config_file, vary, replications, name, cluster, workers, db, no_store, fmt, as_json, out, **flags):
     """Run a grid of settings in parallel, storing every run as it finishes.
 
     Re-running the same command resumes the same sweep: stored runs are skipped,
@@ -1148,6 +1195,7 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
     from batchlab.store.models import NAME
     from batchlab.store.sweep_jobs import grid_plan
 
+    fmt = _chosen_format(fmt, as_json)
     if name is not None and not 0 < len(name) <= NAME.length:  # SQLite would store any length, PostgreSQL not
         raise click.ClickException(f"--name: 1 to {NAME.length} characters, got {len(name):,}")
     try:
@@ -1182,18 +1230,20 @@ def sweep(config_file, vary, replications, name, cluster, workers, db, no_store,
               help="First rate probed [req/s] (default 1).")
 @executor_options
 @with_store_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a list for several modes).")
+@format_options("the result (json: an object, a list for several modes; csv: a row per mode)")
 def capacity(config_file, modes, target, tolerance, replications, start_rate, cluster, workers, db, no_store,
-             as_json, **flags):
+             fmt, as_json, **flags):
     """Find the highest arrival rate whose SLA attainment stays at or above --target.
 
     Brackets, then bisects on the rate with the same seeds at every rate (common
-    random numbers). Capacity is a search, never a throughput.
+    random numbers). Capacity is a search, never a throughput. Exit status 3 when a
+    mode misses the target even at the lowest rate searched, 1 when a run failed.
     """
     from batchlab.core.capacity import CapacityResult
     from batchlab.core.sweep_report import format_capacities
     from batchlab.store.sweep_jobs import capacity_plan
 
+    fmt = _chosen_format(fmt, as_json)
     names = _mode_list(modes, "--mode")
     try:
         cfg, spec, _ = build_inputs(config_file, mode=names[0], **flags)
@@ -1202,14 +1252,14 @@ def capacity(config_file, modes, target, tolerance, replications, start_rate, cl
     except _sweep_errors() as exc:
         _fail(exc)
     caps: list[CapacityResult] = result.capacities
-    if as_json:
-        objs = [c.to_dict() for c in caps]
-        click.echo(to_json(objs[0] if len(objs) == 1 else objs))
-    else:
-        click.echo(format_capacities(caps))
+    objs = [c.to_dict() for c in caps]
+    _emit(fmt, objs[0] if len(objs) == 1 and fmt == "json" else objs, lambda: format_capacities(caps))
+    if fmt == "text":
         _echo_link(plan, sweep_id)
     if any(c.status == "failed" for c in caps):
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CODES["error"])
+    if any(c.status == "unreachable" for c in caps):
+        raise SystemExit(EXIT_CODES["target_not_met"])
 
 
 PLAN_KNOBS = {"mode": "--modes", "gpus": "--max-gpus", "replicas": "--max-gpus (and --tp-candidates)",
@@ -1272,10 +1322,11 @@ def _candidates_option(name: str, default: tuple[int, ...], what: str):
               help="USD per GPU-hour overriding the default prices with --gpus-from, e.g. h100=2.5,l4=0.8.")
 @executor_options
 @with_store_options
-@click.option("--json", "as_json", is_flag=True, help="Print the whole plan as one JSON object.")
+@format_options("the plan (json: the whole plan as one object; csv: the configurations ranked at the answer, "
+                "or with --gpus-from one row per GPU type)")
 def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, batch_candidates, routers,
          tp_candidates, pd_ratios, replications, rule, confidence, evidence, tolerance, pilot, gpus_from, gpu_cost,
-         cluster, workers, db, no_store, as_json, **flags):
+         cluster, workers, db, no_store, fmt, as_json, **flags):
     """Find the fewest GPUs, and the batching configuration, that meet --target at this traffic.
 
     The traffic is the workload's own: a synthetic workload at --rate (default 12 req/s),
@@ -1284,14 +1335,15 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     its K, B_max or B, and its TP, router and prefill:decode ratio, from the candidate lists
     (GPUs = replicas x TP), ranks the configurations at the answer, and
     gives each mode's capacity there as evidence. Every run is stored, so planning again
-    (e.g. with a tighter target) reuses them. Exit status 1 when no configuration meets the
-    target with --max-gpus GPUs. With --gpus-from, one plan per GPU type, priced, the cheapest
-    meeting the target recommended (exit status 1 when no type meets it).
+    (e.g. with a tighter target) reuses them. Exit status 3 when no configuration meets the
+    target with --max-gpus GPUs, 1 when a run failed. With --gpus-from, one plan per GPU type,
+    priced, the cheapest meeting the target recommended (exit status 3 when no type meets it).
     """
     from batchlab.core.plan_options import PlanOptions, parse_gpu_costs, parse_gpu_types
-    from batchlab.core.plan_report import format_plan
+    from batchlab.core.plan_report import format_plan, plan_rows
     from batchlab.store.sweep_jobs import gpu_plan
 
+    fmt = _chosen_format(fmt, as_json)
     names = [m.strip() for m in modes.split(",") if m.strip()]
     try:
         cfg, spec, given = build_inputs(config_file, **flags)
@@ -1333,13 +1385,11 @@ def plan(config_file, target, modes, max_gpus, k_candidates, b_max_candidates, b
     except _sweep_errors() as exc:
         _fail(exc)
     answer = dict(result.answer, sweep_id=sweep_id)
-    if as_json:
-        click.echo(to_json(answer))
-    else:
-        click.echo(format_plan(answer))
+    _emit(fmt, answer if fmt == "json" else plan_rows(answer), lambda: format_plan(answer))
+    if fmt == "text":
         _echo_link(planned, sweep_id)
     if answer["status"] != "ok":
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CODES["error" if answer["status"] == "failed" else "target_not_met"])
 
 
 def _suite_titles() -> dict[int, str]:
@@ -1361,15 +1411,16 @@ def _suite_steps(step: str) -> tuple[int, ...]:
               help="Cap every run's request count (a small suite).")
 @executor_options
 @with_store_options
-@format_option
+@format_options("the tables")
 @click.option("--out", "out_dir", type=click.Path(), callback=_output_folder, default=None,
               help="Write each step's table (CSV and JSON) and charts (SVG and PNG) into this folder.")
-def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
+def suite(step, max_requests, cluster, workers, db, no_store, fmt, as_json, out_dir):
     """The stress suite: request scaling, GPU scaling, bin-count sensitivity (tables, charts, timings)."""
     from batchlab.core.suite import DISPLAY, SuitePlan
     from batchlab.core.sweep_report import format_frame
     from batchlab.store.sweep_jobs import suite_plan
 
+    fmt = _chosen_format(fmt, as_json)
     t0 = time.perf_counter()
     try:
         plan = SuitePlan(steps=_suite_steps(step), max_requests=max_requests)
@@ -1383,13 +1434,13 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
                             "step_seconds": result.step_seconds, "total_seconds": wall, "sweep_id": sweep_id}))
     else:
         for name, df in tables.items():
-            click.echo(f"\n{name}" if fmt == "table" else f"# {name}")
-            click.echo(format_frame(df, DISPLAY.get(name)) if fmt == "table" else df.to_csv(index=False),
-                       nl=fmt == "table")
+            click.echo(f"\n{name}" if fmt == "text" else f"# {name}")
+            click.echo(format_frame(df, DISPLAY.get(name)) if fmt == "text" else df.to_csv(index=False),
+                       nl=fmt == "text")
         split = ", ".join(f"step {k} {v:.1f} s" for k, v in result.step_seconds.items())
         click.echo(f"\nsuite: {wall:.1f} s ({split}); {len(result.members)} runs + "
                    f"{sum(len(c.probes) for c in result.capacities)} capacity probes, {result.skipped} already stored"
-                   + (f"; sweep {sweep_id}" if sweep_id is not None else ""), err=fmt != "table")
+                   + (f"; sweep {sweep_id}" if sweep_id is not None else ""), err=fmt != "text")
         _echo_link(suite_plan(plan), sweep_id)
     if out_dir:
         from batchlab.webapp.sweep_charts import save_suite
@@ -1403,25 +1454,25 @@ def suite(step, max_requests, cluster, workers, db, no_store, fmt, out_dir):
 @cli.command()
 @click.argument("paper", type=click.Choice(("paper1", "paper2")))
 @click.option("--workers", type=click.IntRange(1, 4096), default=None, help="Worker processes (default: CPUs).")
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-@click.option("--format", "fmt", type=click.Choice(("table", "csv")), default="table", show_default=True)
-def reproduce(paper, workers, as_json, fmt):
+@format_options("the tables")
+def reproduce(paper, workers, fmt, as_json):
     """Reproduce a paper's figures beside its formulas (paper1: Guldogan et al.; paper2: Pang et al.)."""
     from batchlab.core.reproduce import reproduce as run_reproduction
     from batchlab.core.reproduce import text_table
     from batchlab.core.sweep_report import format_frame
 
+    fmt = _chosen_format(fmt, as_json)
     try:
         tables = run_reproduction(paper, workers=workers)
     except _sweep_errors() as exc:
         _fail(exc)
-    if as_json:
+    if fmt == "json":
         click.echo(to_json({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}))
         return
     for name, df in tables.items():
-        click.echo(f"\n{name}" if fmt == "table" else f"# {name}")
-        click.echo(format_frame(text_table(name, df)) if fmt == "table" else df.to_csv(index=False),
-                   nl=fmt == "table")
+        click.echo(f"\n{name}" if fmt == "text" else f"# {name}")
+        click.echo(format_frame(text_table(name, df)) if fmt == "text" else df.to_csv(index=False),
+                   nl=fmt == "text")
 
 
 def main() -> None:

@@ -241,6 +241,15 @@ def shown_column(values) -> bool:
     return True
 
 
+def plan_rows(d: dict) -> list[dict]:
+    """The plan as table rows (its CSV): one per GPU type with ``--gpus-from``, else the candidates
+    ranked at the answer, each with the plan's status, target and rate."""
+    if d.get("gpu_types") is not None:
+        return [dict(r) for r in d["gpu_types"]]
+    head = {"status": d["status"], "target": d["target"], "rate_rps": d["rate_rps"], "planned_gpus": d.get("gpus")}
+    return [dict(head, **{k: v for k, v in r.items() if k not in head}) for r in d["ranking"]] or [head]
+
+
 def format_plan(d: dict) -> str:
     """The CLI's text report of a plan."""
     import pandas as pd

@@ -32,6 +32,42 @@ def to_json(obj) -> str:
     return json.dumps(_clean(obj), default=_json_default, indent=2)
 
 
+def _flat(record: dict, prefix: str = "") -> dict:
+    """A mapping with nested mappings spread into ``outer.inner`` columns; lists stay one cell (JSON)."""
+    out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        elif isinstance(value, (list, tuple)) or hasattr(value, "tolist") and getattr(value, "ndim", 0):
+            out[name] = json.dumps(_clean(list(value)), default=_json_default)
+        else:
+            out[name] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def to_csv(obj) -> str:
+    """CSV of a record (one row) or a list of records (one row each): the columns are the union of
+    their keys in order of appearance, nested mappings spread into ``outer.inner`` columns, lists
+    written as JSON in one cell, missing values and NaN empty."""
+    import csv
+    import io
+
+    records = [obj] if isinstance(obj, dict) else list(obj)
+    for r in records:
+        if not isinstance(r, dict):
+            raise TypeError(f"to_csv needs a mapping or a list of mappings, got a {type(r).__name__} in it")
+    rows = [_flat(r) for r in records]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None or isinstance(v, float) and math.isnan(v) else v
+                         for k, v in row.items()})
+    return buf.getvalue()
+
+
 def _v(s: dict, key: str) -> str:
     """A summary value as the catalog writes it (its unit included)."""
     return format_value(key, s.get(key), s)

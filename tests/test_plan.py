@@ -431,7 +431,7 @@ def test_plan_cli_refuses_a_config_file_that_sets_what_the_plan_chooses(tmp_path
     assert r.exit_code != 0 and "gpus: the plan chooses it; set what it tries with --max-gpus" in r.output
 
 
-def test_unreachable_plan_exits_1_and_a_dask_cluster_runs_it(tmp_path):
+def test_unreachable_plan_exits_3_and_a_dask_cluster_runs_it(tmp_path):
     pytest.importorskip("distributed")
     from batchlab.cli import cli
 
@@ -439,7 +439,7 @@ def test_unreachable_plan_exits_1_and_a_dask_cluster_runs_it(tmp_path):
     r = CliRunner().invoke(cli, ["plan", "--db", db, "--cluster", "local", "--workers", "2", "--json", "--modes",
                                  "static_fifo", "--batch-candidates", "8,16", "--max-gpus", "2", "--num-requests", "600",
                                  "--no-evidence"])
-    assert r.exit_code == 1
+    assert r.exit_code == 3
     out = json.loads(r.stdout)
     assert out["status"] == "unreachable" and out["counts"]["simulated"] == out["counts"]["cells"] == 4
     store = open_store(db)

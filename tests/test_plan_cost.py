@@ -72,9 +72,9 @@ def test_gpu_cost_overrides_change_the_recommendation():
     assert check_costs(out)["gpu"] == "l4"
 
 
-def test_no_type_meeting_the_target_says_so_and_exits_1():
+def test_no_type_meeting_the_target_says_so_and_exits_3():
     r = run_cli("--gpus-from", "L4,H100", "--max-gpus", "1", "--target", "0.9", "--rate", "50")
-    assert r.exit_code == 1
+    assert r.exit_code == 3
     assert r.stdout.startswith("No GPU type meets 90.0 %") and "L4 misses the target" in r.stdout
 
 
