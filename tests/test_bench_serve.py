@@ -93,6 +93,8 @@ def test_peaks_of_concurrency_and_tokens_in_one_second_buckets_as_vllm():
     second 3 (the rejected one nowhere): at most 2 at once. Tokens: request 0 at 0.5, 1.5, 2.5 s;
     request 1 six from 1.3 to 1.8 s; request 2 one at 3.15 s: 7 in second 1."""
     req = hand_requests()
+    assert bs.good_requests(req, {"ttft": 500}) == 3              # request 0's TTFT is exactly 0.5 s: met
+    assert bs.good_requests(req, {"ttft": 499.999}) == 2
     assert bs.max_concurrent_requests(req) == 2
     assert bs.max_output_tokens_per_s(req) == 7.0
     res = bs.bench_serve_result(req, {}, detailed=True)

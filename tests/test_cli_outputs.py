@@ -113,16 +113,18 @@ def test_a_sampled_stored_run_is_simulated_again_not_stored_twice(tmp_path):
         assert store.count_runs() == 1
 
 
-def test_a_continuous_timeline_from_the_store_is_simulated_again(tmp_path):
+@pytest.mark.parametrize("args,kind", [(CONT, "span of "), (SMALL, "batch")])
+def test_a_timeline_from_the_store_is_the_fresh_runs(tmp_path, args, kind):
+    """A batch-level run's log comes from the store; a continuous run's span log is not stored: simulated again."""
     db = f"sqlite:///{tmp_path}/t.db"
     a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
-    invoke("run", *CONT, "--no-store", "--timeline", a)
-    invoke("run", *CONT, "--db", db, "--timeline", b)
-    res = invoke("run", *CONT, "--db", db, "--timeline", c)           # the span log is not stored
-    assert "served from store" in res.stdout and "spans to" in res.stderr
+    invoke("run", *args, "--no-store", "--timeline", a)
+    invoke("run", *args, "--db", db, "--timeline", b)
+    res = invoke("run", *args, "--db", db, "--timeline", c)
+    assert "served from store" in res.stdout and ("spans to" if kind != "batch" else "batches to") in res.stderr
     events = [json.loads(p.read_text())["traceEvents"] for p in (a, b, c)]
     assert events[0] == events[1] == events[2]
-    assert any(e["ph"] == "X" and e["name"].startswith("span of ") for e in events[0])
+    assert any(e["ph"] == "X" and e["name"].startswith(kind) for e in events[0])
 
 
 def test_compare_formats_and_percentiles():

@@ -74,8 +74,14 @@ def test_counters_follow_the_running_batch_and_return_to_zero_when_idle(run):
             by_pid[e["pid"]].append((e["ts"], e["args"]["size"]))
     log = run.batches
     assert max(v for rows in by_pid.values() for _, v in rows) == int(log["size"].max())
-    for rows in by_pid.values():
+    for pid, rows in by_pid.items():
         assert rows[-1][1] == 0                                    # every replica idles after its last row
         assert all(b[0] >= a[0] for a, b in zip(rows, rows[1:]))
+        on = np.flatnonzero(np.asarray(log["gpu"]) == pid)
+        on = on[np.argsort(log["start"][on], kind="stable")]
+        ends = log["start"][on] + log["duration"][on]
+        idle_gaps = int((log["start"][on][1:] > ends[:-1]).sum())
+        assert sum(v == 0 for _, v in rows) == idle_gaps + 1, pid  # back to 0 in every idle gap, and at the end
+        assert [v for _, v in rows if v] == [int(b) for b in log["size"][on] if b], pid
     kv = [e["args"]["kv_tokens"] for e in events if e["ph"] == "C" and e["name"] == "KV tokens"]
     assert max(kv) == int(log["kv_tokens"].max())
