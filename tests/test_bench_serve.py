@@ -226,3 +226,24 @@ def test_every_field_name_is_one_vllm_writes(closed_run):
     assert "str(int(p)) if int(p) == p else str(p)" in source      # how vLLM writes a percentile's word
     own = {"percentile_metrics", "metric_percentiles", "goodput"}
     assert {k for k in res if not stat.fullmatch(k) and k not in own} <= keys
+
+
+def test_in_a_continuous_mode_tpot_is_the_requests_mean_gap():
+    """Continuous batching: a request's TPOT is its mean gap (tbt), so vllm-bench's TPOT statistics are the
+    summary's TBT ones; e2el and ttft are the summary's e2e and TTFT."""
+    from batchlab.workloads import build_workload
+    from batchlab.workloads.spec import WorkloadSpec
+
+    r = simulate(SimConfig(mode="continuous_dynamic", gpus=2), build_workload(WorkloadSpec(num_requests=600)))
+    res = bs.bench_serve_result(r.requests, {}, pcts=(99,))
+    s = r.summary
+    assert res["mean_tpot_ms"] == pytest.approx(1000 * s["tbt_mean_s"])
+    assert res["p99_tpot_ms"] == pytest.approx(1000 * s["tbt_p99_s"])
+    assert res["p99_ttft_ms"] == pytest.approx(1000 * s["ttft_p99_s"])
+    assert res["mean_e2el_ms"] == pytest.approx(1000 * s["latency_mean_s"])
+    assert res["request_throughput"] == pytest.approx(s["throughput_rps"])
+    assert res["output_throughput"] == pytest.approx(s["throughput_tps"])
+    # ITL's mean is every gap's: the requests' decode spans over their gaps
+    ok = np.isfinite(r.requests["finish"]) & (r.requests["output"] > 1)
+    spans = (r.requests["finish"] - r.requests["first_token"])[ok]
+    assert res["mean_itl_ms"] == pytest.approx(1000 * spans.sum() / (r.requests["output"][ok] - 1).sum())
