@@ -429,11 +429,18 @@ def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):
 
 
 def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, workload=None, grid=None):
-    """(workload, summary, source, run_id): through the store unless it is None (--no-store)."""
+    """(workload, summary, source, run_id, detail): through the store unless it is None (--no-store).
+    ``detail`` holds the per-request arrays: the RunResult when simulated here, else the StoredRun."""
     from batchlab.core import simulate
     from batchlab.core.config import CONTINUOUS_MODES
     from batchlab.core.continuous_engine import announce_if_uncompiled, compile_watch
     from batchlab.workloads import build_workload
+
+    simulated = []
+
+    def keep(*args, **kwargs):   # the store's simulation, its result kept for the output's arrays
+        simulated.append(simulate(*args, **kwargs))
+        return simulated[-1]
 
     with compile_watch(_compile_echo) as watch:  # a first continuous run says it compiles the engine, first
         if cfg.mode in CONTINUOUS_MODES:
@@ -443,15 +450,31 @@ def _simulate(cfg: SimConfig, spec: WorkloadSpec, label: str, store=None, worklo
         try:
             if store is None:
                 result = simulate(cfg, workload, grid=grid, progress=bar)
-                out = workload, result.summary, "simulated", None
+                out = workload, result.summary, "simulated", None, result
             else:
-                run, hit = store.get_or_run(cfg, workload, grid=grid, progress=bar)
-                out = workload, run.summary, "store" if hit else "simulated", run.id
+                run, hit = store.get_or_run(cfg, workload, grid=grid, progress=bar, simulate_fn=keep)
+                out = workload, run.summary, "store" if hit else "simulated", run.id, run if hit else simulated[-1]
         finally:
             bar.close()
     if watch.announced and not watch.seconds:  # served from the store, or a compiled form found elsewhere
         _compile_echo("no compile was needed after all")
     return out
+
+
+def _run_arrays(cfg: SimConfig, spec: WorkloadSpec, workload, detail, run_id, db, grid, need_log: bool):
+    """(requests, engine log) of a run: from the RunResult simulated here, else from the store when it
+    kept them whole (not sampled; a continuous run's span log is never kept), else simulated again
+    (not stored twice). ``detail`` None: a quick store hit, whose record is read now."""
+    from batchlab.core.config import CONTINUOUS_MODES
+
+    if detail is None and run_id is not None:
+        detail = _open_store(db).get_run(run_id)
+    if detail is not None and not hasattr(detail, "sampled"):   # a RunResult
+        return detail.requests, detail.batches
+    if detail is not None and not detail.sampled and not (need_log and cfg.mode in CONTINUOUS_MODES):
+        return detail.requests(), detail.batches()
+    result = _simulate(cfg, spec, cfg.mode, None, workload, grid)[4]
+    return result.requests, result.batches
 
 
 def _source_text(source: str, run_id: int | None) -> str:
@@ -475,34 +498,187 @@ def with_store_options(func):
     return func
 
 
+# ------------------------------------------------- run / compare output --
+RUN_FORMATS = ("text", "json", "csv", "vllm-bench")
+COMPARE_FORMATS = ("text", "json", "csv")
+
+
+def _percentiles(ctx, param, value: str | None):
+    """--percentiles as a tuple of numbers in (0, 100); a usage error naming the flag otherwise."""
+    from batchlab.core.bench_serve import OptionError, parse_percentiles
+
+    if value is None:
+        return None
+    try:
+        return parse_percentiles(value, "--percentiles")
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _output_format(fmt: str | None, as_json: bool) -> str:
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json is --format json: it cannot go with --format {fmt}")
+    return "json" if as_json else (fmt or "text")
+
+
+def _goodput_limits(given: tuple[str, ...], rest: tuple[str, ...]) -> dict[str, float] | None:
+    """vLLM's ``--goodput KEY:VALUE ...``: the pairs after --goodput (``rest`` holds the 2nd, 3rd, ...)."""
+    from batchlab.core.bench_serve import OptionError, parse_goodput
+
+    if rest and not given:
+        raise click.UsageError(f"Got unexpected extra argument ({rest[0]})")
+    if not given:
+        return None
+    try:
+        return parse_goodput([*given, *rest], "--goodput")
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _table_kind(path: str | None, flag: str) -> str | None:
+    from batchlab.core.output import OutputError
+    from batchlab.core.request_table import table_format
+
+    try:
+        return None if path is None else table_format(path, flag)
+    except OutputError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _with_percentiles(summary: dict, pcts, arrays) -> dict:
+    """``summary`` plus the chosen percentiles of each family (core.bench_serve.summary_percentiles),
+    from the per-request arrays when the stored summary lacks any of them."""
+    from batchlab.core.bench_serve import SUMMARY_ARRAYS, summary_key, summary_percentiles
+
+    if not pcts or all(summary_key(stem, p) in summary for stem in SUMMARY_ARRAYS for p in pcts):
+        return dict(summary, percentiles=list(pcts)) if pcts else summary
+    return dict(summary, **summary_percentiles(arrays()[0], pcts), percentiles=list(pcts))
+
+
+def _csv_text(rows: list[dict]) -> str:
+    import pandas as pd
+
+    from batchlab.core.bench_serve import flat_row
+
+    return pd.DataFrame([flat_row(r) for r in rows]).to_csv(index=False)
+
+
+output_options = [
+    click.option("--format", "fmt", type=click.Choice(RUN_FORMATS), default=None,
+                 help="Output: text (default), json (the summary), csv (one row), vllm-bench (one JSON object "
+                      "with vllm bench serve's result fields: docs/cli.md#results-as-vllm-bench-serve-writes-them)."),
+    click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
+    click.option("--percentiles", callback=_percentiles, metavar="P1,P2,...",
+                 help="Percentiles to report, each in (0, 100), e.g. 50,90,99.9 (default: the summary's 50, 95 "
+                      "and 99; vllm-bench: 99, as vLLM's --metric-percentiles)."),
+    click.option("--goodput", multiple=True, metavar="KEY:MS ...",
+                 help="vLLM's goodput limits in ms, keys ttft, tpot, e2el (--goodput ttft:500 tpot:50): "
+                      "request_goodput = served requests meeting all of them / duration."),
+    click.option("--save-detailed", is_flag=True,
+                 help="vllm-bench: add the per-request lists (input_lens, output_lens, ttfts, itls, latencies, "
+                      "start_times, errors), as vLLM's --save-detailed."),
+    click.option("--requests-out", type=click.Path(), callback=_output_file, default=None, metavar="FILE",
+                 help="Also write the per-request table to FILE (.csv, or .parquet with pyarrow)."),
+    click.option("--timeline", type=click.Path(), callback=_output_file, default=None, metavar="FILE",
+                 help="Also write the engine's timeline as a Chrome trace-event JSON (open it in ui.perfetto.dev "
+                      "or chrome://tracing)."),
+    click.argument("goodput_rest", nargs=-1, metavar=""),
+]
+
+
+def with_output_options(func):
+    for opt in reversed(output_options):
+        func = opt(func)
+    return func
+
+
 @cli.command()
 @sim_options
 @with_store_options
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def run(config_file, db, no_store, as_json, **flags):
+@with_output_options
+def run(config_file, db, no_store, fmt, as_json, percentiles, goodput, save_detailed, requests_out, timeline,
+        goodput_rest, **flags):
     """Simulate one scheduler on one workload (no flags: the documented default run).
 
     A run already in the results store (same config, workload, latency model and
     code version) is served from it instead of being simulated again.
     """
+    from batchlab.core.bench_serve import VLLM_PERCENTILES
+
+    fmt = _output_format(fmt, as_json)
+    limits = _goodput_limits(goodput, goodput_rest)
+    if save_detailed and fmt != "vllm-bench":
+        raise click.UsageError("--save-detailed goes with --format vllm-bench")
+    table_kind = _table_kind(requests_out, "--requests-out")
     try:
         cfg, spec, given = build_inputs(config_file, **flags)
         _echo_notes(unused_notes([cfg], spec, given))
         hit = None if no_store else _quick_hit(cfg, spec, db)
+        grid = None
         if hit is not None:
             workload, summary, source, run_id = hit
+            detail = None
         else:
             store = None if no_store else _open_store(db)
             grid = _latency_grid(cfg.latency, db, store)
-            workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store, grid=grid)
+            workload, summary, source, run_id, detail = _simulate(cfg, spec, cfg.mode, store, grid=grid)
+        cache: list = []
+
+        def arrays():
+            if not cache:
+                cache.append(_run_arrays(cfg, spec, workload, detail, run_id, db, grid, bool(timeline)))
+            return cache[0]
+
+        summary = dict(summary, source=source, run_id=run_id)
+        if fmt != "vllm-bench":
+            summary = _with_percentiles(summary, percentiles, arrays)
+        if limits:
+            from batchlab.core.bench_serve import goodput_summary
+
+            summary.update(goodput_summary(arrays()[0], limits))
+        if requests_out:
+            from batchlab.core.request_table import write_requests
+
+            n = write_requests(arrays()[0], requests_out, table_kind)
+            click.echo(f"wrote {n:,} request rows to {requests_out}", err=True)
+        if timeline:
+            _write_timeline(cfg, arrays(), timeline)
+        if fmt == "vllm-bench":
+            from batchlab.core.bench_serve import bench_serve_result, run_metadata
+
+            requests = arrays()[0]
+            concurrency = getattr(cfg, "max_concurrency", None) or getattr(spec, "max_concurrency", None)
+            meta = run_metadata(workload.identity, len(workload), cfg.model, concurrency, requests["arrival"])
+            meta.update(batchlab_mode=cfg.mode, batchlab_source=source, batchlab_run_id=run_id)
+            result = bench_serve_result(requests, meta, percentiles or VLLM_PERCENTILES, limits, save_detailed)
     except _store_errors() as exc:
         _fail(exc)
-    summary = dict(summary, source=source, run_id=run_id)
-    if as_json:
+    if fmt == "vllm-bench":
+        click.echo(json.dumps(result))
+    elif fmt == "json":
         click.echo(to_json(summary))
+    elif fmt == "csv":
+        click.echo(_csv_text([summary]), nl=False)
     else:
+        from batchlab.core.bench_serve import goodput_text, percentiles_text
+
         click.echo(format_summary(dict(summary, model=cfg.model, gpu=cfg.gpu),
                                   workload.identity.get("label", "workload"), _source_text(source, run_id)))
+        if percentiles:
+            click.echo(percentiles_text(summary, percentiles))
+        if limits:
+            click.echo(goodput_text(summary))
+
+
+def _write_timeline(cfg: SimConfig, arrays: tuple, path: str) -> None:
+    from batchlab.core.output import write_text
+    from batchlab.core.timeline import trace_events
+
+    requests, log = arrays
+    replicas = max(cfg.n_replicas, int(log["gpu"].max()) + 1 if len(log["gpu"]) else 0)
+    trace = trace_events(log, replicas, float(requests["arrival"].min()), cfg.tp)
+    write_text(path, json.dumps(trace))
+    click.echo(f"wrote {len(log['start']):,} {'spans' if 'iterations' in log else 'batches'} to {path}", err=True)
 
 
 @cli.command()
@@ -510,9 +686,14 @@ def run(config_file, db, no_store, as_json, **flags):
 @click.option("--modes", default=",".join(COMPARE_MODES), show_default=True,
               help="Comma-separated scheduler modes to compare.")
 @with_store_options
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of summaries.")
-def compare(config_file, modes, db, no_store, as_json, **flags):
+@click.option("--format", "fmt", type=click.Choice(COMPARE_FORMATS), default=None,
+              help="Output: text (default: a table), json (a list of summaries) or csv (one row per mode).")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--percentiles", callback=_percentiles, metavar="P1,P2,...",
+              help="Percentiles to report, each in (0, 100), e.g. 50,90,99.9 (default: the summary's).")
+def compare(config_file, modes, db, no_store, fmt, as_json, percentiles, **flags):
     """Run several scheduler modes on the same workload and tabulate them."""
+    fmt = _output_format(fmt, as_json)
     names = _mode_list(modes, "--modes")
     try:
         base, spec, given = build_inputs(config_file, **flags)
@@ -522,15 +703,26 @@ def compare(config_file, modes, db, no_store, as_json, **flags):
         grid = _latency_grid(base.latency, db, store)
         rows, workload = [], None
         for cfg in configs:
-            workload, summary, source, run_id = _simulate(cfg, spec, cfg.mode, store, workload, grid)
-            rows.append(dict(summary, source=source, run_id=run_id))
+            workload, summary, source, run_id, detail = _simulate(cfg, spec, cfg.mode, store, workload, grid)
+
+            def arrays(cfg=cfg, workload=workload, detail=detail, run_id=run_id):
+                return _run_arrays(cfg, spec, workload, detail, run_id, db, grid, False)
+
+            rows.append(_with_percentiles(dict(summary, source=source, run_id=run_id), percentiles, arrays))
     except _store_errors() as exc:
         _fail(exc)
-    if as_json:
+    if fmt == "json":
         click.echo(to_json(rows))
+        return
+    if fmt == "csv":
+        click.echo(_csv_text(rows), nl=False)
         return
     click.echo(f"workload: {workload.identity.get('label', 'workload')} ({len(workload):,} requests)")
     click.echo(format_compare_table(rows))
+    if percentiles:
+        from batchlab.core.bench_serve import percentiles_table
+
+        click.echo(percentiles_table(rows, percentiles))
     if not no_store:
         hits = sum(r["source"] == "store" for r in rows)
         click.echo(f"{hits} served from store, {len(rows) - hits} simulated and stored")
@@ -694,22 +886,28 @@ def runs_show(db, run_key, fmt, as_json):
 @runs.command("export")
 @db_option
 @click.argument("run_keys", metavar="[RUN]...", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(("csv", "json")), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(("csv", "json", "parquet")), default="csv", show_default=True,
+              help="parquet: only with --per-request (needs pyarrow, the parquet extra, and --out FILE).")
 @click.option("--out", type=click.Path(), callback=_output_file, default="-", show_default=True,
               help="Output file ('-' = standard output).")
-@click.option("--requests", "per_request", is_flag=True,
-              help="Export one run's per-request table (CSV) instead of run summaries.")
+@click.option("--per-request", "--requests", "per_request", is_flag=True,
+              help="Export one run's per-request table (CSV or Parquet) instead of run summaries.")
 def runs_export(db, run_keys, fmt, out, per_request):
-    """Export runs (all, or the given ids / hash prefixes) as CSV or JSON."""
+    """Export runs (all, or the given ids / hash prefixes) as CSV or JSON, or one run's requests."""
     from batchlab.store import StoreError
-    from batchlab.store.export import requests_csv
+    from batchlab.store.export import requests_csv, requests_parquet
 
+    if per_request and (len(run_keys) != 1 or fmt == "json"):
+        raise click.UsageError("--per-request exports exactly one RUN, as csv or parquet")
+    if fmt == "parquet" and not per_request:
+        raise click.UsageError("--format parquet is for --per-request tables")
+    if fmt == "parquet" and out == "-":
+        raise click.UsageError("--format parquet is binary: give --out FILE")
     store = _open_store(db)
     try:
         if per_request:
-            if len(run_keys) != 1 or fmt != "csv":
-                raise click.UsageError("--requests exports exactly one RUN, as CSV")
-            n = requests_csv(_get_run(store, run_keys[0]), out)
+            run = _get_run(store, run_keys[0])
+            n = requests_parquet(run, out) if fmt == "parquet" else requests_csv(run, out)
             what = "request rows"
         else:
             n = store.export_runs(list(run_keys) or None, fmt, out)

@@ -14,6 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "dask": ("dask", "distributed"),
     "postgres": ("psycopg",),
     "calibrate": ("torch", "transformers"),
+    "parquet": ("pyarrow",),
 }
 
 

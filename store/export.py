@@ -107,4 +107,13 @@ def requests_csv(run: StoredRun, out: str | Path | IO[str] | None) -> int:
     return len(frame)
 
 
-__all__ = ["BASE_COLUMNS", "FORMATS", "METRIC_COLUMNS", "csv_cell", "requests_csv", "strict", "write_runs"]
+def requests_parquet(run: StoredRun, out: str | Path) -> int:
+    """Write a run's per-request table as Parquet (needs pyarrow: the ``parquet`` extra); returns its rows.
+    A sampled run's table is its sample, with the original positions in ``index``."""
+    from batchlab.core.request_table import write_requests
+
+    return write_requests(run.requests(), out, "parquet", "--format parquet")
+
+
+__all__ = ["BASE_COLUMNS", "FORMATS", "METRIC_COLUMNS", "csv_cell", "requests_csv", "requests_parquet", "strict",
+           "write_runs"]
