@@ -499,8 +499,7 @@ def with_store_options(func):
 
 
 # ------------------------------------------------- run / compare output --
-RUN_FORMATS = ("text", "json", "csv", "vllm-bench")
-COMPARE_FORMATS = ("text", "json", "csv")
+RUN_FORMATS = (*FORMATS, "vllm-bench", "table")
 
 
 def _percentiles(ctx, param, value: str | None):
@@ -513,12 +512,6 @@ def _percentiles(ctx, param, value: str | None):
         return parse_percentiles(value, "--percentiles")
     except OptionError as exc:
         raise click.UsageError(str(exc)) from None
-
-
-def _output_format(fmt: str | None, as_json: bool) -> str:
-    if as_json and fmt not in (None, "json"):
-        raise click.UsageError(f"--json is --format json: it cannot go with --format {fmt}")
-    return "json" if as_json else (fmt or "text")
 
 
 def _goodput_limits(given: tuple[str, ...], rest: tuple[str, ...]) -> dict[str, float] | None:
@@ -553,14 +546,6 @@ def _with_percentiles(summary: dict, pcts, arrays) -> dict:
     if not pcts or all(summary_key(stem, p) in summary for stem in SUMMARY_ARRAYS for p in pcts):
         return dict(summary, percentiles=list(pcts)) if pcts else summary
     return dict(summary, **summary_percentiles(arrays()[0], pcts), percentiles=list(pcts))
-
-
-def _csv_text(rows: list[dict]) -> str:
-    import pandas as pd
-
-    from batchlab.core.bench_serve import flat_row
-
-    return pd.DataFrame([flat_row(r) for r in rows]).to_csv(index=False)
 
 
 output_options = [
@@ -605,7 +590,7 @@ def run(config_file, db, no_store, fmt, as_json, percentiles, goodput, save_deta
     """
     from batchlab.core.bench_serve import VLLM_PERCENTILES
 
-    fmt = _output_format(fmt, as_json)
+    fmt = _chosen_format(fmt, as_json)
     limits = _goodput_limits(goodput, goodput_rest)
     if save_detailed and fmt != "vllm-bench":
         raise click.UsageError("--save-detailed goes with --format vllm-bench")
@@ -658,7 +643,7 @@ def run(config_file, db, no_store, fmt, as_json, percentiles, goodput, save_deta
     elif fmt == "json":
         click.echo(to_json(summary))
     elif fmt == "csv":
-        click.echo(_csv_text([summary]), nl=False)
+        click.echo(to_csv(summary), nl=False)
     else:
         from batchlab.core.bench_serve import goodput_text, percentiles_text
 
@@ -686,14 +671,14 @@ def _write_timeline(cfg: SimConfig, arrays: tuple, path: str) -> None:
 @click.option("--modes", default=",".join(COMPARE_MODES), show_default=True,
               help="Comma-separated scheduler modes to compare.")
 @with_store_options
-@click.option("--format", "fmt", type=click.Choice(COMPARE_FORMATS), default=None,
+@click.option("--format", "fmt", type=click.Choice((*FORMATS, "table")), default=None,
               help="Output: text (default: a table), json (a list of summaries) or csv (one row per mode).")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--percentiles", callback=_percentiles, metavar="P1,P2,...",
               help="Percentiles to report, each in (0, 100), e.g. 50,90,99.9 (default: the summary's).")
 def compare(config_file, modes, db, no_store, fmt, as_json, percentiles, **flags):
     """Run several scheduler modes on the same workload and tabulate them."""
-    fmt = _output_format(fmt, as_json)
+    fmt = _chosen_format(fmt, as_json)
     names = _mode_list(modes, "--modes")
     try:
         base, spec, given = build_inputs(config_file, **flags)
@@ -715,7 +700,7 @@ def compare(config_file, modes, db, no_store, fmt, as_json, percentiles, **flags
         click.echo(to_json(rows))
         return
     if fmt == "csv":
-        click.echo(_csv_text(rows), nl=False)
+        click.echo(to_csv(rows), nl=False)
         return
     click.echo(f"workload: {workload.identity.get('label', 'workload')} ({len(workload):,} requests)")
     click.echo(format_compare_table(rows))

@@ -336,14 +336,3 @@ def percentiles_table(rows: list[dict], pcts: Sequence[float]) -> str:
     out = ["percentile".ljust(label_width) + "".join(r["mode"].rjust(width) for r in rows)]
     out += [label.ljust(label_width) + "".join(c.rjust(width) for c in cells) for label, cells in table]
     return "\n".join(out)
-
-
-def flat_row(summary: dict) -> dict:
-    """A summary as one CSV row: nested dicts as ``name.key`` columns, the per-bin list left out."""
-    row: dict = {}
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            row.update({f"{key}.{k}": v for k, v in value.items()})
-        elif not isinstance(value, (list, tuple)):
-            row[key] = value
-    return row
