@@ -52,7 +52,7 @@ def test_csv_is_one_row_of_the_json_summary():
     assert len(rows) == 1
     assert float(rows[0]["makespan_s"]) == pytest.approx(s["makespan_s"]) and rows[0]["mode"] == "static_fifo"
     nested = [k for k, v in s.items() if isinstance(v, dict)]
-    assert all(f"{k}.{inner}" in rows[0] for k in nested for inner in s[k]) and not set(nested) & set(rows[0])
+    assert nested and all(f"{k}.{inner}" in rows[0] for k in nested for inner in s[k]) and not set(nested) & set(rows[0])
     assert json.loads(rows[0]["bins"]) == s["bins"]     # a list: one cell of JSON
 
 
