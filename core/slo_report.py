@@ -127,5 +127,5 @@ def assessment_text(summary: dict) -> str:
         return ""
     head = "SLOs and request classes"
     if "slo_attainment" in summary:
-        head += f" (the attainment capacity and plan target: {units.pct(summary['slo_attainment'])})"
+        head += f" (what capacity and plan compare with --target: {units.pct(summary['slo_attainment'])})"
     return "\n".join([head + ":", *lines])
