@@ -142,7 +142,8 @@ def percentile_with_rejected(values: np.ndarray, rejected: np.ndarray, q: float)
 
 def evaluate_slos(slos: tuple[PercentileSlo, ...], req: dict) -> list[dict]:
     """One row per SLO: its text, metric, percentile, limit, measured value, margin (measured - limit;
-    negative = headroom) and whether it is met."""
+    negative = headroom), whether it is met, and the rejected requests it counted as +inf (JSON writes an
+    infinite measured value as null, with ``met`` false)."""
     rejected = np.isnan(req["finish"])
     rows = []
     for s in slos:
@@ -150,5 +151,5 @@ def evaluate_slos(slos: tuple[PercentileSlo, ...], req: dict) -> list[dict]:
                                             s.percentile)
         rows.append({"slo": s.text, "metric": s.metric, "percentile": s.percentile, "limit_s": s.limit_s,
                      "measured_s": measured, "margin_s": None if measured is None else measured - s.limit_s,
-                     "met": measured is None or measured <= s.limit_s})
+                     "met": measured is None or measured <= s.limit_s, "rejected": int(rejected.sum())})
     return rows

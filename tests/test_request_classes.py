@@ -1,6 +1,7 @@
 """Request classes: per-class attainment by hand, priority serving, parse errors, capacity and plan targets."""
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,6 +13,7 @@ from batchlab.core.config import ConfigError
 from batchlab.core.plan import plan
 from batchlab.core.plan_options import PlanOptions
 from batchlab.workloads import WorkloadSpec, build_workload
+from batchlab.workloads.workload import Workload
 
 TWO = "interactive:priority=0:ttft=2s:tpot=40ms;batch:priority=1:e2e=600s:ttft=none"
 MIX = "0:0.2,1:0.8"
@@ -68,6 +70,24 @@ def test_a_workload_without_priorities_is_all_priority_zero():
     w = build_workload(WorkloadSpec(num_requests=100, rate=1.0))
     s = simulate(SimConfig(mode="static_fifo", classes="everyone:priority=0"), w).summary
     assert s["classes"][0]["requests"] == 100 and s["classes"][0]["attainment"] == s["sla_attainment"]
+
+
+def test_a_traces_priorities_and_a_rejected_request():
+    """Priorities as a trace's Priority column gives them (any integers); a request too large for the GPU is
+    rejected, misses its class's every deadline and counts as +inf in a percentile SLO."""
+    n = 40
+    prompt = np.full(n, 200)
+    prompt[7] = 10_000_000   # never fits: rejected
+    w = Workload(arrival=np.arange(n) * 2.0, prompt=prompt, output=np.full(n, 20), predicted=np.full(n, 20),
+                 priority=np.where(np.arange(n) % 4 == 3, -1, 5))
+    cfg = SimConfig(mode="static_fifo", gpus=1, classes="urgent:priority=-1:ttft=5s;rest:priority=5",
+                    slo="ttft:p50:5s,ttft:p99:5s")
+    s = simulate(cfg, w).summary
+    urgent, rest = s["classes"]
+    assert (urgent["requests"], rest["requests"], urgent["rejected"], rest["rejected"]) == (10, 30, 1, 0)
+    assert urgent["attainment"] == pytest.approx(0.9) and rest["attainment"] == 1.0   # the rejected one misses
+    p50, p99 = s["slos"]
+    assert p50["met"] and p99["measured_s"] == math.inf and not p99["met"] and s["slo_attainment"] == 0.0
 
 
 def test_a_priority_without_a_class_is_refused_before_the_run():

@@ -64,7 +64,7 @@ def test_a_p99_fails_once_more_than_one_percent_is_rejected():
         rejected = np.zeros(200, bool)
         rejected[:n_rejected] = True
         (row,) = evaluate_slos(parse_slos("e2el:p99:1s"), _requests(v, rejected))
-        assert row["met"] is met and (row["measured_s"] == math.inf) is not met
+        assert row["met"] is met and (row["measured_s"] == math.inf) is not met and row["rejected"] == n_rejected
 
 
 def test_requests_without_a_gap_are_left_out_of_tpot_and_none_at_all_holds():
