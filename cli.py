@@ -27,6 +27,7 @@ from batchlab.core.plan_options import DEFAULT_MODES as PLAN_MODES
 from batchlab.core.plan_options import RULES as PLAN_RULES
 from batchlab.core.report import format_compare_table, format_summary, to_csv, to_json
 from batchlab.core.settings_text import SettingError, parse_mapping, parse_setting
+from batchlab.core.slo_report import assessment_text
 from batchlab.workloads.fields import plain, range_text, shown, unused_settings
 from batchlab.workloads.spec import TRACE_WORKLOADS, WorkloadSpec, spec_fields
 from batchlab.workloads.workload import WorkloadError
@@ -73,7 +74,21 @@ def _field_option(f: dataclasses.Field, seen: set[str]):
     help_text += f" (default: {none_word if f.default is None else f.default})"
     if kind.startswith("bool"):
         return click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
+    if f.metadata.get("repeatable"):   # --slo A --slo B: one comma-separated setting
+        return click.option(flag, f.name, type=_Setting(f), multiple=True, callback=_joined,
+                            help=help_text + " Repeatable.")
     return click.option(flag, f.name, type=_Setting(f), default=None, help=help_text)
+
+
+def _joined(ctx, param, values: tuple):
+    """A repeatable setting's values as one comma-separated text (None when not given)."""
+    if not values:
+        return None
+    if any(v is EXPLICIT_NONE for v in values):
+        if len(values) > 1:
+            raise _error(f"--{param.name.replace('_', '-')}: 'none' cannot be combined with other values")
+        return EXPLICIT_NONE
+    return ",".join(values)
 
 
 def _field_range(name: str) -> click.ParamType:
@@ -416,7 +431,7 @@ def _stored_grid(name: str, db: str | None, store):
 def _quick_hit(cfg: SimConfig, spec: WorkloadSpec, db: str | None):
     """(workload, summary, "store", run id) when a plain SQLite store holds this parametric run
     done, read without opening the store (:mod:`store.quick`); else None."""
-    if cfg.latency != "parametric":
+    if cfg.latency != "parametric" or cfg.slo or cfg.classes:   # a judgement needs the per-request arrays
         return None
     from batchlab.core.identity import run_identity
     from batchlab.core.latency import build_latency_model
@@ -653,6 +668,8 @@ def run(config_file, db, no_store, fmt, as_json, percentiles, goodput, save_deta
             click.echo(percentiles_text(summary, percentiles))
         if limits:
             click.echo(goodput_text(summary))
+        if judgement := assessment_text(summary):
+            click.echo(judgement)
 
 
 def _write_timeline(cfg: SimConfig, arrays: tuple, path: str) -> None:

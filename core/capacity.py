@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from batchlab.workloads.spec import WorkloadSpec
 
 from .config import SimConfig
+from .slo_report import judged, target_attainment
 from .stats import mean_ci
 from .sweep import Member, MemberResult, SweepError, _outcome, default_workers, pool_for, simulate_member
 
@@ -207,7 +208,7 @@ def check_capacity_inputs(config: SimConfig, spec: WorkloadSpec, target: float, 
         raise SweepError("rps_scaling: capacity probes the arrival rate itself; leave rps_scaling at 1")
     if spec.real_timestamps:
         raise SweepError("real_timestamps: capacity rescales the arrival times; it cannot keep them real")
-    if config.d_sla_ttft is None and config.d_sla_tbt is None and config.d_sla_e2e is None:
+    if config.d_sla_ttft is None and config.d_sla_tbt is None and config.d_sla_e2e is None and not judged(config):
         raise SweepError("every SLA deadline is off, so every rate meets the target; enable a deadline")
 
 
@@ -312,7 +313,7 @@ def capacity(base_config: SimConfig, base_spec: WorkloadSpec, target: float = 0.
 
 def _probe(rate: float, rep: int, res: MemberResult, target: float) -> Probe:
     s = res.summary or {}
-    att = s.get("sla_attainment")
+    att = target_attainment(s)   # every class and percentile SLO, when given (core.slo_report)
     return Probe(rate=rate, replication=rep, attainment=att, passed=att is not None and att >= target,
                  throughput_rps=s.get("throughput_rps"), latency_p99_s=s.get("latency_p99_s"),
                  run_hash=res.run_hash, run_id=res.run_id, cached=res.cached, error=res.error)

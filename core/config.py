@@ -141,6 +141,17 @@ class SimConfig:
                       "tokens) or max (its largest gap, a stricter tail bound).", group="sla", choices=TBT_STATS)
     d_sla_e2e: float | None = _f(60.0, "Deadline on end-to-end latency (none = off).", "s", "sla",
                                  range=(1e-3, 1e7))
+    # --- SLOs and request classes (judge a run; not in its hash: core.identity, core.slo_report) ---
+    slo: str | None = _f(None, "Percentile SLOs, METRIC:pP:LIMIT, comma-separated (--slo repeats): e.g. "
+                         "ttft:p99:500ms,tpot:p90:50ms; metrics ttft, tpot (mean gap between tokens), e2el, queue; "
+                         "rejected requests count as infinite. Each is reported met or missed with its margin, and "
+                         "capacity and plan require all to hold (docs/semantics.md#percentile-slos). none = off.",
+                         group="sla", repeatable=True)
+    classes: str | None = _f(None, "Request classes by priority, NAME:priority=P[:ttft=D][:tpot=D][:e2e=D] "
+                             "separated by ';': e.g. interactive:priority=0:ttft=500ms;batch:priority=1:e2e=120s. "
+                             "A class's deadlines replace d_sla_* for its requests; each class's attainment is "
+                             "reported, and capacity and plan require every class to meet the target "
+                             "(docs/semantics.md#request-classes). none = off.", group="sla")
     sla_control: bool = _f(True, "Dynamic modes: Algorithm 2 on; off = b_SLA stays B_max (the TBT deadline is "
                            "still measured).", group="sla")
     sla_eps: float = _f(0.010, "Algorithm 2 tolerance eps_D around the TBT deadline.", "s", "sla",
@@ -238,6 +249,7 @@ class SimConfig:
                 raise ConfigError(name, msg)
 
         coerce_fields(self, ConfigError)  # types, choices and every documented range
+        self._canonical_judgement()
         if self.model is not None or self.gpu is not None:
             self._derive_hardware()
             coerce_fields(self, ConfigError)  # a local config.json's values within the documented ranges too
@@ -274,6 +286,16 @@ class SimConfig:
             need(self.max_num_batched_tokens >= cap, "max_num_batched_tokens",
                  f"must be at least the running cap ({name} {cap:,}): every running request decodes a token "
                  f"within it; got {self.max_num_batched_tokens:,}")
+
+    def _canonical_judgement(self) -> None:
+        """Read ``slo`` and ``classes`` (a ConfigError names the bad part) and keep their canonical text."""
+        from .request_classes import classes_text, parse_classes
+        from .slo import parse_slos, slos_text
+
+        for name, parse, text in (("slo", parse_slos, slos_text), ("classes", parse_classes, classes_text)):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, text(parse(value)) or None)
 
     def _derive_hardware(self) -> None:
         """Fill the settings that ``model`` and ``gpu`` determine. The catalogue owns them: a derived setting
@@ -418,7 +440,7 @@ class SimConfig:
         if self.d_sla_tbt is None:
             drop.add("tbt_sla")
         drop.add("replicas")   # folded into gpus
-        drop |= {k for k in ("model", "gpu") if d[k] is None}   # without them, hashes as before they existed
+        drop |= {k for k in ("model", "gpu", "slo", "classes") if d[k] is None}   # without them, as before they existed
         if self.gpu is None:
             drop.add("gpu_memory_utilization")
         if self.disaggregate is None:

@@ -10,6 +10,11 @@ SIM_VERSION = "4"  # 2: admission without an oracle, out-of-memory evictions, co
 #                    4: prefix caching (hit rate and tokens saved in every summary, cached KV in the series)
 
 
+# Settings that judge a run's results without changing them (core.slo_report): a run stored before is served
+# from the store, not recomputed, when only these change.
+JUDGEMENT_ONLY = ("slo", "classes")
+
+
 def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -23,4 +28,5 @@ def run_hash(config_dict: dict, workload_identity: dict, latency_identity: dict)
 
 def run_identity(config, workload, latency) -> str:
     """The run hash of ``config`` on ``workload`` with the ``latency`` model."""
-    return run_hash(config.relevant_dict(), workload.identity, latency.identity)
+    simulated = {k: v for k, v in config.relevant_dict().items() if k not in JUDGEMENT_ONLY}
+    return run_hash(simulated, workload.identity, latency.identity)

@@ -97,15 +97,21 @@ def tbt_for_sla(cfg: SimConfig, req: dict) -> np.ndarray:
 
 def violations(cfg: SimConfig, req: dict) -> dict[str, np.ndarray | None]:
     """Boolean violation array per enabled deadline (None when disabled)."""
+    return deadline_violations(req, cfg.tbt_sla, cfg.d_sla_ttft, cfg.d_sla_tbt, cfg.d_sla_e2e)
+
+
+def deadline_violations(req: dict, tbt_sla: str, ttft: float | None, tbt: float | None,
+                        e2e: float | None) -> dict[str, np.ndarray | None]:
+    """:func:`violations` under the given deadlines (a request class's, core.request_classes)."""
     rejected = np.isnan(req["finish"])
 
     def miss(values: np.ndarray, deadline: float | None):   # a rejected request (NaN) misses every deadline
         return None if deadline is None else ~(values <= deadline)
 
-    tbt = None
-    if cfg.d_sla_tbt is not None:   # a served request without a gap (NaN) cannot miss it
-        tbt = (tbt_for_sla(cfg, req) > cfg.d_sla_tbt) | rejected
-    return {"ttft": miss(req["ttft"], cfg.d_sla_ttft), "tbt": tbt, "e2e": miss(req["e2e"], cfg.d_sla_e2e)}
+    tbt_miss = None
+    if tbt is not None:   # a served request without a gap (NaN) cannot miss it
+        tbt_miss = ((req["tbt_max"] if tbt_sla == "max" else req["tbt"]) > tbt) | rejected
+    return {"ttft": miss(req["ttft"], ttft), "tbt": tbt_miss, "e2e": miss(req["e2e"], e2e)}
 
 
 def has_tbt(req: dict) -> np.ndarray:

@@ -100,6 +100,7 @@ from .config import (
 )
 from .plan_options import CLUSTER_OPTIONS, PILOT_FROM, PILOT_SHARE, RULES, PlanOptions
 from .plan_report import gpu_label, label_of, plan_sentence, run_command, toml_config
+from .slo_report import judged, target_attainment
 from .stats import mean_ci
 from .sweep import Member, MemberResult, SweepError, default_workers, pool_for, run_members, simulate_member
 
@@ -276,7 +277,7 @@ def check_plan_inputs(config: SimConfig, spec: WorkloadSpec, options: PlanOption
         raise SweepError(f"confidence: must be in (0, 1), got {o.confidence:g}")
     if not 1e-4 <= o.tolerance <= 0.5:
         raise SweepError(f"tolerance: must be between 0.0001 and 0.5 (relative), got {o.tolerance:g}")
-    if config.d_sla_ttft is None and config.d_sla_tbt is None and config.d_sla_e2e is None:
+    if config.d_sla_ttft is None and config.d_sla_tbt is None and config.d_sla_e2e is None and not judged(config):
         raise SweepError("every SLA deadline is off, so every configuration meets the target; enable a deadline")
     cands = candidates(o, config)
     for cand in cands:
@@ -487,7 +488,7 @@ class _Search:
 
     def _cell(self, ci: int, g: int, results: list[MemberResult]) -> Cell:
         failed = [r for r in results if not r.ok]
-        atts = [(r.summary or {}).get("sla_attainment") for r in results]
+        atts = [target_attainment(r.summary or {}) for r in results]   # every class and SLO, when given
         if not failed and any(a is None for a in atts):
             failed = [dataclasses.replace(results[0], error="the run has no SLA attainment (no deadline is on)")]
         runs, ids = [r.run_hash for r in results], [r.run_id for r in results]

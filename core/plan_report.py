@@ -13,6 +13,7 @@ from batchlab.workloads.spec import SpecError, WorkloadSpec, spec_fields
 from batchlab.workloads.workload import WorkloadError
 
 from .config import SimConfig, config_fields
+from .slo_report import judgement_phrase
 
 KNOB_NAMES = {"k_bins": "K", "b_max": "B_max", "batch_size": "B"}
 # written whenever they matter, defaults included (router: where a run has several replicas)
@@ -197,12 +198,14 @@ def _one_plan_sentence(d: dict) -> str:
     if d["status"] == "failed" or rec is None:
         return f"No configuration could be simulated: {d.get('error') or 'every run failed'}."
     att = pct(rec["attainment"], target)
+    judged = judgement_phrase(rec.get("config") or {})   # the classes (and SLOs) every answer met
     where = cluster_phrase(rec)
     what = rec["configuration"] if not where else f"{label_of(rec['mode'], rec.get('settings') or {})}, {where}"
     if d["status"] == "unreachable":
-        return (f"No configuration reaches {pct(target)} within SLA at {rate} with up to {gpus_text(d['max_gpus'])}; "
+        return (f"No configuration reaches {pct(target)} within SLA{judged} at {rate} with up to "
+                f"{gpus_text(d['max_gpus'])}; "
                 f"the best, {what} on {gpus_text(rec['gpus'])}, reaches {att}.")
-    text = f"{gpus_text(d['gpus'])} with {what}: {att} within SLA at {rate}"
+    text = f"{gpus_text(d['gpus'])} with {what}: {att} within SLA{judged} at {rate}"
     if d["rule"] == "lower" and rec.get("ci_low") is not None:
         text += f" ({100 * d['confidence']:g} % confidence interval from {pct(rec['ci_low'], target)})"
     below = d.get("below")

@@ -16,7 +16,9 @@ from .continuous_engine import ensure_compiled, run_continuous_engine
 from .identity import SIM_VERSION, run_identity
 from .latency import LatencyModel, build_latency_model
 from .memory import MemoryModel
+from .request_classes import check_covered, parse_classes, request_priorities
 from .result import RunResult
+from .slo_report import assess
 from .validity import check_result, check_workload
 
 
@@ -72,6 +74,8 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
     eta = MemoryModel.from_config(config).eta
     served = servable(config, workload, eta)
     check_settings(config, workload, served, eta)
+    if config.classes:   # every priority in the workload needs a class: refused before the run, not after
+        check_covered(parse_classes(config.classes), request_priorities(workload.priority, len(workload)))
     compile_s = ensure_compiled() if config.continuous else 0.0  # apart from the run: not in its wall_s
     k = config.bins
     if k > 1:
@@ -105,6 +109,7 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
     req.update(times if every else metrics.expand_rejected(times, served))
     summary = metrics.summarize(config, req, log, edges, eta, out.counters)
     check_result(req, log, summary)
+    summary.update(assess(config, req, workload.priority))   # percentile SLOs, request classes (if any)
     h = run_identity(config, workload, latency)
     summary["config_hash"] = h
     meta = {"run_hash": h, "sim_version": SIM_VERSION, "workload": workload.identity,

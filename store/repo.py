@@ -227,7 +227,7 @@ class Store(SweepsMixin, GridsMixin):
         if isinstance(claim, StoredRun):
             if sweep_id is not None:
                 self.add_sweep_run(sweep_id, claim.id)
-            return claim, True
+            return _judged(claim, config, workload), True
         run_id, token = claim
         started = time.perf_counter()
         try:
@@ -235,7 +235,7 @@ class Store(SweepsMixin, GridsMixin):
             if result.run_hash != run_hash:
                 raise StoreError(f"the simulation returned run {result.run_hash[:12]} for claim {run_hash[:12]} "
                                  "(run identity is not deterministic)")
-            return self._store_done(result, workload.identity, sweep_id), False
+            return _judged(self._store_done(result, workload.identity, sweep_id), config, workload), False
         except BaseException as exc:
             # a live process must not leave a 'running' claim behind (others would wait for it);
             # a no-op if the run got stored after all
@@ -319,7 +319,9 @@ class Store(SweepsMixin, GridsMixin):
 
     def _store_done(self, result: RunResult, workload_identity: dict, sweep_id: int | None) -> StoredRun:
         run_hash = result.run_hash
-        summary = dict(result.summary)
+        from batchlab.core.slo_report import strip
+
+        summary = strip(result.summary)   # the judgement (SLOs, classes) is not the run's: never stored
         bins = summary.pop("bins", [])
         cfg = result.config
         now = utcnow()
@@ -578,3 +580,13 @@ class _Claim:
     def __init__(self, r):
         for k in self.__slots__:
             setattr(self, k, r[k])
+
+
+def _judged(run: StoredRun, config: SimConfig, workload: Workload) -> StoredRun:
+    """``run`` with its summary judged by ``config``'s percentile SLOs and request classes (core.slo_report),
+    which may differ from those of the run that stored it: they are not in the run hash."""
+    from batchlab.core import slo_report
+
+    if run.summary is not None and slo_report.judged(config):
+        run.summary = slo_report.with_assessment(config, run.summary, run.requests, workload.priority)
+    return run
