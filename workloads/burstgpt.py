@@ -70,6 +70,7 @@ class TraceData:
     layout: str           # "6-column", "8-column" or "N-column" (a Mooncake trace: "mooncake")
     priority: np.ndarray | None = None   # int64 Priority, when the trace has the column
     prefix: PrefixKeys | None = None     # the kept rows' prefix keys (Mooncake's hash_ids)
+    timed: bool = True                   # False: the file has no arrival times (arrival all 0)
 
     @property
     def failed_kept(self) -> int:
@@ -162,27 +163,30 @@ def _header(src) -> list[str]:
 
 def _find_columns(header: list[str]) -> dict[str, int]:
     """Needed column -> its position; a missing or repeated one is an error naming it."""
+    return find_columns(header, NEEDED, (PRIORITY,), "a BurstGPT CSV")
+
+
+def find_columns(header: list[str], needed: tuple[str, ...], optional: tuple[str, ...],
+                 what: str) -> dict[str, int]:
+    """Column name -> its position in ``header`` (case and spacing ignored) for every ``needed`` name
+    and each ``optional`` one present; a missing or repeated column is an error naming it."""
     at: dict[str, list[int]] = {}
     for i, name in enumerate(header):
         at.setdefault(_norm(name), []).append(i)
     found = {}
-    for name in NEEDED:
+    for name in (*needed, *optional):
         where = at.get(_norm(name), [])
         if not where:
+            if name in optional:
+                continue
             shown = ", ".join(_excerpt(h) for h in header[:MAX_LISTED])
             more = f", ... ({len(header) - MAX_LISTED} more)" if len(header) > MAX_LISTED else ""
-            raise WorkloadError(f"{name}: column not found in the trace (a BurstGPT CSV needs "
-                                f"{', '.join(NEEDED)}; found: {shown or 'none'}{more})")
+            raise WorkloadError(f"{name}: column not found in the trace ({what} needs "
+                                f"{', '.join(needed)}; found: {shown or 'none'}{more})")
         if len(where) > 1:
             raise WorkloadError(f"trace: line 1, columns {where[0] + 1} and {where[1] + 1}: both are the "
                                 f"{name} column (a column may appear once)")
         found[name] = where[0]
-    where = at.get(_norm(PRIORITY), [])
-    if len(where) > 1:
-        raise WorkloadError(f"trace: line 1, columns {where[0] + 1} and {where[1] + 1}: both are the "
-                            f"{PRIORITY} column (a column may appear once)")
-    if where:
-        found[PRIORITY] = where[0]
     return found
 
 
@@ -245,27 +249,27 @@ def _numbers(df, column: int, name: str, lines: np.ndarray, src, tokens: bool) -
     raise WorkloadError(f"trace: line {lines[i]}, column {name}: {problem}")
 
 
-def _priorities(df, column: int, lines: np.ndarray, src) -> np.ndarray:
+def _priorities(df, column: int, lines: np.ndarray, src, name: str = PRIORITY) -> np.ndarray:
     """The Priority column as int64; a value that is not a whole number within MAX_PRIORITY is an error
     naming its CSV line."""
-    values = _numbers(df, column, PRIORITY, lines, src, tokens=False)
+    values = _numbers(df, column, name, lines, src, tokens=False)
     bad = ~((values == np.floor(values)) & (np.abs(values) <= MAX_PRIORITY))
     if bad.any():
         i = int(np.argmax(bad))
         shown = repr(_excerpt(_cell(src, int(lines[i]), column)))
-        raise WorkloadError(f"trace: line {lines[i]}, column {PRIORITY}: {shown} is not a whole number in "
+        raise WorkloadError(f"trace: line {lines[i]}, column {name}: {shown} is not a whole number in "
                             f"[-{MAX_PRIORITY}, {MAX_PRIORITY}]")
     return values.astype(np.int64)
 
 
-def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src) -> None:
+def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src, name: str = TIMESTAMP) -> None:
     """Every timestamp lies less than MAX_TIME_S after the earliest (else the latest row is named)."""
     first, last = int(np.argmin(t)), int(np.argmax(t))
     with np.errstate(over="ignore"):
         span = t[last] - t[first]
     if not span < MAX_TIME_S:
         shown = repr(_excerpt(_cell(src, int(lines[last]), column)))
-        raise WorkloadError(f"trace: line {lines[last]}, column {TIMESTAMP}: {shown} is {span:.3g} s after the "
+        raise WorkloadError(f"trace: line {lines[last]}, column {name}: {shown} is {span:.3g} s after the "
                             f"earliest timestamp (line {lines[first]}); the engines represent less than "
                             f"{MAX_TIME_TEXT} of simulated time")
 
