@@ -251,3 +251,12 @@ def test_an_oversized_upload_is_refused(monkeypatch):
     monkeypatch.setattr(build_module, "MAX_UPLOAD_BYTES", 64)
     with pytest.raises(WorkloadError, match="larger than"):
         load_trace_bytes(azure(), "big.csv")
+
+
+def test_only_burstgpt_and_a_detected_trace_may_name_a_bundled_excerpt():
+    detected = build_workload(WorkloadSpec(workload="trace", trace="BurstGPT_1_first400"))
+    assert detected.identity == build_workload(WorkloadSpec(workload="burstgpt")).identity
+    with pytest.raises(WorkloadError, match="^trace: workload azure needs the path of a trace file"):
+        build_workload(WorkloadSpec(workload="azure"))
+    with pytest.raises(WorkloadError, match="^trace: no such file"):
+        build_workload(WorkloadSpec(workload="splitwise", trace="/nonexistent/requests.csv"))

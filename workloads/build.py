@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, file_sha256
+from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, file_sha256, resolve_trace
 from .cache import memoize
+from .fields import shown
 from .limits import check_span
+from .mooncake import resolve_mooncake
 from .predictors import parse_predictor, predict
 from .spec import SpecError, WorkloadSpec
 from .synthetic import (
@@ -35,7 +37,7 @@ from .synthetic import (
     streams,
     zipf_choice,
 )
-from .trace_formats import detect_format, load_trace, trace_path
+from .trace_formats import detect_format, load_trace
 from .workload import PrefixKeys, Workload, WorkloadError
 
 GENERATOR = "batchlab-workloads/2"  # bump when the same spec would build different arrays (2: 16K/4K clips)
@@ -52,7 +54,7 @@ def build_workload(spec: WorkloadSpec) -> Workload:
     if spec.workload == "synthetic":
         parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "generator": GENERATOR}, lambda: _synthetic(spec))
     else:
-        path = trace_path(spec.workload, spec.trace)
+        path = _trace_file(spec.workload, spec.trace)
         spec = concrete_format(spec, path)
         sha = _path_sha256(path)
         parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha, "generator": GENERATOR},
@@ -95,6 +97,17 @@ def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec |
 
 
 # ------------------------------------------------------------------ helpers
+def _trace_file(workload: str, trace: str) -> Path:
+    """The file a trace workload reads: burstgpt (and trace, detected) may name a bundled excerpt;
+    mooncake and the other formats need a path (none is bundled)."""
+    if workload == "mooncake":
+        return resolve_mooncake(trace)
+    if workload not in ("burstgpt", "trace") and str(trace).removesuffix(".csv") in bundled_traces():
+        raise WorkloadError(f"trace: workload {workload} needs the path of a trace file, or an upload; "
+                            f"{shown(str(trace))} is a bundled BurstGPT excerpt")
+    return resolve_trace(trace)
+
+
 def _path_sha256(path: Path) -> str:
     """File sha256, remembered in-process while size and mtime stay the same."""
     st = path.stat()

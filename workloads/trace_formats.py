@@ -21,10 +21,10 @@ import json
 import os
 from pathlib import Path
 
-from .burstgpt import MAX_UPLOAD_BYTES, NEEDED, Source, TraceData, _norm, bundled_traces, load_burstgpt, resolve_trace
+from .burstgpt import MAX_UPLOAD_BYTES, NEEDED, Source, TraceData, _norm, load_burstgpt
 from .fields import shown
 from .mooncake import FIELDS as MOONCAKE_FIELDS
-from .mooncake import HASH_BLOCK, load_mooncake, resolve_mooncake
+from .mooncake import HASH_BLOCK, load_mooncake
 from .trace_csv import AZURE, PLAIN, SPLITWISE, VIDUR, Columns, load_columns, parse_columns
 from .vllm_bench import LENGTHS, load_vllm_bench
 from .workload import WorkloadError
@@ -84,23 +84,6 @@ def detect_format(source: Source) -> str:
         if all(_norm(c) in header for c in needed):
             return name
     raise _unknown(f"its first line {shown(line.strip(), 80)} is no header batchlab knows")
-
-
-def trace_path(workload: str, trace: str) -> Path:
-    """The file a trace workload reads: BurstGPT (and a detected trace) may name a bundled excerpt, the
-    others need a path (none is bundled)."""
-    if workload in ("burstgpt", "trace"):
-        return resolve_trace(trace)
-    if workload == "mooncake":
-        return resolve_mooncake(trace)
-    name = str(trace)
-    if name.removesuffix(".csv") in bundled_traces():
-        raise WorkloadError(f"trace: workload {workload} needs the path of a trace file, or an upload; "
-                            f"{shown(name)} is a bundled BurstGPT excerpt")
-    path = Path(name).expanduser()
-    if not path.is_file():
-        raise WorkloadError(f"trace: no such {workload} trace file: {shown(name)}")
-    return path
 
 
 def _splitwise(source: Source) -> Columns:
