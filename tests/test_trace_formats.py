@@ -235,12 +235,14 @@ def test_a_trace_without_arrival_times_needs_redrawn_arrivals(fmt, content, tmp_
 
 # ------------------------------------------------------------------ uploads
 def test_an_upload_is_read_in_its_detected_format():
-    # the web's BurstGPT and Mooncake upload sources ask for burstgpt or mooncake: the content decides
-    for asked in ("burstgpt", "mooncake", "trace"):
+    # the web's general upload source asks for burstgpt: the content decides
+    for asked in ("burstgpt", "trace"):
         w = load_trace_bytes(azure(), "calls.csv", workload=asked, keep_failed=True)
         assert w.identity["kind"] == "azure" and w.prompt.tolist() == PROMPT
     same = load_trace_bytes(burstgpt(), "b.csv", spec=WorkloadSpec(workload="burstgpt"))
     assert same.identity["kind"] == "burstgpt" and not same.identity["label"].startswith("burstgpt trace")
+    with pytest.raises(WorkloadError, match="^trace: line 1: not a JSON object"):   # the Mooncake uploader's
+        load_trace_bytes(azure(), "calls.jsonl", workload="mooncake")
     mapped_up = load_trace_bytes(mapped(), "m.csv", workload="csv", trace_columns=MAPPING, keep_failed=True)
     assert mapped_up.priority.tolist() == [2, 0, 1, -3, 0]
 

@@ -76,8 +76,9 @@ def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec |
     """A workload from an uploaded trace; ``options`` are WorkloadSpec fields (window etc.).
 
     The upload's format is detected from its content when the workload (``options``, else ``spec``)
-    is burstgpt, mooncake or trace (the web's upload sources); another trace workload reads it in
-    its own format. ``name`` is only a label: nothing is read from a path.
+    is burstgpt or trace (the web's general upload source; synthetic: none given); another trace
+    workload (the web's Mooncake uploader: mooncake) reads it in its own format. ``name`` is only a
+    label: nothing is read from a path.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WorkloadError(f"trace: expected the upload's bytes, got {type(data).__name__}")
@@ -87,7 +88,7 @@ def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec |
     base = spec if spec is not None else WorkloadSpec()
     name = str(name) or "upload.csv"
     kind = options.pop("workload", base.workload)
-    if kind in ("burstgpt", "mooncake", "trace", "synthetic"):
+    if kind in ("burstgpt", "trace", "synthetic"):
         kind = "trace"
     spec = concrete_format(base.replace(workload=kind, trace=name, **options), data)
     sha = hashlib.sha256(data).hexdigest()
