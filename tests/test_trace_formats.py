@@ -147,6 +147,13 @@ def test_a_file_that_fits_no_format_is_an_error_listing_them(content):
 
 
 # ------------------------------------------------------------------ bad rows
+@pytest.mark.parametrize("fmt, found", [("azure", "vllm-bench"), ("vllm-bench", "splitwise"), ("splitwise", "azure"),
+                                        ("csv", "mooncake")])
+def test_a_file_in_another_format_is_named(fmt, found):
+    with pytest.raises(WorkloadError, match=f"^trace: the file is a {found} trace, not {fmt} .*workload {found} or"):
+        load_trace(fmt, FILES[found]())
+
+
 @pytest.mark.parametrize("fmt, content, columns, expect", [
     ("azure", azure()[:-1] + b"\nyesterday,3,4\n", None, "line 7, column TIMESTAMP: 'yesterday' is not a date-time"),
     ("azure", azure().replace(b",7,", b",7.5,"), None, "line 3, column ContextTokens: '7.5' is not a whole"),

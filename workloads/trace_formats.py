@@ -102,9 +102,29 @@ def _first_line(source: Source) -> str:
 
 def load_trace(fmt: str, source: Source, *, offset: int = 0, num_requests: int | None = None,
                keep_failed: bool = False, hash_block: int = HASH_BLOCK, columns: str | None = None) -> TraceData:
-    """A window of a trace in format ``fmt`` (a key of :data:`FORMATS`); ``columns`` is trace_columns."""
+    """A window of a trace in format ``fmt`` (a key of :data:`FORMATS`); ``columns`` is trace_columns.
+
+    A file the reader refuses that is in another format (BurstGPT's and Mooncake's readers and a
+    column mapping aside, which keep their own errors) is an error naming the format it is in."""
     if isinstance(source, (bytes, bytearray, memoryview)) and len(source) > MAX_UPLOAD_BYTES:
         raise WorkloadError(f"trace: upload is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
+    try:
+        return _load(fmt, source, offset, num_requests, keep_failed, hash_block, columns)
+    except WorkloadError as exc:
+        if fmt in ("burstgpt", "mooncake") or columns:
+            raise
+        try:
+            found = detect_format(source)
+        except (WorkloadError, OSError):
+            raise exc from None
+        if found == fmt:
+            raise
+        raise WorkloadError(f"trace: the file is a {found} trace, not {fmt} ({FORMATS[fmt]}); read it with "
+                            f"workload {found} or trace") from None
+
+
+def _load(fmt: str, source: Source, offset: int, num_requests: int | None, keep_failed: bool, hash_block: int,
+          columns: str | None) -> TraceData:
     window = {"offset": offset, "num_requests": num_requests, "keep_failed": keep_failed}
     if fmt == "burstgpt":
         return load_burstgpt(source, **window)
