@@ -33,14 +33,14 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from .limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
-from .workload import MAX_PRIORITY, PrefixKeys, WorkloadError
+from .trace_window import TraceData, check_window, cut_window
+from .workload import MAX_PRIORITY, WorkloadError
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -52,29 +52,6 @@ MAX_LISTED = 10    # header names listed when a column is missing
 _LONGER_ROW = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")   # pandas' C parser
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
-
-
-@dataclass(frozen=True, eq=False)
-class TraceData:
-    """One window of a trace (BurstGPT or Mooncake): arrays plus what happened to its rows."""
-
-    arrival: np.ndarray   # float64 s, first kept request at 0
-    prompt: np.ndarray    # int64 Request tokens
-    output: np.ndarray    # int64 Response tokens (0 only for kept failed rows)
-    total_rows: int       # data rows in the file
-    offset: int           # first row of the window
-    window_rows: int      # rows in the window, failed ones included
-    failed: int           # failed rows in the window
-    failed_dropped: int   # of which dropped (0 with keep_failed)
-    resorted: bool        # the file was not in time order
-    layout: str           # "6-column", "8-column" or "N-column" (a Mooncake trace: "mooncake")
-    priority: np.ndarray | None = None   # int64 Priority, when the trace has the column
-    prefix: PrefixKeys | None = None     # the kept rows' prefix keys (Mooncake's hash_ids)
-    timed: bool = True                   # False: the file has no arrival times (arrival all 0)
-
-    @property
-    def failed_kept(self) -> int:
-        return self.failed - self.failed_dropped
 
 
 def bundled_traces() -> dict[str, Path]:
@@ -277,10 +254,7 @@ def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src, name: str = 
 def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None = None,
                   keep_failed: bool = False) -> TraceData:
     """Read ``num_requests`` rows from row ``offset`` (None: to the end) of a BurstGPT CSV."""
-    if offset < 0:
-        raise WorkloadError(f"offset: must be >= 0, got {offset}")
-    if num_requests is not None and num_requests < 1:
-        raise WorkloadError(f"num_requests: must be >= 1 or none, got {num_requests}")
+    check_window(offset, num_requests)
     src = _readable(source)
     header = _header(src)
     cols = _find_columns(header)
@@ -296,33 +270,5 @@ def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None =
     output = _numbers(df, cols[RESPONSE], RESPONSE, lines, src, tokens=True).astype(np.int64)
     priority = _priorities(df, cols[PRIORITY], lines, src) if PRIORITY in cols else None
 
-    resorted = bool(np.any(np.diff(t) < 0))
-    if resorted:
-        order = np.argsort(t, kind="stable")
-        t, prompt, output = t[order], prompt[order], output[order]
-        priority = priority[order] if priority is not None else None
-
-    total = len(t)
-    if offset >= total:
-        raise WorkloadError(f"offset: the window starts at row {offset} but the trace has only "
-                            f"{total} data rows")
-    end = total if num_requests is None else offset + num_requests
-    if end > total:
-        raise WorkloadError(f"num_requests: rows {offset}..{end - 1} run past the end of the trace "
-                            f"({total} data rows); use at most {total - offset} or none for all")
-    t, prompt, output = t[offset:end], prompt[offset:end], output[offset:end]
-    priority = priority[offset:end] if priority is not None else None
-    failed_mask = output == 0
-    failed = int(failed_mask.sum())
-    if not keep_failed and failed:
-        if failed == len(t):
-            raise WorkloadError(f"trace: every row of the window {offset}..{end - 1} is a failed request "
-                                "(Response tokens = 0); move the window or set keep_failed")
-        keep = ~failed_mask
-        t, prompt, output = t[keep], prompt[keep], output[keep]
-        priority = priority[keep] if priority is not None else None
-    return TraceData(
-        arrival=t - t[0], prompt=prompt, output=output, total_rows=total, offset=offset,
-        window_rows=end - offset, failed=failed, failed_dropped=0 if keep_failed else failed,
-        resorted=resorted, layout=f"{len(header)}-column", priority=priority,
-    )
+    return cut_window(t, prompt, output, priority, offset=offset, num_requests=num_requests,
+                      keep_failed=keep_failed, layout=f"{len(header)}-column", output_name=RESPONSE)

@@ -27,7 +27,6 @@ import numpy as np
 
 from .burstgpt import (
     Source,
-    TraceData,
     _blank,
     _cell,
     _check_span,
@@ -39,7 +38,7 @@ from .burstgpt import (
     _readable,
     find_columns,
 )
-from .trace_window import check_window, cut_window
+from .trace_window import TraceData, check_window, cut_window
 from .workload import WorkloadError
 
 ROLES = ("arrival", "prompt", "output", "priority")

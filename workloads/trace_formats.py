@@ -21,11 +21,12 @@ import json
 import os
 from pathlib import Path
 
-from .burstgpt import MAX_UPLOAD_BYTES, NEEDED, Source, TraceData, _norm, load_burstgpt
+from .burstgpt import MAX_UPLOAD_BYTES, NEEDED, Source, _norm, load_burstgpt
 from .fields import shown
 from .mooncake import FIELDS as MOONCAKE_FIELDS
 from .mooncake import HASH_BLOCK, load_mooncake
 from .trace_csv import AZURE, PLAIN, SPLITWISE, VIDUR, Columns, load_columns, parse_columns
+from .trace_window import TraceData
 from .vllm_bench import LENGTHS, load_vllm_bench
 from .workload import WorkloadError
 

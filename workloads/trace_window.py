@@ -1,4 +1,4 @@
-"""Cut the window of a trace's rows, as every trace reader does (:mod:`workloads.burstgpt`'s rules 2-5).
+"""A trace window (:class:`TraceData`) and how every reader cuts it (:mod:`workloads.burstgpt`'s rules 2-5).
 
 Rows are put in time order with a stable sort when the file is not sorted; the
 window is ``num_requests`` rows from row ``offset`` (0-based, failed rows
@@ -7,10 +7,34 @@ are shifted so the first kept request arrives at 0.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .burstgpt import TraceData
-from .workload import WorkloadError
+from .workload import PrefixKeys, WorkloadError
+
+
+@dataclass(frozen=True, eq=False)
+class TraceData:
+    """One window of a trace (any format): arrays plus what happened to its rows."""
+
+    arrival: np.ndarray   # float64 s, first kept request at 0
+    prompt: np.ndarray    # int64 prompt tokens
+    output: np.ndarray    # int64 output tokens (0 only for kept failed rows)
+    total_rows: int       # data rows in the file
+    offset: int           # first row of the window
+    window_rows: int      # rows in the window, failed ones included
+    failed: int           # failed rows in the window
+    failed_dropped: int   # of which dropped (0 with keep_failed)
+    resorted: bool        # the file was not in time order
+    layout: str           # BurstGPT: "6-column", "8-column" or "N-column"; else the format ("mooncake", ...)
+    priority: np.ndarray | None = None   # int64 Priority, when the trace has the column
+    prefix: PrefixKeys | None = None     # the kept rows' prefix keys (Mooncake's hash_ids)
+    timed: bool = True                   # False: the file has no arrival times (arrival all 0)
+
+    @property
+    def failed_kept(self) -> int:
+        return self.failed - self.failed_dropped
 
 
 def check_window(offset: int, num_requests: int | None) -> None:

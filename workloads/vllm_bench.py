@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .burstgpt import Source, TraceData, _readable
+from .burstgpt import Source, _readable
 from .fields import shown
 from .limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
-from .trace_window import check_window, cut_window
+from .trace_window import TraceData, check_window, cut_window
 from .workload import WorkloadError
 
 LENGTHS = ("input_lens", "output_lens")
