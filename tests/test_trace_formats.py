@@ -133,6 +133,8 @@ def test_detection_of_the_other_layouts():
     assert detect_format(splitwise(arrival=False)) == "splitwise"
     assert detect_format(json.dumps(json.loads(vllm_result()), indent=2).encode()) == "vllm-bench"
     assert detect_format(b"\n\n" + azure()) == "azure"
+    with_bom = "\ufeff".encode() + azure()   # as a spreadsheet saves a CSV
+    assert detect_format(with_bom) == "azure" and load_trace("azure", with_bom).prompt.tolist() == [100, 7, 4000, 1]
     for path in bundled_traces().values():
         assert detect_format(path) == "burstgpt"
 

@@ -123,7 +123,8 @@ def _read_csv(src, **kwargs):
 
 
 def _norm(name: object) -> str:
-    return " ".join(str(name).split()).lower()
+    """A column name as matched: spacing and case ignored, and a UTF-8 byte-order mark before it."""
+    return " ".join(str(name).lstrip("\ufeff").split()).lower()
 
 
 def _excerpt(value: object) -> str:

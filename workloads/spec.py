@@ -21,6 +21,9 @@ A mooncake trace is a JSONL path (none is bundled) whose ``hash_ids`` become
 the workload's prefix keys (``hash_block`` tokens each); a synthetic workload
 gets prefix keys from shared system prompts (``system_prompts``) and multi-turn
 conversations (``conversation_turns``). Settings of the other kind are errors.
+The other trace workloads (azure, splitwise, vllm-bench, csv with ``trace_columns``,
+and trace: any of them, detected from the file's content) are paths too; see
+:mod:`workloads.trace_formats` and docs/traces.md.
 
 On a trace (either kind), ``arrival=trace`` keeps the recorded timestamps: ``rate`` rescales
 time so the mean rate ((n-1)/span) becomes ``rate``; ``rps_scaling`` divides
