@@ -28,6 +28,7 @@ from batchlab.core.plan_options import RULES as PLAN_RULES
 from batchlab.core.report import format_compare_table, format_summary, to_csv, to_json
 from batchlab.core.settings_text import SettingError, parse_mapping, parse_setting
 from batchlab.core.slo_report import assessment_text
+from batchlab.workloads.export import EXPORT_FORMATS, export_workload
 from batchlab.workloads.fields import plain, range_text, shown, unused_settings
 from batchlab.workloads.spec import TRACE_WORKLOADS, WorkloadSpec, spec_fields
 from batchlab.workloads.workload import WorkloadError
@@ -200,7 +201,7 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
     sim = {k: v for k, v in {**flat, **sim_table, **given}.items() if k in sim_names}
     spec = {k: v for k, v in {**flat, **spec_table, **given}.items() if k in spec_names}
     if "trace" in spec and "workload" not in spec:
-        spec["workload"] = trace_workload(spec["trace"])
+        spec["workload"] = "csv" if spec.get("trace_columns") else trace_workload(spec["trace"])
     elif "trace" in spec and spec["workload"] not in TRACE_WORKLOADS:
         raise ConfigError("trace", f"applies to the trace workloads ({', '.join(TRACE_WORKLOADS)}) only, "
                                    f"but workload is {shown(spec['workload'])}")
@@ -208,8 +209,17 @@ def build_inputs(config_file: str | None, **flags) -> tuple[SimConfig, WorkloadS
 
 
 def trace_workload(trace) -> str:
-    """The workload a trace given without one means: mooncake for a ``.jsonl`` path, else burstgpt."""
-    return "mooncake" if isinstance(trace, str) and trace.lower().endswith(".jsonl") else "burstgpt"
+    """The workload a trace given without one means: the format of the file, detected from its content
+    (:mod:`workloads.trace_formats`); a bundled excerpt is burstgpt. A path that is no file means mooncake
+    when it ends in ``.jsonl``, else burstgpt (whose reader then says the file is missing)."""
+    from batchlab.workloads.burstgpt import bundled_traces
+    from batchlab.workloads.trace_formats import detect_format
+
+    if not isinstance(trace, str):
+        return "burstgpt"
+    if trace.removesuffix(".csv") not in bundled_traces() and Path(trace).expanduser().is_file():
+        return detect_format(Path(trace).expanduser())
+    return "mooncake" if trace.lower().endswith(".jsonl") else "burstgpt"
 
 
 def unused_notes(configs: list[SimConfig], spec: WorkloadSpec, given: set[str]) -> list[str]:
@@ -1673,6 +1683,47 @@ def reproduce(paper, workers, fmt, as_json):
         click.echo(f"\n{name}" if fmt == "text" else f"# {name}")
         click.echo(format_frame(text_table(name, df)) if fmt == "text" else df.to_csv(index=False),
                    nl=fmt == "text")
+
+
+@cli.group()
+def workload():
+    """Build workloads and write them as trace files (see docs/traces.md)."""
+
+
+def workload_options(func):
+    """Attach every WorkloadSpec field as a flag, plus --config (its [workload] table)."""
+    seen: set[str] = set()
+    for opt in reversed([o for o in (_field_option(f, seen) for f in spec_fields()) if o is not None]):
+        func = opt(func)
+    return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                        help="TOML or JSON file of settings (flags override it).")(func)
+
+
+@workload.command("export")
+@click.option("--to", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
+              help="The trace format to write (docs/traces.md).")
+@click.option("--out", type=click.Path(), callback=_output_file, required=True,
+              help="Output file ('-' = standard output).")
+@workload_options
+def workload_export(fmt, out, config_file, **flags):
+    """Build a workload (synthetic or a trace window, as `run` would) and write it as a trace file that
+    reads back to the same arrivals, prompts and outputs."""
+    from batchlab.core.output import written
+    from batchlab.workloads import build_workload
+
+    try:
+        _, spec, _ = build_inputs(config_file, **flags)
+        w = build_workload(spec)
+        if out == "-":
+            export_workload(w, fmt, sys.stdout)
+        else:
+            with written(out) as fh:
+                export_workload(w, fmt, fh)
+    except (ConfigError, WorkloadError, OSError) as exc:
+        _fail(exc)
+    if out != "-":
+        block = f" (read it back with --hash-block {w.prefix.block})" if fmt == "mooncake" and w.prefix else ""
+        click.echo(f"wrote {len(w):,} requests to {out} as {fmt}{block}", err=True)
 
 
 def main() -> None:

@@ -224,7 +224,8 @@ def test_a_trace_implies_the_burstgpt_workload():
     assert res.exit_code == 0 and json.loads(res.stdout)["num_requests"] == 383
     res = CliRunner().invoke(cli, ["run", "--trace", "BurstGPT_1_first400", "--workload", "synthetic"])
     assert res.exit_code != 0
-    assert "trace: applies to the trace workloads (burstgpt, mooncake) only, but workload is 'synthetic'" in res.output
+    assert ("trace: applies to the trace workloads (burstgpt, mooncake, azure, splitwise, vllm-bench, csv, trace) "
+            "only, but workload is 'synthetic'") in res.output
 
 
 def mooncake_trace(path, rows: int = 40):

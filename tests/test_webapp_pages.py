@@ -204,12 +204,26 @@ def test_upload_a_burstgpt_trace_valid_and_invalid():
     assert "Response tokens" in texts(at.error)
 
 
+def test_upload_an_azure_trace_is_read_in_its_detected_format():
+    at = app()
+    at.radio(key="source").set_value("upload").run()
+    rows = [f"2023-11-16 18:15:{46 + i}.6805900,{100 + i},{20 + i}" for i in range(8)]
+    azure = ("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n").encode()
+    at.file_uploader(key="trace_upload").set_value(("calls.csv", azure, "text/csv")).run()
+    no_traceback(at)
+    assert "calls.csv: 8 requests over 7" in texts(at.caption)
+    button(at, "Run simulation").click().run()
+    no_traceback(at)
+    run = store().get_run(at.query_params["run"])
+    assert run.workload["kind"] == "azure" and run.workload["label"].startswith("azure trace calls.csv rows 0-7")
+
+
 def test_upload_source_without_a_file_says_so():
     at = app()
     at.radio(key="source").set_value("upload").run()
     button(at, "Run simulation").click().run()
     no_traceback(at)
-    assert "upload a BurstGPT CSV" in texts(at.error)
+    assert "upload a trace file" in texts(at.error)
 
 
 def test_bundled_trace_source():

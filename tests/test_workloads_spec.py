@@ -45,7 +45,7 @@ def test_defaults_resolve_per_workload():
     ({"keep_failed": "yes"}, "keep_failed", "true or false"),
     ({"trace": ""}, "trace", "bundled"),
     ({"arrival": "trace"}, "arrival", "burstgpt"),
-    ({"rps_scaling": 2.0}, "rps_scaling", "burstgpt traces only"),
+    ({"rps_scaling": 2.0}, "rps_scaling", "applies to traces only"),
     ({"real_timestamps": True}, "real_timestamps", "no timestamps"),
     ({"workload": "burstgpt", "rate": 1.0, "rps_scaling": 2.0}, "rps_scaling", "cannot be combined with rate"),
     ({"workload": "burstgpt", "rate": 1.0, "real_timestamps": True}, "real_timestamps", "rate=1"),
@@ -144,7 +144,8 @@ def test_spec_fields_carry_form_metadata():
         assert "unit" in f.metadata
     by_name = {f.name: f for f in fields}
     assert by_name["arrival"].metadata["choices"] == ("poisson", "gamma", "trace")
-    assert by_name["workload"].metadata["choices"] == ("synthetic", "burstgpt", "mooncake")
+    assert by_name["workload"].metadata["choices"] == ("synthetic", "burstgpt", "mooncake", "azure", "splitwise",
+                                                     "vllm-bench", "csv", "trace")
     assert by_name["rate"].metadata["unit"] == "req/s"
     assert "BurstGPT_3_first400" in by_name["trace"].metadata["help"]
 

@@ -88,7 +88,7 @@ EXTRA_HELP = {
                   "choose Batch fill = full, optionally with a Max wait.",
 }
 SOURCE_LABELS = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled BurstGPT excerpt",
-                 "upload": "Upload a BurstGPT CSV", "mooncake": "Upload a Mooncake trace"}
+                 "upload": "Upload a trace file", "mooncake": "Upload a Mooncake trace"}
 # the workload each source reads (the uploads' traces are files the user sent, never a server path)
 SOURCE_WORKLOADS = {"synthetic": "synthetic", "bundled": "burstgpt", "upload": "burstgpt", "mooncake": "mooncake"}
 UPLOAD_SOURCES = ("upload", "mooncake")
@@ -121,7 +121,7 @@ def workload_fields(source: str, sharing: bool | None = None) -> list[dataclasse
     """The WorkloadSpec fields that matter for a workload source (``workload`` itself is the source):
     the trace window for a trace, lengths and prefix sharing for synthetic, hash_block for Mooncake.
     ``sharing``: only the synthetic prefix-sharing fields (True) or all but them (False)."""
-    hide = {"workload"}
+    hide = {"workload", "trace_columns"}   # the web's uploads are told apart by content
     if source == "synthetic":
         hide |= {*TRACE_ONLY, *MOONCAKE_ONLY}
     else:

@@ -40,9 +40,13 @@ class UploadKind:
 
 
 UPLOADS = {
-    "upload": UploadKind("BurstGPT trace CSV", "trace_upload", ("csv",), "a BurstGPT CSV file",
-                         "A BurstGPT CSV (6-column _1/_2 or 8-column _3 layout): Timestamp, Request tokens and "
-                         "Response tokens are read; failed rows are dropped unless 'Keep failed rows' is set."),
+    "upload": UploadKind("Trace file (BurstGPT, Azure, Splitwise/Vidur or plain CSV; vllm bench JSON; Mooncake "
+                         "JSONL)", "trace_upload", ("csv", "json", "jsonl"), "a trace file",
+                         "A BurstGPT CSV (6-column _1/_2 or 8-column _3 layout: Timestamp, Request tokens and "
+                         "Response tokens are read), an Azure LLM inference CSV, a Splitwise or Vidur request CSV, "
+                         "a plain arrival,prompt,output CSV, a vllm bench serve --save-detailed result or a "
+                         "Mooncake JSONL trace; the format is told from the file's content (docs/traces.md). "
+                         "Failed rows are dropped unless 'Keep failed rows' is set."),
     "mooncake": UploadKind("Mooncake trace (JSON Lines)", "mooncake_upload", ("jsonl",), "a Mooncake JSONL trace",
                            "A Mooncake trace: one JSON object per line with timestamp (ms), input_length, "
                            "output_length and hash_ids (the ids of the prompt's blocks of 'Tokens per hash id' "

@@ -1,4 +1,5 @@
-"""Request workloads: BurstGPT and Mooncake traces, synthetic generators, predictors, the disk memo layer.
+"""Request workloads: traces (BurstGPT, Mooncake, Azure, Splitwise/Vidur, vllm bench, mapped CSVs) and their
+export, synthetic generators, predictors, the disk memo layer.
 
 The names below are imported on first use (building a workload needs numpy; a flag does not).
 """
@@ -9,7 +10,8 @@ _EXPORTS = {
     "TraceData": ".burstgpt", "bundled_traces": ".burstgpt", "load_burstgpt": ".burstgpt", "cache_stats": ".cache",
     "clear_cache": ".cache", "memoize": ".cache", "SpecError": ".spec", "WorkloadSpec": ".spec",
     "spec_fields": ".spec", "Workload": ".workload", "WorkloadError": ".workload", "PrefixKeys": ".workload",
-    "load_mooncake": ".mooncake",
+    "load_mooncake": ".mooncake", "detect_format": ".trace_formats", "load_trace": ".trace_formats",
+    "export_workload": ".export",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

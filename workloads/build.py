@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, file_sha256, load_burstgpt, resolve_trace
+from .burstgpt import MAX_UPLOAD_BYTES, TraceData, bundled_traces, file_sha256, resolve_trace
 from .cache import memoize
+from .fields import shown
 from .limits import check_span
-from .mooncake import load_mooncake, resolve_mooncake
+from .mooncake import resolve_mooncake
 from .predictors import parse_predictor, predict
 from .spec import SpecError, WorkloadSpec
 from .synthetic import (
@@ -36,6 +37,7 @@ from .synthetic import (
     streams,
     zipf_choice,
 )
+from .trace_formats import detect_format, load_trace
 from .workload import PrefixKeys, Workload, WorkloadError
 
 GENERATOR = "batchlab-workloads/2"  # bump when the same spec would build different arrays (2: 16K/4K clips)
@@ -46,25 +48,37 @@ _sha_memo: dict[tuple[str, int, int], str] = {}
 
 
 def build_workload(spec: WorkloadSpec) -> Workload:
-    """The workload ``spec`` describes (synthetic, or a BurstGPT or Mooncake trace window)."""
+    """The workload ``spec`` describes (synthetic, or a window of a trace in any format it reads)."""
     if not isinstance(spec, WorkloadSpec):
         raise TypeError(f"build_workload needs a WorkloadSpec, got {type(spec).__name__}")
     if spec.workload == "synthetic":
         parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "generator": GENERATOR}, lambda: _synthetic(spec))
     else:
-        path = resolve_mooncake(spec.trace) if spec.workload == "mooncake" else resolve_trace(spec.trace)
+        path = _trace_file(spec.workload, spec.trace)
+        spec = concrete_format(spec, path)
         sha = _path_sha256(path)
         parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha, "generator": GENERATOR},
                         lambda: _from_trace(spec, path, sha))
     return _workload(parts)
 
 
+def concrete_format(spec: WorkloadSpec, source) -> WorkloadSpec:
+    """``spec`` with workload ``trace`` replaced by the format it reads: csv when trace_columns maps the
+    columns, else the format detected from ``source``'s content (so a detected trace has the identity of
+    the same file named by its format)."""
+    if spec.workload != "trace":
+        return spec
+    return spec.replace(workload="csv" if spec.trace_columns else detect_format(source))
+
+
 def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec | None = None,
                      **options) -> Workload:
     """A workload from an uploaded trace; ``options`` are WorkloadSpec fields (window etc.).
 
-    The upload is read as a Mooncake JSONL trace when the workload (``options``, else ``spec``) is
-    mooncake or ``name`` ends in ``.jsonl``, else as a BurstGPT CSV.
+    The upload's format is detected from its content when the workload (``options``, else ``spec``)
+    is burstgpt or trace (the web's general upload source; synthetic: none given); another trace
+    workload (the web's Mooncake uploader: mooncake) reads it in its own format. ``name`` is only a
+    label: nothing is read from a path.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WorkloadError(f"trace: expected the upload's bytes, got {type(data).__name__}")
@@ -74,8 +88,9 @@ def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec |
     base = spec if spec is not None else WorkloadSpec()
     name = str(name) or "upload.csv"
     kind = options.pop("workload", base.workload)
-    kind = "mooncake" if kind == "mooncake" or name.lower().endswith(".jsonl") else "burstgpt"
-    spec = base.replace(workload=kind, trace=name, **options)
+    if kind in ("burstgpt", "trace", "synthetic"):
+        kind = "trace"
+    spec = concrete_format(base.replace(workload=kind, trace=name, **options), data)
     sha = hashlib.sha256(data).hexdigest()
     parts = memoize(NAMESPACE, {"spec": spec.relevant_dict(), "trace_sha256": sha, "generator": GENERATOR},
                     lambda: _from_trace(spec, data, sha))
@@ -83,6 +98,17 @@ def load_trace_bytes(data: bytes, name: str = "upload.csv", spec: WorkloadSpec |
 
 
 # ------------------------------------------------------------------ helpers
+def _trace_file(workload: str, trace: str) -> Path:
+    """The file a trace workload reads: burstgpt (and trace, detected) may name a bundled excerpt;
+    mooncake and the other formats need a path (none is bundled)."""
+    if workload == "mooncake":
+        return resolve_mooncake(trace)
+    if workload not in ("burstgpt", "trace") and str(trace).removesuffix(".csv") in bundled_traces():
+        raise WorkloadError(f"trace: workload {workload} needs the path of a trace file, or an upload; "
+                            f"{shown(str(trace))} is a bundled BurstGPT excerpt")
+    return resolve_trace(trace)
+
+
 def _path_sha256(path: Path) -> str:
     """File sha256, remembered in-process while size and mtime stay the same."""
     st = path.stat()
@@ -203,11 +229,10 @@ def _trace_arrivals(r: WorkloadSpec, data: TraceData, rng: np.random.Generator) 
 
 def _from_trace(spec: WorkloadSpec, source, sha: str) -> dict:
     r = spec.resolved()
-    if r.workload == "mooncake":
-        data = load_mooncake(source, offset=r.offset, num_requests=r.num_requests, keep_failed=r.keep_failed,
-                             block=r.hash_block)
-    else:
-        data = load_burstgpt(source, offset=r.offset, num_requests=r.num_requests, keep_failed=r.keep_failed)
+    data = load_trace(r.workload, source, offset=r.offset, num_requests=r.num_requests, keep_failed=r.keep_failed,
+                      hash_block=r.hash_block, columns=r.trace_columns)
+    if not data.timed:
+        _need_redrawn(r, data)
     rng = streams(r.workload_seed)
     arrival, timing = _trace_arrivals(r, data, rng["arrival"])
     predicted, p = predict(parse_predictor(r.predictor), data.output, rng["predictor"])
@@ -215,10 +240,22 @@ def _from_trace(spec: WorkloadSpec, source, sha: str) -> dict:
     last = data.offset + data.window_rows - 1
     failed = (f"{data.failed} failed {'kept' if r.keep_failed else 'dropped'}" if data.failed
               else "no failed rows")
-    label = (f"{name} rows {data.offset}-{last} ({len(arrival):,} req, {failed}), {timing}, "
+    # burstgpt and mooncake labels as before the other formats came (the label is part of a run's identity)
+    kind = "" if r.workload in ("burstgpt", "mooncake") else f"{r.workload} trace "
+    label = (f"{kind}{name} rows {data.offset}-{last} ({len(arrival):,} req, {failed}), {timing}, "
              f"{r.predictor}" + (", re-sorted by time" if data.resorted else ""))
     identity = {"kind": r.workload, "generator": GENERATOR, "spec": spec.relevant_dict(),
                 "trace_sha256": sha, "label": label, "trace_rows": data.total_rows,
                 "window_rows": data.window_rows, "failed_dropped": data.failed_dropped,
                 "failed_kept": data.failed_kept, "resorted": data.resorted, "layout": data.layout}
     return _parts(arrival, data.prompt, data.output, predicted, p, identity, data.priority, data.prefix)
+
+
+def _need_redrawn(r: WorkloadSpec, data: TraceData) -> None:
+    """A trace without arrival times (``data.layout`` says which) needs re-drawn arrivals at a given rate."""
+    if r.arrival == "trace":
+        raise SpecError("arrival", f"the {data.layout} trace has no arrival times to replay; set arrival=poisson "
+                        "or gamma and a rate to draw them")
+    if r.rate is None:
+        raise SpecError("rate", f"the {data.layout} trace has no arrival times to take a mean rate from; set "
+                        "the rate to draw arrivals at")

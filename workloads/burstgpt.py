@@ -33,14 +33,14 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from .limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
-from .workload import MAX_PRIORITY, PrefixKeys, WorkloadError
+from .trace_window import TraceData, check_window, cut_window
+from .workload import MAX_PRIORITY, WorkloadError
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -52,28 +52,6 @@ MAX_LISTED = 10    # header names listed when a column is missing
 _LONGER_ROW = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")   # pandas' C parser
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
-
-
-@dataclass(frozen=True, eq=False)
-class TraceData:
-    """One window of a trace (BurstGPT or Mooncake): arrays plus what happened to its rows."""
-
-    arrival: np.ndarray   # float64 s, first kept request at 0
-    prompt: np.ndarray    # int64 Request tokens
-    output: np.ndarray    # int64 Response tokens (0 only for kept failed rows)
-    total_rows: int       # data rows in the file
-    offset: int           # first row of the window
-    window_rows: int      # rows in the window, failed ones included
-    failed: int           # failed rows in the window
-    failed_dropped: int   # of which dropped (0 with keep_failed)
-    resorted: bool        # the file was not in time order
-    layout: str           # "6-column", "8-column" or "N-column" (a Mooncake trace: "mooncake")
-    priority: np.ndarray | None = None   # int64 Priority, when the trace has the column
-    prefix: PrefixKeys | None = None     # the kept rows' prefix keys (Mooncake's hash_ids)
-
-    @property
-    def failed_kept(self) -> int:
-        return self.failed - self.failed_dropped
 
 
 def bundled_traces() -> dict[str, Path]:
@@ -145,7 +123,8 @@ def _read_csv(src, **kwargs):
 
 
 def _norm(name: object) -> str:
-    return " ".join(str(name).split()).lower()
+    """A column name as matched: spacing and case ignored, and a UTF-8 byte-order mark before it."""
+    return " ".join(str(name).lstrip("\ufeff").split()).lower()
 
 
 def _excerpt(value: object) -> str:
@@ -162,27 +141,30 @@ def _header(src) -> list[str]:
 
 def _find_columns(header: list[str]) -> dict[str, int]:
     """Needed column -> its position; a missing or repeated one is an error naming it."""
+    return find_columns(header, NEEDED, (PRIORITY,), "a BurstGPT CSV")
+
+
+def find_columns(header: list[str], needed: tuple[str, ...], optional: tuple[str, ...],
+                 what: str) -> dict[str, int]:
+    """Column name -> its position in ``header`` (case and spacing ignored) for every ``needed`` name
+    and each ``optional`` one present; a missing or repeated column is an error naming it."""
     at: dict[str, list[int]] = {}
     for i, name in enumerate(header):
         at.setdefault(_norm(name), []).append(i)
     found = {}
-    for name in NEEDED:
+    for name in (*needed, *optional):
         where = at.get(_norm(name), [])
         if not where:
+            if name in optional:
+                continue
             shown = ", ".join(_excerpt(h) for h in header[:MAX_LISTED])
             more = f", ... ({len(header) - MAX_LISTED} more)" if len(header) > MAX_LISTED else ""
-            raise WorkloadError(f"{name}: column not found in the trace (a BurstGPT CSV needs "
-                                f"{', '.join(NEEDED)}; found: {shown or 'none'}{more})")
+            raise WorkloadError(f"{name}: column not found in the trace ({what} needs "
+                                f"{', '.join(needed)}; found: {shown or 'none'}{more})")
         if len(where) > 1:
             raise WorkloadError(f"trace: line 1, columns {where[0] + 1} and {where[1] + 1}: both are the "
                                 f"{name} column (a column may appear once)")
         found[name] = where[0]
-    where = at.get(_norm(PRIORITY), [])
-    if len(where) > 1:
-        raise WorkloadError(f"trace: line 1, columns {where[0] + 1} and {where[1] + 1}: both are the "
-                            f"{PRIORITY} column (a column may appear once)")
-    if where:
-        found[PRIORITY] = where[0]
     return found
 
 
@@ -245,27 +227,27 @@ def _numbers(df, column: int, name: str, lines: np.ndarray, src, tokens: bool) -
     raise WorkloadError(f"trace: line {lines[i]}, column {name}: {problem}")
 
 
-def _priorities(df, column: int, lines: np.ndarray, src) -> np.ndarray:
+def _priorities(df, column: int, lines: np.ndarray, src, name: str = PRIORITY) -> np.ndarray:
     """The Priority column as int64; a value that is not a whole number within MAX_PRIORITY is an error
     naming its CSV line."""
-    values = _numbers(df, column, PRIORITY, lines, src, tokens=False)
+    values = _numbers(df, column, name, lines, src, tokens=False)
     bad = ~((values == np.floor(values)) & (np.abs(values) <= MAX_PRIORITY))
     if bad.any():
         i = int(np.argmax(bad))
         shown = repr(_excerpt(_cell(src, int(lines[i]), column)))
-        raise WorkloadError(f"trace: line {lines[i]}, column {PRIORITY}: {shown} is not a whole number in "
+        raise WorkloadError(f"trace: line {lines[i]}, column {name}: {shown} is not a whole number in "
                             f"[-{MAX_PRIORITY}, {MAX_PRIORITY}]")
     return values.astype(np.int64)
 
 
-def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src) -> None:
+def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src, name: str = TIMESTAMP) -> None:
     """Every timestamp lies less than MAX_TIME_S after the earliest (else the latest row is named)."""
     first, last = int(np.argmin(t)), int(np.argmax(t))
     with np.errstate(over="ignore"):
         span = t[last] - t[first]
     if not span < MAX_TIME_S:
         shown = repr(_excerpt(_cell(src, int(lines[last]), column)))
-        raise WorkloadError(f"trace: line {lines[last]}, column {TIMESTAMP}: {shown} is {span:.3g} s after the "
+        raise WorkloadError(f"trace: line {lines[last]}, column {name}: {shown} is {span:.3g} s after the "
                             f"earliest timestamp (line {lines[first]}); the engines represent less than "
                             f"{MAX_TIME_TEXT} of simulated time")
 
@@ -273,10 +255,7 @@ def _check_span(t: np.ndarray, column: int, lines: np.ndarray, src) -> None:
 def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None = None,
                   keep_failed: bool = False) -> TraceData:
     """Read ``num_requests`` rows from row ``offset`` (None: to the end) of a BurstGPT CSV."""
-    if offset < 0:
-        raise WorkloadError(f"offset: must be >= 0, got {offset}")
-    if num_requests is not None and num_requests < 1:
-        raise WorkloadError(f"num_requests: must be >= 1 or none, got {num_requests}")
+    check_window(offset, num_requests)
     src = _readable(source)
     header = _header(src)
     cols = _find_columns(header)
@@ -292,33 +271,5 @@ def load_burstgpt(source: Source, *, offset: int = 0, num_requests: int | None =
     output = _numbers(df, cols[RESPONSE], RESPONSE, lines, src, tokens=True).astype(np.int64)
     priority = _priorities(df, cols[PRIORITY], lines, src) if PRIORITY in cols else None
 
-    resorted = bool(np.any(np.diff(t) < 0))
-    if resorted:
-        order = np.argsort(t, kind="stable")
-        t, prompt, output = t[order], prompt[order], output[order]
-        priority = priority[order] if priority is not None else None
-
-    total = len(t)
-    if offset >= total:
-        raise WorkloadError(f"offset: the window starts at row {offset} but the trace has only "
-                            f"{total} data rows")
-    end = total if num_requests is None else offset + num_requests
-    if end > total:
-        raise WorkloadError(f"num_requests: rows {offset}..{end - 1} run past the end of the trace "
-                            f"({total} data rows); use at most {total - offset} or none for all")
-    t, prompt, output = t[offset:end], prompt[offset:end], output[offset:end]
-    priority = priority[offset:end] if priority is not None else None
-    failed_mask = output == 0
-    failed = int(failed_mask.sum())
-    if not keep_failed and failed:
-        if failed == len(t):
-            raise WorkloadError(f"trace: every row of the window {offset}..{end - 1} is a failed request "
-                                "(Response tokens = 0); move the window or set keep_failed")
-        keep = ~failed_mask
-        t, prompt, output = t[keep], prompt[keep], output[keep]
-        priority = priority[keep] if priority is not None else None
-    return TraceData(
-        arrival=t - t[0], prompt=prompt, output=output, total_rows=total, offset=offset,
-        window_rows=end - offset, failed=failed, failed_dropped=0 if keep_failed else failed,
-        resorted=resorted, layout=f"{len(header)}-column", priority=priority,
-    )
+    return cut_window(t, prompt, output, priority, offset=offset, num_requests=num_requests,
+                      keep_failed=keep_failed, layout=f"{len(header)}-column", output_name=RESPONSE)

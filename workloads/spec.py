@@ -8,7 +8,7 @@ starts with the field name.
 Fields left at ``None`` are "auto" and resolve by workload (:meth:`resolved`):
 
 ================  ==========================  ===============================
-field             synthetic                   burstgpt, mooncake (traces)
+field             synthetic                   traces (burstgpt, mooncake, ...)
 ================  ==========================  ===============================
 arrival           gamma                       trace (recorded timestamps)
 rate              12.0 req/s                  none: keep the trace's time scale
@@ -21,6 +21,9 @@ A mooncake trace is a JSONL path (none is bundled) whose ``hash_ids`` become
 the workload's prefix keys (``hash_block`` tokens each); a synthetic workload
 gets prefix keys from shared system prompts (``system_prompts``) and multi-turn
 conversations (``conversation_turns``). Settings of the other kind are errors.
+The other trace workloads (azure, splitwise, vllm-bench, csv with ``trace_columns``,
+and trace: any of them, detected from the file's content) are paths too; see
+:mod:`workloads.trace_formats` and docs/traces.md.
 
 On a trace (either kind), ``arrival=trace`` keeps the recorded timestamps: ``rate`` rescales
 time so the mean rate ((n-1)/span) becomes ``rate``; ``rps_scaling`` divides
@@ -52,10 +55,12 @@ from .synthetic import (
     parse_priority_mix,
     priority_mix_text,
 )
+from .trace_csv import MAPPING_FORM, parse_columns
 from .workload import WorkloadError
 
-WORKLOADS = ("synthetic", "burstgpt", "mooncake")
-TRACE_WORKLOADS = ("burstgpt", "mooncake")
+# "trace": a trace file whose format is detected from its content (workloads.trace_formats)
+TRACE_WORKLOADS = ("burstgpt", "mooncake", "azure", "splitwise", "vllm-bench", "csv", "trace")
+WORKLOADS = ("synthetic", *TRACE_WORKLOADS)
 ARRIVALS = ("poisson", "gamma", "trace")
 DEFAULT_TRACE = "BurstGPT_1_first400"
 SYNTHETIC_REQUESTS = 10_000
@@ -83,39 +88,48 @@ class WorkloadSpec:
     """What requests to simulate: a synthetic generator or a trace window (BurstGPT or Mooncake)."""
 
     # --- source ----------------------------------------------------------
-    workload: str = _f("synthetic", "synthetic (generated), burstgpt (a BurstGPT trace CSV) or mooncake "
-                       "(a Mooncake JSONL trace, whose hash_ids say which prompt blocks requests share).",
+    workload: str = _f("synthetic", "synthetic (generated), burstgpt (a BurstGPT trace CSV), mooncake "
+                       "(a Mooncake JSONL trace, whose hash_ids say which prompt blocks requests share), "
+                       "azure (an Azure LLM inference trace CSV), splitwise (a Splitwise or Vidur request CSV), "
+                       "vllm-bench (a vllm bench serve --save-detailed result JSON), csv (a CSV read with "
+                       "trace_columns, or batchlab's plain arrival,prompt,output layout) or trace (a trace file "
+                       "of any of these formats, detected from its content). See docs/traces.md.",
                        choices=WORKLOADS)
     trace: str = _f(DEFAULT_TRACE, "burstgpt: a bundled excerpt (" + ", ".join(bundled_traces())
                     + ") or the path of a BurstGPT CSV. mooncake: the path of a Mooncake JSONL trace "
-                    "(none is bundled).", examples=tuple(bundled_traces()))
+                    "(none is bundled). azure, splitwise, vllm-bench, csv: the path of such a file; trace: a bundled "
+                    "excerpt or the path of a file in any of these formats.", examples=tuple(bundled_traces()))
     num_requests: int | None = _f(None, "Requests to generate (synthetic, auto = 10000; with "
                                   "conversation_turns, turns in all), or rows of the trace window "
-                                  "(burstgpt, mooncake: auto = all rows from offset; failed rows in the "
+                                  "(a trace: auto = all rows from offset; failed rows in the "
                                   "window are then dropped unless keep_failed).", "requests",
                                   range=(1, MAX_REQUESTS))
-    offset: int = _f(0, "burstgpt, mooncake: first data row of the window (0-based, failed rows counted).",
+    offset: int = _f(0, "A trace: first data row of the window (0-based, failed rows counted).",
                      "rows", range=(0, MAX_ROWS))
-    keep_failed: bool = _f(False, "burstgpt, mooncake: keep failed rows (output 0) as requests with "
+    keep_failed: bool = _f(False, "A trace: keep failed rows (output 0) as requests with "
                            "output 0 instead of dropping them.")
     hash_block: int = _f(HASH_BLOCK, f"mooncake: prompt tokens each hash id names ({HASH_BLOCK} in "
                          "Mooncake's published traces).", "tokens", range=(1, MAX_BLOCK))
+    trace_columns: str | None = _f(None, f"csv (or trace): which CSV columns hold what, {MAPPING_FORM} "
+                                   "(the arrival's unit; date: date-time text), e.g. "
+                                   "arrival=ts:ms,prompt=in,output=out. none: the plain layout "
+                                   "arrival,prompt,output[,priority] (arrival in s).")
     # --- arrivals --------------------------------------------------------
-    arrival: str | None = _f(None, "poisson, gamma (bursty) or trace (the trace's timestamps; burstgpt "
-                             "and mooncake only). auto: gamma for synthetic, trace for a trace.", group="arrivals",
+    arrival: str | None = _f(None, "poisson, gamma (bursty) or trace (the trace's timestamps; trace "
+                             "workloads only). auto: gamma for synthetic, trace for a trace.", group="arrivals",
                              choices=ARRIVALS)
     rate: float | None = _f(None, "Mean arrival rate. synthetic: auto = 12.0; with conversation_turns, "
-                            "the rate conversations start at (each then brings its turns). burstgpt, "
-                            "mooncake: rescales the trace's time (arrival=trace) or sets the re-drawn "
+                            "the rate conversations start at (each then brings its turns). A trace: "
+                            "rescales the trace's time (arrival=trace) or sets the re-drawn "
                             "arrivals' rate; auto keeps the trace's own rate.", "req/s", "arrivals",
                             range=(1e-6, 1e6))
     gamma_shape: float = _f(0.5, "Shape of Gamma inter-arrivals; CV = 1/sqrt(shape) "
                             "(0.5 as in BurstGPT's generator; 1 = Poisson).", "", "arrivals",
                             range=(0.01, 1000.0))
-    rps_scaling: float = _f(1.0, "burstgpt, mooncake: compress the trace's time by this factor (2 = twice the "
+    rps_scaling: float = _f(1.0, "A trace: compress the trace's time by this factor (2 = twice the "
                             "rate). Cannot be combined with rate.", "x", "arrivals",
                             range=(1e-6, 1e6))
-    real_timestamps: bool | None = _f(None, "burstgpt, mooncake: replay the recorded timestamps unchanged. auto: "
+    real_timestamps: bool | None = _f(None, "A trace: replay the recorded timestamps unchanged. auto: "
                                       "true unless rate, rps_scaling or a re-drawn arrival changes them; "
                                       "true with any of those is an error.", group="arrivals")
     conversation_turns: int | None = _f(None, "synthetic: multi-turn conversations of this many turns "
@@ -165,7 +179,7 @@ class WorkloadSpec:
                 raise SpecError(name, msg)
 
         synthetic = self.workload == "synthetic"
-        need(bool(self.trace), "trace", "must name a bundled trace or a CSV path")
+        need(bool(self.trace), "trace", "must name a bundled trace or a trace file's path")
         # canonical spec strings, so equal specs hash equal
         self._canonical("prompt_lengths", lambda v, n: parse_length_spec(v, n, PROMPT_MAX, BURSTGPT_PROMPT))
         self._canonical("output_lengths", lambda v, n: parse_length_spec(v, n, OUTPUT_MAX, BURSTGPT_OUTPUT))
@@ -174,12 +188,17 @@ class WorkloadSpec:
             self._canonical("priority_mix", lambda v, n: priority_mix_text(parse_priority_mix(v, n)))
 
         scaled = self.rps_scaling != 1.0
-        need(self.workload == "mooncake" or self.hash_block == HASH_BLOCK, "hash_block",
+        if self.trace_columns is not None:
+            need(self.workload in ("csv", "trace"), "trace_columns",
+                 f"applies to workload csv (or trace) only, not to workload {self.workload}")
+            self._canonical("trace_columns", lambda v, n: parse_columns(v, n).text())
+        need(self.workload in ("mooncake", "trace") or self.hash_block == HASH_BLOCK, "hash_block",
              f"applies to mooncake traces only (the tokens each hash id names), not to workload {self.workload}")
         if synthetic:
             need(self.arrival != "trace", "arrival",
-                 "'trace' needs workload=burstgpt or mooncake (synthetic arrivals are poisson or gamma)")
-            need(not scaled, "rps_scaling", "applies to mooncake and burstgpt traces only; set rate for a "
+                 f"'trace' needs a trace workload ({', '.join(TRACE_WORKLOADS)}; synthetic arrivals are "
+                 "poisson or gamma)")
+            need(not scaled, "rps_scaling", "applies to traces only; set rate for a "
                  "synthetic workload")
             need(self.real_timestamps is not True, "real_timestamps", "a synthetic workload has no timestamps")
             return
@@ -227,7 +246,7 @@ class WorkloadSpec:
         r = self.resolved()
         d = r.to_dict()
         if r.workload == "synthetic":
-            drop = {"trace", "offset", "keep_failed", "rps_scaling", "real_timestamps", "hash_block"}
+            drop = {"trace", "offset", "keep_failed", "rps_scaling", "real_timestamps", "hash_block", "trace_columns"}
             drop |= _unused_sharing(r)
         else:
             drop = {"prompt_lengths", "output_lengths", *SHARING}
@@ -235,6 +254,8 @@ class WorkloadSpec:
                 drop.add("hash_block")
             if r.arrival == "trace" and not parse_predictor(r.predictor).random:
                 drop.add("workload_seed")
+        if r.trace_columns is None:     # as before the setting existed: the same identity
+            drop.add("trace_columns")
         if r.arrival != "gamma":
             drop.add("gamma_shape")
         if r.priority_mix is None:      # as before the setting existed: the same identity
