@@ -119,6 +119,12 @@ class SimConfig:
                             f"what a router knows. Default: {CONTINUOUS_ROUTER} (vLLM's data-parallel "
                             f"balancer); batch-level modes use {BATCH_ROUTER} only.", choices=ROUTERS,
                             group="cluster")
+    max_concurrency: int | None = _f(None, "Continuous modes: closed-loop load, as vllm bench serve "
+                                     "--max-concurrency: this many clients, each sending its next request when "
+                                     "its last one finishes; request k is sent at the later of its scheduled "
+                                     "arrival and a client's freeing (latencies count from the send). none = "
+                                     "open loop (every request sent at its arrival).", "requests", "cluster",
+                                     range=(1, 10_000_000))
     disaggregate: str | None = _f(None, "Continuous modes: prefill/decode disaggregation as P:D, P prefill "
                                   "replicas and D decode replicas (gpus = (P + D) x tp), each pool behind its own "
                                   "router; a request's KV moves to its decode replica in kv_bytes / "
@@ -271,6 +277,9 @@ class SimConfig:
         need(self.continuous or self.routing == BATCH_ROUTER, "router",
              f"batch-level modes run one shared queue (router {BATCH_ROUTER}); {self.routing} needs a continuous "
              "mode")
+        need(self.continuous or self.max_concurrency is None, "max_concurrency",
+             f"closed-loop load needs a continuous mode; {self.mode} serves the workload open loop (set "
+             "max_concurrency to none)")
         need(self.b_max >= self.b_min, "b_min", f"b_min ({self.b_min}) must not exceed b_max ({self.b_max})")
         need(self.weights_gb < self.gpu_mem_gb * self.tp, "weights_gb",
              f"must be below gpu_mem_gb x tp ({self.gpu_mem_gb * self.tp:g} GB), got {self.weights_gb:g}")
@@ -445,6 +454,8 @@ class SimConfig:
             drop.add("gpu_memory_utilization")
         if self.disaggregate is None:
             drop |= {"disaggregate", "kv_transfer_gbps"}
+        if self.max_concurrency is None:   # open loop, as every run before the setting: the same hash
+            drop.add("max_concurrency")
         if self.tp == 1:
             drop |= {"tp", "interconnect_gbps", "hidden_size", "scale_grid_tp"}
         elif self.latency in ("parametric", "roofline"):

@@ -66,6 +66,16 @@ arrival, not at the boundary's time a rounding error before it). The clock count
 in int64 and ends at 2^62 ns (146 years, :data:`workloads.limits.MAX_TIME_S`): a
 run that would pass it stops with an error instead of wrapping around.
 
+Closed loop (``max_concurrency`` C, as ``vllm bench serve --max-concurrency``): C clients take the
+requests in arrival order, each sending its next one when its last one finishes, so request ``k`` is sent
+at the latest of its scheduled arrival, the send of request ``k - 1`` and the ``(k - C + 1)``-th earliest
+finish among requests ``0 .. k - 1``. The first C are sent at their arrival; each finish (a request done,
+on a decode replica when disaggregated) sends the next waiting one, at the finish's instant but after
+the boundary that finished it: that GPU admits it at its next boundary (at once if it went idle), and
+boundaries of the same instant taken after it (GPU order) see it. Times a request's latency counts from
+(queue delay, TTFT, end to end, the FCFS bin policy's age) are from its send, as vLLM's benchmark counts
+them; the per-request ``arrival`` of the output is the send.
+
 Speed. Between two events of a GPU (a completion, a preemption, an admission, a
 controller update) its batch is fixed, so the iterations in between are one
 *span*: their times are one closed-form sum of decode steps (context grows by
@@ -124,7 +134,9 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
 
     n, k = len(arrival), cfg.bins
     order, off = queue_layout(bins, k)
-    arrival = _array(arrival, np.float64)
+    closed = cfg.max_concurrency is not None
+    # closed loop: the kernel turns each arrival into its send time, in a copy of its own
+    arrival = np.array(arrival, np.float64) if closed else _array(arrival, np.float64)
     mem = MemoryBound(eta, cfg.b_max, cfg.mem_margin, cfg.mem_factor, cfg.mem_eps)
     if cfg.dynamic:
         stats = QueueStats(prompt[order], predicted[order], cfg.stats_window)
@@ -175,6 +187,8 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     gap = np.where(gaps > 0, gap, np.nan)
     requests = {"gpu": gpu, "start": start, "first_token": first, "finish": finish, "tbt": tbt, "tbt_max": gap,
                 "preemptions": pre, "decode_steps": steps}
+    if closed:   # when each request was sent: its arrival as the server (and latency) sees it
+        requests["arrival"] = arrival
     log = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names}
     blocks = eta // cfg.block_size
     log["kv_util"] = log.pop("kv_blocks") / blocks   # blocks in use at each span's end

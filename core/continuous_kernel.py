@@ -66,7 +66,8 @@ SETTINGS = np.dtype([
     ("paged", np.bool_), ("kb", np.int64),                     # prefix caching on (core.prefix_cache); tokens a key
     ("keyed_out", np.bool_),                                   # ... some keys describe output tokens
     ("router", np.int64), ("routed", np.bool_),                # ROUTERS; a queue a replica (not shared)
-    ("prefill", np.int64)], align=True)                        # prefill replicas (disaggregated; 0: none)
+    ("prefill", np.int64),                                     # prefill replicas (disaggregated; 0: none)
+    ("clients", np.int64)], align=True)                        # closed loop: clients (0: open loop)
 # one record per request, by queue position (inputs, then state: see core.continuous_engine)
 REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.float64), ("q_bin", np.int64),
                     ("state", np.int64), ("start", np.float64), ("first", np.float64), ("finish", np.float64),
@@ -77,8 +78,8 @@ REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.flo
                     # whose KV came from a prefill replica (computed there); seconds its KV takes to move
                     ("stop", np.int64), ("xfer", np.int64), ("move_s", np.float64)], align=True)
 # arrivals in arrival order (times, clock ticks, queues, two random replicas for the routers that draw),
-# and the request records
-Requests = namedtuple("Requests", "arr arr_k bins draws r")
+# the request records, and in closed loop each arrival's queue position (else empty)
+Requests = namedtuple("Requests", "arr arr_k bins draws r pos")
 # the queues: bin q's requests are the slices [off[q], off[q+1]) of the queue positions, in arrival order;
 # seen[q] of them have arrived (prefix sums of prompts and predictions feed Algorithm 1). Each replica has
 # a queue per bin (slot replica * k + q) when routed, else the replicas share one (slot q); a slot's
@@ -87,10 +88,11 @@ Requests = namedtuple("Requests", "arr arr_k bins draws r")
 # Per group of slots (a replica, or the shared queue): requests waiting, the round-robin bin policy's next bin.
 Queues = namedtuple("Queues", "off head arrived seen front sums blocked wait rr")
 # global counters (ints: next arrival, done, KV moves begun, preemptions, KV peak,
-# roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there; float: wasted
-# GPU-seconds), admissions so far; the event heaps, the log and the heap of KV moves (tick, request)
+# roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there, admissions so far,
+# closed loop: the next arrival waiting for a client; float: wasted GPU-seconds); the event heaps, the
+# log and the heap of KV moves (tick, request)
 World = namedtuple("World", "c wasted heap idle log moves")
-NEXT_, DONE_, MOVED_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_ = range(10)
+NEXT_, DONE_, MOVED_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_, GATED_ = range(11)
 # prefix caching (core.prefix_cache): the GPUs' block pools, the cached blocks by name, each request's
 # block table (by queue position), the requests' key chains, the requests leaving a GPU at a boundary,
 # the requests' prefix-caching fields (core.prefix_cache.NB ...)
@@ -157,6 +159,7 @@ def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out:
     s.router = ROUTERS.index(cfg.routing)
     s.routed = s.router != SHARED_QUEUE
     s.prefill = cfg.pd_split[0] if cfg.disaggregate is not None else 0
+    s.clients = cfg.max_concurrency if cfg.max_concurrency is not None else 0
     return s
 
 
@@ -218,9 +221,17 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
     """
     n, G = s.n, s.gpus
     arrival_ticks = np.empty(n, np.int64)
-    for i in range(n):
+    sent = min(s.clients, n) if s.clients else n   # closed loop: the first C are sent at their arrival
+    for i in range(sent):
         arrival_ticks[i] = tick(arrival[i])
-    rq = Requests(arrival, arrival_ticks, bins, draws, r)
+    arrival_ticks[sent:] = BIG                     # ... the others when a client frees (_release)
+    pos = np.empty(n if s.clients else 0, np.int64)
+    if s.clients:
+        nxt = off[:-1].copy()
+        for i in range(n):
+            pos[i] = nxt[bins[i]]
+            nxt[bins[i]] += 1
+    rq = Requests(arrival, arrival_ticks, bins, draws, r, pos)
     groups = G if s.routed else 1
     front = [[(0, 0)] for _ in range(groups * s.k)]
     for f in front:
@@ -239,7 +250,9 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
     log.pop()
     moves = [(0, 0)]
     moves.pop()
-    w = World(np.zeros(10, np.int64), np.zeros(1), heap, list(range(G)), log, moves)
+    counters = np.zeros(11, np.int64)
+    counters[GATED_] = sent      # (set before World holds it: set through w.c, numba dropped the write)
+    w = World(counters, np.zeros(1), heap, list(range(G)), log, moves)
     gl = _gpu_lists(s)
     # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
     lazy = s.k == 1 and s.queue == ARRIVAL_ORDER
@@ -495,6 +508,35 @@ def _advance(s, rq, qs, w, at):
             qs.arrived[rq.bins[i]] += 1
     qs.wait[0] += new_g - g
     c[NEXT_] = new_g
+
+
+@njit(cache=True)
+def _release(s, rq, c, m, t):
+    """Closed loop: ``m`` requests finished at time ``t``, so their clients send the next ``m`` arrivals
+    waiting for one, each at the latest of its scheduled arrival, ``t`` and the send before it (the clients
+    take requests in arrival order, as vLLM's benchmark semaphore does). A send at ``t`` comes after the
+    boundary that finished the request: that GPU admits it at its next boundary, or at once if it went
+    idle; boundaries at the same tick taken after this one see it."""
+    n = s.n
+    for _ in range(m):
+        j = c[GATED_]
+        if j >= n:
+            return
+        c[GATED_] = j + 1
+        at = rq.arr[j]
+        k = tick(at)
+        if t > at:
+            at = t
+        k2 = tick(t)
+        if k2 > k:
+            k = k2
+        if rq.arr[j - 1] > at:    # (float rounding of simultaneous finishes: sends stay in order)
+            at = rq.arr[j - 1]
+        if rq.arr_k[j - 1] > k:
+            k = rq.arr_k[j - 1]
+        rq.arr[j] = at
+        rq.arr_k[j] = k
+        rq.r[rq.pos[j]].q_arr = at
 
 
 @njit(cache=True)
@@ -892,7 +934,10 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
     if pg is not None and g.owed:
         take_free(pg.pool, pg.names, g, gi, g.owed, s.K)
         g.owed = 0
+    done = c[DONE_]
     _complete(s, r, c, g, H, comp, gl.mono_i[gi], gl.mono_d[gi], pg, gi, w.moves)
+    if s.clients and c[DONE_] > done:
+        _release(s, rq, c, c[DONE_] - done, g.t)
     branch = BRANCH_HOLD if s.dynamic else BRANCH_OFF
     if s.dynamic and qs.wait[g.grp] > 0 and g.since_it >= s.window:   # the controllers are due
         branch = _update_controllers(s, qs, g, bbase, len(pref))

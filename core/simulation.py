@@ -98,14 +98,20 @@ def simulate(config: SimConfig, workload: Workload, grid=None,
     out = engine(config, arrival, pick(workload.prompt), pick(workload.output), pick(workload.predicted),
                  pick(bins), latency, eta, progress, **given)
     log = out.log
+    sent = None
     if config.continuous:
-        times = metrics.with_delays(dict(out.requests), arrival)
+        times = dict(out.requests)
+        sent = times.pop("arrival", None)   # closed loop: when each request was sent (core.continuous_engine)
+        times = metrics.with_delays(times, arrival if sent is None else sent)
     else:
         complete_batch_log(log, latency)
         times = metrics.request_times(out.requests["batch"], log, arrival, pick(workload.output))
         times["preemptions"] = out.requests["preemptions"]
     req = {"arrival": workload.arrival, "prompt": workload.prompt, "output": workload.output,
            "predicted": workload.predicted, "bin": bins}
+    if sent is not None:   # a rejected request is refused when it arrives: it takes no client
+        req["arrival"] = np.array(workload.arrival, dtype=np.float64)
+        req["arrival"][served] = sent
     req.update(times if every else metrics.expand_rejected(times, served))
     summary = metrics.summarize(config, req, log, edges, eta, out.counters)
     check_result(req, log, summary)

@@ -13,6 +13,9 @@ have their twins here: ``victim`` (preempt_policy) and ``queue_key`` (queue_poli
 (``route``): each arrival is sent to a replica's queue from the replicas' state at that moment
 (shared_queue: one queue for all); the random draws are the engine's own (an input, not logic).
 Times are ordered with the kernel's own :func:`core.continuous_kernel.tick`.
+Closed loop (``max_concurrency`` C): the first C requests are sent at their arrival, the others wait
+(an infinite arrival) until a finish frees a client (``release``, from ``complete``): then at the latest
+of their arrival, that finish and the previous send; a request's ``arrival`` becomes its send.
 """
 from __future__ import annotations
 
@@ -115,6 +118,10 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
         gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": [None] * k, "share": 0.0,
                      "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False})
     next_arrival = 0                # requests [0, next_arrival) have arrived
+    clients = cfg.max_concurrency
+    arrivals = [tick(r.arrival) for r in reqs]
+    gated = min(clients, n) if clients else n   # closed loop: requests [gated, n) wait for a client
+    arrivals[gated:] = [math.inf] * (n - gated)
     done = 0
     events = []                     # (tick, 1, gpu, time) of each GPU's next boundary
     preemptions = 0
@@ -146,6 +153,16 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
                "round_robin": lambda q: (q - rr.get(group(g), 0)) % k, "short_first": lambda q: q}[cfg.bin_policy]
         return min(open_, key=lambda q: (key(q), q))
 
+    def release(t):
+        """Closed loop: a request finished at ``t``; its client sends the next request waiting for one."""
+        nonlocal gated
+        j = gated
+        if j >= n:
+            return
+        gated += 1
+        arrivals[j] = max(arrivals[j - 1], tick(reqs[j].arrival), tick(t))
+        reqs[j].arrival = max(reqs[j - 1].arrival, reqs[j].arrival, t)
+
     def complete(st, t):
         """Requests with every token generated leave (output 0, a failed trace row: after its prefill)."""
         nonlocal done
@@ -156,6 +173,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
             running.remove(r)
             st["used"] -= r.blocks
             done += 1
+            release(t)
 
     def update_controllers(g, st):
         if dynamic and waiting_count(g) and st["since_it"] >= cfg.sla_window:
@@ -319,7 +337,6 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
             return
         plan_span(g, st, t, decoding, seqs, tok, joined)
 
-    arrivals = [tick(r.arrival) for r in reqs]
     while done < n:
         t_next = events[0][0] if events else math.inf
         if next_arrival < n and arrivals[next_arrival] <= t_next:
@@ -358,5 +375,6 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
         "tbt_max": np.array([max(r.gaps) if r.gaps else math.nan for r in reqs]),
         "tbt": np.array([float(np.mean(r.gaps)) if r.gaps else math.nan for r in reqs]),
         "decode_steps": np.array([r.steps for r in reqs]),
+        "arrival": np.array([r.arrival for r in reqs]),   # the sends (closed loop), else the arrivals
     }
     return out, preemptions, wasted

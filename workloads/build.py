@@ -31,6 +31,7 @@ from .synthetic import (
     draw_conversations,
     parse_length_spec,
     parse_priority_mix,
+    parse_ramp_up,
     prefix_keys,
     sample_lengths,
     sample_priorities,
@@ -145,7 +146,7 @@ def _synthetic(spec: WorkloadSpec) -> dict:
     prompt_spec = parse_length_spec(r.prompt_lengths, "prompt_lengths", PROMPT_MAX, BURSTGPT_PROMPT)
     output_spec = parse_length_spec(r.output_lengths, "output_lengths", OUTPUT_MAX, BURSTGPT_OUTPUT)
     if r.conversation_turns is None:
-        arrival = arrival_times(r.arrival, n, r.rate, rng["arrival"], r.gamma_shape)
+        arrival = arrival_times(r.arrival, n, r.rate, rng["arrival"], r.gamma_shape, ramp=_ramp(r))
         prompt = sample_lengths(prompt_spec, n, rng["prompt"], PROMPT_MAX)
         output = sample_lengths(output_spec, n, rng["output"], OUTPUT_MAX)
         system = _system_prompts(r, n, rng["system"])
@@ -187,6 +188,11 @@ def _conversations(r: WorkloadSpec, prompt_spec, output_spec, rng) -> tuple:
     return talk.arrival, talk.prompt, talk.output, prefix
 
 
+def _ramp(r: WorkloadSpec):
+    """The spec's ramp-up profile, or None."""
+    return parse_ramp_up(r.ramp_up) if r.ramp_up is not None else None
+
+
 def _synthetic_label(r: WorkloadSpec) -> str:
     shape = f"gamma(shape {r.gamma_shape:g})" if r.arrival == "gamma" else r.arrival
     mix = f", priorities {r.priority_mix}" if r.priority_mix is not None else ""
@@ -197,7 +203,8 @@ def _synthetic_label(r: WorkloadSpec) -> str:
     if r.conversation_turns is not None:
         shared += f", conversations of {r.conversation_turns} turns (think {r.think_time:g} s)"
     unit = "conversations/s" if r.conversation_turns is not None else "req/s"
-    return (f"synthetic {r.num_requests:,} req, {shape} at {r.rate:g} {unit}, prompt {r.prompt_lengths}, "
+    rate = f"on a {_ramp(r).text()}" if r.ramp_up is not None else f"at {r.rate:g} {unit}"
+    return (f"synthetic {r.num_requests:,} req, {shape} {rate}, prompt {r.prompt_lengths}, "
             f"output {r.output_lengths}, {r.predictor}{mix}{shared}, seed {r.workload_seed}")
 
 
@@ -216,13 +223,16 @@ def _trace_arrivals(r: WorkloadSpec, data: TraceData, rng: np.random.Generator) 
                        f"the window spans {span:.3g} s, which compressed {r.rps_scaling:g}x")
             return t / r.rps_scaling, f"timestamps compressed {r.rps_scaling:g}x"
         return t, "real timestamps"
+    shape = f"gamma(shape {r.gamma_shape:g})" if r.arrival == "gamma" else r.arrival
+    if r.ramp_up is not None:
+        ramp = _ramp(r)
+        return arrival_times(r.arrival, n, 1.0, rng, r.gamma_shape, ramp=ramp), f"{shape} arrivals on a {ramp.text()}"
     rate, field = r.rate, "rate"
     if rate is None:
         if n < 2 or span <= 0:
             raise SpecError("rate", "the trace window spans 0 s, so it has no mean rate to re-draw "
                             "arrivals at; set rate")
         rate, field = (n - 1) / span * r.rps_scaling, "rps_scaling"
-    shape = f"gamma(shape {r.gamma_shape:g})" if r.arrival == "gamma" else r.arrival
     return (arrival_times(r.arrival, n, rate, rng, r.gamma_shape, field),
             f"{shape} arrivals at {rate:.4g} req/s")
 

@@ -11,7 +11,7 @@ Fields left at ``None`` are "auto" and resolve by workload (:meth:`resolved`):
 field             synthetic                   traces (burstgpt, mooncake, ...)
 ================  ==========================  ===============================
 arrival           gamma                       trace (recorded timestamps)
-rate              12.0 req/s                  none: keep the trace's time scale
+rate              12.0 req/s (none: ramp_up)  none: keep the trace's time scale
 num_requests      10000                       all rows from ``offset``
 real_timestamps   false                       true iff arrival=trace, no rate
                                               and rps_scaling = 1
@@ -51,8 +51,10 @@ from .synthetic import (
     OUTPUT_MAX,
     PRIORITY_FORMS,
     PROMPT_MAX,
+    RAMP_FORMS,
     parse_length_spec,
     parse_priority_mix,
+    parse_ramp_up,
     priority_mix_text,
 )
 from .trace_csv import MAPPING_FORM, parse_columns
@@ -126,6 +128,11 @@ class WorkloadSpec:
     gamma_shape: float = _f(0.5, "Shape of Gamma inter-arrivals; CV = 1/sqrt(shape) "
                             "(0.5 as in BurstGPT's generator; 1 = Poisson).", "", "arrivals",
                             range=(0.01, 1000.0))
+    ramp_up: str | None = _f(None, f"Poisson or gamma arrivals whose rate ramps from START to END over the run "
+                             f"({RAMP_FORMS}), as vllm bench serve --ramp-up-strategy: request i's gap is drawn at "
+                             "START + (END - START) i / (n - 1), or START (END / START)^(i / (n - 1)). It sets the "
+                             "rate (leave rate auto); on a trace it needs re-drawn arrivals. none = a constant "
+                             "rate.", "req/s", "arrivals", forms=RAMP_FORMS)
     rps_scaling: float = _f(1.0, "A trace: compress the trace's time by this factor (2 = twice the "
                             "rate). Cannot be combined with rate.", "x", "arrivals",
                             range=(1e-6, 1e6))
@@ -186,6 +193,17 @@ class WorkloadSpec:
         self._canonical("predictor", parse_predictor)
         if self.priority_mix is not None:
             self._canonical("priority_mix", lambda v, n: priority_mix_text(parse_priority_mix(v, n)))
+        if self.ramp_up is not None:
+            self._canonical("ramp_up", parse_ramp_up)
+            if self.rate is not None:
+                raise SpecError("ramp_up", f"sets the arrival rate; it cannot be combined with rate={self.rate:g} "
+                                "(leave rate auto)")
+            need(self.rps_scaling == 1.0, "ramp_up", f"sets the arrival rate; it cannot be combined with "
+                 f"rps_scaling={self.rps_scaling:g}")
+            need(self.conversation_turns is None, "ramp_up", "applies to single requests, not to "
+                 "conversation_turns (a conversation's turns follow its start)")
+            need(synthetic or self.arrival in ("poisson", "gamma"), "ramp_up", f"a {self.workload} trace keeps "
+                 "its timestamps: re-draw its arrivals (arrival=poisson or gamma) to ramp them")
 
         scaled = self.rps_scaling != 1.0
         if self.trace_columns is not None:
@@ -235,7 +253,8 @@ class WorkloadSpec:
         """A copy with every auto (None) field set to what it means for this workload."""
         if self.workload == "synthetic":
             return dataclasses.replace(
-                self, arrival=self.arrival or "gamma", rate=self.rate or SYNTHETIC_RATE,
+                self, arrival=self.arrival or "gamma",
+                rate=self.rate or (SYNTHETIC_RATE if self.ramp_up is None else None),   # a ramp sets the rate
                 num_requests=self.num_requests or SYNTHETIC_REQUESTS, real_timestamps=False)
         arrival = self.arrival or "trace"
         real = arrival == "trace" and self.rate is None and self.rps_scaling == 1.0
@@ -260,6 +279,10 @@ class WorkloadSpec:
             drop.add("gamma_shape")
         if r.priority_mix is None:      # as before the setting existed: the same identity
             drop.add("priority_mix")
+        if r.ramp_up is None:           # ... likewise
+            drop.add("ramp_up")
+        else:                           # the ramp sets the rate
+            drop.add("rate")
         return {k: v for k, v in d.items() if k not in drop}
 
     def replace(self, **changes: Any) -> WorkloadSpec:

@@ -18,6 +18,16 @@ Continuous draws are rounded to integers, raised to at least 1 and clipped to
 PROMPT_MAX / OUTPUT_MAX, so the realised mean of a heavy tail is slightly below
 the nominal one.
 
+Ramp-up profiles (``ramp_up``, as ``vllm bench serve --ramp-up-strategy``):
+
+    linear:START:END       request i's rate START + (END - START) * i / (n - 1)
+    exponential:START:END  request i's rate START * (END / START) ** (i / (n - 1))
+
+in req/s, 0 < START <= END (vLLM refuses a start above the end). The gap before request i
+(i >= 1; the first arrives at 0) is drawn at request i's rate, as vLLM draws each request's delay at
+its own rate (vllm/benchmarks/serve.py, ``_get_current_request_rate`` and ``get_request``); vLLM
+also waits a gap before request 0, which the convention here (first arrival at 0) drops.
+
 Every column draws from its own child stream of ``default_rng(seed)``
 (see :func:`streams`), so changing one column's spec leaves the others as
 they were.
@@ -53,6 +63,9 @@ assert KEY_STRIDE * KEY_BLOCK > PROMPT_MAX + OUTPUT_MAX
 PRIORITY_FORMS = "VALUE:SHARE,... (e.g. 0:0.1,1:0.9)"
 MAX_PRIORITY_CLASSES = 64
 MAX_CV = 100  # lognormal STD / MEAN: beyond this nearly every draw is 1 or the cap
+RAMP_FORMS = "linear:START:END, exponential:START:END (req/s, 0 < START <= END)"
+RAMPS = ("linear", "exponential")
+MAX_RATE = 1e6   # req/s, as the rate setting's range
 
 
 def streams(seed: int) -> dict[str, np.random.Generator]:
@@ -101,18 +114,55 @@ def sample_priorities(classes: tuple[tuple[int, float], ...], n: int, rng: np.ra
 
 
 # ----------------------------------------------------------------- arrivals
+@dataclass(frozen=True)
+class RampUp:
+    """A parsed ramp-up profile; ``str()`` gives its canonical text."""
+
+    kind: str
+    start: float
+    end: float
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{_num(self.start)}:{_num(self.end)}"
+
+    def rates(self, n: int) -> np.ndarray:
+        """Request i's rate (req/s) for i = 0 .. n-1, vLLM's progress i / max(n - 1, 1)."""
+        progress = np.arange(n, dtype=np.float64) / max(n - 1, 1)
+        if self.kind == "linear":
+            return self.start + (self.end - self.start) * progress
+        return self.start * (self.end / self.start) ** progress
+
+    def text(self) -> str:
+        """In words, for labels: ``linear ramp 1 -> 20 req/s``."""
+        return f"{self.kind} ramp {_num(self.start)} -> {_num(self.end)} req/s"
+
+
+def parse_ramp_up(text: object, field: str = "ramp_up") -> RampUp:
+    """Parse and check a ramp-up spec; WorkloadError names ``field`` and what is wrong."""
+    kind, args = split_spec(text, field, RAMP_FORMS)
+    if kind not in RAMPS or len(args) != 2:
+        raise WorkloadError(f"{field}: malformed ramp-up spec {text!r} (accepted forms: {RAMP_FORMS})")
+    start, end = (spec_number(a, field, str(text), RAMP_FORMS) for a in args)
+    if not 0 < start <= end <= MAX_RATE:
+        raise WorkloadError(f"{field}: need 0 < START <= END <= {MAX_RATE:g} req/s in spec {text!r}")
+    return RampUp(kind, float(start), float(end))
+
+
 def arrival_times(kind: str, n: int, rate: float, rng: np.random.Generator,
-                  gamma_shape: float = 0.5, field: str = "rate") -> np.ndarray:
+                  gamma_shape: float = 0.5, field: str = "rate", ramp: RampUp | None = None) -> np.ndarray:
     """``n`` arrival times (s) at mean ``rate`` req/s, the first at 0.
 
     poisson: exponential gaps (CV 1); gamma: Gamma(shape, 1/(rate*shape)) gaps,
     CV = 1/sqrt(shape) (BurstGPT's generator uses shape 0.5). Arrivals that would
     span :data:`~workloads.limits.MAX_TIME_S` or more are refused, on the mean
     span before drawing and on the drawn one after (a small gamma shape draws huge
-    gaps); the error names ``field``, the setting that made the rate.
+    gaps); the error names ``field``, the setting that made the rate. With ``ramp``, the gap
+    before request i is drawn at the ramp's rate of request i instead (``rate`` unused).
     """
     if n < 1:
         raise WorkloadError(f"num_requests: must be >= 1, got {n}")
+    if ramp is not None:
+        return _ramped_times(kind, n, ramp, rng, gamma_shape)
     if not (rate > 0 and math.isfinite(rate)):
         raise WorkloadError(f"{field}: must be > 0 req/s, got {rate}")
     check_span((n - 1) / rate, field, f"{n:,} requests at {rate:g} req/s")
@@ -123,8 +173,19 @@ def arrival_times(kind: str, n: int, rate: float, rng: np.random.Generator,
     return times
 
 
-def arrival_gaps(kind: str, m: int, rate: float, rng: np.random.Generator, gamma_shape: float = 0.5) -> np.ndarray:
-    """``m`` gaps (s) between arrivals at mean ``rate``: exponential (poisson) or Gamma(shape)."""
+def _ramped_times(kind: str, n: int, ramp: RampUp, rng: np.random.Generator, gamma_shape: float) -> np.ndarray:
+    """``n`` arrival times (s), the first at 0, each gap drawn at its request's ramp rate."""
+    rates = ramp.rates(n)[1:]
+    check_span(float(np.sum(1.0 / rates)), "ramp_up", f"{n:,} requests on a {ramp.text()}")
+    times = np.zeros(n, dtype=np.float64)
+    np.cumsum(arrival_gaps(kind, n - 1, rates, rng, gamma_shape), out=times[1:])
+    check_span(float(times[-1]), "ramp_up", f"the {n:,} {kind} arrivals drawn on a {ramp.text()}")
+    return times
+
+
+def arrival_gaps(kind: str, m: int, rate, rng: np.random.Generator, gamma_shape: float = 0.5) -> np.ndarray:
+    """``m`` gaps (s) between arrivals at mean ``rate`` (a number, or one per gap): exponential (poisson)
+    or Gamma(shape)."""
     if kind == "poisson":
         return rng.exponential(1.0 / rate, m)
     if kind == "gamma":
