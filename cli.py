@@ -672,7 +672,7 @@ def run(config_file, db, no_store, fmt, as_json, percentiles, goodput, save_deta
     else:
         from batchlab.core.bench_serve import goodput_text, percentiles_text
 
-        click.echo(format_summary(dict(summary, model=cfg.model, gpu=cfg.gpu),
+        click.echo(format_summary(dict(summary, model=cfg.model, gpu=cfg.gpu, max_concurrency=cfg.max_concurrency),
                                   workload.identity.get("label", "workload"), _source_text(source, run_id)))
         if percentiles:
             click.echo(percentiles_text(summary, percentiles))

@@ -208,6 +208,9 @@ def check_capacity_inputs(config: SimConfig, spec: WorkloadSpec, target: float, 
         raise SweepError("rps_scaling: capacity probes the arrival rate itself; leave rps_scaling at 1")
     if spec.real_timestamps:
         raise SweepError("real_timestamps: capacity rescales the arrival times; it cannot keep them real")
+    if spec.ramp_up is not None:
+        raise SweepError(f"ramp_up: capacity probes a steady arrival rate, and arrivals ramping {spec.ramp_up} "
+                         "have none; drop ramp_up")
     if config.d_sla_ttft is None and config.d_sla_tbt is None and config.d_sla_e2e is None and not judged(config):
         raise SweepError("every SLA deadline is off, so every rate meets the target; enable a deadline")
 

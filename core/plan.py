@@ -324,9 +324,10 @@ def pilot_requests(spec: WorkloadSpec, options: PlanOptions) -> int | None:
 
 def offered_rate(spec: WorkloadSpec) -> float:
     """The arrival rate the plan is for: a synthetic workload's rate, a trace's ``rate``, or else the
-    trace window's mean rate ((n - 1) / span, after ``rps_scaling``; the workload is built to read it)."""
+    workload's mean rate ((n - 1) / span: a trace window after ``rps_scaling``, a ramp's arrivals; the
+    workload is built to read it)."""
     r = spec.resolved()
-    if r.workload == "synthetic" or r.rate is not None:
+    if r.rate is not None:
         return float(r.rate)
     from batchlab.workloads.build import build_workload
 
@@ -338,6 +339,9 @@ def offered_rate(spec: WorkloadSpec) -> float:
 
 def capacity_spec(spec: WorkloadSpec, rate: float) -> WorkloadSpec:
     """``spec`` with its time scale given as a rate (what a capacity search varies)."""
+    if spec.ramp_up is not None:
+        raise SweepError(f"ramp_up: a capacity search varies a steady arrival rate, and arrivals ramping "
+                         f"{spec.ramp_up} have none (drop ramp_up, or plan with --no-evidence)")
     try:
         return spec.replace(rate=rate, rps_scaling=1.0, real_timestamps=None)
     except (SpecError, WorkloadError) as exc:

@@ -95,7 +95,8 @@ def hardware_text(s: dict) -> str:
 
 def format_summary(s: dict, workload_label: str, source: str) -> str:
     lines = [
-        f"{s['mode']}: {hardware_text(s)}{cluster_text(s)}, {s['k_bins']} bin(s) | {workload_label} | {source}",
+        f"{s['mode']}: {hardware_text(s)}{cluster_text(s)}, {s['k_bins']} bin(s) | {workload_label}"
+        + (f", closed loop of {s['max_concurrency']:,} clients" if s.get("max_concurrency") else "") + f" | {source}",
         f"  latency model    {s.get('latency_model', 'parametric')}",
         f"  requests         {s['completed']:,} of {s['num_requests']:,} in {_v(s, 'makespan_s')}"
         + (f" ({s['rejected_requests']:,} rejected: more KV than one GPU holds)" if s.get("rejected_requests") else ""),

@@ -172,3 +172,18 @@ def test_closed_loop_equals_the_step_by_step_reference(router):
             np.testing.assert_array_equal(r.requests[key], ref[key], err_msg=key)
         assert r.summary["preemptions"] == preemptions
     check()
+
+
+def test_the_run_header_and_the_vllm_bench_result_name_the_clients():
+    import json
+
+    from click.testing import CliRunner
+
+    from batchlab.cli import cli
+
+    args = ["run", "--no-store", "--mode", "continuous_static", "--num-requests", "60", "--max-concurrency", "3"]
+    text = CliRunner().invoke(cli, args).stdout
+    assert text.splitlines()[0].endswith("closed loop of 3 clients | simulated (not stored: --no-store)")
+    out = json.loads(CliRunner().invoke(cli, [*args, "--format", "vllm-bench"]).stdout)
+    assert out["max_concurrency"] == 3 and out["completed"] == 60   # (max_concurrent_requests: vLLM's 1 s buckets)
+    assert "closed loop" not in CliRunner().invoke(cli, args[:-2]).stdout.splitlines()[0]

@@ -94,3 +94,21 @@ def test_bad_ramps_name_the_field(changes, message):
 def test_a_ramp_too_slow_for_the_clock_is_refused():
     with pytest.raises(WorkloadError, match="ramp_up: .* would span"):
         arrival_times("poisson", 10_000, 1.0, np.random.default_rng(0), ramp=parse_ramp_up("linear:1e-6:1e-6"))
+
+
+def test_capacity_refuses_a_ramp_and_a_plan_sizes_for_its_mean_rate():
+    """A capacity search probes steady rates: a ramp is refused naming it. A plan (without the capacity
+    evidence) is for the ramp's offered rate, (n - 1) / span of its arrivals."""
+    from batchlab.core.capacity import check_capacity_inputs
+    from batchlab.core.config import SimConfig
+    from batchlab.core.plan import capacity_spec, offered_rate
+    from batchlab.core.sweep import SweepError
+
+    spec = WorkloadSpec(ramp_up="linear:2:14", num_requests=3000, arrival="poisson")
+    with pytest.raises(SweepError, match="^ramp_up: capacity probes a steady arrival rate"):
+        check_capacity_inputs(SimConfig(), spec, 0.9, 0.05, 1)
+    with pytest.raises(SweepError, match="^ramp_up: a capacity search varies a steady arrival rate"):
+        capacity_spec(spec, 5.0)
+    t = build_workload(spec).arrival
+    assert offered_rate(spec) == pytest.approx((len(t) - 1) / (t[-1] - t[0]))
+    assert 2 < offered_rate(spec) < 14 and offered_rate(spec.replace(ramp_up=None, rate=7.0)) == 7.0
