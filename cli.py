@@ -319,7 +319,7 @@ def _output_folder(ctx, param, value: str | None) -> str | None:
 
 
 FORMATS = ("text", "json", "csv")
-EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "target_not_met": 3}   # docs/cli.md#exit-status
+EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "target_not_met": 3}   # docs/cli.md#output-formats-and-exit-status
 
 
 def format_options(what: str):

@@ -127,10 +127,12 @@ def test_a_quoted_line_matches_only_what_was_printed():
     assert not quoted_line_printed("run 2  abc", printed, measured=True)
 
 
-def test_readme_commands_run_and_print_what_is_quoted():
-    """Run in order on the fresh store every test has; ``batchlab app`` serves forever, so only its
-    ``--help`` runs."""
+def test_readme_commands_run_and_print_what_is_quoted(tmp_path, monkeypatch):
+    """Run in order on the fresh store every test has, in an empty folder (the files they write);
+    ``batchlab app`` serves forever, so only its ``--help`` runs."""
     from batchlab.cli import cli
+
+    monkeypatch.chdir(tmp_path)
 
     commands = readme_commands()
     assert len(commands) >= 12
