@@ -183,3 +183,30 @@ def test_bad_output_options_are_usage_errors_naming_the_flag(args, message):
 def test_compare_refuses_bad_percentiles_and_vllm_bench():
     assert "--percentiles: 0 is not" in invoke("compare", "--percentiles", "0", code=2).output
     assert "'--format'" in invoke("compare", "--format", "vllm-bench", code=2).output
+
+
+def test_a_vllm_bench_result_replayed_gives_back_its_requests_in_vllms_shape(tmp_path):
+    """The issue's bar: a `vllm bench serve --save-detailed` result file, replayed, is the same requests
+    (count, lengths, send times); what batchlab prints in vLLM's shape reads in a script written for
+    vLLM's own files."""
+    from test_bench_serve import vllm_consumer
+    from test_trace_formats import vllm_result
+
+    source = json.loads(vllm_result(start=7_000.125))
+    path = tmp_path / "result.json"
+    path.write_bytes(vllm_result(start=7_000.125))
+    r = invoke("run", "--no-store", "--trace", path, "--mode", "continuous_static", "--format", "vllm-bench",
+               "--save-detailed")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    ok = [i for i, e in enumerate(source["errors"]) if not e and source["output_lens"][i] > 0]  # failed: dropped
+    assert out["num_prompts"] == out["completed"] == len(ok) and out["failed"] == 0
+    assert out["input_lens"] == [source["input_lens"][i] for i in ok]
+    assert out["output_lens"] == [source["output_lens"][i] for i in ok]
+    sent = np.array([source["start_times"][i] for i in ok])
+    assert np.allclose(np.array(out["start_times"]) - out["start_times"][0], sent - sent[0], rtol=0, atol=1e-9)
+    (tmp_path / "batchlab.json").write_text(r.stdout)
+    row = vllm_consumer(tmp_path / "batchlab.json")
+    assert row["requests"] == pytest.approx(len(ok))
+    assert row["tokens_per_request"] == pytest.approx(np.mean(out["output_lens"]))
+    assert row["ttft_check"] == pytest.approx(row["mean_ttft_ms"])
