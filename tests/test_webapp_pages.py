@@ -720,3 +720,28 @@ def test_a_link_whose_hash_this_version_does_not_produce_says_so():
     at.number_input(key="sim.gpus").set_value(5)
     button(at, "Run simulation").click().run()
     assert "new identities" not in texts(at.info)
+
+
+def test_a_stored_run_downloads_its_requests_and_vllms_result_shape():
+    import io
+
+    from batchlab.webapp import services
+
+    at = app()
+    at.number_input(key="wl.num_requests").set_value(300)
+    button(at, "Run simulation").click().run()
+    h = at.query_params["run"]
+    shown = app(run=h)
+    labels = [d.proto.label for d in shown.get("download_button")]
+    assert [label for label, _, _ in services.RUN_FILES.values()] == [x for x in labels if x in
+                                                                      {v[0] for v in services.RUN_FILES.values()}]
+    run = store().get_run(h)
+    table = pd.read_csv(io.BytesIO(services.run_file(h, "csv")))
+    assert len(table) == run.summary["num_requests"] == 300
+    assert table["ttft"].tolist() == pytest.approx(run.requests()["ttft"].tolist())
+    assert pd.read_parquet(io.BytesIO(services.run_file(h, "parquet"))).equals(table)
+    result = json.loads(services.run_file(h, "vllm-bench"))
+    assert result["completed"] == run.summary["completed"] and result["backend"] == "batchlab"
+    assert result["p99_ttft_ms"] == pytest.approx(1000 * run.summary["ttft_p99_s"])
+    with pytest.raises(ValueError, match="kind: one of csv, parquet, vllm-bench"):
+        services.run_file(h, "../../etc/passwd")

@@ -207,6 +207,36 @@ def delete_runs(refs: list[str]) -> int:
     return n
 
 
+RUN_FILES = {"csv": ("Requests (CSV)", "text/csv", "csv"),
+             "parquet": ("Requests (Parquet)", "application/vnd.apache.parquet", "parquet"),
+             "vllm-bench": ("vllm bench serve JSON", "application/json", "json")}
+
+
+def run_file(ref: str, kind: str) -> bytes:
+    """A stored run's per-request table (``csv``, ``parquet``) or its result in the shape ``vllm bench
+    serve --save-result`` writes (``vllm-bench``; core.bench_serve), from the arrays the store kept."""
+    import json
+
+    from batchlab.core.bench_serve import bench_serve_result, run_metadata
+    from batchlab.core.request_table import csv_text, parquet_bytes
+
+    if kind not in RUN_FILES:
+        raise ValueError(f"kind: one of {', '.join(RUN_FILES)}, got {kind!r}")
+    run = get_store().get_run(ref)
+    if run is None or run.summary is None:
+        raise StoreError(f"run {ref!r} is not a finished run in the store")
+    requests = run.requests()
+    if kind == "csv":
+        return csv_text(requests).encode()
+    if kind == "parquet":
+        return parquet_bytes(requests, "Parquet download")
+    config = run.config_dict or {}
+    meta = run_metadata(run.workload or {}, int(run.summary["num_requests"]), config.get("model"),
+                        config.get("max_concurrency"), requests["arrival"])
+    meta.update(batchlab_mode=run.mode, batchlab_run_id=run.id)
+    return json.dumps(bench_serve_result(requests, meta)).encode()
+
+
 def export_runs(ids: list, fmt: str) -> bytes:
     """The selected runs as CSV or JSON bytes (``Store.export_runs``)."""
     import io

@@ -303,7 +303,27 @@ def show_run(view: dict, note: str | None = None, share: dict | None = None) -> 
     if len(s.get("bins", [])) > 1:
         st.markdown("##### Per bin")
         st.table(tables.bins_table(s).set_index("Bin"))
+    _downloads(view)
     _details([view], [label])
+
+
+def _downloads(view: dict) -> None:
+    """Download the run's per-request table (CSV, Parquet) or its result as vllm bench serve writes it."""
+    from batchlab.core.extras import missing
+
+    row = st.columns(4)
+    row[0].markdown("**Download**")
+    stem = f"run-{view['hash'][:12]}"
+    for col, (kind, (label, mime, ext)) in zip(row[1:], services.RUN_FILES.items()):
+        if kind == "parquet" and missing("parquet"):
+            col.caption("Parquet needs batchlab[parquet] (pyarrow)")
+            continue
+        col.download_button(label, data=lambda kind=kind: services.run_file(view["hash"], kind),
+                            file_name=f"{stem}.{ext}" if kind != "vllm-bench" else f"{stem}-vllm-bench.json",
+                            mime=mime, key=f"dl_{kind}", on_click="ignore")
+    if view.get("sampled"):
+        st.caption(f"The store kept a sample of this run's {view['summary']['num_requests']:,} requests: the "
+                   "files hold the sample (`batchlab run --format vllm-bench` re-simulates the whole run).")
 
 
 # --------------------------------------------------------- comparison view --
