@@ -93,6 +93,9 @@ SOURCE_LABELS = {"synthetic": "Synthetic (BurstGPT-like)", "bundled": "Bundled B
 SOURCE_WORKLOADS = {"synthetic": "synthetic", "bundled": "burstgpt", "upload": "burstgpt", "mooncake": "mooncake"}
 UPLOAD_SOURCES = ("upload", "mooncake")
 SLA_CONTROLLER = ("sla_eps", "sla_alpha", "sla_delta", "sla_window")
+# percentile SLOs and request classes judge a run without changing it: the command line reports them
+# (run, capacity, plan; the Sweeps and Plan pages' settings boxes take them too), the Run form does not
+JUDGEMENT = ("slo", "classes")
 TRACE_ONLY = ("trace", "offset", "keep_failed", "rps_scaling", "real_timestamps")
 SHARING_FIELDS = tuple(SHARING)  # synthetic prefix sharing: system prompts, conversations
 SYNTHETIC_ONLY = ("prompt_lengths", "output_lengths", "priority_mix", *SHARING_FIELDS)
@@ -299,7 +302,7 @@ def settings_form(form_key: str, source: str, latency_options: list[str], submit
             st.markdown("##### Cluster")
             sim |= render_fields(sim_fields("cluster"), SIM)
             st.markdown("##### SLA deadlines")
-            sim |= render_fields(sim_fields("sla", exclude=SLA_CONTROLLER), SIM)
+            sim |= render_fields(sim_fields("sla", exclude=SLA_CONTROLLER + JUDGEMENT), SIM)
             st.caption("Empty a deadline's box to switch it off.")
         with c3:
             st.markdown("##### Workload")
