@@ -109,3 +109,16 @@ def test_usage_errors_exit_2_and_input_errors_1():
     assert invoke("runs", "show").exit_code == 2          # RUN missing
     r = invoke("run", "--no-store", "--gpus", "0")        # a setting out of its range: an input error
     assert r.exit_code == 1 and r.output == "Error: gpus: must be between 1 and 1000, got 0\n"
+
+
+def test_csv_spreads_nested_mappings_and_keeps_lists_in_one_cell():
+    import math
+
+    from batchlab.core.report import to_csv
+
+    text = to_csv([{"a": {"b": {"c": 1}, "d": math.nan}, "l": [1, 2.5]}, {"z": None, "l": []}])
+    assert text.splitlines()[0] == "a.b.c,a.d,l,z"
+    assert rows(text) == [{"a.b.c": "1", "a.d": "", "l": "[1, 2.5]", "z": ""},
+                          {"a.b.c": "", "a.d": "", "l": "[]", "z": ""}]
+    with pytest.raises(TypeError, match="a mapping or a list of mappings"):
+        to_csv([1, 2])
