@@ -1690,21 +1690,12 @@ def workload():
     """Build workloads and write them as trace files (see docs/traces.md)."""
 
 
-def workload_options(func):
-    """Attach every WorkloadSpec field as a flag, plus --config (its [workload] table)."""
-    seen: set[str] = set()
-    for opt in reversed([o for o in (_field_option(f, seen) for f in spec_fields()) if o is not None]):
-        func = opt(func)
-    return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-                        help="TOML or JSON file of settings (flags override it).")(func)
-
-
 @workload.command("export")
 @click.option("--to", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
               help="The trace format to write (docs/traces.md).")
 @click.option("--out", type=click.Path(), callback=_output_file, required=True,
               help="Output file ('-' = standard output).")
-@workload_options
+@sim_options_without(*(f.name for f in config_fields()))
 def workload_export(fmt, out, config_file, **flags):
     """Build a workload (synthetic or a trace window, as `run` would) and write it as a trace file that
     reads back to the same arrivals, prompts and outputs."""
