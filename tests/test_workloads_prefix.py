@@ -222,7 +222,7 @@ def test_a_long_bad_value_is_quoted_short():
 
 
 def test_a_mooncake_window_past_the_end_and_a_huge_upload(monkeypatch):
-    with pytest.raises(WorkloadError, match=r"^offset: the window starts at row 2 but the trace has only 2 rows"):
+    with pytest.raises(WorkloadError, match=r"^offset: the window starts at row 2 but the trace has only 2 data rows"):
         load_mooncake(jsonl(row(0, 5, 1), row(1, 5, 1)), offset=2)
     with pytest.raises(WorkloadError, match=r"^num_requests: .*use at most 1"):
         load_mooncake(jsonl(row(0, 5, 1), row(1, 5, 1)), offset=1, num_requests=2)

@@ -41,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .burstgpt import Source, TraceData, _readable, bundled_traces
+from .burstgpt import Source, _readable, bundled_traces
 from .fields import shown
 from .limits import MAX_TIME_S, MAX_TIME_TEXT, MAX_TOKENS
+from .trace_window import TraceData, check_window, cut_window
 from .workload import PrefixKeys, WorkloadError
 
 FIELDS = ("timestamp", "input_length", "output_length", "hash_ids")
@@ -156,10 +157,7 @@ def load_mooncake(source: Source, *, offset: int = 0, num_requests: int | None =
                   keep_failed: bool = False, block: int = HASH_BLOCK) -> TraceData:
     """Read ``num_requests`` rows from row ``offset`` (None: to the end) of a Mooncake JSONL trace;
     ``block`` is the tokens each hash id names."""
-    if offset < 0:
-        raise WorkloadError(f"offset: must be >= 0, got {offset}")
-    if num_requests is not None and num_requests < 1:
-        raise WorkloadError(f"num_requests: must be >= 1 or none, got {num_requests}")
+    check_window(offset, num_requests)
     if isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= MAX_BLOCK:
         raise WorkloadError(f"hash_block: must be a whole number of tokens between 1 and {MAX_BLOCK:,}, "
                             f"got {shown(block)}")
@@ -169,28 +167,5 @@ def load_mooncake(source: Source, *, offset: int = 0, num_requests: int | None =
     np.cumsum(counts, out=offsets[1:])
     keys = PrefixKeys(block, offsets, np.array(ids, dtype=np.int64))
 
-    order = np.arange(len(t))
-    resorted = bool(np.any(np.diff(t) < 0))
-    if resorted:
-        order = np.argsort(t, kind="stable")
-    total = len(t)
-    if offset >= total:
-        raise WorkloadError(f"offset: the window starts at row {offset} but the trace has only {total} rows")
-    end = total if num_requests is None else offset + num_requests
-    if end > total:
-        raise WorkloadError(f"num_requests: rows {offset}..{end - 1} run past the end of the trace "
-                            f"({total} rows); use at most {total - offset} or none for all")
-    order = order[offset:end]
-    failed_mask = output[order] == 0
-    failed = int(failed_mask.sum())
-    if not keep_failed and failed:
-        if failed == len(order):
-            raise WorkloadError(f"trace: every row of the window {offset}..{end - 1} is a failed request "
-                                "(output_length = 0); move the window or set keep_failed")
-        order = order[~failed_mask]
-    arrival = t[order]
-    return TraceData(
-        arrival=arrival - arrival[0], prompt=prompt[order], output=output[order], total_rows=total,
-        offset=offset, window_rows=end - offset, failed=failed, failed_dropped=0 if keep_failed else failed,
-        resorted=resorted, layout="mooncake", prefix=keys.take(order),
-    )
+    return cut_window(t, prompt, output, None, offset=offset, num_requests=num_requests, keep_failed=keep_failed,
+                      layout="mooncake", output_name="output_length", prefix=keys)

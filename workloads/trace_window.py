@@ -47,11 +47,12 @@ def check_window(offset: int, num_requests: int | None) -> None:
 
 def cut_window(t: np.ndarray, prompt: np.ndarray, output: np.ndarray, priority: np.ndarray | None, *,
                offset: int, num_requests: int | None, keep_failed: bool, layout: str, output_name: str,
-               timed: bool = True) -> TraceData:
+               timed: bool = True, prefix: PrefixKeys | None = None) -> TraceData:
     """The :class:`TraceData` of rows ``offset .. offset+num_requests-1`` of the time-sorted rows.
 
     ``output_name`` is the output column or field as the file names it (for the error when every
-    row of the window failed); ``timed`` is False when the file has no arrival times (``t`` all 0).
+    row of the window failed); ``timed`` is False when the file has no arrival times (``t`` all 0);
+    ``prefix`` the rows' prefix keys (a Mooncake trace's hash ids), cut to the window's.
     """
     resorted = bool(np.any(np.diff(t) < 0))
     order = np.argsort(t, kind="stable") if resorted else np.arange(len(t))
@@ -75,5 +76,5 @@ def cut_window(t: np.ndarray, prompt: np.ndarray, output: np.ndarray, priority: 
         arrival=arrival - arrival[0], prompt=prompt[order], output=output[order], total_rows=total,
         offset=offset, window_rows=end - offset, failed=failed, failed_dropped=0 if keep_failed else failed,
         resorted=resorted, layout=layout, priority=priority[order] if priority is not None else None,
-        timed=timed,
+        timed=timed, prefix=prefix.take(order) if prefix is not None else None,
     )
