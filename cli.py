@@ -657,8 +657,8 @@ def run(config_file, db, no_store, fmt, as_json, percentiles, goodput, save_deta
             from batchlab.core.bench_serve import bench_serve_result, run_metadata
 
             requests = arrays()[0]
-            concurrency = getattr(cfg, "max_concurrency", None) or getattr(spec, "max_concurrency", None)
-            meta = run_metadata(workload.identity, len(workload), cfg.model, concurrency, requests["arrival"])
+            meta = run_metadata(workload.identity, len(workload), cfg.model, cfg.max_concurrency,
+                                requests["arrival"])
             meta.update(batchlab_mode=cfg.mode, batchlab_source=source, batchlab_run_id=run_id)
             result = bench_serve_result(requests, meta, percentiles or VLLM_PERCENTILES, limits, save_detailed)
     except _store_errors() as exc:
