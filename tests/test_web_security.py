@@ -580,3 +580,15 @@ def test_a_model_on_a_web_page_is_a_bundled_name_never_a_server_path(value, tmp_
     assert not named & set(touched)
     at = click(page(model="llama-3.1-8b", gpu="h100", num_requests="50"), "Run simulation")
     assert store().get_run(at.query_params["run"]).config.model == "llama-3.1-8b"
+
+
+@pytest.mark.parametrize("workload", ["azure", "splitwise", "vllm-bench", "csv", "trace", "mooncake"])
+def test_every_trace_format_is_held_to_the_same_policy(workload):
+    """The trace formats added since the policy was written name files the same way: a server path is
+    refused whatever the workload says the file holds."""
+    from batchlab.webapp import guard
+
+    for value in HOSTILE_TRACES:
+        with pytest.raises(Exception, match="^trace: ") as exc:
+            guard.check(SimConfig(), WorkloadSpec(workload=workload, trace=value))
+        assert_clean_one_line(str(exc.value), "trace")
