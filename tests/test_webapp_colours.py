@@ -297,8 +297,9 @@ CHART_BOXES_JS = """() => Array.from(document.querySelectorAll('[data-testid=stV
 })"""
 
 
-def _chips(page) -> list:
-    page.locator("[data-testid=stMultiSelect] [data-tag]").first.wait_for()
+def _chips(page, count: int) -> list:
+    """The chips once ``count`` of them are drawn (a busy machine draws the page's multiselects apart)."""
+    page.wait_for_function(f"document.querySelectorAll('[data-testid=stMultiSelect] [data-tag]').length >= {count}")
     page.wait_for_timeout(300)
     return page.evaluate(CHIPS_JS)
 
@@ -324,15 +325,15 @@ def test_browser_chips_and_legends_fit_at_both_widths(tmp_path):
             for size in (WIDE, NARROW):
                 page.set_viewport_size(size)
                 page.goto(server.url + "/plan")
-                chips = _chips(page)
+                chips = _chips(page, 5)
                 # the four modes and the router (least_outstanding)
                 assert len(chips) == 5 and all(c[1] and c[2] for c in chips), (size, chips)
                 page.goto(server.url + "/sweeps")     # the capacity form's modes and the suite's scenarios
-                chips = _chips(page)
+                chips = _chips(page, 6)
                 assert len(chips) == 6 and all(c[1] and c[2] for c in chips), (size, chips)
                 page.goto(server.url + "/compare")
                 page.get_by_role("button", name="Run comparison").wait_for()
-                chips = _chips(page)
+                chips = _chips(page, len(COMPARE_MODES))
                 assert [c[0] for c in chips] == list(COMPARE_MODES)
                 assert all(c[1] and c[2] for c in chips), (size, chips)
                 page.get_by_label("Requests", exact=True).fill("400")
