@@ -27,7 +27,6 @@ from batchlab.core.plan_options import DEFAULT_MODES as PLAN_MODES
 from batchlab.core.plan_options import RULES as PLAN_RULES
 from batchlab.core.report import format_compare_table, format_summary, to_csv, to_json
 from batchlab.core.settings_text import SettingError, parse_mapping, parse_setting
-from batchlab.core.slo_report import assessment_text
 from batchlab.workloads.export import EXPORT_FORMATS, export_workload
 from batchlab.workloads.fields import plain, range_text, shown, unused_settings
 from batchlab.workloads.spec import TRACE_WORKLOADS, WorkloadSpec, spec_fields
@@ -671,6 +670,7 @@ def run(config_file, db, no_store, fmt, as_json, percentiles, goodput, save_deta
         click.echo(to_csv(summary), nl=False)
     else:
         from batchlab.core.bench_serve import goodput_text, percentiles_text
+        from batchlab.core.slo_report import assessment_text
 
         click.echo(format_summary(dict(summary, model=cfg.model, gpu=cfg.gpu, max_concurrency=cfg.max_concurrency),
                                   workload.identity.get("label", "workload"), _source_text(source, run_id)))

@@ -271,3 +271,11 @@ def test_only_burstgpt_and_a_detected_trace_may_name_a_bundled_excerpt():
         build_workload(WorkloadSpec(workload="azure"))
     with pytest.raises(WorkloadError, match="^trace: no such file"):
         build_workload(WorkloadSpec(workload="splitwise", trace="/nonexistent/requests.csv"))
+
+
+@pytest.mark.parametrize("unit,scale", [("s", 1.0), ("ms", 1e3), ("us", 1e6), ("ns", 1e9)])
+def test_each_time_unit_of_a_mapping_reads_seconds(unit, scale):
+    content = ("t,p,o\n" + "".join(f"{(10 + t) * scale:.3f},{p},{o}\n" for t, p, o in
+                                   zip([0.0, 0.5, 2.25], [3, 4, 5], [6, 7, 8]))).encode()
+    data = load_trace("csv", content, columns=f"arrival=t:{unit},prompt=p,output=o")
+    assert data.arrival.tolist() == pytest.approx([0.0, 0.5, 2.25], abs=1e-12)
