@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from continuous_reference import simulate_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_continuous_engine import COMPARED, continuous_configs, fits, small_workloads
+from test_continuous_engine import (
+    COMPARED,
+    continuous_configs,
+    fits,
+    matches_reference_with_priorities,
+    small_workloads,
+)
 
 from batchlab.core import SimConfig, simulate
 from batchlab.core.config import BATCH_MODES, CONTINUOUS_MODES, ROUTERS, ConfigError
-from batchlab.core.continuous_engine import router_draws
 from batchlab.core.identity import run_hash
-from batchlab.core.latency import build_latency_model
 from batchlab.workloads.workload import Workload
 
 
@@ -161,16 +164,7 @@ def test_closed_loop_equals_the_step_by_step_reference(router):
                           preempt_policy=queue.replace("fcfs", "newest"))
         if not fits(cfg, w):
             return
-        rng = np.random.default_rng(len(w))
-        w = type(w)(w.arrival, w.prompt, w.output, w.predicted, priority=rng.integers(0, 3, len(w)))
-        r = simulate(cfg, w)
-        ref, preemptions, _ = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"],
-                                                 draws=router_draws(cfg, len(w)))
-        for key in (*COMPARED, "arrival"):
-            np.testing.assert_allclose(r.requests[key], ref[key], rtol=1e-9, atol=1e-9, err_msg=key)
-        for key in ("gpu", "preemptions"):
-            np.testing.assert_array_equal(r.requests[key], ref[key], err_msg=key)
-        assert r.summary["preemptions"] == preemptions
+        matches_reference_with_priorities(cfg, w, also=("arrival",))
     check()
 
 

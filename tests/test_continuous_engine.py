@@ -21,6 +21,23 @@ from batchlab.workloads.workload import Workload
 COMPARED = ("start", "first_token", "finish", "tbt", "tbt_max")
 
 
+def matches_reference_with_priorities(cfg, w, also=()) -> None:
+    """Give ``w`` priorities 0-2, run it through the engine and the reference simulator, and check every
+    request's times (and ``also``), replica and preemptions are the reference's."""
+    from batchlab.core.continuous_engine import router_draws
+
+    rng = np.random.default_rng(len(w))
+    w = type(w)(w.arrival, w.prompt, w.output, w.predicted, priority=rng.integers(0, 3, len(w)))
+    r = simulate(cfg, w)
+    ref, preemptions, _ = simulate_reference(cfg, w, build_latency_model(cfg), bins=r.requests["bin"],
+                                             draws=router_draws(cfg, len(w)))
+    for key in (*COMPARED, *also):
+        np.testing.assert_allclose(r.requests[key], ref[key], rtol=1e-9, atol=1e-9, err_msg=key)
+    for key in ("gpu", "preemptions"):
+        np.testing.assert_array_equal(r.requests[key], ref[key], err_msg=key)
+    assert r.summary["preemptions"] == preemptions
+
+
 @st.composite
 def small_workloads(draw, max_n=60, crowded=False):
     """Up to ``max_n`` requests; ``crowded``: at least 20, arriving fast with long outputs and prompts of
