@@ -90,8 +90,9 @@ Queues = namedtuple("Queues", "off head arrived seen front sums blocked wait rr"
 # global counters (ints: next arrival, done, KV moves begun, preemptions, KV peak,
 # roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there, admissions so far,
 # closed loop: the next arrival waiting for a client; float: wasted GPU-seconds); the event heaps, the
-# log and the heap of KV moves (tick, request)
-World = namedtuple("World", "c wasted heap idle log moves")
+# log, the heap of KV moves (tick, request) and two lists a boundary and a routing step fill afresh each
+# time (kept here rather than allocated per call: docs/benchmarks.md)
+World = namedtuple("World", "c wasted heap idle log moves joiners soonest")
 NEXT_, DONE_, MOVED_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_, GATED_ = range(11)
 # prefix caching (core.prefix_cache): the GPUs' block pools, the cached blocks by name, each request's
 # block table (by queue position), the requests' key chains, the requests leaving a GPU at a boundary,
@@ -250,9 +251,13 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
     log.pop()
     moves = [(0, 0)]
     moves.pop()
+    joiners = [0]
+    joiners.pop()
+    soonest = [(0, 0, 0, 0)]
+    soonest.pop()
     counters = np.zeros(11, np.int64)
     counters[GATED_] = sent      # (set before World holds it: set through w.c, numba dropped the write)
-    w = World(counters, np.zeros(1), heap, list(range(G)), log, moves)
+    w = World(counters, np.zeros(1), heap, list(range(G)), log, moves, joiners, soonest)
     gl = _gpu_lists(s)
     # one queue in arrival order: an arrival while requests wait joins behind them and changes nothing
     lazy = s.k == 1 and s.queue == ARRIVAL_ORDER
@@ -276,7 +281,7 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
             continue
         if nxt < n and rq.arr_k[nxt] <= at:
             _advance(s, rq, qs, w, at)
-        _finish_span(s, rq, w, gs, gl, L, gi)
+        _finish_span(s, rq.r, w.c, w.log, gs[gi], gl.H, gl.mono_i[gi], gl.mono_d[gi], gl.pref[gi], L, gi)
         _boundary(s, rq, qs, w, gs, gl, L, pages, gi)
         if qs.wait[0] > 0 and (len(w.idle) > 0 or c[ROOMY_] > 0 or c[CALM_] > 0):
             _route(s, rq, qs, w, gs, gl, L, pages, gs[gi].t, gi)
@@ -308,7 +313,7 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
                     qs.seen[q] = p + 1
                     gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, 0, s.prefill if s.prefill else s.gpus, i,
                                rq.draws[i, 0] if len(rq.draws) else 0, rq.draws[i, 1] if len(rq.draws) else 0)
-                    if _enqueue(s, rq, qs, gi, p):
+                    if _enqueue(s, rq.r, qs.front, qs.head, qs.arrived, qs.wait, gi, p):
                         woken.append(gi)
                     i += 1
                 c[NEXT_] = i
@@ -325,7 +330,7 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
                     c[MOVED_] = m + 1
                     gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, s.prefill, s.gpus, m,
                                rq.draws[m, 2] if len(rq.draws) else 0, rq.draws[m, 3] if len(rq.draws) else 0)
-                    if _enqueue(s, rq, qs, gi, p):
+                    if _enqueue(s, rq.r, qs.front, qs.head, qs.arrived, qs.wait, gi, p):
                         woken.append(gi)
             if len(woken) > 1:
                 woken.sort()
@@ -339,7 +344,7 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
         at, gi, ver = heapq.heappop(w.heap)
         if ver != gs[gi].ver:
             continue
-        _finish_span(s, rq, w, gs, gl, L, gi)
+        _finish_span(s, rq.r, w.c, w.log, gs[gi], gl.H, gl.mono_i[gi], gl.mono_d[gi], gl.pref[gi], L, gi)
         _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
         progress[0] = c[DONE_]
         if progress[1]:
@@ -347,19 +352,21 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
 
 
 @njit(cache=True)
-def _enqueue(s, rq, qs, gi, p):
-    """Request ``p`` joins its queue on replica ``gi``; whether it is that queue's head now."""
-    slot = gi * s.k + rq.r[p].q_bin
-    heapq.heappush(qs.front[slot], (_queue_key(s, rq.r, p), p))
-    qs.wait[gi] += 1
-    rq.r[p].state = WAITING
-    return _queue_head(qs, slot) == p
+def _enqueue(s, r, front, head, arrived, wait, gi, p):
+    """Request ``p`` joins its queue on replica ``gi`` (the queues' ``front``, ``head``, ``arrived`` and
+    ``wait``); whether it is that queue's head now."""
+    slot = gi * s.k + r[p].q_bin
+    heapq.heappush(front[slot], (_queue_key(s, r, p), p))
+    wait[gi] += 1
+    r[p].state = WAITING
+    return _queue_head(front, head, arrived, slot) == p
 
 
 @njit(cache=True)
-def _outstanding(qs, g, gi):
-    """Requests replica ``gi`` holds: waiting for it, or running (until the boundary where they finish)."""
-    return qs.wait[gi] + (0 if g.idle else g.run)
+def _outstanding(wait, g, gi):
+    """Requests replica ``gi`` (record ``g``) holds: waiting for it (``wait``: by replica), or running (until
+    the boundary where they finish)."""
+    return wait[gi] + (0 if g.idle else g.run)
 
 
 @njit(cache=True)
@@ -379,22 +386,23 @@ def _pick(s, rq, qs, gs, gl, L, pg, p, now, lo, hi, turn, a, b):
     if s.router == RANDOM_ROUTER:
         return a
     if s.router == POWER_OF_TWO:
-        return b if _outstanding(qs, gs[b], b) < _outstanding(qs, gs[a], a) else a
+        return b if _outstanding(qs.wait, gs[b], b) < _outstanding(qs.wait, gs[a], a) else a
     best, best_key, best_load = lo, 0.0, 0
+    waiting = qs.wait
     for gi in range(lo, hi):
         g = gs[gi]
-        load = _outstanding(qs, g, gi)
+        load = _outstanding(waiting, g, gi)
         if s.router == LEAST_OUTSTANDING:
             key = float(load)
             if gi != lo and key >= best_key:
                 continue     # the KV term only adds: it cannot come first
-            wait = qs.wait[gi]
+            wait = waiting[gi]
             if wait:
-                use = _blocks_in_use(s, g, gl, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
+                use = _blocks_in_use(s, g, gl.H, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
                 if use > 0.5:
                     key += wait * 6.0 * (use - 0.5)
         elif s.router == LEAST_KV:
-            key = float(_blocks_in_use(s, g, gl, L, gi, now))
+            key = float(_blocks_in_use(s, g, gl.H, L, gi, now))
         else:     # PREFIX_AFFINITY: more cached blocks first
             key = 0.0
             if pg is not None and not rq.r[p].xfer:
@@ -407,7 +415,7 @@ def _pick(s, rq, qs, gs, gl, L, pg, p, now, lo, hi, turn, a, b):
 
 
 @njit(cache=True)
-def _blocks_in_use(s, g, gl, L, gi, now):
+def _blocks_in_use(s, g, H, L, gi, now):
     """KV blocks replica ``gi`` holds at ``now``: at its span's start, plus the decodes' growth in the
     iterations started since."""
     if g.idle:
@@ -415,7 +423,7 @@ def _blocks_in_use(s, g, gl, L, gi, now):
     soon, x = _next_boundary(g, L, now)
     if x <= 0:
         return g.U1
-    H, B, T = gl.H, s.B, g.span_T + 1   # _growth, on GPU gi's row in place
+    B, T = s.B, g.span_T + 1   # _growth, on GPU gi's row in place
     full, rest = divmod(x, B)
     total = full * H[gi].sum() if full else 0
     for j in range(T, T + rest):
@@ -435,7 +443,7 @@ def _wake(s, rq, qs, w, gs, gl, L, pg, now, gi):
         _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
         return
     admits = False
-    if g.roomy and not (s.k == 1 and g.blocked == _queue_head(qs, gi * s.k)):
+    if g.roomy and not (s.k == 1 and g.blocked == _queue_head(qs.front, qs.head, qs.arrived, gi * s.k)):
         soon, x = _next_boundary(g, L, now)
         if soon < g.span_E and _admits_at(s, rq, qs, g, gl, pg, gi, soon, x):
             _end_span(w, g, L, gi, soon)
@@ -558,7 +566,7 @@ def _opens_queue(s, rq, qs, w, at):
     nxt = qs.arrived if in_order else qs.arrived.copy()   # the queue position of each queue's next arrival
     for i in range(g, bisect_right(rq.arr_k, g, s.n, at)):
         q = rq.bins[i]
-        h = _queue_head(qs, q)
+        h = _queue_head(qs.front, qs.head, qs.arrived, q)
         if h == NONE:
             return True
         if not in_order:
@@ -570,12 +578,13 @@ def _opens_queue(s, rq, qs, w, at):
 
 
 @njit(cache=True)
-def _queue_head(qs, q):
-    """The request queue ``q`` would admit next (the front's first), or NONE."""
-    if len(qs.front[q]):
-        return qs.front[q][0][1]
-    h = qs.head[q]
-    return h if h < qs.arrived[q] else NONE
+def _queue_head(front, head, arrived, q):
+    """The request queue ``q`` (of the queues' ``front``, ``head`` and ``arrived``) would admit next (the
+    front's first), or NONE."""
+    if len(front[q]):
+        return front[q][0][1]
+    h = head[q]
+    return h if h < arrived[q] else NONE
 
 
 @njit(cache=True)
@@ -608,14 +617,14 @@ def _choose(s, r, qs, rr, base):
 
 
 @njit(cache=True)
-def _take(qs, c, slot, grp, p):
+def _take(front, head, wait, slot, grp, p):
     """Request ``p``, the head of queue ``slot`` (of group ``grp``), leaves it."""
-    fq = qs.front[slot]
+    fq = front[slot]
     if len(fq) and fq[0][1] == p:
         heapq.heappop(fq)
     else:
-        qs.head[slot] += 1
-    qs.wait[grp] -= 1
+        head[slot] += 1
+    wait[grp] -= 1
 
 
 # ------------------------------------------------------------ the controllers
@@ -706,9 +715,9 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
         _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
     if qs.wait[0] == 0:
         return
-    head = _queue_head(qs, 0) if s.k == 1 else NONE
-    soonest = [(0, 0, 0, 0)]         # (boundary tick, GPU, boundary, decode iterations before it)
-    soonest.pop()
+    head = _queue_head(qs.front, qs.head, qs.arrived, 0) if s.k == 1 else NONE
+    soonest = w.soonest          # (boundary tick, GPU, boundary, decode iterations before it)
+    soonest.clear()
     for gi in range(s.gpus):
         gs[gi].soon = -1
     if c[ROOMY_] > 0:
@@ -778,7 +787,7 @@ def _admissible(s, rq, qs, g, bbase, running, free_blocks, pg, gi):
     when the boundary comes may differ: where keys describe output tokens, any request may fit)."""
     base = g.grp * s.k
     for q in range(s.k):
-        p = _queue_head(qs, base + q)
+        p = _queue_head(qs.front, qs.head, qs.arrived, base + q)
         if p == NONE:
             continue
         if running >= _cap(s, g, bbase, q, running):
@@ -846,9 +855,11 @@ def _max_since(mi, md, it):
 
 # ------------------------------------------------------------ spans
 @njit(cache=True)
-def _finish_span(s, rq, w, gs, gl, L, gi):
-    """Account for the span that just ended: time, tokens, blocks, gaps, shares, the log row."""
-    g, r = gs[gi], rq.r
+def _finish_span(s, r, c, log, g, H, mi, md, pref, L, gi):
+    """Account for the span of GPU ``gi`` (record ``g``, decoding requests by block phase ``H``, suffix-maximum
+    stack of iteration durations ``mi``, ``md``, prompts in prefill ``pref``) that just ended: time, tokens,
+    blocks, gaps, shares, the log row. Takes only what it uses: every array or list a compiled call is
+    handed costs an atomic reference count in and out (docs/benchmarks.md)."""
     T0, E = g.span_T, g.span_E
     x = E - T0 - 1
     n2, c2, U1, d_first = g.n2, g.c2, g.U1, g.d_first
@@ -859,9 +870,9 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
         if x < B:
             grown = 0
             for j in range(T0 + 1, E):
-                grown += gl.H[gi, j % B]
+                grown += H[gi, j % B]
         else:
-            grown = _growth(s, gl.H[gi], T0 + 1, x)
+            grown = _growth(s, H[gi], T0 + 1, x)
         U_end = U1 + grown
     else:
         dec = 0.0
@@ -888,7 +899,6 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
         g.since_dec += (1 if n0 else 0) + (x if n2 else 0)
         g.since_step += (d_first if n0 else 0.0) + dec
         g.since_n += n0 + n2 * x
-    mi, md = gl.mono_i[gi], gl.mono_d[gi]    # suffix-maximum stack of iteration durations
     while len(md) and md[-1] <= d_first:
         md.pop()
         mi.pop()
@@ -907,16 +917,14 @@ def _finish_span(s, rq, w, gs, gl, L, gi):
         g.share += (d_first / served0 if served0 else 0.0) + dec / n2
     elif served0:
         g.share += d_first / served0
-    pref = gl.pref[gi]
     ctx += g.held_ctx
     for p, rem in pref:
         ctx += r[p].prompt + r[p].gen - rem
     if s.paged and ctx > U_end * s.B:   # requests sharing cached blocks hold their tokens once
         ctx = U_end * s.B
-    c = w.c
     if ctx > c[KV_PEAK_]:
         c[KV_PEAK_] = ctx
-    w.log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
+    log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
                   g.span_cap, g.span_branch, g.span_pre, cached, g.span_wait))
 
 
@@ -951,8 +959,8 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
     if pg is not None:   # the decodes' new blocks come first (vLLM schedules running requests first)
         take_free(pg.pool, pg.names, g, gi, need, s.K)
         g.prepaid = need
-    joiners = [0]
-    joiners.pop()
+    joiners = w.joiners          # requests whose prefill ends in this iteration
+    joiners.clear()
     budget, seqs, tok = _continue_prefills(s, r, g, budget, pref, joiners, pg, gi)
     running = g.n + len(pref) + len(joiners)
     if qs.wait[g.grp] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
@@ -1190,7 +1198,7 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
     while qs.wait[grp] > 0 and budget > 0 and running < ceiling:
         if single:
             q = 0
-            p = _queue_head(qs, base)
+            p = _queue_head(qs.front, qs.head, qs.arrived, base)
             if p == NONE:
                 break
         else:
@@ -1212,7 +1220,7 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
                 break
             qs.blocked[q] = True
             continue
-        _take(qs, c, base + q, grp, p)
+        _take(qs.front, qs.head, qs.wait, base + q, grp, p)
         qs.rr[grp] = q + 1
         cached = hits * B
         todo = tokens - cached
