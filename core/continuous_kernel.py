@@ -311,7 +311,7 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
                     q = rq.bins[i]
                     p = qs.seen[q]
                     qs.seen[q] = p + 1
-                    gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, 0, s.prefill if s.prefill else s.gpus, i,
+                    gi = _pick(s, rq.r, qs.wait, gs, gl.H, L, pg, p, now, 0, s.prefill if s.prefill else s.gpus, i,
                                rq.draws[i, 0] if len(rq.draws) else 0, rq.draws[i, 1] if len(rq.draws) else 0)
                     if _enqueue(s, rq.r, qs.front, qs.head, qs.arrived, qs.wait, gi, p):
                         woken.append(gi)
@@ -328,7 +328,7 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
                     now = r.first + r.move_s
                     m = c[MOVED_]
                     c[MOVED_] = m + 1
-                    gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, s.prefill, s.gpus, m,
+                    gi = _pick(s, rq.r, qs.wait, gs, gl.H, L, pg, p, now, s.prefill, s.gpus, m,
                                rq.draws[m, 2] if len(rq.draws) else 0, rq.draws[m, 3] if len(rq.draws) else 0)
                     if _enqueue(s, rq.r, qs.front, qs.head, qs.arrived, qs.wait, gi, p):
                         woken.append(gi)
@@ -370,11 +370,11 @@ def _outstanding(wait, g, gi):
 
 
 @njit(cache=True)
-def _pick(s, rq, qs, gs, gl, L, pg, p, now, lo, hi, turn, a, b):
+def _pick(s, r, wait, gs, H, L, pg, p, now, lo, hi, turn, a, b):
     """The router: the replica of the pool [lo, hi) request ``p`` (queue position) goes to, from what a router
-    knows at ``now``: each replica's waiting and running requests, its KV blocks in use, the prefixes it
-    caches. ``turn``: the request's turn at this pool (arrival, or KV move, index); ``a``, ``b``: two
-    distinct replicas of the pool drawn at random for it.
+    knows at ``now``: each replica's waiting (``wait``) and running requests, its KV blocks in use (``H``:
+    decoding requests by block phase), the prefixes it caches. ``turn``: the request's turn at this pool
+    (arrival, or KV move, index); ``a``, ``b``: two distinct replicas of the pool drawn at random for it.
     round_robin: in turn; random: uniform; least_outstanding: vLLM 0.33's data-parallel balancer
     (fewest waiting + running, waiting weighing 6 x (KV use - 1/2) more above half KV use; ties to the
     first); power_of_two: of two distinct random replicas the one with fewer outstanding (ties: the first
@@ -386,28 +386,27 @@ def _pick(s, rq, qs, gs, gl, L, pg, p, now, lo, hi, turn, a, b):
     if s.router == RANDOM_ROUTER:
         return a
     if s.router == POWER_OF_TWO:
-        return b if _outstanding(qs.wait, gs[b], b) < _outstanding(qs.wait, gs[a], a) else a
+        return b if _outstanding(wait, gs[b], b) < _outstanding(wait, gs[a], a) else a
     best, best_key, best_load = lo, 0.0, 0
-    waiting = qs.wait
     for gi in range(lo, hi):
         g = gs[gi]
-        load = _outstanding(waiting, g, gi)
+        load = _outstanding(wait, g, gi)
         if s.router == LEAST_OUTSTANDING:
             key = float(load)
             if gi != lo and key >= best_key:
                 continue     # the KV term only adds: it cannot come first
-            wait = waiting[gi]
-            if wait:
-                use = _blocks_in_use(s, g, gl.H, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
+            held = wait[gi]
+            if held:
+                use = _blocks_in_use(s, g, H, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
                 if use > 0.5:
-                    key += wait * 6.0 * (use - 0.5)
+                    key += held * 6.0 * (use - 0.5)
         elif s.router == LEAST_KV:
-            key = float(_blocks_in_use(s, g, gl.H, L, gi, now))
+            key = float(_blocks_in_use(s, g, H, L, gi, now))
         else:     # PREFIX_AFFINITY: more cached blocks first
             key = 0.0
-            if pg is not None and not rq.r[p].xfer:
-                tokens = rq.r[p].prompt
-                key = -float(lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, rq.r, pg, p), gi, p,
+            if pg is not None and not r[p].xfer:
+                tokens = r[p].prompt
+                key = -float(lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, r, pg, p), gi, p,
                                     tokens)[0])
         if gi == lo or key < best_key or (key == best_key and s.router != LEAST_OUTSTANDING and load < best_load):
             best, best_key, best_load = gi, key, load
