@@ -336,7 +336,11 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
                 woken.sort()
             last = -1
             for gi in woken:
-                if gi != last:
+                if gi != last and gs[gi].idle:   # an idle replica starts an iteration now
+                    gs[gi].idle = False
+                    gs[gi].t = now
+                    _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
+                elif gi != last:
                     _wake(s, rq, qs, w, gs, gl, L, pg, now, gi)
                 last = gi
             woken.clear()
@@ -432,15 +436,10 @@ def _blocks_in_use(s, g, H, L, gi, now):
 
 @njit(cache=True)
 def _wake(s, rq, qs, w, gs, gl, L, pg, now, gi):
-    """A request came to the head of one of replica ``gi``'s queues at ``now``: an idle replica starts an
-    iteration now; a busy one with room stops its span at its next boundary where it could admit; one
-    whose span was planned with nobody waiting stops where its controllers come due."""
+    """A request came to the head of one of busy replica ``gi``'s queues at ``now`` (an idle one starts an
+    iteration at once, in :func:`_serve_routed`): with room, it stops its span at its next boundary where
+    it could admit; if its span was planned with nobody waiting, it stops where its controllers come due."""
     g, c = gs[gi], w.c
-    if g.idle:
-        g.idle = False
-        g.t = now
-        _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
-        return
     admits = False
     if g.roomy and not (s.k == 1 and g.blocked == _queue_head(qs.front, qs.head, qs.arrived, gi * s.k)):
         soon, x = _next_boundary(g, L, now)
