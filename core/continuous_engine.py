@@ -127,7 +127,17 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     run). With ``progress``, it runs in a worker thread while this one reports the fraction done;
     an exception from ``progress`` stops the run and is raised here.
     """
-    from .continuous_kernel import TICKS, Pages, gpu_records, request_records, settings, simulate
+    from .continuous_kernel import (
+        LOG_FLOATS,
+        LOG_INTS,
+        TICKS,
+        Pages,
+        gpu_records,
+        request_records,
+        request_results,
+        settings,
+        simulate,
+    )
     from .latency_kernel import pack, unpack
     from .metrics import mean_gap
     from .prefix_cache import K0, KCOV, REQUEST_FIELDS, UID, empty_ids, empty_tables, key_chains, new_names, new_pool
@@ -167,18 +177,12 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
     args = (s, arrival, _array(bins, np.int64), draws, records, gpu_state, _array(off, np.int64), sums, packed,
             pages)
     try:
-        rows, tallies, wasted = _run(simulate, args, progress, n)
+        (floats, ints), tallies, wasted = _run(simulate, args, progress, n)
     except OverflowError:    # the kernel's clock ran out (continuous_kernel.tick)
         raise beyond_horizon(f"ran out of time serving requests that arrive until {arrival[-1]:.3g} s") from None
     unpack(packed, latency)
 
-    def back(values):
-        out = np.empty_like(values)
-        out[order] = values
-        return out
-
-    gpu, start, first, finish, gap, pre, steps = (back(records[name]) for name in
-                                                  ("gpu", "start", "first", "finish", "gap", "pre", "steps"))
+    gpu, start, first, finish, gap, pre, steps = request_results(records, order)
     start = _not_before(start, arrival, 1 / TICKS)
     first = _not_before(first, start, 1 / TICKS)
     finish = _not_before(finish, first, 1 / TICKS)
@@ -189,7 +193,7 @@ def run_continuous_engine(cfg: SimConfig, arrival: np.ndarray, prompt: np.ndarra
                 "preemptions": pre, "decode_steps": steps}
     if closed:   # when each request was sent: its arrival as the server (and latency) sees it
         requests["arrival"] = arrival
-    log = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names}
+    log = dict(zip(LOG_FLOATS, floats)) | dict(zip(LOG_INTS, ints))
     blocks = eta // cfg.block_size
     log["kv_util"] = log.pop("kv_blocks") / blocks   # blocks in use at each span's end
     log["kv_cached"] = log.pop("cached_blocks") / blocks   # ... and cached blocks no request holds

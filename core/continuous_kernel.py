@@ -3,13 +3,15 @@
 :func:`simulate` runs a whole workload in one call. Its state is a record per request
 (:data:`REQUEST`, in queue order) and per GPU (:data:`GPU`), the per-GPU lists (heap of
 completions, running requests, prefill chunks, ...), the queues and a few counters, grouped in
-named tuples so each function says what it touches. The functions mirror the engine's steps one to
-one: arrivals, routing, a span's accounting, a boundary's decisions. Latency queries go through
-:mod:`core.latency_kernel`.
+named records (:mod:`core.kernel_state`) so each function says what it touches. The functions
+mirror the engine's steps one to one: arrivals, routing, a span's accounting, a boundary's
+decisions. Latency queries go through :mod:`core.latency_kernel`.
 
 Fields are grouped into records rather than kept as one array each because every array, list or
-record array handed to a compiled call costs a reference count in and out: with one array per
-field, that bookkeeping took more time than the simulation.
+record array handed to a compiled call costs an atomic reference count in and out: with one array
+per field, that bookkeeping took more time than the simulation. For the same reason the groups are
+:mod:`core.kernel_state` records, counted once, rather than tuples, counted member by member, and a
+function takes the group rather than the members it reads (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ import math
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from numba import literal_unroll, njit
 
 from .config import PREEMPT_POLICIES, QUEUE_POLICIES, ROUTERS
 from .controllers import BRANCH_HOLD, BRANCH_OFF, BRANCH_OVER, BRANCH_UNDER, BRANCH_WITHIN
-from .latency_kernel import bisect_right, decode_step_time, decode_time, prefill_time, steps_until
+from .kernel_state import state
+from .latency_kernel import bisect_right, decode_step_time, decode_time, one_reference, prefill_time, steps_until
 from .prefix_cache import ADM, HIT, admit, fill, grow, leave, lookup, take_free
 
 WAITING, RUNNING, DONE, MOVING = 0, 1, 2, 3   # MOVING: its KV on the way to a decode replica
@@ -50,6 +53,9 @@ LOG = np.dtype([("start", np.float64), ("duration", np.float64),   # when it sta
                 ("preempted", np.int64),                          # requests preempted at its start
                 ("cached_blocks", np.int64),                      # free blocks still cached at its end
                 ("waiting", np.int64)])                           # requests waiting for it at its start
+# the kernel hands the log back by column (_log_columns): the float fields (the first two), then the int ones
+LOG_FLOATS = tuple(name for name in LOG.names if LOG[name].kind == "f")
+LOG_INTS = tuple(name for name in LOG.names if LOG[name].kind == "i")
 
 # the run's settings (plain numbers and flags), one record: compiled code reaches it by one pointer,
 # however many fields it has (a tuple would be passed field by field to every function)
@@ -79,24 +85,27 @@ REQUEST = np.dtype([("prompt", np.int64), ("output", np.int64), ("q_arr", np.flo
                     ("stop", np.int64), ("xfer", np.int64), ("move_s", np.float64)], align=True)
 # arrivals in arrival order (times, clock ticks, queues, two random replicas for the routers that draw),
 # the request records, and in closed loop each arrival's queue position (else empty)
-Requests = namedtuple("Requests", "arr arr_k bins draws r pos")
+Requests = state("Requests", "arr arr_k bins draws r pos")
 # the queues: bin q's requests are the slices [off[q], off[q+1]) of the queue positions, in arrival order;
 # seen[q] of them have arrived (prefix sums of prompts and predictions feed Algorithm 1). Each replica has
 # a queue per bin (slot replica * k + q) when routed, else the replicas share one (slot q); a slot's
-# waiting = front + [head, arrived): front is a heap of (_queue_key, position) holding preempted
-# requests and, unless the queue is shared and in arrival order, every arrival (then head == arrived).
-# Per group of slots (a replica, or the shared queue): requests waiting, the round-robin bin policy's next bin.
-Queues = namedtuple("Queues", "off head arrived seen front sums blocked wait rr")
+# waiting = front + [head, arrived) + lane[lane_head:]: front is a heap of (_queue_key, position) holding
+# preempted requests and, unless the queue is shared or routed in arrival order, every arrival; a routed
+# queue in arrival order holds its arrivals in lane (positions ascending: one that would not ascend, a
+# request whose KV moved, goes to front) and its slice stays empty (head == arrived). Per group of slots (a
+# replica, or the shared queue): requests waiting, the round-robin bin policy's next bin.
+Queues = state("Queues", "off head arrived seen front sums blocked wait rr lane lane_head")
 # global counters (ints: next arrival, done, KV moves begun, preemptions, KV peak,
 # roomy GPUs, calm GPUs, prompt tokens looked up in the prefix cache and found there, admissions so far,
 # closed loop: the next arrival waiting for a client; float: wasted GPU-seconds); the event heaps, the
 # log, the heap of KV moves (tick, request) and two lists a boundary and a routing step fill afresh each
 # time (kept here rather than allocated per call: docs/benchmarks.md)
-World = namedtuple("World", "c wasted heap idle log moves joiners soonest")
+World = state("World", "c wasted heap idle log moves joiners soonest")
 NEXT_, DONE_, MOVED_, PREEMPTIONS_, KV_PEAK_, ROOMY_, CALM_, QUERIED_, HIT_, ADMITTED_, GATED_ = range(11)
 # prefix caching (core.prefix_cache): the GPUs' block pools, the cached blocks by name, each request's
 # block table (by queue position), the requests' key chains, the requests leaving a GPU at a boundary,
-# the requests' prefix-caching fields (core.prefix_cache.NB ...)
+# the requests' prefix-caching fields (core.prefix_cache.NB ...); a named tuple, built by the caller: the
+# prefix cache's functions take the arrays they use
 Pages = namedtuple("Pages", "pool names tables chain leaving req")
 # one record per GPU: its state between events and the span it runs
 GPU = np.dtype([
@@ -132,7 +141,7 @@ GPU = np.dtype([
     align=True)
 # per GPU: decoding requests by block phase, Algorithm 1's bound per queue, the heap of completions,
 # running requests (newest last), prefill chunks, and the suffix maximum of iteration durations
-GpuLists = namedtuple("GpuLists", "H bbase comp stack pref mono_i mono_d")
+GpuLists = state("GpuLists", "H bbase comp stack pref mono_i mono_d")
 
 
 def settings(cfg, n: int, eta: int, theta: float, key_block: int = 0, keyed_out: bool = False) -> np.record:
@@ -168,14 +177,39 @@ def request_records(prompt, output, q_arrival, q_bin, priority, move_s=None) -> 
     """The request records (by queue position) before the run; ``move_s``: disaggregated, the seconds
     each request's KV takes to move to a decode replica (None: not disaggregated)."""
     r = np.zeros(len(prompt), dtype=REQUEST)
-    r["prompt"], r["output"], r["q_arr"], r["q_bin"], r["prio"] = prompt, output, q_arrival, q_bin, priority
-    r["stop"] = output if move_s is None else np.minimum(output, 1)   # a prefill replica gives the first token
-    if move_s is not None:
-        r["move_s"] = move_s
-    for name in ("start", "first", "finish", "last"):
-        r[name] = np.nan
-    r["gpu"] = -1
+    _fill_requests(r, np.asarray(prompt, np.int64), np.asarray(output, np.int64), np.asarray(q_arrival, np.float64),
+                   np.asarray(q_bin, np.int64), np.asarray(priority, np.int64),
+                   np.zeros(0) if move_s is None else np.asarray(move_s, np.float64))
     return r
+
+
+@njit(cache=True)
+def _fill_requests(r, prompt, output, q_arrival, q_bin, priority, move_s):
+    """:func:`request_records`' fields that do not start at 0, a record at a time (a field at a time would
+    pass over every record once per field). ``move_s`` empty: not disaggregated."""
+    for i in range(len(r)):
+        e = r[i]
+        e.prompt, e.output, e.q_arr, e.q_bin, e.prio = prompt[i], output[i], q_arrival[i], q_bin[i], priority[i]
+        e.stop = output[i]
+        if len(move_s):   # a prefill replica gives the first token
+            e.stop = min(output[i], 1)
+            e.move_s = move_s[i]
+        e.start = e.first = e.finish = e.last = np.nan
+        e.gpu = -1
+
+
+@njit(cache=True)
+def request_results(r, order):
+    """The fields a run reports of the records (by queue position ``j``, request ``order[j]``), by request
+    and in one pass: gpu, start, first, finish, gap, pre, steps."""
+    n = len(r)
+    gpu, pre, steps = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    start, first, finish, gap = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for j in range(n):
+        e, i = r[j], order[j]
+        gpu[i], start[i], first[i], finish[i], gap[i], pre[i], steps[i] = (e.gpu, e.start, e.first, e.finish,
+                                                                           e.gap, e.pre, e.steps)
+    return gpu, start, first, finish, gap, pre, steps
 
 
 def gpu_records(s: np.record) -> np.ndarray:
@@ -208,7 +242,7 @@ def ceil_div(a, b):
 
 # ------------------------------------------------------------ the run
 @njit(cache=True, nogil=True)
-def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
+def simulate(s, arrival, bins, draws, r, gs, off, sums, packed, pages, progress):
     """Run the workload: arrivals (times, queues, and per arrival two distinct random replicas for the
     random and power_of_two routers: an (n, 2) array, or (0, 2) for the others) in arrival order; the request records
     (:func:`request_records`) and GPU records (:func:`gpu_records`), updated in place; queue offsets and ``sums``,
@@ -216,11 +250,12 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
     QueueStats keeps them); ``pages``, the prefix cache's state (:data:`Pages`), or None without prefix caching
     (the kernel is then compiled without it).
 
-    Returns (the span log, a :data:`LOG` record a span; counters: preemptions, KV peak tokens, prompt
+    Returns (the span log by column (:func:`_log_columns`); counters: preemptions, KV peak tokens, prompt
     tokens looked up in the prefix cache, tokens found there; wasted GPU-seconds). ``progress[0]`` follows
     the requests done; ``progress[1] = 1`` stops the run.
     """
     n, G = s.n, s.gpus
+    L = one_reference(packed)
     arrival_ticks = np.empty(n, np.int64)
     sent = min(s.clients, n) if s.clients else n   # closed loop: the first C are sent at their arrival
     for i in range(sent):
@@ -235,7 +270,10 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
     rq = Requests(arrival, arrival_ticks, bins, draws, r, pos)
     groups = G if s.routed else 1
     front = [[(0, 0)] for _ in range(groups * s.k)]
+    lane = [[0] for _ in range(groups * s.k)]
     for f in front:
+        f.pop()
+    for f in lane:
         f.pop()
     if s.routed:     # every arrival goes to its replica's heap: the slices stay empty
         head = np.zeros(G * s.k, np.int64)
@@ -244,7 +282,7 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
         head, arrived = off[:-1].copy(), off[:-1].copy()
         seen = arrived
     qs = Queues(off, head, arrived, seen, front, sums, np.zeros(s.k, np.bool_), np.zeros(groups, np.int64),
-                np.zeros(groups, np.int64))
+                np.zeros(groups, np.int64), lane, np.zeros(groups * s.k, np.int64))
     heap = [(0, 0, 0)]
     heap.pop()
     log = [(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
@@ -281,14 +319,14 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, L, pages, progress):
             continue
         if nxt < n and rq.arr_k[nxt] <= at:
             _advance(s, rq, qs, w, at)
-        _finish_span(s, rq.r, w.c, w.log, gs[gi], gl.H, gl.mono_i[gi], gl.mono_d[gi], gl.pref[gi], L, gi)
+        _finish_span(s, rq, w, gs[gi], gl, L, gi)
         _boundary(s, rq, qs, w, gs, gl, L, pages, gi)
         if qs.wait[0] > 0 and (len(w.idle) > 0 or c[ROOMY_] > 0 or c[CALM_] > 0):
             _route(s, rq, qs, w, gs, gl, L, pages, gs[gi].t, gi)
         progress[0] = c[DONE_]
         if progress[1]:             # the caller gave up on this run
             break
-    return _log_records(w.log), np.array([c[PREEMPTIONS_], c[KV_PEAK_], c[QUERIED_], c[HIT_]], np.int64), w.wasted[0]
+    return _log_columns(w.log), np.array([c[PREEMPTIONS_], c[KV_PEAK_], c[QUERIED_], c[HIT_]], np.int64), w.wasted[0]
 
 
 @njit(cache=True)
@@ -311,9 +349,9 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
                     q = rq.bins[i]
                     p = qs.seen[q]
                     qs.seen[q] = p + 1
-                    gi = _pick(s, rq.r, qs.wait, gs, gl.H, L, pg, p, now, 0, s.prefill if s.prefill else s.gpus, i,
+                    gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, 0, s.prefill if s.prefill else s.gpus, i,
                                rq.draws[i, 0] if len(rq.draws) else 0, rq.draws[i, 1] if len(rq.draws) else 0)
-                    if _enqueue(s, rq.r, qs.front, qs.head, qs.arrived, qs.wait, gi, p):
+                    if _enqueue(s, rq, qs, gi, p):
                         woken.append(gi)
                     i += 1
                 c[NEXT_] = i
@@ -328,9 +366,9 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
                     now = r.first + r.move_s
                     m = c[MOVED_]
                     c[MOVED_] = m + 1
-                    gi = _pick(s, rq.r, qs.wait, gs, gl.H, L, pg, p, now, s.prefill, s.gpus, m,
+                    gi = _pick(s, rq, qs, gs, gl, L, pg, p, now, s.prefill, s.gpus, m,
                                rq.draws[m, 2] if len(rq.draws) else 0, rq.draws[m, 3] if len(rq.draws) else 0)
-                    if _enqueue(s, rq.r, qs.front, qs.head, qs.arrived, qs.wait, gi, p):
+                    if _enqueue(s, rq, qs, gi, p):
                         woken.append(gi)
             if len(woken) > 1:
                 woken.sort()
@@ -348,7 +386,7 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
         at, gi, ver = heapq.heappop(w.heap)
         if ver != gs[gi].ver:
             continue
-        _finish_span(s, rq.r, w.c, w.log, gs[gi], gl.H, gl.mono_i[gi], gl.mono_d[gi], gl.pref[gi], L, gi)
+        _finish_span(s, rq, w, gs[gi], gl, L, gi)
         _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
         progress[0] = c[DONE_]
         if progress[1]:
@@ -356,29 +394,33 @@ def _serve_routed(s, rq, qs, w, gs, gl, L, pg, progress):
 
 
 @njit(cache=True)
-def _enqueue(s, r, front, head, arrived, wait, gi, p):
-    """Request ``p`` joins its queue on replica ``gi`` (the queues' ``front``, ``head``, ``arrived`` and
-    ``wait``); whether it is that queue's head now."""
+def _enqueue(s, rq, qs, gi, p):
+    """Request ``p`` joins its queue on replica ``gi``; whether it is that queue's head now."""
+    r = rq.r
     slot = gi * s.k + r[p].q_bin
-    heapq.heappush(front[slot], (_queue_key(s, r, p), p))
-    wait[gi] += 1
+    lane = qs.lane[slot]
+    if s.queue == ARRIVAL_ORDER and (qs.lane_head[slot] == len(lane) or lane[-1] < p):
+        lane.append(p)    # a first-come queue in arrival order: the lane's end
+    else:
+        heapq.heappush(qs.front[slot], (_queue_key(s, r, p), p))
+    qs.wait[gi] += 1
     r[p].state = WAITING
-    return _queue_head(front, head, arrived, slot) == p
+    return _queue_head(qs, slot) == p
 
 
 @njit(cache=True)
-def _outstanding(wait, g, gi):
-    """Requests replica ``gi`` (record ``g``) holds: waiting for it (``wait``: by replica), or running (until
-    the boundary where they finish)."""
-    return wait[gi] + (0 if g.idle else g.run)
+def _outstanding(qs, g, gi):
+    """Requests replica ``gi`` (record ``g``) holds: waiting for it, or running (until the boundary where
+    they finish)."""
+    return qs.wait[gi] + (0 if g.idle else g.run)
 
 
 @njit(cache=True)
-def _pick(s, r, wait, gs, H, L, pg, p, now, lo, hi, turn, a, b):
+def _pick(s, rq, qs, gs, gl, L, pg, p, now, lo, hi, turn, a, b):
     """The router: the replica of the pool [lo, hi) request ``p`` (queue position) goes to, from what a router
-    knows at ``now``: each replica's waiting (``wait``) and running requests, its KV blocks in use (``H``:
-    decoding requests by block phase), the prefixes it caches. ``turn``: the request's turn at this pool
-    (arrival, or KV move, index); ``a``, ``b``: two distinct replicas of the pool drawn at random for it.
+    knows at ``now``: each replica's waiting and running requests, its KV blocks in use, the prefixes it
+    caches. ``turn``: the request's turn at this pool (arrival, or KV move, index); ``a``, ``b``: two
+    distinct replicas of the pool drawn at random for it.
     round_robin: in turn; random: uniform; least_outstanding: vLLM 0.33's data-parallel balancer
     (fewest waiting + running, waiting weighing 6 x (KV use - 1/2) more above half KV use; ties to the
     first); power_of_two: of two distinct random replicas the one with fewer outstanding (ties: the first
@@ -390,27 +432,27 @@ def _pick(s, r, wait, gs, H, L, pg, p, now, lo, hi, turn, a, b):
     if s.router == RANDOM_ROUTER:
         return a
     if s.router == POWER_OF_TWO:
-        return b if _outstanding(wait, gs[b], b) < _outstanding(wait, gs[a], a) else a
+        return b if _outstanding(qs, gs[b], b) < _outstanding(qs, gs[a], a) else a
     best, best_key, best_load = lo, 0.0, 0
     for gi in range(lo, hi):
         g = gs[gi]
-        load = _outstanding(wait, g, gi)
+        load = _outstanding(qs, g, gi)
         if s.router == LEAST_OUTSTANDING:
             key = float(load)
             if gi != lo and key >= best_key:
                 continue     # the KV term only adds: it cannot come first
-            held = wait[gi]
+            held = qs.wait[gi]
             if held:
-                use = _blocks_in_use(s, g, H, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
+                use = _blocks_in_use(s, g, gl, L, gi, now) / (s.K + 1)   # vLLM's pool has K + 1 blocks
                 if use > 0.5:
                     key += held * 6.0 * (use - 0.5)
         elif s.router == LEAST_KV:
-            key = float(_blocks_in_use(s, g, H, L, gi, now))
+            key = float(_blocks_in_use(s, g, gl, L, gi, now))
         else:     # PREFIX_AFFINITY: more cached blocks first
             key = 0.0
-            if pg is not None and not r[p].xfer:
-                tokens = r[p].prompt
-                key = -float(lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, r, pg, p), gi, p,
+            if pg is not None and not rq.r[p].xfer:
+                tokens = rq.r[p].prompt
+                key = -float(lookup(pg.pool, s, pg.req, pg.chain, pg.names, _table(s, rq.r, pg, p), gi, p,
                                     tokens)[0])
         if gi == lo or key < best_key or (key == best_key and s.router != LEAST_OUTSTANDING and load < best_load):
             best, best_key, best_load = gi, key, load
@@ -418,7 +460,7 @@ def _pick(s, r, wait, gs, H, L, pg, p, now, lo, hi, turn, a, b):
 
 
 @njit(cache=True)
-def _blocks_in_use(s, g, H, L, gi, now):
+def _blocks_in_use(s, g, gl, L, gi, now):
     """KV blocks replica ``gi`` holds at ``now``: at its span's start, plus the decodes' growth in the
     iterations started since."""
     if g.idle:
@@ -428,9 +470,9 @@ def _blocks_in_use(s, g, H, L, gi, now):
         return g.U1
     B, T = s.B, g.span_T + 1   # _growth, on GPU gi's row in place
     full, rest = divmod(x, B)
-    total = full * H[gi].sum() if full else 0
+    total = full * gl.H[gi].sum() if full else 0
     for j in range(T, T + rest):
-        total += H[gi, j % B]
+        total += gl.H[gi, j % B]
     return g.U1 + total
 
 
@@ -441,7 +483,7 @@ def _wake(s, rq, qs, w, gs, gl, L, pg, now, gi):
     it could admit; if its span was planned with nobody waiting, it stops where its controllers come due."""
     g, c = gs[gi], w.c
     admits = False
-    if g.roomy and not (s.k == 1 and g.blocked == _queue_head(qs.front, qs.head, qs.arrived, gi * s.k)):
+    if g.roomy and not (s.k == 1 and g.blocked == _queue_head(qs, gi * s.k)):
         soon, x = _next_boundary(g, L, now)
         if soon < g.span_E and _admits_at(s, rq, qs, g, gl, pg, gi, soon, x):
             _end_span(w, g, L, gi, soon)
@@ -463,15 +505,17 @@ def _admits_at(s, rq, qs, g, gl, pg, gi, soon, x):
 
 
 @njit(cache=True)
-def _log_records(log):
-    """The span log as :data:`LOG` records."""
-    rows = np.empty(len(log), LOG)
-    for i in range(len(log)):
-        e, row = log[i], rows[i]
-        row.start, row.duration, row.kv_blocks, row.gpu, row.size, row.iterations = e[0], e[1], e[2], e[3], e[4], e[5]
-        row.kv_tokens, row.b_mem, row.b_sla, row.b_cap, row.branch, row.preempted = e[6], e[7], e[8], e[9], e[10], e[11]
-        row.cached_blocks, row.waiting = e[12], e[13]
-    return rows
+def _log_columns(log):
+    """The span log by column, in one pass: its float fields, then its int fields (:data:`LOG_FLOATS`,
+    :data:`LOG_INTS`), each row of the two arrays a column."""
+    n = len(log)
+    floats, ints = np.empty((2, n)), np.empty((12, n), np.int64)
+    for i in range(n):
+        e = log[i]
+        floats[0, i], floats[1, i] = e[0], e[1]
+        for j in literal_unroll((2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)):
+            ints[j - 2, i] = e[j]
+    return floats, ints
 
 
 @njit(cache=True)
@@ -564,7 +608,7 @@ def _opens_queue(s, rq, qs, w, at):
     nxt = qs.arrived if in_order else qs.arrived.copy()   # the queue position of each queue's next arrival
     for i in range(g, bisect_right(rq.arr_k, g, s.n, at)):
         q = rq.bins[i]
-        h = _queue_head(qs.front, qs.head, qs.arrived, q)
+        h = _queue_head(qs, q)
         if h == NONE:
             return True
         if not in_order:
@@ -576,13 +620,17 @@ def _opens_queue(s, rq, qs, w, at):
 
 
 @njit(cache=True)
-def _queue_head(front, head, arrived, q):
-    """The request queue ``q`` (of the queues' ``front``, ``head`` and ``arrived``) would admit next (the
-    front's first), or NONE."""
-    if len(front[q]):
-        return front[q][0][1]
-    h = head[q]
-    return h if h < arrived[q] else NONE
+def _queue_head(qs, q):
+    """The request queue ``q`` would admit next (the front's first, or the lane's if it arrived before), or
+    NONE."""
+    j = qs.lane_head[q]
+    if j < len(qs.lane[q]):    # routed in arrival order (front: keys 0)
+        p = qs.lane[q][j]
+        return qs.front[q][0][1] if len(qs.front[q]) and qs.front[q][0][1] < p else p
+    if len(qs.front[q]):
+        return qs.front[q][0][1]
+    h = qs.head[q]
+    return h if h < qs.arrived[q] else NONE
 
 
 @njit(cache=True)
@@ -594,19 +642,15 @@ def _choose(s, r, qs, rr, base):
     for q in range(k):
         if qs.blocked[q]:
             continue
-        fq = qs.front[base + q]
-        if len(fq):
-            p = fq[0][1]
-        elif qs.head[base + q] < qs.arrived[base + q]:
-            p = qs.head[base + q]
-        else:
+        p = _queue_head(qs, base + q)
+        if p == NONE:
             continue
         if s.policy == SHORT_FIRST:
             return q, p
         if s.policy == FCFS:
             key = r[p].q_arr
         elif s.policy == LONGEST:
-            key = float(qs.head[base + q] - qs.arrived[base + q] - len(fq))
+            key = float(-_waiting(qs, base + q))
         else:
             key = float((q - rr) % k)
         if best_q < 0 or key < best_key:
@@ -615,14 +659,22 @@ def _choose(s, r, qs, rr, base):
 
 
 @njit(cache=True)
-def _take(front, head, wait, slot, grp, p):
+def _take(qs, slot, grp, p):
     """Request ``p``, the head of queue ``slot`` (of group ``grp``), leaves it."""
-    fq = front[slot]
+    fq = qs.front[slot]
     if len(fq) and fq[0][1] == p:
         heapq.heappop(fq)
+    elif qs.lane_head[slot] < len(qs.lane[slot]):
+        qs.lane_head[slot] += 1
     else:
-        head[slot] += 1
-    wait[grp] -= 1
+        qs.head[slot] += 1
+    qs.wait[grp] -= 1
+
+
+@njit(cache=True)
+def _waiting(qs, slot):
+    """Requests waiting in queue ``slot``."""
+    return len(qs.front[slot]) + qs.arrived[slot] - qs.head[slot] + len(qs.lane[slot]) - qs.lane_head[slot]
 
 
 # ------------------------------------------------------------ the controllers
@@ -713,7 +765,7 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
         _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
     if qs.wait[0] == 0:
         return
-    head = _queue_head(qs.front, qs.head, qs.arrived, 0) if s.k == 1 else NONE
+    head = _queue_head(qs, 0) if s.k == 1 else NONE
     soonest = w.soonest          # (boundary tick, GPU, boundary, decode iterations before it)
     soonest.clear()
     for gi in range(s.gpus):
@@ -785,7 +837,7 @@ def _admissible(s, rq, qs, g, bbase, running, free_blocks, pg, gi):
     when the boundary comes may differ: where keys describe output tokens, any request may fit)."""
     base = g.grp * s.k
     for q in range(s.k):
-        p = _queue_head(qs.front, qs.head, qs.arrived, base + q)
+        p = _queue_head(qs, base + q)
         if p == NONE:
             continue
         if running >= _cap(s, g, bbase, q, running):
@@ -853,11 +905,10 @@ def _max_since(mi, md, it):
 
 # ------------------------------------------------------------ spans
 @njit(cache=True)
-def _finish_span(s, r, c, log, g, H, mi, md, pref, L, gi):
-    """Account for the span of GPU ``gi`` (record ``g``, decoding requests by block phase ``H``, suffix-maximum
-    stack of iteration durations ``mi``, ``md``, prompts in prefill ``pref``) that just ended: time, tokens,
-    blocks, gaps, shares, the log row. Takes only what it uses: every array or list a compiled call is
-    handed costs an atomic reference count in and out (docs/benchmarks.md)."""
+def _finish_span(s, rq, w, g, gl, L, gi):
+    """Account for the span of GPU ``gi`` (record ``g``) that just ended: time, tokens, blocks, gaps, shares,
+    the log row."""
+    H, mi, md = gl.H, gl.mono_i[gi], gl.mono_d[gi]
     T0, E = g.span_T, g.span_E
     x = E - T0 - 1
     n2, c2, U1, d_first = g.n2, g.c2, g.U1, g.d_first
@@ -916,13 +967,14 @@ def _finish_span(s, r, c, log, g, H, mi, md, pref, L, gi):
     elif served0:
         g.share += d_first / served0
     ctx += g.held_ctx
+    r, pref = rq.r, gl.pref[gi]
     for p, rem in pref:
         ctx += r[p].prompt + r[p].gen - rem
     if s.paged and ctx > U_end * s.B:   # requests sharing cached blocks hold their tokens once
         ctx = U_end * s.B
-    if ctx > c[KV_PEAK_]:
-        c[KV_PEAK_] = ctx
-    log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
+    if ctx > w.c[KV_PEAK_]:
+        w.c[KV_PEAK_] = ctx
+    w.log.append((span_t, duration, U_end, gi, n2 + len(pref) + g.held_n, 1 + x, ctx, g.bmem, g.b_sla,
                   g.span_cap, g.span_branch, g.span_pre, cached, g.span_wait))
 
 
@@ -1196,7 +1248,7 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
     while qs.wait[grp] > 0 and budget > 0 and running < ceiling:
         if single:
             q = 0
-            p = _queue_head(qs.front, qs.head, qs.arrived, base)
+            p = _queue_head(qs, base)
             if p == NONE:
                 break
         else:
@@ -1218,7 +1270,7 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
                 break
             qs.blocked[q] = True
             continue
-        _take(qs.front, qs.head, qs.wait, base + q, grp, p)
+        _take(qs, base + q, grp, p)
         qs.rr[grp] = q + 1
         cached = hits * B
         todo = tokens - cached

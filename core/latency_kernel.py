@@ -17,6 +17,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .kernel_state import state
 from .latency import LatencyModel, ParametricLatency
 from .latency_grid import GridLatency
 
@@ -29,6 +30,8 @@ Curves = namedtuple("Curves", "batches start gstart ks xs ys slopes cum left rig
 # notes: queries of prefill, decode step, decode; their extrapolated ones; the largest batch and
 # context queried (floats, as GridLatency counts them)
 Packed = namedtuple("Packed", "grid p0 p1 p2 p3 p4 pre dec notes F I")
+# the same, as one record (:mod:`core.kernel_state`): a call takes it by one reference, not three arrays
+Latency = state("Latency", Packed._fields)
 N_PREFILL, N_STEP, N_DECODE, X_PREFILL, X_STEP, X_DECODE, MAX_BATCH, MAX_CONTEXT = range(8)
 
 
@@ -85,6 +88,12 @@ def _curves(entries: list, F: list, I: list) -> Curves:
 
     return Curves(len(entries), put(start, I), put(gstart, I), put(ks, I), put(xs, F), put(ys, F), put(slopes, F),
                   put(cum, F), put(left, F), put(right, F), put(lo, F), put(hi, F), put(ga, F), put(gb, F))
+
+
+@njit(cache=True)
+def one_reference(L):
+    """A :data:`Packed` model as a :data:`Latency` record (the same arrays)."""
+    return Latency(L.grid, L.p0, L.p1, L.p2, L.p3, L.p4, L.pre, L.dec, L.notes, L.F, L.I)
 
 
 @njit(cache=True)

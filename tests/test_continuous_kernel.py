@@ -22,7 +22,15 @@ from batchlab.core.continuous_kernel import BIG, TICKS, _sla_update, gpu_records
 from batchlab.core.controllers import MemoryBound, SlaController
 from batchlab.core.latency import LatencyModel, ParametricLatency
 from batchlab.core.latency_grid import GridLatency
-from batchlab.core.latency_kernel import decode_step_time, decode_time, pack, prefill_time, steps_until, unpack
+from batchlab.core.latency_kernel import (
+    decode_step_time,
+    decode_time,
+    one_reference,
+    pack,
+    prefill_time,
+    steps_until,
+    unpack,
+)
 from batchlab.workloads import WorkloadSpec, build_workload
 from batchlab.workloads.limits import MAX_TIME_S
 
@@ -33,12 +41,17 @@ queries = st.tuples(st.integers(1, MAX_BATCH), st.one_of(st.integers(0, 40_000).
                     st.integers(0, 3_000), st.floats(0.0, 200.0))
 
 
+@njit
+def _ask_compiled(packed, batch, context, steps, budget):
+    L = one_reference(packed)     # the form the kernel queries (its notes the packed arrays' own)
+    return (prefill_time(L, batch, context), decode_step_time(L, batch, context),
+            decode_time(L, batch, context, steps), steps_until(L, batch, context, steps, budget))
+
+
 def ask(model_or_packed, compiled: bool, batch, context, steps, budget):
     """The five queries the engine makes, of a Python model or of its packed form."""
     if compiled:
-        L = model_or_packed
-        return (prefill_time(L, batch, context), decode_step_time(L, batch, context),
-                decode_time(L, batch, context, steps), steps_until(L, batch, context, steps, budget))
+        return _ask_compiled(model_or_packed, batch, context, steps, budget)
     m = model_or_packed
     return (m.prefill_time(batch, context), m.decode_step_time(batch, context), m.decode_time(batch, context, steps),
             m.steps_until(batch, context, steps, budget))

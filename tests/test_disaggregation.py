@@ -78,3 +78,19 @@ def test_disaggregation_settings_are_checked():
         SimConfig(disaggregate="1:1", router="shared_queue")
     with pytest.raises(ConfigError, match="disaggregate"):
         SimConfig(disaggregate="1:1", mode="static_fifo")
+
+
+def test_a_decode_replica_admits_moved_requests_in_arrival_order_whatever_order_their_kv_lands_in():
+    """The decode replica's queue is first come first served by arrival at the cluster: A (a long prompt, its
+    KV lands second) and B (a short one, its KV lands first) both wait behind C's long decode (B = 1 on each
+    replica), and A is admitted first."""
+    cfg = SimConfig(mode="continuous_static", batch_size=1, disaggregate="1:1", kv_transfer_gbps=0.5, d_sla_tbt=None,
+                    d_sla_ttft=None, d_sla_e2e=None, router="round_robin")
+    arrival = np.array([0.0, 0.001, 0.002])        # C, A, B
+    prompt, out = np.array([10, 4000, 10]), np.array([3000, 5, 5])
+    r = simulate(cfg, Workload(arrival, prompt, out, out))
+    q = r.requests
+    move = prompt * MemoryModel.from_config(cfg).kv_bytes_per_token / 0.5e9
+    lands = q["first_token"] + move
+    assert lands[2] < lands[1] < q["finish"][0]     # B's KV lands first, both while C still decodes
+    assert q["finish"][0] < q["finish"][1] < q["finish"][2]   # ... and A goes first
