@@ -275,7 +275,7 @@ def simulate(s, arrival, bins, draws, r, gs, off, sums, packed, pages, progress)
         f.pop()
     for f in lane:
         f.pop()
-    if s.routed:     # every arrival goes to its replica's heap: the slices stay empty
+    if s.routed:     # every arrival goes to its replica's lane or heap: the slices stay empty
         head = np.zeros(G * s.k, np.int64)
         arrived, seen = head.copy(), off[:-1].copy()
     else:
