@@ -114,6 +114,8 @@ GPU = np.dtype([
     ("U", np.int64), ("ver", np.int64),            # KV blocks in use; version of its heap entry
     ("b_sla", np.int64), ("bmem", np.int64),       # Algorithm 2's cap; b_mem of the latest admission decision
     ("blocked", np.int64),                         # the request memory kept out at the last boundary
+    ("kept", np.int64),                            # ... at a boundary since it last freed blocks (shared queue)
+    ("deal", np.int64),                            # woken from idle beside others: its share of the queue
     ("since_it", np.int64), ("since_dec", np.int64), ("since_step", np.float64), ("since_n", np.int64),
     ("share", np.float64),                         # sum over iterations of duration / requests served
     ("busy", np.float64), ("kv_int", np.float64), ("n_int", np.int64),
@@ -216,7 +218,7 @@ def gpu_records(s: np.record) -> np.ndarray:
     """The GPU records before the run."""
     g = np.zeros(s.gpus, dtype=GPU)
     g["b_sla"] = g["bmem"] = s.b_start
-    g["blocked"] = NONE
+    g["blocked"] = g["kept"] = NONE
     g["since_it"] = s.window    # the controllers are due at once
     g["b_low"], g["b_high"] = s.b_min, s.b_max
     g["nu"] = g["nid"] = s.K     # every block free, holding no name
@@ -756,13 +758,18 @@ def _cap(s, g, bbase, q, running):
 @njit(cache=True)
 def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
     """Idle GPUs take waiting requests now; of the busy GPUs with room, the one whose next boundary
-    comes first stops there to admit; calm GPUs whose controllers come due stop then."""
+    comes first stops there to admit (with several, the first whose load lets it: :func:`_fewest_elsewhere`;
+    also where memory would keep the request out, so that the others learn it); calm GPUs whose
+    controllers come due stop then."""
     c = w.c
     while qs.wait[0] > 0 and len(w.idle) > 0:
         gi = heapq.heappop(w.idle)
         gs[gi].idle = False
         gs[gi].t = now
+        if s.gpus > 1:   # the idle GPUs share what waits: this one its part
+            gs[gi].deal = ceil_div(qs.wait[0], len(w.idle) + 1)
         _boundary(s, rq, qs, w, gs, gl, L, pg, gi)
+        gs[gi].deal = 0
     if qs.wait[0] == 0:
         return
     head = _queue_head(qs, 0) if s.k == 1 else NONE
@@ -784,9 +791,24 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
                 g.soon = at
     soonest.sort()
     admit_tick, admit_gi = BIG, -1
+    balance = s.gpus > 1 and len(soonest) > 0
+    p, least, least_gi, second = head, BIG, -1, BIG
+    if balance:   # the request the next admission looks at, and the two fewest loads that could take it
+        if s.k > 1:
+            qs.blocked[:] = False
+            _, p = _choose(s, rq.r, qs, qs.rr[0], 0)
+        for gi in range(s.gpus):
+            g = gs[gi]
+            if g.roomy and g.kept != p:
+                if g.run < least:
+                    least, least_gi, second = g.run, gi, least
+                elif g.run < second:
+                    second = g.run
     for at, gi, soon, x in soonest:
         g = gs[gi]
-        if _admits_at(s, rq, qs, g, gl, pg, gi, soon, x):
+        if balance and g.run > (second if gi == least_gi else least):
+            continue
+        if _admits_at(s, rq, qs, g, gl, pg, gi, soon, x) or (balance and g.kept != p):
             admit_tick, admit_gi = at, gi
             _end_span(w, g, L, gi, soon)
             break
@@ -805,6 +827,27 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
         elif admit_gi < 0 or (tick(_boundary_time(g, L, due - g.span_T - 1)), gi) < (admit_tick, admit_gi):
             _end_span(w, g, L, gi, due)
             _calm(c, g, False)
+
+
+@njit(cache=True)
+def _fewest_elsewhere(s, gs, gi, p, busy):
+    """Shared queue: the fewest requests another replica than ``gi`` runs that could take request ``p`` at
+    its next boundary (0 if one idles, unless only ``busy`` ones count): one under its batch cap that memory
+    has not kept ``p`` out of since it last freed blocks. A replica admits ``p`` only if it runs no more
+    than that (one woken from idle beside others: also no more than its share, ``deal``): the queue goes
+    to the least loaded replica with room, which keeps the batches, and so the TBT, even."""
+    best = BIG
+    for h in range(s.gpus):
+        if h == gi:
+            continue
+        o = gs[h]
+        if o.idle:
+            if busy:
+                continue
+            return 0
+        if o.roomy and o.kept != p and o.run < best:
+            best = o.run
+    return best
 
 
 @njit(cache=True)
@@ -1006,6 +1049,8 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
     if len(pref) and g.U + need + _chunk_blocks(s, r, pref, budget) > s.K:
         need, pre = _make_room_for_chunks(s, rq, qs, w, g, gl, pg, gi, need, pre)
         budget = s.budget - g.n
+    if c[DONE_] > done or pre:         # blocks freed: a request memory kept out may fit now
+        g.kept = NONE
     if pg is not None:   # the decodes' new blocks come first (vLLM schedules running requests first)
         take_free(pg.pool, pg.names, g, gi, need, s.K)
         g.prepaid = need
@@ -1014,7 +1059,7 @@ def _boundary(s, rq, qs, w, gs, gl, L, pg, gi):
     budget, seqs, tok = _continue_prefills(s, r, g, budget, pref, joiners, pg, gi)
     running = g.n + len(pref) + len(joiners)
     if qs.wait[g.grp] > 0 and budget > 0 and not pre:   # no admission in an iteration that preempted (vLLM)
-        running, budget, seqs, tok = _admit(s, r, qs, c, g, bbase, gl.stack[gi], pref, gi, need, running,
+        running, budget, seqs, tok = _admit(s, r, qs, c, gs, g, bbase, gl.stack[gi], pref, gi, need, running,
                                             budget, seqs, tok, joiners, pg)
     if running == 0:   # nothing to run: the GPU idles until a request comes
         g.ver += 1
@@ -1228,14 +1273,16 @@ def _continue_prefills(s, r, g, budget, pref, joiners, pg, gi):
 
 
 @njit(cache=True, inline="always")
-def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, tok, joiners, pg):
+def _admit(s, r, qs, c, gs, g, bbase, stack, pref, gi, need, running, budget, seqs, tok, joiners, pg):
     """Admissions to GPU ``gi`` from the queues (the bin policy picks the queue, the queue policy its
     head) under the caps and the blocks free after this iteration's growth (``need``) and, while some
     request runs, the watermark; admitted requests join ``stack`` and, while their prompt is prefilled,
     ``pref``. With prefix caching, a request's first blocks found cached on this GPU skip their prefill
-    and take no new block (one no request holds leaves the free queue). Returns (running, budget, seqs,
-    tok) updated."""
+    and take no new block (one no request holds leaves the free queue). A shared queue's replica stops
+    where another could take the request and runs fewer (:func:`_fewest_elsewhere`). Returns (running,
+    budget, seqs, tok) updated."""
     B = s.B
+    balance = not s.routed and s.gpus > 1
     grp = g.grp
     base = grp * s.k
     if pg is not None and s.keyed_out and qs.wait[grp] > 0:
@@ -1255,6 +1302,8 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
             q, p = _choose(s, r, qs, qs.rr[grp], base)
             if p == NONE:
                 break
+        if balance and ((g.deal and running >= g.deal) or running > _fewest_elsewhere(s, gs, gi, p, g.deal > 0)):
+            break
         tokens = r[p].prompt + r[p].gen
         hits = loose = 0   # blocks found cached; how many of them no request holds
         moved = r[p].xfer > 0   # its KV came from a prefill replica: blocks for it all, and it decodes now
@@ -1264,9 +1313,11 @@ def _admit(s, r, qs, c, g, bbase, stack, pref, gi, need, running, budget, seqs, 
         short = blocks > room - (s.watermark if running else 0)   # vLLM's watermark: only while some run
         if running >= _cap(s, g, bbase, q, running) or short:
             g.short = g.short or short
-            if single:
-                if short and not s.keyed_out:   # memory only shrinks until the next event: p stays out
+            if short and not s.keyed_out:   # memory only shrinks until the next event: p stays out
+                g.kept = p
+                if single:
                     g.blocked = p
+            if single:
                 break
             qs.blocked[q] = True
             continue

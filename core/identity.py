@@ -5,9 +5,10 @@ import hashlib
 import json
 
 # Bump when a change alters simulated results, so stored runs are not served stale.
-SIM_VERSION = "4"  # 2: admission without an oracle, out-of-memory evictions, continuous batching;
+SIM_VERSION = "5"  # 2: admission without an oracle, out-of-memory evictions, continuous batching;
 #                    3: a request of output o emits o tokens (the first from its prefill), resume as vLLM;
-#                    4: prefix caching (hit rate and tokens saved in every summary, cached KV in the series)
+#                    4: prefix caching (hit rate and tokens saved in every summary, cached KV in the series);
+#                    5: a shared queue's replicas take requests least loaded first (continuous modes, 2+ GPUs)
 
 
 # Settings that judge a run's results without changing them (core.slo_report): a run stored before is served

@@ -36,7 +36,7 @@ def label_of(mode: str, settings: dict, cluster: dict | None = None) -> str:
 
 def cluster_phrase(row: dict) -> str:
     """How a plan's configuration spreads over its GPUs, naming the router: ``as 4 replicas behind the
-    least_outstanding router``, ``as 4 replicas sharing one queue (the bound of waiting time)``, ``as 1 prefill + 3
+    least_outstanding router``, ``as 4 replicas sharing one queue (no deployment routes so: the ideal bound)``, ``as 1 prefill + 3
     decode replicas of TP 2 behind least_outstanding routers``; empty for a row without them (older plans)."""
     if row.get("replicas") is None or row.get("router") is None:
         return ""
@@ -48,7 +48,7 @@ def cluster_phrase(row: dict) -> str:
     if r == 1:
         return f"as one replica{size} (no routing)"
     if router == "shared_queue":
-        return f"as {r} replicas{size} sharing one queue (no deployment routes so: the bound of waiting time)"
+        return f"as {r} replicas{size} sharing one queue (no deployment routes so: the ideal bound)"
     return f"as {r} replicas{size} behind the {router} router"
 
 

@@ -11,7 +11,8 @@ A boundary runs the kernel's steps under the kernel's names (``complete``,
 ``admit``, ``plan_span``: here a span is one iteration), and the two policies
 have their twins here: ``victim`` (preempt_policy) and ``queue_key`` (queue_policy). Routers
 (``route``): each arrival is sent to a replica's queue from the replicas' state at that moment
-(shared_queue: one queue for all); the random draws are the engine's own (an input, not logic).
+(shared_queue: one queue for all, from which a replica takes a request only while no other replica that
+could take it runs fewer: ``fewest_elsewhere``); the random draws are the engine's own (an input, not logic).
 Times are ordered with the kernel's own :func:`core.continuous_kernel.tick`.
 Closed loop (``max_concurrency`` C): the first C requests are sent at their arrival, the others wait
 (an infinite arrival) until a finish frees a client (``release``, from ``complete``): then at the latest
@@ -116,7 +117,9 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
                if adaptive else None)
         b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max
         gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": [None] * k, "share": 0.0,
-                     "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False})
+                     "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False,
+                     "cap": 0, "kept": None, "deal": 0})   # its iteration's cap; the request memory kept out;
+
     next_arrival = 0                # requests [0, next_arrival) have arrived
     clients = cfg.max_concurrency
     arrivals = [tick(r.arrival) for r in reqs]
@@ -168,6 +171,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
         nonlocal done
         running = st["running"]
         for r in [r for r in running if r.prefill_left == 0 and r.gen >= max(r.output, 1)]:
+            st["kept"] = None              # blocks freed: a request memory kept out may fit now
             r.finish = t
             r.state = DONE
             running.remove(r)
@@ -194,6 +198,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
         nonlocal preemptions, wasted
         st["running"].remove(r)
         st["used"] -= r.blocks
+        st["kept"] = None
         r.blocks = 0
         r.preemptions += 1
         preemptions += 1
@@ -255,6 +260,29 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
                     joined.append(r)
         return budget, seqs, tok
 
+    def cap_of(st, q):
+        if not dynamic:
+            return cfg.batch_size
+        return min(min(max(st["b"][q], len(st["running"])), cfg.b_max), st["b_sla"])
+
+    def fewest_elsewhere(g, r, busy):
+        """Shared queue: the fewest requests another replica runs that could take ``r`` (0 if one idles,
+        unless only ``busy`` ones count): one under its cap that memory has not kept ``r`` out of since it
+        last freed blocks."""
+        loads = [0 if not st["busy"] else len(st["running"]) for h, st in enumerate(gpus) if h != g
+                 and (not st["busy"] and not busy or st["busy"] and len(st["running"]) < st["cap"]
+                      and st["kept"] is not r)]
+        return min(loads, default=math.inf)
+
+    def wake(t):
+        """Idle GPUs take what waits, in turn; beside other idle ones, a shared queue's GPU its share."""
+        for g, st in enumerate(gpus):
+            if not st["busy"] and waiting_count(g):
+                if not routed and len(gpus) > 1:
+                    st["deal"] = -(-waiting_count(g) // sum(not s["busy"] for s in gpus))
+                boundary(g, t)
+                st["deal"] = 0
+
     def admit(g, st, t, need, budget, seqs, tok, joined):
         running = st["running"]
         blocked = set()                    # queues whose head cannot be admitted here now
@@ -263,12 +291,15 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
             if q is None:
                 break
             r = queue_head(q, g)
-            cap = cfg.batch_size
-            if dynamic:
-                b_mem = min(max(st["b"][q], len(running)), cfg.b_max)
-                cap = min(b_mem, st["b_sla"])
+            deal = st["deal"]
+            if not routed and len(gpus) > 1 and (deal and len(running) >= deal
+                                                 or len(running) > fewest_elsewhere(g, r, deal > 0)):
+                break
             blocks = -(-(r.prompt + r.gen) // B)
-            if len(running) >= cap or st["used"] + blocks > K - need - (watermark if running else 0):
+            short = st["used"] + blocks > K - need - (watermark if running else 0)
+            if short:
+                st["kept"] = r
+            if len(running) >= cap_of(st, q) or short:
                 blocked.add(q)
                 continue
             r.state = RUNNING
@@ -319,6 +350,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
             st["since_step"] += d_pre + d_dec
             st["since_n"] += len(decoding)
         st["busy"] = True
+        st["cap"] = max(cap_of(st, q) for q in range(k))
         heapq.heappush(events, (tick(end), 1, g, end))
 
     def boundary(g, t):
@@ -349,23 +381,17 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
                     waits = [waiting_count(g) for g in range(len(gpus))]
                     r.replica = route(cfg.routing, next_arrival, loads, [st["used"] for st in gpus], waits, K, draws)
                     next_arrival += 1
-                for g, st in enumerate(gpus):
-                    if not st["busy"] and waiting_count(g):
-                        boundary(g, t)
+                wake(t)
                 continue
             while next_arrival < n and arrivals[next_arrival] <= at:
                 next_arrival += 1
-            for g, st in enumerate(gpus):
-                if not st["busy"] and waiting_count(g):
-                    boundary(g, t)
+            wake(t)
             continue
         at, _, g, t = heapq.heappop(events)
         while not routed and next_arrival < n and arrivals[next_arrival] <= at:
             next_arrival += 1
         boundary(g, t)
-        for g2, st in enumerate(gpus):   # an idle GPU takes what waits at once
-            if not st["busy"] and waiting_count(g2):
-                boundary(g2, t)
+        wake(t)                           # an idle GPU takes what waits at once
     out = {
         "start": np.array([r.start for r in reqs]),
         "first_token": np.array([r.first for r in reqs]),

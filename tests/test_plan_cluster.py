@@ -83,7 +83,7 @@ def test_random_routing_needs_the_mm1_count_and_a_shared_queue_the_erlang_c_coun
     assert rand["sentence"].startswith(f"{c_random} GPUs with continuous_static, B = 1, as {c_random} replicas "
                                        "behind the random router: ")
     assert shared["sentence"].startswith(f"{c_shared} GPUs with continuous_static, B = 1, as {c_shared} replicas "
-                                         "sharing one queue (no deployment routes so: the bound of waiting time): ")
+                                         "sharing one queue (no deployment routes so: the ideal bound): ")
     # the command names the shared queue, which a continuous run's identity leaves out: it reproduces the run
     assert "--router shared_queue" in shared["recommended"]["command"]
     assert both["gpus"] == c_shared and both["recommended"]["router"] == "shared_queue"
@@ -202,7 +202,7 @@ def test_a_plan_over_pd_ratios_reports_each_split():
 @pytest.mark.parametrize("rec,where", [
     (dict(replicas=4, tp=1, router="least_outstanding"), "as 4 replicas behind the least_outstanding router"),
     (dict(replicas=4, tp=2, router="shared_queue"), "as 4 replicas of TP 2 sharing one queue (no deployment "
-                                                    "routes so: the bound of waiting time)"),
+                                                    "routes so: the ideal bound)"),
     (dict(replicas=1, tp=1, router="least_outstanding"), "as one replica (no routing)"),
     (dict(replicas=4, tp=2, router="random", disaggregate="1:3"),
      "as 1 prefill + 3 decode replicas of TP 2 behind random routers"),

@@ -24,7 +24,7 @@ from test_continuous_engine import (
 from batchlab.core import SimConfig, simulate
 from batchlab.core.config import ROUTERS, ConfigError
 from batchlab.core.continuous_engine import router_draws
-from batchlab.workloads import WorkloadSpec, build_workload
+from batchlab.workloads import Workload, WorkloadSpec, build_workload
 
 MU, OUT = 10.0, 500
 EXP_SERVER = dict(mode="continuous_static", batch_size=1, prefill_base=0.0, prefill_per_token=0.0,
@@ -108,6 +108,48 @@ def test_least_outstanding_spreads_a_burst_evenly():
     w = type(w)(np.zeros(n), w.prompt, w.output, w.predicted)
     r = simulate(SimConfig(gpus=4, router="least_outstanding", mode="continuous_static", batch_size=8), w)
     np.testing.assert_array_equal(r.requests["gpu"], np.arange(n) % 4)
+
+
+# constant iterations: 10 ms a decode step whatever the batch, a prompt's prefill 0.5 ms a token
+STEP = dict(mode="continuous_static", batch_size=8, router="shared_queue", prefill_base=0.0,
+            prefill_per_token=5e-4, decode_base=0.01, decode_per_seq=0.0, decode_per_ctx_token=0.0,
+            d_sla_tbt=None, kv_watermark=0.0)
+
+
+def requests(arrival, prompt, output):
+    arrival, prompt, output = (np.asarray(x) for x in (arrival, prompt, output))
+    return Workload(arrival.astype(float), prompt, output, output)
+
+
+def test_shared_queue_deals_a_burst_on_idle_replicas_evenly():
+    """Twelve simultaneous requests on four idle replicas of B = 8: each takes its share, three, in turn
+    (taking what fits, the first replica would take eight)."""
+    r = simulate(SimConfig(gpus=4, **STEP), requests(np.zeros(12), np.full(12, 16), np.full(12, 200))).requests
+    np.testing.assert_array_equal(r["gpu"], np.arange(12) // 3)
+
+
+def test_shared_queue_gives_a_request_to_the_least_loaded_replica_not_the_first_at_a_boundary():
+    """Replica 0 runs two requests, replica 1 one; replica 1's iterations end 5 ms after replica 0's (its
+    first prefill was 10 tokens shorter). A request arriving at 0.5062 s: replica 0 reaches a boundary
+    first (0.51 s), but replica 1, running fewer, takes it at its own (0.515 s)."""
+    w = requests([0, 0, 0, 0.5062], [10, 10, 10, 10], [2000, 2000, 2000, 50])
+    r = simulate(SimConfig(gpus=2, **STEP), w).requests
+    np.testing.assert_array_equal(r["gpu"], [0, 0, 1, 1])
+    assert r["start"][3] == pytest.approx(0.515, abs=1e-9)
+
+
+def test_shared_queue_passes_over_a_replica_without_memory_for_the_request():
+    """Replica 0 runs one request holding most of its KV (1,373 tokens at 16.2 GB; its prefill ends at
+    0.55 s), replica 1 two short ones. A 400-token prompt arriving at 0.603 s does not fit replica 0 until
+    its request ends (2.55 s): replica 0 turns it away at its next boundary (0.61 s) and replica 1, though
+    running more, takes it at its own (0.611 s), not preempted."""
+    w = requests([0, 0.001, 0.001, 0.603], [1100, 10, 10, 400], [200, 500, 500, 50])
+    cfg = SimConfig(gpus=2, gpu_mem_gb=16.2, **STEP)
+    assert fits(cfg, w)
+    r = simulate(cfg, w).requests
+    np.testing.assert_array_equal(r["gpu"], [0, 1, 1, 1])
+    np.testing.assert_array_equal(r["preemptions"], 0)
+    assert r["start"][3] == pytest.approx(0.611, abs=1e-9)
 
 
 @settings(max_examples=25, derandomize=True, deadline=None)

@@ -53,7 +53,8 @@ SETTINGS_HELP = ("Any other `batchlab run` setting, one NAME=VALUE per line (gpu
                  "gpus, replicas, k_bins, b_max, batch_size and disaggregate itself, and tries the routers, TPs "
                  "and P:D ratios of the boxes above.")
 ROUTERS_HELP = ("How requests reach the replicas of a continuous mode; each router is a candidate. shared_queue is "
-                "one queue every replica pulls from: an ideal of queueing no deployment reaches. Batch-level modes "
+                "one queue every replica pulls from, the least loaded with room first: an ideal no deployment "
+                "reaches. Batch-level modes "
                 "always share one queue.")
 TP_HELP = ("Tensor parallelism: GPUs per replica, comma-separated (1,2,4). A candidate of TP t runs floor(g / t) "
            "replicas within g GPUs, so the plan still counts GPUs.")
