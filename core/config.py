@@ -116,8 +116,8 @@ class SimConfig:
     router: str | None = _f(None, "Continuous modes: how an arriving request is assigned to a replica, where it "
                             "waits: " + ", ".join(ROUTERS) + ". shared_queue is one queue every replica pulls "
                             "from, the least loaded with room first (the ideal bound no deployment reaches); the "
-                            f"others decide at arrival from what a router knows. Default: {CONTINUOUS_ROUTER} (vLLM's data-parallel "
-                            f"balancer); batch-level modes use {BATCH_ROUTER} only.", choices=ROUTERS,
+                            f"others decide at arrival from what a router knows. Default: {CONTINUOUS_ROUTER} "
+                            f"(vLLM's data-parallel balancer); batch-level modes use {BATCH_ROUTER} only.", choices=ROUTERS,
                             group="cluster")
     max_concurrency: int | None = _f(None, "Continuous modes: closed-loop load, as vllm bench serve "
                                      "--max-concurrency: this many clients, each sending its next request when "
