@@ -117,8 +117,8 @@ class SimConfig:
                             "waits: " + ", ".join(ROUTERS) + ". shared_queue is one queue every replica pulls "
                             "from, the least loaded with room first (the ideal bound no deployment reaches); the "
                             f"others decide at arrival from what a router knows. Default: {CONTINUOUS_ROUTER} "
-                            f"(vLLM's data-parallel balancer); batch-level modes use {BATCH_ROUTER} only.", choices=ROUTERS,
-                            group="cluster")
+                            f"(vLLM's data-parallel balancer); batch-level modes use {BATCH_ROUTER} only.",
+                            choices=ROUTERS, group="cluster")
     max_concurrency: int | None = _f(None, "Continuous modes: closed-loop load, as vllm bench serve "
                                      "--max-concurrency: this many clients, each sending its next request when "
                                      "its last one finishes; request k is sent at the later of its scheduled "

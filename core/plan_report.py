@@ -37,7 +37,8 @@ def label_of(mode: str, settings: dict, cluster: dict | None = None) -> str:
 def cluster_phrase(row: dict) -> str:
     """How a plan's configuration spreads over its GPUs, naming the router: ``as 4 replicas behind the
     least_outstanding router``, ``as 4 replicas sharing one queue (no deployment routes so: the ideal
-    bound)``, ``as 1 prefill + 3 decode replicas of TP 2 behind least_outstanding routers``; empty for a row without them (older plans)."""
+    bound)``, ``as 1 prefill + 3 decode replicas of TP 2 behind least_outstanding routers``; empty for a row
+    without them (older plans)."""
     if row.get("replicas") is None or row.get("router") is None:
         return ""
     r, tp, router = row["replicas"], row.get("tp") or 1, row["router"]
