@@ -114,7 +114,7 @@ GPU = np.dtype([
     ("U", np.int64), ("ver", np.int64),            # KV blocks in use; version of its heap entry
     ("b_sla", np.int64), ("bmem", np.int64),       # Algorithm 2's cap; b_mem of the latest admission decision
     ("blocked", np.int64),                         # the request memory kept out at the last boundary
-    ("kept", np.int64),                            # ... at a boundary since it last freed blocks (shared queue)
+    ("kept", np.int64),                            # ... since it last freed blocks (one shared queue)
     ("deal", np.int64),                            # woken from idle beside others: its share of the queue
     ("since_it", np.int64), ("since_dec", np.int64), ("since_step", np.float64), ("since_n", np.int64),
     ("share", np.float64),                         # sum over iterations of duration / requests served
@@ -792,14 +792,11 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
     soonest.sort()
     admit_tick, admit_gi = BIG, -1
     balance = s.gpus > 1 and len(soonest) > 0
-    p, least, least_gi, second = head, BIG, -1, BIG
-    if balance:   # the request the next admission looks at, and the two fewest loads that could take it
-        if s.k > 1:
-            qs.blocked[:] = False
-            _, p = _choose(s, rq.r, qs, qs.rr[0], 0)
+    least, least_gi, second = BIG, -1, BIG
+    if balance:   # the two fewest loads of the GPUs that could take the head (with bins: any with room)
         for gi in range(s.gpus):
             g = gs[gi]
-            if g.roomy and g.kept != p:
+            if g.roomy and (head == NONE or g.kept != head):
                 if g.run < least:
                     least, least_gi, second = g.run, gi, least
                 elif g.run < second:
@@ -808,7 +805,7 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
         g = gs[gi]
         if balance and g.run > (second if gi == least_gi else least):
             continue
-        if _admits_at(s, rq, qs, g, gl, pg, gi, soon, x) or (balance and g.kept != p):
+        if _admits_at(s, rq, qs, g, gl, pg, gi, soon, x) or (balance and head != NONE and g.kept != head):
             admit_tick, admit_gi = at, gi
             _end_span(w, g, L, gi, soon)
             break
@@ -832,8 +829,8 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
 @njit(cache=True)
 def _fewest_elsewhere(s, gs, gi, p, busy):
     """Shared queue: the fewest requests another replica than ``gi`` runs that could take request ``p`` at
-    its next boundary (0 if one idles, unless only ``busy`` ones count): one under its batch cap that memory
-    has not kept ``p`` out of since it last freed blocks. A replica admits ``p`` only if it runs no more
+    its next boundary (0 if one idles, unless only ``busy`` ones count): one under its batch cap that (with
+    one queue) memory has not kept ``p`` out of since it last freed blocks. A replica admits ``p`` only if it runs no more
     than that (one woken from idle beside others: also no more than its share, ``deal``): the queue goes
     to the least loaded replica with room, which keeps the batches, and so the TBT, even."""
     best = BIG
@@ -1313,11 +1310,9 @@ def _admit(s, r, qs, c, gs, g, bbase, stack, pref, gi, need, running, budget, se
         short = blocks > room - (s.watermark if running else 0)   # vLLM's watermark: only while some run
         if running >= _cap(s, g, bbase, q, running) or short:
             g.short = g.short or short
-            if short and not s.keyed_out:   # memory only shrinks until the next event: p stays out
-                g.kept = p
-                if single:
-                    g.blocked = p
             if single:
+                if short and not s.keyed_out:   # memory only shrinks until the next event: p stays out
+                    g.blocked = g.kept = p
                 break
             qs.blocked[q] = True
             continue

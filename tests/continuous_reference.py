@@ -116,10 +116,11 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
         ctl = (SlaController(cfg.d_sla_tbt, cfg.sla_eps, cfg.sla_alpha, cfg.sla_delta, cfg.b_min, cfg.b_max, 1)
                if adaptive else None)
         b_sla = min((cfg.b_min + cfg.b_max) // 2, cfg.b_max) if adaptive else cfg.b_max
+        # cap: its iteration's cap; kept: the request memory kept out since it last freed blocks; deal: its
+        # share of the shared queue when woken beside other idle GPUs
         gpus.append({"running": [], "used": 0, "ctl": ctl, "b_sla": b_sla, "b": [None] * k, "share": 0.0,
                      "since_it": cfg.sla_window, "since_dec": 0, "since_step": 0.0, "since_n": 0, "busy": False,
-                     "cap": 0, "kept": None, "deal": 0})   # its iteration's cap; the request memory kept out;
-
+                     "cap": 0, "kept": None, "deal": 0})
     next_arrival = 0                # requests [0, next_arrival) have arrived
     clients = cfg.max_concurrency
     arrivals = [tick(r.arrival) for r in reqs]
@@ -267,8 +268,8 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
 
     def fewest_elsewhere(g, r, busy):
         """Shared queue: the fewest requests another replica runs that could take ``r`` (0 if one idles,
-        unless only ``busy`` ones count): one under its cap that memory has not kept ``r`` out of since it
-        last freed blocks."""
+        unless only ``busy`` ones count): one under its cap that (with one queue) memory has not kept ``r``
+        out of since it last freed blocks."""
         loads = [0 if not st["busy"] else len(st["running"]) for h, st in enumerate(gpus) if h != g
                  and (not st["busy"] and not busy or st["busy"] and len(st["running"]) < st["cap"]
                       and st["kept"] is not r)]
@@ -279,7 +280,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
         for g, st in enumerate(gpus):
             if not st["busy"] and waiting_count(g):
                 if not routed and len(gpus) > 1:
-                    st["deal"] = -(-waiting_count(g) // sum(not s["busy"] for s in gpus))
+                    st["deal"] = -(-waiting_count(g) // sum(not o["busy"] for o in gpus))
                 boundary(g, t)
                 st["deal"] = 0
 
@@ -297,7 +298,7 @@ def simulate_reference(cfg, workload, latency, bins=None, draws=None):
                 break
             blocks = -(-(r.prompt + r.gen) // B)
             short = st["used"] + blocks > K - need - (watermark if running else 0)
-            if short:
+            if short and k == 1:
                 st["kept"] = r
             if len(running) >= cap_of(st, q) or short:
                 blocked.add(q)
