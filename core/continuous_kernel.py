@@ -830,9 +830,9 @@ def _route(s, rq, qs, w, gs, gl, L, pg, now, exclude):
 def _fewest_elsewhere(s, gs, gi, p, busy):
     """Shared queue: the fewest requests another replica than ``gi`` runs that could take request ``p`` at
     its next boundary (0 if one idles, unless only ``busy`` ones count): one under its batch cap that (with
-    one queue) memory has not kept ``p`` out of since it last freed blocks. A replica admits ``p`` only if it runs no more
-    than that (one woken from idle beside others: also no more than its share, ``deal``): the queue goes
-    to the least loaded replica with room, which keeps the batches, and so the TBT, even."""
+    one queue) memory has not kept ``p`` out of since it last freed blocks. A replica admits ``p`` only if
+    it runs no more than that (one woken from idle beside others: also no more than its share, ``deal``):
+    the queue goes to the least loaded replica with room, which keeps the batches, and so the TBT, even."""
     best = BIG
     for h in range(s.gpus):
         if h == gi:
