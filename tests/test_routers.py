@@ -152,6 +152,21 @@ def test_shared_queue_passes_over_a_replica_without_memory_for_the_request():
     assert r["start"][3] == pytest.approx(0.611, abs=1e-9)
 
 
+def test_shared_queue_counts_a_replica_again_once_it_frees_blocks():
+    """A replica whose KV turned a request away counts again for it once it frees blocks (here by a
+    preemption, after which it admits nobody that iteration): a crowded case on three replicas, found by
+    searching the reference with and without that rule, where the two differ (requests 1 and 11 finish
+    otherwise); the kernel gives the reference's run."""
+    arrival = [0.0, 0.07, 0.16, 0.18, 0.2, 0.21, 0.22, 0.23, 0.25, 0.29, 0.29, 0.31]
+    prompt = [475, 403, 234, 82, 87, 513, 200, 190, 599, 271, 132, 376]
+    output = [229, 69, 2, 247, 379, 88, 337, 193, 31, 327, 66, 143]
+    cfg = SimConfig(mode="continuous_static", gpus=3, router="shared_queue", batch_size=5, gpu_mem_gb=16.2,
+                    block_size=16, kv_watermark=0.0, d_sla_tbt=None)
+    w = requests(arrival, prompt, output)
+    assert fits(cfg, w)
+    matches_reference_with_priorities(cfg, w)
+
+
 @settings(max_examples=25, derandomize=True, deadline=None)
 @given(cfg=continuous_configs(), w=small_workloads(max_n=30))
 def test_one_replica_every_router_is_the_shared_queue(cfg, w):
